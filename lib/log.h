@@ -1,0 +1,65 @@
+/*
+ * Leveled logging as JSON lines on stderr: one object per line with time,
+ * level, component, message and optional fields.  Lines are written with
+ * one write(2) each, so lines from different threads never interleave.
+ */
+#ifndef SL_LOG_H
+#define SL_LOG_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+enum sl_log_level {
+    SL_LOG_DEBUG,
+    SL_LOG_INFO,
+    SL_LOG_WARN,
+    SL_LOG_ERROR,
+    SL_LOG_OFF,
+};
+
+/* Set the minimum level written.  Any thread. */
+void sl_log_set_level(enum sl_log_level level);
+
+/* Current minimum level.  Any thread. */
+enum sl_log_level sl_log_get_level(void);
+
+/*
+ * Parse "debug", "info", "warn", "error" or "off" (case-insensitive).
+ * Returns 0 and sets *levelp, or -SL_EINVAL.  Any thread.
+ */
+int sl_log_level_parse(const char *s, enum sl_log_level *levelp);
+
+/*
+ * Apply SLUICE_LOG_LEVEL from the environment when set and valid; the
+ * environment wins over the pipeline file.  Returns 0, or -SL_EINVAL for
+ * an invalid value (the level is then left as it was).  Main thread.
+ */
+int sl_log_level_from_env(void);
+
+/* Write to 'fd' instead of stderr (tests).  Call before threads start. */
+void sl_log_set_fd(int fd);
+
+/* True when 'level' would be written.  Any thread. */
+bool sl_log_enabled(enum sl_log_level level);
+
+/*
+ * Log a printf-formatted message for 'component' ("kafka", "sink" ...).
+ * Any thread.
+ */
+void sl_log(enum sl_log_level level, const char *component, const char *fmt,
+            ...) __attribute__((format(printf, 3, 4)));
+
+/*
+ * As sl_log() with extra fields: 'fields' is a JSON object, borrowed.
+ * Values of keys that name secrets (password, api_key, authorization,
+ * token, secret, sasl.password ...) are replaced by "[redacted]".
+ * Any thread.
+ */
+void sl_log_fields(enum sl_log_level level, const char *component,
+                   json_t *fields, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* True when a key names a secret and must not be shown.  Any thread. */
+bool sl_log_key_is_secret(const char *key);
+
+#endif
