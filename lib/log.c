@@ -4,6 +4,7 @@
  */
 #include "log.h"
 #include "err.h"
+#include "utf8.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -108,8 +109,12 @@ static void log_write(enum sl_log_level level, const char *component,
                         json_string(component ? component : "sluice"));
     /* Invalid UTF-8 in a message (payload bytes) must not drop the line. */
     json_t *m = json_string(msg);
-    json_object_set_new(line, "message",
-                        m ? m : json_stringn_nocheck(msg, strlen(msg)));
+    if (!m) {
+        char clean[sizeof(msg) * 2];
+        m = json_string(
+            sl_utf8_printable(msg, strlen(msg), clean, sizeof(clean)));
+    }
+    json_object_set_new(line, "message", m);
     if (fields && json_is_object(fields)) {
         const char *key;
         json_t *value;

@@ -1,0 +1,111 @@
+/*
+ * JSON-lines logging: one parseable object per line with the expected
+ * fields, levels filtered, secrets redacted, invalid UTF-8 survived.
+ */
+#include "cmocka_shim.h"
+
+#include "err.h"
+#include "log.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Run 'emit' with the log going into a pipe; return the text written. */
+static char *capture(void (*emit)(void))
+{
+    static char buf[8192];
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    sl_log_set_fd(fds[1]);
+    emit();
+    sl_log_set_fd(2);
+    close(fds[1]);
+    ssize_t n = read(fds[0], buf, sizeof(buf) - 1);
+    close(fds[0]);
+    buf[n > 0 ? n : 0] = '\0';
+    return buf;
+}
+
+static void emit_info(void)
+{
+    sl_log_set_level(SL_LOG_INFO);
+    sl_log(SL_LOG_DEBUG, "test", "hidden");
+    sl_log(SL_LOG_INFO, "sink", "wrote %d rows", 42);
+}
+
+static void test_line_is_json_with_fields(void **state)
+{
+    (void)state;
+    char *out = capture(emit_info);
+    assert_null(strstr(out, "hidden"));
+    assert_int_equal(out[strlen(out) - 1], '\n');
+    json_error_t jerr;
+    json_t *line = json_loads(out, 0, &jerr);
+    assert_non_null(line);
+    assert_string_equal(json_string_value(json_object_get(line, "level")),
+                        "info");
+    assert_string_equal(json_string_value(json_object_get(line, "component")),
+                        "sink");
+    assert_string_equal(json_string_value(json_object_get(line, "message")),
+                        "wrote 42 rows");
+    const char *t = json_string_value(json_object_get(line, "time"));
+    assert_non_null(t);
+    assert_int_equal(strlen(t), strlen("2026-01-01T00:00:00.000Z"));
+    json_decref(line);
+}
+
+static void emit_secret(void)
+{
+    json_t *f = json_pack("{s:s, s:s, s:i}", "api_key", "sk-very-secret",
+                          "host", "db1", "attempt", 3);
+    sl_log_fields(SL_LOG_WARN, "http", f, "bad \xff bytes");
+    json_decref(f);
+}
+
+static void test_secrets_redacted_and_bad_utf8_kept(void **state)
+{
+    (void)state;
+    char *out = capture(emit_secret);
+    assert_null(strstr(out, "sk-very-secret"));
+    json_t *line = json_loads(out, 0, NULL);
+    assert_non_null(line);
+    assert_string_equal(json_string_value(json_object_get(line, "api_key")),
+                        "[redacted]");
+    assert_string_equal(json_string_value(json_object_get(line, "host")),
+                        "db1");
+    assert_int_equal(json_integer_value(json_object_get(line, "attempt")), 3);
+    assert_string_equal(json_string_value(json_object_get(line, "message")),
+                        "bad \\xff bytes");
+    json_decref(line);
+}
+
+static void test_level_parse_and_env(void **state)
+{
+    (void)state;
+    enum sl_log_level level;
+    assert_int_equal(sl_log_level_parse("WARN", &level), 0);
+    assert_int_equal(level, SL_LOG_WARN);
+    assert_int_equal(sl_log_level_parse("loud", &level), -SL_EINVAL);
+
+    setenv("SLUICE_LOG_LEVEL", "error", 1);
+    sl_log_set_level(SL_LOG_DEBUG);
+    assert_int_equal(sl_log_level_from_env(), 0);
+    assert_int_equal(sl_log_get_level(), SL_LOG_ERROR);
+    setenv("SLUICE_LOG_LEVEL", "chatty", 1);
+    assert_int_equal(sl_log_level_from_env(), -SL_EINVAL);
+    assert_int_equal(sl_log_get_level(), SL_LOG_ERROR);
+    unsetenv("SLUICE_LOG_LEVEL");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_line_is_json_with_fields),
+        cmocka_unit_test(test_secrets_redacted_and_bad_utf8_kept),
+        cmocka_unit_test(test_level_parse_and_env),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
