@@ -4,6 +4,7 @@
 #include "msg.h"
 #include "err.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,6 +109,21 @@ int sl_msg_add_header(struct sl_msg *msg, const char *name, const void *value,
     return 0;
 }
 
+int sl_msg_set_error(struct sl_msg *msg, const char *stage, const char *fmt,
+                     ...)
+{
+    char buf[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    free(msg->error);
+    msg->error = strdup(buf);
+    msg->error_stage = stage;
+    return msg->error ? 0 : -SL_ENOMEM;
+}
+
 void sl_msg_destroy(struct sl_msg *msg)
 {
     if (!msg)
@@ -120,6 +136,7 @@ void sl_msg_destroy(struct sl_msg *msg)
     free(msg->origin.topic);
     free(msg->key);
     free(msg->payload);
+    free(msg->error);
     free(msg);
 }
 

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct sl_source;
+
 enum sl_source_kind {
     SL_SOURCE_KAFKA,        /* topic, partition, offset */
     SL_SOURCE_REDIS_STREAM, /* stream, entry id */
@@ -47,7 +49,12 @@ struct sl_msg {
     size_t payload_len;        /* payload length without the NUL */
     int64_t recv_time_us;      /* CLOCK_REALTIME when received, in us */
     uint32_t attempts;         /* deliveries seen so far (Redis), >= 1 */
-    void *source_ref;          /* the source's handle for the ack; borrowed */
+    char *error;               /* why it cannot be processed (set by the source:
+                                  over the size cap, too many deliveries ...); the
+                                  worker dead-letters it; owned; NULL when fine */
+    const char *error_stage;   /* "decode", "redelivery" ...; static */
+    struct sl_source *source;  /* the source to ack to; borrowed */
+    int64_t seq;               /* the source's position for the ack */
 };
 
 /* Limits applied when building a message. */
@@ -72,6 +79,14 @@ int sl_msg_new(struct sl_msg **msgp, enum sl_source_kind kind,
                const void *payload, size_t payload_len,
                const struct sl_msg_limits *limits, char *errstr,
                size_t errstr_size);
+
+/*
+ * Mark 'msg' as one to dead-letter instead of processing: a copy of the
+ * printf-formatted reason, with the stage ("decode", "redelivery").
+ * Returns 0 or -SL_ENOMEM.
+ */
+int sl_msg_set_error(struct sl_msg *msg, const char *stage, const char *fmt,
+                     ...) __attribute__((format(printf, 3, 4)));
 
 /*
  * Copy a header onto 'msg'.  Returns 0, -SL_ETOOBIG past

@@ -1,0 +1,127 @@
+/*
+ * A source feeds the bounded queue from Kafka, Redis or a file, and owns
+ * the ack path: a message is committed (Kafka) or acknowledged (Redis)
+ * only after the sink reports it durable, and only the contiguous prefix
+ * of acked positions is committed.  This is the part every kind shares:
+ * the source thread, the ack hand-off, sentinels at shutdown.
+ */
+#ifndef SL_SOURCE_H
+#define SL_SOURCE_H
+
+#include "msg.h"
+#include "queue.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct sl_source;
+
+/* What one kind of source does.  Every callback runs on the source thread. */
+struct sl_source_ops {
+    const char *kind; /* "kafka", "redis-stream", "file" ... */
+    /*
+     * Fetch what is available, waiting up to 'timeout_ms', and hand
+     * messages over with sl_source_push().  Returns 0, 1 when the input
+     * is exhausted (a file at its end: the source then stops by itself),
+     * or a negative SL_E* code for a fatal error.
+     */
+    int (*poll)(struct sl_source *src, int timeout_ms);
+    /* A message is durable: record it, then free it.  Takes ownership. */
+    void (*acked)(struct sl_source *src, struct sl_msg *msg);
+    /*
+     * Commit what is committable.  'final' is true once, at close: commit
+     * synchronously and leave the group.  Returns 0 or an SL_E* code.
+     */
+    int (*commit)(struct sl_source *src, bool final);
+    /* Free the kind's state (impl).  May be NULL. */
+    void (*destroy)(void *impl);
+};
+
+/* Counters for metrics; written by the source thread, read by any. */
+struct sl_source_stats {
+    _Atomic uint64_t consumed;  /* messages handed to the queue */
+    _Atomic uint64_t acked;     /* messages acked by the sink */
+    _Atomic uint64_t committed; /* commit calls that succeeded */
+    _Atomic uint64_t errors;    /* fetch or commit errors */
+    _Atomic int paused;         /* 1 while fetching is paused */
+};
+
+/*
+ * A source of kind 'ops' with state 'impl' (ownership passes to the
+ * source; ops->destroy frees it) that pushes into 'q' (borrowed).
+ * 'commit_interval_ms' spaces non-final commits.  Returns NULL on
+ * allocation failure (impl is then destroyed).  Main thread.
+ */
+struct sl_source *sl_source_new(const struct sl_source_ops *ops, void *impl,
+                                struct sl_queue *q, int commit_interval_ms);
+
+/* The kind's state given to sl_source_new().  Any thread. */
+void *sl_source_impl(struct sl_source *src);
+
+/* The queue this source feeds.  Any thread. */
+struct sl_queue *sl_source_queue(struct sl_source *src);
+
+/* Counters.  Any thread. */
+struct sl_source_stats *sl_source_stats(struct sl_source *src);
+
+/* Start the source thread.  Returns 0 or an SL_E* code.  Main thread. */
+int sl_source_start(struct sl_source *src, char *errstr, size_t errstr_size);
+
+/*
+ * Offer 'msg' to the queue for up to 'timeout_ms'.  Stamps msg->source.
+ * Returns 0 (the queue owns it) or -SL_ETIMEDOUT / -SL_ECLOSED (the caller
+ * keeps it: hold it and pause fetching).  Source thread.
+ */
+int sl_source_push(struct sl_source *src, struct sl_msg *msg, int timeout_ms);
+
+/* True once sl_source_stop() was called.  Any thread. */
+bool sl_source_stopping(struct sl_source *src);
+
+/*
+ * Hand a durable message back; takes ownership.  Any thread (the sink's).
+ * The source thread applies it (ops->acked) and commits in order.
+ */
+void sl_source_ack(struct sl_msg *msg);
+
+/*
+ * Stop fetching and push 'sentinels' sentinels into the queue, one per
+ * worker, after every message already handed over.  Acks are still
+ * applied and committed until sl_source_close().  Any thread.
+ */
+void sl_source_stop(struct sl_source *src, int sentinels);
+
+/*
+ * Wait up to 'timeout_ms' for the source thread to have pushed its
+ * sentinels (or ended).  Returns 0 or -SL_ETIMEDOUT.  Main thread.
+ */
+int sl_source_wait_stopped(struct sl_source *src, int timeout_ms);
+
+/*
+ * True when the input is exhausted (a file read to its end) and the
+ * source has stopped by itself.  Any thread.
+ */
+bool sl_source_finished(struct sl_source *src);
+
+/*
+ * Apply the acks that arrived, commit synchronously what is durable
+ * (ops->commit(final=true)), leave the group and join the thread.
+ * Messages never acked are simply not committed.  Returns the commit's
+ * result.  Main thread, after the sink drained.
+ */
+int sl_source_close(struct sl_source *src);
+
+/*
+ * The last fatal error of the source thread (0 when none), and its text.
+ * Any thread.
+ */
+int sl_source_error(struct sl_source *src, char *errstr, size_t errstr_size);
+
+/* Record a fatal error; the thread stops.  Source thread. */
+void sl_source_fail(struct sl_source *src, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Free 'src' (after sl_source_close()).  NULL is a no-op.  Main thread. */
+void sl_source_destroy(struct sl_source *src);
+
+#endif
