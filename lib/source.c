@@ -125,8 +125,7 @@ void sl_source_ack(struct sl_msg *msg)
     pthread_mutex_unlock(&src->lock);
 }
 
-/* Take the pending acks and apply them.  Source thread. */
-static void apply_acks(struct sl_source *src)
+void sl_source_apply_acks(struct sl_source *src)
 {
     struct ack_list mine;
 
@@ -139,6 +138,18 @@ static void apply_acks(struct sl_source *src)
         atomic_fetch_add(&src->stats.acked, 1);
     }
     free(mine.msgs);
+}
+
+void sl_source_wait_acks(struct sl_source *src, int timeout_ms)
+{
+    struct timespec deadline;
+
+    sl_deadline_after(&deadline, timeout_ms);
+    pthread_mutex_lock(&src->lock);
+    if (src->acks.cnt == 0)
+        pthread_cond_timedwait(&src->cond, &src->lock, &deadline);
+    pthread_mutex_unlock(&src->lock);
+    sl_source_apply_acks(src);
 }
 
 static void do_commit(struct sl_source *src, bool final)
@@ -177,7 +188,7 @@ static void push_sentinels(struct sl_source *src, int n)
         }
         if (rc == -SL_ECLOSED)
             break;
-        apply_acks(src); /* keep the ack path moving while we wait */
+        sl_source_apply_acks(src); /* keep the ack path moving while we wait */
         pthread_mutex_lock(&src->lock);
         bool closing = src->close;
         pthread_mutex_unlock(&src->lock);
@@ -201,7 +212,7 @@ static void *source_main(void *p)
         if (close)
             break;
 
-        apply_acks(src);
+        sl_source_apply_acks(src);
         if (stop && !stopped) {
             push_sentinels(src, sentinels);
             pthread_mutex_lock(&src->lock);
@@ -238,7 +249,7 @@ static void *source_main(void *p)
         }
     }
 
-    apply_acks(src);
+    sl_source_apply_acks(src);
     do_commit(src, true);
     pthread_mutex_lock(&src->lock);
     src->stopped = true;
@@ -306,7 +317,7 @@ int sl_source_close(struct sl_source *src)
         pthread_join(src->thread, NULL);
         src->started = false;
     } else {
-        apply_acks(src);
+        sl_source_apply_acks(src);
     }
     return sl_source_error(src, NULL, 0);
 }

@@ -85,6 +85,20 @@ bool sl_source_stopping(struct sl_source *src);
 void sl_source_ack(struct sl_msg *msg);
 
 /*
+ * Apply the acks handed back so far (ops->acked for each).  The source
+ * thread does this by itself between polls; a kind calls it when it must
+ * see acks sooner, e.g. while waiting out a partition revoke.  Source
+ * thread.
+ */
+void sl_source_apply_acks(struct sl_source *src);
+
+/*
+ * Wait up to 'timeout_ms' for an ack to arrive, then apply what arrived.
+ * Source thread.
+ */
+void sl_source_wait_acks(struct sl_source *src, int timeout_ms);
+
+/*
  * Stop fetching and push 'sentinels' sentinels into the queue, one per
  * worker, after every message already handed over.  Acks are still
  * applied and committed until sl_source_close().  Any thread.
