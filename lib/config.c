@@ -1,0 +1,1281 @@
+/*
+ * The pipeline file loader: libfyaml builds the document, then one walk
+ * driven by the schema tables (config_schema.c) interpolates ${VAR}, checks
+ * types, ranges and keys, and fills struct sl_config, collecting every
+ * error with its file:line:col and key path.
+ */
+#include "config.h"
+
+#include "config_schema.h"
+#include "err.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_VALUE_BYTES (1 << 20) /* a scalar after interpolation */
+#define MAX_PATH 512              /* key paths in messages */
+
+struct sl_config_ctx {
+    const char *file;              /* name used in messages */
+    struct sl_config_errors *errs; /* where errors go */
+    size_t nerr;                   /* errors reported for this file */
+    bool oom;                      /* an allocation failed */
+};
+
+/* A place in the file, 1-based; line 0 when unknown. */
+struct mark {
+    int line;   /* 1-based */
+    int column; /* 1-based */
+};
+
+/* ---- errors ---- */
+
+static void add_error(struct sl_config_ctx *ctx, struct mark m,
+                      const char *text)
+{
+    struct sl_config_errors *errs = ctx->errs;
+    struct sl_config_error *items;
+    char *copy;
+
+    ctx->nerr++;
+    if (errs->cnt >= SL_CONFIG_MAX_ERRORS) {
+        errs->dropped++;
+        return;
+    }
+    copy = strdup(text);
+    items = realloc(errs->items, (errs->cnt + 1) * sizeof(*items));
+    if (!copy || !items) {
+        free(copy);
+        if (items)
+            errs->items = items;
+        ctx->oom = true;
+        return;
+    }
+    errs->items = items;
+    items[errs->cnt].text = copy;
+    items[errs->cnt].line = m.line;
+    items[errs->cnt].column = m.column;
+    errs->cnt++;
+}
+
+/* "FILE:L:C: <fmt> at <path>"; no " at" when path is NULL. */
+static void vreport(struct sl_config_ctx *ctx, struct mark m, const char *path,
+                    const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+
+static void vreport(struct sl_config_ctx *ctx, struct mark m, const char *path,
+                    const char *fmt, va_list ap)
+{
+    char msg[1024], line[1600];
+
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (m.line <= 0)
+        m = (struct mark){1, 1};
+    if (path && *path)
+        snprintf(line, sizeof(line), "%s:%d:%d: %s at %s", ctx->file, m.line,
+                 m.column, msg, path);
+    else
+        snprintf(line, sizeof(line), "%s:%d:%d: %s", ctx->file, m.line,
+                 m.column, msg);
+    add_error(ctx, m, line);
+}
+
+static void report(struct sl_config_ctx *ctx, struct mark m, const char *path,
+                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void report(struct sl_config_ctx *ctx, struct mark m, const char *path,
+                   const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vreport(ctx, m, path, fmt, ap);
+    va_end(ap);
+}
+
+/* An error about the file as a whole: "FILE: what". */
+static void report_file(struct sl_config_ctx *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void report_file(struct sl_config_ctx *ctx, const char *fmt, ...)
+{
+    char msg[1024], line[1600];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    snprintf(line, sizeof(line), "%s: %s", ctx->file, msg);
+    add_error(ctx, (struct mark){0, 0}, line);
+}
+
+void sl_config_errors_clear(struct sl_config_errors *errs)
+{
+    if (!errs)
+        return;
+    for (size_t i = 0; i < errs->cnt; i++)
+        free(errs->items[i].text);
+    free(errs->items);
+    memset(errs, 0, sizeof(*errs));
+}
+
+/* Stable sort of items [from, cnt) by line, then column. */
+static void sort_errors(struct sl_config_errors *errs, size_t from)
+{
+    for (size_t i = from + 1; i < errs->cnt; i++) {
+        struct sl_config_error e = errs->items[i];
+        size_t j = i;
+        while (j > from && (errs->items[j - 1].line > e.line ||
+                            (errs->items[j - 1].line == e.line &&
+                             errs->items[j - 1].column > e.column))) {
+            errs->items[j] = errs->items[j - 1];
+            j--;
+        }
+        errs->items[j] = e;
+    }
+}
+
+/* ---- nodes ---- */
+
+static struct mark node_mark(struct fy_node *fyn)
+{
+    struct mark none = {0, 0};
+
+    if (!fyn)
+        return none;
+    if (fy_node_is_scalar(fyn)) {
+        struct fy_token *fyt = fy_node_get_scalar_token(fyn);
+        const struct fy_mark *fym = fyt ? fy_token_start_mark(fyt) : NULL;
+        enum fy_node_style style = fy_node_get_style(fyn);
+        if (!fym)
+            return none;
+        /* Quoted scalars' tokens start after the quote: point at it. */
+        if ((style == FYNS_SINGLE_QUOTED || style == FYNS_DOUBLE_QUOTED) &&
+            fym->column > 0)
+            return (struct mark){fym->line + 1, fym->column};
+        return (struct mark){fym->line + 1, fym->column + 1};
+    }
+    if (fy_node_is_mapping(fyn)) {
+        void *it = NULL;
+        struct fy_node_pair *fynp = fy_node_mapping_iterate(fyn, &it);
+        if (!fynp)
+            return none;
+        struct mark m = node_mark(fy_node_pair_key(fynp));
+        return m.line ? m : node_mark(fy_node_pair_value(fynp));
+    }
+    if (fy_node_is_sequence(fyn)) {
+        void *it = NULL;
+        return node_mark(fy_node_sequence_iterate(fyn, &it));
+    }
+    return none;
+}
+
+/* The mark of 'fyn', or of 'fallback' when 'fyn' has none. */
+static struct mark mark_or(struct fy_node *fyn, struct mark fallback)
+{
+    struct mark m = node_mark(fyn);
+    return m.line ? m : fallback;
+}
+
+/* A plain empty, "~" or "null" scalar (or no node at all). */
+static bool is_null(struct fy_node *fyn)
+{
+    const char *s;
+    size_t len;
+
+    if (!fyn)
+        return true;
+    if (!fy_node_is_scalar(fyn) || fy_node_get_style(fyn) != FYNS_PLAIN)
+        return false;
+    s = fy_node_get_scalar(fyn, &len);
+    if (!s || len == 0)
+        return true;
+    return (len == 1 && s[0] == '~') ||
+           (len == 4 && (!memcmp(s, "null", 4) || !memcmp(s, "Null", 4) ||
+                         !memcmp(s, "NULL", 4)));
+}
+
+size_t sl_config_error_count(const struct sl_config_ctx *ctx)
+{
+    return ctx->nerr;
+}
+
+bool sl_config_is_null(struct fy_node *fyn)
+{
+    return is_null(fyn);
+}
+
+struct fy_node *sl_config_lookup(struct fy_node *map, const char *key)
+{
+    struct fy_node *fyn;
+
+    if (!map || !fy_node_is_mapping(map))
+        return NULL;
+    fyn = fy_node_mapping_lookup_by_string(map, key, FY_NT);
+    return fyn && fy_node_is_alias(fyn) ? fy_node_resolve_alias(fyn) : fyn;
+}
+
+void sl_config_report(struct sl_config_ctx *ctx, struct fy_node *node,
+                      struct fy_node *map, const char *path, const char *fmt,
+                      ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vreport(ctx, mark_or(node, node_mark(map)), path, fmt, ap);
+    va_end(ap);
+}
+
+/* "a mapping", "a list", "an empty value" or "'text'" for messages. */
+static const char *describe_node(struct fy_node *fyn, const char *text,
+                                 char *buf, size_t size)
+{
+    if (is_null(fyn))
+        return "an empty value";
+    if (fy_node_is_mapping(fyn))
+        return "a mapping";
+    if (fy_node_is_sequence(fyn))
+        return "a list";
+    if (!text) {
+        size_t len;
+        text = fy_node_get_scalar(fyn, &len);
+        snprintf(buf, size, "'%.*s%s'", len > 60 ? 60 : (int)len,
+                 text ? text : "", len > 60 ? "..." : "");
+        return buf;
+    }
+    snprintf(buf, size, "'%.60s%s'", text, strlen(text) > 60 ? "..." : "");
+    return buf;
+}
+
+/* What a key's value should be: "an integer between 1 and 10". */
+static const char *describe_key(const struct sl_config_key *k, char *buf,
+                                size_t size)
+{
+    size_t n = 0;
+
+    switch (k->type) {
+    case SL_KT_STR:
+        if (k->check)
+            return k->check->expect;
+        return k->flags & SL_KF_EMPTY_OK ? "a string" : "a non-empty string";
+    case SL_KT_INT:
+        if (k->min == k->max)
+            snprintf(buf, size, "%lld", k->min);
+        else
+            snprintf(buf, size, "an integer between %lld and %lld", k->min,
+                     k->max);
+        return buf;
+    case SL_KT_NUM:
+        snprintf(buf, size, "a number between %g and %g", k->fmin, k->fmax);
+        return buf;
+    case SL_KT_BOOL:
+        return "true or false";
+    case SL_KT_ENUM:
+        n = (size_t)snprintf(buf, size, "one of");
+        for (size_t i = 0; k->enums[i] && n < size; i++)
+            n += (size_t)snprintf(buf + n, size - n, "%s %s", i ? "," : "",
+                                  k->enums[i]);
+        return buf;
+    case SL_KT_STRLIST:
+        snprintf(buf, size, "a list of %lld to %lld strings", k->min, k->max);
+        return buf;
+    case SL_KT_OBJLIST:
+        snprintf(buf, size, "a list of %lld to %lld mappings", k->min, k->max);
+        return buf;
+    case SL_KT_OBJ:
+    case SL_KT_OBJMAP:
+    case SL_KT_KVMAP:
+        return "a mapping";
+    }
+    return "a value";
+}
+
+/* ---- ${VAR} interpolation ---- */
+
+struct buf {
+    char *p;      /* NUL-terminated */
+    size_t len;   /* without the NUL */
+    size_t cap;   /* allocated */
+    bool failed;  /* out of memory or too long */
+    bool toolong; /* past MAX_VALUE_BYTES */
+};
+
+static void buf_add(struct buf *b, const char *s, size_t n)
+{
+    if (b->failed)
+        return;
+    if (b->len + n + 1 > MAX_VALUE_BYTES) {
+        b->failed = b->toolong = true;
+        return;
+    }
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->failed = true;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static bool env_name_char(char c, bool first)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_' ||
+           (!first && c >= '0' && c <= '9');
+}
+
+/*
+ * The value of scalar 'fyn' with ${VAR}, ${VAR:-default} and $$ expanded.
+ * Returns a malloc'd string, or NULL after reporting the error.
+ */
+static char *interpolate(struct sl_config_ctx *ctx, struct fy_node *fyn,
+                         const char *path)
+{
+    size_t len, i = 0;
+    const char *s = fy_node_get_scalar(fyn, &len);
+    struct buf b = {0};
+    struct mark m = node_mark(fyn);
+
+    if (!s)
+        s = "";
+    if (memchr(s, '\0', len)) {
+        report(ctx, m, path, "a value must not contain NUL bytes");
+        return NULL;
+    }
+    buf_add(&b, "", 0);
+    while (i < len) {
+        const char *d = memchr(s + i, '$', len - i);
+        size_t j;
+
+        if (!d) {
+            buf_add(&b, s + i, len - i);
+            break;
+        }
+        buf_add(&b, s + i, (size_t)(d - (s + i)));
+        i = (size_t)(d - s);
+        if (i + 1 < len && s[i + 1] == '$') {
+            buf_add(&b, "$", 1);
+            i += 2;
+            continue;
+        }
+        if (i + 1 >= len || s[i + 1] != '{') {
+            buf_add(&b, "$", 1);
+            i++;
+            continue;
+        }
+        /* ${NAME} or ${NAME:-default} */
+        j = i + 2;
+        while (j < len && env_name_char(s[j], j == i + 2))
+            j++;
+        size_t name_len = j - (i + 2);
+        const char *def = NULL;
+        size_t def_len = 0;
+        if (name_len > 0 && j + 1 < len && s[j] == ':' && s[j + 1] == '-') {
+            const char *close = memchr(s + j + 2, '}', len - (j + 2));
+            if (close) {
+                def = s + j + 2;
+                def_len = (size_t)(close - def);
+                j = (size_t)(close - s);
+            }
+        }
+        if (name_len == 0 || j >= len || s[j] != '}' || name_len > 255) {
+            report(ctx, m, path,
+                   "malformed variable reference '%.*s' (write ${NAME}, "
+                   "${NAME:-default} or $$ for a literal '$')",
+                   (int)((j < len ? j + 1 : len) - i), s + i);
+            free(b.p);
+            return NULL;
+        }
+        char name[256];
+        memcpy(name, s + i + 2, name_len);
+        name[name_len] = '\0';
+        const char *val = getenv(name);
+        if (def && (!val || !*val))
+            buf_add(&b, def, def_len);
+        else if (val)
+            buf_add(&b, val, strlen(val));
+        else {
+            report(ctx, m, path,
+                   "environment variable '%s' is not set (set it, or give a "
+                   "default: ${%s:-default})",
+                   name, name);
+            free(b.p);
+            return NULL;
+        }
+        i = j + 1;
+    }
+    if (b.failed) {
+        free(b.p);
+        if (b.toolong)
+            report(ctx, m, path, "value longer than %d bytes", MAX_VALUE_BYTES);
+        else
+            ctx->oom = true;
+        return NULL;
+    }
+    return b.p;
+}
+
+/* ---- conversions ---- */
+
+/*
+ * Convert text 's' for key 'k' into 'field'.  Returns 0, -SL_EINVAL when
+ * 's' is not acceptable, -SL_ENOMEM.
+ */
+static int convert(const struct sl_config_key *k, const char *s, void *field)
+{
+    switch (k->type) {
+    case SL_KT_STR: {
+        char *copy;
+        if (!*s && !(k->flags & SL_KF_EMPTY_OK))
+            return -SL_EINVAL;
+        if (k->check && !k->check->ok(s))
+            return -SL_EINVAL;
+        if (!(copy = strdup(s)))
+            return -SL_ENOMEM;
+        free(*(char **)field);
+        *(char **)field = copy;
+        return 0;
+    }
+    case SL_KT_INT: {
+        char *end;
+        long long v;
+        if (!*s || *s == ' ')
+            return -SL_EINVAL;
+        errno = 0;
+        v = strtoll(s, &end, 10);
+        if (errno || *end || v < k->min || v > k->max)
+            return -SL_EINVAL;
+        *(int *)field = (int)v;
+        return 0;
+    }
+    case SL_KT_NUM: {
+        char *end;
+        double v;
+        if (!*s || *s == ' ')
+            return -SL_EINVAL;
+        errno = 0;
+        v = strtod(s, &end);
+        if (errno || *end || !isfinite(v) || v < k->fmin || v > k->fmax)
+            return -SL_EINVAL;
+        *(double *)field = v;
+        return 0;
+    }
+    case SL_KT_BOOL:
+        if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE"))
+            *(bool *)field = true;
+        else if (!strcmp(s, "false") || !strcmp(s, "False") ||
+                 !strcmp(s, "FALSE"))
+            *(bool *)field = false;
+        else
+            return -SL_EINVAL;
+        return 0;
+    case SL_KT_ENUM:
+        for (int i = 0; k->enums[i]; i++) {
+            if (!strcmp(s, k->enums[i])) {
+                *(int *)field = i;
+                return 0;
+            }
+        }
+        return -SL_EINVAL;
+    default:
+        return -SL_EINVAL;
+    }
+}
+
+/* ---- defaults and freeing, by schema ---- */
+
+static int apply_defaults(const struct sl_config_schema *s, void *obj)
+{
+    for (size_t i = 0; i < s->nkeys; i++) {
+        const struct sl_config_key *k = &s->keys[i];
+        char *field = (char *)obj + k->off;
+        int err;
+
+        if (k->type == SL_KT_OBJ) {
+            if ((err = apply_defaults(k->sub, field)) < 0)
+                return err;
+        } else if (k->def && (err = convert(k, k->def, field)) < 0) {
+            return err;
+        }
+    }
+    return 0;
+}
+
+static void free_strlist(struct sl_config_strlist *sl)
+{
+    for (size_t i = 0; i < sl->cnt; i++)
+        free(sl->items[i]);
+    free(sl->items);
+}
+
+static void free_kvlist(struct sl_config_kvlist *kvl)
+{
+    for (size_t i = 0; i < kvl->cnt; i++) {
+        free(kvl->items[i].key);
+        free(kvl->items[i].value);
+    }
+    free(kvl->items);
+}
+
+static void free_obj(const struct sl_config_schema *s, void *obj)
+{
+    if (s->named)
+        free(*(char **)((char *)obj + s->name_off));
+    for (size_t i = 0; i < s->nkeys; i++) {
+        const struct sl_config_key *k = &s->keys[i];
+        char *field = (char *)obj + k->off;
+
+        switch (k->type) {
+        case SL_KT_STR:
+            free(*(char **)field);
+            break;
+        case SL_KT_STRLIST:
+            free_strlist((struct sl_config_strlist *)field);
+            break;
+        case SL_KT_KVMAP:
+            free_kvlist((struct sl_config_kvlist *)field);
+            break;
+        case SL_KT_OBJ:
+            free_obj(k->sub, field);
+            break;
+        case SL_KT_OBJLIST:
+        case SL_KT_OBJMAP: {
+            char *arr;
+            memcpy(&arr, field, sizeof(arr)); /* any T *: no punning */
+            size_t cnt = *(size_t *)((char *)obj + k->cnt_off);
+            for (size_t j = 0; j < cnt; j++)
+                free_obj(k->sub, arr + j * k->sub->size);
+            free(arr);
+            break;
+        }
+        default:
+            break;
+        }
+    }
+}
+
+/* ---- the walk ---- */
+
+/* Append ".key" or "[i]" to a path. */
+static void path_key(char *out, const char *path, const char *key)
+{
+    snprintf(out, MAX_PATH, "%s%s%s", path, *path ? "." : "", key);
+}
+
+static void parse_obj(struct sl_config_ctx *ctx,
+                      const struct sl_config_schema *s, void *obj,
+                      struct fy_node *map, struct mark at, const char *path);
+
+/* Resolve an alias; reports an unknown one and returns NULL. */
+static struct fy_node *deref(struct sl_config_ctx *ctx, struct fy_node *fyn,
+                             const char *path, bool *bad)
+{
+    struct fy_node *target;
+
+    *bad = false;
+    if (!fyn || !fy_node_is_alias(fyn))
+        return fyn;
+    if ((target = fy_node_resolve_alias(fyn)) != NULL)
+        return target;
+    report(ctx, node_mark(fyn), path, "unknown alias '*%s'",
+           fy_node_get_scalar0(fyn) ? fy_node_get_scalar0(fyn) : "");
+    *bad = true;
+    return NULL;
+}
+
+/*
+ * Grow the array whose pointer is stored at 'slot' (any T *, accessed
+ * with memcpy so that no pointer type is punned) by one zeroed element of
+ * 'size' bytes.  Returns the new element, or NULL (ctx->oom).
+ */
+static void *grow(struct sl_config_ctx *ctx, void *slot, size_t *cntp,
+                  size_t size)
+{
+    char *arr;
+
+    memcpy(&arr, slot, sizeof(arr));
+    arr = realloc(arr, (*cntp + 1) * size);
+    if (!arr) {
+        ctx->oom = true;
+        return NULL;
+    }
+    memcpy(slot, &arr, sizeof(arr));
+    memset(arr + *cntp * size, 0, size);
+    return arr + (*cntp)++ * size;
+}
+
+/* Read a scalar value of key 'k' into 'field'; false after an error. */
+static bool parse_scalar(struct sl_config_ctx *ctx,
+                         const struct sl_config_key *k, void *field,
+                         struct fy_node *val, struct mark keymark,
+                         const char *path)
+{
+    char exp[512], got[128];
+    char *text;
+    int err;
+
+    if (!fy_node_is_scalar(val)) {
+        report(ctx, mark_or(val, keymark), path, "expected %s, got %s",
+               describe_key(k, exp, sizeof(exp)),
+               describe_node(val, NULL, got, sizeof(got)));
+        return false;
+    }
+    if (!(text = interpolate(ctx, val, path)))
+        return false;
+    if ((err = convert(k, text, field)) == -SL_EINVAL)
+        report(ctx, mark_or(val, keymark), path, "expected %s, got %s",
+               describe_key(k, exp, sizeof(exp)),
+               describe_node(val, text, got, sizeof(got)));
+    else if (err < 0)
+        ctx->oom = true;
+    free(text);
+    return err == 0;
+}
+
+/* Checks a sequence's length against [k->min, k->max]. */
+static void check_count(struct sl_config_ctx *ctx,
+                        const struct sl_config_key *k, struct fy_node *seq,
+                        struct mark keymark, const char *path)
+{
+    int n = fy_node_sequence_item_count(seq);
+    char exp[512];
+
+    if (n < k->min || n > k->max)
+        report(ctx, mark_or(seq, keymark), path, "expected %s, got %d item%s",
+               describe_key(k, exp, sizeof(exp)), n, n == 1 ? "" : "s");
+}
+
+/*
+ * Report a duplicate key when 'key' was already among the pairs of 'map'
+ * before 'fynp'.  Returns true for a duplicate.
+ */
+static bool duplicate_key(struct sl_config_ctx *ctx, struct fy_node *map,
+                          struct fy_node_pair *fynp, const char *key,
+                          const char *path)
+{
+    void *it = NULL;
+    struct fy_node_pair *p;
+
+    while ((p = fy_node_mapping_iterate(map, &it)) != NULL && p != fynp) {
+        const char *other = fy_node_get_scalar0(fy_node_pair_key(p));
+        if (other && !strcmp(other, key)) {
+            struct mark first = node_mark(fy_node_pair_key(p));
+            report(ctx, node_mark(fy_node_pair_key(fynp)), path,
+                   "duplicate key '%s' (first given at line %d)", key,
+                   first.line);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The text of a mapping key; NULL (reported) when it is not a scalar. */
+static const char *key_text(struct sl_config_ctx *ctx, struct fy_node *map,
+                            struct fy_node *keyn, const char *path)
+{
+    const char *key;
+    char got[128];
+
+    if (keyn && fy_node_is_scalar(keyn) && !fy_node_is_alias(keyn) &&
+        (key = fy_node_get_scalar0(keyn)) != NULL && *key)
+        return key;
+    report(ctx, mark_or(keyn, node_mark(map)), path, "expected a key, got %s",
+           describe_node(keyn, NULL, got, sizeof(got)));
+    return NULL;
+}
+
+static void parse_strlist(struct sl_config_ctx *ctx,
+                          const struct sl_config_key *k,
+                          struct sl_config_strlist *sl, struct fy_node *seq,
+                          struct mark keymark, const char *path)
+{
+    struct sl_config_key item = {.type = SL_KT_STR, .check = k->check};
+    char ipath[MAX_PATH], exp[512], got[128];
+    void *it = NULL;
+    struct fy_node *fyn;
+    size_t i = 0;
+
+    check_count(ctx, k, seq, keymark, path);
+    for (; (fyn = fy_node_sequence_iterate(seq, &it)) != NULL; i++) {
+        char *value = NULL;
+        bool bad;
+
+        snprintf(ipath, sizeof(ipath), "%s[%zu]", path, i);
+        if (!(fyn = deref(ctx, fyn, ipath, &bad)))
+            continue;
+        if (is_null(fyn)) {
+            report(ctx, mark_or(fyn, mark_or(seq, keymark)), ipath,
+                   "expected %s, got %s", describe_key(&item, exp, sizeof(exp)),
+                   describe_node(fyn, NULL, got, sizeof(got)));
+            continue;
+        }
+        if (!parse_scalar(ctx, &item, &value, fyn, keymark, ipath))
+            continue;
+        char **items = realloc(sl->items, (sl->cnt + 1) * sizeof(*items));
+        if (!items) {
+            free(value);
+            ctx->oom = true;
+            return;
+        }
+        sl->items = items;
+        items[sl->cnt++] = value;
+    }
+}
+
+static void parse_kvmap(struct sl_config_ctx *ctx,
+                        const struct sl_config_key *k,
+                        struct sl_config_kvlist *kvl, struct fy_node *map,
+                        const char *path)
+{
+    struct sl_config_key item = {.type = SL_KT_STR, .flags = SL_KF_EMPTY_OK};
+    char kpath[MAX_PATH], got[128];
+    void *it = NULL;
+    struct fy_node_pair *fynp;
+
+    if ((long long)fy_node_mapping_item_count(map) > k->max)
+        report(ctx, node_mark(map), path,
+               "expected at most %lld entries, got %d", k->max,
+               fy_node_mapping_item_count(map));
+    while ((fynp = fy_node_mapping_iterate(map, &it)) != NULL) {
+        struct fy_node *keyn = fy_node_pair_key(fynp), *val;
+        const char *key = key_text(ctx, map, keyn, path);
+        char *value = NULL;
+        bool bad;
+
+        if (!key)
+            continue;
+        path_key(kpath, path, key);
+        if (duplicate_key(ctx, map, fynp, key, kpath))
+            continue;
+        if (!(val = deref(ctx, fy_node_pair_value(fynp), kpath, &bad)) && bad)
+            continue;
+        if (is_null(val) || !fy_node_is_scalar(val)) {
+            report(ctx, mark_or(val, node_mark(keyn)), kpath,
+                   "expected a string, number or boolean, got %s",
+                   describe_node(val, NULL, got, sizeof(got)));
+            continue;
+        }
+        if (!parse_scalar(ctx, &item, &value, val, node_mark(keyn), kpath))
+            continue;
+        struct sl_config_kv *kv =
+            grow(ctx, &kvl->items, &kvl->cnt, sizeof(*kv));
+        if (!kv || !(kv->key = strdup(key))) {
+            if (kv)
+                kv->value = value;
+            else
+                free(value);
+            ctx->oom = true;
+            return;
+        }
+        kv->value = value;
+    }
+}
+
+static void parse_objmap(struct sl_config_ctx *ctx,
+                         const struct sl_config_key *k, void *obj,
+                         struct fy_node *map, const char *path)
+{
+    char kpath[MAX_PATH], got[128];
+    void *slot = (char *)obj + k->off;
+    size_t *cntp = (size_t *)((char *)obj + k->cnt_off);
+    void *it = NULL;
+    struct fy_node_pair *fynp;
+
+    if ((long long)fy_node_mapping_item_count(map) > k->max)
+        report(ctx, node_mark(map), path,
+               "expected at most %lld entries, got %d", k->max,
+               fy_node_mapping_item_count(map));
+    while ((fynp = fy_node_mapping_iterate(map, &it)) != NULL) {
+        struct fy_node *keyn = fy_node_pair_key(fynp), *val;
+        const char *key = key_text(ctx, map, keyn, path);
+        char *elem;
+        bool bad;
+
+        if (!key)
+            continue;
+        path_key(kpath, path, key);
+        if (duplicate_key(ctx, map, fynp, key, kpath))
+            continue;
+        if (k->check && !k->check->ok(key)) {
+            report(ctx, node_mark(keyn), kpath, "expected %s, got '%s'",
+                   k->check->expect, key);
+            continue;
+        }
+        if (!(val = deref(ctx, fy_node_pair_value(fynp), kpath, &bad)) && bad)
+            continue;
+        if (!fy_node_is_mapping(val)) {
+            report(ctx, mark_or(val, node_mark(keyn)), kpath,
+                   "expected a mapping, got %s",
+                   describe_node(val, NULL, got, sizeof(got)));
+            continue;
+        }
+        if (!(elem = grow(ctx, slot, cntp, k->sub->size)))
+            return;
+        if (apply_defaults(k->sub, elem) < 0 ||
+            !(*(char **)(elem + k->sub->name_off) = strdup(key))) {
+            ctx->oom = true;
+            return;
+        }
+        parse_obj(ctx, k->sub, elem, val, node_mark(keyn), kpath);
+    }
+}
+
+static void parse_objlist(struct sl_config_ctx *ctx,
+                          const struct sl_config_key *k, void *obj,
+                          struct fy_node *seq, struct mark keymark,
+                          const char *path)
+{
+    char ipath[MAX_PATH], got[128];
+    void *slot = (char *)obj + k->off;
+    size_t *cntp = (size_t *)((char *)obj + k->cnt_off);
+    void *it = NULL;
+    struct fy_node *fyn;
+    size_t i = 0;
+
+    check_count(ctx, k, seq, keymark, path);
+    for (; (fyn = fy_node_sequence_iterate(seq, &it)) != NULL; i++) {
+        char *elem;
+        bool bad;
+
+        snprintf(ipath, sizeof(ipath), "%s[%zu]", path, i);
+        if (!(fyn = deref(ctx, fyn, ipath, &bad)) && bad)
+            continue;
+        if (!fy_node_is_mapping(fyn)) {
+            report(ctx, mark_or(fyn, mark_or(seq, keymark)), ipath,
+                   "expected a mapping, got %s",
+                   describe_node(fyn, NULL, got, sizeof(got)));
+            continue;
+        }
+        if (!(elem = grow(ctx, slot, cntp, k->sub->size)))
+            return;
+        if (apply_defaults(k->sub, elem) < 0) {
+            ctx->oom = true;
+            return;
+        }
+        parse_obj(ctx, k->sub, elem, fyn, mark_or(fyn, keymark), ipath);
+    }
+}
+
+/*
+ * Read the value 'val' of key 'k' (whose own key is at 'keymark') into
+ * 'obj'.  Returns true when the value was read without error.
+ */
+static bool parse_value(struct sl_config_ctx *ctx,
+                        const struct sl_config_key *k, void *obj,
+                        struct fy_node *val, struct mark keymark,
+                        const char *path)
+{
+    char *field = (char *)obj + k->off;
+    char exp[512], got[128];
+    size_t before = ctx->nerr;
+    bool bad;
+
+    if (!(val = deref(ctx, val, path, &bad)) && bad)
+        return false;
+    if (is_null(val) && k->type == SL_KT_OBJ) {
+        /* "postgres:" with nothing under it: all defaults. */
+        parse_obj(ctx, k->sub, field, NULL, keymark, path);
+        if (k->flags & SL_KF_HAS)
+            *(bool *)((char *)obj + k->has_off) = true;
+        return ctx->nerr == before;
+    }
+    if (is_null(val)) {
+        if (!(k->flags & SL_KF_REQ))
+            return true; /* as if not given: the default stays */
+        report(ctx, mark_or(val, keymark), path, "expected %s, got %s",
+               describe_key(k, exp, sizeof(exp)),
+               describe_node(val, NULL, got, sizeof(got)));
+        return false;
+    }
+    switch (k->type) {
+    case SL_KT_STR:
+    case SL_KT_INT:
+    case SL_KT_NUM:
+    case SL_KT_BOOL:
+    case SL_KT_ENUM:
+        if (!parse_scalar(ctx, k, field, val, keymark, path))
+            return false;
+        break;
+    case SL_KT_OBJ:
+    case SL_KT_OBJMAP:
+    case SL_KT_KVMAP:
+        if (!fy_node_is_mapping(val)) {
+            report(ctx, mark_or(val, keymark), path, "expected %s, got %s",
+                   describe_key(k, exp, sizeof(exp)),
+                   describe_node(val, NULL, got, sizeof(got)));
+            return false;
+        }
+        if (k->type == SL_KT_OBJ)
+            parse_obj(ctx, k->sub, field, val, keymark, path);
+        else if (k->type == SL_KT_OBJMAP)
+            parse_objmap(ctx, k, obj, val, path);
+        else
+            parse_kvmap(ctx, k, (struct sl_config_kvlist *)field, val, path);
+        break;
+    case SL_KT_STRLIST:
+    case SL_KT_OBJLIST:
+        if (!fy_node_is_sequence(val)) {
+            report(ctx, mark_or(val, keymark), path, "expected %s, got %s",
+                   describe_key(k, exp, sizeof(exp)),
+                   describe_node(val, NULL, got, sizeof(got)));
+            return false;
+        }
+        if (k->type == SL_KT_STRLIST)
+            parse_strlist(ctx, k, (struct sl_config_strlist *)field, val,
+                          keymark, path);
+        else
+            parse_objlist(ctx, k, obj, val, keymark, path);
+        break;
+    }
+    if (k->flags & SL_KF_HAS)
+        *(bool *)((char *)obj + k->has_off) = true;
+    return ctx->nerr == before;
+}
+
+static const struct sl_config_key *find_key(const struct sl_config_schema *s,
+                                            const char *name)
+{
+    for (size_t i = 0; i < s->nkeys; i++)
+        if (!strcmp(s->keys[i].name, name))
+            return &s->keys[i];
+    return NULL;
+}
+
+/* "a", "a or b", "a, b or c": the discriminator values in 'kinds'. */
+static const char *kinds_text(const struct sl_config_schema *s, unsigned kinds,
+                              char *buf, size_t size)
+{
+    const char *const *names = find_key(s, s->kind_key)->enums;
+    size_t n = 0, total = 0, seen = 0;
+
+    for (size_t i = 0; names[i]; i++)
+        total += (kinds >> i) & 1u;
+    buf[0] = '\0';
+    for (size_t i = 0; names[i] && n < size; i++) {
+        if (!((kinds >> i) & 1u))
+            continue;
+        seen++;
+        n += (size_t)snprintf(buf + n, size - n, "%s%s",
+                              seen == 1       ? ""
+                              : seen == total ? " or "
+                                              : ", ",
+                              names[i]);
+    }
+    return buf;
+}
+
+/* An unknown key; points from secrets to their _env/_file forms. */
+static void report_unknown(struct sl_config_ctx *ctx,
+                           const struct sl_config_schema *s, const char *key,
+                           struct mark m, const char *path)
+{
+    char env[128], file[128];
+
+    snprintf(env, sizeof(env), "%s_env", key);
+    snprintf(file, sizeof(file), "%s_file", key);
+    if (!strcmp(key, "<<"))
+        report(ctx, m, path,
+               "merge keys ('<<') are not supported; repeat the settings or "
+               "use an alias ('*name') for a whole value");
+    else if (find_key(s, env) && find_key(s, file))
+        report(ctx, m, path,
+               "unknown key '%s' (secrets must not be written in the file; "
+               "use %s or %s)",
+               key, env, file);
+    else
+        report(ctx, m, path, "unknown key '%s'", key);
+}
+
+static void parse_obj(struct sl_config_ctx *ctx,
+                      const struct sl_config_schema *s, void *obj,
+                      struct fy_node *map, struct mark at, const char *path)
+{
+    const struct sl_config_key *kind_key = NULL;
+    struct fy_node_pair *kind_pair = NULL, *fynp;
+    char kpath[MAX_PATH], tmp[256];
+    uint64_t seen = 0;
+    void *it = NULL;
+    int kind = -1;
+
+    /* The discriminator first: it decides which other keys are allowed. */
+    if (s->kind_key) {
+        kind_key = find_key(s, s->kind_key);
+        while (map && (fynp = fy_node_mapping_iterate(map, &it)) != NULL) {
+            const char *key = fy_node_get_scalar0(fy_node_pair_key(fynp));
+            if (key && !strcmp(key, s->kind_key)) {
+                kind_pair = fynp;
+                break;
+            }
+        }
+        if (kind_pair) {
+            path_key(kpath, path, s->kind_key);
+            if (parse_value(ctx, kind_key, obj, fy_node_pair_value(kind_pair),
+                            node_mark(fy_node_pair_key(kind_pair)), kpath) &&
+                !is_null(fy_node_pair_value(kind_pair)))
+                kind = *(int *)((char *)obj + kind_key->off);
+            seen |= 1ull << (kind_key - s->keys);
+        }
+        it = NULL;
+    }
+
+    while (map && (fynp = fy_node_mapping_iterate(map, &it)) != NULL) {
+        struct fy_node *keyn = fy_node_pair_key(fynp);
+        const char *key = key_text(ctx, map, keyn, path);
+        const struct sl_config_key *k;
+
+        if (!key || fynp == kind_pair)
+            continue;
+        path_key(kpath, path, key);
+        if (!(k = find_key(s, key))) {
+            report_unknown(ctx, s, key, node_mark(keyn), kpath);
+            continue;
+        }
+        if (duplicate_key(ctx, map, fynp, key, kpath))
+            continue;
+        seen |= 1ull << (k - s->keys);
+        if (k->kinds && kind >= 0 && !((k->kinds >> kind) & 1u)) {
+            report(ctx, node_mark(keyn), kpath,
+                   "key '%s' is only allowed when %s is %s", key, s->kind_label,
+                   kinds_text(s, k->kinds, tmp, sizeof(tmp)));
+            continue;
+        }
+        parse_value(ctx, k, obj, fy_node_pair_value(fynp), node_mark(keyn),
+                    kpath);
+    }
+
+    for (size_t i = 0; i < s->nkeys; i++) {
+        const struct sl_config_key *k = &s->keys[i];
+
+        if (!(k->flags & SL_KF_REQ) || ((seen >> i) & 1u))
+            continue;
+        if (k->kinds && (kind < 0 || !((k->kinds >> kind) & 1u)))
+            continue;
+        path_key(kpath, path, k->name);
+        if (k->kinds)
+            report(ctx, at, kpath,
+                   "missing required key '%s' (required when %s is %s)",
+                   k->name, s->kind_label,
+                   kinds_text(s, 1u << kind, tmp, sizeof(tmp)));
+        else
+            report(ctx, at, kpath, "missing required key '%s'", k->name);
+    }
+    if (s->check)
+        s->check(ctx, obj, map, path);
+}
+
+/* ---- entry points ---- */
+
+static bool blank_text(const char *text, size_t len)
+{
+    bool comment = false;
+
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (c == '\n')
+            comment = false;
+        else if (c == '#')
+            comment = true;
+        else if (!comment && c != ' ' && c != '\t' && c != '\r')
+            return false;
+    }
+    return true;
+}
+
+static int parse_text(struct sl_config_ctx *ctx, const char *text, size_t len,
+                      struct sl_config **cfgp)
+{
+    struct fy_diag_cfg dcfg;
+    struct fy_diag *diag;
+    struct fy_parse_cfg pcfg;
+    struct fy_document *fyd;
+    struct fy_node *root;
+    struct sl_config *cfg;
+    int err;
+
+    fy_diag_cfg_default(&dcfg);
+    dcfg.fp = NULL;
+    dcfg.output_fn = NULL;
+    dcfg.colorize = false;
+    if (!(diag = fy_diag_create(&dcfg)))
+        return -SL_ENOMEM;
+    fy_diag_set_collect_errors(diag, true);
+    memset(&pcfg, 0, sizeof(pcfg));
+    /* Duplicate keys are ours to report, with their key path. */
+    pcfg.flags = FYPCF_QUIET | FYPCF_COLLECT_DIAG | FYPCF_ALLOW_DUPLICATE_KEYS |
+                 FYPCF_JSON_NONE;
+    pcfg.diag = diag;
+
+    fyd = fy_document_build_from_string(&pcfg, text, len);
+    if (!fyd) {
+        void *it = NULL;
+        struct fy_diag_error *de;
+        size_t before = ctx->nerr;
+
+        while ((de = fy_diag_errors_iterate(diag, &it)) != NULL) {
+            if (de->type < FYET_ERROR)
+                continue;
+            report(ctx, (struct mark){de->line, de->column}, NULL,
+                   "invalid YAML: %s", de->msg ? de->msg : "syntax error");
+        }
+        if (ctx->nerr == before) {
+            if (blank_text(text, len))
+                report(ctx, (struct mark){1, 1}, NULL,
+                       "the file is empty; a pipeline needs at least "
+                       "'version' and 'name'");
+            else
+                report(ctx, (struct mark){1, 1}, NULL, "invalid YAML");
+        }
+        fy_diag_destroy(diag);
+        return ctx->oom ? -SL_ENOMEM : -SL_ECONFIG;
+    }
+
+    root = fy_document_root(fyd);
+    if (root && fy_node_is_alias(root))
+        root = fy_node_resolve_alias(root);
+    if (!root || !fy_node_is_mapping(root)) {
+        char got[128];
+        if (!root || is_null(root))
+            report(ctx, (struct mark){1, 1}, NULL,
+                   "the file is empty; a pipeline needs at least 'version' "
+                   "and 'name'");
+        else
+            report(ctx, node_mark(root), NULL,
+                   "expected a mapping of pipeline settings, got %s",
+                   describe_node(root, NULL, got, sizeof(got)));
+        fy_document_destroy(fyd);
+        fy_diag_destroy(diag);
+        return -SL_ECONFIG;
+    }
+
+    if (!(cfg = calloc(1, sizeof(*cfg))) || !(cfg->path = strdup(ctx->file))) {
+        free(cfg);
+        fy_document_destroy(fyd);
+        fy_diag_destroy(diag);
+        return -SL_ENOMEM;
+    }
+    err = apply_defaults(&sl_config_schema_root, cfg);
+    if (err == 0) {
+        struct mark at = node_mark(root);
+        parse_obj(ctx, &sl_config_schema_root, cfg, root, at, "");
+        if (ctx->oom)
+            err = -SL_ENOMEM;
+        else if (ctx->nerr)
+            err = -SL_ECONFIG;
+    }
+    fy_document_destroy(fyd);
+    fy_diag_destroy(diag);
+    if (err < 0) {
+        sl_config_destroy(cfg);
+        return err;
+    }
+    *cfgp = cfg;
+    return 0;
+}
+
+/*
+ * Load 'path' when not NULL, else parse 'text'; errors go to 'errs' (or
+ * nowhere), sorted by place.
+ */
+static int with_ctx(const char *name, struct sl_config_errors *errs,
+                    const char *text, size_t len, const char *path,
+                    struct sl_config **cfgp)
+{
+    struct sl_config_errors local = {0};
+    struct sl_config_ctx ctx = {.file = name, .errs = errs ? errs : &local};
+    size_t from = ctx.errs->cnt;
+    int err;
+
+    if (path) {
+        /* Read the file ourselves: errno for operators, and a size cap. */
+        FILE *fp = fopen(path, "rb");
+        char *buf = NULL;
+        size_t n = 0;
+
+        if (!fp) {
+            err = errno;
+            report_file(&ctx, "cannot open: %s", strerror(err));
+            err = err == ENOENT ? -SL_ENOTFOUND : sl_err_from_errno(err);
+        } else if (!(buf = malloc(SL_CONFIG_MAX_FILE_BYTES + 1))) {
+            err = -SL_ENOMEM;
+        } else {
+            n = fread(buf, 1, SL_CONFIG_MAX_FILE_BYTES + 1, fp);
+            if (ferror(fp)) {
+                err = errno ? errno : EIO;
+                report_file(&ctx, "cannot read: %s", strerror(err));
+                err = sl_err_from_errno(err);
+            } else if (n > SL_CONFIG_MAX_FILE_BYTES) {
+                report_file(&ctx, "too large (more than %d bytes)",
+                            SL_CONFIG_MAX_FILE_BYTES);
+                err = -SL_ETOOBIG;
+            } else {
+                err = parse_text(&ctx, buf, n, cfgp);
+            }
+        }
+        if (fp)
+            fclose(fp);
+        free(buf);
+    } else {
+        err = parse_text(&ctx, text, len, cfgp);
+    }
+    sort_errors(ctx.errs, from);
+    sl_config_errors_clear(&local);
+    return err;
+}
+
+int sl_config_load(const char *path, struct sl_config **cfgp,
+                   struct sl_config_errors *errs)
+{
+    *cfgp = NULL;
+    return with_ctx(path, errs, NULL, 0, path, cfgp);
+}
+
+int sl_config_parse(const char *name, const char *text, size_t len,
+                    struct sl_config **cfgp, struct sl_config_errors *errs)
+{
+    *cfgp = NULL;
+    return with_ctx(name, errs, text, len, NULL, cfgp);
+}
+
+void sl_config_destroy(struct sl_config *cfg)
+{
+    if (!cfg)
+        return;
+    free_obj(&sl_config_schema_root, cfg);
+    free(cfg->path);
+    free(cfg);
+}
+
+const struct sl_config_backend *
+sl_config_backend_find(const struct sl_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->backend_cnt; i++)
+        if (cfg->backends[i].name && !strcmp(cfg->backends[i].name, name))
+            return &cfg->backends[i];
+    return NULL;
+}
+
+const char *sl_config_source_kind_name(enum sl_config_source_kind kind)
+{
+    return (unsigned)kind <= SL_CONFIG_SOURCE_STDIN
+               ? sl_config_source_kinds[kind]
+               : "unknown";
+}
+
+const char *sl_config_backend_kind_name(enum sl_config_backend_kind kind)
+{
+    return (unsigned)kind <= SL_CONFIG_BACKEND_HTTP_JSON
+               ? sl_config_backend_kinds[kind]
+               : "unknown";
+}

@@ -1,0 +1,344 @@
+/*
+ * The pipeline file: YAML parsed with libfyaml, ${VAR} interpolated from the
+ * environment, checked against a schema that is data (lib/config_schema.c),
+ * and turned into typed, defaulted C structs.  Every error is collected and
+ * reported as "FILE:LINE:COL: what is wrong at key.path".
+ */
+#ifndef SL_CONFIG_H
+#define SL_CONFIG_H
+
+#include "log.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/*
+ * Value syntax, applied to every scalar value (never to keys):
+ *
+ *   ${VAR}          the environment variable VAR; an error when VAR is unset
+ *   ${VAR:-default} VAR when set and not empty, otherwise 'default'
+ *   $$              a literal '$'
+ *
+ * Any other '$' is literal.  VAR is [A-Za-z_][A-Za-z0-9_]*.
+ *
+ * Templates (backends.*.body, backends.*.input, messages[].content) name
+ * fields of the message's JSON payload with {{path}}: {{text}},
+ * {{user.id}} (dot-separated object members), {{.}} for the whole payload.
+ * In JSON templates (body, input) a field is substituted as a JSON value:
+ * strings are quoted and escaped, so a body reads {"text": {{text}}}.  In
+ * plain-text templates (messages[].content) a string field is substituted
+ * as its raw text and any other value as compact JSON.  The loader checks
+ * only the {{...}} syntax; rendering belongs to the inference engine.
+ *
+ * Secrets are never in the file: only the *name* of an environment
+ * variable (api_key_env, password_env) or a file path (api_key_file,
+ * password_file) is stored; the loader reads neither.
+ */
+
+/* source.kind; the order is that of the names in the schema. */
+enum sl_config_source_kind {
+    SL_CONFIG_SOURCE_KAFKA,        /* "kafka" */
+    SL_CONFIG_SOURCE_REDIS_STREAM, /* "redis-stream" */
+    SL_CONFIG_SOURCE_REDIS_LIST,   /* "redis-list" */
+    SL_CONFIG_SOURCE_FILE,         /* "file": one message per line */
+    SL_CONFIG_SOURCE_STDIN,        /* "stdin": one message per line */
+};
+
+enum sl_config_ordering {
+    SL_CONFIG_ORDER_UNORDERED, /* any order (default) */
+    SL_CONFIG_ORDER_KEY,       /* one message per key in flight */
+    SL_CONFIG_ORDER_PARTITION, /* one message per partition in flight */
+};
+
+enum sl_config_payload_format {
+    SL_CONFIG_PAYLOAD_JSON, /* payload must be JSON; bad ones dead-letter */
+    SL_CONFIG_PAYLOAD_RAW,  /* payload is text, seen as {"text": ...} */
+};
+
+enum sl_config_offset_reset {
+    SL_CONFIG_RESET_EARLIEST, /* "earliest" */
+    SL_CONFIG_RESET_LATEST,   /* "latest" */
+};
+
+enum sl_config_backend_kind {
+    SL_CONFIG_BACKEND_OPENAI_CHAT,       /* POST {url}/chat/completions */
+    SL_CONFIG_BACKEND_OPENAI_EMBEDDINGS, /* POST {url}/embeddings */
+    SL_CONFIG_BACKEND_HTTP_JSON,         /* any JSON endpoint */
+};
+
+enum sl_config_role {
+    SL_CONFIG_ROLE_SYSTEM,    /* "system" */
+    SL_CONFIG_ROLE_USER,      /* "user" */
+    SL_CONFIG_ROLE_ASSISTANT, /* "assistant" */
+};
+
+enum sl_config_response_format {
+    SL_CONFIG_RESPONSE_TEXT, /* the reply is stored as a string */
+    SL_CONFIG_RESPONSE_JSON, /* the reply must be a JSON object */
+};
+
+enum sl_config_http_method {
+    SL_CONFIG_HTTP_GET,  /* "GET" */
+    SL_CONFIG_HTTP_POST, /* "POST" (default) */
+    SL_CONFIG_HTTP_PUT,  /* "PUT" */
+};
+
+enum sl_config_step_mode {
+    SL_CONFIG_MODE_ALL,   /* call every backend concurrently, keep all */
+    SL_CONFIG_MODE_FIRST, /* call them concurrently, keep the first reply */
+};
+
+enum sl_config_on_error {
+    SL_CONFIG_ON_ERROR_FAIL,    /* any failed backend dead-letters the msg */
+    SL_CONFIG_ON_ERROR_PARTIAL, /* keep what succeeded, record the errors */
+};
+
+/* A list of strings, in file order. */
+struct sl_config_strlist {
+    char **items; /* cnt strings; owned */
+    size_t cnt;   /* number of items */
+};
+
+/* A key/value pair of a map whose keys are free-form. */
+struct sl_config_kv {
+    char *key;   /* owned */
+    char *value; /* scalar, stringified; owned */
+};
+
+/* An ordered map with free-form keys (kafka properties, HTTP headers). */
+struct sl_config_kvlist {
+    struct sl_config_kv *items; /* cnt pairs in file order; owned */
+    size_t cnt;                 /* number of pairs */
+};
+
+struct sl_config_kafka {
+    char *brokers;                   /* "host:port[,host:port...]" */
+    struct sl_config_strlist topics; /* 1..64 topics to subscribe */
+    char *group;                     /* consumer group id */
+    char *group_instance_id;         /* static membership; or NULL */
+    enum sl_config_offset_reset auto_offset_reset; /* with no committed
+                                                      offset */
+    int revoke_timeout_ms;              /* drain time on revocation */
+    struct sl_config_kvlist properties; /* extra librdkafka settings */
+};
+
+struct sl_config_redis {
+    char *url;             /* redis://[user@]host:port[/db] */
+    char *key;             /* stream or list name */
+    char *group;           /* stream consumer group */
+    char *consumer;        /* consumer name; NULL: the replica id */
+    int count;             /* entries per XREADGROUP / batch */
+    int block_ms;          /* XREADGROUP BLOCK */
+    int min_idle_ms;       /* pending this long: claimable (XAUTOCLAIM) */
+    int claim_interval_ms; /* how often to look for claimable entries */
+    int max_deliveries;    /* then the entry is dead-lettered */
+    int ack_batch;         /* XACKs per round trip */
+    int heartbeat_ms;      /* list source: liveness of processing lists */
+    char *password_env;    /* name of the env var holding the password */
+    char *password_file;   /* path of a file holding the password */
+};
+
+struct sl_config_file_source {
+    char *path; /* one message per line */
+};
+
+struct sl_config_source {
+    bool present;                     /* false: no source (gateway only) */
+    enum sl_config_source_kind kind;  /* which source */
+    int max_message_bytes;            /* larger ones are dead-lettered */
+    enum sl_config_ordering ordering; /* processing order guarantees */
+    enum sl_config_payload_format payload_format; /* how to read payloads */
+    struct sl_config_kafka kafka;                 /* kind kafka */
+    struct sl_config_redis redis;      /* kind redis-stream/redis-list */
+    struct sl_config_file_source file; /* kind file */
+};
+
+struct sl_config_queue {
+    int capacity; /* messages between the source and the workers */
+};
+
+struct sl_config_workers {
+    int threads;      /* worker threads */
+    int max_inflight; /* messages in flight per worker */
+};
+
+struct sl_config_retry {
+    int max_attempts;       /* including the first attempt */
+    int base_ms;            /* first backoff; doubles, with jitter */
+    int max_ms;             /* backoff cap */
+    int retry_after_max_ms; /* cap on a server's Retry-After */
+};
+
+struct sl_config_breaker {
+    int failures;         /* consecutive failures that open it; 0: never */
+    int open_ms;          /* time open before probing */
+    int half_open_probes; /* probes allowed while half-open */
+};
+
+struct sl_config_message {
+    enum sl_config_role role; /* chat role */
+    char *content;            /* plain-text template; owned */
+};
+
+struct sl_config_backend {
+    char *name;                       /* key under 'backends'; owned */
+    enum sl_config_backend_kind kind; /* protocol */
+    char *url;                 /* openai-*: base URL ("http://h:8080/v1", we add
+                                  "/chat/completions"); http-json: the endpoint */
+    char *model;               /* openai-*: model name; or NULL */
+    char *api_key_env;         /* env var holding the key; or NULL */
+    char *api_key_file;        /* file holding the key; or NULL */
+    int timeout_ms;            /* whole request */
+    int connect_timeout_ms;    /* TCP + TLS connect */
+    int low_speed_time_ms;     /* abort when slower than ... */
+    int low_speed_bytes_per_s; /* ... this for low_speed_time_ms */
+    int max_response_bytes;    /* larger responses fail */
+    int max_concurrency;       /* requests in flight, all workers */
+    double rate_limit_rps;     /* requests per second; 0: no limit */
+    int tokens_per_minute;     /* openai-chat; 0: no limit */
+    struct sl_config_retry retry;       /* retries of retriable failures */
+    struct sl_config_breaker breaker;   /* circuit breaker */
+    struct sl_config_message *messages; /* openai-chat: message_cnt */
+    size_t message_cnt;                 /* number of messages */
+    double temperature;                 /* openai-chat sampling */
+    int max_tokens;                     /* openai-chat; 0: server default */
+    enum sl_config_response_format response_format; /* openai-chat */
+    char *input;                       /* openai-embeddings: JSON template */
+    int batch_max;                     /* openai-embeddings: inputs/call */
+    int batch_wait_ms;                 /* openai-embeddings: batch linger */
+    enum sl_config_http_method method; /* http-json */
+    struct sl_config_kvlist headers;   /* http-json: extra headers */
+    char *body;           /* http-json: JSON template; NULL: the payload */
+    char *result_pointer; /* http-json: JSON pointer into the reply */
+};
+
+struct sl_config_step {
+    char *name;                        /* unique among steps; owned */
+    struct sl_config_strlist backends; /* names, each in cfg->backends */
+    enum sl_config_step_mode mode;     /* all or first */
+    enum sl_config_on_error on_error;  /* fail or partial */
+    int deadline_ms;                   /* for the whole step */
+};
+
+/* Column names of the results table, by logical column. */
+struct sl_config_columns {
+    char *source;       /* source kind */
+    char *topic;        /* topic, stream, list or file */
+    char *partition;    /* Kafka partition */
+    char *offset;       /* Kafka offset / line number */
+    char *entry_id;     /* Redis entry id */
+    char *key;          /* message key */
+    char *payload;      /* message payload */
+    char *results;      /* backend results (jsonb) */
+    char *errors;       /* backend errors (jsonb) */
+    char *timings;      /* per-backend timings (jsonb) */
+    char *worker;       /* replica id and worker */
+    char *processed_at; /* timestamptz */
+};
+
+struct sl_config_postgres {
+    char *dsn;                        /* libpq conninfo, without password */
+    char *password_env;               /* env var holding the password */
+    char *password_file;              /* file holding the password */
+    char *table;                      /* results: [schema.]table */
+    char *dead_letter_table;          /* dead letters: [schema.]table */
+    bool create_table;                /* CREATE TABLE IF NOT EXISTS */
+    int batch_rows;                   /* rows per transaction */
+    int flush_ms;                     /* max age of a partial batch */
+    int max_batches_inflight;         /* pipelined, not yet durable */
+    int backlog_rows;                 /* then workers block */
+    struct sl_config_columns columns; /* column names */
+};
+
+struct sl_config_sink {
+    bool present;                       /* false: no 'sink' in the file */
+    struct sl_config_postgres postgres; /* the only sink */
+};
+
+struct sl_config_http {
+    char *listen; /* host:port for /metrics, /healthz, /readyz */
+};
+
+struct sl_config_gateway {
+    bool enabled;        /* serve POST /v1/infer */
+    int max_concurrency; /* requests in flight */
+    bool write_rows;     /* also write results to the sink */
+    int max_body_bytes;  /* larger requests get 413 */
+};
+
+/* A loaded pipeline file.  Read-only after sl_config_load(). */
+struct sl_config {
+    char *path;                         /* the file as given; owned */
+    int version;                        /* always 1 */
+    char *name;                         /* [a-z0-9_-]+ */
+    enum sl_log_level log_level;        /* debug, info, warn or error */
+    char *replica_id;                   /* NULL: host name + pid at run time */
+    int shutdown_timeout_ms;            /* drain deadline */
+    struct sl_config_source source;     /* source.present: has a source */
+    struct sl_config_queue queue;       /* source -> workers */
+    struct sl_config_workers workers;   /* worker pool */
+    struct sl_config_backend *backends; /* backend_cnt, in file order */
+    size_t backend_cnt;                 /* number of backends */
+    struct sl_config_step *steps;       /* step_cnt, in order */
+    size_t step_cnt;                    /* number of steps */
+    struct sl_config_sink sink;         /* sink.present: has a sink */
+    struct sl_config_http http;         /* metrics / health endpoint */
+    struct sl_config_gateway gateway;   /* synchronous HTTP entry */
+};
+
+/* One error found in a pipeline file. */
+struct sl_config_error {
+    char *text; /* "FILE:LINE:COL: what at key.path"; owned */
+    int line;   /* 1-based; 0 when not about a place in the file */
+    int column; /* 1-based; 0 when not about a place in the file */
+};
+
+/* Every error found in a file, sorted by line and column. */
+struct sl_config_errors {
+    struct sl_config_error *items; /* cnt errors; owned */
+    size_t cnt;                    /* number of errors kept */
+    size_t dropped;                /* errors beyond SL_CONFIG_MAX_ERRORS */
+};
+
+#define SL_CONFIG_MAX_ERRORS 200           /* errors kept per file */
+#define SL_CONFIG_MAX_FILE_BYTES (4 << 20) /* larger files are refused */
+
+/*
+ * Load the pipeline file 'path': parse, interpolate, validate, default.
+ *
+ * Returns 0 and sets *cfgp (owned by the caller; sl_config_destroy()).
+ * Otherwise *cfgp is NULL and every error found is appended to 'errs'
+ * (which the caller initialises to zeros and frees with
+ * sl_config_errors_clear()): -SL_ECONFIG for an invalid file,
+ * -SL_ENOTFOUND or -SL_EIO when it cannot be read ("FILE: cannot open:
+ * No such file or directory"), -SL_ETOOBIG past SL_CONFIG_MAX_FILE_BYTES,
+ * -SL_ENOMEM.  'errs' may be NULL when only the code matters.
+ * Reads the environment: main thread, before other threads start.
+ */
+int sl_config_load(const char *path, struct sl_config **cfgp,
+                   struct sl_config_errors *errs);
+
+/*
+ * As sl_config_load() for YAML text 'text' of 'len' bytes; 'name' is the
+ * file name used in error messages and cfg->path.  Main thread.
+ */
+int sl_config_parse(const char *name, const char *text, size_t len,
+                    struct sl_config **cfgp, struct sl_config_errors *errs);
+
+/* Free 'cfg' and every string it owns.  NULL is a no-op.  Any thread. */
+void sl_config_destroy(struct sl_config *cfg);
+
+/* Free the errors in 'errs' and zero it; 'errs' itself is the caller's. */
+void sl_config_errors_clear(struct sl_config_errors *errs);
+
+/* The backend called 'name', or NULL.  Any thread. */
+const struct sl_config_backend *
+sl_config_backend_find(const struct sl_config *cfg, const char *name);
+
+/* "kafka", "redis-stream" ... for 'kind'; static, never NULL. */
+const char *sl_config_source_kind_name(enum sl_config_source_kind kind);
+
+/* "openai-chat", "openai-embeddings", "http-json"; static, never NULL. */
+const char *sl_config_backend_kind_name(enum sl_config_backend_kind kind);
+
+#endif

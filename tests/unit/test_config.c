@@ -1,0 +1,659 @@
+/*
+ * Pipeline file loader: the example pipelines load, defaults apply, ${VAR}
+ * interpolation works, and each kind of mistake gives its exact
+ * "file:line:col: what at key.path" message.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "config.h"
+#include "err.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int setup(void **state)
+{
+    const char *src = getenv("SLUICE_SOURCE_DIR");
+
+    (void)state;
+    /* Paths in messages are as given: load relative to the repo root. */
+    if (!src || chdir(src) != 0) {
+        fprintf(stderr, "SLUICE_SOURCE_DIR must name the source tree\n");
+        return -1;
+    }
+    return 0;
+}
+
+static struct sl_config *parse_ok(const char *text)
+{
+    struct sl_config_errors errs = {0};
+    struct sl_config *cfg = NULL;
+    int err = sl_config_parse("t.yaml", text, strlen(text), &cfg, &errs);
+
+    for (size_t i = 0; i < errs.cnt; i++)
+        fprintf(stderr, "unexpected: %s\n", errs.items[i].text);
+    assert_int_equal(err, 0);
+    assert_non_null(cfg);
+    assert_int_equal(errs.cnt, 0);
+    sl_config_errors_clear(&errs);
+    return cfg;
+}
+
+/* Parse 'text' and expect exactly the error lines given (NULL-ended). */
+static void parse_errors(const char *text, ...)
+{
+    struct sl_config_errors errs = {0};
+    struct sl_config *cfg = NULL;
+    int err = sl_config_parse("t.yaml", text, strlen(text), &cfg, &errs);
+    const char *want;
+    size_t n = 0;
+    va_list ap;
+
+    assert_int_equal(err, -SL_ECONFIG);
+    assert_null(cfg);
+    va_start(ap, text);
+    while ((want = va_arg(ap, const char *)) != NULL) {
+        assert_true(n < errs.cnt);
+        assert_string_equal(errs.items[n].text, want);
+        n++;
+    }
+    va_end(ap);
+    for (size_t i = n; i < errs.cnt; i++)
+        fprintf(stderr, "extra: %s\n", errs.items[i].text);
+    assert_int_equal(errs.cnt, n);
+    sl_config_errors_clear(&errs);
+}
+
+/* Load tests/data/config/'name' and expect the error lines (NULL-ended). */
+static void load_errors(const char *name, ...)
+{
+    struct sl_config_errors errs = {0};
+    struct sl_config *cfg = NULL;
+    char path[256];
+    const char *want;
+    size_t n = 0;
+    va_list ap;
+    int err;
+
+    snprintf(path, sizeof(path), "tests/data/config/%s", name);
+    err = sl_config_load(path, &cfg, &errs);
+    assert_int_equal(err, -SL_ECONFIG);
+    assert_null(cfg);
+    va_start(ap, name);
+    while ((want = va_arg(ap, const char *)) != NULL) {
+        assert_true(n < errs.cnt);
+        assert_string_equal(errs.items[n].text, want);
+        n++;
+    }
+    va_end(ap);
+    for (size_t i = n; i < errs.cnt; i++)
+        fprintf(stderr, "extra: %s\n", errs.items[i].text);
+    assert_int_equal(errs.cnt, n);
+    sl_config_errors_clear(&errs);
+}
+
+static void test_pipelines_load(void **state)
+{
+    DIR *dir = opendir("pipelines");
+    struct dirent *de;
+    int loaded = 0;
+
+    (void)state;
+    assert_non_null(dir);
+    while ((de = readdir(dir)) != NULL) {
+        size_t len = strlen(de->d_name);
+        struct sl_config_errors errs = {0};
+        struct sl_config *cfg = NULL;
+        char path[512];
+
+        if (len < 6 || strcmp(de->d_name + len - 5, ".yaml"))
+            continue;
+        snprintf(path, sizeof(path), "pipelines/%s", de->d_name);
+        int err = sl_config_load(path, &cfg, &errs);
+        for (size_t i = 0; i < errs.cnt; i++)
+            fprintf(stderr, "%s\n", errs.items[i].text);
+        assert_int_equal(err, 0);
+        assert_non_null(cfg);
+        assert_string_equal(cfg->path, path);
+        sl_config_destroy(cfg);
+        sl_config_errors_clear(&errs);
+        loaded++;
+    }
+    closedir(dir);
+    assert_true(loaded >= 4);
+}
+
+static void test_review_sentiment_values(void **state)
+{
+    struct sl_config *cfg = NULL;
+    const struct sl_config_backend *be;
+
+    (void)state;
+    unsetenv("MODEL_URL");
+    unsetenv("KAFKA_BROKERS");
+    assert_int_equal(
+        sl_config_load("pipelines/review-sentiment.yaml", &cfg, NULL), 0);
+    assert_string_equal(cfg->name, "review-sentiment");
+    assert_true(cfg->source.present);
+    assert_int_equal(cfg->source.kind, SL_CONFIG_SOURCE_KAFKA);
+    assert_string_equal(cfg->source.kafka.brokers, "127.0.0.1:59092");
+    assert_int_equal(cfg->source.kafka.topics.cnt, 1);
+    assert_string_equal(cfg->source.kafka.topics.items[0], "reviews");
+    assert_int_equal(cfg->backend_cnt, 1);
+    be = sl_config_backend_find(cfg, "sentiment");
+    assert_non_null(be);
+    assert_null(sl_config_backend_find(cfg, "nope"));
+    assert_int_equal(be->kind, SL_CONFIG_BACKEND_OPENAI_CHAT);
+    assert_string_equal(be->url, "http://127.0.0.1:8080/v1");
+    assert_string_equal(be->model, "mock-sentiment");
+    assert_int_equal(be->response_format, SL_CONFIG_RESPONSE_JSON);
+    assert_int_equal(be->message_cnt, 2);
+    assert_int_equal(be->messages[0].role, SL_CONFIG_ROLE_SYSTEM);
+    assert_int_equal(be->messages[1].role, SL_CONFIG_ROLE_USER);
+    assert_string_equal(be->messages[1].content, "{{text}}");
+    assert_int_equal(cfg->step_cnt, 1);
+    assert_string_equal(cfg->steps[0].backends.items[0], "sentiment");
+    assert_true(cfg->sink.present);
+    assert_string_equal(cfg->sink.postgres.table, "review_sentiment");
+    assert_string_equal(sl_config_source_kind_name(cfg->source.kind), "kafka");
+    assert_string_equal(sl_config_backend_kind_name(be->kind), "openai-chat");
+    sl_config_destroy(cfg);
+}
+
+static void test_defaults(void **state)
+{
+    struct sl_config *cfg = parse_ok("version: 1\n"
+                                     "name: d\n"
+                                     "source:\n"
+                                     "  kind: kafka\n"
+                                     "  kafka: {topics: [t], group: g}\n"
+                                     "backends:\n"
+                                     "  e:\n"
+                                     "    kind: openai-embeddings\n"
+                                     "    url: http://h:1/v1\n"
+                                     "    model: m\n"
+                                     "  h: {kind: http-json, url: http://h}\n"
+                                     "steps:\n"
+                                     "  - {name: s, backends: [e, h]}\n"
+                                     "sink:\n"
+                                     "  postgres:\n");
+    const struct sl_config_backend *e, *h;
+
+    (void)state;
+    assert_int_equal(cfg->log_level, SL_LOG_INFO);
+    assert_null(cfg->replica_id);
+    assert_int_equal(cfg->shutdown_timeout_ms, 30000);
+    assert_int_equal(cfg->source.max_message_bytes, 1048576);
+    assert_int_equal(cfg->source.ordering, SL_CONFIG_ORDER_UNORDERED);
+    assert_int_equal(cfg->source.payload_format, SL_CONFIG_PAYLOAD_JSON);
+    assert_string_equal(cfg->source.kafka.brokers, "127.0.0.1:59092");
+    assert_int_equal(cfg->source.kafka.auto_offset_reset,
+                     SL_CONFIG_RESET_EARLIEST);
+    assert_int_equal(cfg->source.kafka.revoke_timeout_ms, 10000);
+    assert_int_equal(cfg->source.kafka.properties.cnt, 0);
+    assert_int_equal(cfg->queue.capacity, 1024);
+    assert_int_equal(cfg->workers.threads, 2);
+    assert_int_equal(cfg->workers.max_inflight, 64);
+    e = sl_config_backend_find(cfg, "e");
+    h = sl_config_backend_find(cfg, "h");
+    assert_string_equal(e->input, "{{text}}");
+    assert_int_equal(e->batch_max, 64);
+    assert_int_equal(e->batch_wait_ms, 5);
+    assert_int_equal(e->timeout_ms, 30000);
+    assert_int_equal(e->max_concurrency, 64);
+    assert_int_equal(e->retry.max_attempts, 4);
+    assert_int_equal(e->retry.base_ms, 100);
+    assert_int_equal(e->breaker.failures, 5);
+    assert_true(e->rate_limit_rps == 0);
+    assert_null(e->api_key_env);
+    assert_int_equal(h->method, SL_CONFIG_HTTP_POST);
+    assert_string_equal(h->result_pointer, "");
+    assert_null(h->body);
+    assert_int_equal(cfg->steps[0].mode, SL_CONFIG_MODE_ALL);
+    assert_int_equal(cfg->steps[0].on_error, SL_CONFIG_ON_ERROR_FAIL);
+    assert_int_equal(cfg->steps[0].deadline_ms, 60000);
+    assert_true(cfg->sink.present);
+    assert_string_equal(
+        cfg->sink.postgres.dsn,
+        "host=127.0.0.1 port=55432 dbname=sluice user=postgres");
+    assert_string_equal(cfg->sink.postgres.table, "sluice_results");
+    assert_string_equal(cfg->sink.postgres.dead_letter_table,
+                        "sluice_dead_letters");
+    assert_true(cfg->sink.postgres.create_table);
+    assert_int_equal(cfg->sink.postgres.batch_rows, 500);
+    assert_int_equal(cfg->sink.postgres.max_batches_inflight, 4);
+    assert_string_equal(cfg->sink.postgres.columns.payload, "payload");
+    assert_string_equal(cfg->sink.postgres.columns.processed_at,
+                        "processed_at");
+    assert_string_equal(cfg->http.listen, "127.0.0.1:9464");
+    assert_false(cfg->gateway.enabled);
+    assert_int_equal(cfg->gateway.max_body_bytes, 1048576);
+    sl_config_destroy(cfg);
+}
+
+static void test_maps_keep_order(void **state)
+{
+    struct sl_config *cfg =
+        parse_ok("version: 1\n"
+                 "name: m\n"
+                 "source:\n"
+                 "  kind: kafka\n"
+                 "  kafka:\n"
+                 "    topics: [a, b]\n"
+                 "    group: g\n"
+                 "    properties:\n"
+                 "      fetch.min.bytes: 1024\n"
+                 "      enable.idempotence: true\n"
+                 "      client.id: x\n"
+                 "backends:\n"
+                 "  z: {kind: http-json, url: 'http://h', headers: "
+                 "{X-A: '1'}}\n"
+                 "  a: {kind: http-json, url: 'http://h'}\n"
+                 "steps: [{name: s, backends: [a]}]\n"
+                 "sink: {postgres: {columns: {payload: body}}}\n");
+    const struct sl_config_kvlist *p = &cfg->source.kafka.properties;
+
+    (void)state;
+    assert_int_equal(p->cnt, 3);
+    assert_string_equal(p->items[0].key, "fetch.min.bytes");
+    assert_string_equal(p->items[0].value, "1024");
+    assert_string_equal(p->items[1].key, "enable.idempotence");
+    assert_string_equal(p->items[1].value, "true");
+    assert_string_equal(p->items[2].value, "x");
+    assert_int_equal(cfg->backend_cnt, 2);
+    assert_string_equal(cfg->backends[0].name, "z");
+    assert_string_equal(cfg->backends[1].name, "a");
+    assert_int_equal(cfg->backends[0].headers.cnt, 1);
+    assert_string_equal(cfg->backends[0].headers.items[0].key, "X-A");
+    assert_string_equal(cfg->sink.postgres.columns.payload, "body");
+    assert_string_equal(cfg->sink.postgres.columns.results, "results");
+    sl_config_destroy(cfg);
+}
+
+static void test_env_interpolation(void **state)
+{
+    struct sl_config *cfg;
+
+    (void)state;
+    setenv("SL_TEST_URL", "http://model:9000", 1);
+    setenv("SL_TEST_EMPTY", "", 1);
+    unsetenv("SL_TEST_UNSET");
+    setenv("SL_TEST_THREADS", "7", 1);
+    cfg = parse_ok("version: 1\n"
+                   "name: env\n"
+                   "replica_id: a$$b-${SL_TEST_UNSET:-r1}-$x\n"
+                   "workers:\n"
+                   "  threads: ${SL_TEST_THREADS}\n"
+                   "http:\n"
+                   "  listen: ${SL_TEST_EMPTY:-0.0.0.0:1234}\n"
+                   "gateway: {enabled: true}\n"
+                   "backends:\n"
+                   "  b:\n"
+                   "    kind: http-json\n"
+                   "    url: ${SL_TEST_URL}/predict\n");
+    assert_string_equal(cfg->replica_id, "a$b-r1-$x");
+    assert_int_equal(cfg->workers.threads, 7);
+    assert_string_equal(cfg->http.listen, "0.0.0.0:1234");
+    assert_string_equal(cfg->backends[0].url, "http://model:9000/predict");
+    sl_config_destroy(cfg);
+
+    /* The interpolated value is what gets checked. */
+    setenv("SL_TEST_THREADS", "many", 1);
+    parse_errors("version: 1\n"
+                 "name: env\n"
+                 "gateway: {enabled: true}\n"
+                 "workers:\n"
+                 "  threads: ${SL_TEST_THREADS}\n",
+                 "t.yaml:5:12: expected an integer between 1 and 256, got "
+                 "'many' at workers.threads",
+                 NULL);
+
+    parse_errors("version: 1\n"
+                 "name: env\n"
+                 "gateway: {enabled: true}\n"
+                 "backends:\n"
+                 "  b:\n"
+                 "    kind: http-json\n"
+                 "    url: ${SL_TEST_UNSET}/predict\n"
+                 "    body: '${SL_TEST_URL'\n",
+                 "t.yaml:7:10: environment variable 'SL_TEST_UNSET' is not "
+                 "set (set it, or give a default: ${SL_TEST_UNSET:-default}) "
+                 "at backends.b.url",
+                 "t.yaml:8:11: malformed variable reference '${SL_TEST_URL' "
+                 "(write ${NAME}, ${NAME:-default} or $$ for a literal '$') "
+                 "at backends.b.body",
+                 NULL);
+    unsetenv("SL_TEST_URL");
+    unsetenv("SL_TEST_EMPTY");
+    unsetenv("SL_TEST_THREADS");
+}
+
+static void test_unknown_key(void **state)
+{
+    (void)state;
+    load_errors("unknown-key.yaml",
+                "tests/data/config/unknown-key.yaml:17:5: unknown key "
+                "'batch_rowz' at sink.postgres.batch_rowz",
+                NULL);
+}
+
+static void test_wrong_type(void **state)
+{
+    (void)state;
+    load_errors("wrong-type.yaml",
+                "tests/data/config/wrong-type.yaml:6:13: expected an integer "
+                "between 1 and 1048576, got 'abc' at queue.capacity",
+                "tests/data/config/wrong-type.yaml:8:13: expected an integer "
+                "between 1 and 256, got a list at workers.threads",
+                NULL);
+}
+
+static void test_out_of_range(void **state)
+{
+    (void)state;
+    load_errors("out-of-range.yaml",
+                "tests/data/config/out-of-range.yaml:6:12: expected an "
+                "integer between 1 and 256, got '0' at workers.threads",
+                "tests/data/config/out-of-range.yaml:7:17: expected an "
+                "integer between 1 and 65536, got '70000' at "
+                "workers.max_inflight",
+                NULL);
+}
+
+static void test_missing_key(void **state)
+{
+    (void)state;
+    load_errors("missing-key.yaml",
+                "tests/data/config/missing-key.yaml:5:3: missing required key "
+                "'topics' at source.kafka.topics",
+                NULL);
+    parse_errors("name: x\ngateway: {enabled: true}\n",
+                 "t.yaml:1:1: missing required key 'version' at version", NULL);
+}
+
+static void test_bad_enum(void **state)
+{
+    (void)state;
+    load_errors("bad-enum.yaml",
+                "tests/data/config/bad-enum.yaml:3:12: expected one of debug, "
+                "info, warn, error, got 'verbose' at log_level",
+                NULL);
+}
+
+static void test_yaml_syntax(void **state)
+{
+    (void)state;
+    load_errors("syntax.yaml",
+                "tests/data/config/syntax.yaml:7:3: invalid YAML: wrongly "
+                "indented flow sequence",
+                NULL);
+    parse_errors("version: 1\nname: \"x\n",
+                 "t.yaml:2:8: invalid YAML: double-quoted scalar without "
+                 "closing quote",
+                 NULL);
+    parse_errors("",
+                 "t.yaml:1:1: the file is empty; a pipeline needs at "
+                 "least 'version' and 'name'",
+                 NULL);
+    parse_errors("- a\n- b\n",
+                 "t.yaml:1:3: expected a mapping of pipeline settings, got a "
+                 "list",
+                 NULL);
+}
+
+static void test_kind_specific_key(void **state)
+{
+    (void)state;
+    load_errors("wrong-kind-key.yaml",
+                "tests/data/config/wrong-kind-key.yaml:13:5: key 'batch_max' "
+                "is only allowed when kind is openai-embeddings at "
+                "backends.chat.batch_max",
+                NULL);
+    parse_errors("version: 1\n"
+                 "name: k\n"
+                 "source:\n"
+                 "  kind: file\n"
+                 "  file: {path: /x}\n"
+                 "  kafka: {topics: [t], group: g}\n"
+                 "steps: [{name: s, backends: [b]}]\n"
+                 "backends:\n"
+                 "  b: {kind: openai-chat, url: 'http://h/v1', model: m}\n"
+                 "sink: {postgres: {}}\n",
+                 "t.yaml:6:3: key 'kafka' is only allowed when source.kind is "
+                 "kafka at source.kafka",
+                 "t.yaml:9:3: missing required key 'messages' (required when "
+                 "kind is openai-chat) at backends.b.messages",
+                 NULL);
+}
+
+static void test_unknown_backend(void **state)
+{
+    (void)state;
+    load_errors("unknown-backend.yaml",
+                "tests/data/config/unknown-backend.yaml:11:19: unknown "
+                "backend 'x' at steps[0].backends[1]",
+                NULL);
+}
+
+static void test_duplicate_key(void **state)
+{
+    (void)state;
+    load_errors("duplicate-key.yaml",
+                "tests/data/config/duplicate-key.yaml:6:3: duplicate key "
+                "'max_concurrency' (first given at line 5) at "
+                "gateway.max_concurrency",
+                NULL);
+    parse_errors("version: 1\n"
+                 "name: d\n"
+                 "gateway: {enabled: true}\n"
+                 "backends:\n"
+                 "  a: {kind: http-json, url: 'http://h'}\n"
+                 "  a: {kind: http-json, url: 'http://i'}\n",
+                 "t.yaml:6:3: duplicate key 'a' (first given at line 5) at "
+                 "backends.a",
+                 NULL);
+}
+
+static void test_secret_literal(void **state)
+{
+    (void)state;
+    load_errors("secret.yaml",
+                "tests/data/config/secret.yaml:7:5: unknown key 'password' "
+                "(secrets must not be written in the file; use password_env "
+                "or password_file) at sink.postgres.password",
+                NULL);
+    parse_errors("version: 1\n"
+                 "name: s\n"
+                 "gateway: {enabled: true}\n"
+                 "backends:\n"
+                 "  a: {kind: http-json, url: 'http://h', api_key: k}\n"
+                 "sink:\n"
+                 "  postgres: {dsn: 'host=h password=x'}\n",
+                 "t.yaml:5:41: unknown key 'api_key' (secrets must not be "
+                 "written in the file; use api_key_env or api_key_file) at "
+                 "backends.a.api_key",
+                 "t.yaml:7:19: expected a libpq connection string without a "
+                 "password (use password_env or password_file), got "
+                 "'host=h password=x' at sink.postgres.dsn",
+                 NULL);
+}
+
+static void test_many_errors(void **state)
+{
+    const char *f = "tests/data/config/many-errors.yaml";
+    char e[10][256];
+
+    (void)state;
+    snprintf(e[0], sizeof(e[0]),
+             "%s:1:1: missing required key 'sink' (required when 'source' "
+             "is present) at sink",
+             f);
+    snprintf(e[1], sizeof(e[1]), "%s:1:10: expected 1, got '2' at version", f);
+    snprintf(e[2], sizeof(e[2]),
+             "%s:2:7: expected a name of 1 to 64 lowercase letters, digits, "
+             "'_' or '-', got 'Bad Name' at name",
+             f);
+    snprintf(e[3], sizeof(e[3]),
+             "%s:3:1: missing required key 'kafka' (required when "
+             "source.kind is kafka) at source.kafka",
+             f);
+    snprintf(e[4], sizeof(e[4]),
+             "%s:5:3: key 'redis' is only allowed when source.kind is "
+             "redis-stream or redis-list at source.redis",
+             f);
+    snprintf(e[5], sizeof(e[5]),
+             "%s:8:13: expected an integer between 1 and 1048576, got '0' "
+             "at queue.capacity",
+             f);
+    snprintf(e[6], sizeof(e[6]), "%s:9:3: unknown key 'extra' at queue.extra",
+             f);
+    snprintf(e[7], sizeof(e[7]),
+             "%s:13:10: expected a URL starting with http:// or https:// "
+             "(without a password), got 'ftp://example' at backends.m.url",
+             f);
+    snprintf(e[8], sizeof(e[8]),
+             "%s:16:16: unknown backend 'nope' at steps[0].backends[0]", f);
+    load_errors("many-errors.yaml", e[0], e[1], e[2], e[3], e[4], e[5], e[6],
+                e[7], e[8], NULL);
+}
+
+static void test_cross_checks(void **state)
+{
+    (void)state;
+    parse_errors("version: 1\nname: idle\n",
+                 "t.yaml:1:1: nothing to do: give a 'source' or set "
+                 "gateway.enabled to true at source",
+                 NULL);
+    parse_errors("version: 1\n"
+                 "name: x\n"
+                 "gateway: {enabled: true}\n"
+                 "backends:\n"
+                 "  a: {kind: http-json, url: 'http://h', result_pointer: "
+                 "label}\n"
+                 "  b:\n"
+                 "    kind: http-json\n"
+                 "    url: http://h\n"
+                 "    retry: {base_ms: 500, max_ms: 100}\n"
+                 "steps:\n"
+                 "  - {name: s, backends: [a]}\n"
+                 "  - {name: s, backends: [b]}\n",
+                 "t.yaml:5:57: expected a JSON pointer (empty or starting "
+                 "with '/'), got 'label' at backends.a.result_pointer",
+                 "t.yaml:9:22: base_ms (500) must not exceed max_ms (100) at "
+                 "backends.b.retry.base_ms",
+                 "t.yaml:12:12: duplicate step name 's' (also steps[0]) at "
+                 "steps[1].name",
+                 NULL);
+}
+
+static void test_source_needs_steps_and_sink(void **state)
+{
+    (void)state;
+    parse_errors("version: 1\n"
+                 "name: x\n"
+                 "source:\n"
+                 "  kind: stdin\n"
+                 "steps:\n",
+                 "t.yaml:1:1: missing required key 'sink' (required when "
+                 "'source' is present) at sink",
+                 "t.yaml:5:1: missing required key 'steps' (required when "
+                 "'source' is present) at steps",
+                 NULL);
+    parse_errors("version: 1\n"
+                 "name: x\n"
+                 "gateway:\n"
+                 "  enabled: yes\n"
+                 "sink:\n",
+                 "t.yaml:4:12: expected true or false, got 'yes' at "
+                 "gateway.enabled",
+                 "t.yaml:5:1: missing required key 'postgres' at "
+                 "sink.postgres",
+                 NULL);
+}
+
+static void test_aliases(void **state)
+{
+    struct sl_config *cfg = parse_ok("version: 1\n"
+                                     "name: a\n"
+                                     "gateway: {enabled: true}\n"
+                                     "backends:\n"
+                                     "  a: &common\n"
+                                     "    kind: http-json\n"
+                                     "    url: &u http://h/x\n"
+                                     "  b: *common\n"
+                                     "  c: {kind: http-json, url: *u}\n");
+
+    (void)state;
+    assert_int_equal(cfg->backend_cnt, 3);
+    assert_string_equal(cfg->backends[1].url, "http://h/x");
+    assert_string_equal(cfg->backends[2].url, "http://h/x");
+    sl_config_destroy(cfg);
+    parse_errors("version: 1\n"
+                 "name: a\n"
+                 "gateway: {enabled: true}\n"
+                 "backends:\n"
+                 "  a: &common {kind: http-json, url: 'http://h'}\n"
+                 "  c:\n"
+                 "    <<: *common\n",
+                 "t.yaml:6:3: missing required key 'kind' at backends.c.kind",
+                 "t.yaml:6:3: missing required key 'url' at backends.c.url",
+                 "t.yaml:7:5: merge keys ('<<') are not supported; repeat the "
+                 "settings or use an alias ('*name') for a whole value at "
+                 "backends.c.<<",
+                 NULL);
+}
+
+static void test_missing_file(void **state)
+{
+    struct sl_config_errors errs = {0};
+    struct sl_config *cfg = (struct sl_config *)&errs;
+
+    (void)state;
+    assert_int_equal(sl_config_load("tests/data/config/nope.yaml", &cfg, &errs),
+                     -SL_ENOTFOUND);
+    assert_null(cfg);
+    assert_int_equal(errs.cnt, 1);
+    assert_string_equal(errs.items[0].text,
+                        "tests/data/config/nope.yaml: cannot open: No such "
+                        "file or directory");
+    sl_config_errors_clear(&errs);
+    assert_int_equal(
+        sl_config_load("tests/data/config/unknown-key.yaml", &cfg, NULL),
+        -SL_ECONFIG);
+    sl_config_destroy(NULL);
+    sl_config_errors_clear(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pipelines_load),
+        cmocka_unit_test(test_review_sentiment_values),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_maps_keep_order),
+        cmocka_unit_test(test_env_interpolation),
+        cmocka_unit_test(test_unknown_key),
+        cmocka_unit_test(test_wrong_type),
+        cmocka_unit_test(test_out_of_range),
+        cmocka_unit_test(test_missing_key),
+        cmocka_unit_test(test_bad_enum),
+        cmocka_unit_test(test_yaml_syntax),
+        cmocka_unit_test(test_kind_specific_key),
+        cmocka_unit_test(test_unknown_backend),
+        cmocka_unit_test(test_duplicate_key),
+        cmocka_unit_test(test_secret_literal),
+        cmocka_unit_test(test_many_errors),
+        cmocka_unit_test(test_cross_checks),
+        cmocka_unit_test(test_source_needs_steps_and_sink),
+        cmocka_unit_test(test_aliases),
+        cmocka_unit_test(test_missing_file),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}
