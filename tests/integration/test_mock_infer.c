@@ -1,0 +1,765 @@
+/*
+ * mock-infer end to end: starts the built binary on an ephemeral port and
+ * checks over HTTP that every route gives its documented answer, that each
+ * fault looks to a client as it should, and that SIGTERM stops it cleanly.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define START_DEADLINE_MS 10000 /* port file and /healthz */
+#define EXIT_DEADLINE_MS 10000  /* exit after SIGTERM */
+#define BODY_KEEP (1024 * 1024) /* bytes of a reply kept for checks */
+#define HUGE_BYTES (64ULL * 1024 * 1024)
+
+struct server {
+    pid_t pid;          /* mock-infer, or 0 once reaped */
+    char dir[64];       /* temporary directory */
+    char port_file[96]; /* --port-file */
+    char log_file[96];  /* its stderr */
+    char base[64];      /* "http://127.0.0.1:PORT" */
+};
+
+static struct server srv;
+
+struct reply {
+    CURLcode rc;          /* curl's result */
+    long status;          /* HTTP status, 0 without one */
+    char *body;           /* first BODY_KEEP bytes, NUL-terminated */
+    size_t len;           /* bytes kept */
+    uint64_t total;       /* bytes received */
+    char retry_after[64]; /* Retry-After value, or "" */
+    int64_t elapsed_us;   /* wall time of the transfer */
+    long connects;        /* new connections made */
+};
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void pause_ms(long ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000,
+                          .tv_nsec = (ms % 1000) * 1000000};
+
+    nanosleep(&ts, NULL);
+}
+
+static uint64_t fnv1a64(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct reply *rep = arg;
+    size_t n = size * nmemb, keep = n;
+
+    if (rep->len + keep > BODY_KEEP)
+        keep = BODY_KEEP - rep->len;
+    memcpy(rep->body + rep->len, data, keep);
+    rep->len += keep;
+    rep->body[rep->len] = '\0';
+    rep->total += n;
+    return n;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct reply *rep = arg;
+    size_t n = size * nmemb;
+    static const char name[] = "retry-after:";
+
+    if (n > sizeof(name) - 1 && !strncasecmp(data, name, sizeof(name) - 1)) {
+        const char *v = data + sizeof(name) - 1;
+        size_t vlen = n - (sizeof(name) - 1);
+        while (vlen > 0 && (*v == ' ' || *v == '\t')) {
+            v++;
+            vlen--;
+        }
+        while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n'))
+            vlen--;
+        if (vlen >= sizeof(rep->retry_after))
+            vlen = sizeof(rep->retry_after) - 1;
+        memcpy(rep->retry_after, v, vlen);
+        rep->retry_after[vlen] = '\0';
+    }
+    return n;
+}
+
+struct call {
+    const char *method;     /* "GET" or "POST" */
+    const char *path;       /* "/predict/ner" */
+    const char *body;       /* POST body, or NULL */
+    const char *headers[6]; /* NULL-terminated extra headers */
+    long timeout_ms;        /* 0 = 10 s */
+    long low_speed_limit;   /* bytes/s, 0 = off */
+    long low_speed_time;    /* seconds */
+};
+
+/* Perform 'c' on 'curl' (reused for keep-alive) or a fresh handle. */
+static void perform(CURL *curl, const struct call *c, struct reply *rep)
+{
+    struct curl_slist *hdrs = NULL;
+    char url[256];
+    bool own = !curl;
+
+    memset(rep, 0, sizeof(*rep));
+    rep->body = malloc(BODY_KEEP + 1);
+    assert_non_null(rep->body);
+    rep->body[0] = '\0';
+    if (own)
+        curl = curl_easy_init();
+    assert_non_null(curl);
+    snprintf(url, sizeof(url), "%s%s", srv.base, c->path);
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+    if (!strcmp(c->method, "POST")) {
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, c->body ? c->body : "");
+        hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+    }
+    for (size_t i = 0; i < 6 && c->headers[i]; i++)
+        hdrs = curl_slist_append(hdrs, c->headers[i]);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, rep);
+    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, rep);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
+                     c->timeout_ms ? c->timeout_ms : 10000L);
+    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, c->low_speed_limit);
+    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, c->low_speed_time);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+
+    int64_t t0 = mono_us();
+    rep->rc = curl_easy_perform(curl);
+    rep->elapsed_us = mono_us() - t0;
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &rep->status);
+    curl_easy_getinfo(curl, CURLINFO_NUM_CONNECTS, &rep->connects);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, NULL);
+    curl_slist_free_all(hdrs);
+    if (own)
+        curl_easy_cleanup(curl);
+}
+
+static void reply_free(struct reply *rep)
+{
+    free(rep->body);
+    rep->body = NULL;
+}
+
+/* POST 'body' to 'path' and expect 'status'; returns the parsed body. */
+static json_t *post_json(const char *path, const char *body, long status)
+{
+    struct call c = {.method = "POST", .path = path, .body = body};
+    struct reply rep;
+    json_error_t jerr;
+
+    perform(NULL, &c, &rep);
+    assert_int_equal(rep.rc, CURLE_OK);
+    assert_int_equal(rep.status, status);
+    json_t *j = json_loads(rep.body, 0, &jerr);
+    if (!j)
+        fail_msg("not JSON (%s): %s", jerr.text, rep.body);
+    reply_free(&rep);
+    return j;
+}
+
+/* POST and compare the raw body byte for byte. */
+static void expect_body(const char *path, const char *body,
+                        const char *expected)
+{
+    struct call c = {.method = "POST", .path = path, .body = body};
+    struct reply rep;
+
+    perform(NULL, &c, &rep);
+    assert_int_equal(rep.rc, CURLE_OK);
+    assert_int_equal(rep.status, 200);
+    assert_string_equal(rep.body, expected);
+    reply_free(&rep);
+}
+
+static bool read_port(unsigned *portp)
+{
+    FILE *f = fopen(srv.port_file, "r");
+    bool ok;
+
+    if (!f)
+        return false;
+    ok = fscanf(f, "%u", portp) == 1 && *portp > 0;
+    fclose(f);
+    return ok;
+}
+
+static bool server_exited(int *statusp)
+{
+    return srv.pid > 0 && waitpid(srv.pid, statusp, WNOHANG) == srv.pid;
+}
+
+static void kill_server(void)
+{
+    if (srv.pid > 0) {
+        kill(srv.pid, SIGKILL);
+        waitpid(srv.pid, NULL, 0);
+        srv.pid = 0;
+    }
+}
+
+static int start_server(void **state)
+{
+    const char *bindir = getenv("SLUICE_BINARY_DIR");
+    char bin[4096];
+    unsigned port = 0;
+    int status;
+
+    (void)state;
+    if (!bindir) {
+        fprintf(stderr, "SLUICE_BINARY_DIR is not set (run under ctest)\n");
+        return -1;
+    }
+    snprintf(bin, sizeof(bin), "%s/mock-infer", bindir);
+    snprintf(srv.dir, sizeof(srv.dir), "/tmp/sl-mock-infer.XXXXXX");
+    if (!mkdtemp(srv.dir))
+        return -1;
+    snprintf(srv.port_file, sizeof(srv.port_file), "%s/port", srv.dir);
+    snprintf(srv.log_file, sizeof(srv.log_file), "%s/stderr", srv.dir);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+
+    pid_t parent = getpid();
+    srv.pid = fork();
+    if (srv.pid < 0)
+        return -1;
+    if (srv.pid == 0) {
+        /* Die with the test, whatever happens to it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        int fd = open(srv.log_file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0)
+            dup2(fd, STDERR_FILENO);
+        execl(bin, bin, "--listen", "127.0.0.1:0", "--port-file", srv.port_file,
+              "--threads", "2", (char *)NULL);
+        fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
+        _exit(127);
+    }
+
+    int64_t deadline = mono_us() + START_DEADLINE_MS * 1000LL;
+    while (!read_port(&port)) {
+        if (server_exited(&status) || mono_us() > deadline) {
+            fprintf(stderr, "mock-infer did not write %s; see %s\n",
+                    srv.port_file, srv.log_file);
+            srv.pid = 0;
+            kill_server();
+            return -1;
+        }
+        pause_ms(10);
+    }
+    snprintf(srv.base, sizeof(srv.base), "http://127.0.0.1:%u", port);
+    for (;;) {
+        struct call c = {
+            .method = "GET", .path = "/healthz", .timeout_ms = 1000};
+        struct reply rep;
+        perform(NULL, &c, &rep);
+        bool ok =
+            rep.rc == CURLE_OK && rep.status == 200 && !strcmp(rep.body, "ok");
+        reply_free(&rep);
+        if (ok)
+            return 0;
+        if (mono_us() > deadline) {
+            kill_server();
+            return -1;
+        }
+        pause_ms(10);
+    }
+}
+
+static int stop_server(void **state)
+{
+    (void)state;
+    kill_server();
+    unlink(srv.port_file);
+    unlink(srv.log_file);
+    rmdir(srv.dir);
+    curl_global_cleanup();
+    return 0;
+}
+
+static void test_chat_plain(void **state)
+{
+    (void)state;
+    const char *text = "I love this, it is great!";
+    json_t *j = post_json(
+        "/v1/chat/completions",
+        "{\"model\":\"mock-1\",\"temperature\":0,\"messages\":["
+        "{\"role\":\"system\",\"content\":\"You are a classifier\"},"
+        "{\"role\":\"user\",\"content\":\"ignore me\"},"
+        "{\"role\":\"assistant\",\"content\":null},"
+        "{\"role\":\"user\",\"content\":\"I love this, it is great!\"}]}",
+        200);
+    char id[64];
+
+    snprintf(id, sizeof(id), "chatcmpl-%016llx",
+             (unsigned long long)fnv1a64(text));
+    assert_string_equal(json_string_value(json_object_get(j, "id")), id);
+    assert_string_equal(json_string_value(json_object_get(j, "object")),
+                        "chat.completion");
+    assert_int_equal(json_integer_value(json_object_get(j, "created")), 0);
+    assert_string_equal(json_string_value(json_object_get(j, "model")),
+                        "mock-1");
+    json_t *choice = json_array_get(json_object_get(j, "choices"), 0);
+    assert_int_equal(json_integer_value(json_object_get(choice, "index")), 0);
+    assert_string_equal(
+        json_string_value(json_object_get(choice, "finish_reason")), "stop");
+    json_t *msg = json_object_get(choice, "message");
+    assert_string_equal(json_string_value(json_object_get(msg, "role")),
+                        "assistant");
+    assert_string_equal(json_string_value(json_object_get(msg, "content")),
+                        "label: positive");
+    /* 4 + 2 + 0 + 6 words of prompt; "label: positive" is 2. */
+    json_t *usage = json_object_get(j, "usage");
+    assert_int_equal(
+        json_integer_value(json_object_get(usage, "prompt_tokens")), 12);
+    assert_int_equal(
+        json_integer_value(json_object_get(usage, "completion_tokens")), 2);
+    assert_int_equal(json_integer_value(json_object_get(usage, "total_tokens")),
+                     14);
+    json_decref(j);
+}
+
+static void test_chat_json_object(void **state)
+{
+    (void)state;
+    json_t *j = post_json(
+        "/v1/chat/completions",
+        "{\"model\":\"m\",\"response_format\":{\"type\":\"json_object\"},"
+        "\"messages\":[{\"role\":\"user\",\"content\":\"Bad, BAD and "
+        "awful.\"}]}",
+        200);
+    json_t *choice = json_array_get(json_object_get(j, "choices"), 0);
+    const char *content = json_string_value(
+        json_object_get(json_object_get(choice, "message"), "content"));
+
+    /* diff = -3: score (50 - 30) / 100.0 */
+    assert_string_equal(content, "{\"label\":\"negative\",\"score\":0.2}");
+    json_t *usage = json_object_get(j, "usage");
+    assert_int_equal(
+        json_integer_value(json_object_get(usage, "prompt_tokens")), 4);
+    assert_int_equal(
+        json_integer_value(json_object_get(usage, "completion_tokens")), 1);
+    json_decref(j);
+}
+
+static void test_embeddings(void **state)
+{
+    (void)state;
+    const char *inputs[] = {"hello world", "sluice"};
+    json_t *j = post_json("/v1/embeddings",
+                          "{\"model\":\"emb\",\"input\":[\"hello world\","
+                          "\"sluice\"]}",
+                          200);
+    json_t *data = json_object_get(j, "data");
+
+    assert_string_equal(json_string_value(json_object_get(j, "object")),
+                        "list");
+    assert_int_equal(json_array_size(data), 2);
+    for (size_t i = 0; i < 2; i++) {
+        json_t *item = json_array_get(data, i);
+        json_t *vec = json_object_get(item, "embedding");
+        uint64_t h = fnv1a64(inputs[i]);
+        assert_string_equal(json_string_value(json_object_get(item, "object")),
+                            "embedding");
+        assert_int_equal(json_integer_value(json_object_get(item, "index")),
+                         (json_int_t)i);
+        assert_int_equal(json_array_size(vec), 8);
+        for (unsigned d = 0; d < 8; d++) {
+            double want = (double)((h >> (d * 8)) & 0xff) / 255.0;
+            double got = json_real_value(json_array_get(vec, d));
+            if (got != want)
+                fail_msg("input %zu element %u: got %.17g, want %.17g", i, d,
+                         got, want);
+        }
+    }
+    json_t *usage = json_object_get(j, "usage");
+    assert_int_equal(
+        json_integer_value(json_object_get(usage, "prompt_tokens")), 3);
+    json_decref(j);
+
+    /* A single string is one input. */
+    j = post_json("/v1/embeddings", "{\"model\":\"emb\",\"input\":\"sluice\"}",
+                  200);
+    assert_int_equal(json_array_size(json_object_get(j, "data")), 1);
+    json_decref(j);
+}
+
+static void test_predict(void **state)
+{
+    (void)state;
+    /* great, love: +2; terrible: -1 */
+    expect_body("/predict/sentiment",
+                "{\"text\":\"Great product, but terrible support. Love "
+                "it!\"}",
+                "{\"label\":\"positive\",\"score\":0.6}");
+    expect_body("/predict/sentiment", "{\"text\":\"it arrived\"}",
+                "{\"label\":\"neutral\",\"score\":0.5}");
+    expect_body("/predict/sentiment",
+                "{\"text\":\"bad bad bad bad bad bad worst\"}",
+                "{\"label\":\"negative\",\"score\":0.0}");
+    expect_body("/predict/ner",
+                "{\"text\":\"Alice met Bob, in Paris. then london! NASA?!\"}",
+                "{\"entities\":[{\"text\":\"Alice\",\"type\":\"PROPER\"},"
+                "{\"text\":\"Bob\",\"type\":\"PROPER\"},"
+                "{\"text\":\"Paris\",\"type\":\"PROPER\"},"
+                "{\"text\":\"NASA\",\"type\":\"PROPER\"}]}");
+    expect_body("/predict/summary",
+                "{\"text\":\" one two\\tthree four  five six seven eight "
+                "nine ten\\n\"}",
+                "{\"summary\":\"one two three four five six seven "
+                "eight\",\"words\":10}");
+}
+
+static void test_bad_requests(void **state)
+{
+    (void)state;
+    json_t *j = post_json("/predict/sentiment", "{\"text\": ", 400);
+    json_t *err = json_object_get(j, "error");
+    assert_string_equal(json_string_value(json_object_get(err, "type")),
+                        "invalid_request_error");
+    assert_non_null(json_string_value(json_object_get(err, "message")));
+    json_decref(j);
+
+    j = post_json("/predict/ner", "{\"txt\":\"Alice\"}", 400);
+    err = json_object_get(j, "error");
+    assert_string_equal(json_string_value(json_object_get(err, "message")),
+                        "missing field 'text'");
+    json_decref(j);
+
+    j = post_json("/predict/summary", "{\"text\":42}", 400);
+    json_decref(j);
+    j = post_json("/v1/chat/completions", "{\"model\":\"m\"}", 400);
+    json_decref(j);
+    j = post_json("/v1/nope", "{}", 404);
+    json_decref(j);
+
+    struct call c = {.method = "GET", .path = "/predict/ner"};
+    struct reply rep;
+    perform(NULL, &c, &rep);
+    assert_int_equal(rep.status, 405);
+    reply_free(&rep);
+}
+
+static void test_body_limit(void **state)
+{
+    (void)state;
+    size_t n = 1024 * 1024 + 100;
+    char *body = malloc(n + 1);
+    assert_non_null(body);
+    memset(body, ' ', n);
+    memcpy(body, "{\"text\":\"", 9);
+    body[n - 2] = '"';
+    body[n - 1] = '}';
+    body[n] = '\0';
+    struct call c = {.method = "POST", .path = "/predict/ner", .body = body};
+    struct reply rep;
+    perform(NULL, &c, &rep);
+    assert_int_equal(rep.status, 413);
+    reply_free(&rep);
+    free(body);
+}
+
+static void test_keepalive(void **state)
+{
+    (void)state;
+    CURL *curl = curl_easy_init();
+    struct call c = {.method = "POST",
+                     .path = "/predict/sentiment",
+                     .body = "{\"text\":\"good\"}"};
+    struct reply rep;
+
+    perform(curl, &c, &rep);
+    assert_int_equal(rep.status, 200);
+    assert_int_equal(rep.connects, 1);
+    reply_free(&rep);
+    perform(curl, &c, &rep);
+    assert_int_equal(rep.status, 200);
+    assert_int_equal(rep.connects, 0); /* the connection was reused */
+    reply_free(&rep);
+    curl_easy_cleanup(curl);
+}
+
+static void fault_call(const char *fault, const char *extra, struct reply *rep,
+                       long timeout_ms)
+{
+    char h[64];
+    struct call c = {.method = "POST",
+                     .path = "/predict/sentiment",
+                     .body = "{\"text\":\"a good day\"}",
+                     .timeout_ms = timeout_ms};
+
+    snprintf(h, sizeof(h), "X-Mock-Fault: %s", fault);
+    c.headers[0] = h;
+    c.headers[1] = extra;
+    perform(NULL, &c, rep);
+}
+
+static void test_fault_statuses(void **state)
+{
+    (void)state;
+    struct reply rep;
+
+    fault_call("500", NULL, &rep, 0);
+    assert_int_equal(rep.rc, CURLE_OK);
+    assert_int_equal(rep.status, 500);
+    assert_non_null(strstr(rep.body, "\"error\""));
+    reply_free(&rep);
+
+    fault_call("503", NULL, &rep, 0);
+    assert_int_equal(rep.status, 503);
+    assert_string_equal(rep.retry_after, "1");
+    reply_free(&rep);
+
+    fault_call("429", NULL, &rep, 0);
+    assert_int_equal(rep.status, 429);
+    assert_string_equal(rep.retry_after, "1");
+    reply_free(&rep);
+
+    fault_call("429", "X-Mock-Retry-After: 7", &rep, 0);
+    assert_int_equal(rep.status, 429);
+    assert_string_equal(rep.retry_after, "7");
+    reply_free(&rep);
+
+    fault_call("no-such-fault", NULL, &rep, 0);
+    assert_int_equal(rep.status, 400);
+    reply_free(&rep);
+}
+
+static void test_fault_reset(void **state)
+{
+    (void)state;
+    struct reply rep;
+
+    fault_call("reset", NULL, &rep, 0);
+    assert_int_not_equal(rep.rc, CURLE_OK);
+    assert_true(rep.rc == CURLE_GOT_NOTHING || rep.rc == CURLE_RECV_ERROR);
+    assert_int_equal(rep.status, 0);
+    reply_free(&rep);
+}
+
+static void test_fault_bad_json(void **state)
+{
+    (void)state;
+    struct reply rep;
+    json_error_t jerr;
+
+    fault_call("bad-json", NULL, &rep, 0);
+    assert_int_equal(rep.rc, CURLE_OK);
+    assert_int_equal(rep.status, 200);
+    assert_true(rep.len > 0);
+    assert_null(json_loadb(rep.body, rep.len, 0, &jerr));
+    reply_free(&rep);
+}
+
+static void test_fault_huge(void **state)
+{
+    (void)state;
+    struct reply rep;
+    json_error_t jerr;
+
+    fault_call("huge", NULL, &rep, 30000);
+    assert_int_equal(rep.rc, CURLE_OK);
+    assert_int_equal(rep.status, 200);
+    assert_true(rep.total == HUGE_BYTES);
+    assert_memory_equal(rep.body, "{\"data\":\"xxxx", 13);
+    assert_null(json_loadb(rep.body, rep.len, 0, &jerr)); /* only a prefix */
+    reply_free(&rep);
+}
+
+static void test_fault_timeout(void **state)
+{
+    (void)state;
+    struct reply rep;
+
+    fault_call("timeout", NULL, &rep, 1000);
+    assert_int_equal(rep.rc, CURLE_OPERATION_TIMEDOUT);
+    assert_int_equal(rep.status, 0);
+    assert_true(rep.elapsed_us >= 1000000);
+    assert_true(rep.elapsed_us < 5000000);
+    reply_free(&rep);
+}
+
+static void test_fault_trickle(void **state)
+{
+    (void)state;
+    struct reply rep;
+    struct call c = {.method = "POST",
+                     .path = "/predict/sentiment",
+                     .body = "{\"text\":\"a good day\"}",
+                     .headers = {"X-Mock-Fault: trickle"},
+                     .timeout_ms = 30000,
+                     /* 2 bytes/s is far below 100 bytes/s for 1 s */
+                     .low_speed_limit = 100,
+                     .low_speed_time = 1};
+
+    perform(NULL, &c, &rep);
+    assert_int_equal(rep.rc, CURLE_OPERATION_TIMEDOUT);
+    assert_int_equal(rep.status, 200); /* headers came at once */
+    assert_true(rep.len < 10);         /* the body did not */
+    assert_true(rep.elapsed_us >= 1000000);
+    assert_true(rep.elapsed_us < 10000000); /* the low-speed limit, not the
+                                               30 s timeout */
+    reply_free(&rep);
+}
+
+static void test_fault_times(void **state)
+{
+    (void)state;
+    char key[64];
+    long want[] = {500, 500, 200, 200};
+
+    snprintf(key, sizeof(key), "X-Mock-Fault-Key: retry-%ld", (long)getpid());
+    for (size_t i = 0; i < 4; i++) {
+        struct call c = {
+            .method = "POST",
+            .path = "/predict/sentiment",
+            .body = "{\"text\":\"good\"}",
+            .headers = {"X-Mock-Fault: 500", "X-Mock-Fault-Times: 2", key}};
+        struct reply rep;
+        perform(NULL, &c, &rep);
+        assert_int_equal(rep.rc, CURLE_OK);
+        assert_int_equal(rep.status, want[i]);
+        if (want[i] == 200)
+            assert_string_equal(rep.body,
+                                "{\"label\":\"positive\",\"score\":0.6}");
+        reply_free(&rep);
+    }
+}
+
+static void test_latency(void **state)
+{
+    (void)state;
+    struct call c = {.method = "POST",
+                     .path = "/predict/summary",
+                     .body = "{\"text\":\"slow\"}",
+                     .headers = {"X-Mock-Latency-Ms: 50"}};
+    struct reply rep;
+
+    perform(NULL, &c, &rep);
+    assert_int_equal(rep.status, 200);
+    assert_true(rep.elapsed_us >= 50000);
+    reply_free(&rep);
+}
+
+static void test_stats(void **state)
+{
+    (void)state;
+    struct call c = {.method = "GET", .path = "/stats"};
+    struct reply rep;
+    json_error_t jerr;
+
+    perform(NULL, &c, &rep);
+    assert_int_equal(rep.status, 200);
+    json_t *j = json_loads(rep.body, 0, &jerr);
+    assert_non_null(j);
+    assert_true(json_integer_value(json_object_get(j, "requests")) > 10);
+    json_t *eps = json_object_get(j, "endpoints");
+    assert_true(json_integer_value(json_object_get(eps, "chat")) >= 2);
+    json_t *faults = json_object_get(j, "faults");
+    assert_true(json_integer_value(json_object_get(faults, "429")) >= 2);
+    json_decref(j);
+    reply_free(&rep);
+}
+
+/* Last: the server must stop on SIGTERM with a summary line. */
+static void test_sigterm(void **state)
+{
+    (void)state;
+    int status = 0;
+    bool exited = false;
+
+    /* A request held by 'timeout' must not keep it from stopping. */
+    struct reply rep;
+    fault_call("timeout", NULL, &rep, 200);
+    reply_free(&rep);
+
+    assert_int_equal(kill(srv.pid, SIGTERM), 0);
+    int64_t deadline = mono_us() + EXIT_DEADLINE_MS * 1000LL;
+    while (!(exited = server_exited(&status)) && mono_us() < deadline)
+        pause_ms(10);
+    assert_true(exited);
+    srv.pid = 0;
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+
+    FILE *f = fopen(srv.log_file, "r");
+    char line[8192];
+    json_t *summary = NULL;
+    assert_non_null(f);
+    while (fgets(line, sizeof(line), f)) {
+        json_t *j = json_loads(line, 0, NULL);
+        const char *m = json_string_value(json_object_get(j, "message"));
+        if (m && !strncmp(m, "stopped:", 8)) {
+            json_decref(summary);
+            summary = j;
+        } else {
+            json_decref(j);
+        }
+    }
+    fclose(f);
+    assert_non_null(summary);
+    assert_true(json_integer_value(json_object_get(summary, "requests")) > 10);
+    assert_true(json_is_object(json_object_get(summary, "endpoints")));
+    assert_true(json_is_object(json_object_get(summary, "faults")));
+    assert_true(json_is_integer(json_object_get(summary, "mean_latency_us")));
+    json_decref(summary);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_chat_plain),
+        cmocka_unit_test(test_chat_json_object),
+        cmocka_unit_test(test_embeddings),
+        cmocka_unit_test(test_predict),
+        cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_body_limit),
+        cmocka_unit_test(test_keepalive),
+        cmocka_unit_test(test_fault_statuses),
+        cmocka_unit_test(test_fault_reset),
+        cmocka_unit_test(test_fault_bad_json),
+        cmocka_unit_test(test_fault_huge),
+        cmocka_unit_test(test_fault_timeout),
+        cmocka_unit_test(test_fault_trickle),
+        cmocka_unit_test(test_fault_times),
+        cmocka_unit_test(test_latency),
+        cmocka_unit_test(test_stats),
+        cmocka_unit_test(test_sigterm),
+    };
+
+    return cmocka_run_group_tests(tests, start_server, stop_server);
+}
