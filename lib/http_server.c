@@ -1,0 +1,226 @@
+/*
+ * libmicrohttpd glue: collect a capped body, dispatch on method and path,
+ * send what the handler filled in.
+ */
+#include "http_server.h"
+#include "err.h"
+#include "log.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_ROUTES 16
+
+struct route {
+    char method[8];      /* "GET" */
+    char path[64];       /* exact path */
+    sl_http_handler *fn; /* the handler */
+    void *arg;           /* its argument */
+};
+
+struct sl_http_server {
+    struct MHD_Daemon *mhd;          /* running daemon, or NULL */
+    struct sockaddr_in addr;         /* where to listen */
+    char listen[128];                /* as configured, for messages */
+    size_t max_body;                 /* request body cap */
+    int threads;                     /* handler threads */
+    struct route routes[MAX_ROUTES]; /* the routes */
+    int nroutes;                     /* used */
+    int port;                        /* bound port */
+};
+
+/* Per-request state while the body arrives. */
+struct upload {
+    char *body;    /* collected so far */
+    size_t len;    /* bytes */
+    int too_large; /* past max_body */
+};
+
+static enum MHD_Result send_text(struct MHD_Connection *conn, int status,
+                                 const char *text)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        strlen(text), (void *)text, MHD_RESPMEM_MUST_COPY);
+    MHD_add_response_header(r, "Content-Type", "text/plain");
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
+                                  const char *url, const char *method,
+                                  const char *version, const char *data,
+                                  size_t *data_size, void **con_cls)
+{
+    struct sl_http_server *srv = cls;
+    struct upload *up = *con_cls;
+    (void)version;
+
+    if (!up) {
+        up = calloc(1, sizeof(*up));
+        if (!up)
+            return MHD_NO;
+        *con_cls = up;
+        return MHD_YES;
+    }
+    if (*data_size) {
+        if (!up->too_large && up->len + *data_size <= srv->max_body) {
+            char *b = realloc(up->body, up->len + *data_size + 1);
+            if (!b)
+                return MHD_NO;
+            memcpy(b + up->len, data, *data_size);
+            up->body = b;
+            up->len += *data_size;
+            up->body[up->len] = '\0';
+        } else {
+            up->too_large = 1;
+        }
+        *data_size = 0;
+        return MHD_YES;
+    }
+    if (up->too_large)
+        return send_text(conn, 413, "request body too large\n");
+
+    const struct route *rt = NULL;
+    int path_known = 0;
+    for (int i = 0; i < srv->nroutes; i++) {
+        if (strcmp(srv->routes[i].path, url) != 0)
+            continue;
+        path_known = 1;
+        if (strcmp(srv->routes[i].method, method) == 0)
+            rt = &srv->routes[i];
+    }
+    if (!rt)
+        return send_text(conn, path_known ? 405 : 404,
+                         path_known ? "method not allowed\n" : "not found\n");
+
+    struct sl_http_request req = {method, url, up->body ? up->body : "",
+                                  up->len};
+    struct sl_http_response res = {.status = 200};
+    rt->fn(rt->arg, &req, &res);
+
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        res.body_len, res.body ? res.body : (void *)"",
+        res.body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    MHD_add_response_header(r, "Content-Type",
+                            res.content_type ? res.content_type : "text/plain");
+    if (res.retry_after_s > 0) {
+        char ra[16];
+        snprintf(ra, sizeof(ra), "%d", res.retry_after_s);
+        MHD_add_response_header(r, "Retry-After", ra);
+    }
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)res.status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct upload *up = *con_cls;
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    if (up) {
+        free(up->body);
+        free(up);
+        *con_cls = NULL;
+    }
+}
+
+struct sl_http_server *sl_http_server_new(const char *listen, size_t max_body,
+                                          int threads, char *errstr,
+                                          size_t errstr_size)
+{
+    char host[64];
+    const char *colon = strrchr(listen, ':');
+    char *end;
+
+    if (!colon || (size_t)(colon - listen) >= sizeof(host)) {
+        sl_seterr(-SL_EINVAL, errstr, errstr_size, "%s: expected host:port",
+                  listen);
+        return NULL;
+    }
+    memcpy(host, listen, (size_t)(colon - listen));
+    host[colon - listen] = '\0';
+    long port = strtol(colon + 1, &end, 10);
+    struct sl_http_server *srv = calloc(1, sizeof(*srv));
+    if (!srv)
+        return NULL;
+    srv->addr.sin_family = AF_INET;
+    srv->addr.sin_port = htons((uint16_t)port);
+    if (*end || port < 0 || port > 65535 ||
+        inet_pton(AF_INET, strcmp(host, "localhost") ? host : "127.0.0.1",
+                  &srv->addr.sin_addr) != 1) {
+        sl_seterr(-SL_EINVAL, errstr, errstr_size,
+                  "%s: expected an IPv4 host:port", listen);
+        free(srv);
+        return NULL;
+    }
+    snprintf(srv->listen, sizeof(srv->listen), "%s", listen);
+    srv->max_body = max_body;
+    srv->threads = threads > 0 ? threads : 2;
+    return srv;
+}
+
+int sl_http_server_route(struct sl_http_server *srv, const char *method,
+                         const char *path, sl_http_handler *fn, void *arg)
+{
+    if (srv->nroutes == MAX_ROUTES)
+        return -SL_ETOOBIG;
+    struct route *rt = &srv->routes[srv->nroutes++];
+    snprintf(rt->method, sizeof(rt->method), "%s", method);
+    snprintf(rt->path, sizeof(rt->path), "%s", path);
+    rt->fn = fn;
+    rt->arg = arg;
+    return 0;
+}
+
+int sl_http_server_start(struct sl_http_server *srv, char *errstr,
+                         size_t errstr_size)
+{
+    errno = 0;
+    srv->mhd =
+        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0,
+                         NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
+                         &srv->addr, MHD_OPTION_THREAD_POOL_SIZE,
+                         (unsigned)srv->threads, MHD_OPTION_NOTIFY_COMPLETED,
+                         on_completed, srv, MHD_OPTION_CONNECTION_LIMIT, 1024u,
+                         MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_END);
+    if (!srv->mhd)
+        return sl_seterr(-SL_EIO, errstr, errstr_size, "%s: cannot listen (%s)",
+                         srv->listen,
+                         errno ? strerror(errno) : "unknown error");
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = info ? info->port : ntohs(srv->addr.sin_port);
+    return 0;
+}
+
+int sl_http_server_port(const struct sl_http_server *srv)
+{
+    return srv->port;
+}
+
+void sl_http_server_destroy(struct sl_http_server *srv)
+{
+    if (!srv)
+        return;
+    if (srv->mhd)
+        MHD_stop_daemon(srv->mhd);
+    free(srv);
+}
+
+void sl_http_response_text(struct sl_http_response *res, int status,
+                           const char *content_type, const char *text)
+{
+    res->status = status;
+    res->content_type = content_type;
+    res->body = strdup(text);
+    res->body_len = res->body ? strlen(res->body) : 0;
+}
