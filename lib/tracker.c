@@ -77,8 +77,9 @@ static void release(struct sl_tracker *t, int64_t from, int64_t to)
 
         t->nheld -= __builtin_popcountll(t->acked[w] & m);
         t->acked[w] &= ~m;
-        from += (int64_t)n;
         left -= n;
+        if (left > 0) /* not past 'to', which may be INT64_MAX */
+            from += (int64_t)n;
     }
 }
 

@@ -387,6 +387,7 @@ static int64_t model_commit_point(struct model *m)
 
 static int prop_round;
 static long prop_step;
+static uint64_t prop_busy, prop_commits, prop_bad_acks, prop_acks;
 
 #define CHECK(cond)                                                            \
     do {                                                                       \
@@ -509,6 +510,7 @@ static void prop_one_round(void)
                     (int64_t)rng_below((uint64_t)(cp - m.committed));
                 CHECK(sl_tracker_mark_committed(t, p) == 0);
                 m.committed = p;
+                prop_commits++;
                 CHECK(sl_tracker_mark_committed(t, cp + 1) == -SL_EINVAL);
             }
         }
@@ -518,6 +520,12 @@ static void prop_one_round(void)
 
     /* Everything acked: the commit point is the last dispatched position. */
     check_against_model(t, &m);
+    struct sl_tracker_stats st;
+    sl_tracker_get_stats(t, &st);
+    CHECK(st.acked == PROP_POSITIONS);
+    prop_busy += st.busy;
+    prop_bad_acks += st.bad_acks;
+    prop_acks += st.acked;
     CHECK(sl_tracker_inflight(t) == 0);
     CHECK(model_commit_point(&m) == seq[PROP_POSITIONS - 1]);
     CHECK(committable(t) == seq[PROP_POSITIONS - 1] ||
@@ -544,6 +552,10 @@ static void test_property_vs_model(void **state)
         rng_state = seed + (uint64_t)prop_round * 0x100000001b3ULL;
         prop_one_round();
     }
+    printf("tracker property test: %" PRIu64 " acks, %" PRIu64
+           " busy dispatches, %" PRIu64 " bad acks, %" PRIu64
+           " commits, all as the model said\n",
+           prop_acks, prop_busy, prop_bad_acks, prop_commits);
 }
 
 int main(void)
