@@ -1279,3 +1279,14 @@ const char *sl_config_backend_kind_name(enum sl_config_backend_kind kind)
                ? sl_config_backend_kinds[kind]
                : "unknown";
 }
+
+void sl_config_errors_print(FILE *fp, const char *path, int err,
+                            const struct sl_config_errors *errs)
+{
+    for (size_t j = 0; j < errs->cnt; j++)
+        fprintf(fp, "%s\n", errs->items[j].text);
+    if (errs->dropped)
+        fprintf(fp, "%s: %zu more errors not shown\n", path, errs->dropped);
+    if (errs->cnt == 0)
+        fprintf(fp, "%s: %s\n", path, sl_strerror(err));
+}

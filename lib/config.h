@@ -10,6 +10,7 @@
 #include "log.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stddef.h>
 
 /*
@@ -207,7 +208,7 @@ struct sl_config_backend {
     int batch_max;                     /* openai-embeddings: inputs/call */
     int batch_wait_ms;                 /* openai-embeddings: batch linger */
     enum sl_config_http_method method; /* http-json */
-    struct sl_config_kvlist headers;   /* http-json: extra headers */
+    struct sl_config_kvlist headers;   /* extra headers (any kind) */
     char *body;           /* http-json: JSON template; NULL: the payload */
     char *result_pointer; /* http-json: JSON pointer into the reply */
 };
@@ -327,6 +328,14 @@ int sl_config_parse(const char *name, const char *text, size_t len,
 
 /* Free 'cfg' and every string it owns.  NULL is a no-op.  Any thread. */
 void sl_config_destroy(struct sl_config *cfg);
+
+/*
+ * Print every error of a failed load of 'path' to 'fp', one per line, as
+ * `sluice check` and `sluice run` show them ('err' is the load's result,
+ * used when no error line was recorded).  Any thread.
+ */
+void sl_config_errors_print(FILE *fp, const char *path, int err,
+                            const struct sl_config_errors *errs);
 
 /* Free the errors in 'errs' and zero it; 'errs' itself is the caller's. */
 void sl_config_errors_clear(struct sl_config_errors *errs);

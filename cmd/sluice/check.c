@@ -59,13 +59,7 @@ int sl_cmd_check(int argc, char **argv)
             else
                 printf("%s: ok\n", argv[i]);
         } else {
-            for (size_t j = 0; j < errs.cnt; j++)
-                fprintf(stderr, "%s\n", errs.items[j].text);
-            if (errs.dropped)
-                fprintf(stderr, "%s: %zu more errors not shown\n", argv[i],
-                        errs.dropped);
-            if (errs.cnt == 0)
-                fprintf(stderr, "%s: %s\n", argv[i], sl_strerror(err));
+            sl_config_errors_print(stderr, argv[i], err, &errs);
             status = 2;
         }
         sl_config_destroy(cfg);
