@@ -1,0 +1,706 @@
+/*
+ * sluice produce: feed a Kafka topic, a Redis stream or a Redis list from
+ * JSON lines (a file or stdin) or from a deterministic generator, at an
+ * optional rate, for demos, tests and benchmarks.  Exits non-zero when a
+ * message was not delivered.
+ */
+#include "commands.h"
+
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define REDIS_PIPELINE 256   /* commands per round trip */
+#define PROGRESS_MS 250      /* progress bar refresh */
+#define MAX_LINE (16u << 20) /* longest input line accepted */
+
+static const char produce_usage[] =
+    "Usage: sluice produce TARGET [options]\n"
+    "\n"
+    "Send JSON lines to TARGET, one message per line:\n"
+    "  kafka://HOST:PORT[,HOST:PORT...]/TOPIC\n"
+    "  redis://HOST:PORT/STREAM              XADD STREAM * payload LINE key K\n"
+    "  redis://HOST:PORT/LIST?type=list      RPUSH LIST LINE\n"
+    "\n"
+    "Options:\n"
+    "  --file F          read lines from F (default: stdin; '-' is stdin)\n"
+    "  --generate N      generate N messages {\"seq\",\"key\",\"text\",\n"
+    "                    \"produced_at_us\"} instead of reading input\n"
+    "  --rate R          at most R messages/s (default 0: unlimited)\n"
+    "  --key-field NAME  message key from this JSON field of each line\n"
+    "                    (generated messages are keyed k<seq %% 1000>)\n"
+    "  --text-size B     approximate size of a generated text (default 120)\n"
+    "  --partitions P    Kafka: create the topic with P partitions if it\n"
+    "                    does not exist\n"
+    "  --timeout-ms T    Kafka: delivery timeout per message; Redis: connect\n"
+    "                    and reply timeout (default 30000)\n"
+    "  --help            print this help\n"
+    "\n"
+    "Prints a progress bar on a terminal, else one summary line.  Exit\n"
+    "status: 0 when every message was delivered, 1 otherwise, 2 for usage.\n";
+
+struct opts {
+    const char *target;    /* TARGET URI */
+    const char *file;      /* input file; NULL for stdin */
+    long long generate;    /* messages to generate; -1 to read input */
+    double rate;           /* messages/s; 0 unlimited */
+    const char *key_field; /* JSON field giving the key; NULL for none */
+    size_t text_size;      /* generated text bytes */
+    int partitions;        /* create the topic with this many; 0 no */
+    int timeout_ms;        /* delivery / network timeout */
+};
+
+struct counts {
+    long long sent;       /* handed to the client library */
+    long long delivered;  /* acknowledged by the server */
+    long long errors;     /* not delivered */
+    char first_err[1024]; /* first delivery error, for the summary */
+};
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void note_err(struct counts *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void note_err(struct counts *c, const char *fmt, ...)
+{
+    va_list ap;
+
+    c->errors++;
+    if (c->first_err[0])
+        return;
+    va_start(ap, fmt);
+    vsnprintf(c->first_err, sizeof(c->first_err), fmt, ap);
+    va_end(ap);
+}
+
+/* ------------------------------------------------------------------ */
+/* Input: lines or generated messages                                   */
+
+static const char *const words[] = {
+    "good",    "bad",       "great",   "terrible", "Great",   "awful",
+    "service", "food",      "product", "delivery", "Alice",   "Bob",
+    "Chen",    "Fatima",    "Paris",   "Tokyo",    "the",     "a",
+    "was",     "really",    "not",     "very",     "quite",   "excellent",
+    "poor",    "fast",      "slow",    "price",    "quality", "love",
+    "hate",    "recommend", "again",   "never",    "okay",    "amazing",
+    "broken",  "fresh",     "cold",    "friendly", "rude",    "Great Wall",
+    "and",     "but",       "with",    "support",  "refund",  "happy",
+};
+
+/* splitmix64: the same text for the same seq on every run. */
+static uint64_t mix(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+struct input {
+    FILE *fp;        /* lines, or NULL when generating */
+    long long n;     /* generated so far */
+    char *line;      /* getline buffer / generated JSON */
+    size_t line_cap; /* its capacity */
+    char *text;      /* generated text */
+    char key[64];    /* key of the current message */
+    size_t key_len;  /* 0: no key */
+};
+
+static int gen_next(const struct opts *o, struct input *in, size_t *len)
+{
+    long long i = in->n;
+    uint64_t r = mix((uint64_t)i);
+    size_t tl = 0;
+
+    if (i >= o->generate)
+        return 0;
+    in->n++;
+    while (tl < o->text_size) {
+        const char *w = words[r % (sizeof(words) / sizeof(words[0]))];
+        size_t wl = strlen(w);
+        r = mix(r);
+        if (tl + wl + 1 > o->text_size + 1 && tl > 0)
+            break;
+        if (tl)
+            in->text[tl++] = ' ';
+        memcpy(in->text + tl, w, wl);
+        tl += wl;
+    }
+    in->text[tl] = '\0';
+    in->key_len = (size_t)snprintf(in->key, sizeof(in->key), "k%lld", i % 1000);
+    int n = snprintf(in->line, in->line_cap,
+                     "{\"seq\": %lld, \"key\": \"%s\", \"text\": \"%s\", "
+                     "\"produced_at_us\": %lld}",
+                     i, in->key, in->text, (long long)now_us());
+    *len = (size_t)n;
+    return 1;
+}
+
+static void key_from_json(const struct opts *o, struct input *in,
+                          const char *line, size_t len)
+{
+    json_error_t jerr;
+    json_t *root, *v;
+
+    in->key_len = 0;
+    if (!o->key_field)
+        return;
+    root = json_loadb(line, len, 0, &jerr);
+    if (!root)
+        return;
+    v = json_object_get(root, o->key_field);
+    if (json_is_string(v))
+        in->key_len = (size_t)snprintf(in->key, sizeof(in->key), "%s",
+                                       json_string_value(v));
+    else if (json_is_integer(v))
+        in->key_len = (size_t)snprintf(in->key, sizeof(in->key), "%lld",
+                                       (long long)json_integer_value(v));
+    if (in->key_len >= sizeof(in->key))
+        in->key_len = sizeof(in->key) - 1;
+    json_decref(root);
+}
+
+/* Next message into in->line: returns 1, 0 at the end, -1 on error. */
+static int next_msg(const struct opts *o, struct input *in, size_t *len)
+{
+    if (o->generate >= 0)
+        return gen_next(o, in, len);
+    for (;;) {
+        ssize_t n = getline(&in->line, &in->line_cap, in->fp);
+        if (n < 0)
+            return ferror(in->fp) ? -1 : 0;
+        while (n > 0 && (in->line[n - 1] == '\n' || in->line[n - 1] == '\r'))
+            n--;
+        if (n == 0)
+            continue;
+        if ((size_t)n > MAX_LINE) {
+            fprintf(stderr,
+                    "sluice produce: line of %zd bytes skipped "
+                    "(limit %u)\n",
+                    n, MAX_LINE);
+            continue;
+        }
+        in->line[n] = '\0';
+        *len = (size_t)n;
+        key_from_json(o, in, in->line, *len);
+        return 1;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Rate limit and progress                                              */
+
+struct pacer {
+    double rate;     /* tokens per second; 0 unlimited */
+    double tokens;   /* available */
+    int64_t last_us; /* last refill */
+};
+
+static void pace(struct pacer *pc)
+{
+    if (pc->rate <= 0)
+        return;
+    for (;;) {
+        int64_t t = mono_us();
+        double burst = pc->rate / 10 > 1 ? pc->rate / 10 : 1;
+        pc->tokens += (double)(t - pc->last_us) * pc->rate / 1e6;
+        if (pc->tokens > burst)
+            pc->tokens = burst;
+        pc->last_us = t;
+        if (pc->tokens >= 1) {
+            pc->tokens -= 1;
+            return;
+        }
+        useconds_t wait = (useconds_t)((1 - pc->tokens) * 1e6 / pc->rate);
+        usleep(wait > 100000 ? 100000 : wait + 1);
+    }
+}
+
+struct progress {
+    bool tty;         /* stderr is a terminal */
+    int64_t start_us; /* when sending began */
+    int64_t last_us;  /* last redraw */
+};
+
+static void progress_show(struct progress *pg, const struct counts *c,
+                          bool force)
+{
+    int64_t t = mono_us();
+    if (!pg->tty || (!force && t - pg->last_us < PROGRESS_MS * 1000))
+        return;
+    pg->last_us = t;
+    double s = (double)(t - pg->start_us) / 1e6;
+    fprintf(stderr,
+            "\r\033[Ksent %lld  delivered %lld  %.0f msg/s  errors %lld",
+            c->sent, c->delivered, s > 0 ? (double)c->delivered / s : 0.0,
+            c->errors);
+}
+
+/* ------------------------------------------------------------------ */
+/* Kafka                                                                */
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm,
+                        void *opaque)
+{
+    (void)rk;
+    struct counts *c = opaque;
+    if (rkm->err)
+        note_err(c, "%s", rd_kafka_err2str(rkm->err));
+    else
+        c->delivered++;
+}
+
+/* Broker-level errors (connection refused ...), kept for the summary. */
+struct kerr {
+    char last[512]; /* last broker error */
+};
+static struct kerr kafka_last_error;
+
+static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason,
+                           void *opaque)
+{
+    (void)rk;
+    (void)err;
+    (void)opaque;
+    snprintf(kafka_last_error.last, sizeof(kafka_last_error.last), "%s",
+             reason);
+}
+
+static int kset(rd_kafka_conf_t *kc, const char *name, const char *value)
+{
+    char buf[512];
+    if (rd_kafka_conf_set(kc, name, value, buf, sizeof(buf)) ==
+        RD_KAFKA_CONF_OK)
+        return 0;
+    fprintf(stderr, "sluice produce: kafka property '%s': %s\n", name, buf);
+    return -1;
+}
+
+static int create_topic(rd_kafka_t *rk, const char *topic, int partitions,
+                        int timeout_ms)
+{
+    char buf[512];
+    rd_kafka_NewTopic_t *nt =
+        rd_kafka_NewTopic_new(topic, partitions, -1, buf, sizeof(buf));
+    rd_kafka_AdminOptions_t *ao;
+    rd_kafka_queue_t *q;
+    rd_kafka_event_t *ev;
+    int rc = 0;
+
+    if (!nt) {
+        fprintf(stderr, "sluice produce: topic %s: %s\n", topic, buf);
+        return -1;
+    }
+    ao = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_operation_timeout(ao, timeout_ms, buf,
+                                                sizeof(buf));
+    rd_kafka_AdminOptions_set_request_timeout(ao, timeout_ms, buf, sizeof(buf));
+    q = rd_kafka_queue_new(rk);
+    rd_kafka_CreateTopics(rk, &nt, 1, ao, q);
+    ev = rd_kafka_queue_poll(q, timeout_ms + 5000);
+    if (!ev) {
+        fprintf(stderr,
+                "sluice produce: creating topic %s: no answer in %d "
+                "ms\n",
+                topic, timeout_ms + 5000);
+        rc = -1;
+    } else if (rd_kafka_event_error(ev)) {
+        fprintf(stderr, "sluice produce: creating topic %s: %s%s%s\n", topic,
+                rd_kafka_event_error_string(ev),
+                kafka_last_error.last[0] ? "; " : "", kafka_last_error.last);
+        rc = -1;
+    } else {
+        size_t n = 0;
+        const rd_kafka_topic_result_t **res =
+            rd_kafka_CreateTopics_result_topics(
+                rd_kafka_event_CreateTopics_result(ev), &n);
+        for (size_t i = 0; i < n; i++) {
+            rd_kafka_resp_err_t e = rd_kafka_topic_result_error(res[i]);
+            if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+                fprintf(stderr, "sluice produce: creating topic %s: %s\n",
+                        topic, rd_kafka_topic_result_error_string(res[i]));
+                rc = -1;
+            }
+        }
+    }
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_AdminOptions_destroy(ao);
+    rd_kafka_NewTopic_destroy(nt);
+    return rc;
+}
+
+static int produce_kafka(const struct opts *o, const char *brokers,
+                         const char *topic, struct input *in, struct counts *c,
+                         struct progress *pg)
+{
+    rd_kafka_conf_t *kc = rd_kafka_conf_new();
+    char buf[512], tmo[32];
+    rd_kafka_t *rk;
+    struct pacer pc = {o->rate, 0, mono_us()};
+    size_t len;
+    int r;
+
+    snprintf(tmo, sizeof(tmo), "%d", o->timeout_ms);
+    if (kset(kc, "bootstrap.servers", brokers) || kset(kc, "acks", "all") ||
+        kset(kc, "enable.idempotence", "true") || kset(kc, "linger.ms", "5") ||
+        kset(kc, "message.timeout.ms", tmo) ||
+        kset(kc, "client.id", "sluice-produce") ||
+        kset(kc, "log.connection.close", "false")) {
+        rd_kafka_conf_destroy(kc);
+        return 2;
+    }
+    rd_kafka_conf_set_dr_msg_cb(kc, on_delivery);
+    rd_kafka_conf_set_error_cb(kc, on_kafka_error);
+    rd_kafka_conf_set_opaque(kc, c);
+    rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, buf, sizeof(buf));
+    if (!rk) {
+        rd_kafka_conf_destroy(kc);
+        fprintf(stderr, "sluice produce: kafka: %s\n", buf);
+        return 2;
+    }
+    if (o->partitions > 0 &&
+        create_topic(rk, topic, o->partitions, o->timeout_ms) < 0) {
+        rd_kafka_destroy(rk);
+        return 1;
+    }
+    while ((r = next_msg(o, in, &len)) == 1) {
+        pace(&pc);
+        for (;;) {
+            rd_kafka_resp_err_t err = rd_kafka_producev(
+                rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE(in->line, len),
+                RD_KAFKA_V_KEY(in->key_len ? in->key : NULL, in->key_len),
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+            if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                rd_kafka_poll(rk, 100);
+                progress_show(pg, c, false);
+                continue;
+            }
+            if (err)
+                note_err(c, "%s", rd_kafka_err2str(err));
+            else
+                c->sent++;
+            break;
+        }
+        rd_kafka_poll(rk, 0);
+        progress_show(pg, c, false);
+    }
+    if (r < 0)
+        note_err(c, "reading input: %s", strerror(errno));
+    /* Wait for every delivery report; message.timeout.ms bounds it. */
+    int64_t deadline = mono_us() + (int64_t)(o->timeout_ms + 5000) * 1000;
+    while (rd_kafka_outq_len(rk) > 0 && mono_us() < deadline) {
+        rd_kafka_flush(rk, 200);
+        progress_show(pg, c, false);
+    }
+    if (rd_kafka_outq_len(rk) > 0)
+        note_err(c, "%d message(s) still queued at exit",
+                 rd_kafka_outq_len(rk));
+    if (c->errors && kafka_last_error.last[0]) {
+        size_t l = strlen(c->first_err);
+        snprintf(c->first_err + l, sizeof(c->first_err) - l,
+                 " (last broker error: %.400s)", kafka_last_error.last);
+    }
+    rd_kafka_destroy(rk);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Redis                                                                */
+
+static int redis_drain(redisContext *rc, int pending, struct counts *c)
+{
+    for (int i = 0; i < pending; i++) {
+        redisReply *reply = NULL;
+        if (redisGetReply(rc, (void **)&reply) != REDIS_OK) {
+            note_err(c, "redis: %s", rc->errstr);
+            c->errors += pending - i - 1;
+            return -1;
+        }
+        if (reply->type == REDIS_REPLY_ERROR)
+            note_err(c, "redis: %s", reply->str);
+        else
+            c->delivered++;
+        freeReplyObject(reply);
+    }
+    return 0;
+}
+
+static int produce_redis(const struct opts *o, const char *host, int port,
+                         const char *name, bool list, struct input *in,
+                         struct counts *c, struct progress *pg)
+{
+    struct timeval tv = {o->timeout_ms / 1000, (o->timeout_ms % 1000) * 1000};
+    redisContext *rc = redisConnectWithTimeout(host, port, tv);
+    struct pacer pc = {o->rate, 0, mono_us()};
+    int pending = 0, r;
+    size_t len;
+
+    if (!rc || rc->err) {
+        fprintf(stderr, "sluice produce: redis: cannot connect to %s:%d: %s\n",
+                host, port, rc ? rc->errstr : "out of memory");
+        redisFree(rc);
+        return 1;
+    }
+    redisSetTimeout(rc, tv);
+    while ((r = next_msg(o, in, &len)) == 1) {
+        pace(&pc);
+        if (list) {
+            redisAppendCommand(rc, "RPUSH %s %b", name, in->line, len);
+        } else if (in->key_len) {
+            redisAppendCommand(rc, "XADD %s * payload %b key %b", name,
+                               in->line, len, in->key, in->key_len);
+        } else {
+            redisAppendCommand(rc, "XADD %s * payload %b", name, in->line, len);
+        }
+        c->sent++;
+        if (++pending == REDIS_PIPELINE) {
+            if (redis_drain(rc, pending, c) < 0)
+                goto out;
+            pending = 0;
+        }
+        progress_show(pg, c, false);
+    }
+    if (r < 0)
+        note_err(c, "reading input: %s", strerror(errno));
+    redis_drain(rc, pending, c);
+out:
+    redisFree(rc);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Command                                                              */
+
+static int parse_num(const char *opt, const char *s, double lo, double hi,
+                     double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s ? s : "", &end);
+    if (!s || !*s || *end || errno || v < lo || v > hi) {
+        fprintf(stderr,
+                "sluice produce: %s: expected a number in [%g, %g], "
+                "got '%s'\n",
+                opt, lo, hi, s ? s : "");
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+    double v;
+
+    *o = (struct opts){.generate = -1, .text_size = 120, .timeout_ms = 30000};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(produce_usage, stdout);
+            return 1;
+        } else if (!strcmp(a, "--file")) {
+            if (!next)
+                goto missing;
+            o->file = strcmp(next, "-") ? next : NULL;
+            i++;
+        } else if (!strcmp(a, "--generate")) {
+            if (parse_num(a, next, 0, 1e15, &v) < 0)
+                return -1;
+            o->generate = (long long)v;
+            i++;
+        } else if (!strcmp(a, "--rate")) {
+            if (parse_num(a, next, 0, 1e9, &o->rate) < 0)
+                return -1;
+            i++;
+        } else if (!strcmp(a, "--key-field")) {
+            if (!next)
+                goto missing;
+            o->key_field = next;
+            i++;
+        } else if (!strcmp(a, "--text-size")) {
+            if (parse_num(a, next, 1, 1 << 20, &v) < 0)
+                return -1;
+            o->text_size = (size_t)v;
+            i++;
+        } else if (!strcmp(a, "--partitions")) {
+            if (parse_num(a, next, 1, 100000, &v) < 0)
+                return -1;
+            o->partitions = (int)v;
+            i++;
+        } else if (!strcmp(a, "--timeout-ms")) {
+            if (parse_num(a, next, 1, INT_MAX - 5000, &v) < 0)
+                return -1;
+            o->timeout_ms = (int)v;
+            i++;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "sluice produce: unknown option '%s'\n", a);
+            return -1;
+        } else if (!o->target) {
+            o->target = a;
+        } else {
+            fprintf(stderr, "sluice produce: unexpected argument '%s'\n", a);
+            return -1;
+        }
+        continue;
+    missing:
+        fprintf(stderr, "sluice produce: %s needs a value\n", a);
+        return -1;
+    }
+    if (!o->target) {
+        fprintf(stderr, "sluice produce: TARGET is required\n");
+        return -1;
+    }
+    if (o->generate >= 0 && o->file) {
+        fprintf(stderr, "sluice produce: --file and --generate exclude each "
+                        "other\n");
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * Split "scheme://AUTHORITY/NAME[?QUERY]" into malloc'd parts.  Returns 0
+ * or -1 with a message printed.
+ */
+static int split_uri(const char *uri, const char *scheme, char **auth,
+                     char **name, char **query)
+{
+    size_t sl = strlen(scheme);
+    const char *p = uri + sl, *slash, *q;
+
+    *auth = *name = *query = NULL;
+    if (strncmp(uri, scheme, sl) || !(slash = strchr(p, '/')) || slash == p ||
+        !slash[1] || slash[1] == '?') {
+        fprintf(stderr,
+                "sluice produce: bad target '%s': expected "
+                "%sHOST:PORT/NAME\n",
+                uri, scheme);
+        return -1;
+    }
+    q = strchr(slash, '?');
+    *auth = strndup(p, (size_t)(slash - p));
+    *name = q ? strndup(slash + 1, (size_t)(q - slash - 1)) : strdup(slash + 1);
+    *query = strdup(q ? q + 1 : "");
+    return 0;
+}
+
+int sl_cmd_produce(int argc, char **argv)
+{
+    struct opts o;
+    struct input in = {0};
+    struct counts c = {0};
+    struct progress pg = {isatty(STDERR_FILENO) != 0, mono_us(), 0};
+    char *auth = NULL, *name = NULL, *query = NULL;
+    int rc = parse_args(argc, argv, &o);
+
+    if (rc != 0)
+        return rc > 0 ? 0 : 2;
+    if (o.generate >= 0) {
+        in.text = malloc(o.text_size + 64);
+        in.line_cap = o.text_size + 256;
+        in.line = malloc(in.line_cap);
+        if (!in.text || !in.line) {
+            fprintf(stderr, "sluice produce: out of memory\n");
+            rc = 1;
+            goto out;
+        }
+    } else {
+        in.fp = o.file ? fopen(o.file, "r") : stdin;
+        if (!in.fp) {
+            fprintf(stderr, "sluice produce: %s: cannot open: %s\n", o.file,
+                    strerror(errno));
+            rc = 1;
+            goto out;
+        }
+    }
+
+    if (!strncmp(o.target, "kafka://", 8)) {
+        if (split_uri(o.target, "kafka://", &auth, &name, &query) < 0) {
+            rc = 2;
+            goto out;
+        }
+        rc = produce_kafka(&o, auth, name, &in, &c, &pg);
+    } else if (!strncmp(o.target, "redis://", 8)) {
+        if (split_uri(o.target, "redis://", &auth, &name, &query) < 0) {
+            rc = 2;
+            goto out;
+        }
+        bool list = strstr(query, "type=list") != NULL;
+        if (*query && !list && !strstr(query, "type=stream")) {
+            fprintf(stderr,
+                    "sluice produce: bad target '%s': query must be "
+                    "type=stream or type=list\n",
+                    o.target);
+            rc = 2;
+            goto out;
+        }
+        char *colon = strrchr(auth, ':');
+        int port = 6379;
+        if (colon) {
+            *colon = '\0';
+            port = atoi(colon + 1);
+        }
+        rc = produce_redis(&o, auth, port, name, list, &in, &c, &pg);
+    } else {
+        fprintf(stderr,
+                "sluice produce: bad target '%s': expected kafka://... "
+                "or redis://...\n",
+                o.target);
+        rc = 2;
+        goto out;
+    }
+    if (rc != 0)
+        goto out;
+
+    progress_show(&pg, &c, true);
+    if (pg.tty)
+        fputc('\n', stderr);
+    double s = (double)(mono_us() - pg.start_us) / 1e6;
+    printf("produced %lld messages to %s in %.2f s (%.0f msg/s), %lld "
+           "errors\n",
+           c.delivered, o.target, s, s > 0 ? (double)c.delivered / s : 0.0,
+           c.errors);
+    if (c.errors || c.delivered != c.sent) {
+        fprintf(stderr,
+                "sluice produce: %lld of %lld messages not delivered to %s: "
+                "%s\n",
+                c.sent - c.delivered, c.sent, o.target,
+                c.first_err[0] ? c.first_err : "no delivery report");
+        rc = 1;
+    }
+out:
+    if (in.fp && in.fp != stdin)
+        fclose(in.fp);
+    free(in.line);
+    free(in.text);
+    free(auth);
+    free(name);
+    free(query);
+    return rc;
+}

@@ -1,0 +1,915 @@
+/*
+ * Kafka source: librdkafka's high-level consumer driven from the source
+ * thread.  One offset tracker per assigned partition; offsets are stored
+ * (enable.auto.offset.store=false) only up to the acked prefix and
+ * auto-committed, and committed synchronously on revoke and close.
+ * Backpressure pauses partitions and seeks them back to the first offset
+ * not yet handed over, so nothing is skipped or handed over twice.
+ */
+#include "source_kafka.h"
+#include "clock.h"
+#include "err.h"
+#include "log.h"
+#include "tracker.h"
+
+#include <librdkafka/rdkafka.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BUCKETS 256       /* partition table hash buckets */
+#define BATCH 1000        /* messages taken per poll, at most */
+#define WAIT_SLICE_MS 100 /* ack wait step while a revoke drains */
+
+/* One assigned partition; owned by the source thread. */
+struct part {
+    struct part *next;         /* hash chain */
+    char *topic;               /* owned */
+    int32_t partition;         /* partition id */
+    struct sl_tracker *trk;    /* dispatched/acked offsets */
+    int64_t next_offset;       /* first offset not yet taken in this
+                                  assignment; -1 before the first */
+    struct sl_msg *held;       /* taken but not yet queued, or NULL */
+    bool held_dispatched;      /* 'held' is recorded in 'trk' */
+    bool dirty;                /* acks arrived since the last store */
+    bool revoking;             /* being revoked: take nothing more */
+    _Atomic bool paused;       /* fetching paused (read by metrics) */
+    _Atomic int64_t inflight;  /* pushed, not acked (read by metrics) */
+    _Atomic int64_t committed; /* stored next offset, -1 unknown */
+};
+
+struct kstats {
+    _Atomic uint64_t assignments, revocations, lost, pauses, resumes;
+    _Atomic uint64_t stale_acks, dropped, oversize, empty, errors;
+    _Atomic int32_t assigned;
+};
+
+struct kafka_source {
+    rd_kafka_t *rk;                /* the consumer */
+    struct sl_source *src;         /* back pointer, borrowed */
+    size_t max_bytes;              /* per message payload */
+    int64_t window;                /* tracker capacity per partition */
+    int revoke_timeout_ms;         /* drain bound on revoke */
+    bool queue_full;               /* every partition paused for the queue */
+    bool closing;                  /* final commit under way: no waiting */
+    bool closed;                   /* rd_kafka_consumer_close() done */
+    bool fatal;                    /* librdkafka raised a fatal error */
+    int held_cnt;                  /* partitions with a held message */
+    rd_kafka_resp_err_t last_err;  /* last consumer error logged */
+    pthread_mutex_t lock;          /* guards the table's shape for readers */
+    struct part *buckets[BUCKETS]; /* topic+partition -> part */
+    size_t part_cnt;               /* assigned partitions */
+    struct kstats st;              /* counters */
+};
+
+/* ------------------------------------------------------------------ */
+/* Partition table                                                      */
+
+static unsigned bucket_of(const char *topic, int32_t partition)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *s = (const unsigned char *)topic; *s; s++)
+        h = (h ^ *s) * 16777619u;
+    h = (h ^ (uint32_t)partition) * 16777619u;
+    return h % BUCKETS;
+}
+
+static struct part *lookup(struct kafka_source *ks, const char *topic,
+                           int32_t partition)
+{
+    struct part *p = ks->buckets[bucket_of(topic, partition)];
+    for (; p; p = p->next)
+        if (p->partition == partition && !strcmp(p->topic, topic))
+            return p;
+    return NULL;
+}
+
+static struct part *part_add(struct kafka_source *ks, const char *topic,
+                             int32_t partition)
+{
+    struct part *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->topic = strdup(topic);
+    p->trk = sl_tracker_new(ks->window);
+    if (!p->topic || !p->trk) {
+        free(p->topic);
+        sl_tracker_destroy(p->trk);
+        free(p);
+        return NULL;
+    }
+    p->partition = partition;
+    p->next_offset = -1;
+    atomic_init(&p->committed, -1);
+    unsigned b = bucket_of(topic, partition);
+    pthread_mutex_lock(&ks->lock);
+    p->next = ks->buckets[b];
+    ks->buckets[b] = p;
+    ks->part_cnt++;
+    atomic_store(&ks->st.assigned, (int32_t)ks->part_cnt);
+    pthread_mutex_unlock(&ks->lock);
+    return p;
+}
+
+static void part_free(struct kafka_source *ks, struct part *p)
+{
+    if (p->held) {
+        sl_msg_destroy(p->held);
+        ks->held_cnt--;
+    }
+    sl_tracker_destroy(p->trk);
+    free(p->topic);
+    free(p);
+}
+
+static void part_remove(struct kafka_source *ks, struct part *p)
+{
+    unsigned b = bucket_of(p->topic, p->partition);
+    pthread_mutex_lock(&ks->lock);
+    for (struct part **pp = &ks->buckets[b]; *pp; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            ks->part_cnt--;
+            break;
+        }
+    }
+    atomic_store(&ks->st.assigned, (int32_t)ks->part_cnt);
+    pthread_mutex_unlock(&ks->lock);
+    part_free(ks, p);
+}
+
+#define FOREACH_PART(ks, p)                                                    \
+    for (unsigned b_ = 0; b_ < BUCKETS; b_++)                                  \
+        for (struct part *p = (ks)->buckets[b_]; p; p = p->next)
+
+static void update_paused_stat(struct kafka_source *ks)
+{
+    int any = 0;
+    FOREACH_PART(ks, p)
+    if (atomic_load(&p->paused))
+        any = 1;
+    if (ks->src)
+        atomic_store(&sl_source_stats(ks->src)->paused, any);
+}
+
+/* ------------------------------------------------------------------ */
+/* Pause and resume                                                     */
+
+/*
+ * Pause 'p', then seek it to the first offset not yet taken: a pause
+ * resumes from the last message returned to us, which may be one we
+ * dropped, so the seek (after the pause: a seek before it is lost) pins
+ * the position.
+ */
+static void pause_part(struct kafka_source *ks, struct part *p)
+{
+    rd_kafka_topic_partition_list_t *l;
+    rd_kafka_error_t *error;
+
+    if (atomic_load(&p->paused))
+        return;
+    l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
+    rd_kafka_pause_partitions(ks->rk, l);
+    if (p->next_offset >= 0) {
+        l->elems[0].offset = p->next_offset;
+        error = rd_kafka_seek_partitions(ks->rk, l, 0);
+        if (error) {
+            sl_log(SL_LOG_WARN, "kafka",
+                   "%s [%d]: seek to %lld after pause failed: %s", p->topic,
+                   (int)p->partition, (long long)p->next_offset,
+                   rd_kafka_error_string(error));
+            rd_kafka_error_destroy(error);
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    atomic_store(&p->paused, true);
+    atomic_fetch_add(&ks->st.pauses, 1);
+    update_paused_stat(ks);
+}
+
+static void resume_part(struct kafka_source *ks, struct part *p)
+{
+    rd_kafka_topic_partition_list_t *l;
+
+    if (!atomic_load(&p->paused))
+        return;
+    l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
+    rd_kafka_resume_partitions(ks->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    atomic_store(&p->paused, false);
+    atomic_fetch_add(&ks->st.resumes, 1);
+    update_paused_stat(ks);
+}
+
+/* ------------------------------------------------------------------ */
+/* Offsets                                                              */
+
+/* Store the acked prefix of every partition whose acks moved. */
+static void store_dirty(struct kafka_source *ks)
+{
+    rd_kafka_topic_partition_list_t *l = NULL;
+    int64_t pos;
+
+    FOREACH_PART(ks, p)
+    {
+        if (!p->dirty || p->revoking)
+            continue;
+        p->dirty = false;
+        if (!sl_tracker_committable(p->trk, &pos))
+            continue;
+        if (!l)
+            l = rd_kafka_topic_partition_list_new(16);
+        rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset =
+            pos + 1;
+    }
+    if (!l)
+        return;
+    rd_kafka_resp_err_t err = rd_kafka_offsets_store(ks->rk, l);
+    for (int i = 0; i < l->cnt; i++) {
+        rd_kafka_topic_partition_t *e = &l->elems[i];
+        struct part *p = lookup(ks, e->topic, e->partition);
+        if (!p)
+            continue;
+        if (e->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            sl_tracker_mark_committed(p->trk, e->offset - 1);
+            atomic_store(&p->committed, e->offset);
+        } else if (e->err != RD_KAFKA_RESP_ERR__STATE) {
+            /* __STATE: no longer assigned, expected around a rebalance. */
+            sl_log(SL_LOG_WARN, "kafka",
+                   "%s [%d]: cannot store offset %lld: %s; retrying at the "
+                   "next ack",
+                   e->topic, (int)e->partition, (long long)e->offset,
+                   rd_kafka_err2str(e->err));
+            p->dirty = true;
+        }
+    }
+    (void)err; /* per-partition errors above say all there is */
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* ------------------------------------------------------------------ */
+/* Taking messages                                                      */
+
+/*
+ * Record 'msg' in its partition's tracker (unless already recorded) and
+ * push it.  Returns 0 (queued), -SL_EBUSY (tracker window full),
+ * -SL_ETIMEDOUT or -SL_ECLOSED (queue): then the caller still owns it.
+ */
+static int deliver(struct kafka_source *ks, struct part *p, struct sl_msg *msg,
+                   int timeout_ms)
+{
+    int rc;
+
+    if (!p->held_dispatched) {
+        rc = sl_tracker_dispatch(p->trk, msg->seq);
+        if (rc == -SL_EBUSY)
+            return rc;
+        if (rc < 0) {
+            /* Not increasing: cannot happen after take()'s guard. */
+            sl_log(SL_LOG_ERROR, "kafka",
+                   "%s [%d]: offset %lld out of order (%s); dropped", p->topic,
+                   (int)p->partition, (long long)msg->seq, sl_strerror(rc));
+            sl_msg_destroy(msg);
+            return 0;
+        }
+        p->held_dispatched = true;
+    }
+    rc = sl_source_push(ks->src, msg, timeout_ms);
+    if (rc == 0) {
+        p->held_dispatched = false;
+        atomic_fetch_add(&p->inflight, 1);
+    }
+    return rc;
+}
+
+static void hold(struct kafka_source *ks, struct part *p, struct sl_msg *msg,
+                 int rc)
+{
+    p->held = msg;
+    ks->held_cnt++;
+    if (rc == -SL_EBUSY) {
+        pause_part(ks, p);
+        return;
+    }
+    /* The queue is full: pause everything until it drains. */
+    ks->queue_full = true;
+    FOREACH_PART(ks, q)
+    pause_part(ks, q);
+}
+
+static int consumer_error(struct kafka_source *ks, rd_kafka_message_t *rkm)
+{
+    char buf[512];
+
+    if (rkm->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        return 0;
+    if (rkm->err == RD_KAFKA_RESP_ERR__FATAL) {
+        rd_kafka_fatal_error(ks->rk, buf, sizeof(buf));
+        sl_source_fail(ks->src, -SL_EKAFKA, "kafka: fatal consumer error: %s",
+                       buf);
+        return -SL_EKAFKA;
+    }
+    atomic_fetch_add(&ks->st.errors, 1);
+    if (rkm->err != ks->last_err) {
+        ks->last_err = rkm->err;
+        sl_log(SL_LOG_WARN, "kafka", "consumer error%s%s: %s; still consuming",
+               rkm->rkt ? " on " : "",
+               rkm->rkt ? rd_kafka_topic_name(rkm->rkt) : "",
+               rd_kafka_message_errstr(rkm));
+    }
+    return 0;
+}
+
+static int copy_headers(struct sl_msg *msg, rd_kafka_message_t *rkm)
+{
+    rd_kafka_headers_t *hdrs;
+    const char *name;
+    const void *value;
+    size_t size;
+
+    if (rd_kafka_message_headers(rkm, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return 0;
+    for (size_t i = 0; !rd_kafka_header_get_all(hdrs, i, &name, &value, &size);
+         i++) {
+        int rc = sl_msg_add_header(msg, name, value, size, NULL);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Turn one fetched message into an envelope and hand it over. */
+static int take(struct kafka_source *ks, rd_kafka_message_t *rkm,
+                int timeout_ms)
+{
+    const char *topic;
+    struct part *p;
+    struct sl_msg *msg;
+    bool big, empty;
+    char err[256];
+    int rc;
+
+    if (rkm->err)
+        return consumer_error(ks, rkm);
+    ks->last_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    topic = rd_kafka_topic_name(rkm->rkt);
+    p = lookup(ks, topic, rkm->partition);
+    /*
+     * Not ours, paused, or already taken in this assignment: it was
+     * fetched before a pause or seek and comes again from next_offset.
+     */
+    if (!p || p->revoking || p->held || atomic_load(&p->paused) ||
+        (p->next_offset >= 0 && rkm->offset < p->next_offset)) {
+        atomic_fetch_add(&ks->st.dropped, 1);
+        return 0;
+    }
+    empty = rkm->payload == NULL || rkm->len == 0;
+    big = rkm->len > ks->max_bytes;
+    rc = sl_msg_new(&msg, SL_SOURCE_KAFKA, topic, rkm->partition, rkm->offset,
+                    NULL, rkm->key, rkm->key_len,
+                    big || empty ? NULL : rkm->payload,
+                    big || empty ? 0 : rkm->len, NULL, err, sizeof(err));
+    if (rc == 0)
+        rc = copy_headers(msg, rkm);
+    if (rc < 0) {
+        sl_msg_destroy(msg);
+        sl_source_fail(ks->src, rc, "kafka: %s [%d] offset %lld: %s", topic,
+                       (int)rkm->partition, (long long)rkm->offset,
+                       sl_strerror(rc));
+        return rc;
+    }
+    msg->seq = rkm->offset;
+    if (big) {
+        atomic_fetch_add(&ks->st.oversize, 1);
+        sl_msg_set_error(msg, "decode",
+                         "message of %zu bytes exceeds max_message_bytes (%zu)",
+                         rkm->len, ks->max_bytes);
+    } else if (empty) {
+        atomic_fetch_add(&ks->st.empty, 1);
+        sl_msg_set_error(msg, "decode", "empty message (no payload)");
+    }
+    if (atomic_load(&p->committed) < 0)
+        atomic_store(&p->committed, rkm->offset);
+    p->next_offset = rkm->offset + 1;
+    rc = deliver(ks, p, msg, timeout_ms);
+    if (rc != 0)
+        hold(ks, p, msg, rc);
+    return 0;
+}
+
+/* Push held messages; '*wait' is spent on the first full-queue wait. */
+static void flush_held(struct kafka_source *ks, int *wait)
+{
+    bool blocked = false;
+
+    FOREACH_PART(ks, p)
+    {
+        if (!p->held)
+            continue;
+        int rc = deliver(ks, p, p->held, *wait);
+        if (rc == 0) {
+            p->held = NULL;
+            ks->held_cnt--;
+        } else if (rc != -SL_EBUSY) {
+            blocked = true;
+            *wait = 0;
+        }
+    }
+    if (ks->queue_full && !blocked) {
+        struct sl_queue *q = sl_source_queue(ks->src);
+        if (sl_queue_depth(q) <= sl_queue_capacity(q) / 2)
+            ks->queue_full = false;
+    }
+}
+
+static int kafka_poll(struct sl_source *src, int timeout_ms)
+{
+    struct kafka_source *ks = sl_source_impl(src);
+    int wait = timeout_ms;
+
+    if (ks->fatal)
+        return -SL_EKAFKA;
+    if (ks->held_cnt > 0 || ks->queue_full)
+        flush_held(ks, &wait);
+    if (!ks->queue_full) {
+        FOREACH_PART(ks, p)
+        if (!p->held && atomic_load(&p->paused))
+            resume_part(ks, p);
+    }
+    /*
+     * Poll even while everything is paused: it serves rebalances and
+     * keeps us within max.poll.interval.ms however slow the sink is.
+     */
+    for (int n = 0; n < BATCH; n++) {
+        rd_kafka_message_t *rkm =
+            rd_kafka_consumer_poll(ks->rk, n == 0 ? wait : 0);
+        if (!rkm)
+            break;
+        int rc = take(ks, rkm, timeout_ms);
+        rd_kafka_message_destroy(rkm);
+        if (rc < 0)
+            return rc;
+        if (ks->queue_full || ks->fatal)
+            break;
+    }
+    store_dirty(ks);
+    return ks->fatal ? -SL_EKAFKA : 0;
+}
+
+static void kafka_acked(struct sl_source *src, struct sl_msg *msg)
+{
+    struct kafka_source *ks = sl_source_impl(src);
+    struct part *p = lookup(ks, msg->origin.topic, msg->origin.partition);
+
+    /*
+     * A partition no longer ours (revoked past the timeout, or lost):
+     * its new owner reads from the committed offset, so the ack is moot.
+     */
+    if (p && sl_tracker_ack(p->trk, msg->seq) == 0) {
+        if (atomic_load(&p->inflight) > 0)
+            atomic_fetch_sub(&p->inflight, 1);
+        p->dirty = true;
+    } else {
+        atomic_fetch_add(&ks->st.stale_acks, 1);
+    }
+    sl_msg_destroy(msg);
+}
+
+/* ------------------------------------------------------------------ */
+/* Rebalances                                                           */
+
+static void assign(struct kafka_source *ks,
+                   rd_kafka_topic_partition_list_t *parts, bool coop)
+{
+    rd_kafka_error_t *error = NULL;
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+
+    for (int i = 0; i < parts->cnt; i++) {
+        rd_kafka_topic_partition_t *e = &parts->elems[i];
+        if (!lookup(ks, e->topic, e->partition) &&
+            !part_add(ks, e->topic, e->partition))
+            sl_log(SL_LOG_ERROR, "kafka",
+                   "out of memory tracking %s [%d]; its messages will not "
+                   "be processed here",
+                   e->topic, (int)e->partition);
+    }
+    if (coop)
+        error = rd_kafka_incremental_assign(ks->rk, parts);
+    else
+        err = rd_kafka_assign(ks->rk, parts);
+    if (error || err) {
+        sl_log(SL_LOG_ERROR, "kafka", "cannot assign %d partition(s): %s",
+               parts->cnt,
+               error ? rd_kafka_error_string(error) : rd_kafka_err2str(err));
+        if (error)
+            rd_kafka_error_destroy(error);
+    }
+    atomic_fetch_add(&ks->st.assignments, 1);
+    sl_log(SL_LOG_INFO, "kafka", "assigned %d partition(s), %zu in total",
+           parts->cnt, ks->part_cnt);
+    if (ks->queue_full) {
+        for (int i = 0; i < parts->cnt; i++) {
+            struct part *p =
+                lookup(ks, parts->elems[i].topic, parts->elems[i].partition);
+            if (p)
+                pause_part(ks, p);
+        }
+    }
+}
+
+static bool revoked_busy(struct part **ps, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (ps[i] && atomic_load(&ps[i]->inflight) > 0)
+            return true;
+    return false;
+}
+
+/*
+ * Drain, commit and forget revoked partitions.  Lost partitions are only
+ * forgotten: another member owns them already.
+ */
+static void revoke(struct kafka_source *ks,
+                   rd_kafka_topic_partition_list_t *parts, bool lost)
+{
+    struct part **ps = calloc((size_t)parts->cnt + 1, sizeof(*ps));
+    rd_kafka_topic_partition_list_t *l;
+    int64_t pos;
+
+    if (!ps) {
+        sl_log(SL_LOG_ERROR, "kafka",
+               "out of memory revoking partitions; not committing them");
+        return;
+    }
+    for (int i = 0; i < parts->cnt; i++) {
+        struct part *p =
+            lookup(ks, parts->elems[i].topic, parts->elems[i].partition);
+        ps[i] = p;
+        if (!p)
+            continue;
+        p->revoking = true;
+        if (p->held) { /* never queued: its offset stays uncommitted */
+            sl_msg_destroy(p->held);
+            p->held = NULL;
+            ks->held_cnt--;
+        }
+    }
+    if (!lost && !ks->closing && ks->src) {
+        int64_t deadline = sl_mono_ms() + ks->revoke_timeout_ms;
+        while (revoked_busy(ps, parts->cnt)) {
+            int64_t left = deadline - sl_mono_ms();
+            if (left <= 0) {
+                sl_log(SL_LOG_WARN, "kafka",
+                       "revoke: messages still in flight after %d ms; "
+                       "committing what is acked, the new owner will "
+                       "redeliver the rest",
+                       ks->revoke_timeout_ms);
+                break;
+            }
+            sl_source_wait_acks(
+                ks->src, (int)(left < WAIT_SLICE_MS ? left : WAIT_SLICE_MS));
+        }
+    }
+    if (!lost) {
+        l = rd_kafka_topic_partition_list_new(parts->cnt);
+        for (int i = 0; i < parts->cnt; i++)
+            if (ps[i] && sl_tracker_committable(ps[i]->trk, &pos))
+                rd_kafka_topic_partition_list_add(l, ps[i]->topic,
+                                                  ps[i]->partition)
+                    ->offset = pos + 1;
+        if (l->cnt > 0) {
+            rd_kafka_resp_err_t err = rd_kafka_commit(ks->rk, l, 0);
+            if (err)
+                sl_log(SL_LOG_WARN, "kafka",
+                       "revoke: commit of %d partition(s) failed: %s; the "
+                       "new owner redelivers from the last commit",
+                       l->cnt, rd_kafka_err2str(err));
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+    } else {
+        atomic_fetch_add(&ks->st.lost, 1);
+        sl_log(SL_LOG_WARN, "kafka",
+               "%d partition(s) lost (session timed out?); their in-flight "
+               "messages will be redelivered to the new owner",
+               parts->cnt);
+    }
+    for (int i = 0; i < parts->cnt; i++)
+        if (ps[i])
+            part_remove(ks, ps[i]);
+    free(ps);
+    atomic_fetch_add(&ks->st.revocations, 1);
+    update_paused_stat(ks);
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    struct kafka_source *ks = opaque;
+    bool coop = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        assign(ks, parts, coop);
+        return;
+    }
+    if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
+        sl_log(SL_LOG_ERROR, "kafka", "rebalance failed: %s; unassigning",
+               rd_kafka_err2str(err));
+    revoke(ks, parts, rd_kafka_assignment_lost(rk) != 0);
+    if (coop) {
+        rd_kafka_error_t *error = rd_kafka_incremental_unassign(rk, parts);
+        if (error) {
+            sl_log(SL_LOG_ERROR, "kafka", "cannot unassign: %s",
+                   rd_kafka_error_string(error));
+            rd_kafka_error_destroy(error);
+        }
+    } else {
+        rd_kafka_assign(rk, NULL);
+    }
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    struct kafka_source *ks = opaque;
+    char buf[512];
+
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        rd_kafka_fatal_error(rk, buf, sizeof(buf));
+        ks->fatal = true;
+        if (ks->src)
+            sl_source_fail(ks->src, -SL_EKAFKA,
+                           "kafka: fatal consumer error: %s", buf);
+        return;
+    }
+    atomic_fetch_add(&ks->st.errors, 1);
+    if ((rd_kafka_resp_err_t)err != ks->last_err) {
+        ks->last_err = (rd_kafka_resp_err_t)err;
+        sl_log(SL_LOG_WARN, "kafka", "%s (%s); retrying", reason,
+               rd_kafka_err2name((rd_kafka_resp_err_t)err));
+    }
+}
+
+static void on_log(const rd_kafka_t *rk, int level, const char *fac,
+                   const char *buf)
+{
+    (void)rk;
+    enum sl_log_level l = level <= 3   ? SL_LOG_ERROR
+                          : level == 4 ? SL_LOG_WARN
+                          : level <= 6 ? SL_LOG_INFO
+                                       : SL_LOG_DEBUG;
+    sl_log(l, "kafka", "%s: %s", fac, buf);
+}
+
+/* ------------------------------------------------------------------ */
+/* Commit, close, destroy                                               */
+
+static int kafka_commit(struct sl_source *src, bool final)
+{
+    struct kafka_source *ks = sl_source_impl(src);
+    rd_kafka_resp_err_t err;
+    int rc = 0;
+
+    store_dirty(ks);
+    if (!final || ks->closed)
+        return 0;
+    ks->closing = true;
+    err = rd_kafka_commit(ks->rk, NULL, 0);
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+        sl_log(SL_LOG_WARN, "kafka",
+               "final commit failed: %s; uncommitted messages will be "
+               "redelivered",
+               rd_kafka_err2str(err));
+        rc = -SL_EKAFKA;
+    }
+    /* Leaves the group; the revoke it triggers commits nothing new. */
+    err = rd_kafka_consumer_close(ks->rk);
+    if (err)
+        sl_log(SL_LOG_WARN, "kafka", "closing the consumer: %s",
+               rd_kafka_err2str(err));
+    ks->closed = true;
+    return rc;
+}
+
+static void kafka_destroy(void *impl)
+{
+    struct kafka_source *ks = impl;
+
+    if (!ks)
+        return;
+    if (ks->rk) {
+        ks->closing = true;
+        if (!ks->closed)
+            rd_kafka_consumer_close(ks->rk);
+        rd_kafka_destroy(ks->rk);
+    }
+    for (unsigned b = 0; b < BUCKETS; b++) {
+        struct part *p = ks->buckets[b], *next;
+        for (; p; p = next) {
+            next = p->next;
+            part_free(ks, p);
+        }
+    }
+    pthread_mutex_destroy(&ks->lock);
+    free(ks);
+}
+
+static const struct sl_source_ops kafka_ops = {
+    .kind = "kafka",
+    .poll = kafka_poll,
+    .acked = kafka_acked,
+    .commit = kafka_commit,
+    .destroy = kafka_destroy,
+};
+
+/* ------------------------------------------------------------------ */
+/* Construction                                                         */
+
+static int conf_set(rd_kafka_conf_t *kc, const char *name, const char *value,
+                    char *errstr, size_t errstr_size)
+{
+    char buf[512];
+
+    if (rd_kafka_conf_set(kc, name, value, buf, sizeof(buf)) !=
+        RD_KAFKA_CONF_OK)
+        return sl_seterr(-SL_ECONFIG, errstr, errstr_size,
+                         "kafka property '%s': %s", name, buf);
+    return 0;
+}
+
+static rd_kafka_conf_t *build_conf(const struct sl_source_kafka_conf *conf,
+                                   struct kafka_source *ks, char *errstr,
+                                   size_t errstr_size)
+{
+    rd_kafka_conf_t *kc = rd_kafka_conf_new();
+    char interval[32];
+    int ci = conf->commit_interval_ms > 0 ? conf->commit_interval_ms : 1000;
+    struct sl_kafka_property defaults[] = {
+        {"bootstrap.servers", conf->brokers},
+        {"group.id", conf->group},
+        {"client.id", conf->client_id ? conf->client_id : "sluice"},
+        {"group.instance.id", conf->group_instance_id},
+        {"client.rack", conf->client_rack},
+        {"auto.offset.reset",
+         conf->auto_offset_reset ? conf->auto_offset_reset : "earliest"},
+        {"partition.assignment.strategy", "cooperative-sticky"},
+        {"enable.auto.commit", "true"},
+        {"auto.commit.interval.ms", interval},
+        {"enable.partition.eof", "false"},
+    };
+
+    snprintf(interval, sizeof(interval), "%d", ci);
+    for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
+        if (defaults[i].value &&
+            conf_set(kc, defaults[i].name, defaults[i].value, errstr,
+                     errstr_size) < 0)
+            goto fail;
+    for (size_t i = 0; i < conf->property_cnt; i++) {
+        const struct sl_kafka_property *kp = &conf->properties[i];
+        if (!strcmp(kp->name, "enable.auto.offset.store")) {
+            sl_seterr(-SL_ECONFIG, errstr, errstr_size,
+                      "kafka property '%s': managed by sluice (offsets are "
+                      "stored only once processed); remove it",
+                      kp->name);
+            goto fail;
+        }
+        if (conf_set(kc, kp->name, kp->value ? kp->value : "", errstr,
+                     errstr_size) < 0)
+            goto fail;
+    }
+    if (conf_set(kc, "enable.auto.offset.store", "false", errstr, errstr_size) <
+        0)
+        goto fail;
+    rd_kafka_conf_set_rebalance_cb(kc, on_rebalance);
+    rd_kafka_conf_set_error_cb(kc, on_error);
+    rd_kafka_conf_set_log_cb(kc, on_log);
+    rd_kafka_conf_set_opaque(kc, ks);
+    return kc;
+fail:
+    rd_kafka_conf_destroy(kc);
+    return NULL;
+}
+
+struct sl_source *sl_source_kafka_new(const struct sl_source_kafka_conf *conf,
+                                      struct sl_queue *q, char *errstr,
+                                      size_t errstr_size)
+{
+    struct kafka_source *ks;
+    rd_kafka_conf_t *kc;
+    rd_kafka_topic_partition_list_t *topics;
+    rd_kafka_resp_err_t err;
+    struct sl_source *src;
+    char buf[512];
+
+    if (!conf->brokers || !*conf->brokers || !conf->group || !*conf->group ||
+        conf->topic_cnt == 0) {
+        sl_seterr(-SL_ECONFIG, errstr, errstr_size,
+                  "kafka source: %s is required",
+                  !conf->brokers || !*conf->brokers ? "brokers"
+                  : !conf->group || !*conf->group   ? "group"
+                                                    : "at least one topic");
+        return NULL;
+    }
+    ks = calloc(1, sizeof(*ks));
+    if (!ks) {
+        sl_seterr(-SL_ENOMEM, errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&ks->lock, NULL);
+    ks->max_bytes =
+        conf->max_message_bytes ? conf->max_message_bytes : 1024 * 1024;
+    ks->window = conf->max_inflight > 0 ? conf->max_inflight : 65536;
+    if (ks->window > SL_TRACKER_MAX_CAPACITY)
+        ks->window = SL_TRACKER_MAX_CAPACITY;
+    ks->revoke_timeout_ms =
+        conf->revoke_timeout_ms > 0 ? conf->revoke_timeout_ms : 10000;
+
+    kc = build_conf(conf, ks, errstr, errstr_size);
+    if (!kc) {
+        kafka_destroy(ks);
+        return NULL;
+    }
+    ks->rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, buf, sizeof(buf));
+    if (!ks->rk) {
+        rd_kafka_conf_destroy(kc);
+        sl_seterr(-SL_ECONFIG, errstr, errstr_size,
+                  "kafka: cannot create the consumer: %s", buf);
+        kafka_destroy(ks);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(ks->rk);
+    topics = rd_kafka_topic_partition_list_new((int)conf->topic_cnt);
+    for (size_t i = 0; i < conf->topic_cnt; i++)
+        rd_kafka_topic_partition_list_add(topics, conf->topics[i],
+                                          RD_KAFKA_PARTITION_UA);
+    err = rd_kafka_subscribe(ks->rk, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (err) {
+        sl_seterr(-SL_ECONFIG, errstr, errstr_size,
+                  "kafka: cannot subscribe: %s", rd_kafka_err2str(err));
+        ks->closed = true; /* nothing to leave */
+        kafka_destroy(ks);
+        return NULL;
+    }
+    src = sl_source_new(&kafka_ops, ks, q, conf->commit_interval_ms);
+    if (!src) {
+        sl_seterr(-SL_ENOMEM, errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    ks->src = src;
+    return src;
+}
+
+size_t sl_source_kafka_partitions(struct sl_source *src,
+                                  struct sl_source_kafka_partition *out,
+                                  size_t max)
+{
+    struct kafka_source *ks = sl_source_impl(src);
+    size_t n = 0;
+
+    pthread_mutex_lock(&ks->lock);
+    FOREACH_PART(ks, p)
+    {
+        if (n < max) {
+            struct sl_source_kafka_partition *o = &out[n];
+            int64_t lo = -1, hi = -1;
+            snprintf(o->topic, sizeof(o->topic), "%s", p->topic);
+            o->partition = p->partition;
+            o->committed = atomic_load(&p->committed);
+            if (rd_kafka_get_watermark_offsets(ks->rk, p->topic, p->partition,
+                                               &lo, &hi) ||
+                hi < 0)
+                hi = -1;
+            o->high_watermark = hi;
+            o->lag = hi >= 0 && o->committed >= 0 ? hi - o->committed : -1;
+            if (o->lag < -1)
+                o->lag = 0;
+            o->inflight = atomic_load(&p->inflight);
+            o->paused = atomic_load(&p->paused);
+        }
+        n++;
+    }
+    pthread_mutex_unlock(&ks->lock);
+    return n;
+}
+
+void sl_source_kafka_get_stats(struct sl_source *src,
+                               struct sl_source_kafka_stats *st)
+{
+    struct kafka_source *ks = sl_source_impl(src);
+
+    st->assignments = atomic_load(&ks->st.assignments);
+    st->revocations = atomic_load(&ks->st.revocations);
+    st->lost = atomic_load(&ks->st.lost);
+    st->pauses = atomic_load(&ks->st.pauses);
+    st->resumes = atomic_load(&ks->st.resumes);
+    st->stale_acks = atomic_load(&ks->st.stale_acks);
+    st->dropped = atomic_load(&ks->st.dropped);
+    st->oversize = atomic_load(&ks->st.oversize);
+    st->empty = atomic_load(&ks->st.empty);
+    st->errors = atomic_load(&ks->st.errors);
+    st->assigned = atomic_load(&ks->st.assigned);
+}

@@ -1,0 +1,450 @@
+/*
+ * The Kafka source against a real broker: a group whose members come and
+ * go still acks every message and commits to the log end; a stalled
+ * pipeline pauses the partitions without losing the group membership or
+ * growing memory, and then every message arrives once, in order.
+ * Needs `scripts/services start kafka`.
+ */
+#include "cmocka_shim.h"
+
+#include "clock.h"
+#include "err.h"
+#include "source_kafka.h"
+
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_BROKERS "127.0.0.1:59092"
+
+static const char *brokers(void)
+{
+    const char *v = getenv("SLUICE_KAFKA_BROKERS");
+    return v && *v ? v : DEFAULT_BROKERS;
+}
+
+static void unique_name(char *buf, size_t size, const char *prefix)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(buf, size, "%s-%ld-%lld%09ld", prefix, (long)getpid(),
+             (long long)ts.tv_sec, ts.tv_nsec);
+}
+
+static rd_kafka_t *client(rd_kafka_type_t type, const char *group)
+{
+    char err[512];
+    rd_kafka_conf_t *kc = rd_kafka_conf_new();
+    rd_kafka_t *rk;
+
+    assert_int_equal(
+        rd_kafka_conf_set(kc, "bootstrap.servers", brokers(), err, sizeof(err)),
+        RD_KAFKA_CONF_OK);
+    if (group)
+        assert_int_equal(
+            rd_kafka_conf_set(kc, "group.id", group, err, sizeof(err)),
+            RD_KAFKA_CONF_OK);
+    if (type == RD_KAFKA_PRODUCER)
+        assert_int_equal(
+            rd_kafka_conf_set(kc, "linger.ms", "20", err, sizeof(err)),
+            RD_KAFKA_CONF_OK);
+    rk = rd_kafka_new(type, kc, err, sizeof(err));
+    if (!rk)
+        fail_msg("kafka: %s", err);
+    return rk;
+}
+
+static void create_topic(const char *topic, int partitions)
+{
+    char err[512];
+    rd_kafka_t *rk = client(RD_KAFKA_PRODUCER, NULL);
+    rd_kafka_NewTopic_t *nt =
+        rd_kafka_NewTopic_new(topic, partitions, 1, err, sizeof(err));
+    rd_kafka_AdminOptions_t *ao =
+        rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_event_t *ev;
+    size_t n;
+
+    rd_kafka_AdminOptions_set_operation_timeout(ao, 15000, err, sizeof(err));
+    rd_kafka_CreateTopics(rk, &nt, 1, ao, q);
+    ev = rd_kafka_queue_poll(q, 30000);
+    if (!ev || rd_kafka_event_error(ev))
+        fail_msg("kafka: CreateTopics(%s): %s; is it running? "
+                 "scripts/services start kafka",
+                 topic, ev ? rd_kafka_event_error_string(ev) : "no answer");
+    const rd_kafka_topic_result_t **res = rd_kafka_CreateTopics_result_topics(
+        rd_kafka_event_CreateTopics_result(ev), &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(rd_kafka_topic_result_error(res[0]), 0);
+    rd_kafka_event_destroy(ev);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_AdminOptions_destroy(ao);
+    rd_kafka_NewTopic_destroy(nt);
+    rd_kafka_destroy(rk);
+}
+
+/* 'count' messages of ~'size' bytes, round robin over the partitions. */
+static void produce(const char *topic, int partitions, int count, size_t size)
+{
+    rd_kafka_t *rk = client(RD_KAFKA_PRODUCER, NULL);
+    char *buf = malloc(size + 64);
+
+    for (int i = 0; i < count; i++) {
+        int len = snprintf(buf, size + 64, "{\"n\":%d,\"pad\":\"", i);
+        while ((size_t)len < size - 2)
+            buf[len++] = 'x';
+        buf[len++] = '"';
+        buf[len++] = '}';
+        for (;;) {
+            rd_kafka_resp_err_t err = rd_kafka_producev(
+                rk, RD_KAFKA_V_TOPIC(topic),
+                RD_KAFKA_V_PARTITION(i % partitions),
+                RD_KAFKA_V_VALUE(buf, (size_t)len),
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+            if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                rd_kafka_poll(rk, 10);
+                continue;
+            }
+            assert_int_equal(err, 0);
+            break;
+        }
+        rd_kafka_poll(rk, 0);
+    }
+    assert_int_equal(rd_kafka_flush(rk, 60000), 0);
+    free(buf);
+    rd_kafka_destroy(rk);
+}
+
+static const struct sl_kafka_property fast_group[] = {
+    {"session.timeout.ms", "6000"},
+    {"heartbeat.interval.ms", "1000"},
+    {"max.poll.interval.ms", "10000"},
+    {"topic.metadata.refresh.interval.ms", "2000"},
+};
+
+static struct sl_source *kafka_source(const char *topic, const char *group,
+                                      struct sl_queue *q, int max_inflight)
+{
+    const char *topics[] = {topic};
+    struct sl_source_kafka_conf conf = {
+        .brokers = brokers(),
+        .topics = topics,
+        .topic_cnt = 1,
+        .group = group,
+        .revoke_timeout_ms = 5000,
+        .max_inflight = max_inflight,
+        .properties = fast_group,
+        .property_cnt = sizeof(fast_group) / sizeof(fast_group[0]),
+    };
+    char err[512];
+    struct sl_source *src = sl_source_kafka_new(&conf, q, err, sizeof(err));
+    if (!src)
+        fail_msg("sl_source_kafka_new: %s", err);
+    assert_int_equal(sl_source_start(src, err, sizeof(err)), 0);
+    return src;
+}
+
+/* ------------------------------------------------------------------ */
+/* (a) a group whose members come and go                                */
+
+#define A_PARTS 6
+#define A_COUNT 6000
+#define A_PER (A_COUNT / A_PARTS)
+
+static _Atomic int acked_cnt[A_PARTS][A_PER]; /* acks per (partition,off) */
+static _Atomic int distinct;                  /* (partition,offset) acked */
+
+struct member {
+    struct sl_queue *q;    /* its queue */
+    struct sl_source *src; /* its source */
+    pthread_t thread;      /* pops and acks */
+    unsigned seed;         /* for the random order and delays */
+    _Atomic long popped;   /* messages popped */
+};
+
+static void record_ack(const struct sl_msg *msg)
+{
+    int p = msg->origin.partition;
+    int64_t off = msg->origin.offset;
+    assert_true(p >= 0 && p < A_PARTS && off >= 0 && off < A_PER);
+    if (atomic_fetch_add(&acked_cnt[p][off], 1) == 0)
+        atomic_fetch_add(&distinct, 1);
+}
+
+/* Pop in batches of up to 8, ack each batch shuffled, a little later. */
+static void *member_main(void *arg)
+{
+    struct member *m = arg;
+    struct sl_msg *batch[8];
+    int n = 0;
+
+    for (;;) {
+        void *item;
+        int rc = sl_queue_pop(m->q, &item, n ? 5 : 100);
+        if (rc == 0 && item) {
+            batch[n++] = item;
+            atomic_fetch_add(&m->popped, 1);
+        }
+        if (n && (n == 8 || rc != 0 || !item)) {
+            for (int i = n - 1; i > 0; i--) {
+                int j = (int)(rand_r(&m->seed) % (unsigned)(i + 1));
+                struct sl_msg *t = batch[i];
+                batch[i] = batch[j];
+                batch[j] = t;
+            }
+            usleep(rand_r(&m->seed) % 2000);
+            for (int i = 0; i < n; i++) {
+                record_ack(batch[i]);
+                sl_source_ack(batch[i]);
+            }
+            n = 0;
+        }
+        if (rc == 0 && !item)
+            return NULL; /* sentinel */
+        if (rc == -SL_ECLOSED)
+            return NULL;
+    }
+}
+
+static void member_start(struct member *m, const char *topic, const char *group,
+                         unsigned seed)
+{
+    m->q = sl_queue_new(64, (void (*)(void *))sl_msg_destroy);
+    m->seed = seed;
+    m->src = kafka_source(topic, group, m->q, 256);
+    pthread_create(&m->thread, NULL, member_main, m);
+}
+
+/* Leave: stop, let the member drain to the sentinel, then close. */
+static void member_leave(struct member *m)
+{
+    sl_source_stop(m->src, 1);
+    pthread_join(m->thread, NULL);
+    assert_int_equal(sl_source_close(m->src), 0);
+    sl_source_destroy(m->src);
+    sl_queue_destroy(m->q);
+}
+
+static void wait_distinct(int target, int timeout_ms)
+{
+    int64_t deadline = sl_mono_ms() + timeout_ms;
+    while (atomic_load(&distinct) < target && sl_mono_ms() < deadline)
+        usleep(10000);
+    if (atomic_load(&distinct) < target)
+        fail_msg("only %d of %d messages acked within %d ms",
+                 atomic_load(&distinct), target, timeout_ms);
+}
+
+static void test_group_rebalance(void **state)
+{
+    (void)state;
+    char topic[128], group[128];
+    struct member m[3];
+    int64_t t0 = sl_mono_ms();
+
+    unique_name(topic, sizeof(topic), "sluice-test-src-group");
+    unique_name(group, sizeof(group), "sluice-test-src-group-g");
+    create_topic(topic, A_PARTS);
+    produce(topic, A_PARTS, A_COUNT, 100);
+    print_message("produced %d messages in %lld ms\n", A_COUNT,
+                  (long long)(sl_mono_ms() - t0));
+
+    member_start(&m[0], topic, group, 1);
+    member_start(&m[1], topic, group, 2);
+    wait_distinct(A_COUNT / 5, 60000);
+    member_start(&m[2], topic, group, 3); /* joins mid-stream */
+    wait_distinct(A_COUNT / 2, 60000);
+    member_leave(&m[0]); /* leaves midway */
+    wait_distinct(A_COUNT, 90000);
+
+    struct sl_source_kafka_stats st1, st2;
+    sl_source_kafka_get_stats(m[1].src, &st1);
+    sl_source_kafka_get_stats(m[2].src, &st2);
+    print_message("member 1: %llu assignments %llu revocations; member 2: "
+                  "%llu assignments; popped %ld/%ld/%ld\n",
+                  (unsigned long long)st1.assignments,
+                  (unsigned long long)st1.revocations,
+                  (unsigned long long)st2.assignments,
+                  atomic_load(&m[0].popped), atomic_load(&m[1].popped),
+                  atomic_load(&m[2].popped));
+    assert_true(st2.assignments >= 1); /* the joiner got work */
+    /* Committed offsets reach the log end, per partition, once acked. */
+    struct sl_source_kafka_partition parts[A_PARTS];
+    int64_t deadline = sl_mono_ms() + 20000;
+    for (;;) {
+        size_t n1 = sl_source_kafka_partitions(m[1].src, parts, A_PARTS);
+        size_t n2 = sl_source_kafka_partitions(
+            m[2].src, parts + (n1 < A_PARTS ? n1 : A_PARTS),
+            A_PARTS - (n1 < A_PARTS ? n1 : A_PARTS));
+        int done = n1 + n2 == A_PARTS;
+        for (size_t i = 0; done && i < n1 + n2; i++)
+            done = parts[i].committed == A_PER && parts[i].lag == 0;
+        if (done || sl_mono_ms() > deadline)
+            break;
+        usleep(50000);
+    }
+    member_leave(&m[1]);
+    member_leave(&m[2]);
+
+    long dups = 0;
+    for (int p = 0; p < A_PARTS; p++)
+        for (int o = 0; o < A_PER; o++) {
+            assert_true(atomic_load(&acked_cnt[p][o]) >= 1);
+            dups += atomic_load(&acked_cnt[p][o]) - 1;
+        }
+    print_message("all %d messages acked; %ld redelivered across "
+                  "rebalances\n",
+                  A_COUNT, dups);
+
+    /* What the group committed, seen from a separate handle. */
+    rd_kafka_t *rk = client(RD_KAFKA_CONSUMER, group);
+    rd_kafka_topic_partition_list_t *l =
+        rd_kafka_topic_partition_list_new(A_PARTS);
+    for (int p = 0; p < A_PARTS; p++)
+        rd_kafka_topic_partition_list_add(l, topic, p);
+    assert_int_equal(rd_kafka_committed(rk, l, 10000), 0);
+    for (int p = 0; p < A_PARTS; p++) {
+        int64_t lo, hi;
+        assert_int_equal(
+            rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000), 0);
+        assert_int_equal(l->elems[p].offset, hi);
+        assert_int_equal(hi, A_PER);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_destroy(rk);
+    print_message("group test: %lld ms\n", (long long)(sl_mono_ms() - t0));
+}
+
+/* ------------------------------------------------------------------ */
+/* (b) backpressure: a stalled consumer                                 */
+
+#define B_PARTS 4
+#define B_COUNT 100000
+
+static long rss_kib(void)
+{
+    long pages = 0, rss = 0;
+    FILE *fp = fopen("/proc/self/statm", "r");
+    if (fp) {
+        if (fscanf(fp, "%ld %ld", &pages, &rss) != 2)
+            rss = 0;
+        fclose(fp);
+    }
+    return rss * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+static void test_backpressure(void **state)
+{
+    (void)state;
+    char topic[128], group[128];
+    const char *env = getenv("SLUICE_TEST_STALL_S");
+    int stall_s = env && atoi(env) > 0 ? atoi(env) : 30;
+    struct sl_queue *q = sl_queue_new(16, (void (*)(void *))sl_msg_destroy);
+    struct sl_source_kafka_stats st;
+    int64_t expect[B_PARTS] = {0};
+    int64_t t0 = sl_mono_ms();
+
+    unique_name(topic, sizeof(topic), "sluice-test-src-bp");
+    unique_name(group, sizeof(group), "sluice-test-src-bp-g");
+    create_topic(topic, B_PARTS);
+    produce(topic, B_PARTS, B_COUNT, 200);
+    print_message("produced %d messages in %lld ms\n", B_COUNT,
+                  (long long)(sl_mono_ms() - t0));
+
+    struct sl_source *src = kafka_source(topic, group, q, 65536);
+    /* Nobody pops: the queue fills and the source pauses. */
+    int64_t deadline = sl_mono_ms() + 30000;
+    while (!(sl_queue_depth(q) == 16 &&
+             atomic_load(&sl_source_stats(src)->paused)) &&
+           sl_mono_ms() < deadline)
+        usleep(10000);
+    assert_int_equal(sl_queue_depth(q), 16);
+    assert_int_equal(atomic_load(&sl_source_stats(src)->paused), 1);
+    sleep(2); /* let the fetcher settle after the pause */
+    long rss0 = rss_kib();
+    sl_source_kafka_get_stats(src, &st);
+    uint64_t assignments = st.assignments;
+    print_message("stalling %d s with max.poll.interval.ms=10000 "
+                  "(rss %ld KiB)\n",
+                  stall_s, rss0);
+    sleep((unsigned)stall_s);
+    long rss1 = rss_kib();
+    sl_source_kafka_get_stats(src, &st);
+    print_message("after the stall: rss %ld KiB (%+ld), assignments %llu, "
+                  "revocations %llu, lost %llu, pauses %llu\n",
+                  rss1, rss1 - rss0, (unsigned long long)st.assignments,
+                  (unsigned long long)st.revocations,
+                  (unsigned long long)st.lost, (unsigned long long)st.pauses);
+    assert_int_equal(st.assignments, assignments);
+    assert_int_equal(st.revocations, 0);
+    assert_int_equal(st.lost, 0);
+    assert_true(rss1 - rss0 < 20 * 1024);
+    assert_int_equal(atomic_load(&sl_source_stats(src)->consumed), 16);
+
+    /* Resume: every message once, in order per partition. */
+    int64_t t1 = sl_mono_ms();
+    for (long got = 0; got < B_COUNT;) {
+        void *item;
+        int rc = sl_queue_pop(q, &item, 30000);
+        if (rc != 0)
+            fail_msg("queue stayed empty after %ld messages", got);
+        struct sl_msg *msg = item;
+        int p = msg->origin.partition;
+        assert_true(p >= 0 && p < B_PARTS);
+        if (msg->origin.offset != expect[p])
+            fail_msg("partition %d: got offset %lld, expected %lld", p,
+                     (long long)msg->origin.offset, (long long)expect[p]);
+        expect[p]++;
+        got++;
+        sl_source_ack(msg);
+    }
+    print_message("drained %d messages in %lld ms\n", B_COUNT,
+                  (long long)(sl_mono_ms() - t1));
+    void *item;
+    assert_int_equal(sl_queue_pop(q, &item, 500), -SL_ETIMEDOUT);
+    sl_source_stop(src, 1);
+    assert_int_equal(sl_source_wait_stopped(src, 10000), 0);
+    assert_int_equal(sl_source_close(src), 0);
+    sl_source_kafka_get_stats(src, &st);
+    assert_int_equal(st.revocations, 1); /* only the close */
+    sl_source_destroy(src);
+    sl_queue_destroy(q);
+    print_message("backpressure test: %lld ms\n",
+                  (long long)(sl_mono_ms() - t0));
+}
+
+/* A bad property is named in the error. */
+static void test_bad_property(void **state)
+{
+    (void)state;
+    const char *topics[] = {"t"};
+    struct sl_kafka_property props[] = {{"fetch.max.bytes", "banana"}};
+    struct sl_source_kafka_conf conf = {
+        .brokers = brokers(),
+        .topics = topics,
+        .topic_cnt = 1,
+        .group = "g",
+        .properties = props,
+        .property_cnt = 1,
+    };
+    char err[512];
+    struct sl_queue *q = sl_queue_new(4, NULL);
+    assert_null(sl_source_kafka_new(&conf, q, err, sizeof(err)));
+    assert_non_null(strstr(err, "kafka property 'fetch.max.bytes'"));
+    sl_queue_destroy(q);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_property),
+        cmocka_unit_test(test_group_rebalance),
+        cmocka_unit_test(test_backpressure),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
