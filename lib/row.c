@@ -1,0 +1,179 @@
+/*
+ * Rows for the sink: serialising results on the worker thread, classifying
+ * payloads (jsonb or raw bytes), and dead-letter records.
+ */
+#include "row.h"
+#include "err.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+const char *sl_row_stage_name(enum sl_row_stage stage)
+{
+    switch (stage) {
+    case SL_STAGE_DECODE:
+        return "decode";
+    case SL_STAGE_INFERENCE:
+        return "inference";
+    case SL_STAGE_SINK:
+        return "sink";
+    case SL_STAGE_REDELIVERY:
+        return "redelivery";
+    }
+    return "unknown";
+}
+
+/* Length of the valid UTF-8 sequence at s[0..len), or 0 when invalid. */
+static size_t utf8_seq(const unsigned char *s, size_t len)
+{
+    size_t n, i;
+    unsigned cp;
+
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf)
+        n = 2, cp = s[0] & 0x1f;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef)
+        n = 3, cp = s[0] & 0x0f;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+        n = 4, cp = s[0] & 0x07;
+    else
+        return 0;
+    if (len < n)
+        return 0;
+    for (i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return n;
+}
+
+char *sl_row_utf8_sanitize(const char *s, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    char *out = malloc(len + 1);
+    size_t i = 0, n;
+
+    if (!out)
+        return NULL;
+    while (i < len) {
+        n = u[i] ? utf8_seq(u + i, len - i) : 0;
+        if (n == 0) {
+            out[i++] = '?';
+            continue;
+        }
+        memcpy(out + i, u + i, n);
+        i += n;
+    }
+    out[len] = '\0';
+    return out;
+}
+
+/* Compact JSON text of 'j' (NULL for NULL); drops the reference. */
+static int dump_steal(json_t *j, char **outp)
+{
+    *outp = NULL;
+    if (!j)
+        return 0;
+    *outp = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(j);
+    return *outp ? 0 : -SL_ENOMEM;
+}
+
+static void row_free_text(struct sl_row *row)
+{
+    free(row->results);
+    free(row->errors);
+    free(row->timings);
+    free(row->worker);
+    free(row->error);
+}
+
+struct sl_row *sl_row_new_result(struct sl_msg *msg, json_t *results,
+                                 json_t *errors, json_t *timings,
+                                 const char *worker)
+{
+    struct sl_row *row = calloc(1, sizeof(*row));
+    char *r = NULL, *e = NULL, *t = NULL;
+    int rc = 0;
+
+    rc |= dump_steal(results, &r);
+    rc |= dump_steal(errors, &e);
+    rc |= dump_steal(timings, &t);
+    if (row) {
+        row->results = r;
+        row->errors = e;
+        row->timings = t;
+    }
+    if (!row || rc != 0 || (worker && !(row->worker = strdup(worker)))) {
+        if (row)
+            row_free_text(row);
+        else
+            free(r), free(e), free(t);
+        free(row);
+        return NULL;
+    }
+    row->kind = SL_ROW_RESULT;
+    row->msg = msg;
+    row->attempts = msg->attempts ? msg->attempts : 1;
+    if (msg->payload && msg->payload_len) {
+        /* No JSON_ALLOW_NUL: jsonb refuses \u0000 (22P05). */
+        json_t *j = json_loadb((const char *)msg->payload, msg->payload_len,
+                               JSON_DECODE_ANY, NULL);
+        row->payload_json = j != NULL;
+        json_decref(j);
+    }
+    return row;
+}
+
+struct sl_row *sl_row_new_dead(struct sl_msg *msg, enum sl_row_stage stage,
+                               const char *error, const char *sqlstate,
+                               uint32_t attempts)
+{
+    struct sl_row *row = calloc(1, sizeof(*row));
+
+    if (!row)
+        return NULL;
+    row->msg = msg;
+    if (sl_row_make_dead(row, stage, error, sqlstate) < 0) {
+        free(row);
+        return NULL;
+    }
+    row->attempts = attempts ? attempts : 1;
+    return row;
+}
+
+int sl_row_make_dead(struct sl_row *row, enum sl_row_stage stage,
+                     const char *error, const char *sqlstate)
+{
+    const char *e = error ? error : "";
+    char *copy = sl_row_utf8_sanitize(e, strlen(e));
+
+    if (!copy)
+        return -SL_ENOMEM;
+    free(row->error);
+    row->error = copy;
+    row->kind = SL_ROW_DEAD;
+    row->stage = stage;
+    row->sqlstate[0] = '\0';
+    if (sqlstate) {
+        strncpy(row->sqlstate, sqlstate, sizeof(row->sqlstate) - 1);
+        row->sqlstate[sizeof(row->sqlstate) - 1] = '\0';
+    }
+    if (!row->attempts)
+        row->attempts = row->msg && row->msg->attempts ? row->msg->attempts : 1;
+    return 0;
+}
+
+void sl_row_destroy(struct sl_row *row)
+{
+    if (!row)
+        return;
+    sl_msg_destroy(row->msg);
+    row_free_text(row);
+    free(row);
+}

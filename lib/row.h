@@ -1,0 +1,87 @@
+/*
+ * A row for the sink: a processed message with its backend results, errors
+ * and timings, or a dead-letter record (stage, reason, attempts).  Rows are
+ * built on worker threads, where the JSON is serialised and the payload
+ * classified, so that the sink thread only copies bytes.
+ */
+#ifndef SL_ROW_H
+#define SL_ROW_H
+
+#include "msg.h"
+
+#include <jansson.h>
+#include <stdint.h>
+
+enum sl_row_kind {
+    SL_ROW_RESULT, /* goes to the results table */
+    SL_ROW_DEAD,   /* goes to the dead-letter table */
+};
+
+/* Where a dead letter was given up on. */
+enum sl_row_stage {
+    SL_STAGE_DECODE,     /* payload could not be decoded */
+    SL_STAGE_INFERENCE,  /* backends failed past their retry budget */
+    SL_STAGE_SINK,       /* PostgreSQL refused the row (data error) */
+    SL_STAGE_REDELIVERY, /* delivered too many times */
+};
+
+struct sl_row {
+    enum sl_row_kind kind;   /* result or dead letter */
+    struct sl_msg *msg;      /* the message; owned until acked */
+    char *results;           /* results as compact JSON text, or NULL */
+    char *errors;            /* per-backend errors, JSON text, or NULL */
+    char *timings;           /* timings, JSON text, or NULL */
+    char *worker;            /* worker id, or NULL */
+    int payload_json;        /* 1: payload is JSON jsonb accepts */
+    enum sl_row_stage stage; /* dead letters: where it failed */
+    char *error;             /* dead letters: reason, valid UTF-8 */
+    char sqlstate[6];        /* dead letters: SQLSTATE, or "" */
+    uint32_t attempts;       /* dead letters: deliveries so far, >= 1 */
+};
+
+/* "decode", "inference", "sink", "redelivery".  Static.  Any thread. */
+const char *sl_row_stage_name(enum sl_row_stage stage);
+
+/*
+ * A result row for 'msg'.  Steals one reference to each of 'results',
+ * 'errors' and 'timings' (each may be NULL), also on failure.  'worker' is
+ * copied (may be NULL).  The JSON is serialised here, and the payload is
+ * checked once for being JSON that jsonb accepts (otherwise it is stored
+ * as bytes in payload_raw).
+ *
+ * Returns the row, which owns 'msg'; NULL on allocation failure, when
+ * 'msg' still belongs to the caller.  Any thread.
+ */
+struct sl_row *sl_row_new_result(struct sl_msg *msg, json_t *results,
+                                 json_t *errors, json_t *timings,
+                                 const char *worker);
+
+/*
+ * A dead-letter row for 'msg', which failed at 'stage' because of
+ * 'error' (copied; bytes that are not UTF-8 become '?').  'sqlstate' may
+ * be NULL.  Takes ownership of 'msg' on success; on failure (NULL,
+ * allocation) 'msg' still belongs to the caller.  Any thread.
+ */
+struct sl_row *sl_row_new_dead(struct sl_msg *msg, enum sl_row_stage stage,
+                               const char *error, const char *sqlstate,
+                               uint32_t attempts);
+
+/*
+ * Turn result row 'row' into a dead letter in place (the sink does this
+ * for rows PostgreSQL refused).  Returns 0 or -SL_ENOMEM (row unchanged).
+ * The thread that owns 'row'.
+ */
+int sl_row_make_dead(struct sl_row *row, enum sl_row_stage stage,
+                     const char *error, const char *sqlstate);
+
+/* Free 'row', its message and its text.  NULL is a no-op.  Any thread. */
+void sl_row_destroy(struct sl_row *row);
+
+/*
+ * Copy 'len' bytes of 's' replacing every byte that is not part of a
+ * valid UTF-8 sequence, and every NUL, with '?'.  Returns a NUL-terminated
+ * string to free(), or NULL on allocation failure.  Any thread.
+ */
+char *sl_row_utf8_sanitize(const char *s, size_t len);
+
+#endif

@@ -1,0 +1,1308 @@
+/*
+ * PostgreSQL sink, thread side: one thread owns one non-blocking libpq
+ * connection in pipeline mode; it forms batches from the backlog, sends up
+ * to max_batches_inflight of them, acks a batch's messages after its
+ * commit, bisects batches PostgreSQL refuses for data, and reconnects with
+ * capped exponential backoff, resending every batch not known durable.
+ */
+#include "sink_pg_int.h"
+#include "clock.h"
+#include "err.h"
+#include "log.h"
+#include "queue.h"
+
+#include <libpq-fe.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define COMPONENT "sink"
+#define PG_EPOCH_US 946684800000000LL /* 2000-01-01 in Unix microseconds */
+#define PASSWORD_MAX 1024
+#define QNAME_MAX 160
+#define CONNECT_TIMEOUT_MS 10000 /* connect, authenticate and set up */
+
+enum batch_kind {
+    BATCH_ROWS,  /* rows to insert */
+    BATCH_SETUP, /* CREATE TABLE + PREPARE after connecting */
+};
+
+/* A transaction: its rows, and what came back for it. */
+struct batch {
+    struct batch *next;   /* in the pending or in-flight list */
+    enum batch_kind kind; /* rows or setup */
+    struct sl_row **rows; /* rows; owned */
+    size_t n;             /* rows used */
+    size_t cap;           /* rows allocated */
+    size_t n_result;      /* result rows among them */
+    int64_t sent_us;      /* monotonic, when sent; for latency */
+    int nstmt;            /* statements sent before the sync */
+    int got;              /* statement results received */
+    int expect_null;      /* a statement's result is awaiting its NULL */
+    int err_stmt;         /* first failed statement, or -1 */
+    char sqlstate[6];     /* its SQLSTATE */
+    char errmsg[256];     /* its message, first line */
+    long affected;        /* rows the results INSERT inserted */
+};
+
+/* A FIFO of batches. */
+struct blist {
+    struct batch *head; /* oldest */
+    struct batch *tail; /* newest */
+    size_t len;         /* batches in the list */
+};
+
+struct sl_sink_pg {
+    /* configuration, immutable after new() */
+    char *dsn;                 /* conninfo without password; owned */
+    char *password;            /* from env or file, or NULL; owned */
+    char *app_name;            /* application_name; owned */
+    char *where;               /* "host:port/db as user" for logs; owned */
+    char *sql_insert;          /* results INSERT ... unnest */
+    char *sql_create;          /* CREATE TABLE results, or NULL */
+    char *sql_create_dead;     /* CREATE TABLE dead letters, or NULL */
+    char *sql_dead;            /* dead-letter upsert */
+    int batch_rows;            /* rows per batch */
+    int flush_ms;              /* max age of a partial batch */
+    int max_inflight;          /* batches sent, not yet durable */
+    int backoff_min_ms;        /* first backoff cap */
+    int backoff_max_ms;        /* backoff cap */
+    sl_sink_pg_ack_cb *ack_cb; /* gets each message back */
+    void *ack_arg;             /* for ack_cb */
+
+    /* shared with other threads */
+    struct sl_queue *backlog; /* rows from workers (bounded) */
+    int wake_fd;              /* eventfd: rows arrived, drain called */
+    atomic_int sleeping;      /* sink is (about to be) in poll() */
+    atomic_int draining;      /* drain() called */
+    atomic_int stop_now;      /* drain deadline passed */
+    pthread_t thread;         /* the sink thread */
+    int thread_started;       /* thread must be joined */
+    pthread_mutex_t mu;       /* guards done, all_durable */
+    pthread_cond_t cv;        /* signalled when done */
+    int done;                 /* thread finished its work */
+    int all_durable;          /* and every row was durable */
+    int joined;               /* thread joined */
+
+    /* counters, any thread */
+    atomic_uint_fast64_t n_rows;       /* rows inserted */
+    atomic_uint_fast64_t n_dups;       /* skipped by ON CONFLICT */
+    atomic_uint_fast64_t n_dead;       /* dead letters written */
+    atomic_uint_fast64_t n_batches;    /* batches committed */
+    atomic_uint_fast64_t latency_us;   /* sum of batch latencies */
+    atomic_uint_fast64_t n_reconnects; /* connections after the first */
+    atomic_uint_fast64_t n_failed;     /* rows given back with an error */
+    atomic_uint_fast64_t n_held;       /* rows held, not yet acked */
+    atomic_int state;                  /* enum sl_sink_pg_state */
+
+    /* sink thread only */
+    PGconn *conn;                /* current connection, or NULL */
+    int connect_events;          /* poll events PQconnectPoll wants */
+    int64_t connect_deadline_ms; /* give up connecting and set up then */
+    int in_setup;                /* setup batch not yet synced */
+    struct batch *forming;       /* batch being filled, or NULL */
+    int64_t forming_since_ms;    /* when its first row came */
+    struct blist pending;        /* closed, not sent */
+    struct blist inflight;       /* sent, awaiting sync */
+    int backlog_done;            /* backlog closed and empty */
+    int attempt;                 /* failed connects in a row */
+    int64_t next_connect_ms;     /* monotonic time of next attempt */
+    int ever_connected;          /* a connection has been ready */
+    char last_cause[256];        /* last logged failure cause */
+    unsigned rng;                /* rand_r state for jitter */
+    struct sl_pgarr arr[SL_SINK_PG_NCOLS]; /* parameter scratch */
+};
+
+const char *sl_sink_pg_state_name(enum sl_sink_pg_state state)
+{
+    switch (state) {
+    case SL_SINK_PG_DISCONNECTED:
+        return "disconnected";
+    case SL_SINK_PG_CONNECTING:
+        return "connecting";
+    case SL_SINK_PG_READY:
+        return "ready";
+    case SL_SINK_PG_STOPPED:
+        return "stopped";
+    }
+    return "unknown";
+}
+
+/* ---- batches ---- */
+
+static struct batch *batch_new(enum batch_kind kind, size_t cap)
+{
+    struct batch *b = calloc(1, sizeof(*b));
+
+    if (!b)
+        return NULL;
+    b->kind = kind;
+    b->err_stmt = -1;
+    if (cap) {
+        b->rows = calloc(cap, sizeof(*b->rows));
+        if (!b->rows) {
+            free(b);
+            return NULL;
+        }
+        b->cap = cap;
+    }
+    return b;
+}
+
+/* Forget the previous attempt's outcome before (re)sending. */
+static void batch_reset_result(struct batch *b)
+{
+    b->nstmt = b->got = b->expect_null = 0;
+    b->err_stmt = -1;
+    b->sqlstate[0] = b->errmsg[0] = '\0';
+    b->affected = 0;
+}
+
+static void batch_free(struct batch *b)
+{
+    size_t i;
+
+    if (!b)
+        return;
+    for (i = 0; i < b->n; i++)
+        sl_row_destroy(b->rows[i]);
+    free(b->rows);
+    free(b);
+}
+
+static void blist_push(struct blist *l, struct batch *b)
+{
+    b->next = NULL;
+    if (l->tail)
+        l->tail->next = b;
+    else
+        l->head = b;
+    l->tail = b;
+    l->len++;
+}
+
+static void blist_push_front(struct blist *l, struct batch *b)
+{
+    b->next = l->head;
+    l->head = b;
+    if (!l->tail)
+        l->tail = b;
+    l->len++;
+}
+
+static struct batch *blist_pop(struct blist *l)
+{
+    struct batch *b = l->head;
+
+    if (!b)
+        return NULL;
+    l->head = b->next;
+    if (!l->head)
+        l->tail = NULL;
+    l->len--;
+    b->next = NULL;
+    return b;
+}
+
+/* Give every row of 'b' back through ack_cb with 'err', and free 'b'. */
+static void batch_give_back(struct sl_sink_pg *sink, struct batch *b, int err)
+{
+    size_t i;
+
+    for (i = 0; i < b->n; i++) {
+        struct sl_row *row = b->rows[i];
+
+        sink->ack_cb(sink->ack_arg, row->msg, err);
+        row->msg = NULL;
+        sl_row_destroy(row);
+        if (err)
+            atomic_fetch_add(&sink->n_failed, 1);
+        atomic_fetch_sub(&sink->n_held, 1);
+    }
+    b->n = 0;
+    batch_free(b);
+}
+
+/* ---- logging ---- */
+
+static void first_line(const char *s, char *buf, size_t size)
+{
+    size_t n = 0;
+
+    while (s && s[n] && s[n] != '\n' && n + 1 < size) {
+        buf[n] = s[n];
+        n++;
+    }
+    buf[n] = '\0';
+}
+
+static size_t rows_held(const struct sl_sink_pg *sink)
+{
+    return (size_t)atomic_load(&sink->n_held);
+}
+
+/* ---- connection ---- */
+
+static void set_state(struct sl_sink_pg *sink, enum sl_sink_pg_state st)
+{
+    atomic_store(&sink->state, (int)st);
+}
+
+/*
+ * Close the connection after 'what' failed because of 'cause'; every
+ * in-flight batch goes back to the front of the pending list, to be
+ * resent (a COMMIT whose outcome is unknown is resolved by the
+ * idempotent resend).  Logs once per change of cause.
+ */
+static void conn_lost(struct sl_sink_pg *sink, const char *what,
+                      const char *cause)
+{
+    struct batch *b, *rev = NULL;
+    int64_t cap;
+    int delay;
+    char line[256];
+
+    first_line(cause && *cause ? cause : "unknown cause", line, sizeof(line));
+    if (sink->conn) {
+        PQfinish(sink->conn);
+        sink->conn = NULL;
+    }
+    /* Re-queue in-flight batches in order, ahead of unsent ones. */
+    while ((b = blist_pop(&sink->inflight))) {
+        if (b->kind == BATCH_SETUP) {
+            batch_free(b);
+            continue;
+        }
+        b->next = rev;
+        rev = b;
+    }
+    while (rev) {
+        b = rev;
+        rev = rev->next;
+        batch_reset_result(b);
+        blist_push_front(&sink->pending, b);
+    }
+    sink->in_setup = 0;
+    set_state(sink, SL_SINK_PG_DISCONNECTED);
+
+    cap = (int64_t)sink->backoff_min_ms
+          << (sink->attempt < 20 ? sink->attempt : 20);
+    if (cap > sink->backoff_max_ms)
+        cap = sink->backoff_max_ms;
+    delay = (int)(rand_r(&sink->rng) % (unsigned)(cap + 1));
+    sink->attempt++;
+    sink->next_connect_ms = sl_mono_ms() + delay;
+
+    if (strcmp(line, sink->last_cause) != 0) {
+        snprintf(sink->last_cause, sizeof(sink->last_cause), "%s", line);
+        sl_log(SL_LOG_WARN, COMPONENT,
+               "postgres %s: %s (%s); retrying in %d ms, %zu rows held, "
+               "not acked (repeats of this cause are not logged)",
+               sink->where, what, line, delay, rows_held(sink));
+    }
+}
+
+static void conn_start(struct sl_sink_pg *sink)
+{
+    const char *keys[5];
+    const char *vals[5];
+    int k = 0;
+
+    keys[k] = "dbname", vals[k++] = sink->dsn;
+    keys[k] = "application_name", vals[k++] = sink->app_name;
+    if (sink->password)
+        keys[k] = "password", vals[k++] = sink->password;
+    keys[k] = NULL, vals[k] = NULL;
+
+    set_state(sink, SL_SINK_PG_CONNECTING);
+    sink->conn = PQconnectStartParams(keys, vals, 1);
+    if (!sink->conn) {
+        conn_lost(sink, "cannot connect", "out of memory");
+        return;
+    }
+    if (PQstatus(sink->conn) == CONNECTION_BAD) {
+        conn_lost(sink, "cannot connect", PQerrorMessage(sink->conn));
+        return;
+    }
+    sink->connect_events = POLLOUT; /* as if PGRES_POLLING_WRITING */
+    sink->connect_deadline_ms = sl_mono_ms() + CONNECT_TIMEOUT_MS;
+}
+
+/* Send the setup batch: tables and prepared statements. */
+static void send_setup(struct sl_sink_pg *sink)
+{
+    PGconn *conn = sink->conn;
+    struct batch *b = batch_new(BATCH_SETUP, 0);
+    static const Oid ins_types[SL_SINK_PG_NCOLS] = {
+        SL_PG_OID_TEXT_ARRAY,       SL_PG_OID_TEXT_ARRAY,
+        SL_PG_OID_INT4_ARRAY,       SL_PG_OID_INT8_ARRAY,
+        SL_PG_OID_TEXT_ARRAY,       SL_PG_OID_TEXT_ARRAY,
+        SL_PG_OID_JSONB_ARRAY,      SL_PG_OID_BYTEA_ARRAY,
+        SL_PG_OID_JSONB_ARRAY,      SL_PG_OID_JSONB_ARRAY,
+        SL_PG_OID_JSONB_ARRAY,      SL_PG_OID_TEXT_ARRAY,
+        SL_PG_OID_TIMESTAMPTZ_ARRAY};
+    static const Oid dead_types[SL_SINK_PG_DEAD_NPARAMS] = {
+        SL_PG_OID_TEXT, SL_PG_OID_TEXT,  SL_PG_OID_INT4,  SL_PG_OID_INT8,
+        SL_PG_OID_TEXT, SL_PG_OID_BYTEA, SL_PG_OID_BYTEA, SL_PG_OID_TEXT,
+        SL_PG_OID_TEXT, SL_PG_OID_TEXT,  SL_PG_OID_INT4};
+    int ok = 1;
+
+    if (!b) {
+        conn_lost(sink, "cannot set up", "out of memory");
+        return;
+    }
+    if (sink->sql_create)
+        ok = ok && PQsendQueryParams(conn, sink->sql_create, 0, NULL, NULL,
+                                     NULL, NULL, 0),
+        b->nstmt += ok;
+    if (sink->sql_create_dead)
+        ok = ok && PQsendQueryParams(conn, sink->sql_create_dead, 0, NULL, NULL,
+                                     NULL, NULL, 0),
+        b->nstmt += ok;
+    ok = ok && PQsendPrepare(conn, "sl_ins", sink->sql_insert, SL_SINK_PG_NCOLS,
+                             ins_types);
+    b->nstmt += ok;
+    ok = ok && PQsendPrepare(conn, "sl_dead", sink->sql_dead,
+                             SL_SINK_PG_DEAD_NPARAMS, dead_types);
+    b->nstmt += ok;
+    ok = ok && PQpipelineSync(conn);
+    blist_push(&sink->inflight, b);
+    sink->in_setup = 1;
+    if (!ok)
+        conn_lost(sink, "cannot send setup", PQerrorMessage(conn));
+}
+
+/* Server notices ("relation already exists, skipping") at debug level. */
+static void on_notice(void *arg, const char *message)
+{
+    char line[256];
+
+    (void)arg;
+    if (!sl_log_enabled(SL_LOG_DEBUG))
+        return;
+    first_line(message, line, sizeof(line));
+    sl_log(SL_LOG_DEBUG, COMPONENT, "postgres notice: %s", line);
+}
+
+/* PQconnectPoll step; on success, switch to pipeline mode and set up. */
+static void conn_continue(struct sl_sink_pg *sink)
+{
+    switch (PQconnectPoll(sink->conn)) {
+    case PGRES_POLLING_READING:
+        sink->connect_events = POLLIN;
+        return;
+    case PGRES_POLLING_WRITING:
+        sink->connect_events = POLLOUT;
+        return;
+    case PGRES_POLLING_FAILED:
+        conn_lost(sink, "cannot connect", PQerrorMessage(sink->conn));
+        return;
+    case PGRES_POLLING_OK:
+    default:
+        break;
+    }
+    PQsetNoticeProcessor(sink->conn, on_notice, NULL);
+    if (PQsetnonblocking(sink->conn, 1) != 0 ||
+        !PQenterPipelineMode(sink->conn)) {
+        conn_lost(sink, "cannot enter pipeline mode",
+                  PQerrorMessage(sink->conn));
+        return;
+    }
+    sink->connect_events = 0;
+    send_setup(sink);
+}
+
+/* ---- sending ---- */
+
+static int64_t pg_time(int64_t unix_us)
+{
+    return unix_us - PG_EPOCH_US;
+}
+
+static int add_str(struct sl_pgarr *a, const char *s)
+{
+    return sl_pgarr_add(a, s, s ? strlen(s) : 0);
+}
+
+static int add_jsonb(struct sl_pgarr *a, const char *s)
+{
+    return sl_pgarr_add_jsonb(a, s, s ? strlen(s) : 0);
+}
+
+/* Build the array parameters for the result rows of 'b'. */
+static int build_arrays(struct sl_sink_pg *sink, struct batch *b)
+{
+    static const uint32_t elem[SL_SINK_PG_NCOLS] = {
+        SL_PG_OID_TEXT,       SL_PG_OID_TEXT,  SL_PG_OID_INT4,  SL_PG_OID_INT8,
+        SL_PG_OID_TEXT,       SL_PG_OID_TEXT,  SL_PG_OID_JSONB, SL_PG_OID_BYTEA,
+        SL_PG_OID_JSONB,      SL_PG_OID_JSONB, SL_PG_OID_JSONB, SL_PG_OID_TEXT,
+        SL_PG_OID_TIMESTAMPTZ};
+    struct sl_pgarr *a = sink->arr;
+    int rc = 0, i;
+    size_t r;
+
+    for (i = 0; i < SL_SINK_PG_NCOLS; i++)
+        rc |= sl_pgarr_begin(&a[i], elem[i]);
+    for (r = 0; r < b->n && rc == 0; r++) {
+        const struct sl_row *row = b->rows[r];
+        const struct sl_msg *msg = row->msg;
+        const struct sl_origin *o = &msg->origin;
+
+        if (row->kind != SL_ROW_RESULT)
+            continue;
+        rc |= add_str(&a[0], sl_source_kind_name(o->kind));
+        rc |= sl_pgarr_add(&a[1], o->topic ? o->topic : "",
+                           o->topic ? strlen(o->topic) : 0);
+        rc |= sl_pgarr_add_i32(&a[2], o->partition);
+        rc |= sl_pgarr_add_i64(&a[3], o->offset);
+        rc |= sl_pgarr_add(&a[4], o->entry_id, strlen(o->entry_id));
+        rc |= sl_pgarr_add(&a[5], msg->key, msg->key_len);
+        if (row->payload_json) {
+            rc |= sl_pgarr_add_jsonb(&a[6], (const char *)msg->payload,
+                                     msg->payload_len);
+            rc |= sl_pgarr_add(&a[7], NULL, 0);
+        } else {
+            rc |= sl_pgarr_add(&a[6], NULL, 0);
+            rc |= sl_pgarr_add(&a[7], msg->payload, msg->payload_len);
+        }
+        rc |= add_jsonb(&a[8], row->results);
+        rc |= add_jsonb(&a[9], row->errors);
+        rc |= add_jsonb(&a[10], row->timings);
+        rc |= sl_pgarr_add(&a[11], row->worker,
+                           row->worker ? strlen(row->worker) : 0);
+        if (msg->recv_time_us)
+            rc |= sl_pgarr_add_i64(&a[12], pg_time(msg->recv_time_us));
+        else
+            rc |= sl_pgarr_add(&a[12], NULL, 0);
+    }
+    for (i = 0; i < SL_SINK_PG_NCOLS; i++)
+        sl_pgarr_finish(&a[i]);
+    return rc ? -SL_ENOMEM : 0;
+}
+
+static void be32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+static int send_dead(struct sl_sink_pg *sink, const struct sl_row *row)
+{
+    const struct sl_msg *msg = row->msg;
+    const struct sl_origin *o = &msg->origin;
+    unsigned char part[4], off[8], att[4];
+    const char *vals[SL_SINK_PG_DEAD_NPARAMS];
+    int lens[SL_SINK_PG_DEAD_NPARAMS];
+    static const int fmts[SL_SINK_PG_DEAD_NPARAMS] = {1, 1, 1, 1, 1, 1,
+                                                      1, 1, 1, 1, 1};
+    const char *src = sl_source_kind_name(o->kind);
+    const char *stage = sl_row_stage_name(row->stage);
+    const char *err = row->error ? row->error : "";
+
+    be32(part, (uint32_t)o->partition);
+    be32(off, (uint32_t)((uint64_t)o->offset >> 32));
+    be32(off + 4, (uint32_t)o->offset);
+    be32(att, row->attempts);
+    vals[0] = src, lens[0] = (int)strlen(src);
+    vals[1] = o->topic ? o->topic : "";
+    lens[1] = (int)strlen(vals[1]);
+    vals[2] = (const char *)part, lens[2] = 4;
+    vals[3] = (const char *)off, lens[3] = 8;
+    vals[4] = o->entry_id, lens[4] = (int)strlen(o->entry_id);
+    vals[5] = msg->key, lens[5] = (int)msg->key_len;
+    vals[6] = (const char *)msg->payload, lens[6] = (int)msg->payload_len;
+    if (!vals[6])
+        vals[6] = "", lens[6] = 0;
+    vals[7] = stage, lens[7] = (int)strlen(stage);
+    vals[8] = err, lens[8] = (int)strlen(err);
+    vals[9] = row->sqlstate[0] ? row->sqlstate : NULL;
+    lens[9] = (int)strlen(row->sqlstate);
+    vals[10] = (const char *)att, lens[10] = 4;
+    return PQsendQueryPrepared(sink->conn, "sl_dead", SL_SINK_PG_DEAD_NPARAMS,
+                               vals, lens, fmts, 0);
+}
+
+/* Send 'b' as one transaction: the pipeline's implicit one, to the sync. */
+static int send_batch(struct sl_sink_pg *sink, struct batch *b)
+{
+    const char *vals[SL_SINK_PG_NCOLS];
+    int lens[SL_SINK_PG_NCOLS], fmts[SL_SINK_PG_NCOLS];
+    size_t r;
+    int i;
+
+    batch_reset_result(b);
+    b->n_result = 0;
+    for (r = 0; r < b->n; r++)
+        b->n_result += b->rows[r]->kind == SL_ROW_RESULT;
+    if (b->n_result) {
+        if (build_arrays(sink, b) < 0)
+            return -SL_ENOMEM;
+        for (i = 0; i < SL_SINK_PG_NCOLS; i++) {
+            vals[i] = (const char *)sink->arr[i].buf;
+            lens[i] = (int)sink->arr[i].len;
+            fmts[i] = 1;
+        }
+        if (!PQsendQueryPrepared(sink->conn, "sl_ins", SL_SINK_PG_NCOLS, vals,
+                                 lens, fmts, 0))
+            return -SL_ECONN;
+        b->nstmt++;
+    }
+    for (r = 0; r < b->n; r++) {
+        if (b->rows[r]->kind != SL_ROW_DEAD)
+            continue;
+        if (!send_dead(sink, b->rows[r]))
+            return -SL_ECONN;
+        b->nstmt++;
+    }
+    if (!PQpipelineSync(sink->conn))
+        return -SL_ECONN;
+    b->sent_us = sl_mono_ms() * 1000;
+    return 0;
+}
+
+/* ---- results ---- */
+
+/* The row sent as statement 'stmt' of 'b' (results INSERT is first). */
+static size_t dead_row_of_stmt(const struct batch *b, int stmt)
+{
+    int k = b->n_result ? 1 : 0;
+    size_t r;
+
+    for (r = 0; r < b->n; r++) {
+        if (b->rows[r]->kind != SL_ROW_DEAD)
+            continue;
+        if (k == stmt)
+            return r;
+        k++;
+    }
+    return b->n;
+}
+
+/* Move rows [from, to) of 'b' matching 'kind' (or all: -1) into 'nb'. */
+static void move_rows(struct batch *b, struct batch *nb, int kind, size_t from,
+                      size_t to)
+{
+    size_t r, k = 0, w = 0, idx = 0;
+
+    for (r = 0; r < b->n; r++) {
+        struct sl_row *row = b->rows[r];
+        int match = kind < 0 || (int)row->kind == kind;
+
+        if (match) {
+            idx = k++;
+            if (idx >= from && idx < to) {
+                nb->rows[nb->n++] = row;
+                continue;
+            }
+        }
+        b->rows[w++] = row;
+    }
+    b->n = w;
+}
+
+/* A data error in 'b': split it, or turn its bad row into a dead letter. */
+static void batch_data_error(struct sl_sink_pg *sink, struct batch *b)
+{
+    struct batch *nb;
+    size_t first;
+
+    if (b->err_stmt == 0 && b->n_result > 0) {
+        if (b->n_result == 1) {
+            size_t r;
+
+            for (r = 0; r < b->n; r++) {
+                struct sl_row *row = b->rows[r];
+
+                if (row->kind != SL_ROW_RESULT)
+                    continue;
+                char org[160];
+                sl_log(SL_LOG_WARN, COMPONENT,
+                       "postgres refused row %s: SQLSTATE %s (%s); writing it "
+                       "to the dead-letter table",
+                       sl_origin_format(&row->msg->origin, org, sizeof(org)),
+                       b->sqlstate, b->errmsg);
+                /* On ENOMEM the row is resent as is: it fails again,
+                 * is never lost, and is retried. */
+                (void)sl_row_make_dead(row, SL_STAGE_SINK, b->errmsg,
+                                       b->sqlstate);
+            }
+            blist_push_front(&sink->pending, b);
+            return;
+        }
+        sl_sink_pg_bisect(b->n_result, &first);
+        nb = batch_new(BATCH_ROWS, b->n);
+        if (!nb) {
+            blist_push_front(&sink->pending, b); /* retry whole */
+            return;
+        }
+        /* nb: result rows [first, n_result); b keeps the rest + dead. */
+        move_rows(b, nb, SL_ROW_RESULT, first, b->n_result);
+        blist_push_front(&sink->pending, nb);
+        blist_push_front(&sink->pending, b);
+        return;
+    }
+    /* A dead-letter row was refused: give that one up, resend the rest. */
+    size_t r = dead_row_of_stmt(b, b->err_stmt);
+
+    if (r < b->n) {
+        struct sl_row *row = b->rows[r];
+        char org[160];
+
+        sl_log(SL_LOG_ERROR, COMPONENT,
+               "postgres refused dead letter %s: SQLSTATE %s (%s); its "
+               "message is not acked",
+               sl_origin_format(&row->msg->origin, org, sizeof(org)),
+               b->sqlstate, b->errmsg);
+        nb = batch_new(BATCH_ROWS, 1);
+        if (nb) {
+            move_rows(b, nb, -1, r, r + 1);
+            batch_give_back(sink, nb, -SL_EDATA);
+        }
+    }
+    if (b->n)
+        blist_push_front(&sink->pending, b);
+    else
+        batch_free(b);
+}
+
+/* The sync of 'b' arrived: everything in it is durable, or it failed. */
+static void batch_done(struct sl_sink_pg *sink, struct batch *b)
+{
+    if (b->kind == BATCH_SETUP) {
+        if (b->err_stmt >= 0) {
+            char cause[300];
+
+            snprintf(cause, sizeof(cause), "SQLSTATE %s: %s", b->sqlstate,
+                     b->errmsg);
+            batch_free(b);
+            conn_lost(sink, "cannot set up tables", cause);
+            return;
+        }
+        batch_free(b);
+        sink->in_setup = 0;
+        set_state(sink, SL_SINK_PG_READY);
+        if (sink->ever_connected)
+            atomic_fetch_add(&sink->n_reconnects, 1);
+        sl_log(SL_LOG_INFO, COMPONENT,
+               "postgres %s: connected (after %d failed attempts), %zu rows "
+               "held",
+               sink->where, sink->attempt, rows_held(sink));
+        sink->ever_connected = 1;
+        sink->attempt = 0;
+        sink->last_cause[0] = '\0';
+        return;
+    }
+    if (b->err_stmt < 0 && b->got == b->nstmt) {
+        size_t dead = b->n - b->n_result;
+
+        atomic_fetch_add(&sink->n_batches, 1);
+        atomic_fetch_add(&sink->latency_us,
+                         (uint64_t)(sl_mono_ms() * 1000 - b->sent_us));
+        atomic_fetch_add(&sink->n_rows, (uint64_t)b->affected);
+        atomic_fetch_add(&sink->n_dups, b->n_result - (uint64_t)b->affected);
+        atomic_fetch_add(&sink->n_dead, dead);
+        batch_give_back(sink, b, 0);
+        return;
+    }
+    if (b->err_stmt >= 0 && b->err_stmt < b->nstmt &&
+        sl_sink_pg_is_data_error(b->sqlstate)) {
+        batch_data_error(sink, b);
+        return;
+    }
+    char cause[300];
+
+    snprintf(cause, sizeof(cause), "SQLSTATE %s: %s",
+             b->sqlstate[0] ? b->sqlstate : "?????", b->errmsg);
+    blist_push_front(&sink->inflight, b); /* conn_lost re-queues it */
+    conn_lost(sink, "batch failed", cause);
+}
+
+/* Read what arrived; returns -1 when the connection was lost. */
+static int read_results(struct sl_sink_pg *sink)
+{
+    int nulls = 0;
+
+    if (!PQconsumeInput(sink->conn)) {
+        conn_lost(sink, "connection lost", PQerrorMessage(sink->conn));
+        return -1;
+    }
+    while (sink->conn && sink->inflight.head) {
+        struct batch *b = sink->inflight.head;
+        PGresult *res;
+        ExecStatusType st;
+
+        if (PQisBusy(sink->conn))
+            break;
+        res = PQgetResult(sink->conn);
+        if (!res) {
+            if (b->expect_null) {
+                b->expect_null = 0;
+                continue;
+            }
+            if (++nulls > 1)
+                break;
+            continue;
+        }
+        nulls = 0;
+        st = PQresultStatus(res);
+        if (st == PGRES_PIPELINE_SYNC) {
+            PQclear(res);
+            blist_pop(&sink->inflight);
+            batch_done(sink, b);
+            continue;
+        }
+        b->expect_null = 1;
+        if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+            if (b->kind == BATCH_ROWS && b->got == 0 && b->n_result)
+                b->affected = strtol(PQcmdTuples(res), NULL, 10);
+        } else if (st != PGRES_PIPELINE_ABORTED && b->err_stmt < 0) {
+            const char *ss = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+            b->err_stmt = b->got;
+            snprintf(b->sqlstate, sizeof(b->sqlstate), "%s", ss ? ss : "");
+            first_line(PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
+                           ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
+                           : PQresultErrorMessage(res),
+                       b->errmsg, sizeof(b->errmsg));
+        }
+        b->got++;
+        PQclear(res);
+    }
+    if (sink->conn && PQstatus(sink->conn) == CONNECTION_BAD) {
+        conn_lost(sink, "connection lost", PQerrorMessage(sink->conn));
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the thread ---- */
+
+static void close_forming(struct sl_sink_pg *sink)
+{
+    if (sink->forming && sink->forming->n) {
+        blist_push(&sink->pending, sink->forming);
+        sink->forming = NULL;
+    }
+}
+
+/* Take rows from the backlog while batches have room. */
+static void intake(struct sl_sink_pg *sink)
+{
+    void *item;
+    int rc;
+
+    while (!sink->backlog_done && sink->pending.len + sink->inflight.len <=
+                                      (size_t)sink->max_inflight) {
+        if (!sink->forming) {
+            sink->forming = batch_new(BATCH_ROWS, (size_t)sink->batch_rows);
+            if (!sink->forming)
+                return;
+        }
+        rc = sl_queue_pop(sink->backlog, &item, 0);
+        if (rc == -SL_ECLOSED) {
+            sink->backlog_done = 1;
+            break;
+        }
+        if (rc < 0)
+            break;
+        if (!item)
+            continue; /* sentinels are not used; drain() closes */
+        atomic_fetch_add(&sink->n_held, 1);
+        if (sink->forming->n == 0)
+            sink->forming_since_ms = sl_mono_ms();
+        sink->forming->rows[sink->forming->n++] = item;
+        if (sink->forming->n >= (size_t)sink->batch_rows)
+            close_forming(sink);
+    }
+}
+
+static void send_pending(struct sl_sink_pg *sink)
+{
+    struct batch *b;
+    int rc;
+
+    while (sink->conn && atomic_load(&sink->state) == SL_SINK_PG_READY &&
+           !atomic_load(&sink->stop_now) && sink->pending.head &&
+           sink->inflight.len < (size_t)sink->max_inflight) {
+        b = blist_pop(&sink->pending);
+        rc = send_batch(sink, b);
+        blist_push(&sink->inflight, b);
+        if (rc < 0) {
+            conn_lost(sink, "cannot send batch",
+                      rc == -SL_ENOMEM ? "out of memory"
+                                       : PQerrorMessage(sink->conn));
+            return;
+        }
+    }
+}
+
+static void give_back_all(struct sl_sink_pg *sink, int err)
+{
+    struct batch *b;
+
+    close_forming(sink);
+    batch_free(sink->forming); /* empty if any */
+    sink->forming = NULL;
+    while ((b = blist_pop(&sink->inflight)))
+        batch_give_back(sink, b, err);
+    while ((b = blist_pop(&sink->pending)))
+        batch_give_back(sink, b, err);
+    /* Rows still in the (closed) backlog come back too, never silently. */
+    for (;;) {
+        void *item = NULL;
+        struct sl_row *row;
+
+        if (sl_queue_pop(sink->backlog, &item, 0) < 0)
+            break;
+        if (!(row = item))
+            continue;
+        sink->ack_cb(sink->ack_arg, row->msg, err);
+        row->msg = NULL;
+        sl_row_destroy(row);
+        atomic_fetch_add(&sink->n_failed, 1);
+    }
+}
+
+static void *sink_main(void *arg)
+{
+    struct sl_sink_pg *sink = arg;
+    int all_durable = 1;
+
+    for (;;) {
+        struct pollfd pfd[2];
+        int nfd = 1, timeout = 1000, stop = atomic_load(&sink->stop_now);
+        int64_t now;
+        uint64_t junk;
+
+        intake(sink);
+        now = sl_mono_ms();
+        if (sink->forming && sink->forming->n &&
+            (sink->backlog_done || stop ||
+             now - sink->forming_since_ms >= sink->flush_ms))
+            close_forming(sink);
+        if (sink->backlog_done && (!sink->forming || !sink->forming->n) &&
+            !sink->pending.head && !sink->inflight.head)
+            break; /* everything durable */
+        if (stop && (!sink->conn || !sink->inflight.head ||
+                     (sink->inflight.len == 1 && sink->in_setup))) {
+            all_durable = 0; /* shield: in-flight batches ran to the end */
+            break;
+        }
+
+        if (!sink->conn && now >= sink->next_connect_ms)
+            conn_start(sink);
+        send_pending(sink);
+
+        pfd[0].fd = sink->wake_fd;
+        pfd[0].events = POLLIN;
+        pfd[0].revents = 0;
+        if (sink->conn && PQsocket(sink->conn) >= 0) {
+            int ev = POLLIN;
+
+            if (atomic_load(&sink->state) == SL_SINK_PG_CONNECTING &&
+                !sink->in_setup)
+                ev = sink->connect_events;
+            else if (PQflush(sink->conn) == 1)
+                ev |= POLLOUT;
+            pfd[1].fd = PQsocket(sink->conn);
+            pfd[1].events = (short)ev;
+            pfd[1].revents = 0;
+            nfd = 2;
+        }
+        if (!sink->conn && sink->next_connect_ms - now < timeout)
+            timeout = (int)(sink->next_connect_ms - now);
+        if (sink->forming && sink->forming->n) {
+            int64_t left = sink->forming_since_ms + sink->flush_ms - now;
+
+            if (left < timeout)
+                timeout = (int)left;
+        }
+        if (timeout < 0)
+            timeout = 0;
+        atomic_store(&sink->sleeping, 1);
+        if (!sink->backlog_done && sl_queue_depth(sink->backlog) > 0 &&
+            sink->pending.len + sink->inflight.len <=
+                (size_t)sink->max_inflight)
+            timeout = 0;
+        if (poll(pfd, (nfds_t)nfd, timeout) < 0 && errno != EINTR)
+            sl_log(SL_LOG_ERROR, COMPONENT, "poll: %s", strerror(errno));
+        atomic_store(&sink->sleeping, 0);
+        if (pfd[0].revents & POLLIN)
+            (void)!read(sink->wake_fd, &junk, sizeof(junk));
+        if (nfd == 2 && sink->conn && pfd[1].revents) {
+            if (atomic_load(&sink->state) == SL_SINK_PG_CONNECTING &&
+                !sink->in_setup)
+                conn_continue(sink);
+            else
+                read_results(sink);
+        }
+        if (sink->conn && atomic_load(&sink->state) == SL_SINK_PG_CONNECTING &&
+            sl_mono_ms() >= sink->connect_deadline_ms)
+            conn_lost(sink, "cannot connect", "timed out");
+    }
+    if (sink->conn) {
+        PQfinish(sink->conn);
+        sink->conn = NULL;
+    }
+    if (sink->forming && !sink->forming->n) {
+        batch_free(sink->forming);
+        sink->forming = NULL;
+    }
+    if (!all_durable || sink->pending.head || sink->forming ||
+        sl_queue_depth(sink->backlog) > 0) {
+        all_durable = 0;
+        give_back_all(sink, -SL_ECANCELED);
+    }
+    set_state(sink, SL_SINK_PG_STOPPED);
+    pthread_mutex_lock(&sink->mu);
+    sink->done = 1;
+    sink->all_durable = all_durable;
+    pthread_cond_broadcast(&sink->cv);
+    pthread_mutex_unlock(&sink->mu);
+    return NULL;
+}
+
+/* ---- the API ---- */
+
+static char *dup_or(const char *s, const char *dflt)
+{
+    return strdup(s ? s : dflt);
+}
+
+/* Read the password named by 'conf'; *pwp is NULL when none is set. */
+static int read_password(const struct sl_sink_pg_conf *conf, char **pwp,
+                         char *errstr, size_t errstr_size)
+{
+    char buf[PASSWORD_MAX + 1];
+    struct stat st;
+    ssize_t n;
+    int fd;
+
+    *pwp = NULL;
+    if (conf->password_env && *conf->password_env) {
+        const char *v = getenv(conf->password_env);
+
+        if (!v)
+            return sl_seterr(-SL_ESECRET, errstr, errstr_size,
+                             "postgres password_env: environment variable "
+                             "%s is not set",
+                             conf->password_env);
+        *pwp = strdup(v);
+        return *pwp ? 0 : -SL_ENOMEM;
+    }
+    if (!conf->password_file || !*conf->password_file)
+        return 0;
+    fd = open(conf->password_file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return sl_seterr(-SL_ESECRET, errstr, errstr_size,
+                         "postgres password_file %s: %s", conf->password_file,
+                         strerror(errno));
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return sl_seterr(-SL_ESECRET, errstr, errstr_size,
+                         "postgres password_file %s: not a regular file",
+                         conf->password_file);
+    }
+    if (st.st_mode & 077) {
+        close(fd);
+        return sl_seterr(-SL_ESECRET, errstr, errstr_size,
+                         "postgres password_file %s is readable by group or "
+                         "others (mode %04o); refusing it: chmod 600 %s",
+                         conf->password_file, (unsigned)(st.st_mode & 07777),
+                         conf->password_file);
+    }
+    n = read(fd, buf, PASSWORD_MAX);
+    close(fd);
+    if (n < 0)
+        return sl_seterr(-SL_ESECRET, errstr, errstr_size,
+                         "postgres password_file %s: %s", conf->password_file,
+                         strerror(errno));
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        n--;
+    buf[n] = '\0';
+    *pwp = strdup(buf);
+    memset(buf, 0, sizeof(buf));
+    return *pwp ? 0 : -SL_ENOMEM;
+}
+
+/* "host:port/dbname as user" from the DSN; never the password. */
+static int describe_dsn(const char *dsn, char **wherep, char *errstr,
+                        size_t errstr_size)
+{
+    char *err = NULL, buf[512];
+    const char *host = NULL, *port = NULL, *db = NULL, *user = NULL;
+    PQconninfoOption *opts = PQconninfoParse(dsn, &err), *o;
+
+    *wherep = NULL;
+    if (!opts) {
+        char line[256];
+
+        first_line(err ? err : "out of memory", line, sizeof(line));
+        PQfreemem(err);
+        return sl_seterr(-SL_ECONFIG, errstr, errstr_size, "postgres dsn: %s",
+                         line);
+    }
+    for (o = opts; o->keyword; o++) {
+        if (!o->val)
+            continue;
+        if (!strcmp(o->keyword, "host") || !strcmp(o->keyword, "hostaddr"))
+            host = host ? host : o->val;
+        else if (!strcmp(o->keyword, "port"))
+            port = o->val;
+        else if (!strcmp(o->keyword, "dbname"))
+            db = o->val;
+        else if (!strcmp(o->keyword, "user"))
+            user = o->val;
+    }
+    snprintf(buf, sizeof(buf), "%s:%s/%s as %s", host ? host : "(socket)",
+             port ? port : "5432", db ? db : "(default)",
+             user ? user : "(default)");
+    PQconninfoFree(opts);
+    *wherep = strdup(buf);
+    return *wherep ? 0 : -SL_ENOMEM;
+}
+
+static void sink_free(struct sl_sink_pg *sink)
+{
+    int i;
+
+    if (sink->password) {
+        memset(sink->password, 0, strlen(sink->password));
+        free(sink->password);
+    }
+    free(sink->dsn);
+    free(sink->app_name);
+    free(sink->where);
+    free(sink->sql_insert);
+    free(sink->sql_create);
+    free(sink->sql_create_dead);
+    free(sink->sql_dead);
+    for (i = 0; i < SL_SINK_PG_NCOLS; i++)
+        sl_pgarr_free(&sink->arr[i]);
+    sl_queue_destroy(sink->backlog);
+    if (sink->wake_fd >= 0)
+        close(sink->wake_fd);
+    pthread_mutex_destroy(&sink->mu);
+    pthread_cond_destroy(&sink->cv);
+    free(sink);
+}
+
+static void free_row_item(void *item)
+{
+    sl_row_destroy(item);
+}
+
+static int check_columns(const struct sl_sink_pg_columns *c, char *errstr,
+                         size_t errstr_size)
+{
+    const char *const *names = (const char *const *)c;
+    size_t i, n = sizeof(*c) / sizeof(const char *);
+    int rc;
+
+    for (i = 0; i < n; i++) {
+        if (!names[i])
+            continue;
+        if (strchr(names[i], '.'))
+            return sl_seterr(-SL_ECONFIG, errstr, errstr_size,
+                             "postgres column name \"%.80s\" has a dot",
+                             names[i]);
+        rc = sl_sink_pg_ident_check(names[i], "column", errstr, errstr_size);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+struct sl_sink_pg *sl_sink_pg_new(const struct sl_sink_pg_conf *conf,
+                                  sl_sink_pg_ack_cb *ack_cb, void *ack_arg,
+                                  int *errp, char *errstr, size_t errstr_size)
+{
+    struct sl_sink_pg *sink;
+    const char *table = conf && conf->table ? conf->table : "sluice_results";
+    const char *dead = conf && conf->dead_letter_table ? conf->dead_letter_table
+                                                       : "sluice_dead_letters";
+    char qt[QNAME_MAX], qd[QNAME_MAX];
+    pthread_condattr_t ca;
+    int rc, err = 0;
+
+    if (errp)
+        *errp = 0;
+    if (!conf || !ack_cb) {
+        err = sl_seterr(-SL_EINVAL, errstr, errstr_size,
+                        "postgres sink: conf and ack_cb are required");
+        goto fail0;
+    }
+    if ((err = sl_sink_pg_ident_check(table, "table", errstr, errstr_size)) <
+            0 ||
+        (err = sl_sink_pg_ident_check(dead, "dead_letter_table", errstr,
+                                      errstr_size)) < 0 ||
+        (err = check_columns(&conf->columns, errstr, errstr_size)) < 0)
+        goto fail0;
+    if (conf->batch_rows < 0 || conf->flush_ms < 0 ||
+        conf->max_batches_inflight < 0 || conf->backlog_rows < 0) {
+        err = sl_seterr(-SL_ECONFIG, errstr, errstr_size,
+                        "postgres sink: batch_rows, flush_ms, "
+                        "max_batches_inflight and backlog_rows must be >= 0");
+        goto fail0;
+    }
+    sl_sink_pg_ident_quote(table, qt, sizeof(qt));
+    sl_sink_pg_ident_quote(dead, qd, sizeof(qd));
+
+    sink = calloc(1, sizeof(*sink));
+    if (!sink) {
+        err = sl_seterr(-SL_ENOMEM, errstr, errstr_size, "out of memory");
+        goto fail0;
+    }
+    sink->wake_fd = -1;
+    pthread_mutex_init(&sink->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&sink->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    sink->ack_cb = ack_cb;
+    sink->ack_arg = ack_arg;
+    sink->batch_rows = conf->batch_rows ? conf->batch_rows : 1000;
+    sink->flush_ms = conf->flush_ms ? conf->flush_ms : 100;
+    sink->max_inflight =
+        conf->max_batches_inflight ? conf->max_batches_inflight : 4;
+    sink->backoff_min_ms =
+        conf->reconnect_min_ms > 0 ? conf->reconnect_min_ms : 100;
+    sink->backoff_max_ms =
+        conf->reconnect_max_ms > 0 ? conf->reconnect_max_ms : 10000;
+    if (sink->backoff_max_ms < sink->backoff_min_ms)
+        sink->backoff_max_ms = sink->backoff_min_ms;
+    sink->rng = (unsigned)sl_now_us() ^ (unsigned)(uintptr_t)sink;
+    atomic_init(&sink->state, SL_SINK_PG_DISCONNECTED);
+
+    if ((rc = describe_dsn(conf->dsn ? conf->dsn : "", &sink->where, errstr,
+                           errstr_size)) < 0 ||
+        (rc = read_password(conf, &sink->password, errstr, errstr_size)) < 0) {
+        err = rc;
+        goto fail1;
+    }
+    sink->dsn = dup_or(conf->dsn, "");
+    sink->app_name = dup_or(conf->application_name, "sluice-sink");
+    sink->sql_insert = sl_sink_pg_sql_insert(qt, &conf->columns);
+    sink->sql_dead = sl_sink_pg_sql_insert_dead(qd);
+    if (conf->create_table) {
+        sink->sql_create = sl_sink_pg_sql_create(qt, &conf->columns);
+        sink->sql_create_dead = sl_sink_pg_sql_create_dead(qd);
+    }
+    sink->backlog =
+        sl_queue_new((size_t)(conf->backlog_rows ? conf->backlog_rows : 10000),
+                     free_row_item);
+    sink->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (!sink->dsn || !sink->app_name || !sink->sql_insert || !sink->sql_dead ||
+        !sink->backlog || sink->wake_fd < 0 ||
+        (conf->create_table && (!sink->sql_create || !sink->sql_create_dead))) {
+        err = sl_seterr(-SL_ENOMEM, errstr, errstr_size, "out of memory");
+        goto fail1;
+    }
+    if (pthread_create(&sink->thread, NULL, sink_main, sink) != 0) {
+        err = sl_seterr(-SL_ENOMEM, errstr, errstr_size,
+                        "postgres sink: cannot start thread");
+        goto fail1;
+    }
+    sink->thread_started = 1;
+    sl_log(SL_LOG_INFO, COMPONENT,
+           "postgres %s: sink started (table %s, dead letters %s, batch %d "
+           "rows / %d ms, %d batches in flight)",
+           sink->where, table, dead, sink->batch_rows, sink->flush_ms,
+           sink->max_inflight);
+    return sink;
+
+fail1:
+    sink_free(sink);
+fail0:
+    if (errp)
+        *errp = err;
+    return NULL;
+}
+
+static void wake(struct sl_sink_pg *sink)
+{
+    uint64_t one = 1;
+
+    (void)!write(sink->wake_fd, &one, sizeof(one));
+}
+
+int sl_sink_pg_submit(struct sl_sink_pg *sink, struct sl_row *row,
+                      int timeout_ms)
+{
+    int rc;
+
+    if (!sink || !row || !row->msg)
+        return -SL_EINVAL;
+    rc = sl_queue_push(sink->backlog, row, timeout_ms);
+    if (rc == 0 && atomic_load(&sink->sleeping))
+        wake(sink);
+    return rc;
+}
+
+int sl_sink_pg_drain(struct sl_sink_pg *sink, int timeout_ms)
+{
+    struct timespec ts;
+    int rc = 0;
+
+    if (!sink)
+        return 0;
+    sl_queue_close(sink->backlog);
+    atomic_store(&sink->draining, 1);
+    wake(sink);
+    sl_deadline_after(&ts, timeout_ms > 0 ? timeout_ms : 0);
+    pthread_mutex_lock(&sink->mu);
+    while (!sink->done && rc == 0) {
+        if (timeout_ms < 0)
+            pthread_cond_wait(&sink->cv, &sink->mu);
+        else
+            rc = pthread_cond_timedwait(&sink->cv, &sink->mu, &ts);
+    }
+    if (!sink->done) {
+        atomic_store(&sink->stop_now, 1);
+        wake(sink);
+        while (!sink->done)
+            pthread_cond_wait(&sink->cv, &sink->mu);
+    }
+    rc = sink->all_durable ? 0 : -SL_ETIMEDOUT;
+    pthread_mutex_unlock(&sink->mu);
+    if (sink->thread_started && !sink->joined) {
+        pthread_join(sink->thread, NULL);
+        sink->joined = 1;
+    }
+    return rc;
+}
+
+void sl_sink_pg_destroy(struct sl_sink_pg *sink)
+{
+    if (!sink)
+        return;
+    sl_sink_pg_drain(sink, 0);
+    sink_free(sink);
+}
+
+void sl_sink_pg_stats(const struct sl_sink_pg *sink,
+                      struct sl_sink_pg_stats *st)
+{
+    struct sl_sink_pg *s = (struct sl_sink_pg *)sink;
+
+    st->rows_written = atomic_load(&s->n_rows);
+    st->duplicates = atomic_load(&s->n_dups);
+    st->dead_letters = atomic_load(&s->n_dead);
+    st->batches = atomic_load(&s->n_batches);
+    st->batch_latency_us = atomic_load(&s->latency_us);
+    st->reconnects = atomic_load(&s->n_reconnects);
+    st->rows_failed = atomic_load(&s->n_failed);
+    st->rows_held = atomic_load(&s->n_held);
+    st->state = (enum sl_sink_pg_state)atomic_load(&s->state);
+}

@@ -1,0 +1,113 @@
+/*
+ * Internals of the PostgreSQL sink shared by its files and its unit
+ * tests: identifier checks, SQL text, binary array parameters and the
+ * bisection of failed batches.  Not part of the public API.
+ */
+#ifndef SL_SINK_PG_INT_H
+#define SL_SINK_PG_INT_H
+
+#include "sink_pg.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Type OIDs used for parameters (pg_type.dat; stable across versions). */
+#define SL_PG_OID_BYTEA 17
+#define SL_PG_OID_INT8 20
+#define SL_PG_OID_INT4 23
+#define SL_PG_OID_TEXT 25
+#define SL_PG_OID_TIMESTAMPTZ 1184
+#define SL_PG_OID_JSONB 3802
+#define SL_PG_OID_BYTEA_ARRAY 1001
+#define SL_PG_OID_INT4_ARRAY 1007
+#define SL_PG_OID_TEXT_ARRAY 1009
+#define SL_PG_OID_INT8_ARRAY 1016
+#define SL_PG_OID_TIMESTAMPTZ_ARRAY 1185
+#define SL_PG_OID_JSONB_ARRAY 3807
+
+/* Number of columns of the results INSERT (and of its parameters). */
+#define SL_SINK_PG_NCOLS 13
+
+/*
+ * Check that 'name' is [schema.]ident with each part matching
+ * [A-Za-z_][A-Za-z0-9_]{0,62}.  Returns 0 or -SL_ECONFIG with errstr
+ * naming 'what' ("table").  Any thread.
+ */
+int sl_sink_pg_ident_check(const char *name, const char *what, char *errstr,
+                           size_t errstr_size);
+
+/*
+ * Write 'name' (already checked) double-quoted, part by part, into
+ * buf[size] ("s"."t").  Returns 0 or -SL_ETOOBIG.  Any thread.
+ */
+int sl_sink_pg_ident_quote(const char *name, char *buf, size_t size);
+
+/*
+ * A one-dimensional array in PostgreSQL's binary format (array_recv):
+ * header, then a length-prefixed value (or -1 for NULL) per element.
+ */
+struct sl_pgarr {
+    unsigned char *buf; /* the encoded array; owned */
+    size_t len;         /* bytes used */
+    size_t cap;         /* bytes allocated */
+    uint32_t count;     /* elements added */
+    int has_null;       /* some element is NULL */
+};
+
+/* Start an empty array of element type 'elem_oid'.  0 or -SL_ENOMEM. */
+int sl_pgarr_begin(struct sl_pgarr *a, uint32_t elem_oid);
+
+/* Append one element of 'len' bytes ('data' NULL: SQL NULL). */
+int sl_pgarr_add(struct sl_pgarr *a, const void *data, size_t len);
+
+/* Append a big-endian int32 / int64 element. */
+int sl_pgarr_add_i32(struct sl_pgarr *a, int32_t v);
+int sl_pgarr_add_i64(struct sl_pgarr *a, int64_t v);
+
+/* Append a jsonb element: version byte 1 then the JSON text (NULL: NULL). */
+int sl_pgarr_add_jsonb(struct sl_pgarr *a, const char *text, size_t len);
+
+/* Patch the header (count, NULL flag); the array is ready to send. */
+void sl_pgarr_finish(struct sl_pgarr *a);
+
+/* Reset for reuse keeping the buffer. */
+void sl_pgarr_reset(struct sl_pgarr *a);
+
+/* Free the buffer.  Zeroed 'a' is fine. */
+void sl_pgarr_free(struct sl_pgarr *a);
+
+/*
+ * Data errors are bisected and end as dead letters; every other error
+ * is treated as the connection's problem and the batch is resent.
+ * True for SQLSTATE classes 22 (data exception) and 23 (integrity).
+ */
+int sl_sink_pg_is_data_error(const char *sqlstate);
+
+/*
+ * Split 'n' rows (n >= 2) of a failed batch: the first half is
+ * [0, *firstp), the second [*firstp, n).  Both halves are non-empty.
+ */
+void sl_sink_pg_bisect(size_t n, size_t *firstp);
+
+/*
+ * The SQL text for the results INSERT with UNNEST over SL_SINK_PG_NCOLS
+ * array parameters, into quoted table 'qtable' with column names from
+ * 'cols' (NULL fields: defaults).  Returns malloc'd text or NULL.
+ */
+char *sl_sink_pg_sql_insert(const char *qtable,
+                            const struct sl_sink_pg_columns *cols);
+
+/* CREATE TABLE IF NOT EXISTS for the results table. */
+char *sl_sink_pg_sql_create(const char *qtable,
+                            const struct sl_sink_pg_columns *cols);
+
+/* CREATE TABLE IF NOT EXISTS for the dead-letter table. */
+char *sl_sink_pg_sql_create_dead(const char *qtable);
+
+/* The dead-letter upsert: 11 scalar parameters. */
+char *sl_sink_pg_sql_insert_dead(const char *qtable);
+
+/* Parameter types of the dead-letter upsert. */
+#define SL_SINK_PG_DEAD_NPARAMS 11
+
+#endif

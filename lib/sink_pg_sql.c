@@ -1,0 +1,381 @@
+/*
+ * PostgreSQL sink, SQL side: identifier checks and quoting, the text of
+ * the CREATE/INSERT statements, and array parameters in binary format so
+ * that no value is ever pasted into SQL and no escaping can go wrong.
+ */
+#include "sink_pg_int.h"
+#include "err.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define IDENT_MAX 63 /* NAMEDATALEN - 1 */
+
+/* Length of the identifier at s, or 0 when s does not start with one. */
+static size_t ident_len(const char *s)
+{
+    size_t n = 0;
+
+    if (!((s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z') ||
+          s[0] == '_'))
+        return 0;
+    while ((s[n] >= 'A' && s[n] <= 'Z') || (s[n] >= 'a' && s[n] <= 'z') ||
+           (s[n] >= '0' && s[n] <= '9') || s[n] == '_')
+        n++;
+    return n;
+}
+
+int sl_sink_pg_ident_check(const char *name, const char *what, char *errstr,
+                           size_t errstr_size)
+{
+    const char *p = name;
+    size_t n;
+    int parts = 0;
+
+    if (!name || !*name)
+        return sl_seterr(-SL_ECONFIG, errstr, errstr_size, "%s name is empty",
+                         what);
+    for (;;) {
+        n = ident_len(p);
+        if (n == 0 || n > IDENT_MAX)
+            break;
+        parts++;
+        p += n;
+        if (*p == '\0')
+            return 0;
+        if (*p != '.' || parts == 2)
+            break;
+        p++;
+    }
+    return sl_seterr(-SL_ECONFIG, errstr, errstr_size,
+                     "%s name \"%.80s\" is not [schema.]name with each part "
+                     "[A-Za-z_][A-Za-z0-9_]{0,62}",
+                     what, name);
+}
+
+int sl_sink_pg_ident_quote(const char *name, char *buf, size_t size)
+{
+    size_t o = 0;
+    const char *p;
+
+    for (p = name;; p++) {
+        if (o + 4 > size)
+            return -SL_ETOOBIG;
+        if (p == name)
+            buf[o++] = '"';
+        if (*p == '\0') {
+            buf[o++] = '"';
+            break;
+        }
+        if (*p == '.') {
+            buf[o++] = '"';
+            buf[o++] = '.';
+            buf[o++] = '"';
+            continue;
+        }
+        if (*p == '"') /* never after a check; kept for safety */
+            buf[o++] = '"';
+        buf[o++] = *p;
+    }
+    buf[o] = '\0';
+    return 0;
+}
+
+/* ---- binary arrays ---- */
+
+#define ARR_HDR 20 /* ndim, has_null, elem oid, dim size, lower bound */
+
+static void put32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+static int reserve(struct sl_pgarr *a, size_t more)
+{
+    size_t cap;
+    unsigned char *nb;
+
+    if (a->len + more <= a->cap)
+        return 0;
+    cap = a->cap ? a->cap : 256;
+    while (cap < a->len + more)
+        cap *= 2;
+    nb = realloc(a->buf, cap);
+    if (!nb)
+        return -SL_ENOMEM;
+    a->buf = nb;
+    a->cap = cap;
+    return 0;
+}
+
+int sl_pgarr_begin(struct sl_pgarr *a, uint32_t elem_oid)
+{
+    a->len = 0;
+    a->count = 0;
+    a->has_null = 0;
+    if (reserve(a, ARR_HDR) < 0)
+        return -SL_ENOMEM;
+    put32(a->buf, 1);
+    put32(a->buf + 4, 0);
+    put32(a->buf + 8, elem_oid);
+    put32(a->buf + 12, 0);
+    put32(a->buf + 16, 1);
+    a->len = ARR_HDR;
+    return 0;
+}
+
+int sl_pgarr_add(struct sl_pgarr *a, const void *data, size_t len)
+{
+    if (len > 0x3fffffff)
+        return -SL_ETOOBIG;
+    if (reserve(a, 4 + (data ? len : 0)) < 0)
+        return -SL_ENOMEM;
+    if (!data) {
+        put32(a->buf + a->len, 0xffffffffu);
+        a->len += 4;
+        a->has_null = 1;
+    } else {
+        put32(a->buf + a->len, (uint32_t)len);
+        if (len)
+            memcpy(a->buf + a->len + 4, data, len);
+        a->len += 4 + len;
+    }
+    a->count++;
+    return 0;
+}
+
+int sl_pgarr_add_i32(struct sl_pgarr *a, int32_t v)
+{
+    unsigned char b[4];
+
+    put32(b, (uint32_t)v);
+    return sl_pgarr_add(a, b, 4);
+}
+
+int sl_pgarr_add_i64(struct sl_pgarr *a, int64_t v)
+{
+    unsigned char b[8];
+
+    put32(b, (uint32_t)((uint64_t)v >> 32));
+    put32(b + 4, (uint32_t)v);
+    return sl_pgarr_add(a, b, 8);
+}
+
+int sl_pgarr_add_jsonb(struct sl_pgarr *a, const char *text, size_t len)
+{
+    if (!text)
+        return sl_pgarr_add(a, NULL, 0);
+    if (len > 0x3ffffffe)
+        return -SL_ETOOBIG;
+    if (reserve(a, 5 + len) < 0)
+        return -SL_ENOMEM;
+    put32(a->buf + a->len, (uint32_t)(len + 1));
+    a->buf[a->len + 4] = 1; /* jsonb binary format version */
+    memcpy(a->buf + a->len + 5, text, len);
+    a->len += 5 + len;
+    a->count++;
+    return 0;
+}
+
+void sl_pgarr_finish(struct sl_pgarr *a)
+{
+    put32(a->buf + 4, (uint32_t)a->has_null);
+    put32(a->buf + 12, a->count);
+}
+
+void sl_pgarr_reset(struct sl_pgarr *a)
+{
+    a->len = 0;
+    a->count = 0;
+    a->has_null = 0;
+}
+
+void sl_pgarr_free(struct sl_pgarr *a)
+{
+    free(a->buf);
+    memset(a, 0, sizeof(*a));
+}
+
+/* ---- errors and bisection ---- */
+
+int sl_sink_pg_is_data_error(const char *sqlstate)
+{
+    return sqlstate &&
+           (strncmp(sqlstate, "22", 2) == 0 || strncmp(sqlstate, "23", 2) == 0);
+}
+
+void sl_sink_pg_bisect(size_t n, size_t *firstp)
+{
+    *firstp = n / 2 ? n / 2 : 1;
+}
+
+/* ---- SQL text ---- */
+
+struct sbuf {
+    char *p;
+    size_t len, cap;
+    int failed;
+};
+
+static void sb_add(struct sbuf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void sb_add(struct sbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (b->failed)
+        return;
+    for (;;) {
+        va_start(ap, fmt);
+        n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0,
+                      fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->failed = 1;
+            return;
+        }
+        if (b->p && b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = b->cap ? b->cap * 2 : 512;
+        while (cap <= b->len + (size_t)n)
+            cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np) {
+            b->failed = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+}
+
+static char *sb_done(struct sbuf *b)
+{
+    if (b->failed) {
+        free(b->p);
+        return NULL;
+    }
+    return b->p;
+}
+
+/* Logical columns in parameter order, with types and defaults. */
+static const struct {
+    size_t off;       /* offsetof in struct sl_sink_pg_columns */
+    const char *name; /* default column name */
+    const char *type; /* SQL type of the column */
+    const char *arr;  /* parameter array type */
+    const char *ddl;  /* constraints in CREATE TABLE */
+} cols_def[SL_SINK_PG_NCOLS] = {
+    {offsetof(struct sl_sink_pg_columns, source), "source", "text", "text[]",
+     " NOT NULL"},
+    {offsetof(struct sl_sink_pg_columns, topic), "topic", "text", "text[]",
+     " NOT NULL"},
+    {offsetof(struct sl_sink_pg_columns, partition), "partition", "integer",
+     "int4[]", " NOT NULL"},
+    {offsetof(struct sl_sink_pg_columns, offset), "offset", "bigint", "int8[]",
+     " NOT NULL"},
+    {offsetof(struct sl_sink_pg_columns, entry_id), "entry_id", "text",
+     "text[]", " NOT NULL DEFAULT ''"},
+    {offsetof(struct sl_sink_pg_columns, key), "key", "text", "text[]", ""},
+    {offsetof(struct sl_sink_pg_columns, payload), "payload", "jsonb",
+     "jsonb[]", ""},
+    {offsetof(struct sl_sink_pg_columns, payload_raw), "payload_raw", "bytea",
+     "bytea[]", ""},
+    {offsetof(struct sl_sink_pg_columns, results), "results", "jsonb",
+     "jsonb[]", ""},
+    {offsetof(struct sl_sink_pg_columns, errors), "errors", "jsonb", "jsonb[]",
+     ""},
+    {offsetof(struct sl_sink_pg_columns, timings), "timings", "jsonb",
+     "jsonb[]", ""},
+    {offsetof(struct sl_sink_pg_columns, worker), "worker", "text", "text[]",
+     ""},
+    {offsetof(struct sl_sink_pg_columns, received_at), "received_at",
+     "timestamptz", "timestamptz[]", ""},
+};
+
+static const char *col_name(const struct sl_sink_pg_columns *cols, int i)
+{
+    const char *n = NULL;
+
+    if (cols)
+        n = *(const char *const *)((const char *)cols + cols_def[i].off);
+    return n ? n : cols_def[i].name;
+}
+
+char *sl_sink_pg_sql_insert(const char *qtable,
+                            const struct sl_sink_pg_columns *cols)
+{
+    struct sbuf b = {0};
+    int i;
+
+    sb_add(&b, "INSERT INTO %s (", qtable);
+    for (i = 0; i < SL_SINK_PG_NCOLS; i++)
+        sb_add(&b, "%s\"%s\"", i ? ", " : "", col_name(cols, i));
+    sb_add(&b, ") SELECT * FROM unnest(");
+    for (i = 0; i < SL_SINK_PG_NCOLS; i++)
+        sb_add(&b, "%s$%d::%s", i ? ", " : "", i + 1, cols_def[i].arr);
+    sb_add(&b, ") ON CONFLICT DO NOTHING");
+    return sb_done(&b);
+}
+
+char *sl_sink_pg_sql_create(const char *qtable,
+                            const struct sl_sink_pg_columns *cols)
+{
+    struct sbuf b = {0};
+    int i;
+
+    sb_add(&b, "CREATE TABLE IF NOT EXISTS %s (id bigserial PRIMARY KEY",
+           qtable);
+    for (i = 0; i < SL_SINK_PG_NCOLS; i++)
+        sb_add(&b, ", \"%s\" %s%s", col_name(cols, i), cols_def[i].type,
+               cols_def[i].ddl);
+    sb_add(&b, ", processed_at timestamptz NOT NULL DEFAULT now(), UNIQUE (");
+    for (i = 0; i < 5; i++)
+        sb_add(&b, "%s\"%s\"", i ? ", " : "", col_name(cols, i));
+    sb_add(&b, "))");
+    return sb_done(&b);
+}
+
+char *sl_sink_pg_sql_create_dead(const char *qtable)
+{
+    struct sbuf b = {0};
+
+    sb_add(&b,
+           "CREATE TABLE IF NOT EXISTS %s (id bigserial PRIMARY KEY, "
+           "source text NOT NULL, topic text NOT NULL, "
+           "partition integer NOT NULL, \"offset\" bigint NOT NULL, "
+           "entry_id text NOT NULL DEFAULT '', key bytea, payload bytea, "
+           "stage text NOT NULL, error text, sqlstate text, "
+           "attempts integer NOT NULL DEFAULT 1, "
+           "first_seen timestamptz NOT NULL DEFAULT now(), "
+           "last_seen timestamptz NOT NULL DEFAULT now(), "
+           "UNIQUE (source, topic, partition, \"offset\", entry_id))",
+           qtable);
+    return sb_done(&b);
+}
+
+char *sl_sink_pg_sql_insert_dead(const char *qtable)
+{
+    struct sbuf b = {0};
+
+    sb_add(&b,
+           "INSERT INTO %s AS d (source, topic, partition, \"offset\", "
+           "entry_id, key, payload, stage, error, sqlstate, attempts) "
+           "VALUES ($1::text, $2::text, $3::int4, $4::int8, $5::text, "
+           "$6::bytea, $7::bytea, $8::text, $9::text, $10::text, $11::int4) "
+           "ON CONFLICT (source, topic, partition, \"offset\", entry_id) "
+           "DO UPDATE SET attempts = d.attempts + 1, last_seen = now(), "
+           "error = EXCLUDED.error, sqlstate = EXCLUDED.sqlstate, "
+           "stage = EXCLUDED.stage",
+           qtable);
+    return sb_done(&b);
+}

@@ -1,0 +1,313 @@
+/*
+ * The PostgreSQL sink without a server: identifier checks and quoting,
+ * binary array parameters, bisection, SQL text, row classification,
+ * password-file safety, and backpressure while the database is down.
+ */
+#include "cmocka_shim.h"
+
+#include "err.h"
+#include "log.h"
+#include "row.h"
+#include "sink_pg.h"
+#include "sink_pg_int.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void test_ident_check(void **state)
+{
+    static const char *good[] = {
+        "t",
+        "_x",
+        "results",
+        "sluice.results",
+        "A_b9",
+        "a23456789012345678901234567890123456789012345678901234567890123",
+    };
+    static const char *bad[] = {
+        "",
+        "9t",
+        "a-b",
+        "a.b.c",
+        ".a",
+        "a.",
+        "t;drop",
+        "\"t\"",
+        "a b",
+        "tä",
+        "a..b",
+        "x'",
+        "a\n",
+        "s.9t",
+        "a234567890123456789012345678901234567890123456789012345678901234",
+    };
+    char errstr[256];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        assert_int_equal(
+            sl_sink_pg_ident_check(good[i], "table", errstr, sizeof(errstr)),
+            0);
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        errstr[0] = '\0';
+        assert_int_equal(
+            sl_sink_pg_ident_check(bad[i], "table", errstr, sizeof(errstr)),
+            -SL_ECONFIG);
+        assert_non_null(strstr(errstr, "table name"));
+    }
+    assert_int_equal(sl_sink_pg_ident_check(NULL, "table", NULL, 0),
+                     -SL_ECONFIG);
+}
+
+static void test_ident_quote(void **state)
+{
+    char buf[64];
+
+    (void)state;
+    assert_int_equal(sl_sink_pg_ident_quote("results", buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "\"results\"");
+    assert_int_equal(sl_sink_pg_ident_quote("s.Results", buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "\"s\".\"Results\"");
+    assert_int_equal(sl_sink_pg_ident_quote("abcdefgh", buf, 8), -SL_ETOOBIG);
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
+           p[3];
+}
+
+static void test_binary_array(void **state)
+{
+    struct sl_pgarr a = {0};
+    const unsigned char *p;
+
+    (void)state;
+    assert_int_equal(sl_pgarr_begin(&a, SL_PG_OID_TEXT), 0);
+    assert_int_equal(sl_pgarr_add(&a, "a\"b\\c,{}", 8), 0);
+    assert_int_equal(sl_pgarr_add(&a, NULL, 0), 0);
+    assert_int_equal(sl_pgarr_add(&a, "", 0), 0);
+    sl_pgarr_finish(&a);
+    p = a.buf;
+    assert_int_equal(get32(p), 1);     /* ndim */
+    assert_int_equal(get32(p + 4), 1); /* has NULL */
+    assert_int_equal(get32(p + 8), SL_PG_OID_TEXT);
+    assert_int_equal(get32(p + 12), 3); /* elements */
+    assert_int_equal(get32(p + 16), 1); /* lower bound */
+    assert_int_equal(get32(p + 20), 8); /* bytes kept verbatim */
+    assert_memory_equal(p + 24, "a\"b\\c,{}", 8);
+    assert_int_equal(get32(p + 32), 0xffffffffu); /* NULL */
+    assert_int_equal(get32(p + 36), 0);           /* empty, not NULL */
+    assert_int_equal(a.len, 40);
+
+    sl_pgarr_reset(&a);
+    assert_int_equal(sl_pgarr_begin(&a, SL_PG_OID_INT8), 0);
+    assert_int_equal(sl_pgarr_add_i64(&a, -2), 0);
+    sl_pgarr_finish(&a);
+    p = a.buf;
+    assert_int_equal(get32(p + 4), 0);
+    assert_int_equal(get32(p + 20), 8);
+    assert_int_equal(get32(p + 24), 0xffffffffu);
+    assert_int_equal(get32(p + 28), 0xfffffffeu);
+
+    assert_int_equal(sl_pgarr_begin(&a, SL_PG_OID_JSONB), 0);
+    assert_int_equal(sl_pgarr_add_jsonb(&a, "{}", 2), 0);
+    sl_pgarr_finish(&a);
+    p = a.buf;
+    assert_int_equal(get32(p + 20), 3);
+    assert_int_equal(p[24], 1); /* jsonb version */
+    assert_memory_equal(p + 25, "{}", 2);
+    sl_pgarr_free(&a);
+    sl_pgarr_free(&a); /* zeroed: fine */
+}
+
+static void test_bisect_and_errors(void **state)
+{
+    size_t n, first;
+
+    (void)state;
+    for (n = 2; n < 2000; n++) {
+        sl_sink_pg_bisect(n, &first);
+        assert_true(first >= 1 && first < n);
+        assert_true(first >= n / 2 - 1 && first <= n / 2 + 1);
+    }
+    assert_true(sl_sink_pg_is_data_error("22P05"));
+    assert_true(sl_sink_pg_is_data_error("22021"));
+    assert_true(sl_sink_pg_is_data_error("23505"));
+    assert_false(sl_sink_pg_is_data_error("57P01"));
+    assert_false(sl_sink_pg_is_data_error("08006"));
+    assert_false(sl_sink_pg_is_data_error("42P01"));
+    assert_false(sl_sink_pg_is_data_error(NULL));
+}
+
+static void test_sql_text(void **state)
+{
+    struct sl_sink_pg_columns cols = {0};
+    char *sql;
+
+    (void)state;
+    cols.payload = "body";
+    sql = sl_sink_pg_sql_insert("\"s\".\"t\"", &cols);
+    assert_non_null(sql);
+    assert_non_null(strstr(sql, "INSERT INTO \"s\".\"t\" (\"source\""));
+    assert_non_null(strstr(sql, "\"body\""));
+    assert_non_null(strstr(sql, "unnest($1::text[]"));
+    assert_non_null(strstr(sql, "$13::timestamptz[]"));
+    assert_non_null(strstr(sql, "ON CONFLICT DO NOTHING"));
+    free(sql);
+    sql = sl_sink_pg_sql_create("\"t\"", NULL);
+    assert_non_null(strstr(sql, "UNIQUE (\"source\", \"topic\", "
+                                "\"partition\", \"offset\", \"entry_id\")"));
+    free(sql);
+    sql = sl_sink_pg_sql_insert_dead("\"dl\"");
+    assert_non_null(strstr(sql, "attempts = d.attempts + 1"));
+    free(sql);
+}
+
+static struct sl_msg *msg_with(const char *payload, size_t len)
+{
+    struct sl_msg *msg = NULL;
+
+    assert_int_equal(sl_msg_new(&msg, SL_SOURCE_KAFKA, "t", 0, 7, NULL, "k", 1,
+                                payload, len, NULL, NULL, 0),
+                     0);
+    return msg;
+}
+
+static void test_row_payload_kind(void **state)
+{
+    struct sl_row *row;
+    char *s;
+
+    (void)state;
+    row = sl_row_new_result(msg_with("{\"a\":1}", 7),
+                            json_pack("{s:i}", "x", 1), NULL, NULL, "w");
+    assert_true(row->payload_json);
+    assert_string_equal(row->results, "{\"x\":1}");
+    assert_null(row->errors);
+    sl_row_destroy(row);
+    /* jsonb refuses \u0000; such a payload is carried as bytes. */
+    row = sl_row_new_result(msg_with("{\"a\":\"\\u0000\"}", 13), NULL, NULL,
+                            NULL, NULL);
+    assert_false(row->payload_json);
+    sl_row_destroy(row);
+    row = sl_row_new_result(msg_with("not json \xff", 10), NULL, NULL, NULL,
+                            NULL);
+    assert_false(row->payload_json);
+    assert_int_equal(sl_row_make_dead(row, SL_STAGE_SINK, "bad \xff", "22021"),
+                     0);
+    assert_int_equal(row->kind, SL_ROW_DEAD);
+    assert_string_equal(row->error, "bad ?");
+    assert_string_equal(row->sqlstate, "22021");
+    assert_string_equal(sl_row_stage_name(row->stage), "sink");
+    sl_row_destroy(row);
+    sl_row_destroy(NULL);
+
+    s = sl_row_utf8_sanitize("a\0b\xc3\xa9\xed\xa0\x80", 8);
+    assert_string_equal(s, "a?b\xc3\xa9???");
+    free(s);
+}
+
+static void on_ack(void *arg, struct sl_msg *msg, int err)
+{
+    int *counts = arg;
+
+    counts[err == 0 ? 0 : 1]++;
+    sl_msg_destroy(msg);
+}
+
+static void test_password_file_mode(void **state)
+{
+    char path[] = "/tmp/sluice-pw-XXXXXX", errstr[256];
+    struct sl_sink_pg_conf conf = {0};
+    int fd = mkstemp(path), err, counts[2] = {0, 0};
+
+    (void)state;
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "s3cret\n", 7), 7);
+    close(fd);
+    chmod(path, 0644);
+    conf.dsn = "host=127.0.0.1 port=1";
+    conf.password_file = path;
+    assert_null(
+        sl_sink_pg_new(&conf, on_ack, counts, &err, errstr, sizeof(errstr)));
+    assert_int_equal(err, -SL_ESECRET);
+    assert_non_null(strstr(errstr, "readable by group or others"));
+    assert_null(strstr(errstr, "s3cret"));
+    unlink(path);
+
+    conf.password_file = NULL;
+    conf.password_env = "SLUICE_TEST_NO_SUCH_VAR";
+    assert_null(
+        sl_sink_pg_new(&conf, on_ack, counts, &err, errstr, sizeof(errstr)));
+    assert_int_equal(err, -SL_ESECRET);
+
+    conf.password_env = NULL;
+    conf.table = "results; drop";
+    assert_null(
+        sl_sink_pg_new(&conf, on_ack, counts, &err, errstr, sizeof(errstr)));
+    assert_int_equal(err, -SL_ECONFIG);
+}
+
+/* Database down: nothing is acked, the backlog fills, submit() times out,
+ * and drain() gives every message back as not durable. */
+static void test_backpressure_when_down(void **state)
+{
+    struct sl_sink_pg_conf conf = {0};
+    struct sl_sink_pg *sink;
+    char errstr[256];
+    int err, counts[2] = {0, 0}, i, rc = 0, submitted = 0;
+
+    (void)state;
+    conf.dsn = "host=127.0.0.1 port=1 dbname=none user=none";
+    conf.batch_rows = 10;
+    conf.max_batches_inflight = 2;
+    conf.backlog_rows = 20;
+    conf.reconnect_min_ms = 10;
+    conf.reconnect_max_ms = 50;
+    sink = sl_sink_pg_new(&conf, on_ack, counts, &err, errstr, sizeof(errstr));
+    assert_non_null(sink);
+    for (i = 0; i < 1000 && rc == 0; i++) {
+        struct sl_row *row =
+            sl_row_new_result(msg_with("{}", 2), NULL, NULL, NULL, NULL);
+
+        rc = sl_sink_pg_submit(sink, row, 200);
+        if (rc == 0)
+            submitted++;
+        else
+            sl_row_destroy(row);
+    }
+    assert_int_equal(rc, -SL_ETIMEDOUT);
+    /* Held: at most (inflight + 1) batches plus a full backlog. */
+    assert_true(submitted <= 10 * 3 + 20);
+    assert_int_equal(counts[0], 0);
+    assert_int_equal(sl_sink_pg_drain(sink, 50), -SL_ETIMEDOUT);
+    assert_int_equal(counts[0], 0);
+    assert_int_equal(counts[1], submitted);
+    assert_int_equal(sl_sink_pg_submit(sink, (struct sl_row *)&conf, 0),
+                     -SL_EINVAL);
+    sl_sink_pg_destroy(sink);
+    sl_sink_pg_destroy(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ident_check),
+        cmocka_unit_test(test_ident_quote),
+        cmocka_unit_test(test_binary_array),
+        cmocka_unit_test(test_bisect_and_errors),
+        cmocka_unit_test(test_sql_text),
+        cmocka_unit_test(test_row_payload_kind),
+        cmocka_unit_test(test_password_file_mode),
+        cmocka_unit_test(test_backpressure_when_down),
+    };
+
+    sl_log_set_level(SL_LOG_ERROR);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
