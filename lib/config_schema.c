@@ -430,7 +430,7 @@ static const struct sl_config_key backend_keys[] = {
     /* http-json */
     {"method", SL_KT_ENUM, FIELD(method), .enums = methods, .def = "POST",
      .kinds = HTTP},
-    {"headers", SL_KT_KVMAP, FIELD(headers), .max = 64, .kinds = HTTP},
+    {"headers", SL_KT_KVMAP, FIELD(headers), .max = 64},
     {"body", SL_KT_STR, FIELD(body), .check = &chk_template, .kinds = HTTP},
     {"result_pointer", SL_KT_STR, FIELD(result_pointer),
      .flags = SL_KF_EMPTY_OK, .check = &chk_pointer, .def = "", .kinds = HTTP},

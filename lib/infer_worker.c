@@ -1,0 +1,1249 @@
+/*
+ * The per-thread half of the inference engine: one libcurl multi handle
+ * drives every HTTP request of the messages this worker holds.  A message
+ * (job) runs its steps in order; a step fans out to its backends (calls);
+ * a call is carried by a request (req), which for embeddings batches the
+ * calls of many jobs.  Requests wait for admission (cap, rate, breaker)
+ * or for a retry timer in the worker's wait list; nothing blocks.
+ */
+#include "infer_int.h"
+
+#include "err.h"
+#include "jsonptr.h"
+#include "log.h"
+#include "retry.h"
+#include "template.h"
+#include "utf8.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define ERRTEXT 512      /* longest error message kept */
+#define BODY_SHOWN 160   /* bytes of an error reply quoted in messages */
+#define BUSY_RETRY_MS 1  /* at the concurrency cap: look again this soon */
+#define EASY_FREE_MAX 64 /* idle easy handles kept for reuse */
+
+struct job;
+struct req;
+
+/* One backend of one step of one job. */
+struct call {
+    struct job *job; /* owner */
+    size_t be;       /* backend index */
+    struct req *req; /* carrying request; NULL when none */
+    size_t slot;     /* index in req->calls */
+    json_t *input;   /* embeddings: the rendered input (a string) */
+    bool in_batch;   /* waiting in the worker's batch of 'be' */
+    bool done;       /* finished: succeeded, failed or cancelled */
+    int attempts;    /* HTTP attempts made for it */
+};
+
+struct job {
+    struct job *prev, *next; /* in w->jobs, or w->finished (next only) */
+    json_t *doc;             /* the payload document; owned */
+    void *item;              /* handed back to done() */
+    sl_infer_done_fn done;   /* completion callback */
+    void *arg;               /* its argument */
+    size_t step;             /* current step */
+    struct call *calls;      /* the step's calls; ncalls */
+    size_t ncalls;           /* number of calls */
+    size_t nleft;            /* calls not yet done */
+    int64_t start_ms;        /* submit time */
+    int64_t step_start_ms;   /* start of the current step */
+    int64_t deadline_ms;     /* absolute step deadline; 0: none */
+    json_t *results;         /* {backend: value} */
+    json_t *errors;          /* {backend: error} */
+    json_t *timings;         /* {backend: ms} */
+    bool partial;            /* some backend failed, on_error partial */
+    bool failed;             /* finished FAILED */
+    bool finished;           /* moved to w->finished */
+    char *reason;            /* FAILED: why; owned */
+    const char *stage;       /* FAILED: "decode" or "inference" */
+};
+
+enum req_state {
+    REQ_WAIT,    /* in w->waitq: admission or retry timer */
+    REQ_RUNNING, /* in the multi handle */
+    REQ_DONE,    /* being completed: not to be freed by a detach */
+    REQ_DEAD,    /* released; freed by the next sweep */
+};
+
+struct req {
+    struct req *prev, *next; /* in w->reqs */
+    size_t be;               /* backend index */
+    enum req_state state;    /* see above */
+    struct call **calls;     /* ncalls; NULL entries were detached */
+    size_t ncalls;           /* calls carried */
+    size_t nattached;        /* calls not detached */
+    char *body;              /* request body; owned; NULL for GET */
+    int64_t due_ms;          /* REQ_WAIT: when to try again */
+    int attempts;            /* attempts started */
+    int64_t sent_ms;         /* start of the current attempt */
+    CURL *easy;              /* REQ_RUNNING: the transfer */
+    char *resp;              /* reply bytes, NUL-terminated */
+    size_t resp_len;         /* bytes in resp */
+    size_t resp_cap;         /* bytes allocated */
+    size_t resp_max;         /* max_response_bytes */
+    bool too_large;          /* the reply passed max_response_bytes */
+    char retry_after[64];    /* the reply's Retry-After, or "" */
+    bool holds_slot;         /* holds a limiter slot */
+    bool holds_breaker;      /* admitted by the breaker: must record */
+};
+
+/* Calls of one embeddings backend waiting to be sent together. */
+struct batch {
+    struct call **calls; /* n calls, room for batch_max */
+    size_t n;            /* calls waiting */
+    int64_t first_ms;    /* when the oldest was added */
+};
+
+struct sl_infer_worker {
+    struct sl_infer *inf;           /* shared engine */
+    CURLM *multi;                   /* all transfers of this worker */
+    struct job *jobs;               /* jobs in flight (doubly linked) */
+    struct job *finished;           /* to deliver, in order (singly linked) */
+    struct job **finished_tail;     /* where to append */
+    struct req *reqs;               /* every request (doubly linked) */
+    struct batch *batches;          /* per backend (embeddings only) */
+    int njobs;                      /* submitted, not yet delivered */
+    uint64_t rng;                   /* jitter state */
+    CURL *easy_free[EASY_FREE_MAX]; /* idle handles for reuse */
+    int easy_free_cnt;              /* how many */
+    bool delivering;                /* inside done(): no re-entrant progress */
+};
+
+/* An error of one call, before it becomes JSON. */
+struct call_err {
+    enum sl_infer_errclass ec; /* class */
+    long status;               /* HTTP status, 0 when none */
+    char text[ERRTEXT];        /* message */
+};
+
+static void job_start_step(struct sl_infer_worker *w, struct job *job);
+static void req_release(struct sl_infer_worker *w, struct req *req,
+                        enum sl_breaker_outcome outcome);
+
+/* ---- jobs ---- */
+
+static const struct sl_config_backend *bconf(struct sl_infer_worker *w,
+                                             size_t be)
+{
+    return w->inf->be[be].conf;
+}
+
+static void job_unlink(struct sl_infer_worker *w, struct job *job)
+{
+    if (job->prev)
+        job->prev->next = job->next;
+    else
+        w->jobs = job->next;
+    if (job->next)
+        job->next->prev = job->prev;
+    job->prev = job->next = NULL;
+}
+
+static void job_free(struct job *job)
+{
+    for (size_t i = 0; i < job->ncalls; i++)
+        json_decref(job->calls[i].input);
+    free(job->calls);
+    json_decref(job->doc);
+    json_decref(job->results);
+    json_decref(job->errors);
+    json_decref(job->timings);
+    free(job->reason);
+    free(job);
+}
+
+/* Detach 'call' from its request or batch; it will get no answer. */
+static void call_detach(struct sl_infer_worker *w, struct call *call)
+{
+    if (call->in_batch) {
+        struct batch *b = &w->batches[call->be];
+        for (size_t i = 0; i < b->n; i++) {
+            if (b->calls[i] == call) {
+                memmove(&b->calls[i], &b->calls[i + 1],
+                        (b->n - i - 1) * sizeof(*b->calls));
+                b->n--;
+                break;
+            }
+        }
+        call->in_batch = false;
+    }
+    struct req *req = call->req;
+    if (req) {
+        req->calls[call->slot] = NULL;
+        call->req = NULL;
+        if (--req->nattached == 0 && req->state != REQ_DONE)
+            req_release(w, req, SL_BREAKER_CANCEL);
+    }
+}
+
+/* Cancel the calls of the current step that are still going. */
+static void job_cancel_calls(struct sl_infer_worker *w, struct job *job)
+{
+    for (size_t i = 0; i < job->ncalls; i++) {
+        struct call *call = &job->calls[i];
+        if (!call->done) {
+            call_detach(w, call);
+            call->done = true;
+        }
+    }
+    job->nleft = 0;
+}
+
+/* Finish 'job' (FAILED when 'reason' is not NULL) and queue its delivery. */
+static void job_finish(struct sl_infer_worker *w, struct job *job,
+                       const char *stage, const char *reason)
+{
+    job_cancel_calls(w, job);
+    job->finished = true;
+    if (reason) {
+        job->failed = true;
+        job->stage = stage;
+        job->reason = strdup(reason);
+    }
+    json_object_set_new(job->timings, "total",
+                        json_integer(sl_mono_ms() - job->start_ms));
+    job_unlink(w, job);
+    job->next = NULL;
+    *w->finished_tail = job;
+    w->finished_tail = &job->next;
+}
+
+/* The step's calls are all done: judge it, then go on or finish. */
+static void job_step_done(struct sl_infer_worker *w, struct job *job)
+{
+    const struct sl_config_step *st = &w->inf->cfg->steps[job->step];
+    size_t ok = 0, failed = 0;
+    const char *first_failed = NULL;
+
+    for (size_t i = 0; i < job->ncalls; i++) {
+        const char *name = bconf(w, job->calls[i].be)->name;
+        if (json_object_get(job->results, name))
+            ok++;
+        else {
+            failed++;
+            if (!first_failed)
+                first_failed = name;
+        }
+    }
+    if (st->mode == SL_CONFIG_MODE_FIRST ? ok == 0 : failed > 0) {
+        if (st->mode == SL_CONFIG_MODE_ALL &&
+            st->on_error == SL_CONFIG_ON_ERROR_PARTIAL && ok > 0) {
+            job->partial = true;
+        } else {
+            char reason[ERRTEXT + 128];
+            json_t *e = json_object_get(job->errors, first_failed);
+            snprintf(reason, sizeof(reason),
+                     "step '%s': backend '%s' failed (%s) after %d "
+                     "attempt(s): %s",
+                     st->name, first_failed ? first_failed : "?",
+                     json_string_value(json_object_get(e, "class")),
+                     (int)json_integer_value(json_object_get(e, "attempts")),
+                     json_string_value(json_object_get(e, "message")));
+            job_finish(w, job, "inference", reason);
+            return;
+        }
+    }
+    job->step++;
+    job_start_step(w, job);
+}
+
+static void stats_error(struct sl_infer_worker *w, size_t be,
+                        enum sl_infer_errclass ec)
+{
+    atomic_fetch_add_explicit(&w->inf->be[be].stats.errors[ec], 1,
+                              memory_order_relaxed);
+}
+
+/*
+ * Finish one call with a value (owned; stolen) or an error.  May finish
+ * the step and the job.
+ */
+static void call_finish(struct sl_infer_worker *w, struct call *call,
+                        json_t *value, const struct call_err *ce)
+{
+    struct job *job = call->job;
+    const struct sl_config_step *st = &w->inf->cfg->steps[job->step];
+    const char *name = bconf(w, call->be)->name;
+
+    if (call->done) {
+        json_decref(value);
+        return;
+    }
+    call_detach(w, call);
+    call->done = true;
+    job->nleft--;
+    json_object_set_new(job->timings, name,
+                        json_integer(sl_mono_ms() - job->step_start_ms));
+    if (value) {
+        json_object_set_new(job->results, name, value);
+        if (st->mode == SL_CONFIG_MODE_FIRST) {
+            job_cancel_calls(w, job); /* keep the first, cancel the rest */
+            job_step_done(w, job);
+            return;
+        }
+    } else {
+        json_t *e = json_pack("{s:s, s:s, s:i}", "class",
+                              sl_infer_errclass_name(ce->ec), "message",
+                              ce->text, "attempts", call->attempts);
+        if (e && ce->status)
+            json_object_set_new(e, "status", json_integer(ce->status));
+        json_object_set_new(job->errors, name, e ? e : json_null());
+        if (st->mode == SL_CONFIG_MODE_ALL &&
+            st->on_error == SL_CONFIG_ON_ERROR_FAIL) {
+            job_cancel_calls(w, job); /* fail fast */
+            job_step_done(w, job);
+            return;
+        }
+    }
+    if (job->nleft == 0)
+        job_step_done(w, job);
+}
+
+/* ---- requests ---- */
+
+static struct req *req_new(struct sl_infer_worker *w, size_t be, size_t ncalls,
+                           char *body)
+{
+    struct req *req = calloc(1, sizeof(*req));
+
+    if (!req || !(req->calls = calloc(ncalls, sizeof(*req->calls)))) {
+        free(req);
+        free(body);
+        return NULL;
+    }
+    req->be = be;
+    req->body = body;
+    req->state = REQ_WAIT;
+    req->due_ms = sl_mono_ms();
+    req->next = w->reqs;
+    if (w->reqs)
+        w->reqs->prev = req;
+    w->reqs = req;
+    return req;
+}
+
+static void req_attach(struct req *req, struct call *call)
+{
+    call->req = req;
+    call->slot = req->ncalls;
+    req->calls[req->ncalls++] = call;
+    req->nattached++;
+}
+
+static void easy_put(struct sl_infer_worker *w, CURL *easy)
+{
+    if (w->easy_free_cnt < EASY_FREE_MAX) {
+        curl_easy_reset(easy);
+        w->easy_free[w->easy_free_cnt++] = easy;
+    } else {
+        curl_easy_cleanup(easy);
+    }
+}
+
+/* Stop the transfer of 'req' and give back what it holds. */
+static void req_stop(struct sl_infer_worker *w, struct req *req,
+                     enum sl_breaker_outcome outcome)
+{
+    struct sl_infer_backend *be = &w->inf->be[req->be];
+
+    if (req->easy) {
+        curl_multi_remove_handle(w->multi, req->easy);
+        easy_put(w, req->easy);
+        req->easy = NULL;
+    }
+    if (req->holds_slot) {
+        sl_limiter_release(be->limiter);
+        req->holds_slot = false;
+    }
+    if (req->holds_breaker) {
+        sl_breaker_record(be->breaker, outcome, sl_mono_ms());
+        req->holds_breaker = false;
+    }
+}
+
+/* Release 'req' for good; freed by the next sweep. */
+static void req_release(struct sl_infer_worker *w, struct req *req,
+                        enum sl_breaker_outcome outcome)
+{
+    req_stop(w, req, outcome);
+    for (size_t i = 0; i < req->ncalls; i++) {
+        if (req->calls[i]) {
+            req->calls[i]->req = NULL;
+            req->calls[i] = NULL;
+        }
+    }
+    req->nattached = 0;
+    req->state = REQ_DEAD;
+}
+
+static void req_sweep(struct sl_infer_worker *w)
+{
+    struct req *req = w->reqs, *next;
+
+    for (; req; req = next) {
+        next = req->next;
+        if (req->state != REQ_DEAD)
+            continue;
+        if (req->prev)
+            req->prev->next = req->next;
+        else
+            w->reqs = req->next;
+        if (req->next)
+            req->next->prev = req->prev;
+        free(req->calls);
+        free(req->body);
+        free(req->resp);
+        free(req);
+    }
+}
+
+/* Fail every call still carried by 'req' with 'ce', and release it. */
+static void req_fail(struct sl_infer_worker *w, struct req *req,
+                     const struct call_err *ce, enum sl_breaker_outcome outcome)
+{
+    req_stop(w, req, outcome);
+    req->state = REQ_DONE;
+    stats_error(w, req->be, ce->ec);
+    for (size_t i = 0; i < req->ncalls; i++) {
+        struct call *call = req->calls[i];
+        if (call) {
+            call->attempts = req->attempts;
+            call_finish(w, call, NULL, ce);
+        }
+    }
+    req_release(w, req, SL_BREAKER_CANCEL);
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct req *req = arg;
+    size_t n = size * nmemb;
+
+    if (req->resp_len + n > req->resp_max) {
+        req->too_large = true;
+        return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+    }
+    if (req->resp_len + n + 1 > req->resp_cap) {
+        size_t cap = req->resp_cap ? req->resp_cap : 4096;
+        while (cap < req->resp_len + n + 1)
+            cap *= 2;
+        char *p = realloc(req->resp, cap);
+        if (!p)
+            return 0;
+        req->resp = p;
+        req->resp_cap = cap;
+    }
+    memcpy(req->resp + req->resp_len, data, n);
+    req->resp_len += n;
+    req->resp[req->resp_len] = '\0';
+    return n;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct req *req = arg;
+    size_t n = size * nmemb;
+    static const char name[] = "retry-after:";
+
+    if (n > sizeof(name) - 1 && !strncasecmp(data, name, sizeof(name) - 1)) {
+        const char *v = data + sizeof(name) - 1;
+        size_t len = n - (sizeof(name) - 1);
+        while (len > 0 && (*v == ' ' || *v == '\t')) {
+            v++;
+            len--;
+        }
+        while (len > 0 &&
+               (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == ' '))
+            len--;
+        if (len >= sizeof(req->retry_after))
+            len = sizeof(req->retry_after) - 1;
+        memcpy(req->retry_after, v, len);
+        req->retry_after[len] = '\0';
+    }
+    return n;
+}
+
+static void log_request(struct sl_infer_worker *w, struct req *req)
+{
+    struct sl_infer_backend *be = &w->inf->be[req->be];
+    json_t *f = json_object();
+
+    if (!f)
+        return;
+    json_object_set_new(f, "backend", json_string(be->conf->name));
+    json_object_set_new(f, "url", json_string(be->url));
+    json_object_set_new(f, "attempt", json_integer(req->attempts));
+    json_object_set_new(f, "inputs", json_integer((json_int_t)req->ncalls));
+    if (be->has_key) /* sl_log_fields() redacts it by its name */
+        json_object_set_new(f, "authorization", json_string("Bearer"));
+    sl_log_fields(SL_LOG_DEBUG, "infer", f, "request to backend '%s'",
+                  be->conf->name);
+    json_decref(f);
+}
+
+/* Start an attempt of admitted 'req'.  Returns 0 or -SL_ENOMEM. */
+static int req_send(struct sl_infer_worker *w, struct req *req)
+{
+    struct sl_infer_backend *be = &w->inf->be[req->be];
+    const struct sl_config_backend *bc = be->conf;
+    CURL *e =
+        w->easy_free_cnt ? w->easy_free[--w->easy_free_cnt] : curl_easy_init();
+
+    if (!e)
+        return -SL_ENOMEM;
+    req->resp_len = 0;
+    if (req->resp)
+        req->resp[0] = '\0';
+    req->too_large = false;
+    req->retry_after[0] = '\0';
+    req->resp_max = (size_t)bc->max_response_bytes;
+    curl_easy_setopt(e, CURLOPT_URL, be->url);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, req);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, be->headers);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, req);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, req);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)bc->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                     (long)bc->connect_timeout_ms);
+    if (bc->low_speed_time_ms > 0 && bc->low_speed_bytes_per_s > 0) {
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT,
+                         (long)bc->low_speed_bytes_per_s);
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME,
+                         (long)((bc->low_speed_time_ms + 999) / 1000));
+    }
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    if (bc->kind == SL_CONFIG_BACKEND_HTTP_JSON &&
+        bc->method == SL_CONFIG_HTTP_GET) {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    } else {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body ? req->body : "");
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE,
+                         (long)(req->body ? strlen(req->body) : 0));
+        if (bc->kind == SL_CONFIG_BACKEND_HTTP_JSON &&
+            bc->method == SL_CONFIG_HTTP_PUT)
+            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
+    }
+    if (curl_multi_add_handle(w->multi, e) != CURLM_OK) {
+        curl_easy_cleanup(e);
+        return -SL_ENOMEM;
+    }
+    req->easy = e;
+    req->state = REQ_RUNNING;
+    req->attempts++;
+    req->sent_ms = sl_mono_ms();
+    atomic_fetch_add_explicit(&be->stats.requests, 1, memory_order_relaxed);
+    if (req->attempts > 1)
+        atomic_fetch_add_explicit(&be->stats.retries, 1, memory_order_relaxed);
+    if (bc->kind == SL_CONFIG_BACKEND_OPENAI_EMBEDDINGS) {
+        atomic_fetch_add_explicit(&be->stats.batches, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&be->stats.batched_inputs, req->nattached,
+                                  memory_order_relaxed);
+    }
+    if (sl_log_enabled(SL_LOG_DEBUG))
+        log_request(w, req);
+    return 0;
+}
+
+/* Try to admit waiting 'req' at 'now'; start it when admitted. */
+static void req_admit(struct sl_infer_worker *w, struct req *req, int64_t now)
+{
+    struct sl_infer_backend *be = &w->inf->be[req->be];
+    struct call_err ce = {0};
+    int64_t wait_ms;
+
+    if (sl_breaker_allow(be->breaker, now)) {
+        ce.ec = SL_INFER_EC_BREAKER_OPEN;
+        snprintf(ce.text, sizeof(ce.text),
+                 "circuit breaker of backend '%s' is open; not called",
+                 be->conf->name);
+        req_fail(w, req, &ce, SL_BREAKER_CANCEL);
+        return;
+    }
+    int err = sl_limiter_try_acquire(be->limiter, now, &wait_ms);
+    if (err) {
+        sl_breaker_record(be->breaker, SL_BREAKER_CANCEL, now);
+        req->due_ms = now + (err == -SL_EBUSY ? BUSY_RETRY_MS : wait_ms);
+        return;
+    }
+    req->holds_slot = true;
+    req->holds_breaker = true;
+    if (req_send(w, req)) {
+        ce.ec = SL_INFER_EC_INTERNAL;
+        snprintf(ce.text, sizeof(ce.text), "cannot start a request: %s",
+                 sl_strerror(-SL_ENOMEM));
+        req_fail(w, req, &ce, SL_BREAKER_CANCEL);
+    }
+}
+
+/* ---- replies ---- */
+
+/* The value of a 2xx reply for the calls of 'req', or an error. */
+static int parse_reply(struct sl_infer_worker *w, struct req *req,
+                       json_t **valuesp, struct call_err *ce)
+{
+    const struct sl_config_backend *bc = bconf(w, req->be);
+    json_error_t jerr;
+    json_t *reply, *v = NULL;
+
+    *valuesp = NULL;
+    reply = json_loadb(req->resp ? req->resp : "", req->resp_len, 0, &jerr);
+    if (!reply) {
+        ce->ec = SL_INFER_EC_BAD_JSON;
+        snprintf(ce->text, sizeof(ce->text),
+                 "reply is not valid JSON: %s at byte %d", jerr.text,
+                 jerr.position);
+        return -1;
+    }
+    json_t *values = json_array();
+    ce->ec = SL_INFER_EC_BAD_JSON;
+    switch (bc->kind) {
+    case SL_CONFIG_BACKEND_HTTP_JSON: {
+        int err = sl_jsonptr_get(reply, bc->result_pointer, &v);
+        if (err) {
+            snprintf(ce->text, sizeof(ce->text),
+                     "result_pointer '%s' names nothing in the reply",
+                     bc->result_pointer);
+            goto bad;
+        }
+        json_array_append(values, v);
+        break;
+    }
+    case SL_CONFIG_BACKEND_OPENAI_CHAT: {
+        json_t *content = json_object_get(
+            json_object_get(
+                json_array_get(json_object_get(reply, "choices"), 0),
+                "message"),
+            "content");
+        json_t *usage = json_object_get(reply, "usage");
+        if (!json_is_string(content)) {
+            snprintf(ce->text, sizeof(ce->text),
+                     "reply has no string choices[0].message.content");
+            goto bad;
+        }
+        if (bc->response_format == SL_CONFIG_RESPONSE_JSON) {
+            v = json_loadb(json_string_value(content),
+                           json_string_length(content), 0, &jerr);
+            if (!json_is_object(v)) {
+                json_decref(v);
+                snprintf(ce->text, sizeof(ce->text),
+                         "response_format json: the content is not a JSON "
+                         "object (%s)",
+                         v ? "another JSON value" : jerr.text);
+                goto bad;
+            }
+        } else {
+            v = json_incref(content);
+        }
+        json_t *u = json_object();
+        json_object_set(u, "prompt_tokens",
+                        json_object_get(usage, "prompt_tokens"));
+        json_object_set(u, "completion_tokens",
+                        json_object_get(usage, "completion_tokens"));
+        json_array_append_new(
+            values, json_pack("{s:o, s:o}", "content", v, "usage", u));
+        json_int_t total =
+            json_integer_value(json_object_get(usage, "total_tokens"));
+        if (!total)
+            total = json_integer_value(json_object_get(u, "prompt_tokens")) +
+                    json_integer_value(json_object_get(u, "completion_tokens"));
+        sl_limiter_debit_tokens(w->inf->be[req->be].limiter, total,
+                                sl_mono_ms());
+        break;
+    }
+    case SL_CONFIG_BACKEND_OPENAI_EMBEDDINGS: {
+        json_t *data = json_object_get(reply, "data"), *item;
+        size_t i;
+        if (!json_is_array(data) || json_array_size(data) != req->ncalls) {
+            snprintf(ce->text, sizeof(ce->text),
+                     "reply has %zu embeddings for %zu inputs",
+                     json_array_size(data), req->ncalls);
+            goto bad;
+        }
+        for (i = 0; i < req->ncalls; i++)
+            json_array_append_new(values, json_null());
+        json_array_foreach(data, i, item)
+        {
+            json_t *idx = json_object_get(item, "index");
+            json_t *emb = json_object_get(item, "embedding");
+            size_t k =
+                json_is_integer(idx) ? (size_t)json_integer_value(idx) : i;
+            if (k >= req->ncalls || !json_is_array(emb)) {
+                snprintf(ce->text, sizeof(ce->text),
+                         "reply's data[%zu] has no valid index/embedding", i);
+                goto bad;
+            }
+            json_array_set(values, k, emb);
+        }
+        break;
+    }
+    }
+    json_decref(reply);
+    *valuesp = values;
+    return 0;
+bad:
+    json_decref(values);
+    json_decref(reply);
+    return -1;
+}
+
+static void observe_latency(struct sl_infer_backend *be, int64_t ms)
+{
+    static const int64_t bounds[] = SL_INFER_LATENCY_BOUNDS;
+    size_t i = 0;
+
+    while (i < sizeof(bounds) / sizeof(bounds[0]) && ms > bounds[i])
+        i++;
+    atomic_fetch_add_explicit(&be->stats.latency[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&be->stats.latency_ms_sum, (uint64_t)ms,
+                              memory_order_relaxed);
+}
+
+/* A quoted, printable head of the reply, for error messages. */
+static const char *reply_head(struct req *req, char *buf, size_t size)
+{
+    return sl_utf8_printable(
+        req->resp ? req->resp : "",
+        req->resp_len < BODY_SHOWN ? req->resp_len : BODY_SHOWN, buf, size);
+}
+
+/* Retry 'req' later when the class and budget allow; true when queued. */
+static bool req_retry(struct sl_infer_worker *w, struct req *req,
+                      const struct call_err *ce, int64_t now)
+{
+    const struct sl_config_retry *rc = &bconf(w, req->be)->retry;
+    int64_t delay = -1;
+
+    if (req->attempts >= rc->max_attempts)
+        return false;
+    if (ce->ec != SL_INFER_EC_TIMEOUT && ce->ec != SL_INFER_EC_CONNECT &&
+        ce->ec != SL_INFER_EC_HTTP_5XX && ce->ec != SL_INFER_EC_HTTP_429)
+        return false;
+    if (req->retry_after[0])
+        delay = sl_retry_after_ms(req->retry_after, (int64_t)time(NULL),
+                                  rc->retry_after_max_ms);
+    if (delay < 0)
+        delay = sl_retry_backoff_ms(rc, req->attempts, &w->rng);
+    stats_error(w, req->be, ce->ec);
+    req->state = REQ_WAIT;
+    req->due_ms = now + delay;
+    return true;
+}
+
+/* A transfer of 'req' ended with 'rc'. */
+static void req_complete(struct sl_infer_worker *w, struct req *req,
+                         CURLcode rc)
+{
+    struct sl_infer_backend *be = &w->inf->be[req->be];
+    struct call_err ce = {0};
+    int64_t now = sl_mono_ms();
+    long status = 0;
+    char head[BODY_SHOWN * 4 + 8];
+    enum sl_breaker_outcome outcome = SL_BREAKER_FAILURE;
+
+    curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
+    observe_latency(be, now - req->sent_ms);
+    if (rc == CURLE_OK && status >= 200 && status < 300) {
+        json_t *values;
+        req_stop(w, req, SL_BREAKER_SUCCESS);
+        req->state = REQ_DONE;
+        if (parse_reply(w, req, &values, &ce) == 0) {
+            atomic_fetch_add_explicit(&be->stats.successes, 1,
+                                      memory_order_relaxed);
+            for (size_t i = 0; i < req->ncalls; i++) {
+                struct call *call = req->calls[i];
+                if (call) {
+                    call->attempts = req->attempts;
+                    call_finish(w, call, json_incref(json_array_get(values, i)),
+                                NULL);
+                }
+            }
+            json_decref(values);
+            req_release(w, req, SL_BREAKER_CANCEL);
+            return;
+        }
+        req_fail(w, req, &ce, SL_BREAKER_CANCEL); /* bad_json: no retry */
+        return;
+    }
+    if (rc == CURLE_WRITE_ERROR && req->too_large) {
+        ce.ec = SL_INFER_EC_TOO_LARGE;
+        snprintf(ce.text, sizeof(ce.text),
+                 "reply larger than max_response_bytes (%d)",
+                 be->conf->max_response_bytes);
+    } else if (rc == CURLE_OPERATION_TIMEDOUT) {
+        ce.ec = SL_INFER_EC_TIMEOUT;
+        snprintf(ce.text, sizeof(ce.text),
+                 "%s (timeout_ms %d, at least %d "
+                 "bytes/s over %d ms)",
+                 curl_easy_strerror(rc), be->conf->timeout_ms,
+                 be->conf->low_speed_bytes_per_s, be->conf->low_speed_time_ms);
+    } else if (rc != CURLE_OK) {
+        ce.ec = SL_INFER_EC_CONNECT;
+        snprintf(ce.text, sizeof(ce.text), "%s", curl_easy_strerror(rc));
+    } else {
+        ce.status = status;
+        ce.ec = status == 429   ? SL_INFER_EC_HTTP_429
+                : status >= 500 ? SL_INFER_EC_HTTP_5XX
+                                : SL_INFER_EC_HTTP_4XX;
+        if (ce.ec != SL_INFER_EC_HTTP_5XX)
+            outcome = SL_BREAKER_SUCCESS; /* the server is alive */
+        snprintf(ce.text, sizeof(ce.text), "HTTP %ld: %s", status,
+                 reply_head(req, head, sizeof(head)));
+    }
+    req_stop(w, req, outcome);
+    if (req_retry(w, req, &ce, now)) {
+        for (size_t i = 0; i < req->ncalls; i++)
+            if (req->calls[i])
+                req->calls[i]->attempts = req->attempts;
+        return;
+    }
+    req_fail(w, req, &ce, SL_BREAKER_CANCEL);
+}
+
+/* ---- steps ---- */
+
+/* Add embeddings 'call' to its backend's batch; send a full batch. */
+static int batch_flush(struct sl_infer_worker *w, size_t be)
+{
+    struct batch *b = &w->batches[be];
+    const struct sl_config_backend *bc = bconf(w, be);
+    json_t *inputs = json_array();
+
+    if (!b->n || !inputs) {
+        json_decref(inputs);
+        return b->n ? -SL_ENOMEM : 0;
+    }
+    for (size_t i = 0; i < b->n; i++)
+        json_array_append(inputs, b->calls[i]->input);
+    json_t *body = json_pack("{s:s, s:o, s:s}", "model", bc->model, "input",
+                             inputs, "encoding_format", "float");
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    struct req *req = text ? req_new(w, be, b->n, text) : NULL;
+    if (!req)
+        return -SL_ENOMEM;
+    for (size_t i = 0; i < b->n; i++) {
+        b->calls[i]->in_batch = false;
+        req_attach(req, b->calls[i]);
+    }
+    b->n = 0;
+    return 0;
+}
+
+/* Build the request body of a chat or http-json call. */
+static int render_body(struct sl_infer_worker *w, struct job *job, size_t be,
+                       char **bodyp, char *errstr, size_t errstr_size)
+{
+    const struct sl_config_backend *bc = bconf(w, be);
+    int err = 0;
+
+    *bodyp = NULL;
+    if (bc->kind == SL_CONFIG_BACKEND_HTTP_JSON) {
+        if (bc->method == SL_CONFIG_HTTP_GET)
+            return 0;
+        json_t *v;
+        if (!bc->body) {
+            *bodyp = json_dumps(job->doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+            return *bodyp ? 0 : -SL_ENOMEM;
+        }
+        err = sl_template_render_value(bc->body, job->doc, &v, errstr,
+                                       errstr_size);
+        if (err)
+            return err;
+        *bodyp =
+            json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+        json_decref(v);
+        return *bodyp ? 0 : -SL_ENOMEM;
+    }
+    /* openai-chat */
+    json_t *msgs = json_array();
+    for (size_t i = 0; msgs && i < bc->message_cnt; i++) {
+        static const char *const roles[] = {"system", "user", "assistant"};
+        char *content;
+        err =
+            sl_template_render(bc->messages[i].content, job->doc,
+                               SL_TEMPLATE_TEXT, &content, errstr, errstr_size);
+        if (err)
+            break;
+        json_t *m = json_pack("{s:s, s:s}", "role", roles[bc->messages[i].role],
+                              "content", content);
+        free(content);
+        if (!m) {
+            err = sl_seterr(-SL_EDECODE, errstr, errstr_size,
+                            "messages[%zu] is not valid UTF-8", i);
+            break;
+        }
+        json_array_append_new(msgs, m);
+    }
+    if (err || !msgs) {
+        json_decref(msgs);
+        return err ? err : -SL_ENOMEM;
+    }
+    json_t *body = json_pack("{s:s, s:o, s:f}", "model", bc->model, "messages",
+                             msgs, "temperature", bc->temperature);
+    if (body && bc->max_tokens > 0)
+        json_object_set_new(body, "max_tokens", json_integer(bc->max_tokens));
+    if (body && bc->response_format == SL_CONFIG_RESPONSE_JSON)
+        json_object_set_new(body, "response_format",
+                            json_pack("{s:s}", "type", "json_object"));
+    *bodyp = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(body);
+    return *bodyp ? 0 : -SL_ENOMEM;
+}
+
+static void job_start_step(struct sl_infer_worker *w, struct job *job)
+{
+    const struct sl_config *cfg = w->inf->cfg;
+    char errstr[ERRTEXT], reason[ERRTEXT + 128];
+
+    for (size_t i = 0; i < job->ncalls; i++)
+        json_decref(job->calls[i].input);
+    free(job->calls);
+    job->calls = NULL;
+    job->ncalls = job->nleft = 0;
+    if (job->step >= cfg->step_cnt) {
+        job_finish(w, job, NULL, NULL);
+        return;
+    }
+    const struct sl_config_step *st = &cfg->steps[job->step];
+    job->step_start_ms = sl_mono_ms();
+    job->deadline_ms =
+        st->deadline_ms > 0 ? job->step_start_ms + st->deadline_ms : 0;
+    job->calls =
+        calloc(st->backends.cnt ? st->backends.cnt : 1, sizeof(*job->calls));
+    if (!job->calls) {
+        job_finish(w, job, "inference", "out of memory");
+        return;
+    }
+    /* Render everything first: a bad payload sends no request at all. */
+    for (size_t i = 0; i < st->backends.cnt; i++) {
+        struct call *call = &job->calls[i];
+        size_t be = w->inf->step_be[job->step][i];
+        const struct sl_config_backend *bc = bconf(w, be);
+        char *body = NULL;
+        int err;
+
+        call->job = job;
+        call->be = be;
+        job->ncalls++;
+        if (bc->kind == SL_CONFIG_BACKEND_OPENAI_EMBEDDINGS) {
+            err = sl_template_render_value(bc->input, job->doc, &call->input,
+                                           errstr, sizeof(errstr));
+            if (!err && !json_is_string(call->input))
+                err = sl_seterr(-SL_EDECODE, errstr, sizeof(errstr),
+                                "input does not render to a string");
+        } else {
+            err = render_body(w, job, be, &body, errstr, sizeof(errstr));
+        }
+        if (err) {
+            free(body);
+            call->done = true;
+            snprintf(reason, sizeof(reason), "%s for template of backend '%s'",
+                     errstr, bc->name);
+            job_finish(w, job, err == -SL_ENOMEM ? "inference" : "decode",
+                       reason);
+            return;
+        }
+        if (body) {
+            struct req *req = req_new(w, be, 1, body);
+            if (!req) {
+                job_finish(w, job, "inference", "out of memory");
+                return;
+            }
+            req_attach(req, call);
+        } else if (bc->kind != SL_CONFIG_BACKEND_OPENAI_EMBEDDINGS) {
+            struct req *req = req_new(w, be, 1, NULL); /* GET */
+            if (!req) {
+                job_finish(w, job, "inference", "out of memory");
+                return;
+            }
+            req_attach(req, call);
+        }
+    }
+    job->nleft = job->ncalls;
+    for (size_t i = 0; i < job->ncalls; i++) {
+        struct call *call = &job->calls[i];
+        if (!call->input)
+            continue;
+        struct batch *b = &w->batches[call->be];
+        if (!b->n)
+            b->first_ms = sl_mono_ms();
+        b->calls[b->n++] = call;
+        call->in_batch = true;
+        if (b->n >= (size_t)bconf(w, call->be)->batch_max &&
+            batch_flush(w, call->be)) {
+            job_finish(w, job, "inference", "out of memory");
+            return;
+        }
+    }
+    if (job->ncalls == 0)
+        job_step_done(w, job);
+}
+
+/* ---- the worker ---- */
+
+struct sl_infer_worker *sl_infer_worker_new(struct sl_infer *inf,
+                                            int max_inflight, char *errstr,
+                                            size_t errstr_size)
+{
+    struct sl_infer_worker *w = calloc(1, sizeof(*w));
+    long conns;
+
+    if (!w)
+        goto nomem;
+    w->inf = inf;
+    w->finished_tail = &w->finished;
+    w->rng = (uint64_t)sl_now_us() ^ ((uint64_t)(uintptr_t)w << 16);
+    w->batches = calloc(inf->be_cnt ? inf->be_cnt : 1, sizeof(*w->batches));
+    if (!w->batches)
+        goto nomem;
+    for (size_t i = 0; i < inf->be_cnt; i++) {
+        const struct sl_config_backend *bc = inf->be[i].conf;
+        if (bc->kind != SL_CONFIG_BACKEND_OPENAI_EMBEDDINGS)
+            continue;
+        w->batches[i].calls =
+            calloc((size_t)bc->batch_max, sizeof(*w->batches[i].calls));
+        if (!w->batches[i].calls)
+            goto nomem;
+    }
+    w->multi = curl_multi_init();
+    if (!w->multi)
+        goto nomem;
+    conns = (long)(max_inflight > 0 ? max_inflight : 1) *
+            (long)(inf->be_cnt ? inf->be_cnt : 1);
+    if (conns < 16)
+        conns = 16;
+    if (conns > 1024)
+        conns = 1024;
+    curl_multi_setopt(w->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+    curl_multi_setopt(w->multi, CURLMOPT_MAX_HOST_CONNECTIONS, conns);
+    curl_multi_setopt(w->multi, CURLMOPT_MAXCONNECTS, conns);
+    return w;
+nomem:
+    sl_seterr(-SL_ENOMEM, errstr, errstr_size, "out of memory");
+    sl_infer_worker_destroy(w);
+    return NULL;
+}
+
+void sl_infer_worker_destroy(struct sl_infer_worker *w)
+{
+    if (!w)
+        return;
+    while (w->jobs) {
+        struct job *job = w->jobs;
+        job_cancel_calls(w, job);
+        job_unlink(w, job);
+        job_free(job);
+    }
+    while (w->finished) {
+        struct job *job = w->finished;
+        w->finished = job->next;
+        job_free(job);
+    }
+    for (struct req *req = w->reqs; req; req = req->next)
+        if (req->state != REQ_DEAD)
+            req_release(w, req, SL_BREAKER_CANCEL);
+    req_sweep(w);
+    for (int i = 0; i < w->easy_free_cnt; i++)
+        curl_easy_cleanup(w->easy_free[i]);
+    if (w->multi)
+        curl_multi_cleanup(w->multi);
+    for (size_t i = 0; w->batches && i < w->inf->be_cnt; i++)
+        free(w->batches[i].calls);
+    free(w->batches);
+    free(w);
+}
+
+static struct job *job_new(struct sl_infer_worker *w, void *item,
+                           sl_infer_done_fn done, void *arg)
+{
+    struct job *job = calloc(1, sizeof(*job));
+
+    if (!job)
+        return NULL;
+    job->item = item;
+    job->done = done;
+    job->arg = arg;
+    job->start_ms = sl_mono_ms();
+    job->results = json_object();
+    job->errors = json_object();
+    job->timings = json_object();
+    if (!job->results || !job->errors || !job->timings) {
+        job_free(job);
+        return NULL;
+    }
+    job->next = w->jobs;
+    if (w->jobs)
+        w->jobs->prev = job;
+    w->jobs = job;
+    w->njobs++;
+    return job;
+}
+
+int sl_infer_worker_submit(struct sl_infer_worker *w, struct sl_msg *msg,
+                           sl_infer_done_fn done, void *arg)
+{
+    char errstr[ERRTEXT];
+    struct job *job = job_new(w, msg, done, arg);
+
+    if (!job)
+        return -SL_ENOMEM;
+    if (msg->error) {
+        job_finish(w, job, msg->error_stage ? msg->error_stage : "decode",
+                   msg->error);
+        return 0;
+    }
+    int raw = w->inf->cfg->source.payload_format == SL_CONFIG_PAYLOAD_RAW;
+    if (sl_template_parse_payload(msg->payload, msg->payload_len, raw,
+                                  &job->doc, errstr, sizeof(errstr))) {
+        job_finish(w, job, "decode", errstr);
+        return 0;
+    }
+    job_start_step(w, job);
+    return 0;
+}
+
+int sl_infer_worker_submit_json(struct sl_infer_worker *w, json_t *doc,
+                                void *item, sl_infer_done_fn done, void *arg)
+{
+    struct job *job = job_new(w, item, done, arg);
+
+    if (!job)
+        return -SL_ENOMEM;
+    job->doc = json_incref(doc);
+    job_start_step(w, job);
+    return 0;
+}
+
+/* Deadlines, full or old batches, due admissions.  Returns the next time
+ * something is due (INT64_MAX when nothing). */
+static int64_t run_due(struct sl_infer_worker *w)
+{
+    int64_t now = sl_mono_ms(), next = INT64_MAX;
+    struct job *job, *jnext;
+
+    for (job = w->jobs; job; job = jnext) {
+        jnext = job->next;
+        if (!job->deadline_ms)
+            continue;
+        if (job->deadline_ms > now) {
+            if (job->deadline_ms < next)
+                next = job->deadline_ms;
+            continue;
+        }
+        const struct sl_config_step *st = &w->inf->cfg->steps[job->step];
+        struct call_err ce = {.ec = SL_INFER_EC_DEADLINE};
+        snprintf(ce.text, sizeof(ce.text), "step '%s' deadline of %d ms passed",
+                 st->name, st->deadline_ms);
+        job->deadline_ms = 0;
+        size_t step = job->step;
+        /* call_finish() may finish the job or start its next step (which
+         * replaces job->calls): stop when either happened. */
+        for (size_t i = 0;
+             i < job->ncalls && job->step == step && !job->finished; i++) {
+            if (job->calls[i].done)
+                continue;
+            stats_error(w, job->calls[i].be, SL_INFER_EC_DEADLINE);
+            call_finish(w, &job->calls[i], NULL, &ce);
+        }
+    }
+    for (size_t be = 0; be < w->inf->be_cnt; be++) {
+        struct batch *b = &w->batches[be];
+        if (!b->n)
+            continue;
+        int64_t due = b->first_ms + bconf(w, be)->batch_wait_ms;
+        if (due <= now)
+            batch_flush(w, be);
+        else if (due < next)
+            next = due;
+    }
+    for (struct req *req = w->reqs; req; req = req->next) {
+        if (req->state != REQ_WAIT)
+            continue;
+        if (req->due_ms <= now)
+            req_admit(w, req, now);
+        if (req->state == REQ_WAIT && req->due_ms < next)
+            next = req->due_ms;
+    }
+    return next;
+}
+
+static void drive(struct sl_infer_worker *w)
+{
+    int running, left;
+    CURLMsg *m;
+
+    curl_multi_perform(w->multi, &running);
+    while ((m = curl_multi_info_read(w->multi, &left))) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        struct req *req = NULL;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&req);
+        if (req && req->easy == m->easy_handle)
+            req_complete(w, req, m->data.result);
+    }
+}
+
+static void deliver(struct sl_infer_worker *w)
+{
+    while (w->finished) {
+        struct job *job = w->finished;
+        w->finished = job->next;
+        if (!w->finished)
+            w->finished_tail = &w->finished;
+        struct sl_infer_result res = {
+            .status = job->failed    ? SL_INFER_FAILED
+                      : job->partial ? SL_INFER_PARTIAL
+                                     : SL_INFER_OK,
+            .results = job->results,
+            .errors = job->errors,
+            .timings = job->timings,
+            .reason = job->failed ? job->reason : NULL,
+            .stage = job->failed ? job->stage : NULL,
+        };
+        w->njobs--;
+        w->delivering = true;
+        job->done(job->arg, job->item, &res);
+        w->delivering = false;
+        job_free(job);
+    }
+}
+
+int sl_infer_worker_progress(struct sl_infer_worker *w, int timeout_ms)
+{
+    int64_t next;
+
+    if (w->delivering)
+        return w->njobs;
+    run_due(w);
+    drive(w);
+    if (!w->finished && timeout_ms > 0 && w->njobs > 0) {
+        next = run_due(w);
+        int64_t now = sl_mono_ms(), wait = timeout_ms;
+        if (next != INT64_MAX && next - now < wait)
+            wait = next - now < 0 ? 0 : next - now;
+        if (!w->finished)
+            curl_multi_poll(w->multi, NULL, 0, (int)wait, NULL);
+        drive(w);
+    }
+    run_due(w);
+    drive(w);
+    req_sweep(w);
+    deliver(w);
+    return w->njobs;
+}
+
+void sl_infer_worker_wakeup(struct sl_infer_worker *w)
+{
+    curl_multi_wakeup(w->multi);
+}

@@ -1,0 +1,182 @@
+/*
+ * Template rendering: copy literal text, look each {{path}} up in the
+ * document and append it, as JSON text (jansson escapes strings) or as raw
+ * text.  Output grows in a buffer; nothing is evaluated but lookups.
+ */
+#include "template.h"
+
+#include "err.h"
+#include "utf8.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct buf {
+    char *data; /* NUL-terminated when cap > 0 */
+    size_t len; /* bytes used */
+    size_t cap; /* bytes allocated */
+};
+
+static int buf_add(struct buf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->data, cap);
+        if (!p)
+            return -SL_ENOMEM;
+        b->data = p;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+int sl_template_parse_payload(const void *payload, size_t len, int raw,
+                              json_t **docp, char *errstr, size_t errstr_size)
+{
+    json_error_t jerr;
+    json_t *doc;
+    char shown[96];
+
+    *docp = NULL;
+    if (raw) {
+        if (!sl_utf8_is_clean(payload, len))
+            return sl_seterr(
+                -SL_EDECODE, errstr, errstr_size,
+                "payload is not valid UTF-8 text: %s",
+                sl_utf8_printable(payload, len, shown, sizeof(shown)));
+        doc = json_pack("{s:s%}", "text", (const char *)payload, len);
+        if (!doc)
+            return -SL_ENOMEM;
+        *docp = doc;
+        return 0;
+    }
+    size_t valid = sl_utf8_valid_prefix(payload ? payload : "", len);
+    if (valid < len)
+        return sl_seterr(-SL_EDECODE, errstr, errstr_size,
+                         "payload is not valid JSON: invalid UTF-8 at byte "
+                         "%zu",
+                         valid);
+    doc = json_loadb(payload ? payload : "", len, 0, &jerr);
+    if (!doc)
+        return sl_seterr(-SL_EDECODE, errstr, errstr_size,
+                         "payload is not valid JSON: %s at byte %d", jerr.text,
+                         jerr.position);
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        return sl_seterr(-SL_EDECODE, errstr, errstr_size,
+                         "payload is not a JSON object");
+    }
+    *docp = doc;
+    return 0;
+}
+
+/* Look up dotted path p[0..len) ("." = the whole document). */
+static const json_t *lookup(const json_t *doc, const char *p, size_t len)
+{
+    if (len == 1 && p[0] == '.')
+        return doc;
+    const json_t *cur = doc;
+    while (len > 0) {
+        const char *dot = memchr(p, '.', len);
+        size_t seg = dot ? (size_t)(dot - p) : len;
+        if (!json_is_object(cur))
+            return NULL;
+        cur = json_object_getn(cur, p, seg);
+        if (!cur)
+            return NULL;
+        if (!dot)
+            break;
+        len -= seg + 1;
+        p = dot + 1;
+    }
+    return cur;
+}
+
+static int append_value(struct buf *b, const json_t *v,
+                        enum sl_template_mode mode)
+{
+    if (mode == SL_TEMPLATE_TEXT && json_is_string(v))
+        return buf_add(b, json_string_value(v), json_string_length(v));
+    char *text =
+        json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+    if (!text)
+        return -SL_ENOMEM;
+    int err = buf_add(b, text, strlen(text));
+    free(text);
+    return err;
+}
+
+int sl_template_render(const char *tpl, const json_t *doc,
+                       enum sl_template_mode mode, char **outp, char *errstr,
+                       size_t errstr_size)
+{
+    struct buf b = {0};
+    const char *p = tpl;
+    int err = 0;
+
+    *outp = NULL;
+    err = buf_add(&b, "", 0);
+    while (!err) {
+        const char *open = strstr(p, "{{");
+        if (!open) {
+            err = buf_add(&b, p, strlen(p));
+            break;
+        }
+        err = buf_add(&b, p, (size_t)(open - p));
+        if (err)
+            break;
+        const char *s = open + 2, *close = strstr(s, "}}");
+        if (!close) {
+            err = sl_seterr(-SL_EINVAL, errstr, errstr_size,
+                            "unterminated '{{' in template");
+            break;
+        }
+        const char *e = close;
+        while (s < e && *s == ' ')
+            s++;
+        while (e > s && e[-1] == ' ')
+            e--;
+        const json_t *v = lookup(doc, s, (size_t)(e - s));
+        if (!v) {
+            err = sl_seterr(-SL_ENOTFOUND, errstr, errstr_size,
+                            "missing field '%.*s'", (int)(e - s), s);
+            break;
+        }
+        err = append_value(&b, v, mode);
+        p = close + 2;
+    }
+    if (err) {
+        if (err == -SL_ENOMEM)
+            sl_seterr(err, errstr, errstr_size, "out of memory");
+        free(b.data);
+        return err;
+    }
+    *outp = b.data;
+    return 0;
+}
+
+int sl_template_render_value(const char *tpl, const json_t *doc,
+                             json_t **valuep, char *errstr, size_t errstr_size)
+{
+    json_error_t jerr;
+    char *text;
+    int err;
+
+    *valuep = NULL;
+    err = sl_template_render(tpl, doc, SL_TEMPLATE_JSON, &text, errstr,
+                             errstr_size);
+    if (err)
+        return err;
+    *valuep = json_loads(text, JSON_DECODE_ANY, &jerr);
+    free(text);
+    if (!*valuep)
+        return sl_seterr(-SL_EINVAL, errstr, errstr_size,
+                         "template does not render to JSON: %s at byte %d",
+                         jerr.text, jerr.position);
+    return 0;
+}

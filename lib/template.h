@@ -1,0 +1,55 @@
+/*
+ * Rendering of the pipeline's templates over a message's JSON payload:
+ * {{field}}, {{a.b}} and {{.}} (the syntax is in config.h).  JSON
+ * templates substitute JSON values, so no payload can change a request's
+ * structure; text templates substitute raw strings.
+ */
+#ifndef SL_TEMPLATE_H
+#define SL_TEMPLATE_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+enum sl_template_mode {
+    SL_TEMPLATE_JSON, /* values as JSON text: strings quoted and escaped */
+    SL_TEMPLATE_TEXT, /* strings raw, other values as compact JSON */
+};
+
+/*
+ * Parse a payload of 'len' bytes as the document templates read.  With
+ * 'raw' false the payload must be a JSON object; with 'raw' true it is
+ * text (valid UTF-8) seen as {"text": payload}.
+ *
+ * Returns 0 and sets *docp (owned by the caller, json_decref()); or
+ * -SL_EDECODE with a reason for the dead-letter table in errstr
+ * ("payload is not valid JSON: ...", "payload is not a JSON object",
+ * "payload is not valid UTF-8 text"); -SL_ENOMEM.  On failure *docp is
+ * NULL.  Any thread.
+ */
+int sl_template_parse_payload(const void *payload, size_t len, int raw,
+                              json_t **docp, char *errstr, size_t errstr_size);
+
+/*
+ * Render template 'tpl' over 'doc' in 'mode'.
+ *
+ * Returns 0 and sets *outp to a NUL-terminated string (owned by the
+ * caller, free()); -SL_ENOTFOUND when a placeholder names a field 'doc'
+ * lacks (errstr: "missing field 'user.id'"); -SL_EINVAL for a malformed
+ * placeholder; -SL_ENOMEM.  On failure *outp is NULL.  Any thread.
+ */
+int sl_template_render(const char *tpl, const json_t *doc,
+                       enum sl_template_mode mode, char **outp, char *errstr,
+                       size_t errstr_size);
+
+/*
+ * Render JSON template 'tpl' over 'doc' and parse the result.
+ *
+ * Returns 0 and sets *valuep (owned by the caller); -SL_ENOTFOUND as
+ * sl_template_render(); -SL_EINVAL when the rendered text is not JSON
+ * (the template itself is wrong, errstr says where); -SL_ENOMEM.  Any
+ * thread.
+ */
+int sl_template_render_value(const char *tpl, const json_t *doc,
+                             json_t **valuep, char *errstr, size_t errstr_size);
+
+#endif

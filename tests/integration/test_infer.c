@@ -1,0 +1,773 @@
+/*
+ * The inference engine against mock-infer (started here on an ephemeral
+ * port): one test per fault kind with the outcome a user sees, partial
+ * results, mode first, embeddings micro-batching and concurrency within
+ * one worker.
+ */
+#include "cmocka_shim.h"
+
+#include "clock.h"
+#include "config.h"
+#include "err.h"
+#include "infer.h"
+#include "msg.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define START_DEADLINE_MS 10000
+
+static pid_t mock_pid;
+static char mock_dir[64], port_file[96], log_file[96], base[64];
+
+static void pause_ms(long ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000,
+                          .tv_nsec = (ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+static size_t collect(char *data, size_t size, size_t nmemb, void *arg)
+{
+    char **out = arg;
+    size_t n = size * nmemb, old = *out ? strlen(*out) : 0;
+    char *p = realloc(*out, old + n + 1);
+    if (!p)
+        return 0;
+    memcpy(p + old, data, n);
+    p[old + n] = '\0';
+    *out = p;
+    return n;
+}
+
+/* GET base+path; the body (owned) or NULL. */
+static char *http_get(const char *path)
+{
+    CURL *c = curl_easy_init();
+    char url[256], *body = NULL;
+    long status = 0;
+
+    snprintf(url, sizeof(url), "%s%s", base, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 1000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (curl_easy_perform(c) != CURLE_OK ||
+        (curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status),
+         status != 200)) {
+        free(body);
+        body = NULL;
+    }
+    curl_easy_cleanup(c);
+    return body;
+}
+
+static json_int_t mock_endpoint_count(const char *ep)
+{
+    char *text = http_get("/stats");
+    json_t *j = text ? json_loads(text, 0, NULL) : NULL;
+    json_int_t n = json_integer_value(
+        json_object_get(json_object_get(j, "endpoints"), ep));
+    json_decref(j);
+    free(text);
+    return n;
+}
+
+static int start_mock(void **state)
+{
+    const char *bindir = getenv("SLUICE_BINARY_DIR");
+    char bin[4096];
+    unsigned port = 0;
+
+    (void)state;
+    if (!bindir)
+        return -1;
+    snprintf(bin, sizeof(bin), "%s/mock-infer", bindir);
+    snprintf(mock_dir, sizeof(mock_dir), "/tmp/sl-test-infer.XXXXXX");
+    if (!mkdtemp(mock_dir))
+        return -1;
+    snprintf(port_file, sizeof(port_file), "%s/port", mock_dir);
+    snprintf(log_file, sizeof(log_file), "%s/stderr", mock_dir);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    sl_log_set_level(SL_LOG_ERROR);
+    pid_t parent = getpid();
+    mock_pid = fork();
+    if (mock_pid < 0)
+        return -1;
+    if (mock_pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        int fd = open(log_file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0)
+            dup2(fd, STDERR_FILENO);
+        execl(bin, bin, "--listen", "127.0.0.1:0", "--port-file", port_file,
+              "--threads", "4", "--huge-bytes", "1048576",
+              "--trickle-interval-ms", "400", "--timeout-hold-ms", "10000",
+              (char *)NULL);
+        _exit(127);
+    }
+    int64_t deadline = sl_mono_ms() + START_DEADLINE_MS;
+    for (;;) {
+        FILE *f = fopen(port_file, "r");
+        if (f) {
+            int ok = fscanf(f, "%u", &port) == 1 && port > 0;
+            fclose(f);
+            if (ok)
+                break;
+        }
+        if (sl_mono_ms() > deadline)
+            return -1;
+        pause_ms(10);
+    }
+    snprintf(base, sizeof(base), "http://127.0.0.1:%u", port);
+    while (sl_mono_ms() < deadline) {
+        char *b = http_get("/healthz");
+        free(b);
+        if (b)
+            return 0;
+        pause_ms(10);
+    }
+    return -1;
+}
+
+static int stop_mock(void **state)
+{
+    (void)state;
+    if (mock_pid > 0) {
+        kill(mock_pid, SIGKILL);
+        waitpid(mock_pid, NULL, 0);
+    }
+    unlink(port_file);
+    unlink(log_file);
+    rmdir(mock_dir);
+    curl_global_cleanup();
+    return 0;
+}
+
+/* ---- running messages ---- */
+
+struct outcome {
+    int done;                           /* callbacks seen */
+    enum sl_infer_status status;        /* of the message */
+    json_t *results, *errors, *timings; /* referenced */
+    char reason[512];                   /* FAILED reason */
+    char stage[32];                     /* FAILED stage */
+    int64_t done_ms;                    /* when done() ran */
+};
+
+static void on_done(void *arg, void *item, const struct sl_infer_result *res)
+{
+    struct outcome *o = item;
+    (void)arg;
+    o->done++;
+    o->status = res->status;
+    o->results = json_incref(res->results);
+    o->errors = json_incref(res->errors);
+    o->timings = json_incref(res->timings);
+    snprintf(o->reason, sizeof(o->reason), "%s",
+             res->reason ? res->reason : "");
+    snprintf(o->stage, sizeof(o->stage), "%s", res->stage ? res->stage : "");
+    o->done_ms = sl_mono_ms();
+}
+
+static void outcome_clear(struct outcome *o)
+{
+    json_decref(o->results);
+    json_decref(o->errors);
+    json_decref(o->timings);
+    memset(o, 0, sizeof(*o));
+}
+
+struct rig {
+    struct sl_config *cfg;
+    struct sl_infer *inf;
+    struct sl_infer_worker *w;
+};
+
+/* Parse YAML 'fmt' (with %s = the mock's base URL, any number of times). */
+static void rig_up(struct rig *r, const char *yaml)
+{
+    char text[8192], errstr[512];
+    struct sl_config_errors errs = {0};
+    size_t o = 0;
+
+    for (const char *p = yaml; *p && o < sizeof(text) - 80; p++) {
+        if (p[0] == '@' && p[1] == 'B') {
+            o += (size_t)snprintf(text + o, sizeof(text) - o, "%s", base);
+            p++;
+        } else {
+            text[o++] = *p;
+        }
+    }
+    o += (size_t)snprintf(text + o, sizeof(text) - o,
+                          "gateway: {enabled: true}\n");
+    int err = sl_config_parse("test.yaml", text, o, &r->cfg, &errs);
+    if (err) {
+        for (size_t i = 0; i < errs.cnt; i++)
+            fprintf(stderr, "%s\n", errs.items[i].text);
+        fail_msg("config does not parse");
+    }
+    sl_config_errors_clear(&errs);
+    r->inf = sl_infer_new(r->cfg, errstr, sizeof(errstr));
+    if (!r->inf)
+        fail_msg("sl_infer_new: %s", errstr);
+    r->w = sl_infer_worker_new(r->inf, 256, errstr, sizeof(errstr));
+    assert_non_null(r->w);
+}
+
+static void rig_down(struct rig *r)
+{
+    sl_infer_worker_destroy(r->w);
+    sl_infer_destroy(r->inf);
+    sl_config_destroy(r->cfg);
+}
+
+static void submit_text(struct rig *r, const char *payload, struct outcome *o)
+{
+    struct sl_msg *msg;
+    char errstr[256];
+    assert_int_equal(sl_msg_new(&msg, SL_SOURCE_FILE, "t", 0, 0, NULL, NULL, 0,
+                                payload, strlen(payload), NULL, errstr,
+                                sizeof(errstr)),
+                     0);
+    /* the msg is freed by the test once done: keep it in o via a pair */
+    json_t *doc = json_loads(payload, 0, NULL);
+    if (doc) {
+        assert_int_equal(
+            sl_infer_worker_submit_json(r->w, doc, o, on_done, NULL), 0);
+        json_decref(doc);
+        sl_msg_destroy(msg);
+        return;
+    }
+    sl_msg_destroy(msg);
+    fail_msg("payload must be JSON here");
+}
+
+/* Drive until nothing is in flight or 'limit_ms' passed. */
+static void drain(struct rig *r, int limit_ms)
+{
+    int64_t end = sl_mono_ms() + limit_ms;
+    while (sl_infer_worker_progress(r->w, 50) > 0)
+        if (sl_mono_ms() > end)
+            fail_msg("messages still in flight after %d ms", limit_ms);
+}
+
+static const char *err_class(struct outcome *o, const char *backend)
+{
+    return json_string_value(
+        json_object_get(json_object_get(o->errors, backend), "class"));
+}
+
+static int err_attempts(struct outcome *o, const char *backend)
+{
+    return (int)json_integer_value(
+        json_object_get(json_object_get(o->errors, backend), "attempts"));
+}
+
+/* One http-json sentiment backend with extra YAML lines 'extra'. */
+static void one_backend(struct rig *r, const char *extra, const char *text,
+                        struct outcome *o)
+{
+    char yaml[4096];
+    snprintf(yaml, sizeof(yaml),
+             "version: 1\nname: t\n"
+             "backends:\n"
+             "  sentiment:\n"
+             "    kind: http-json\n"
+             "    url: @B/predict/sentiment\n"
+             "    body: '{\"text\": {{text}}}'\n"
+             "    result_pointer: /label\n"
+             "%s"
+             "steps:\n  - name: s\n    backends: [sentiment]\n",
+             extra);
+    rig_up(r, yaml);
+    char payload[512];
+    snprintf(payload, sizeof(payload), "{\"text\": \"%s\"}", text);
+    submit_text(r, payload, o);
+    drain(r, 20000);
+    assert_int_equal(o->done, 1);
+}
+
+/* ---- tests ---- */
+
+static void test_ok_and_bad_payloads(void **state)
+{
+    (void)state;
+    struct rig r = {0};
+    struct outcome o = {0};
+
+    one_backend(&r, "", "I love it, great", &o);
+    assert_int_equal(o.status, SL_INFER_OK);
+    assert_string_equal(
+        json_string_value(json_object_get(o.results, "sentiment")), "positive");
+    assert_true(json_is_integer(json_object_get(o.timings, "sentiment")));
+    assert_true(json_is_integer(json_object_get(o.timings, "total")));
+
+    outcome_clear(&o);
+    rig_down(&r);
+}
+
+/* done() for sl_msg items: the msg's key names nothing, so use arg. */
+static void on_done_arg(void *arg, void *item,
+                        const struct sl_infer_result *res)
+{
+    (void)item;
+    on_done(NULL, arg, res);
+}
+
+static void test_bad_payload_reasons(void **state)
+{
+    (void)state;
+    struct rig r = {0};
+    struct outcome o = {0}, bad = {0}, missing = {0};
+    struct sl_msg *msg, *msg2;
+    char errstr[256];
+
+    one_backend(&r, "", "fine", &o);
+    assert_int_equal(sl_msg_new(&msg, SL_SOURCE_FILE, "t", 0, 1, NULL, NULL, 0,
+                                "{oops", 5, NULL, errstr, sizeof(errstr)),
+                     0);
+    assert_int_equal(sl_infer_worker_submit(r.w, msg, on_done_arg, &bad), 0);
+    assert_int_equal(sl_msg_new(&msg2, SL_SOURCE_FILE, "t", 0, 2, NULL, NULL, 0,
+                                "{\"body\": 1}", 11, NULL, errstr,
+                                sizeof(errstr)),
+                     0);
+    assert_int_equal(sl_infer_worker_submit(r.w, msg2, on_done_arg, &missing),
+                     0);
+    drain(&r, 2000);
+    assert_int_equal(bad.status, SL_INFER_FAILED);
+    assert_string_equal(bad.stage, "decode");
+    assert_non_null(strstr(bad.reason, "payload is not valid JSON"));
+    assert_int_equal(missing.status, SL_INFER_FAILED);
+    assert_string_equal(missing.stage, "decode");
+    assert_string_equal(missing.reason, "missing field 'text' for template "
+                                        "of backend 'sentiment'");
+    sl_msg_destroy(msg);
+    sl_msg_destroy(msg2);
+    outcome_clear(&o);
+    outcome_clear(&bad);
+    outcome_clear(&missing);
+    rig_down(&r);
+}
+
+static void test_500_retried_then_ok(void **state)
+{
+    (void)state;
+    struct rig r = {0};
+    struct outcome o = {0};
+
+    one_backend(&r,
+                "    headers: {X-Mock-Fault: '500', X-Mock-Fault-Times: '2', "
+                "X-Mock-Fault-Key: retry-500}\n"
+                "    retry: {max_attempts: 4, base_ms: 10, max_ms: 50}\n",
+                "good", &o);
+    assert_int_equal(o.status, SL_INFER_OK);
+    const struct sl_infer_stats *st = sl_infer_stats(r.inf, 0);
+    assert_int_equal(atomic_load(&st->requests), 3);
+    assert_int_equal(atomic_load(&st->retries), 2);
+    assert_int_equal(atomic_load(&st->errors[SL_INFER_EC_HTTP_5XX]), 2);
+    assert_int_equal(atomic_load(&st->successes), 1);
+    outcome_clear(&o);
+    rig_down(&r);
+}
+
+static void test_503_dead_letter(void **state)
+{
+    (void)state;
+    struct rig r = {0};
+    struct outcome o = {0};
+
+    one_backend(&r,
+                "    headers: {X-Mock-Fault: '503', X-Mock-Retry-After: '0'}\n"
+                "    retry: {max_attempts: 3, base_ms: 5, max_ms: 20}\n",
+                "good", &o);
+    assert_int_equal(o.status, SL_INFER_FAILED);
+    assert_string_equal(o.stage, "inference");
+    assert_non_null(strstr(o.reason, "503"));
+    assert_non_null(strstr(o.reason, "after 3 attempt"));
+    assert_string_equal(err_class(&o, "sentiment"), "http_5xx");
+    assert_int_equal(err_attempts(&o, "sentiment"), 3);
+    outcome_clear(&o);
+    rig_down(&r);
+}
+
+static void test_429_retry_after(void **state)
+{
+    (void)state;
+    struct rig r = {0};
+    struct outcome o = {0};
+    int64_t t0 = sl_mono_ms();
+
+    one_backend(&r,
+                "    headers: {X-Mock-Fault: '429', X-Mock-Retry-After: '1', "
+                "X-Mock-Fault-Times: '1', X-Mock-Fault-Key: ra-429}\n"
+                "    retry: {max_attempts: 3, base_ms: 1, max_ms: 2}\n",
+                "good", &o);
+    int64_t took = sl_mono_ms() - t0;
+    assert_int_equal(o.status, SL_INFER_OK);
+    assert_true(took >= 1000);
+    assert_true(took < 3000);
+    outcome_clear(&o);
+    rig_down(&r);
+}
+
+static void test_timeout(void **state)
+{
+    (void)state;
+    struct rig r = {0};
+    struct outcome o = {0};
+    int64_t t0 = sl_mono_ms();
+
+    one_backend(&r,
+                "    headers: {X-Mock-Fault: timeout}\n"
+                "    timeout_ms: 300\n"
+                "    retry: {max_attempts: 1}\n",
+                "x", &o);
+    assert_int_equal(o.status, SL_INFER_FAILED);
+    assert_string_equal(err_class(&o, "sentiment"), "timeout");
+    assert_true(sl_mono_ms() - t0 < 2000);
+    outcome_clear(&o);
+    rig_down(&r);
+}
+
+static void test_trickle(void **state)
+{
+    (void)state;
+    struct rig r = {0};
+    struct outcome o = {0};
+    int64_t t0 = sl_mono_ms();
+
+    one_backend(&r,
+                "    headers: {X-Mock-Fault: trickle}\n"
+                "    low_speed_bytes_per_s: 100\n"
+                "    low_speed_time_ms: 1000\n"
+                "    retry: {max_attempts: 1}\n",
+                "x", &o);
+    assert_int_equal(o.status, SL_INFER_FAILED);
+    assert_string_equal(err_class(&o, "sentiment"), "timeout");
+    assert_true(sl_mono_ms() - t0 < 5000);
+    outcome_clear(&o);
+    rig_down(&r);
+}
+
+static void test_bad_json_and_huge(void **state)
+{
+    (void)state;
+    struct rig r = {0}, r2 = {0};
+    struct outcome o = {0}, o2 = {0};
+
+    one_backend(&r,
+                "    headers: {X-Mock-Fault: bad-json}\n"
+                "    retry: {max_attempts: 3, base_ms: 1}\n",
+                "x", &o);
+    assert_int_equal(o.status, SL_INFER_FAILED);
+    assert_string_equal(err_class(&o, "sentiment"), "bad_json");
+    assert_int_equal(err_attempts(&o, "sentiment"), 1); /* not retried */
+    one_backend(&r2,
+                "    headers: {X-Mock-Fault: huge}\n"
+                "    max_response_bytes: 65536\n"
+                "    retry: {max_attempts: 1}\n",
+                "x", &o2);
+    assert_int_equal(o2.status, SL_INFER_FAILED);
+    assert_string_equal(err_class(&o2, "sentiment"), "too_large");
+    outcome_clear(&o);
+    outcome_clear(&o2);
+    rig_down(&r);
+    rig_down(&r2);
+}
+
+static void run_one(struct rig *r, struct outcome *o)
+{
+    submit_text(r, "{\"text\": \"I love it, great\"}", o);
+    drain(r, 5000);
+    assert_int_equal(o->done, 1);
+}
+
+static void test_breaker(void **state)
+{
+    (void)state;
+    struct rig r = {0};
+    struct outcome o[6] = {0};
+
+    rig_up(&r, "version: 1\nname: t\nbackends:\n"
+               "  sentiment:\n"
+               "    kind: http-json\n"
+               "    url: @B/predict/sentiment\n"
+               "    body: '{\"text\": {{text}}}'\n"
+               "    headers: {X-Mock-Fault: '500', X-Mock-Fault-Times: '3', "
+               "X-Mock-Fault-Key: breaker}\n"
+               "    retry: {max_attempts: 1}\n"
+               "    breaker: {failures: 2, open_ms: 300, half_open_probes: 1}\n"
+               "steps:\n  - name: s\n    backends: [sentiment]\n");
+    run_one(&r, &o[0]);
+    run_one(&r, &o[1]);
+    assert_string_equal(err_class(&o[1], "sentiment"), "http_5xx");
+    assert_int_equal(sl_infer_breaker_state(r.inf, 0), SL_BREAKER_OPEN);
+    run_one(&r, &o[2]); /* fails fast */
+    assert_int_equal(o[2].status, SL_INFER_FAILED);
+    assert_string_equal(err_class(&o[2], "sentiment"), "breaker_open");
+    pause_ms(350);
+    assert_int_equal(sl_infer_breaker_state(r.inf, 0), SL_BREAKER_HALF_OPEN);
+    run_one(&r, &o[3]); /* the probe gets the 3rd 500: open again */
+    assert_string_equal(err_class(&o[3], "sentiment"), "http_5xx");
+    assert_int_equal(sl_infer_breaker_state(r.inf, 0), SL_BREAKER_OPEN);
+    pause_ms(350);
+    run_one(&r, &o[4]); /* the probe succeeds: closed */
+    assert_int_equal(o[4].status, SL_INFER_OK);
+    assert_int_equal(sl_infer_breaker_state(r.inf, 0), SL_BREAKER_CLOSED);
+    run_one(&r, &o[5]);
+    assert_int_equal(o[5].status, SL_INFER_OK);
+    const struct sl_infer_stats *st = sl_infer_stats(r.inf, 0);
+    assert_int_equal(atomic_load(&st->errors[SL_INFER_EC_BREAKER_OPEN]), 1);
+    assert_int_equal(atomic_load(&st->requests), 5);
+    for (int i = 0; i < 6; i++)
+        outcome_clear(&o[i]);
+    rig_down(&r);
+}
+
+#define THREE_MODELS(on_error)                                                 \
+    "version: 1\nname: t\nbackends:\n"                                         \
+    "  sentiment:\n"                                                           \
+    "    kind: http-json\n"                                                    \
+    "    url: @B/predict/sentiment\n"                                          \
+    "    body: '{\"text\": {{text}}}'\n"                                       \
+    "    result_pointer: /label\n"                                             \
+    "  ner:\n"                                                                 \
+    "    kind: http-json\n"                                                    \
+    "    url: @B/predict/ner\n"                                                \
+    "    body: '{\"text\": {{text}}}'\n"                                       \
+    "    headers: {X-Mock-Fault: '503', X-Mock-Retry-After: '0'}\n"            \
+    "    retry: {max_attempts: 2, base_ms: 1}\n"                               \
+    "    result_pointer: /entities\n"                                          \
+    "  summary:\n"                                                             \
+    "    kind: http-json\n"                                                    \
+    "    url: @B/predict/summary\n"                                            \
+    "    body: '{\"text\": {{text}}}'\n"                                       \
+    "    result_pointer: /summary\n"                                           \
+    "steps:\n  - name: analyse\n    backends: [sentiment, ner, summary]\n"     \
+    "    on_error: " on_error "\n"
+
+static void test_partial_and_fail(void **state)
+{
+    (void)state;
+    struct rig r = {0}, r2 = {0};
+    struct outcome o = {0}, o2 = {0};
+    char yaml[4096];
+
+    snprintf(yaml, sizeof(yaml), "%s", THREE_MODELS("partial"));
+    rig_up(&r, yaml);
+    run_one(&r, &o);
+    assert_int_equal(o.status, SL_INFER_PARTIAL);
+    assert_string_equal(
+        json_string_value(json_object_get(o.results, "sentiment")), "positive");
+    assert_true(json_is_string(json_object_get(o.results, "summary")));
+    assert_null(json_object_get(o.results, "ner"));
+    assert_string_equal(err_class(&o, "ner"), "http_5xx");
+    assert_int_equal(err_attempts(&o, "ner"), 2);
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_object_get(o.errors, "ner"), "status")),
+                     503);
+
+    snprintf(yaml, sizeof(yaml), "%s", THREE_MODELS("fail"));
+    rig_up(&r2, yaml);
+    run_one(&r2, &o2);
+    assert_int_equal(o2.status, SL_INFER_FAILED);
+    assert_non_null(strstr(o2.reason, "backend 'ner'"));
+    outcome_clear(&o);
+    outcome_clear(&o2);
+    rig_down(&r);
+    rig_down(&r2);
+}
+
+static void test_mode_first(void **state)
+{
+    (void)state;
+    struct rig r = {0};
+    struct outcome o = {0};
+
+    rig_up(&r, "version: 1\nname: t\nbackends:\n"
+               "  slow:\n"
+               "    kind: http-json\n"
+               "    url: @B/predict/sentiment\n"
+               "    headers: {X-Mock-Latency-Ms: '600'}\n"
+               "    result_pointer: /label\n"
+               "  fast:\n"
+               "    kind: http-json\n"
+               "    url: @B/predict/sentiment\n"
+               "    headers: {X-Mock-Latency-Ms: '30'}\n"
+               "    result_pointer: /label\n"
+               "steps:\n  - name: s\n    backends: [slow, fast]\n"
+               "    mode: first\n");
+    int64_t t0 = sl_mono_ms();
+    run_one(&r, &o);
+    assert_int_equal(o.status, SL_INFER_OK);
+    assert_non_null(json_object_get(o.results, "fast"));
+    assert_null(json_object_get(o.results, "slow"));
+    assert_true(o.done_ms - t0 < 500);
+    outcome_clear(&o);
+    rig_down(&r);
+}
+
+static void test_deadline(void **state)
+{
+    (void)state;
+    struct rig r = {0};
+    struct outcome o = {0};
+
+    one_backend(&r, "    headers: {X-Mock-Latency-Ms: '2000'}\n", "x", &o);
+    outcome_clear(&o);
+    rig_down(&r);
+    rig_up(&r, "version: 1\nname: t\nbackends:\n"
+               "  sentiment:\n"
+               "    kind: http-json\n"
+               "    url: @B/predict/sentiment\n"
+               "    headers: {X-Mock-Latency-Ms: '2000'}\n"
+               "steps:\n  - name: s\n    backends: [sentiment]\n"
+               "    deadline_ms: 200\n");
+    int64_t t0 = sl_mono_ms();
+    run_one(&r, &o);
+    assert_int_equal(o.status, SL_INFER_FAILED);
+    assert_string_equal(err_class(&o, "sentiment"), "deadline");
+    assert_true(o.done_ms - t0 < 1000);
+    outcome_clear(&o);
+    rig_down(&r);
+}
+
+static double embed_value(const char *text, unsigned j)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (const char *p = text; *p; p++) {
+        h ^= (unsigned char)*p;
+        h *= 0x100000001b3ULL;
+    }
+    return (double)((h >> ((j % 8) * 8)) & 0xff) / 255.0;
+}
+
+static void test_embeddings_batching(void **state)
+{
+    (void)state;
+    struct rig r = {0};
+    enum { N = 100 };
+    static struct outcome o[N];
+    char payload[128], text[64];
+
+    rig_up(&r, "version: 1\nname: t\nbackends:\n"
+               "  embed:\n"
+               "    kind: openai-embeddings\n"
+               "    url: @B/v1\n"
+               "    model: mock-embed\n"
+               "    batch_max: 16\n"
+               "    batch_wait_ms: 5\n"
+               "steps:\n  - name: s\n    backends: [embed]\n");
+    json_int_t before = mock_endpoint_count("embeddings");
+    for (int i = 0; i < N; i++) {
+        snprintf(payload, sizeof(payload), "{\"text\": \"document %d\"}", i);
+        submit_text(&r, payload, &o[i]);
+    }
+    drain(&r, 10000);
+    json_int_t calls = mock_endpoint_count("embeddings") - before;
+    assert_true(calls >= 7 && calls <= 20); /* ceil(100/16) = 7 */
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(o[i].status, SL_INFER_OK);
+        json_t *vec = json_object_get(o[i].results, "embed");
+        assert_int_equal(json_array_size(vec), 8);
+        snprintf(text, sizeof(text), "document %d", i);
+        for (unsigned j = 0; j < 8; j++)
+            assert_true(fabs(json_real_value(json_array_get(vec, j)) -
+                             embed_value(text, j)) < 1e-9);
+        outcome_clear(&o[i]);
+    }
+    const struct sl_infer_stats *st = sl_infer_stats(r.inf, 0);
+    assert_int_equal(atomic_load(&st->batched_inputs), N);
+    assert_int_equal((json_int_t)atomic_load(&st->batches), calls);
+    rig_down(&r);
+}
+
+static void test_chat_json(void **state)
+{
+    (void)state;
+    struct rig r = {0};
+    struct outcome o = {0};
+
+    rig_up(&r, "version: 1\nname: t\nbackends:\n"
+               "  chat:\n"
+               "    kind: openai-chat\n"
+               "    url: @B/v1\n"
+               "    model: mock-1\n"
+               "    response_format: json\n"
+               "    messages:\n"
+               "      - {role: system, content: 'Classify.'}\n"
+               "      - {role: user, content: 'Review: {{text}}'}\n"
+               "steps:\n  - name: s\n    backends: [chat]\n");
+    run_one(&r, &o);
+    assert_int_equal(o.status, SL_INFER_OK);
+    json_t *v = json_object_get(o.results, "chat");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(v, "content"), "label")),
+                        "positive");
+    assert_true(json_integer_value(json_object_get(json_object_get(v, "usage"),
+                                                   "prompt_tokens")) > 0);
+    outcome_clear(&o);
+    rig_down(&r);
+}
+
+static void test_concurrent_in_one_worker(void **state)
+{
+    (void)state;
+    struct rig r = {0};
+    enum { N = 20 };
+    struct outcome o[N] = {0};
+
+    rig_up(&r, "version: 1\nname: t\nbackends:\n"
+               "  sentiment:\n"
+               "    kind: http-json\n"
+               "    url: @B/predict/sentiment\n"
+               "    headers: {X-Mock-Latency-Ms: '300'}\n"
+               "steps:\n  - name: s\n    backends: [sentiment]\n");
+    int64_t t0 = sl_mono_ms();
+    for (int i = 0; i < N; i++)
+        submit_text(&r, "{\"text\": \"ok\"}", &o[i]);
+    drain(&r, 10000);
+    int64_t took = sl_mono_ms() - t0;
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(o[i].status, SL_INFER_OK);
+        outcome_clear(&o[i]);
+    }
+    assert_true(took >= 300);
+    assert_true(took < 900); /* about one latency, not 20 */
+    rig_down(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ok_and_bad_payloads),
+        cmocka_unit_test(test_bad_payload_reasons),
+        cmocka_unit_test(test_500_retried_then_ok),
+        cmocka_unit_test(test_503_dead_letter),
+        cmocka_unit_test(test_429_retry_after),
+        cmocka_unit_test(test_timeout),
+        cmocka_unit_test(test_trickle),
+        cmocka_unit_test(test_bad_json_and_huge),
+        cmocka_unit_test(test_breaker),
+        cmocka_unit_test(test_partial_and_fail),
+        cmocka_unit_test(test_mode_first),
+        cmocka_unit_test(test_deadline),
+        cmocka_unit_test(test_embeddings_batching),
+        cmocka_unit_test(test_chat_json),
+        cmocka_unit_test(test_concurrent_in_one_worker),
+    };
+    return cmocka_run_group_tests(tests, start_mock, stop_mock);
+}

@@ -1,0 +1,153 @@
+/*
+ * Templates: JSON substitution keeps every payload a value (quotes,
+ * backslashes, control characters, break-out attempts); text substitution
+ * is raw; bad payloads and missing fields give clear reasons.
+ */
+#include "cmocka_shim.h"
+
+#include "err.h"
+#include "template.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static json_t *doc_of(const char *text)
+{
+    char errstr[256];
+    json_t *doc;
+    assert_int_equal(sl_template_parse_payload(text, strlen(text), 0, &doc,
+                                               errstr, sizeof(errstr)),
+                     0);
+    return doc;
+}
+
+static void test_json_escaping(void **state)
+{
+    (void)state;
+    const char *nasty = "\"}, \"x\": \"";
+    json_t *src = json_pack("{s:s, s:s}", "text", nasty, "more",
+                            "back\\slash \"q\" \n\t\x01 end");
+    char *payload = json_dumps(src, JSON_COMPACT);
+    json_t *doc = doc_of(payload), *v;
+    char errstr[256];
+
+    assert_int_equal(sl_template_render_value("{\"text\": {{text}}, \"m\": "
+                                              "{{ more }}}",
+                                              doc, &v, errstr, sizeof(errstr)),
+                     0);
+    assert_true(json_is_object(v));
+    assert_int_equal(json_object_size(v), 2); /* no "x" member injected */
+    assert_string_equal(json_string_value(json_object_get(v, "text")), nasty);
+    assert_string_equal(json_string_value(json_object_get(v, "m")),
+                        "back\\slash \"q\" \n\t\x01 end");
+    json_decref(v);
+    free(payload);
+    json_decref(src);
+    json_decref(doc);
+}
+
+static void test_values_and_paths(void **state)
+{
+    (void)state;
+    json_t *doc =
+        doc_of("{\"n\": 42, \"user\": {\"id\": 7, \"name\": \"Ann\"}, "
+               "\"tags\": [\"a\"]}");
+    char *out, errstr[256];
+
+    assert_int_equal(sl_template_render("{\"id\": {{user.id}}, \"t\": "
+                                        "{{tags}}, \"n\": {{n}}}",
+                                        doc, SL_TEMPLATE_JSON, &out, errstr,
+                                        sizeof(errstr)),
+                     0);
+    assert_string_equal(out, "{\"id\": 7, \"t\": [\"a\"], \"n\": 42}");
+    free(out);
+    assert_int_equal(sl_template_render("Hi {{user.name}} #{{n}} {{tags}}", doc,
+                                        SL_TEMPLATE_TEXT, &out, errstr,
+                                        sizeof(errstr)),
+                     0);
+    assert_string_equal(out, "Hi Ann #42 [\"a\"]");
+    free(out);
+    assert_int_equal(sl_template_render("{{.}}", doc, SL_TEMPLATE_JSON, &out,
+                                        errstr, sizeof(errstr)),
+                     0);
+    json_t *back = json_loads(out, 0, NULL);
+    assert_true(json_equal(back, doc));
+    json_decref(back);
+    free(out);
+    json_decref(doc);
+}
+
+static void test_text_mode_raw_string(void **state)
+{
+    (void)state;
+    json_t *doc = doc_of("{\"text\": \"say \\\"hi\\\"\\n\"}");
+    char *out, errstr[256];
+    assert_int_equal(sl_template_render("<{{text}}>", doc, SL_TEMPLATE_TEXT,
+                                        &out, errstr, sizeof(errstr)),
+                     0);
+    assert_string_equal(out, "<say \"hi\"\n>");
+    free(out);
+    json_decref(doc);
+}
+
+static void test_missing_field(void **state)
+{
+    (void)state;
+    json_t *doc = doc_of("{\"user\": {\"id\": 1}}");
+    char *out = (char *)1, errstr[256];
+    assert_int_equal(sl_template_render("{{user.name}}", doc, SL_TEMPLATE_JSON,
+                                        &out, errstr, sizeof(errstr)),
+                     -SL_ENOTFOUND);
+    assert_null(out);
+    assert_string_equal(errstr, "missing field 'user.name'");
+    assert_int_equal(sl_template_render("{{text}}", doc, SL_TEMPLATE_TEXT, &out,
+                                        errstr, sizeof(errstr)),
+                     -SL_ENOTFOUND);
+    assert_string_equal(errstr, "missing field 'text'");
+    json_decref(doc);
+}
+
+static void test_bad_payloads(void **state)
+{
+    (void)state;
+    json_t *doc = (json_t *)1;
+    char errstr[256];
+    const char bad_utf8[] = "{\"text\": \"caf\xc3\x28\"}";
+
+    assert_int_equal(sl_template_parse_payload(bad_utf8, strlen(bad_utf8), 0,
+                                               &doc, errstr, sizeof(errstr)),
+                     -SL_EDECODE);
+    assert_null(doc);
+    assert_non_null(strstr(errstr, "payload is not valid JSON"));
+    assert_non_null(strstr(errstr, "UTF-8"));
+    assert_int_equal(sl_template_parse_payload("not json", 8, 0, &doc, errstr,
+                                               sizeof(errstr)),
+                     -SL_EDECODE);
+    assert_non_null(strstr(errstr, "payload is not valid JSON"));
+    assert_int_equal(
+        sl_template_parse_payload("[1]", 3, 0, &doc, errstr, sizeof(errstr)),
+        -SL_EDECODE);
+    assert_string_equal(errstr, "payload is not a JSON object");
+    assert_int_equal(sl_template_parse_payload("caf\xc3\x28", 5, 1, &doc,
+                                               errstr, sizeof(errstr)),
+                     -SL_EDECODE);
+    assert_non_null(strstr(errstr, "not valid UTF-8"));
+    assert_int_equal(sl_template_parse_payload("plain \"text\"", 12, 1, &doc,
+                                               errstr, sizeof(errstr)),
+                     0);
+    assert_string_equal(json_string_value(json_object_get(doc, "text")),
+                        "plain \"text\"");
+    json_decref(doc);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_json_escaping),
+        cmocka_unit_test(test_values_and_paths),
+        cmocka_unit_test(test_text_mode_raw_string),
+        cmocka_unit_test(test_missing_field),
+        cmocka_unit_test(test_bad_payloads),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
