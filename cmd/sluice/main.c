@@ -21,9 +21,12 @@ static const char usage[] =
     "with nothing lost or written twice.\n"
     "\n"
     "Commands:\n"
+    "  run PIPELINE     run the worker until the input ends or a signal\n"
     "  check FILE...    validate pipeline files; prints 'ok' or every error\n"
     "                   as file:line:col: what is wrong at key.path\n"
     "                   (exit 0 when valid, 2 otherwise)\n"
+    "  produce TARGET   feed a Kafka topic or a Redis stream or list from\n"
+    "                   JSON lines or a generator (--generate N)\n"
     "  version          print sluice's version and its libraries' versions\n"
     "  help             print this help\n"
     "\n"
@@ -57,6 +60,10 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version"))
         return cmd_version();
+    if (!strcmp(cmd, "run"))
+        return sl_cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "produce"))
+        return sl_cmd_produce(argc - 1, argv + 1);
     if (!strcmp(cmd, "check"))
         return sl_cmd_check(argc - 1, argv + 1);
     fprintf(stderr, "sluice: unknown command '%s'\n\n%s", cmd, usage);
