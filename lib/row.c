@@ -4,6 +4,7 @@
  */
 #include "row.h"
 #include "err.h"
+#include "utf8.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -21,56 +22,6 @@ const char *sl_row_stage_name(enum sl_row_stage stage)
         return "redelivery";
     }
     return "unknown";
-}
-
-/* Length of the valid UTF-8 sequence at s[0..len), or 0 when invalid. */
-static size_t utf8_seq(const unsigned char *s, size_t len)
-{
-    size_t n, i;
-    unsigned cp;
-
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xc2 && s[0] <= 0xdf)
-        n = 2, cp = s[0] & 0x1f;
-    else if (s[0] >= 0xe0 && s[0] <= 0xef)
-        n = 3, cp = s[0] & 0x0f;
-    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-        n = 4, cp = s[0] & 0x07;
-    else
-        return 0;
-    if (len < n)
-        return 0;
-    for (i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-        (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-        return 0;
-    return n;
-}
-
-char *sl_row_utf8_sanitize(const char *s, size_t len)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    char *out = malloc(len + 1);
-    size_t i = 0, n;
-
-    if (!out)
-        return NULL;
-    while (i < len) {
-        n = u[i] ? utf8_seq(u + i, len - i) : 0;
-        if (n == 0) {
-            out[i++] = '?';
-            continue;
-        }
-        memcpy(out + i, u + i, n);
-        i += n;
-    }
-    out[len] = '\0';
-    return out;
 }
 
 /* Compact JSON text of 'j' (NULL for NULL); drops the reference. */
@@ -151,7 +102,7 @@ int sl_row_make_dead(struct sl_row *row, enum sl_row_stage stage,
                      const char *error, const char *sqlstate)
 {
     const char *e = error ? error : "";
-    char *copy = sl_row_utf8_sanitize(e, strlen(e));
+    char *copy = sl_utf8_sanitize(e, strlen(e));
 
     if (!copy)
         return -SL_ENOMEM;

@@ -77,11 +77,4 @@ int sl_row_make_dead(struct sl_row *row, enum sl_row_stage stage,
 /* Free 'row', its message and its text.  NULL is a no-op.  Any thread. */
 void sl_row_destroy(struct sl_row *row);
 
-/*
- * Copy 'len' bytes of 's' replacing every byte that is not part of a
- * valid UTF-8 sequence, and every NUL, with '?'.  Returns a NUL-terminated
- * string to free(), or NULL on allocation failure.  Any thread.
- */
-char *sl_row_utf8_sanitize(const char *s, size_t len);
-
 #endif

@@ -4,6 +4,7 @@
 #include "utf8.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Length of the valid sequence at s (1..4), or 0 when it is invalid. */
@@ -83,5 +84,26 @@ char *sl_utf8_printable(const char *s, size_t len, char *out, size_t size)
         }
     }
     out[o < size ? o : size - 1] = '\0';
+    return out;
+}
+
+char *sl_utf8_sanitize(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    char *out = malloc(len + 1);
+    size_t i = 0;
+
+    if (!out)
+        return NULL;
+    while (i < len) {
+        size_t n = p[i] ? seq_len(p + i, len - i) : 0;
+        if (n == 0) {
+            out[i++] = '?';
+            continue;
+        }
+        memcpy(out + i, p + i, n);
+        i += n;
+    }
+    out[len] = '\0';
     return out;
 }

@@ -24,4 +24,11 @@ bool sl_utf8_is_clean(const char *s, size_t len);
  */
 char *sl_utf8_printable(const char *s, size_t len, char *out, size_t size);
 
+/*
+ * A malloc'd copy of s[0..len) with each NUL byte and each byte of an
+ * invalid sequence replaced by '?', so that it is valid UTF-8 text of the
+ * same length.  Returns NULL when memory is short.  Any thread.
+ */
+char *sl_utf8_sanitize(const char *s, size_t len);
+
 #endif

@@ -8,6 +8,7 @@
 #include "err.h"
 #include "log.h"
 #include "row.h"
+#include "utf8.h"
 #include "sink_pg.h"
 #include "sink_pg_int.h"
 
@@ -208,7 +209,7 @@ static void test_row_payload_kind(void **state)
     sl_row_destroy(row);
     sl_row_destroy(NULL);
 
-    s = sl_row_utf8_sanitize("a\0b\xc3\xa9\xed\xa0\x80", 8);
+    s = sl_utf8_sanitize("a\0b\xc3\xa9\xed\xa0\x80", 8);
     assert_string_equal(s, "a?b\xc3\xa9???");
     free(s);
 }
