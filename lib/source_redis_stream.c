@@ -9,6 +9,7 @@
 #include "err.h"
 #include "log.h"
 #include "redis_conn.h"
+#include "idset.h"
 #include "tracker.h"
 
 #include <jansson.h>
@@ -45,6 +46,7 @@ struct stream_source {
     int max_inflight;             /* tracker window */
     size_t max_bytes;             /* payload cap */
     struct sl_tracker *trk;       /* dispatched / acked sequence numbers */
+    struct sl_idset *held;        /* entry ids queued and not yet acked */
     int64_t next_seq;             /* next dense sequence number */
     bool own_pending;             /* still re-reading our own PEL */
     char cursor[ID_SIZE];         /* own PEL read position */
@@ -344,6 +346,10 @@ static size_t collect(struct stream_source *ss, const redisReply *entries,
             add_ack(ss, e->element[0]->str);
             continue;
         }
+        /* A claim can return an entry of ours still in flight (slow
+         * rather than dead): its first delivery will be acked. */
+        if (how == READ_CLAIM && sl_idset_has(ss->held, e->element[0]->str))
+            continue;
         if (build_msg(ss, e, &msg) < 0)
             continue; /* out of memory: it stays pending, read again later */
         ss->ready[ss->ready_cnt++] = msg;
@@ -481,8 +487,11 @@ static int push_ready(struct sl_source *src, struct stream_source *ss,
             sl_source_wait_acks(src, timeout_ms);
             return 1;
         }
+        /* The row's identity is the entry id; offset stays 0 so that a
+         * redelivery, here or in another replica, hits the same row. */
         msg->seq = ss->next_seq;
-        msg->origin.offset = ss->next_seq;
+        sl_idset_add(ss->held, msg->origin.entry_id); /* before: the queue
+                                                          owns msg after */
         int rc = sl_source_push(src, msg, timeout_ms);
         if (rc == -SL_ETIMEDOUT)
             return 1;
@@ -556,6 +565,7 @@ static void stream_acked(struct sl_source *src, struct sl_msg *msg)
     if (sl_tracker_ack(ss->trk, msg->seq) == 0 &&
         sl_tracker_committable(ss->trk, &pos))
         sl_tracker_mark_committed(ss->trk, pos);
+    sl_idset_remove(ss->held, msg->origin.entry_id);
     if (msg->origin.entry_id[0] && add_ack(ss, msg->origin.entry_id) < 0)
         sl_log(SL_LOG_ERROR, "redis-stream",
                "stream %s: out of memory recording the ack of %s; it will "
@@ -602,6 +612,7 @@ static void stream_destroy(void *impl)
     free(ss->ready);
     free(ss->acks);
     sl_tracker_destroy(ss->trk);
+    sl_idset_destroy(ss->held);
     sl_redis_conn_destroy(ss->rc);
     free(ss->key);
     free(ss->group);
@@ -673,8 +684,9 @@ sl_source_redis_stream_new(const struct sl_source_redis_conf *conf,
         strdup(conf->start_id && *conf->start_id ? conf->start_id : "0");
     ss->ready = calloc((size_t)ss->count, sizeof(*ss->ready));
     ss->trk = sl_tracker_new(ss->max_inflight);
+    ss->held = sl_idset_new((size_t)ss->max_inflight);
     if (!ss->key || !ss->group || !ss->consumer || !ss->start_id ||
-        !ss->ready || !ss->trk) {
+        !ss->ready || !ss->trk || !ss->held) {
         sl_seterr(-SL_ENOMEM, errstr, errstr_size,
                   "out of memory (or max_inflight above %lld)",
                   (long long)SL_TRACKER_MAX_CAPACITY);
