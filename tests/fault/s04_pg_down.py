@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""
+PostgreSQL down for 60 s (pg_ctl stop -m fast, 60 s, start) while a
+producer keeps streaming: the Kafka source stops consuming (consumed
+plateaus: partitions paused once the queue and the sink's backlog are
+full), there is no rebalance storm (one assignment, no revocation or lost
+partitions in the log), the worker's RSS stays under a bound, and after
+recovery the tables hold exactly the produced set.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from faultlib import *  # noqa: F401,F403,E402
+
+N = 15000
+RATE = 200
+DOWN_S = 60
+RSS_MAX_MIB = int(os.environ.get("FAULT_RSS_MAX_MIB", "64"))
+
+
+def body(sc):
+    mock = sc.mock("--latency-ms", "1")
+    topic = sc.uniq
+    kafka_create_topic(topic, 4)
+    pipe = sc.pipeline(
+        kafka_source(topic, "g_" + sc.uniq),
+        "queue:\n  capacity: 512\n",
+        "workers:\n  threads: 2\n  max_inflight: 32\n",
+        sentiment_backend(mock.url),
+        sink(sc.table, sc.dl, "    backlog_rows: 2000\n"),
+        head="shutdown_timeout_ms: 20000\n")
+    w = sc.worker(pipe)
+    prod = produce_bg("kafka://%s/%s" % (KAFKA, topic), N, rate=RATE,
+                      logpath=os.path.join(sc.dir, "produce.log"))
+    sc.cleanups.append(lambda: prod.poll() is None and prod.kill())
+    sc.wait_landed(1000, 60)
+    bad = []
+    log("stopping PostgreSQL for %d s" % DOWN_S)
+    pg_stop("fast")
+    try:
+        samples = []
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < DOWN_S:  # the fault itself
+            time.sleep(5)
+            w.check_alive()
+            samples.append(metrics(w).get("sluice_messages_consumed_total"))
+        log("consumed while down (every 5 s):", samples)
+    finally:
+        pg_start()
+    log("PostgreSQL back")
+    if prod.wait(120) != 0:
+        raise Fail("producer failed")
+    sc.wait_landed(N, 180)
+    rc = w.term(60)
+    if rc != 0:
+        bad.append("exit %s after SIGTERM" % rc)
+    got = [s for s in samples if s is not None]
+    if len(got) >= 4 and got[-1] - got[len(got) // 2] > 0:
+        bad.append("kept consuming while PostgreSQL was down: %s" % got)
+    text = w.log_text()
+    assigned = len(re.findall(r"assigned \d+ partition", text))
+    revoked = len(re.findall(r"revoke|partition\(s\) lost", text))
+    log("rebalance log lines: %d assignment(s), %d revocation/lost" %
+        (assigned, revoked))
+    if assigned != 1 or revoked:
+        bad.append("rebalance storm: %d assignments, %d revocations" %
+                   (assigned, revoked))
+    return sc.finish(N, expect_dead=0, extra_fail=bad,
+                     rss_max_mib=None if is_asan_build() else RSS_MAX_MIB)
+
+
+main("pg-down-60s", body)
