@@ -8,6 +8,7 @@
 
 #include "config_schema.h"
 #include "err.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <math.h>
@@ -637,7 +638,9 @@ static bool parse_scalar(struct sl_config_ctx *ctx,
     if ((err = convert(k, text, field)) == -SL_EINVAL)
         report(ctx, mark_or(val, keymark), path, "expected %s, got %s",
                describe_key(k, exp, sizeof(exp)),
-               describe_node(val, text, got, sizeof(got)));
+               k->check && k->check->secret
+                   ? "a value that is not shown (it may hold a secret)"
+                   : describe_node(val, text, got, sizeof(got)));
     else if (err < 0)
         ctx->oom = true;
     free(text);
@@ -1117,6 +1120,24 @@ static int parse_text(struct sl_config_ctx *ctx, const char *text, size_t len,
                  FYPCF_JSON_NONE;
     pcfg.diag = diag;
 
+    /* YAML is UTF-8 text; refuse anything else before the parser sees
+     * it (libfyaml 0.7.12 can loop for ever on some invalid bytes). */
+    size_t ok = sl_utf8_valid_prefix(text, len);
+    if (ok < len) {
+        int line = 1, col = 1;
+        for (size_t i = 0; i < ok; i++) {
+            if (text[i] == '\n') {
+                line++;
+                col = 1;
+            } else if (((unsigned char)text[i] & 0xc0) != 0x80) {
+                col++;
+            }
+        }
+        report(ctx, (struct mark){line, col}, NULL,
+               "invalid YAML: the file is not UTF-8 text");
+        fy_diag_destroy(diag);
+        return -SL_ECONFIG;
+    }
     fyd = fy_document_build_from_string(&pcfg, text, len);
     if (!fyd) {
         void *it = NULL;

@@ -197,34 +197,35 @@ static bool ok_template(const char *s)
 }
 
 static const struct sl_config_strcheck chk_name = {
-    "a name of 1 to 64 lowercase letters, digits, '_' or '-'", ok_name};
+    "a name of 1 to 64 lowercase letters, digits, '_' or '-'", ok_name, false};
 static const struct sl_config_strcheck chk_backend_name = {
-    "a name of 1 to 64 letters, digits, '_' or '-'", ok_backend_name};
+    "a name of 1 to 64 letters, digits, '_' or '-'", ok_backend_name, false};
 static const struct sl_config_strcheck chk_http_url = {
-    "a URL starting with http:// or https:// (without a password)",
-    ok_http_url};
+    "a URL starting with http:// or https:// (without a password)", ok_http_url,
+    true};
 static const struct sl_config_strcheck chk_redis_url = {
     "a URL starting with redis://, rediss:// or unix:// (without a "
     "password; use password_env or password_file)",
-    ok_redis_url};
+    ok_redis_url, true};
 static const struct sl_config_strcheck chk_dsn = {
     "a libpq connection string without a password (use password_env or "
     "password_file)",
-    ok_dsn};
+    ok_dsn, true};
 static const struct sl_config_strcheck chk_table = {
     "a table name ([A-Za-z_][A-Za-z0-9_]{0,62}, optionally schema.table)",
-    ok_table};
+    ok_table, false};
 static const struct sl_config_strcheck chk_column = {
-    "a column name ([A-Za-z_][A-Za-z0-9_]{0,62})", ok_column};
+    "a column name ([A-Za-z_][A-Za-z0-9_]{0,62})", ok_column, false};
 static const struct sl_config_strcheck chk_env_name = {
-    "an environment variable name ([A-Za-z_][A-Za-z0-9_]*)", ok_env_name};
+    "an environment variable name ([A-Za-z_][A-Za-z0-9_]*)", ok_env_name,
+    false};
 static const struct sl_config_strcheck chk_pointer = {
-    "a JSON pointer (empty or starting with '/')", ok_pointer};
+    "a JSON pointer (empty or starting with '/')", ok_pointer, false};
 static const struct sl_config_strcheck chk_host_port = {
-    "host:port with a port between 0 and 65535", ok_host_port};
+    "host:port with a port between 0 and 65535", ok_host_port, false};
 static const struct sl_config_strcheck chk_template = {
     "a template whose placeholders read {{field}}, {{a.b}} or {{.}}",
-    ok_template};
+    ok_template, false};
 
 /* ---- row helpers ---- */
 

@@ -33,6 +33,7 @@ enum sl_config_ktype {
 struct sl_config_strcheck {
     const char *expect;        /* "a URL starting with http:// ..." */
     bool (*ok)(const char *s); /* true when 's' is acceptable */
+    bool secret;               /* may hold a password: never echo it */
 };
 
 struct sl_config_schema;

@@ -480,8 +480,9 @@ static void test_secret_literal(void **state)
                  "written in the file; use api_key_env or api_key_file) at "
                  "backends.a.api_key",
                  "t.yaml:7:19: expected a libpq connection string without a "
-                 "password (use password_env or password_file), got "
-                 "'host=h password=x' at sink.postgres.dsn",
+                 "password (use password_env or password_file), got a value "
+                 "that is not shown (it may hold a secret) at "
+                 "sink.postgres.dsn",
                  NULL);
 }
 
@@ -516,7 +517,8 @@ static void test_many_errors(void **state)
              f);
     snprintf(e[7], sizeof(e[7]),
              "%s:13:10: expected a URL starting with http:// or https:// "
-             "(without a password), got 'ftp://example' at backends.m.url",
+             "(without a password), got a value that is not shown (it may hold "
+             "a secret) at backends.m.url",
              f);
     snprintf(e[8], sizeof(e[8]),
              "%s:16:16: unknown backend 'nope' at steps[0].backends[0]", f);
