@@ -227,7 +227,9 @@ static void job_step_done(struct sl_infer_worker *w, struct job *job)
             ok++;
         else {
             failed++;
-            if (!first_failed)
+            /* Name a backend that failed, not one cancelled by fail-fast. */
+            if (!first_failed || (!json_object_get(job->errors, first_failed) &&
+                                  json_object_get(job->errors, name)))
                 first_failed = name;
         }
     }
@@ -288,9 +290,13 @@ static void call_finish(struct sl_infer_worker *w, struct call *call,
             return;
         }
     } else {
+        /* Error text can quote reply bytes or cut a character in half
+         * (jansson's messages): keep it valid UTF-8 for the row. */
+        char text[sizeof(ce->text) * 2];
+        sl_utf8_printable(ce->text, strlen(ce->text), text, sizeof(text));
         json_t *e = json_pack("{s:s, s:s, s:i}", "class",
-                              sl_infer_errclass_name(ce->ec), "message",
-                              ce->text, "attempts", call->attempts);
+                              sl_infer_errclass_name(ce->ec), "message", text,
+                              "attempts", call->attempts);
         if (e && ce->status)
             json_object_set_new(e, "status", json_integer(ce->status));
         json_object_set_new(job->errors, name, e ? e : json_null());
@@ -654,9 +660,12 @@ static int parse_reply(struct sl_infer_worker *w, struct req *req,
             values, json_pack("{s:o, s:o}", "content", v, "usage", u));
         json_int_t total =
             json_integer_value(json_object_get(usage, "total_tokens"));
-        if (!total)
-            total = json_integer_value(json_object_get(u, "prompt_tokens")) +
-                    json_integer_value(json_object_get(u, "completion_tokens"));
+        if (!total &&
+            __builtin_add_overflow(
+                json_integer_value(json_object_get(u, "prompt_tokens")),
+                json_integer_value(json_object_get(u, "completion_tokens")),
+                &total))
+            total = INT64_MAX; /* absurd usage: exhaust the budget */
         sl_limiter_debit_tokens(w->inf->be[req->be].limiter, total,
                                 sl_mono_ms());
         break;

@@ -66,9 +66,8 @@ int64_t sl_retry_after_ms(const char *value, int64_t now_s, int64_t cap_ms)
         time_t t = curl_getdate(value, NULL);
         if (t == (time_t)-1)
             return -1;
-        ms = ((int64_t)t - now_s) * 1000;
-        if (ms < 0)
-            ms = 0;
+        int64_t d = (int64_t)t - now_s;
+        ms = d <= 0 ? 0 : d >= INT64_MAX / 1000 ? INT64_MAX : d * 1000;
     }
     return ms > cap_ms ? cap_ms : ms;
 }

@@ -62,10 +62,14 @@ int sl_template_parse_payload(const void *payload, size_t len, int raw,
                          "%zu",
                          valid);
     doc = json_loadb(payload ? payload : "", len, 0, &jerr);
-    if (!doc)
+    if (!doc) {
+        /* jansson may quote half a character: keep the reason UTF-8. */
+        char why[sizeof(jerr.text) * 2];
+        sl_utf8_printable(jerr.text, strlen(jerr.text), why, sizeof(why));
         return sl_seterr(-SL_EDECODE, errstr, errstr_size,
-                         "payload is not valid JSON: %s at byte %d", jerr.text,
+                         "payload is not valid JSON: %s at byte %d", why,
                          jerr.position);
+    }
     if (!json_is_object(doc)) {
         json_decref(doc);
         return sl_seterr(-SL_EDECODE, errstr, errstr_size,
