@@ -1,0 +1,87 @@
+/*
+ * Fuzz the parsing of model-server replies (lib/infer_worker.c
+ * parse_reply): chat completions (text and response_format json),
+ * embeddings batches and http-json replies with a fuzzed result_pointer.
+ *
+ * Input: byte 0 picks the backend, byte 1 the number of inputs of an
+ * embeddings batch (1..8); for http-json the JSON pointer runs to the
+ * first '\n'; the rest is the reply body.
+ */
+#include "fuzz_engine.h"
+
+#include <stdint.h>
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    fuzz_engine_init();
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct req req = {0};
+    struct call_err ce = {0};
+    json_t *values = NULL;
+    char *pointer = NULL;
+    char head[BODY_SHOWN * 4 + 8];
+
+    if (size < 2)
+        return 0;
+    req.be = data[0] % FUZZ_BE_COUNT;
+    req.ncalls = 1 + data[1] % 8;
+    data += 2;
+    size -= 2;
+    struct sl_config_backend *bc = &fuzz_cfg->backends[req.be];
+    if (bc->kind == SL_CONFIG_BACKEND_HTTP_JSON) {
+        const uint8_t *nl = memchr(data, '\n', size);
+        size_t plen = nl ? (size_t)(nl - data) : size;
+        pointer = strndup((const char *)data, plen);
+        if (!pointer)
+            return 0;
+        data += nl ? plen + 1 : plen;
+        size -= nl ? plen + 1 : plen;
+    }
+    if (bc->kind != SL_CONFIG_BACKEND_OPENAI_EMBEDDINGS)
+        req.ncalls = 1;
+    char *saved = bc->result_pointer;
+    if (pointer)
+        bc->result_pointer = pointer;
+
+    /* As on_body() leaves it: exactly the bytes, NUL-terminated. */
+    req.resp = malloc(size + 1);
+    if (!req.resp)
+        abort();
+    memcpy(req.resp, data, size);
+    req.resp[size] = '\0';
+    req.resp_len = size;
+    req.resp_cap = size + 1;
+
+    int rc = parse_reply(&fuzz_w, &req, &values, &ce);
+    if (rc == 0) {
+        /* One value per call carried, whatever the reply said. */
+        if (!json_is_array(values) || json_array_size(values) != req.ncalls)
+            abort();
+        char *text = json_dumps(values, JSON_COMPACT | JSON_ENCODE_ANY);
+        free(text);
+    } else {
+        /* The text goes into the row's errors JSON: it must be UTF-8. */
+        if (values || ce.ec != SL_INFER_EC_BAD_JSON ||
+            !memchr(ce.text, '\0', sizeof(ce.text)) ||
+            !sl_utf8_is_clean(ce.text, strlen(ce.text)))
+            abort();
+    }
+    json_decref(values);
+    reply_head(&req, head, sizeof(head));
+    if (strlen(head) >= sizeof(head))
+        abort();
+
+    bc->result_pointer = saved;
+    free(pointer);
+    free(req.resp);
+    return 0;
+}
