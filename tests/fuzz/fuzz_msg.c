@@ -65,8 +65,8 @@ static void render_backend(size_t be, json_t *doc)
     if (bc->kind == SL_CONFIG_BACKEND_OPENAI_EMBEDDINGS) {
         err = sl_template_render_value(bc->input, doc, &v, errstr,
                                        sizeof(errstr));
-        if (!err && !json_is_string(v))
-            abort(); /* input is "{{text}}": only a string would do */
+        /* A non-string (e.g. {"text": 1}) is the engine's decode error
+         * "input does not render to a string", not a crash. */
         json_decref(v);
         if (err)
             check_clean(errstr);
