@@ -290,13 +290,9 @@ static void call_finish(struct sl_infer_worker *w, struct call *call,
             return;
         }
     } else {
-        /* Error text can quote reply bytes or cut a character in half
-         * (jansson's messages): keep it valid UTF-8 for the row. */
-        char text[sizeof(ce->text) * 2];
-        sl_utf8_printable(ce->text, strlen(ce->text), text, sizeof(text));
         json_t *e = json_pack("{s:s, s:s, s:i}", "class",
-                              sl_infer_errclass_name(ce->ec), "message", text,
-                              "attempts", call->attempts);
+                              sl_infer_errclass_name(ce->ec), "message",
+                              ce->text, "attempts", call->attempts);
         if (e && ce->status)
             json_object_set_new(e, "status", json_integer(ce->status));
         json_object_set_new(job->errors, name, e ? e : json_null());
@@ -594,6 +590,15 @@ static void req_admit(struct sl_infer_worker *w, struct req *req, int64_t now)
 
 /* ---- replies ---- */
 
+/*
+ * jansson's error text, made valid UTF-8: it can quote reply bytes or cut
+ * a character in half, and it ends up in the row's errors JSON.
+ */
+static const char *jansson_why(const json_error_t *jerr, char *buf, size_t size)
+{
+    return sl_utf8_printable(jerr->text, strlen(jerr->text), buf, size);
+}
+
 /* The value of a 2xx reply for the calls of 'req', or an error. */
 static int parse_reply(struct sl_infer_worker *w, struct req *req,
                        json_t **valuesp, struct call_err *ce)
@@ -606,20 +611,24 @@ static int parse_reply(struct sl_infer_worker *w, struct req *req,
     reply = json_loadb(req->resp ? req->resp : "", req->resp_len, 0, &jerr);
     if (!reply) {
         ce->ec = SL_INFER_EC_BAD_JSON;
+        char why[sizeof(jerr.text) * 2];
         snprintf(ce->text, sizeof(ce->text),
-                 "reply is not valid JSON: %s at byte %d", jerr.text,
-                 jerr.position);
+                 "reply is not valid JSON: %s at byte %d",
+                 jansson_why(&jerr, why, sizeof(why)), jerr.position);
         return -1;
     }
     json_t *values = json_array();
     ce->ec = SL_INFER_EC_BAD_JSON;
     switch (bc->kind) {
     case SL_CONFIG_BACKEND_HTTP_JSON: {
+        char ptr[128];
         int err = sl_jsonptr_get(reply, bc->result_pointer, &v);
         if (err) {
             snprintf(ce->text, sizeof(ce->text),
                      "result_pointer '%s' names nothing in the reply",
-                     bc->result_pointer);
+                     sl_utf8_printable(bc->result_pointer,
+                                       strlen(bc->result_pointer), ptr,
+                                       sizeof(ptr)));
             goto bad;
         }
         json_array_append(values, v);
@@ -642,10 +651,12 @@ static int parse_reply(struct sl_infer_worker *w, struct req *req,
                            json_string_length(content), 0, &jerr);
             if (!json_is_object(v)) {
                 json_decref(v);
+                char why[sizeof(jerr.text) * 2];
                 snprintf(ce->text, sizeof(ce->text),
                          "response_format json: the content is not a JSON "
                          "object (%s)",
-                         v ? "another JSON value" : jerr.text);
+                         v ? "another JSON value"
+                           : jansson_why(&jerr, why, sizeof(why)));
                 goto bad;
             }
         } else {
