@@ -28,7 +28,8 @@ struct sl_http_server {
     struct sockaddr_in addr;         /* where to listen */
     char listen[128];                /* as configured, for messages */
     size_t max_body;                 /* request body cap */
-    int threads;                     /* handler threads */
+    int threads;                     /* handler threads; -1: one per
+                                        connection */
     struct route routes[MAX_ROUTES]; /* the routes */
     int nroutes;                     /* used */
     int port;                        /* bound port */
@@ -164,7 +165,7 @@ struct sl_http_server *sl_http_server_new(const char *listen, size_t max_body,
     }
     snprintf(srv->listen, sizeof(srv->listen), "%s", listen);
     srv->max_body = max_body;
-    srv->threads = threads > 0 ? threads : 2;
+    srv->threads = threads < 0 ? -1 : threads > 0 ? threads : 2;
     return srv;
 }
 
@@ -185,13 +186,22 @@ int sl_http_server_start(struct sl_http_server *srv, char *errstr,
                          size_t errstr_size)
 {
     errno = 0;
-    srv->mhd =
-        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0,
-                         NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
-                         &srv->addr, MHD_OPTION_THREAD_POOL_SIZE,
-                         (unsigned)srv->threads, MHD_OPTION_NOTIFY_COMPLETED,
-                         on_completed, srv, MHD_OPTION_CONNECTION_LIMIT, 1024u,
-                         MHD_OPTION_CONNECTION_TIMEOUT, 60u, MHD_OPTION_END);
+    if (srv->threads < 0) /* handlers may block: never behind another */
+        srv->mhd = MHD_start_daemon(
+            MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                MHD_USE_POLL,
+            0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, &srv->addr,
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+            MHD_OPTION_CONNECTION_LIMIT, 1024u, MHD_OPTION_CONNECTION_TIMEOUT,
+            60u, MHD_OPTION_END);
+    else
+        srv->mhd = MHD_start_daemon(
+            MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, NULL, NULL,
+            on_request, srv, MHD_OPTION_SOCK_ADDR, &srv->addr,
+            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)srv->threads,
+            MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+            MHD_OPTION_CONNECTION_LIMIT, 1024u, MHD_OPTION_CONNECTION_TIMEOUT,
+            60u, MHD_OPTION_END);
     if (!srv->mhd)
         return sl_seterr(-SL_EIO, errstr, errstr_size, "%s: cannot listen (%s)",
                          srv->listen,

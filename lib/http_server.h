@@ -34,7 +34,9 @@ struct sl_http_server;
 
 /*
  * A server for "host:port" (port 0: any free port) with request bodies
- * up to 'max_body' bytes (413 beyond) and 'threads' handler threads.
+ * up to 'max_body' bytes (413 beyond) and 'threads' handler threads
+ * (negative: one thread per connection, for handlers that block, so that
+ * no request ever waits behind another connection's handler).
  * Routes are added before sl_http_server_start().  Returns NULL and
  * fills errstr on a bad address.  Main thread.
  */

@@ -6,6 +6,7 @@
 #include "run.h"
 #include "clock.h"
 #include "err.h"
+#include "gateway.h"
 #include "http_server.h"
 #include "infer.h"
 #include "log.h"
@@ -21,28 +22,34 @@
 
 #include <curl/curl.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define SUBMIT_WAIT_MS 100 /* per try when the sink's backlog is full */
+#define SUBMIT_WAIT_MS 100  /* per try when the sink's backlog is full */
+#define MAX_PARTITIONS 1024 /* Kafka partitions shown in /metrics */
 
 struct runner {
     const struct sl_config *cfg;
     char replica_id[128];         /* names rows, groups and logs */
-    struct sl_queue *q;           /* source -> workers */
+    struct sl_queue *q;           /* source -> workers; NULL without one */
     struct sl_source *src;        /* NULL for a gateway-only pipeline */
-    struct sl_sink_pg *sink;      /* PostgreSQL */
+    struct sl_sink_pg *sink;      /* PostgreSQL; NULL for a gateway that
+                                     writes no rows */
     struct sl_infer *inf;         /* shared inference state */
-    struct sl_pool *pool;         /* the workers */
-    struct sl_http_server *http;  /* /metrics, /healthz, /readyz */
+    struct sl_pool *pool;         /* the workers; NULL without a source */
+    bool src_started;             /* its thread runs: it sends sentinels */
+    struct sl_gateway *gw;        /* POST /v1/process; NULL when off */
+    struct sl_http_server *http;  /* /metrics, /healthz, /readyz, gateway */
     _Atomic bool draining;        /* shutdown started: /readyz says 503 */
     _Atomic bool hard_stop;       /* second signal: give up waiting */
     _Atomic int64_t inflight;     /* messages in the workers */
     _Atomic uint64_t processed;   /* rows handed to the sink */
     _Atomic uint64_t failed;      /* dead letters handed to the sink */
+    _Atomic uint64_t redelivered; /* messages seen with attempts > 1 */
     _Atomic uint64_t not_durable; /* rows the sink gave back undone */
     _Atomic int64_t beat_ms[256]; /* last progress of each worker */
 };
@@ -90,6 +97,8 @@ static void on_done(void *arg, void *item, const struct sl_infer_result *res)
     struct sl_row *row;
 
     atomic_fetch_sub(&r->inflight, 1);
+    if (msg->attempts > 1)
+        atomic_fetch_add(&r->redelivered, 1);
     if (res->status == SL_INFER_FAILED) {
         enum sl_row_stage stage = SL_STAGE_INFERENCE;
         const char *s = msg->error ? msg->error_stage : res->stage;
@@ -101,8 +110,10 @@ static void on_done(void *arg, void *item, const struct sl_infer_result *res)
                               "", msg->attempts);
         atomic_fetch_add(&r->failed, 1);
     } else {
-        row = sl_row_new_result(msg, res->results, res->errors, res->timings,
-                                w->name);
+        /* The result is lent for this callback; the row takes its own. */
+        row = sl_row_new_result(msg, json_incref(res->results),
+                                json_incref(res->errors),
+                                json_incref(res->timings), w->name);
         atomic_fetch_add(&r->processed, 1);
     }
     if (!row) {
@@ -272,102 +283,282 @@ static struct sl_sink_pg *make_sink(struct runner *r, char *err, size_t errsz)
 
 /* ---- observability ---- */
 
+/* Upper bounds of the engine's latency buckets, in seconds. */
+static const double backend_latency_bounds_s[] = {
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5};
+
+/* A family with one unlabelled sample. */
+static void prom_one(struct sl_prom *p, const char *name, const char *type,
+                     const char *help, double value)
+{
+    sl_prom_family(p, name, type, help);
+    sl_prom_sample(p, name, value, NULL);
+}
+
+static void metrics_messages(struct runner *r, struct sl_prom *p)
+{
+    uint64_t consumed = 0, acked = 0;
+
+    if (r->src) {
+        struct sl_source_stats *st = sl_source_stats(r->src);
+        consumed = atomic_load(&st->consumed);
+        acked = atomic_load(&st->acked);
+    }
+    prom_one(p, "sluice_messages_consumed_total", "counter",
+             "Messages taken from the source into the queue.",
+             (double)consumed);
+    prom_one(p, "sluice_messages_acked_total", "counter",
+             "Messages durable in PostgreSQL and acked to the source.",
+             (double)acked);
+    prom_one(p, "sluice_messages_processed_total", "counter",
+             "Messages whose results went to the sink.",
+             (double)atomic_load(&r->processed));
+    prom_one(p, "sluice_messages_failed_total", "counter",
+             "Messages whose processing failed; they go to the dead-letter "
+             "table.",
+             (double)atomic_load(&r->failed));
+    prom_one(p, "sluice_messages_retried_total", "counter",
+             "Messages processed again after an earlier delivery that was "
+             "never acked (delivery count > 1).",
+             (double)atomic_load(&r->redelivered));
+    prom_one(p, "sluice_messages_not_durable_total", "counter",
+             "Messages the sink gave back undone; they will be redelivered.",
+             (double)atomic_load(&r->not_durable));
+    prom_one(p, "sluice_inflight", "gauge", "Messages in the workers now.",
+             (double)atomic_load(&r->inflight));
+    prom_one(p, "sluice_queue_depth", "gauge",
+             "Messages waiting in the bounded queue.",
+             r->q ? (double)sl_queue_depth(r->q) : 0);
+    prom_one(p, "sluice_draining", "gauge", "1 once shutdown started.",
+             atomic_load(&r->draining) ? 1 : 0);
+}
+
+static void metrics_source(struct runner *r, struct sl_prom *p)
+{
+    if (!r->src)
+        return;
+    struct sl_source_stats *st = sl_source_stats(r->src);
+    prom_one(p, "sluice_source_errors_total", "counter",
+             "Fetch or commit errors of the source.",
+             (double)atomic_load(&st->errors));
+    prom_one(p, "sluice_source_paused", "gauge",
+             "1 while fetching is paused by backpressure.",
+             (double)atomic_load(&st->paused));
+
+    enum sl_config_source_kind kind = r->cfg->source.kind;
+    if (kind == SL_CONFIG_SOURCE_KAFKA) {
+        struct sl_source_kafka_partition *parts =
+            calloc(MAX_PARTITIONS, sizeof(*parts));
+        if (!parts)
+            return;
+        size_t n = sl_source_kafka_partitions(r->src, parts, MAX_PARTITIONS);
+        if (n > MAX_PARTITIONS)
+            n = MAX_PARTITIONS;
+        static const char *const fam[][3] = {
+            {"sluice_kafka_committed_offset", "gauge",
+             "Next offset to read as stored for commit, per assigned "
+             "partition (-1 until known)."},
+            {"sluice_kafka_lag", "gauge",
+             "High watermark minus committed offset (-1 if unknown)."},
+            {"sluice_kafka_inflight", "gauge",
+             "Messages of the partition handed over and not yet acked."},
+        };
+        for (int f = 0; f < 3; f++) {
+            sl_prom_family(p, fam[f][0], fam[f][1], fam[f][2]);
+            for (size_t i = 0; i < n; i++) {
+                char part[16];
+                snprintf(part, sizeof(part), "%d", (int)parts[i].partition);
+                double v = f == 0   ? (double)parts[i].committed
+                           : f == 1 ? (double)parts[i].lag
+                                    : (double)parts[i].inflight;
+                sl_prom_sample(p, fam[f][0], v, "topic", parts[i].topic,
+                               "partition", part, NULL);
+            }
+        }
+        free(parts);
+        struct sl_source_kafka_stats ks;
+        sl_source_kafka_get_stats(r->src, &ks);
+        prom_one(p, "sluice_kafka_partitions_assigned", "gauge",
+                 "Partitions assigned to this replica now.",
+                 (double)ks.assigned);
+        prom_one(p, "sluice_kafka_rebalances_total", "counter",
+                 "Rebalances that assigned partitions to this replica.",
+                 (double)ks.assignments);
+    } else if (kind == SL_CONFIG_SOURCE_REDIS_STREAM ||
+               kind == SL_CONFIG_SOURCE_REDIS_LIST) {
+        struct sl_source_redis_stats rs;
+        sl_source_redis_get_stats(r->src, &rs);
+        prom_one(p, "sluice_redis_redelivered_total", "counter",
+                 "Own pending entries read again after a restart.",
+                 (double)rs.redelivered);
+        prom_one(p, "sluice_redis_claimed_total", "counter",
+                 "Entries taken over from idle consumers (XAUTOCLAIM) or "
+                 "reaped from dead ones.",
+                 (double)(rs.claimed + rs.reaped));
+        prom_one(p, "sluice_redis_acked_total", "counter",
+                 "Entries acknowledged on the server (XACK or LREM).",
+                 (double)rs.acked);
+        prom_one(p, "sluice_redis_reconnects_total", "counter",
+                 "Reconnections to Redis.", (double)rs.reconnects);
+    }
+}
+
+static void metrics_sink(struct runner *r, struct sl_prom *p)
+{
+    struct sl_sink_pg_stats ss;
+
+    if (!r->sink)
+        return;
+    sl_sink_pg_stats(r->sink, &ss);
+    prom_one(p, "sluice_sink_rows_written_total", "counter",
+             "Rows inserted into the results table.", (double)ss.rows_written);
+    prom_one(p, "sluice_sink_duplicates_skipped_total", "counter",
+             "Redelivered rows skipped by ON CONFLICT DO NOTHING.",
+             (double)ss.duplicates);
+    prom_one(p, "sluice_sink_dead_letters_total", "counter",
+             "Rows written to the dead-letter table.", (double)ss.dead_letters);
+    prom_one(p, "sluice_sink_rows_failed_total", "counter",
+             "Rows the sink gave back with an error.", (double)ss.rows_failed);
+    prom_one(p, "sluice_sink_rows_held", "gauge",
+             "Rows taken from the backlog and not yet durable.",
+             (double)ss.rows_held);
+    prom_one(p, "sluice_sink_batches_total", "counter",
+             "Transactions committed.", (double)ss.batches);
+    /* The sink keeps sums and counts, not buckets: summaries without
+     * quantiles. */
+    sl_prom_family(p, "sluice_sink_batch_rows", "summary",
+                   "Rows per committed batch (results, duplicates and dead "
+                   "letters).");
+    sl_prom_sample(p, "sluice_sink_batch_rows_sum",
+                   (double)(ss.rows_written + ss.duplicates + ss.dead_letters),
+                   NULL);
+    sl_prom_sample(p, "sluice_sink_batch_rows_count", (double)ss.batches, NULL);
+    sl_prom_family(p, "sluice_sink_batch_latency_seconds", "summary",
+                   "Time from sending a batch to its COMMIT.");
+    sl_prom_sample(p, "sluice_sink_batch_latency_seconds_sum",
+                   (double)ss.batch_latency_us / 1e6, NULL);
+    sl_prom_sample(p, "sluice_sink_batch_latency_seconds_count",
+                   (double)ss.batches, NULL);
+    prom_one(p, "sluice_sink_reconnects_total", "counter",
+             "PostgreSQL connections after the first.", (double)ss.reconnects);
+    prom_one(p, "sluice_sink_connected", "gauge",
+             "1 when the sink's connection is ready.",
+             ss.state == SL_SINK_PG_READY ? 1 : 0);
+}
+
+static void metrics_backends(struct runner *r, struct sl_prom *p)
+{
+    static const char *const fam[][3] = {
+        {"sluice_backend_requests_total", "counter", "HTTP attempts sent."},
+        {"sluice_backend_successes_total", "counter", "Attempts that worked."},
+        {"sluice_backend_retries_total", "counter",
+         "Attempts after the first."},
+        {"sluice_backend_errors_total", "counter", "Failed attempts by class."},
+        {"sluice_backend_circuit_state", "gauge",
+         "Breaker state: 0 closed, 1 open, 2 half-open."},
+    };
+    const int nb = (int)(sizeof(backend_latency_bounds_s) /
+                         sizeof(backend_latency_bounds_s[0]));
+
+    for (int f = 0; f < 5; f++) {
+        sl_prom_family(p, fam[f][0], fam[f][1], fam[f][2]);
+        for (size_t i = 0; i < r->cfg->backend_cnt; i++) {
+            const struct sl_infer_stats *bs = sl_infer_stats(r->inf, i);
+            const char *name = r->cfg->backends[i].name;
+            if (f == 0)
+                sl_prom_sample(p, fam[f][0], (double)atomic_load(&bs->requests),
+                               "backend", name, NULL);
+            else if (f == 1)
+                sl_prom_sample(p, fam[f][0],
+                               (double)atomic_load(&bs->successes), "backend",
+                               name, NULL);
+            else if (f == 2)
+                sl_prom_sample(p, fam[f][0], (double)atomic_load(&bs->retries),
+                               "backend", name, NULL);
+            else if (f == 3)
+                for (int e = 0; e < SL_INFER_EC_COUNT; e++)
+                    sl_prom_sample(p, fam[f][0],
+                                   (double)atomic_load(&bs->errors[e]),
+                                   "backend", name, "class",
+                                   sl_infer_errclass_name(e), NULL);
+            else
+                sl_prom_sample(p, fam[f][0],
+                               (double)sl_infer_breaker_state(r->inf, i),
+                               "backend", name, NULL);
+        }
+    }
+    sl_prom_family(p, "sluice_backend_latency_seconds", "histogram",
+                   "Latency of each HTTP attempt.");
+    for (size_t i = 0; i < r->cfg->backend_cnt; i++) {
+        const struct sl_infer_stats *bs = sl_infer_stats(r->inf, i);
+        struct sl_histo h;
+        memset(&h, 0, sizeof(h));
+        sl_histo_init(&h, backend_latency_bounds_s, nb);
+        for (int b = 0; b < SL_INFER_LATENCY_BUCKETS && b <= nb; b++)
+            atomic_store(&h.buckets[b], atomic_load(&bs->latency[b]));
+        /* sum_milli is the sum x 1000: ms summed are seconds x 1000. */
+        atomic_store(&h.sum_milli, atomic_load(&bs->latency_ms_sum));
+        sl_prom_histo(p, "sluice_backend_latency_seconds", &h, "backend",
+                      r->cfg->backends[i].name, NULL);
+    }
+}
+
+static void metrics_gateway(struct runner *r, struct sl_prom *p)
+{
+    if (!r->gw)
+        return;
+    const struct sl_gateway_stats *gs = sl_gateway_stats(r->gw);
+    static const struct {
+        const char *code;
+        size_t off;
+    } codes[] = {
+        {"200", offsetof(struct sl_gateway_stats, ok)},
+        {"400", offsetof(struct sl_gateway_stats, bad_request)},
+        {"429", offsetof(struct sl_gateway_stats, rejected)},
+        {"502", offsetof(struct sl_gateway_stats, failed)},
+        {"503", offsetof(struct sl_gateway_stats, unavailable)},
+        {"504", offsetof(struct sl_gateway_stats, timed_out)},
+    };
+    sl_prom_family(p, "sluice_gateway_responses_total", "counter",
+                   "Answers of POST /v1/process by status.");
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+        const _Atomic uint64_t *c =
+            (const _Atomic uint64_t *)((const char *)gs + codes[i].off);
+        sl_prom_sample(p, "sluice_gateway_responses_total",
+                       (double)atomic_load(c), "code", codes[i].code, NULL);
+    }
+    prom_one(p, "sluice_gateway_inflight", "gauge",
+             "Gateway requests being processed now.",
+             (double)atomic_load(&gs->inflight));
+    prom_one(p, "sluice_gateway_rows_total", "counter",
+             "Gateway rows handed to the sink (gateway.write_rows).",
+             (double)atomic_load(&gs->rows));
+    sl_prom_family(p, "sluice_gateway_latency_seconds", "histogram",
+                   "Time to answer a successful POST /v1/process.");
+    sl_prom_histo(p, "sluice_gateway_latency_seconds", &gs->latency, NULL);
+}
+
 static void serve_metrics(void *arg, const struct sl_http_request *req,
                           struct sl_http_response *res)
 {
     struct runner *r = arg;
     struct sl_prom p;
-    struct sl_sink_pg_stats ss;
     (void)req;
 
-    if (sl_prom_init(&p, 1 << 20) < 0) {
+    if (sl_prom_init(&p, 4 << 20) < 0) {
         sl_http_response_text(res, 500, "text/plain", "out of memory\n");
         return;
     }
-    if (r->src) {
-        struct sl_source_stats *st = sl_source_stats(r->src);
-        sl_prom_family(&p, "sluice_messages_consumed_total", "counter",
-                       "Messages taken from the source into the queue.");
-        sl_prom_sample(&p, "sluice_messages_consumed_total",
-                       (double)atomic_load(&st->consumed), NULL);
-        sl_prom_family(&p, "sluice_messages_acked_total", "counter",
-                       "Messages durable in PostgreSQL and acked.");
-        sl_prom_sample(&p, "sluice_messages_acked_total",
-                       (double)atomic_load(&st->acked), NULL);
-    }
-    sl_prom_family(&p, "sluice_messages_processed_total", "counter",
-                   "Messages whose results went to the sink.");
-    sl_prom_sample(&p, "sluice_messages_processed_total",
-                   (double)atomic_load(&r->processed), NULL);
-    sl_prom_family(&p, "sluice_messages_failed_total", "counter",
-                   "Messages sent to the dead-letter table.");
-    sl_prom_sample(&p, "sluice_messages_failed_total",
-                   (double)atomic_load(&r->failed), NULL);
-    sl_prom_family(&p, "sluice_inflight", "gauge",
-                   "Messages in the workers now.");
-    sl_prom_sample(&p, "sluice_inflight", (double)atomic_load(&r->inflight),
-                   NULL);
-    sl_prom_family(&p, "sluice_queue_depth", "gauge",
-                   "Messages waiting in the bounded queue.");
-    sl_prom_sample(&p, "sluice_queue_depth", (double)sl_queue_depth(r->q),
-                   NULL);
-
-    sl_sink_pg_stats(r->sink, &ss);
-    sl_prom_family(&p, "sluice_sink_rows_written_total", "counter",
-                   "Rows inserted into the results table.");
-    sl_prom_sample(&p, "sluice_sink_rows_written_total",
-                   (double)ss.rows_written, NULL);
-    sl_prom_family(&p, "sluice_sink_duplicates_skipped_total", "counter",
-                   "Redelivered rows skipped by ON CONFLICT DO NOTHING.");
-    sl_prom_sample(&p, "sluice_sink_duplicates_skipped_total",
-                   (double)ss.duplicates, NULL);
-    sl_prom_family(&p, "sluice_sink_dead_letters_total", "counter",
-                   "Rows written to the dead-letter table.");
-    sl_prom_sample(&p, "sluice_sink_dead_letters_total",
-                   (double)ss.dead_letters, NULL);
-    sl_prom_family(&p, "sluice_sink_batches_total", "counter",
-                   "Transactions committed.");
-    sl_prom_sample(&p, "sluice_sink_batches_total", (double)ss.batches, NULL);
-    sl_prom_family(&p, "sluice_sink_reconnects_total", "counter",
-                   "PostgreSQL connections after the first.");
-    sl_prom_sample(&p, "sluice_sink_reconnects_total", (double)ss.reconnects,
-                   NULL);
-    sl_prom_family(&p, "sluice_sink_connected", "gauge",
-                   "1 when the sink's connection is ready.");
-    sl_prom_sample(&p, "sluice_sink_connected",
-                   ss.state == SL_SINK_PG_READY ? 1 : 0, NULL);
-
-    static const char *const fam[][3] = {
-        {"sluice_backend_requests_total", "counter", "HTTP attempts sent."},
-        {"sluice_backend_retries_total", "counter",
-         "Attempts after the first."},
-        {"sluice_backend_errors_total", "counter", "Failed attempts by class."},
-        {"sluice_backend_circuit_open", "gauge",
-         "Breaker state: 0 closed, 1 open, 2 half-open."},
-    };
-    for (int f = 0; f < 4; f++) {
-        sl_prom_family(&p, fam[f][0], fam[f][1], fam[f][2]);
-        for (size_t i = 0; i < r->cfg->backend_cnt; i++) {
-            const struct sl_infer_stats *bs = sl_infer_stats(r->inf, i);
-            const char *name = r->cfg->backends[i].name;
-            if (f == 0)
-                sl_prom_sample(&p, fam[f][0],
-                               (double)atomic_load(&bs->requests), "backend",
-                               name, NULL);
-            else if (f == 1)
-                sl_prom_sample(&p, fam[f][0], (double)atomic_load(&bs->retries),
-                               "backend", name, NULL);
-            else if (f == 2)
-                for (int e = 0; e < SL_INFER_EC_COUNT; e++)
-                    sl_prom_sample(&p, fam[f][0],
-                                   (double)atomic_load(&bs->errors[e]),
-                                   "backend", name, "class",
-                                   sl_infer_errclass_name(e), NULL);
-            else
-                sl_prom_sample(&p, fam[f][0],
-                               (double)sl_infer_breaker_state(r->inf, i),
-                               "backend", name, NULL);
-        }
+    metrics_messages(r, &p);
+    metrics_source(r, &p);
+    metrics_sink(r, &p);
+    metrics_backends(r, &p);
+    metrics_gateway(r, &p);
+    if (p.truncated) {
+        sl_prom_free(&p);
+        sl_http_response_text(res, 500, "text/plain",
+                              "metrics exceed their buffer\n");
+        return;
     }
     res->status = 200;
     res->content_type = "text/plain; version=0.0.4";
@@ -382,7 +573,7 @@ static void serve_healthz(void *arg, const struct sl_http_request *req,
     (void)req;
     int64_t now = sl_mono_ms();
     int threads = r->cfg->workers.threads < 256 ? r->cfg->workers.threads : 256;
-    for (int i = 0; i < threads; i++) {
+    for (int i = 0; r->pool && i < threads; i++) {
         int64_t beat = atomic_load(&r->beat_ms[i]);
         if (beat && now - beat > 30000 && !atomic_load(&r->draining)) {
             sl_http_response_text(res, 503, "text/plain",
@@ -404,11 +595,13 @@ static void serve_readyz(void *arg, const struct sl_http_request *req,
         sl_http_response_text(res, 503, "text/plain", "draining\n");
         return;
     }
-    sl_sink_pg_stats(r->sink, &ss);
-    if (ss.state != SL_SINK_PG_READY) {
-        sl_http_response_text(res, 503, "text/plain",
-                              "postgres not connected\n");
-        return;
+    if (r->sink) {
+        sl_sink_pg_stats(r->sink, &ss);
+        if (ss.state != SL_SINK_PG_READY) {
+            sl_http_response_text(res, 503, "text/plain",
+                                  "postgres not connected\n");
+            return;
+        }
     }
     if (r->src && sl_source_error(r->src, NULL, 0)) {
         sl_http_response_text(res, 503, "text/plain", "source failed\n");
@@ -428,12 +621,177 @@ static int wait_signal(sigset_t *set, int timeout_ms)
 
 static void teardown(struct runner *r)
 {
+    /* The HTTP server first: no handler may run once the parts go. */
     sl_http_server_destroy(r->http);
+    sl_gateway_destroy(r->gw);
     sl_pool_destroy(r->pool);
     sl_sink_pg_destroy(r->sink);
     sl_source_destroy(r->src);
     sl_infer_destroy(r->inf);
     sl_queue_destroy(r->q);
+}
+
+/* Build and start every part.  Returns 0 or 1 (logged).  Main thread. */
+static int start_parts(struct runner *r, const struct sl_run_opts *opts)
+{
+    const struct sl_config *cfg = r->cfg;
+    const char *listen = opts && opts->listen ? opts->listen : cfg->http.listen;
+    bool gateway = cfg->gateway.enabled;
+    bool want_sink =
+        cfg->source.present || (gateway && cfg->gateway.write_rows);
+    char err[512];
+
+    if (want_sink && !cfg->sink.present) {
+        sl_log(SL_LOG_ERROR, "run",
+               "%s: gateway.write_rows is true but the pipeline has no "
+               "'sink': add sink.postgres or set gateway.write_rows to false",
+               cfg->path ? cfg->path : cfg->name);
+        return 1;
+    }
+    if (cfg->source.present &&
+        !(r->q = sl_queue_new((size_t)cfg->queue.capacity,
+                              (void (*)(void *))sl_msg_destroy))) {
+        sl_log(SL_LOG_ERROR, "run", "out of memory");
+        return 1;
+    }
+    if (!(r->inf = sl_infer_new(cfg, err, sizeof(err)))) {
+        sl_log(SL_LOG_ERROR, "run", "inference: %s", err);
+        return 1;
+    }
+    if (want_sink && !(r->sink = make_sink(r, err, sizeof(err)))) {
+        sl_log(SL_LOG_ERROR, "run", "postgres sink: %s", err);
+        return 1;
+    }
+    if (gateway) {
+        struct sl_gateway_conf gc = {cfg, r->inf,
+                                     cfg->gateway.write_rows ? r->sink : NULL,
+                                     r->replica_id};
+        if (!(r->gw = sl_gateway_new(&gc, err, sizeof(err)))) {
+            sl_log(SL_LOG_ERROR, "run", "%s", err);
+            return 1;
+        }
+    }
+    /* A gateway request holds its HTTP thread until answered: with a
+     * thread per connection nothing (a scrape, a request to turn away
+     * with 429) ever waits behind it.  MHD caps connections at 1024. */
+    int threads = gateway ? -1 : 2;
+    r->http = sl_http_server_new(listen, (size_t)cfg->gateway.max_body_bytes,
+                                 threads, err, sizeof(err));
+    if (!r->http) {
+        sl_log(SL_LOG_ERROR, "run", "http: %s", err);
+        return 1;
+    }
+    sl_http_server_route(r->http, "GET", "/metrics", serve_metrics, r);
+    sl_http_server_route(r->http, "GET", "/healthz", serve_healthz, r);
+    sl_http_server_route(r->http, "GET", "/readyz", serve_readyz, r);
+    if (gateway)
+        sl_http_server_route(r->http, "POST", SL_GATEWAY_PATH, sl_gateway_serve,
+                             r->gw);
+    if (sl_http_server_start(r->http, err, sizeof(err)) < 0) {
+        sl_log(SL_LOG_ERROR, "run", "http: %s", err);
+        return 1;
+    }
+    if (cfg->source.present) {
+        r->pool =
+            sl_pool_new(r->q, cfg->workers.threads, cfg->workers.max_inflight,
+                        &worker_ops, r, err, sizeof(err));
+        if (!r->pool) {
+            sl_log(SL_LOG_ERROR, "run", "workers: %s", err);
+            return 1;
+        }
+        if (!(r->src = make_source(r, err, sizeof(err))) ||
+            sl_source_start(r->src, err, sizeof(err)) < 0) {
+            sl_log(SL_LOG_ERROR, "run", "source: %s", err);
+            return 1;
+        }
+        r->src_started = true;
+    }
+
+    char host[128];
+    const char *colon = strrchr(listen, ':');
+    size_t hl = colon ? (size_t)(colon - listen) : 0;
+    if (hl >= sizeof(host))
+        hl = sizeof(host) - 1;
+    memcpy(host, listen, hl);
+    host[hl] = '\0';
+    if (cfg->source.present)
+        sl_log(SL_LOG_INFO, "run",
+               "running pipeline '%s' as %s: %s source, %d workers x %d in "
+               "flight, queue %d%s; listening on http://%s:%d",
+               cfg->name, r->replica_id,
+               sl_config_source_kind_name(cfg->source.kind),
+               cfg->workers.threads, cfg->workers.max_inflight,
+               cfg->queue.capacity,
+               gateway ? ", gateway on POST " SL_GATEWAY_PATH : "", host,
+               sl_http_server_port(r->http));
+    else
+        sl_log(
+            SL_LOG_INFO, "run",
+            "running pipeline '%s' as %s: gateway only (POST " SL_GATEWAY_PATH
+            ", %d at once, rows %s); listening on http://%s:%d",
+            cfg->name, r->replica_id, cfg->gateway.max_concurrency,
+            cfg->gateway.write_rows ? "written" : "not written", host,
+            sl_http_server_port(r->http));
+    return 0;
+}
+
+/*
+ * The drain: stop the source (sentinels after its last message), stop
+ * taking gateway requests and answer those in flight, let the workers
+ * finish, flush the sink, commit what is durable.  Exits the process
+ * without joining workers that outlive the deadline.  Main thread.
+ */
+static void drain(struct runner *r, sigset_t *sigs, int status)
+{
+    const struct sl_config *cfg = r->cfg;
+    int64_t deadline = sl_mono_ms() + cfg->shutdown_timeout_ms;
+    int rc = 0;
+
+    atomic_store(&r->draining, true);
+    /* Sentinels after the last message: one per worker. */
+    if (r->src_started)
+        sl_source_stop(r->src, cfg->workers.threads);
+    else if (r->pool)
+        for (int i = 0; i < cfg->workers.threads; i++)
+            sl_queue_push(r->q, NULL, 1000);
+    if (r->gw)
+        sl_gateway_drain(r->gw, (int)(deadline - sl_mono_ms()));
+    if (r->pool) {
+        rc = -SL_ETIMEDOUT;
+        while (sl_mono_ms() < deadline) {
+            rc = sl_pool_wait(r->pool, 100);
+            if (rc != -SL_ETIMEDOUT)
+                break;
+            if (wait_signal(sigs, 0)) {
+                sl_log(SL_LOG_WARN, "run",
+                       "second signal: stopping now; only what is durable "
+                       "is committed");
+                atomic_store(&r->hard_stop, true);
+                break;
+            }
+        }
+    }
+    bool workers_done = rc != -SL_ETIMEDOUT;
+    int64_t left = deadline - sl_mono_ms();
+    if (atomic_load(&r->hard_stop) || left < 0)
+        left = 0;
+    /* Flush and commit run to completion once started (shield). */
+    if (r->sink && sl_sink_pg_drain(r->sink, (int)left) < 0)
+        sl_log(SL_LOG_WARN, "run",
+               "shutdown deadline passed: rows not yet durable are not "
+               "committed and will be redelivered");
+    if (r->src)
+        sl_source_close(r->src);
+    if (!workers_done) {
+        /* Workers still hold messages: leave them; nothing of theirs
+         * was committed.  Exit without joining them. */
+        sl_log(SL_LOG_WARN, "run",
+               "workers did not finish within %d ms; their messages "
+               "will be redelivered",
+               cfg->shutdown_timeout_ms);
+        fflush(NULL);
+        _exit(status);
+    }
 }
 
 int sl_run(const struct sl_config *cfg, const struct sl_run_opts *opts)
@@ -465,68 +823,12 @@ int sl_run(const struct sl_config *cfg, const struct sl_run_opts *opts)
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
-    r->q = sl_queue_new((size_t)cfg->queue.capacity,
-                        (void (*)(void *))sl_msg_destroy);
-    if (!r->q) {
-        sl_log(SL_LOG_ERROR, "run", "out of memory");
-        return 1;
-    }
-    if (!cfg->source.present) {
-        /* The gateway (POST /v1/process) is not built yet. */
-        sl_log(SL_LOG_ERROR, "run",
-               "pipeline '%s' has no source, and gateway mode is not "
-               "available in this version",
-               cfg->name);
+    if (start_parts(r, opts) != 0) {
         status = 1;
-        goto out;
+        if (!r->pool) /* nothing runs that a drain would have to stop */
+            goto out;
+        goto stop;
     }
-    if (!(r->inf = sl_infer_new(cfg, err, sizeof(err)))) {
-        sl_log(SL_LOG_ERROR, "run", "inference: %s", err);
-        status = 1;
-        goto out;
-    }
-    if (!(r->sink = make_sink(r, err, sizeof(err)))) {
-        sl_log(SL_LOG_ERROR, "run", "postgres sink: %s", err);
-        status = 1;
-        goto out;
-    }
-    r->http = sl_http_server_new(
-        opts && opts->listen ? opts->listen : cfg->http.listen,
-        (size_t)cfg->gateway.max_body_bytes, 2, err, sizeof(err));
-    if (!r->http) {
-        sl_log(SL_LOG_ERROR, "run", "http: %s", err);
-        status = 1;
-        goto out;
-    }
-    sl_http_server_route(r->http, "GET", "/metrics", serve_metrics, r);
-    sl_http_server_route(r->http, "GET", "/healthz", serve_healthz, r);
-    sl_http_server_route(r->http, "GET", "/readyz", serve_readyz, r);
-    if (sl_http_server_start(r->http, err, sizeof(err)) < 0) {
-        sl_log(SL_LOG_ERROR, "run", "http: %s", err);
-        status = 1;
-        goto out;
-    }
-    r->pool = sl_pool_new(r->q, cfg->workers.threads, cfg->workers.max_inflight,
-                          &worker_ops, r, err, sizeof(err));
-    if (!r->pool) {
-        sl_log(SL_LOG_ERROR, "run", "workers: %s", err);
-        status = 1;
-        goto out;
-    }
-    if (cfg->source.present) {
-        if (!(r->src = make_source(r, err, sizeof(err))) ||
-            sl_source_start(r->src, err, sizeof(err)) < 0) {
-            sl_log(SL_LOG_ERROR, "run", "source: %s", err);
-            status = 1;
-            goto stop_pool;
-        }
-    }
-    sl_log(SL_LOG_INFO, "run",
-           "running pipeline '%s' as %s: %d workers x %d in flight, queue "
-           "%d, metrics on %s (port %d)",
-           cfg->name, r->replica_id, cfg->workers.threads,
-           cfg->workers.max_inflight, cfg->queue.capacity, cfg->http.listen,
-           sl_http_server_port(r->http));
 
     /* Run until a signal, the end of the input, or a fatal error. */
     for (;;) {
@@ -552,51 +854,8 @@ int sl_run(const struct sl_config *cfg, const struct sl_run_opts *opts)
         }
     }
 
-stop_pool:
-    atomic_store(&r->draining, true);
-    {
-        int64_t deadline = sl_mono_ms() + cfg->shutdown_timeout_ms;
-        /* Sentinels after the last message: one per worker. */
-        if (r->src)
-            sl_source_stop(r->src, cfg->workers.threads);
-        else
-            for (int i = 0; i < cfg->workers.threads; i++)
-                sl_queue_push(r->q, NULL, 1000);
-        int rc = -SL_ETIMEDOUT;
-        while (sl_mono_ms() < deadline) {
-            rc = sl_pool_wait(r->pool, 100);
-            if (rc != -SL_ETIMEDOUT)
-                break;
-            if (wait_signal(&sigs, 0)) {
-                sl_log(SL_LOG_WARN, "run",
-                       "second signal: stopping now; only what is durable "
-                       "is committed");
-                atomic_store(&r->hard_stop, true);
-                break;
-            }
-        }
-        bool workers_done = rc != -SL_ETIMEDOUT;
-        int64_t left = deadline - sl_mono_ms();
-        if (atomic_load(&r->hard_stop) || left < 0)
-            left = 0;
-        /* Flush and commit run to completion once started (shield). */
-        if (sl_sink_pg_drain(r->sink, (int)left) < 0 && status == 0)
-            sl_log(SL_LOG_WARN, "run",
-                   "shutdown deadline passed: rows not yet durable are not "
-                   "committed and will be redelivered");
-        if (r->src)
-            sl_source_close(r->src);
-        if (!workers_done) {
-            /* Workers still hold messages: leave them; nothing of theirs
-             * was committed.  Exit without joining them. */
-            sl_log(SL_LOG_WARN, "run",
-                   "workers did not finish within %d ms; their messages "
-                   "will be redelivered",
-                   cfg->shutdown_timeout_ms);
-            fflush(NULL);
-            _exit(status);
-        }
-    }
+stop:
+    drain(r, &sigs, status);
 
 out:
     if (r->src) {
@@ -608,6 +867,14 @@ out:
                (unsigned long long)atomic_load(&r->processed),
                (unsigned long long)atomic_load(&r->failed),
                (unsigned long long)atomic_load(&st->acked));
+    }
+    if (r->gw) {
+        const struct sl_gateway_stats *gs = sl_gateway_stats(r->gw);
+        sl_log(SL_LOG_INFO, "run",
+               "gateway stopped: %llu requests, %llu answered 200, %llu rows",
+               (unsigned long long)atomic_load(&gs->requests),
+               (unsigned long long)atomic_load(&gs->ok),
+               (unsigned long long)atomic_load(&gs->rows));
     }
     teardown(r);
     free(r);

@@ -1,0 +1,603 @@
+/*
+ * Helpers for integration tests that drive the built binaries: start
+ * sluice and mock-infer as child processes, wait on conditions with
+ * deadlines, talk HTTP (curl) and PostgreSQL (libpq), check Prometheus
+ * text.  Header-only (tests are single-file executables): all static.
+ */
+#ifndef SL_TEST_HARNESS_H
+#define SL_TEST_HARNESS_H
+
+#include "cmocka_shim.h"
+
+#include <ctype.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libpq-fe.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define H_PG_DSN "host=127.0.0.1 port=55432 dbname=sluice user=postgres"
+#define H_KAFKA "127.0.0.1:59092"
+#define H_REDIS "127.0.0.1:56379"
+#define H_POLL_MS 20 /* between two looks at a condition */
+
+/* ---- time ---- */
+
+static inline int64_t h_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The pause between two looks at a condition (never synchronisation). */
+static inline void h_pause(void)
+{
+    struct timespec ts = {0, H_POLL_MS * 1000000L};
+
+    nanosleep(&ts, NULL);
+}
+
+/* A name no other run or test uses: prefix_pid_time_counter. */
+static inline void h_unique(char *buf, size_t size, const char *prefix)
+{
+    static int seq;
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(buf, size, "%s_%ld_%lld_%d", prefix, (long)getpid(),
+             (long long)(ts.tv_sec % 100000) * 1000 + ts.tv_nsec / 1000000,
+             seq++);
+}
+
+/* ---- files ---- */
+
+static inline void h_write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+
+    assert_non_null(f);
+    fputs(text, f);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* The whole file, NUL-terminated (free()), or NULL. */
+static inline char *h_read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *buf = NULL;
+    size_t len = 0, cap = 0, n;
+
+    if (!f)
+        return NULL;
+    do {
+        if (len + 4096 + 1 > cap) {
+            cap = cap ? cap * 2 : 8192;
+            buf = realloc(buf, cap);
+            assert_non_null(buf);
+        }
+        n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+    } while (n > 0);
+    buf[len] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/* A fresh temporary directory for one test's files. */
+static inline void h_tmpdir(char *buf, size_t size)
+{
+    snprintf(buf, size, "/tmp/sl-test.XXXXXX");
+    assert_non_null(mkdtemp(buf));
+}
+
+/* ---- processes ---- */
+
+struct h_proc {
+    pid_t pid;     /* running child, or 0 once reaped */
+    int status;    /* exit status once reaped; 128 + signal if killed */
+    char log[512]; /* its stdout and stderr */
+};
+
+static inline const char *h_bindir(void)
+{
+    const char *d = getenv("SLUICE_BINARY_DIR");
+
+    return d && *d ? d : ".";
+}
+
+/* Start argv[0] (a path) with stdout and stderr into 'log'. */
+static inline void h_spawn(struct h_proc *p, const char *log,
+                           char *const argv[])
+{
+    pid_t parent = getpid();
+
+    memset(p, 0, sizeof(*p));
+    snprintf(p->log, sizeof(p->log), "%s", log);
+    p->pid = fork();
+    assert_true(p->pid >= 0);
+    if (p->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* die with the test */
+        if (getppid() != parent)
+            _exit(127);
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, STDOUT_FILENO);
+            dup2(fd, STDERR_FILENO);
+        }
+        execv(argv[0], argv);
+        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+}
+
+/* Reap 'p' if it exited.  True once it has. */
+static inline bool h_exited(struct h_proc *p)
+{
+    int st;
+
+    if (p->pid <= 0)
+        return true;
+    if (waitpid(p->pid, &st, WNOHANG) != p->pid)
+        return false;
+    p->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    p->pid = 0;
+    return true;
+}
+
+/* Wait up to 'ms' for 'p' to exit.  True when it did. */
+static inline bool h_wait_exit(struct h_proc *p, int64_t ms)
+{
+    int64_t end = h_now_ms() + ms;
+
+    while (!h_exited(p)) {
+        if (h_now_ms() > end)
+            return false;
+        h_pause();
+    }
+    return true;
+}
+
+static inline void h_kill(struct h_proc *p)
+{
+    if (p->pid > 0) {
+        kill(p->pid, SIGKILL);
+        waitpid(p->pid, NULL, 0);
+        p->pid = 0;
+    }
+}
+
+/* Print the last 'max' bytes of a process log (for failures). */
+static inline void h_dump_log(const char *log, size_t max)
+{
+    char *text = h_read_file(log);
+
+    if (!text)
+        return;
+    size_t len = strlen(text);
+    print_message("---- %s ----\n%s\n", log,
+                  len > max ? text + len - max : text);
+    free(text);
+}
+
+/*
+ * Wait for "listening on http://HOST:PORT" in a sluice log; returns the
+ * port, or 0 when the process exited or the deadline passed.
+ */
+static inline int h_wait_listen(struct h_proc *p, int64_t ms)
+{
+    int64_t end = h_now_ms() + ms;
+
+    for (;;) {
+        char *text = h_read_file(p->log);
+        const char *at = text ? strstr(text, "listening on http://") : NULL;
+        if (at) {
+            const char *colon = strchr(at + 20, ':');
+            int port = colon ? atoi(colon + 1) : 0;
+            free(text);
+            return port;
+        }
+        free(text);
+        if (h_exited(p) || h_now_ms() > end)
+            return 0;
+        h_pause();
+    }
+}
+
+/* Run a shell command; its exit status, output (up to size) in 'out'. */
+static inline int h_shell(const char *cmd, char *out, size_t size)
+{
+    FILE *fp = popen(cmd, "r");
+    size_t n = 0;
+
+    assert_non_null(fp);
+    out[0] = '\0';
+    while (n + 1 < size && fgets(out + n, (int)(size - n), fp))
+        n = strlen(out);
+    if (n + 1 >= size) { /* drain the rest so the child can finish */
+        char sink[4096];
+        while (fgets(sink, sizeof(sink), fp))
+            ;
+    }
+    int st = pclose(fp);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* ---- mock-infer ---- */
+
+struct h_mock {
+    struct h_proc proc; /* the server */
+    char dir[64];       /* its port file lives here */
+    int port;           /* bound port */
+    char url[64];       /* "http://127.0.0.1:PORT" */
+};
+
+static inline int h_mock_start(struct h_mock *m)
+{
+    char bin[1024], port_file[128], log[128];
+    int64_t end = h_now_ms() + 10000;
+
+    h_tmpdir(m->dir, sizeof(m->dir));
+    snprintf(bin, sizeof(bin), "%s/mock-infer", h_bindir());
+    snprintf(port_file, sizeof(port_file), "%s/port", m->dir);
+    snprintf(log, sizeof(log), "%s/mock.log", m->dir);
+    char *argv[] = {bin,       "--listen",  "127.0.0.1:0", "--port-file",
+                    port_file, "--threads", "4",           NULL};
+    h_spawn(&m->proc, log, argv);
+    for (;;) {
+        FILE *f = fopen(port_file, "r");
+        int port = 0;
+        if (f) {
+            if (fscanf(f, "%d", &port) != 1)
+                port = 0;
+            fclose(f);
+        }
+        if (port > 0) {
+            m->port = port;
+            snprintf(m->url, sizeof(m->url), "http://127.0.0.1:%d", port);
+            return 0;
+        }
+        if (h_exited(&m->proc) || h_now_ms() > end) {
+            h_dump_log(log, 2000);
+            h_kill(&m->proc);
+            return -1;
+        }
+        h_pause();
+    }
+}
+
+static inline void h_mock_stop(struct h_mock *m)
+{
+    h_kill(&m->proc);
+}
+
+/*
+ * The mock's sentiment rule (cmd/mock-infer/model.c, README): count words
+ * (runs of non-space) that, trimmed of ASCII punctuation and lowercased,
+ * are in the positive or negative list.
+ */
+static inline const char *h_mock_sentiment(const char *text)
+{
+    static const char *const pos[] = {"good", "great",    "excellent",
+                                      "love", "happy",    "amazing",
+                                      "best", "wonderful"};
+    static const char *const neg[] = {"bad", "terrible", "awful", "hate",
+                                      "sad", "worst",    "poor",  "horrible"};
+    long diff = 0;
+    const char *s = text;
+
+    for (;;) {
+        while (*s && strchr(" \t\n\v\f\r", *s))
+            s++;
+        if (!*s)
+            break;
+        const char *w = s;
+        while (*s && !strchr(" \t\n\v\f\r", *s))
+            s++;
+        size_t len = (size_t)(s - w);
+        while (len && ispunct((unsigned char)*w)) {
+            w++;
+            len--;
+        }
+        while (len && ispunct((unsigned char)w[len - 1]))
+            len--;
+        for (int list = 0; list < 2; list++) {
+            const char *const *words = list ? neg : pos;
+            for (int i = 0; i < 8; i++)
+                if (strlen(words[i]) == len && !strncasecmp(words[i], w, len))
+                    diff += list ? -1 : 1;
+        }
+    }
+    return diff > 0 ? "positive" : diff < 0 ? "negative" : "neutral";
+}
+
+/* ---- HTTP ---- */
+
+struct h_reply {
+    long status;          /* 0 when the transfer failed */
+    char *body;           /* NUL-terminated; free() */
+    size_t len;           /* body bytes */
+    char retry_after[32]; /* Retry-After, or "" */
+};
+
+static inline size_t h_on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct h_reply *rep = arg;
+    size_t n = size * nmemb;
+    char *b = realloc(rep->body, rep->len + n + 1);
+
+    if (!b)
+        return 0;
+    memcpy(b + rep->len, data, n);
+    rep->body = b;
+    rep->len += n;
+    rep->body[rep->len] = '\0';
+    return n;
+}
+
+static inline size_t h_on_header(char *data, size_t size, size_t nmemb,
+                                 void *arg)
+{
+    struct h_reply *rep = arg;
+    size_t n = size * nmemb;
+
+    if (n > 12 && !strncasecmp(data, "Retry-After:", 12)) {
+        size_t i = 12, j = 0;
+        while (i < n && data[i] == ' ')
+            i++;
+        while (i < n && data[i] != '\r' && data[i] != '\n' &&
+               j + 1 < sizeof(rep->retry_after))
+            rep->retry_after[j++] = data[i++];
+        rep->retry_after[j] = '\0';
+    }
+    return n;
+}
+
+/*
+ * GET (body NULL) or POST 'body' to 'url', with extra 'header' (or NULL).
+ * Fills *rep (free rep->body); rep->status 0 on a transport failure.
+ */
+static inline void h_http(const char *url, const char *body, const char *header,
+                          struct h_reply *rep)
+{
+    CURL *c = curl_easy_init();
+    struct curl_slist *hdrs = NULL;
+
+    memset(rep, 0, sizeof(*rep));
+    rep->body = calloc(1, 1);
+    assert_non_null(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+    }
+    if (header)
+        hdrs = curl_slist_append(hdrs, header);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, h_on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, rep);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, h_on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, rep);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &rep->status);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(c);
+}
+
+/* GET http://127.0.0.1:port/path: its status; the body in *bodyp if asked. */
+static inline long h_get(int port, const char *path, char **bodyp)
+{
+    char url[128];
+    struct h_reply rep;
+
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+    h_http(url, NULL, NULL, &rep);
+    if (bodyp)
+        *bodyp = rep.body;
+    else
+        free(rep.body);
+    return rep.status;
+}
+
+/* ---- Prometheus text ---- */
+
+static inline bool h_prom_name(const char **sp)
+{
+    const char *s = *sp;
+
+    if (!(*s == '_' || *s == ':' || (*s >= 'a' && *s <= 'z') ||
+          (*s >= 'A' && *s <= 'Z')))
+        return false;
+    while (*s == '_' || *s == ':' || (*s >= 'a' && *s <= 'z') ||
+           (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9'))
+        s++;
+    *sp = s;
+    return true;
+}
+
+/*
+ * Check 'text' line by line: comments are "# HELP name text" or
+ * "# TYPE name counter|gauge|histogram|summary|untyped"; every other
+ * non-empty line is `name{label="value",...} value` with a valid float.
+ * Returns the number of samples, or -(line number) of the first bad line.
+ */
+static inline long h_prom_check(const char *text)
+{
+    long lineno = 0, samples = 0;
+    const char *line = text;
+
+    while (*line) {
+        const char *eol = strchr(line, '\n');
+        size_t len = eol ? (size_t)(eol - line) : strlen(line);
+        char buf[2048];
+        lineno++;
+        if (len >= sizeof(buf))
+            return -lineno;
+        memcpy(buf, line, len);
+        buf[len] = '\0';
+        line = eol ? eol + 1 : line + len;
+        const char *s = buf;
+        if (!*s)
+            continue;
+        if (*s == '#') {
+            if (!strncmp(s, "# HELP ", 7)) {
+                s += 7;
+                if (!h_prom_name(&s) || (*s && *s != ' '))
+                    return -lineno;
+            } else if (!strncmp(s, "# TYPE ", 7)) {
+                s += 7;
+                if (!h_prom_name(&s) || *s++ != ' ')
+                    return -lineno;
+                if (strcmp(s, "counter") && strcmp(s, "gauge") &&
+                    strcmp(s, "histogram") && strcmp(s, "summary") &&
+                    strcmp(s, "untyped"))
+                    return -lineno;
+            }
+            continue;
+        }
+        if (!h_prom_name(&s))
+            return -lineno;
+        if (*s == '{') {
+            s++;
+            while (*s != '}') {
+                if (!h_prom_name(&s) || *s++ != '=' || *s++ != '"')
+                    return -lineno;
+                while (*s && *s != '"') {
+                    if (*s == '\\') {
+                        s++;
+                        if (*s != '\\' && *s != '"' && *s != 'n')
+                            return -lineno;
+                    }
+                    s++;
+                }
+                if (*s++ != '"')
+                    return -lineno;
+                if (*s == ',')
+                    s++;
+                else if (*s != '}')
+                    return -lineno;
+            }
+            s++;
+        }
+        if (*s++ != ' ')
+            return -lineno;
+        char *end;
+        if (strcmp(s, "+Inf") && strcmp(s, "-Inf") && strcmp(s, "NaN")) {
+            errno = 0;
+            double v = strtod(s, &end);
+            (void)v;
+            if (end == s || *end || errno)
+                return -lineno;
+        }
+        samples++;
+    }
+    return samples;
+}
+
+/* The value of series 'series' (exactly as printed, labels included). */
+static inline double h_prom_value(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+
+    for (const char *s = text; s && *s;) {
+        if (!strncmp(s, series, n) && s[n] == ' ')
+            return strtod(s + n + 1, NULL);
+        s = strchr(s, '\n');
+        if (s)
+            s++;
+    }
+    return NAN;
+}
+
+/* Scrape /metrics and return 'series', NAN when absent or unreachable. */
+static inline double h_metric(int port, const char *series)
+{
+    char *body = NULL;
+    double v = NAN;
+
+    if (h_get(port, "/metrics", &body) == 200)
+        v = h_prom_value(body, series);
+    free(body);
+    return v;
+}
+
+/* ---- PostgreSQL ---- */
+
+static inline PGconn *h_db(void)
+{
+    const char *dsn = getenv("SLUICE_PG_DSN");
+    PGconn *c = PQconnectdb(dsn && *dsn ? dsn : H_PG_DSN);
+
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("cannot connect to PostgreSQL: %s", PQerrorMessage(c));
+    return c;
+}
+
+/* The first column of the first row of a query as an integer; -1 when the
+ * query failed (a table not created yet) or returned nothing. */
+static inline long long h_pg_int(PGconn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static inline long long h_pg_int(PGconn *c, const char *fmt, ...)
+{
+    char sql[2048];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof(sql), fmt, ap);
+    va_end(ap);
+    PGresult *res = PQexec(c, sql);
+    long long v = -1;
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0 &&
+        !PQgetisnull(res, 0, 0))
+        v = atoll(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return v;
+}
+
+/* A query whose result the caller walks (PQclear() it). */
+static inline PGresult *h_pg_query(PGconn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static inline PGresult *h_pg_query(PGconn *c, const char *fmt, ...)
+{
+    char sql[2048];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof(sql), fmt, ap);
+    va_end(ap);
+    PGresult *res = PQexec(c, sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK &&
+        PQresultStatus(res) != PGRES_COMMAND_OK)
+        fail_msg("%s: %s", sql, PQresultErrorMessage(res));
+    return res;
+}
+
+/* Wait up to 'ms' until count(*) of 'table' is at least 'want'. */
+static inline long long h_wait_rows(PGconn *c, const char *table,
+                                    long long want, int64_t ms)
+{
+    int64_t end = h_now_ms() + ms;
+    long long n;
+
+    while ((n = h_pg_int(c, "SELECT count(*) FROM %s", table)) < want &&
+           h_now_ms() < end)
+        h_pause();
+    return n;
+}
+
+#endif

@@ -1,0 +1,504 @@
+/*
+ * Gateway mode end to end: `sluice run` on a pipeline with gateway
+ * enabled and mock-infer behind it.  POST /v1/process answers with
+ * exactly mock-infer's results (and writes the row when asked), 400 for
+ * a malformed body, 502 when a backend fails under on_error: fail, 429
+ * with Retry-After beyond max_concurrency; pipelines/gateway.yaml runs
+ * as shipped; SIGTERM exits 0.
+ */
+#include "harness.h"
+
+#include <jansson.h>
+#include <pthread.h>
+
+static struct h_mock mock;
+static char dir[64];     /* this run's files */
+static char sluice[512]; /* the binary under test */
+static int have_pg;      /* PostgreSQL answers */
+
+/* What a test gateway varies. */
+struct gw {
+    int max_concurrency; /* gateway.max_concurrency */
+    const char *table;   /* write rows here; NULL: no sink */
+    const char *headers; /* backend header lines (YAML, indented), or "" */
+    int max_attempts;    /* retry.max_attempts */
+};
+
+static void write_pipeline(const char *path, const struct gw *g)
+{
+    char yaml[4096], sink[512] = "", backends[2048] = "";
+    static const char *const route[3] = {"sentiment", "ner", "summary"};
+    static const char *const ptr[3] = {"/label", "/entities", "/summary"};
+
+    for (int i = 0; i < 3; i++) {
+        size_t n = strlen(backends);
+        snprintf(backends + n, sizeof(backends) - n,
+                 "  %s:\n"
+                 "    kind: http-json\n"
+                 "    url: %s/predict/%s\n"
+                 "    body: '{\"text\": {{text}}}'\n"
+                 "    result_pointer: %s\n"
+                 "    retry:\n      max_attempts: %d\n%s",
+                 route[i], mock.url, route[i], ptr[i],
+                 g->max_attempts ? g->max_attempts : 4,
+                 g->headers ? g->headers : "");
+    }
+    if (g->table)
+        snprintf(sink, sizeof(sink),
+                 "sink:\n"
+                 "  postgres:\n"
+                 "    dsn: %s\n"
+                 "    table: %s\n"
+                 "    dead_letter_table: %s_dead\n"
+                 "    create_table: true\n"
+                 "    flush_ms: 10\n",
+                 H_PG_DSN, g->table, g->table);
+    snprintf(yaml, sizeof(yaml),
+             "version: 1\n"
+             "name: test-gateway\n"
+             "shutdown_timeout_ms: 10000\n"
+             "http:\n  listen: 127.0.0.1:0\n"
+             "gateway:\n"
+             "  enabled: true\n"
+             "  max_concurrency: %d\n"
+             "  write_rows: %s\n"
+             "backends:\n%s"
+             "steps:\n"
+             "  - name: analyse\n"
+             "    backends: [sentiment, ner, summary]\n"
+             "    on_error: fail\n%s",
+             g->max_concurrency, g->table ? "true" : "false", backends, sink);
+    h_write_file(path, yaml);
+}
+
+static int start(struct h_proc *proc, const char *yaml, const char *id)
+{
+    char log[256];
+    static int seq;
+
+    snprintf(log, sizeof(log), "%s/sluice-%d-%s.log", dir, ++seq, id);
+    char *argv[] = {sluice,     "run",      (char *)yaml,  "--replica-id",
+                    (char *)id, "--listen", "127.0.0.1:0", NULL};
+    h_spawn(proc, log, argv);
+    int port = h_wait_listen(proc, 30000);
+    if (!port) {
+        h_dump_log(log, 4000);
+        fail_msg("sluice did not start");
+    }
+    return port;
+}
+
+static void stop(struct h_proc *proc)
+{
+    kill(proc->pid, SIGTERM);
+    if (!h_wait_exit(proc, 20000)) {
+        h_kill(proc);
+        fail_msg("sluice did not exit after SIGTERM");
+    }
+    if (proc->status != 0)
+        h_dump_log(proc->log, 4000);
+    assert_int_equal(proc->status, 0);
+}
+
+/* POST 'body' to the gateway; returns the parsed reply (or NULL). */
+static json_t *process(int port, const char *body, long *statusp,
+                       struct h_reply *keep)
+{
+    char url[128];
+    struct h_reply rep;
+
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/process", port);
+    h_http(url, body, NULL, &rep);
+    *statusp = rep.status;
+    json_t *j = json_loads(rep.body, 0, NULL);
+    if (!j)
+        print_message("reply %ld is not JSON: %s\n", rep.status, rep.body);
+    if (keep)
+        *keep = rep;
+    else
+        free(rep.body);
+    return j;
+}
+
+/* What mock-infer itself answers on 'route' for 'text', at 'field'. */
+static json_t *direct(const char *route, const char *text, const char *field)
+{
+    char url[128];
+    struct h_reply rep;
+    json_t *req = json_pack("{s:s}", "text", text);
+    char *body = json_dumps(req, JSON_COMPACT);
+
+    snprintf(url, sizeof(url), "%s/predict/%s", mock.url, route);
+    h_http(url, body, NULL, &rep);
+    assert_int_equal(rep.status, 200);
+    json_t *j = json_loads(rep.body, 0, NULL);
+    assert_non_null(j);
+    json_t *v = json_incref(json_object_get(j, field));
+    assert_non_null(v);
+    json_decref(j);
+    json_decref(req);
+    free(body);
+    free(rep.body);
+    return v;
+}
+
+static void expect_results(json_t *reply, const char *text)
+{
+    static const char *const route[3] = {"sentiment", "ner", "summary"};
+    static const char *const field[3] = {"label", "entities", "summary"};
+    json_t *results = json_object_get(reply, "results");
+
+    assert_non_null(results);
+    assert_int_equal(json_object_size(results), 3);
+    for (int i = 0; i < 3; i++) {
+        json_t *want = direct(route[i], text, field[i]);
+        json_t *got = json_object_get(results, route[i]);
+        if (!json_equal(want, got)) {
+            char *w = json_dumps(want, JSON_COMPACT | JSON_ENCODE_ANY);
+            char *g = json_dumps(reply, JSON_COMPACT);
+            fail_msg("%s: want %s in %s", route[i], w, g);
+        }
+        json_decref(want);
+    }
+    assert_int_equal(json_object_size(json_object_get(reply, "errors")), 0);
+    assert_true(json_is_integer(
+        json_object_get(json_object_get(reply, "timings"), "total")));
+}
+
+/* ---- the tests ---- */
+
+static void test_results_and_rows(void **state)
+{
+    (void)state;
+    if (!have_pg)
+        skip();
+    char table[96], yaml[256];
+    struct h_proc proc;
+    const char *texts[2] = {"Alice loves the great food in Paris, it was good!",
+                            "Terrible service from Bob and Chen: awful, "
+                            "sad, the worst delivery ever made here"};
+
+    h_unique(table, sizeof(table), "gateway_rows");
+    snprintf(yaml, sizeof(yaml), "%s/%s.yaml", dir, table);
+    write_pipeline(yaml, &(struct gw){.max_concurrency = 8, .table = table});
+    int port = start(&proc, yaml, "gw-rows");
+
+    json_t *replies[2];
+    for (int i = 0; i < 2; i++) {
+        long status;
+        json_t *body = json_pack("{s:s, s:i}", "text", texts[i], "n", i);
+        char *b = json_dumps(body, JSON_COMPACT);
+        replies[i] = process(port, b, &status, NULL);
+        assert_int_equal(status, 200);
+        assert_non_null(replies[i]);
+        expect_results(replies[i], texts[i]);
+        free(b);
+        json_decref(body);
+    }
+    assert_string_equal(
+        json_string_value(json_object_get(
+            json_object_get(replies[0], "results"), "sentiment")),
+        "positive");
+    assert_string_equal(
+        json_string_value(json_object_get(
+            json_object_get(replies[1], "results"), "sentiment")),
+        "negative");
+
+    /* Each answered request has its row, with the same results. */
+    PGconn *db = h_db();
+    assert_int_equal(h_wait_rows(db, table, 2, 30000), 2);
+    PGresult *res = h_pg_query(db,
+                               "SELECT source, topic, payload->>'n', results, "
+                               "worker FROM %s ORDER BY (payload->>'n')::int",
+                               table);
+    assert_int_equal(PQntuples(res), 2);
+    for (int i = 0; i < 2; i++) {
+        assert_string_equal(PQgetvalue(res, i, 0), "gateway");
+        assert_string_equal(PQgetvalue(res, i, 1), "gateway");
+        assert_int_equal(atoi(PQgetvalue(res, i, 2)), i);
+        assert_string_equal(PQgetvalue(res, i, 4), "gw-rows/gateway");
+        json_t *row = json_loads(PQgetvalue(res, i, 3), 0, NULL);
+        assert_true(json_equal(row, json_object_get(replies[i], "results")));
+        json_decref(row);
+        json_decref(replies[i]);
+    }
+    PQclear(res);
+
+    /* Malformed bodies: 400 with a reason, and no row. */
+    static const struct {
+        const char *body;
+        const char *says;
+    } bad[] = {
+        {"this is not JSON", "not valid JSON"},
+        {"[1, 2, 3]", "must be a JSON object"},
+        {"\"text\"", "must be a JSON object"},
+        {"", "not valid JSON"},
+        {"{\"other\": 1}", "text"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        long status;
+        json_t *j = process(port, bad[i].body, &status, NULL);
+        assert_int_equal(status, 400);
+        assert_non_null(j);
+        const char *err = json_string_value(json_object_get(j, "error"));
+        assert_non_null(err);
+        if (!strstr(err, bad[i].says))
+            fail_msg("400 for '%s' says '%s'", bad[i].body, err);
+        json_decref(j);
+    }
+    /* GET is not the gateway's method. */
+    assert_int_equal(h_get(port, "/v1/process", NULL), 405);
+
+    char *metrics = NULL;
+    assert_int_equal(h_get(port, "/metrics", &metrics), 200);
+    assert_true(h_prom_check(metrics) > 0);
+    assert_true(
+        h_prom_value(metrics, "sluice_gateway_responses_total{code=\"200\"}") ==
+        2);
+    assert_true(
+        h_prom_value(metrics, "sluice_gateway_responses_total{code=\"400\"}") ==
+        5);
+    assert_true(h_prom_value(metrics, "sluice_gateway_rows_total") == 2);
+    free(metrics);
+    stop(&proc);
+    assert_int_equal(h_pg_int(db, "SELECT count(*) FROM %s", table), 2);
+    PQfinish(db);
+}
+
+static void test_backend_failure_502(void **state)
+{
+    (void)state;
+    char yaml[256];
+    struct h_proc proc;
+
+    snprintf(yaml, sizeof(yaml), "%s/failing.yaml", dir);
+    write_pipeline(yaml,
+                   &(struct gw){.max_concurrency = 4,
+                                .max_attempts = 1,
+                                .headers = "    headers:\n"
+                                           "      X-Mock-Fault: \"500\"\n"});
+    int port = start(&proc, yaml, "gw-fail");
+    long status;
+    json_t *j = process(port, "{\"text\": \"good\"}", &status, NULL);
+    assert_int_equal(status, 502);
+    assert_non_null(j);
+    const char *err = json_string_value(json_object_get(j, "error"));
+    assert_non_null(err);
+    char *all = json_dumps(j, JSON_COMPACT);
+    print_message("502: %s\n", all);
+    free(all);
+    assert_non_null(strstr(err, "http_5xx"));
+    assert_non_null(strstr(err, "step 'analyse'"));
+    assert_true(json_object_size(json_object_get(j, "errors")) >= 1);
+    json_decref(j);
+    stop(&proc);
+}
+
+struct slow_call {
+    int port;      /* gateway */
+    long status;   /* its answer */
+    json_t *reply; /* parsed */
+};
+
+static void *slow_request(void *arg)
+{
+    struct slow_call *c = arg;
+
+    c->reply =
+        process(c->port, "{\"text\": \"happy happy\"}", &c->status, NULL);
+    return NULL;
+}
+
+static void test_saturated_429(void **state)
+{
+    (void)state;
+    char yaml[256];
+    struct h_proc proc;
+
+    snprintf(yaml, sizeof(yaml), "%s/saturated.yaml", dir);
+    write_pipeline(
+        yaml, &(struct gw){.max_concurrency = 1,
+                           .headers = "    headers:\n"
+                                      "      X-Mock-Latency-Ms: \"500\"\n"});
+    int port = start(&proc, yaml, "gw-busy");
+
+    struct slow_call first = {.port = port};
+    pthread_t t;
+    int64_t t0 = h_now_ms();
+    assert_int_equal(pthread_create(&t, NULL, slow_request, &first), 0);
+    /* The first request holds the only slot once the gauge says so. */
+    double inflight;
+    while ((inflight = h_metric(port, "sluice_gateway_inflight")) != 1) {
+        if (h_now_ms() - t0 >= 400) /* well before it can finish */
+            fail_msg("sluice_gateway_inflight is %g after %lld ms", inflight,
+                     (long long)(h_now_ms() - t0));
+        h_pause();
+    }
+    char url[128];
+    struct h_reply rep;
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/process", port);
+    h_http(url, "{\"text\": \"sad\"}", NULL, &rep);
+    int64_t second_ms = h_now_ms() - t0;
+    assert_int_equal(rep.status, 429);
+    assert_string_equal(rep.retry_after, "1");
+    json_t *j = json_loads(rep.body, 0, NULL);
+    assert_non_null(j);
+    assert_non_null(
+        strstr(json_string_value(json_object_get(j, "error")), "too many"));
+    json_decref(j);
+    free(rep.body);
+
+    pthread_join(t, NULL);
+    int64_t first_ms = h_now_ms() - t0;
+    print_message("429 after %lld ms; the held request answered %ld after "
+                  "%lld ms\n",
+                  (long long)second_ms, first.status, (long long)first_ms);
+    assert_int_equal(first.status, 200);
+    assert_true(first_ms >= 500);
+    expect_results(first.reply, "happy happy");
+    json_decref(first.reply);
+
+    /* The slot is free again. */
+    long status;
+    j = process(port, "{\"text\": \"sad\"}", &status, NULL);
+    assert_int_equal(status, 200);
+    json_decref(j);
+    stop(&proc);
+}
+
+/* A stream source and the gateway in one process: both do their work. */
+static void test_source_and_gateway(void **state)
+{
+    (void)state;
+    if (!have_pg)
+        skip();
+    char table[96], stream[96], yaml[256], path[256], cmd[1024], out[1024];
+    struct h_proc proc;
+
+    h_unique(table, sizeof(table), "gateway_both");
+    h_unique(stream, sizeof(stream), "gateway-both");
+    snprintf(cmd, sizeof(cmd), "%s produce redis://%s/%s --generate 100 2>&1",
+             sluice, H_REDIS, stream);
+    assert_int_equal(h_shell(cmd, out, sizeof(out)), 0);
+    snprintf(path, sizeof(path), "%s/%s.yaml", dir, table);
+    write_pipeline(path, &(struct gw){.max_concurrency = 4, .table = table});
+    char *text = h_read_file(path);
+    assert_non_null(text);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "%ssource:\n"
+            "  kind: redis-stream\n"
+            "  redis:\n"
+            "    url: redis://%s\n"
+            "    key: %s\n"
+            "    group: g\n",
+            text, H_REDIS, stream);
+    fclose(f);
+    free(text);
+    snprintf(yaml, sizeof(yaml), "%s", path);
+    int port = start(&proc, yaml, "gw-both");
+
+    long status;
+    json_t *j = process(port, "{\"text\": \"good good\"}", &status, NULL);
+    assert_int_equal(status, 200);
+    expect_results(j, "good good");
+    json_decref(j);
+    PGconn *db = h_db();
+    assert_int_equal(h_wait_rows(db, table, 101, 60000), 101);
+    assert_int_equal(
+        h_pg_int(db, "SELECT count(*) FROM %s WHERE source = 'gateway'", table),
+        1);
+    assert_int_equal(h_pg_int(db,
+                              "SELECT count(DISTINCT payload->>'seq') FROM %s "
+                              "WHERE source = 'redis-stream'",
+                              table),
+                     100);
+    stop(&proc);
+    PQfinish(db);
+}
+
+/* pipelines/gateway.yaml as shipped, pointed at mock-infer. */
+static void test_shipped_pipeline(void **state)
+{
+    (void)state;
+    char yaml[1024];
+    struct h_proc proc;
+    const char *src = getenv("SLUICE_SOURCE_DIR");
+
+    snprintf(yaml, sizeof(yaml), "%s/pipelines/gateway.yaml", src ? src : "..");
+    setenv("MODEL_URL", mock.url, 1);
+    setenv("SLUICE_LISTEN", "127.0.0.1:0", 1);
+    int port = start(&proc, yaml, "gw-shipped");
+    assert_int_equal(h_get(port, "/readyz", NULL), 200);
+    long status;
+    json_t *j =
+        process(port, "{\"text\": \"The best day in Tokyo\"}", &status, NULL);
+    assert_int_equal(status, 200);
+    expect_results(j, "The best day in Tokyo");
+    json_decref(j);
+    stop(&proc);
+}
+
+/* write_rows without a sink is refused at start, with the reason. */
+static void test_write_rows_needs_sink(void **state)
+{
+    (void)state;
+    char path[256], cmd[1024], out[4096];
+
+    snprintf(path, sizeof(path), "%s/nosink.yaml", dir);
+    h_write_file(path, "version: 1\n"
+                       "name: nosink\n"
+                       "http:\n  listen: 127.0.0.1:0\n"
+                       "gateway:\n  enabled: true\n  write_rows: true\n"
+                       "backends:\n"
+                       "  s:\n"
+                       "    kind: http-json\n"
+                       "    url: http://127.0.0.1:1/x\n"
+                       "steps:\n  - name: a\n    backends: [s]\n");
+    snprintf(cmd, sizeof(cmd), "%s run %s 2>&1", sluice, path);
+    int rc = h_shell(cmd, out, sizeof(out));
+    print_message("exit %d: %s", rc, out);
+    assert_true(rc == 1 || rc == 2);
+    assert_non_null(strstr(out, "write_rows"));
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(sluice, sizeof(sluice), "%s/sluice", h_bindir());
+    h_tmpdir(dir, sizeof(dir));
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (h_mock_start(&mock) < 0)
+        return -1;
+    PGconn *c = PQconnectdb(H_PG_DSN);
+    have_pg = PQstatus(c) == CONNECTION_OK;
+    PQfinish(c);
+    if (!have_pg)
+        print_message("PostgreSQL is not running (scripts/services start); "
+                      "skipping the row test\n");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    h_mock_stop(&mock);
+    curl_global_cleanup();
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_results_and_rows),
+        cmocka_unit_test(test_backend_failure_502),
+        cmocka_unit_test(test_saturated_429),
+        cmocka_unit_test(test_source_and_gateway),
+        cmocka_unit_test(test_shipped_pipeline),
+        cmocka_unit_test(test_write_rows_needs_sink),
+    };
+    if (getenv("SLUICE_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("SLUICE_TEST_FILTER"));
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,607 @@
+/*
+ * `sluice run` end to end as an operator runs it: the built binary, real
+ * Kafka, Redis and PostgreSQL (scripts/services start), mock-infer
+ * started here.  10,000 messages land exactly once with mock-infer's
+ * results; SIGTERM drains and a restart finishes the job; two replicas
+ * share a group; /metrics is valid Prometheus text that agrees with the
+ * rows; /readyz turns 503 during the drain; a bad pipeline exits 2.
+ */
+#include "harness.h"
+
+#include <jansson.h>
+
+#define COUNT 10000
+#define LAND_MS 180000 /* deadline for every message to land */
+
+enum kind { KAFKA, REDIS };
+
+static struct h_mock mock;
+static char dir[64];     /* this run's files */
+static char sluice[512]; /* the binary under test */
+static int have_servers; /* PostgreSQL, Redis and Kafka answer */
+
+/* What a test pipeline varies. */
+struct pipe {
+    enum kind kind;    /* source */
+    const char *name;  /* topic or stream */
+    const char *group; /* consumer group */
+    const char *table; /* results table */
+    int latency_ms;    /* X-Mock-Latency-Ms on every call; 0: none */
+    int threads;       /* workers */
+    int inflight;      /* per worker */
+    int queue;         /* queue capacity */
+    int shutdown_ms;   /* shutdown_timeout_ms */
+};
+
+static void write_pipeline(const char *path, const struct pipe *p)
+{
+    char yaml[4096], src[512], hdr[128] = "";
+
+    if (p->kind == KAFKA)
+        snprintf(src, sizeof(src),
+                 "  kind: kafka\n"
+                 "  kafka:\n"
+                 "    brokers: %s\n"
+                 "    topics: [%s]\n"
+                 "    group: %s\n"
+                 "    auto_offset_reset: earliest\n",
+                 H_KAFKA, p->name, p->group);
+    else
+        snprintf(src, sizeof(src),
+                 "  kind: redis-stream\n"
+                 "  redis:\n"
+                 "    url: redis://%s\n"
+                 "    key: %s\n"
+                 "    group: %s\n",
+                 H_REDIS, p->name, p->group);
+    if (p->latency_ms)
+        snprintf(hdr, sizeof(hdr),
+                 "    headers:\n      X-Mock-Latency-Ms: \"%d\"\n",
+                 p->latency_ms);
+    snprintf(yaml, sizeof(yaml),
+             "version: 1\n"
+             "name: test-run\n"
+             "shutdown_timeout_ms: %d\n"
+             "source:\n%s"
+             "queue:\n  capacity: %d\n"
+             "workers:\n  threads: %d\n  max_inflight: %d\n"
+             "backends:\n"
+             "  sentiment:\n"
+             "    kind: http-json\n"
+             "    url: %s/predict/sentiment\n"
+             "    body: '{\"text\": {{text}}}'\n"
+             "    result_pointer: /label\n%s"
+             "  summary:\n"
+             "    kind: http-json\n"
+             "    url: %s/predict/summary\n"
+             "    body: '{\"text\": {{text}}}'\n"
+             "    result_pointer: /summary\n%s"
+             "steps:\n"
+             "  - name: analyse\n"
+             "    backends: [sentiment, summary]\n"
+             "sink:\n"
+             "  postgres:\n"
+             "    dsn: %s\n"
+             "    table: %s\n"
+             "    dead_letter_table: %s_dead\n"
+             "    create_table: true\n"
+             "    batch_rows: 500\n"
+             "    flush_ms: 20\n"
+             "http:\n  listen: 127.0.0.1:0\n",
+             p->shutdown_ms ? p->shutdown_ms : 30000, src,
+             p->queue ? p->queue : 1024, p->threads ? p->threads : 2,
+             p->inflight ? p->inflight : 32, mock.url, hdr, mock.url, hdr,
+             H_PG_DSN, p->table, p->table);
+    h_write_file(path, yaml);
+}
+
+/* Start `sluice run yaml --replica-id id`; returns its HTTP port. */
+static int start_sluice(struct h_proc *proc, const char *yaml, const char *id)
+{
+    char log[256];
+
+    static int seq; /* one log per process: ports are read from it */
+    snprintf(log, sizeof(log), "%s/sluice-%d-%s.log", dir, ++seq, id);
+    char *argv[] = {sluice,     "run",      (char *)yaml,  "--replica-id",
+                    (char *)id, "--listen", "127.0.0.1:0", NULL};
+    h_spawn(proc, log, argv);
+    int port = h_wait_listen(proc, 30000);
+    if (!port) {
+        h_dump_log(log, 4000);
+        fail_msg("sluice did not start");
+    }
+    return port;
+}
+
+/* SIGTERM; returns how long the drain took; asserts exit status 0. */
+static int64_t stop_sluice(struct h_proc *proc, int64_t limit_ms)
+{
+    int64_t t0 = h_now_ms();
+
+    kill(proc->pid, SIGTERM);
+    if (!h_wait_exit(proc, limit_ms + 10000)) {
+        h_dump_log(proc->log, 4000);
+        h_kill(proc);
+        fail_msg("sluice did not exit after SIGTERM");
+    }
+    int64_t ms = h_now_ms() - t0;
+    if (proc->status != 0)
+        h_dump_log(proc->log, 4000);
+    assert_int_equal(proc->status, 0);
+    return ms;
+}
+
+static void produce(enum kind kind, const char *name, int n)
+{
+    char cmd[2048], out[2048];
+
+    if (kind == KAFKA)
+        snprintf(cmd, sizeof(cmd),
+                 "%s produce kafka://%s/%s --partitions 4 --generate %d 2>&1",
+                 sluice, H_KAFKA, name, n);
+    else
+        snprintf(cmd, sizeof(cmd),
+                 "%s produce redis://%s/%s --generate %d 2>&1", sluice, H_REDIS,
+                 name, n);
+    int rc = h_shell(cmd, out, sizeof(out));
+    if (rc != 0)
+        fail_msg("%s: exit %d: %s", cmd, rc, out);
+}
+
+/*
+ * Every message has exactly one row, and every row holds what mock-infer
+ * answers for its text: the sentiment rule for all rows, and a direct
+ * call to mock-infer for 50 of them.
+ */
+static void check_rows(PGconn *db, const char *table)
+{
+    assert_int_equal(h_pg_int(db, "SELECT count(*) FROM %s", table), COUNT);
+    assert_int_equal(h_pg_int(db,
+                              "SELECT count(DISTINCT (payload->>'seq')::int) "
+                              "FROM %s",
+                              table),
+                     COUNT);
+    assert_int_equal(h_pg_int(db,
+                              "SELECT count(*) FROM %s WHERE (payload->>'seq')"
+                              "::int NOT BETWEEN 0 AND %d",
+                              table, COUNT - 1),
+                     0);
+    assert_int_equal(h_pg_int(db, "SELECT count(*) FROM %s_dead", table), 0);
+
+    PGresult *res = h_pg_query(db,
+                               "SELECT payload->>'text', results->>'sentiment',"
+                               " results->>'summary' FROM %s ORDER BY "
+                               "(payload->>'seq')::int",
+                               table);
+    assert_int_equal(PQntuples(res), COUNT);
+    for (int i = 0; i < COUNT; i++) {
+        const char *text = PQgetvalue(res, i, 0);
+        if (strcmp(PQgetvalue(res, i, 1), h_mock_sentiment(text)))
+            fail_msg("seq %d: sentiment '%s', mock-infer says '%s' for '%s'", i,
+                     PQgetvalue(res, i, 1), h_mock_sentiment(text), text);
+    }
+    for (int i = 0; i < COUNT; i += COUNT / 50) {
+        char url[128];
+        struct h_reply rep;
+        json_t *body = json_pack("{s:s}", "text", PQgetvalue(res, i, 0));
+        char *req = json_dumps(body, JSON_COMPACT);
+        const char *route[2] = {"sentiment", "summary"};
+        const char *field[2] = {"label", "summary"};
+        for (int k = 0; k < 2; k++) {
+            snprintf(url, sizeof(url), "%s/predict/%s", mock.url, route[k]);
+            h_http(url, req, NULL, &rep);
+            assert_int_equal(rep.status, 200);
+            json_t *j = json_loads(rep.body, 0, NULL);
+            assert_non_null(j);
+            assert_string_equal(json_string_value(json_object_get(j, field[k])),
+                                PQgetvalue(res, i, 1 + k));
+            json_decref(j);
+            free(rep.body);
+        }
+        free(req);
+        json_decref(body);
+    }
+    PQclear(res);
+}
+
+/* Sum of every sample of family 'name' (lines "name{...} v"). */
+static double prom_sum(const char *text, const char *name)
+{
+    size_t n = strlen(name);
+    double sum = 0;
+
+    for (const char *s = text; s && *s;) {
+        if (!strncmp(s, name, n) && s[n] == '{') {
+            const char *sp = strchr(s, ' ');
+            if (sp)
+                sum += strtod(sp + 1, NULL);
+        }
+        s = strchr(s, '\n');
+        if (s)
+            s++;
+    }
+    return sum;
+}
+
+/* /metrics once everything landed: valid text, counters equal to rows. */
+static void check_metrics(int port, enum kind kind, long long rows)
+{
+    int64_t end = h_now_ms() + 30000;
+    char *text = NULL;
+
+    /* Acks and commits trail durability a little: wait for them. */
+    for (;;) {
+        free(text);
+        text = NULL;
+        assert_int_equal(h_get(port, "/metrics", &text), 200);
+        bool settled =
+            h_prom_value(text, "sluice_messages_acked_total") == COUNT;
+        if (kind == KAFKA)
+            settled = settled &&
+                      prom_sum(text, "sluice_kafka_committed_offset") == COUNT;
+        if (settled || h_now_ms() > end)
+            break;
+        h_pause();
+    }
+    long samples = h_prom_check(text);
+    if (samples <= 0)
+        fail_msg("/metrics line %ld is not Prometheus text:\n%s", -samples,
+                 text);
+    assert_true(h_prom_value(text, "sluice_messages_processed_total") == rows);
+    assert_true(h_prom_value(text, "sluice_messages_consumed_total") == COUNT);
+    assert_true(h_prom_value(text, "sluice_messages_acked_total") == COUNT);
+    assert_true(h_prom_value(text, "sluice_messages_failed_total") == 0);
+    assert_true(h_prom_value(text, "sluice_sink_rows_written_total") == rows);
+    assert_true(h_prom_value(text, "sluice_inflight") == 0);
+    assert_true(h_prom_value(text, "sluice_queue_depth") == 0);
+    assert_true(h_prom_value(text, "sluice_backend_requests_total{backend="
+                                   "\"sentiment\"}") == COUNT);
+    assert_true(h_prom_value(text, "sluice_backend_latency_seconds_count{"
+                                   "backend=\"summary\"}") == COUNT);
+    assert_true(h_prom_value(text, "sluice_backend_circuit_state{backend="
+                                   "\"sentiment\"}") == 0);
+    assert_true(h_prom_value(text, "sluice_sink_batch_rows_sum") == rows);
+    if (kind == KAFKA) {
+        assert_true(prom_sum(text, "sluice_kafka_committed_offset") == COUNT);
+        assert_true(prom_sum(text, "sluice_kafka_lag") == 0);
+        assert_true(h_prom_value(text, "sluice_kafka_partitions_assigned") ==
+                    4);
+    }
+    print_message("/metrics: %ld samples, all valid\n", samples);
+    free(text);
+}
+
+static void names(struct pipe *p, enum kind kind, const char *what, char *name,
+                  char *group, char *table, size_t size)
+{
+    h_unique(name, size, what);
+    for (char *c = name; *c; c++)
+        if (*c == '_')
+            *c = '-';
+    h_unique(group, size, "g");
+    h_unique(table, size, what);
+    for (char *c = table; *c; c++)
+        if (*c == '-')
+            *c = '_';
+    memset(p, 0, sizeof(*p));
+    p->kind = kind;
+    p->name = name;
+    p->group = group;
+    p->table = table;
+}
+
+/* ---- the tests ---- */
+
+static void to_pg(enum kind kind)
+{
+    if (!have_servers)
+        skip();
+    char name[96], group[96], table[96], yaml[256];
+    struct pipe p;
+    struct h_proc proc;
+    int64_t t0 = h_now_ms();
+
+    names(&p, kind, kind == KAFKA ? "run_kafka" : "run_redis", name, group,
+          table, sizeof(name));
+    produce(kind, name, COUNT);
+    snprintf(yaml, sizeof(yaml), "%s/%s.yaml", dir, table);
+    write_pipeline(yaml, &p);
+    int port = start_sluice(&proc, yaml, "solo");
+    PGconn *db = h_db();
+    long long rows = h_wait_rows(db, table, COUNT, LAND_MS);
+    int64_t landed = h_now_ms() - t0;
+    if (rows != COUNT)
+        h_dump_log(proc.log, 4000);
+    assert_int_equal(rows, COUNT);
+    check_metrics(port, kind, rows);
+    int64_t drain = stop_sluice(&proc, 30000);
+    check_rows(db, table);
+    PQfinish(db);
+    print_message("%s: %d messages landed in %lld ms (produce included); "
+                  "drain %lld ms\n",
+                  kind == KAFKA ? "kafka" : "redis", COUNT, (long long)landed,
+                  (long long)drain);
+}
+
+static void test_kafka_to_pg(void **state)
+{
+    (void)state;
+    to_pg(KAFKA);
+}
+
+static void test_redis_to_pg(void **state)
+{
+    (void)state;
+    to_pg(REDIS);
+}
+
+static void sigterm_restart(enum kind kind)
+{
+    if (!have_servers)
+        skip();
+    char name[96], group[96], table[96], yaml[256];
+    struct pipe p;
+    struct h_proc proc;
+
+    names(&p, kind, kind == KAFKA ? "restart_kafka" : "restart_redis", name,
+          group, table, sizeof(name));
+    p.latency_ms = 20; /* about 3,000 messages/s: SIGTERM lands mid-run */
+    p.shutdown_ms = 15000;
+    produce(kind, name, COUNT);
+    snprintf(yaml, sizeof(yaml), "%s/%s.yaml", dir, table);
+    write_pipeline(yaml, &p);
+    start_sluice(&proc, yaml, "first");
+    PGconn *db = h_db();
+    assert_true(h_wait_rows(db, table, 500, LAND_MS) >= 500);
+    int64_t drain = stop_sluice(&proc, p.shutdown_ms);
+    long long first = h_pg_int(db, "SELECT count(*) FROM %s", table);
+    print_message("%s: SIGTERM after >= 500 rows: drained in %lld ms "
+                  "(shutdown_timeout_ms %d), %lld rows\n",
+                  kind == KAFKA ? "kafka" : "redis", (long long)drain,
+                  p.shutdown_ms, first);
+    assert_true(drain < p.shutdown_ms);
+    assert_true(first < COUNT); /* it really stopped in the middle */
+    assert_int_equal(h_pg_int(db,
+                              "SELECT count(DISTINCT (payload->>'seq')::int) "
+                              "FROM %s",
+                              table),
+                     first);
+
+    /* The same replica again: it resumes where the commit stopped. */
+    start_sluice(&proc, yaml, "first");
+    long long rows = h_wait_rows(db, table, COUNT, LAND_MS);
+    if (rows != COUNT)
+        h_dump_log(proc.log, 4000);
+    assert_int_equal(rows, COUNT);
+    stop_sluice(&proc, p.shutdown_ms);
+    check_rows(db, table);
+    PQfinish(db);
+}
+
+static void test_kafka_sigterm_restart(void **state)
+{
+    (void)state;
+    sigterm_restart(KAFKA);
+}
+
+static void test_redis_sigterm_restart(void **state)
+{
+    (void)state;
+    sigterm_restart(REDIS);
+}
+
+static void two_replicas(enum kind kind)
+{
+    if (!have_servers)
+        skip();
+    char name[96], group[96], table[96], yaml[256];
+    struct pipe p;
+    struct h_proc a, b;
+
+    names(&p, kind, kind == KAFKA ? "pair_kafka" : "pair_redis", name, group,
+          table, sizeof(name));
+    p.latency_ms = 10;
+    if (kind == KAFKA)
+        produce(kind, name, 0); /* the topic with its 4 partitions */
+    snprintf(yaml, sizeof(yaml), "%s/%s.yaml", dir, table);
+    write_pipeline(yaml, &p);
+    int pa = start_sluice(&a, yaml, "replica-a");
+    int pb = start_sluice(&b, yaml, "replica-b");
+
+    /* Both must be in the group before the messages arrive. */
+    int64_t end = h_now_ms() + 60000;
+    for (;;) {
+        bool ready;
+        if (kind == KAFKA) {
+            double na = h_metric(pa, "sluice_kafka_partitions_assigned");
+            double nb = h_metric(pb, "sluice_kafka_partitions_assigned");
+            ready = na >= 1 && nb >= 1 && na + nb == 4;
+        } else {
+            ready = h_get(pa, "/readyz", NULL) == 200 &&
+                    h_get(pb, "/readyz", NULL) == 200;
+        }
+        if (ready)
+            break;
+        if (h_now_ms() > end) {
+            h_dump_log(a.log, 3000);
+            h_dump_log(b.log, 3000);
+            fail_msg("the replicas did not both join the group");
+        }
+        h_pause();
+    }
+    produce(kind, name, COUNT);
+    PGconn *db = h_db();
+    long long rows = h_wait_rows(db, table, COUNT, LAND_MS);
+    assert_int_equal(rows, COUNT);
+    stop_sluice(&a, 30000);
+    stop_sluice(&b, 30000);
+    long long na = h_pg_int(
+        db, "SELECT count(*) FROM %s WHERE worker LIKE 'replica-a/%%'", table);
+    long long nb = h_pg_int(
+        db, "SELECT count(*) FROM %s WHERE worker LIKE 'replica-b/%%'", table);
+    print_message("%s: replica-a %lld rows, replica-b %lld rows\n",
+                  kind == KAFKA ? "kafka" : "redis", na, nb);
+    assert_true(na > 0);
+    assert_true(nb > 0);
+    assert_int_equal(na + nb, COUNT);
+    check_rows(db, table);
+    PQfinish(db);
+}
+
+static void test_kafka_two_replicas(void **state)
+{
+    (void)state;
+    two_replicas(KAFKA);
+}
+
+static void test_redis_two_replicas(void **state)
+{
+    (void)state;
+    two_replicas(REDIS);
+}
+
+/*
+ * A slow backend and a deep queue make the drain last seconds: /readyz
+ * must say 503 while it runs, /metrics must stay valid, and the drain
+ * must end with status 0 before shutdown_timeout_ms.
+ */
+static void test_readyz_during_drain(void **state)
+{
+    (void)state;
+    if (!have_servers)
+        skip();
+    char name[96], group[96], table[96], yaml[256];
+    struct pipe p;
+    struct h_proc proc;
+
+    names(&p, REDIS, "drain_redis", name, group, table, sizeof(name));
+    p.latency_ms = 200;
+    p.threads = 1;
+    p.inflight = 8; /* 40 messages/s */
+    p.queue = 100;  /* about 2.5 s of work queued at SIGTERM */
+    p.shutdown_ms = 20000;
+    produce(REDIS, name, 1000);
+    snprintf(yaml, sizeof(yaml), "%s/%s.yaml", dir, table);
+    write_pipeline(yaml, &p);
+    int port = start_sluice(&proc, yaml, "drainer");
+    PGconn *db = h_db();
+    assert_true(h_wait_rows(db, table, 16, 60000) >= 16);
+    assert_int_equal(h_get(port, "/readyz", NULL), 200);
+    assert_int_equal(h_get(port, "/healthz", NULL), 200);
+    char *text = NULL;
+    assert_int_equal(h_get(port, "/metrics", &text), 200);
+    long samples = h_prom_check(text);
+    if (samples <= 0)
+        fail_msg("/metrics line %ld is not Prometheus text", -samples);
+    assert_true(h_prom_value(text, "sluice_inflight") > 0);
+    free(text);
+
+    int64_t t0 = h_now_ms();
+    kill(proc.pid, SIGTERM);
+    long st = 0;
+    int64_t end = t0 + p.shutdown_ms;
+    while (!h_exited(&proc) && h_now_ms() < end &&
+           (st = h_get(port, "/readyz", NULL)) != 503)
+        h_pause();
+    int64_t seen = h_now_ms() - t0;
+    assert_int_equal(st, 503);
+    assert_true(proc.pid > 0); /* still draining when it said 503 */
+    assert_true(h_metric(port, "sluice_draining") == 1);
+    assert_true(h_wait_exit(&proc, p.shutdown_ms + 10000));
+    int64_t drain = h_now_ms() - t0;
+    print_message("readyz 503 after %lld ms; drain took %lld ms\n",
+                  (long long)seen, (long long)drain);
+    assert_int_equal(proc.status, 0);
+    assert_true(drain < p.shutdown_ms);
+    long long rows = h_pg_int(db, "SELECT count(*) FROM %s", table);
+    assert_int_equal(h_pg_int(db,
+                              "SELECT count(DISTINCT (payload->>'seq')::int) "
+                              "FROM %s",
+                              table),
+                     rows);
+    assert_true(rows < 1000);
+    PQfinish(db);
+}
+
+static void test_bad_pipeline(void **state)
+{
+    (void)state;
+    char path[256], cmd[2048], check_out[4096], run_out[4096];
+
+    snprintf(path, sizeof(path), "%s/bad.yaml", dir);
+    h_write_file(path, "version: 1\n"
+                       "name: Not Valid\n"
+                       "source:\n"
+                       "  kind: kafkaa\n"
+                       "workers:\n"
+                       "  threads: -3\n");
+    snprintf(cmd, sizeof(cmd), "%s check %s 2>&1", sluice, path);
+    int check_rc = h_shell(cmd, check_out, sizeof(check_out));
+    snprintf(cmd, sizeof(cmd), "%s run %s 2>&1", sluice, path);
+    int run_rc = h_shell(cmd, run_out, sizeof(run_out));
+    print_message("sluice run bad.yaml: exit %d\n%s", run_rc, run_out);
+    assert_int_equal(check_rc, 2);
+    assert_int_equal(run_rc, 2);
+    assert_non_null(strstr(run_out, "bad.yaml:"));
+    assert_string_equal(run_out, check_out);
+
+    snprintf(cmd, sizeof(cmd), "%s run %s/missing.yaml 2>&1", sluice, dir);
+    run_rc = h_shell(cmd, run_out, sizeof(run_out));
+    assert_int_equal(run_rc, 2);
+    assert_non_null(strstr(run_out, "missing.yaml"));
+
+    snprintf(cmd, sizeof(cmd), "%s run --help", sluice);
+    assert_int_equal(h_shell(cmd, run_out, sizeof(run_out)), 0);
+    assert_non_null(strstr(run_out, "Usage: sluice run PIPELINE.yaml"));
+    snprintf(cmd, sizeof(cmd), "%s run 2>&1", sluice);
+    assert_int_equal(h_shell(cmd, run_out, sizeof(run_out)), 2);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    char out[256];
+
+    snprintf(sluice, sizeof(sluice), "%s/sluice", h_bindir());
+    h_tmpdir(dir, sizeof(dir));
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (h_mock_start(&mock) < 0)
+        return -1;
+    PGconn *c = PQconnectdb(H_PG_DSN);
+    bool pg = PQstatus(c) == CONNECTION_OK;
+    PQfinish(c);
+    bool redis = h_shell("bash -c \"exec 3<>/dev/tcp/127.0.0.1/56379\" 2>&1",
+                         out, sizeof(out)) == 0;
+    bool kafka = h_shell("bash -c \"exec 3<>/dev/tcp/127.0.0.1/59092\" 2>&1",
+                         out, sizeof(out)) == 0;
+    have_servers = pg && redis && kafka;
+    if (!have_servers)
+        print_message("PostgreSQL, Redis or Kafka is not running "
+                      "(scripts/services start); skipping\n");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    h_mock_stop(&mock);
+    curl_global_cleanup();
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_pipeline),
+        cmocka_unit_test(test_kafka_to_pg),
+        cmocka_unit_test(test_redis_to_pg),
+        cmocka_unit_test(test_kafka_sigterm_restart),
+        cmocka_unit_test(test_redis_sigterm_restart),
+        cmocka_unit_test(test_kafka_two_replicas),
+        cmocka_unit_test(test_redis_two_replicas),
+        cmocka_unit_test(test_readyz_during_drain),
+    };
+    if (getenv("SLUICE_TEST_FILTER")) /* e.g. "*redis*" */
+        cmocka_set_test_filter(getenv("SLUICE_TEST_FILTER"));
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
