@@ -1,0 +1,314 @@
+/*
+ * Scale-out as an operator runs it (scripts/cluster): three replicas of a
+ * Kafka pipeline share a 6-partition topic of 60,000 messages; one is
+ * SIGKILLed mid-way and another started; every message lands exactly once
+ * and the survivors drain and exit 0.  Needs `scripts/services start kafka
+ * postgres`; prints rows/s.
+ */
+#include "cmocka_shim.h"
+
+#include "clock.h"
+
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MESSAGES 60000
+#define KILL_AFTER 20000   /* rows landed before a replica is killed */
+#define DEADLINE_MS 300000 /* the whole scenario */
+#define DEFAULT_PG_DSN "host=127.0.0.1 port=55432 dbname=sluice user=postgres"
+#define DEFAULT_BROKERS "127.0.0.1:59092"
+
+static char srcdir[1024]; /* the repository */
+static char bindir[1024]; /* sluice and mock-infer */
+static char tmpdir[256];  /* pipeline file and cluster state */
+static char name[96];     /* topic, group and table */
+static int cluster_up;    /* scripts/cluster up ran */
+
+static const char *env_or(const char *var, const char *fallback)
+{
+    const char *v = getenv(var);
+    return v && *v ? v : fallback;
+}
+
+/* Run 'cmd' through the shell, its output (stdout and stderr) echoed
+ * indented; returns its exit status (128: killed by a signal). */
+static int run(const char *cmd)
+{
+    char full[4096], line[1024];
+    FILE *fp;
+
+    snprintf(full, sizeof(full), "%s 2>&1", cmd);
+    fp = popen(full, "r");
+    assert_non_null(fp);
+    while (fgets(line, sizeof(line), fp))
+        print_message("    %s", line);
+    int st = pclose(fp);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* A single number from 'sql'; -1 when the query fails (no table yet). */
+static long long query_num(PGconn *pg, const char *sql)
+{
+    PGresult *res = PQexec(pg, sql);
+    long long n = -1;
+
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+        !PQgetisnull(res, 0, 0))
+        n = atoll(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return n;
+}
+
+static long long rows(PGconn *pg)
+{
+    char sql[256];
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", name);
+    return query_num(pg, sql);
+}
+
+/* A worker that exited although nobody stopped it (scripts/cluster writes
+ * worker-I.rc when worker I exits, and worker-I.killed for `kill I`). */
+static int exited_worker(void)
+{
+    char path[512];
+    for (int i = 1; i <= 8; i++) {
+        snprintf(path, sizeof(path), "%s/cluster/worker-%d.rc", tmpdir, i);
+        if (access(path, F_OK) != 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/cluster/worker-%d.killed", tmpdir, i);
+        if (access(path, F_OK) != 0)
+            return i;
+    }
+    return 0;
+}
+
+/* Poll until 'want' rows landed; the rows seen (less on the deadline).
+ * A worker that dies on its own fails the test at once. */
+static long long wait_rows(PGconn *pg, long long want, int64_t deadline)
+{
+    long long n = 0;
+    int dead;
+
+    while ((n = rows(pg)) < want && sl_mono_ms() < deadline) {
+        struct timespec ts = {0, 50 * 1000000L};
+        if ((dead = exited_worker())) {
+            char cmd[1024];
+            snprintf(
+                cmd, sizeof(cmd),
+                "echo worker-%d exit status: $(cat '%s/cluster/worker-%d.rc'); "
+                "tail -n 15 '%s/cluster/worker-%d.log'",
+                dead, tmpdir, dead, tmpdir, dead);
+            run(cmd);
+            fail_msg("worker-%d exited by itself with %lld rows landed", dead,
+                     n);
+        }
+        nanosleep(&ts, NULL);
+    }
+    return n;
+}
+
+/* The pipeline under test: review-sentiment with this test's topic,
+ * table and dead-letter table, and a short Kafka session so that the
+ * killed replica's partitions move on within seconds. */
+static void write_pipeline(const char *path)
+{
+    char src[1200], line[1024];
+    FILE *in, *out;
+    int topics = 0, table = 0, dl = 0, props = 0;
+
+    snprintf(src, sizeof(src), "%s/pipelines/review-sentiment.yaml", srcdir);
+    assert_non_null(in = fopen(src, "r"));
+    assert_non_null(out = fopen(path, "w"));
+    while (fgets(line, sizeof(line), in)) {
+        if (strstr(line, "topics: [reviews]")) {
+            fprintf(out, "    topics: [%s]\n", name);
+            topics++;
+        } else if (strstr(line, "dead_letter_table:")) {
+            fprintf(out, "    dead_letter_table: %s_dead_letters\n", name);
+            dl++;
+        } else if (strstr(line, "table:")) {
+            fprintf(out, "    table: %s\n", name);
+            table++;
+        } else if (strstr(line, "auto_offset_reset:")) {
+            fputs(line, out);
+            fputs("    properties:\n"
+                  "      session.timeout.ms: 6000\n"
+                  "      heartbeat.interval.ms: 1000\n",
+                  out);
+            props++;
+        } else {
+            fputs(line, out);
+        }
+    }
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+    if (topics != 1 || table != 1 || dl != 1 || props != 1)
+        fail_msg("%s changed shape (topics %d, table %d, dead letters %d, "
+                 "auto_offset_reset %d): update this test",
+                 src, topics, table, dl, props);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    struct timespec ts;
+
+    snprintf(srcdir, sizeof(srcdir), "%s", env_or("SLUICE_SOURCE_DIR", "."));
+    snprintf(bindir, sizeof(bindir), "%s", env_or("SLUICE_BINARY_DIR", "."));
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(name, sizeof(name), "deploy_scale_%ld_%lld", (long)getpid(),
+             (long long)ts.tv_sec);
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/sluice-deploy-XXXXXX");
+    if (!mkdtemp(tmpdir))
+        return -1;
+    return 0;
+}
+
+/* Delete this test's topic (best effort: a leftover is only disk space). */
+static void delete_topic(void)
+{
+    char errstr[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_t *rk;
+
+    rd_kafka_conf_set(conf, "bootstrap.servers",
+                      env_or("SLUICE_KAFKA_BROKERS", DEFAULT_BROKERS), errstr,
+                      sizeof(errstr));
+    if (!(rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr))))
+        return;
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_DeleteTopic_t *dt = rd_kafka_DeleteTopic_new(name);
+    rd_kafka_DeleteTopics(rk, &dt, 1, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 10000);
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_DeleteTopic_destroy(dt);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+}
+
+/* Whatever happened: stop the cluster, drop the tables and the topic,
+ * remove tmpdir. */
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[2048];
+    PGconn *pg;
+
+    if (cluster_up) {
+        snprintf(cmd, sizeof(cmd), "'%s/scripts/cluster' down", srcdir);
+        run(cmd);
+        cluster_up = 0;
+    }
+    pg = PQconnectdb(env_or("SLUICE_PG_DSN", DEFAULT_PG_DSN));
+    if (PQstatus(pg) == CONNECTION_OK) {
+        snprintf(cmd, sizeof(cmd), "DROP TABLE IF EXISTS %s, %s_dead_letters",
+                 name, name);
+        PQclear(PQexec(pg, cmd));
+    }
+    PQfinish(pg);
+    delete_topic();
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void test_scale_out_with_a_crash(void **state)
+{
+    (void)state;
+    const char *brokers = env_or("SLUICE_KAFKA_BROKERS", DEFAULT_BROKERS);
+    char pipeline[512], cmd[4096], sql[512];
+    int64_t t0, deadline = sl_mono_ms() + DEADLINE_MS;
+    PGconn *pg = PQconnectdb(env_or("SLUICE_PG_DSN", DEFAULT_PG_DSN));
+
+    if (PQstatus(pg) != CONNECTION_OK)
+        fail_msg("postgres: %s(scripts/services start postgres)",
+                 PQerrorMessage(pg));
+
+    /* The same endpoints for the workers as for this test. */
+    setenv("PG_DSN", env_or("SLUICE_PG_DSN", DEFAULT_PG_DSN), 1);
+    setenv("KAFKA_BROKERS", brokers, 1);
+    setenv("KAFKA_GROUP", name, 1);
+    setenv("SLUICE_LOG_LEVEL", "info", 1);
+    snprintf(cmd, sizeof(cmd), "%s/cluster", tmpdir);
+    setenv("SLUICE_CLUSTER_DIR", cmd, 1);
+    snprintf(pipeline, sizeof(pipeline), "%s/pipeline.yaml", tmpdir);
+    write_pipeline(pipeline);
+
+    print_message("producing %d messages to kafka://%s/%s (6 partitions)\n",
+                  MESSAGES, brokers, name);
+    snprintf(cmd, sizeof(cmd),
+             "'%s/sluice' produce 'kafka://%s/%s' --generate %d "
+             "--partitions 6",
+             bindir, brokers, name, MESSAGES);
+    assert_int_equal(run(cmd), 0);
+
+    t0 = sl_mono_ms();
+    snprintf(cmd, sizeof(cmd),
+             "'%s/scripts/cluster' up --workers 3 --pipeline '%s' --bin '%s' "
+             "--mock-port 0 --base-port 0 --no-services",
+             srcdir, pipeline, bindir);
+    cluster_up = 1;
+    assert_int_equal(run(cmd), 0);
+
+    long long n = wait_rows(pg, KILL_AFTER, deadline);
+    if (n < KILL_AFTER)
+        fail_msg("only %lld rows after %lld ms (wanted %d before the kill); "
+                 "logs in %s/cluster",
+                 n, (long long)(sl_mono_ms() - t0), KILL_AFTER, tmpdir);
+    int64_t before = sl_mono_ms() - t0;
+    print_message("%lld rows after %.1f s (%.0f rows/s): SIGKILL worker-2, "
+                  "start worker-4\n",
+                  n, (double)before / 1000,
+                  (double)n * 1000 / (double)(before ? before : 1));
+    snprintf(cmd, sizeof(cmd), "'%s/scripts/cluster' kill 2", srcdir);
+    assert_int_equal(run(cmd), 0);
+    snprintf(cmd, sizeof(cmd), "'%s/scripts/cluster' start-worker 4", srcdir);
+    assert_int_equal(run(cmd), 0);
+
+    n = wait_rows(pg, MESSAGES, deadline);
+    int64_t took = sl_mono_ms() - t0;
+    if (n < MESSAGES)
+        fail_msg("%lld of %d rows before the deadline; logs in %s/cluster", n,
+                 MESSAGES, tmpdir);
+    print_message("%d rows in %.1f s: %.0f rows/s with 3 replicas, one "
+                  "killed and replaced\n",
+                  MESSAGES, (double)took / 1000,
+                  (double)MESSAGES * 1000 / (double)(took ? took : 1));
+
+    /* The survivors drain and exit 0 (the killed one is reported). */
+    snprintf(cmd, sizeof(cmd), "'%s/scripts/cluster' down", srcdir);
+    cluster_up = 0;
+    assert_int_equal(run(cmd), 0);
+
+    snprintf(sql, sizeof(sql), "SELECT count(DISTINCT payload->>'seq') FROM %s",
+             name);
+    long long distinct = query_num(pg, sql);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s_dead_letters", name);
+    long long dead = query_num(pg, sql);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(DISTINCT split_part(worker, '/', 1)) FROM %s", name);
+    long long writers = query_num(pg, sql);
+    n = rows(pg);
+    print_message("rows %lld, distinct messages %lld, dead letters %lld, "
+                  "replicas that wrote rows %lld\n",
+                  n, distinct, dead, writers);
+    assert_int_equal(n, MESSAGES);
+    assert_int_equal(distinct, MESSAGES);
+    assert_int_equal(dead, 0);
+    assert_true(writers >= 2);
+    PQfinish(pg);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_scale_out_with_a_crash, teardown),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}

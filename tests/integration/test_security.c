@@ -1,0 +1,986 @@
+/*
+ * Security checks of the built binaries against real servers: secrets
+ * (PostgreSQL password, API key, Redis password) never reach logs at any
+ * level, /proc/<pid>/cmdline or /metrics; secret files readable by others
+ * are refused; TLS to PostgreSQL with sslmode=verify-full fails closed on a
+ * wrong host name (a private TLS PostgreSQL is started for that).
+ */
+#include "cmocka_shim.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <hiredis.h>
+#include <libpq-fe.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PG_ADMIN "host=127.0.0.1 port=55432 dbname=sluice user=postgres"
+#define PG_ROLE "sluice_sec"
+#define REDIS_PORT 56389  /* a private Redis with requirepass */
+#define TLS_PG_PORT 55442 /* a private PostgreSQL with ssl=on */
+#define START_MS 15000    /* a child becomes ready within this */
+#define EXIT_MS 30000     /* a child exits within this */
+
+/* Recognisable secrets: none may appear anywhere we look. */
+#define SECRET_PG "pw-sec-XYZZY-7a1f"
+#define SECRET_KEY "sk-sec-PLUGH-93c2"
+#define SECRET_REDIS "rpw-sec-FROTZ-4e08"
+#define SECRET_WRONG "rpw-sec-WRONG-5d11"
+static const char *const secrets[] = {SECRET_PG, SECRET_KEY, SECRET_REDIS,
+                                      SECRET_WRONG};
+
+static struct {
+    char bindir[1024];   /* SLUICE_BINARY_DIR */
+    char dir[64];        /* scratch directory */
+    pid_t mock;          /* mock-infer */
+    unsigned mock_port;  /* its port */
+    pid_t redis;         /* private Redis, or 0 */
+    char tls_dir[64];    /* private TLS PostgreSQL, or "" */
+    char pg_bindir[512]; /* its binaries */
+    int uniq;            /* suffix of table names */
+} g;
+
+/* ---- helpers ---- */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void pause_ms(long ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000,
+                          .tv_nsec = (ms % 1000) * 1000000};
+
+    nanosleep(&ts, NULL);
+}
+
+/* The whole file 'path', NUL-terminated ("" when missing); free(). */
+static char *slurp(const char *path, size_t *lenp)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t len = 0, cap = 0, n;
+
+    if (f) {
+        do {
+            if (len + 4096 + 1 > cap) {
+                cap = cap ? cap * 2 : 8192;
+                buf = realloc(buf, cap);
+                assert_non_null(buf);
+            }
+            n = fread(buf + len, 1, cap - len - 1, f);
+            len += n;
+        } while (n > 0);
+        fclose(f);
+    }
+    if (!buf)
+        buf = calloc(1, 1);
+    assert_non_null(buf);
+    buf[len] = '\0';
+    if (lenp)
+        *lenp = len;
+    return buf;
+}
+
+static void write_file(const char *path, mode_t mode, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+
+    assert_true(fd >= 0);
+    assert_int_equal(fchmod(fd, mode), 0); /* whatever the umask */
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+}
+
+/* Fail naming where a secret showed up; 'len' bytes, NULs allowed. */
+static void assert_no_secret(const char *where, const char *buf, size_t len)
+{
+    for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
+        if (memmem(buf, len, secrets[i], strlen(secrets[i])))
+            fail_msg("secret '%s' appears in %s", secrets[i], where);
+}
+
+/*
+ * Start 'argv' with extra environment 'env' ("NAME=value", NULL-ended),
+ * stdout and stderr to files "<dir>/<tag>.out|err", stdin from 'in' (a
+ * path, or NULL for /dev/null).  The child dies with the test.
+ */
+static pid_t spawn(const char *tag, const char *const argv[],
+                   const char *const env[], const char *in)
+{
+    char out[256], err[256];
+    pid_t parent = getpid(), pid;
+
+    snprintf(out, sizeof(out), "%s/%s.out", g.dir, tag);
+    snprintf(err, sizeof(err), "%s/%s.err", g.dir, tag);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        int fi = open(in ? in : "/dev/null", O_RDONLY);
+        int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int fe = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fi < 0 || fo < 0 || fe < 0)
+            _exit(127);
+        dup2(fi, 0);
+        dup2(fo, 1);
+        dup2(fe, 2);
+        for (size_t i = 0; env && env[i]; i++)
+            putenv((char *)env[i]);
+        execv(argv[0], (char *const *)argv);
+        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Wait up to 'ms' for 'pid'; returns its exit code, or -1 on timeout. */
+static int wait_exit(pid_t pid, int64_t ms)
+{
+    int64_t deadline = mono_ms() + ms;
+    int status;
+
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status)
+                                     : 128 + WTERMSIG(status);
+        if (mono_ms() > deadline)
+            return -1;
+        pause_ms(20);
+    }
+}
+
+static void kill_wait(pid_t *pidp)
+{
+    if (*pidp > 0) {
+        kill(*pidp, SIGKILL);
+        waitpid(*pidp, NULL, 0);
+        *pidp = 0;
+    }
+}
+
+static char *tag_file(const char *tag, const char *ext, size_t *lenp)
+{
+    char path[256];
+
+    snprintf(path, sizeof(path), "%s/%s.%s", g.dir, tag, ext);
+    return slurp(path, lenp);
+}
+
+/* Wait until the child's stderr contains 'needle'; returns it or NULL. */
+static char *wait_log(const char *tag, pid_t pid, const char *needle,
+                      int64_t ms)
+{
+    int64_t deadline = mono_ms() + ms;
+
+    for (;;) {
+        char *log = tag_file(tag, "err", NULL);
+        if (strstr(log, needle))
+            return log;
+        free(log);
+        if (mono_ms() > deadline || (pid > 0 && waitpid(pid, NULL, WNOHANG)))
+            return NULL;
+        pause_ms(50);
+    }
+}
+
+struct body {
+    char *data; /* NUL-terminated */
+    size_t len; /* bytes */
+};
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct body *b = arg;
+    size_t n = size * nmemb;
+    char *p = realloc(b->data, b->len + n + 1);
+
+    if (!p)
+        return 0;
+    memcpy(p + b->len, data, n);
+    b->data = p;
+    b->len += n;
+    b->data[b->len] = '\0';
+    return n;
+}
+
+/* GET 'url'; returns the HTTP status and the body in *b (free b->data). */
+static long http_get(const char *url, struct body *b)
+{
+    CURL *c = curl_easy_init();
+    long status = 0;
+
+    memset(b, 0, sizeof(*b));
+    assert_non_null(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    if (!b->data)
+        b->data = calloc(1, 1);
+    return status;
+}
+
+/* Run 'sql' on the shared server as postgres; fails the test on error. */
+static void pg_exec(const char *conninfo, const char *sql)
+{
+    PGconn *conn = PQconnectdb(conninfo);
+
+    if (PQstatus(conn) != CONNECTION_OK)
+        fail_msg("cannot connect (%s): %s", conninfo, PQerrorMessage(conn));
+    PGresult *res = PQexec(conn, sql);
+    ExecStatusType st = PQresultStatus(res);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(conn));
+    PQclear(res);
+    PQfinish(conn);
+}
+
+/* The integer in the first cell of 'sql', or -1 on any error. */
+static long pg_long(const char *conninfo, const char *sql)
+{
+    PGconn *conn = PQconnectdb(conninfo);
+    long v = -1;
+
+    if (PQstatus(conn) == CONNECTION_OK) {
+        PGresult *res = PQexec(conn, sql);
+        if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+            !PQgetisnull(res, 0, 0))
+            v = atol(PQgetvalue(res, 0, 0));
+        PQclear(res);
+    }
+    PQfinish(conn);
+    return v;
+}
+
+/* Rows in 'table' (-1 while it does not exist or on error). */
+static long pg_rows(const char *conninfo, const char *table)
+{
+    char q[256];
+
+    snprintf(q, sizeof(q), "SELECT (to_regclass('%s') IS NOT NULL)::int",
+             table);
+    if (pg_long(conninfo, q) != 1)
+        return -1;
+    snprintf(q, sizeof(q), "SELECT count(*) FROM %s", table);
+    return pg_long(conninfo, q);
+}
+
+static bool wait_rows(const char *conninfo, const char *table, long n,
+                      int64_t ms)
+{
+    int64_t deadline = mono_ms() + ms;
+
+    while (pg_rows(conninfo, table) != n) {
+        if (mono_ms() > deadline)
+            return false;
+        pause_ms(100);
+    }
+    return true;
+}
+
+static bool port_free(unsigned port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    bool ok;
+
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    close(fd);
+    return ok;
+}
+
+static unsigned metrics_port(const char *log)
+{
+    /* "... listening on http://127.0.0.1:PORT" */
+    const char *p = strstr(log, "listening on http://");
+    p = p ? strchr(p + 20, ':') : NULL;
+    return p ? (unsigned)strtoul(p + 1, NULL, 10) : 0;
+}
+
+/* Write a pipeline: 'source' and 'sink' are YAML blocks (indented). */
+static void write_pipeline(const char *path, const char *source,
+                           const char *backend_extra, const char *sink)
+{
+    char text[8192];
+
+    snprintf(text, sizeof(text),
+             "version: 1\n"
+             "name: sec\n"
+             "shutdown_timeout_ms: 3000\n"
+             "%s"
+             "backends:\n"
+             "  chat:\n"
+             "    kind: openai-chat\n"
+             "    url: http://127.0.0.1:%u/v1\n"
+             "    model: mock-sentiment\n"
+             "%s"
+             "    retry: {max_attempts: 2}\n"
+             "    messages:\n"
+             "      - {role: user, content: '{{text}}'}\n"
+             "steps:\n"
+             "  - name: s\n"
+             "    backends: [chat]\n"
+             "sink:\n"
+             "  postgres:\n"
+             "%s"
+             "    create_table: true\n"
+             "http:\n"
+             "  listen: 127.0.0.1:0\n",
+             source, g.mock_port, backend_extra, sink);
+    write_file(path, 0600, text);
+}
+
+static void sluice_argv(const char **argv, char *bin, size_t size,
+                        const char *pipeline)
+{
+    snprintf(bin, size, "%s/sluice", g.bindir);
+    argv[0] = bin;
+    argv[1] = "run";
+    argv[2] = pipeline;
+    argv[3] = NULL;
+}
+
+/* ---- fixtures ---- */
+
+static bool read_port(const char *path, unsigned *portp)
+{
+    FILE *f = fopen(path, "r");
+    bool ok;
+
+    if (!f)
+        return false;
+    ok = fscanf(f, "%u", portp) == 1 && *portp > 0;
+    fclose(f);
+    return ok;
+}
+
+static int setup(void **state)
+{
+    const char *bindir = getenv("SLUICE_BINARY_DIR");
+    char bin[1100], port_file[128];
+
+    (void)state;
+    if (!bindir) {
+        fprintf(stderr, "SLUICE_BINARY_DIR is not set (run under ctest)\n");
+        return -1;
+    }
+    snprintf(g.bindir, sizeof(g.bindir), "%s", bindir);
+    snprintf(g.dir, sizeof(g.dir), "/tmp/sl-security.XXXXXX");
+    if (!mkdtemp(g.dir))
+        return -1;
+    g.uniq = (int)getpid();
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+
+    snprintf(bin, sizeof(bin), "%s/mock-infer", g.bindir);
+    snprintf(port_file, sizeof(port_file), "%s/mock.port", g.dir);
+    const char *argv[] = {bin,           "--listen", "127.0.0.1:0",
+                          "--port-file", port_file,  NULL};
+    g.mock = spawn("mock", argv, NULL, NULL);
+    int64_t deadline = mono_ms() + START_MS;
+    while (!read_port(port_file, &g.mock_port)) {
+        if (mono_ms() > deadline || waitpid(g.mock, NULL, WNOHANG)) {
+            fprintf(stderr, "mock-infer did not start; see %s/mock.err\n",
+                    g.dir);
+            return -1;
+        }
+        pause_ms(20);
+    }
+
+    /* A role with a password; local auth is trust, so it is passed but
+     * not checked.  PostgreSQL 15 needs CREATE on public for tables. */
+    PGconn *conn = PQconnectdb(PG_ADMIN);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        fprintf(stderr, "PostgreSQL on 55432: %s(scripts/services start)\n",
+                PQerrorMessage(conn));
+        PQfinish(conn);
+        return -1;
+    }
+    PGresult *res = PQexec(
+        conn, "DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname "
+              "= '" PG_ROLE "') THEN CREATE ROLE " PG_ROLE " LOGIN; END IF; "
+              "END$$; ALTER ROLE " PG_ROLE " PASSWORD '" SECRET_PG "'; "
+              "GRANT CREATE ON SCHEMA public TO " PG_ROLE ";");
+    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (!ok)
+        fprintf(stderr, "creating role: %s", PQerrorMessage(conn));
+    PQclear(res);
+    PQfinish(conn);
+    return ok ? 0 : -1;
+}
+
+static void tls_pg_stop(void);
+
+static int teardown(void **state)
+{
+    char cmd[128];
+
+    (void)state;
+    kill_wait(&g.mock);
+    kill_wait(&g.redis);
+    tls_pg_stop();
+    if (getenv("SLUICE_TEST_KEEP")) { /* logs of every child, for a look */
+        fprintf(stderr, "kept %s\n", g.dir);
+        curl_global_cleanup();
+        return 0;
+    }
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g.dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", g.dir);
+    curl_global_cleanup();
+    return 0;
+}
+
+/* ---- secrets in logs, cmdline and metrics ---- */
+
+/*
+ * Check a running sluice: its command line, /metrics, /healthz and
+ * /readyz never show a secret.  'tag' names its log files.
+ */
+static void check_running(const char *tag, pid_t pid)
+{
+    char path[64], url[128];
+    size_t len;
+    struct body b;
+
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+    char *cmdline = slurp(path, &len);
+    assert_true(len > 0);
+    assert_no_secret("/proc/<pid>/cmdline", cmdline, len);
+    free(cmdline);
+
+    char *log = wait_log(tag, pid, "listening on http://", START_MS);
+    assert_non_null(log);
+    unsigned port = metrics_port(log);
+    free(log);
+    assert_true(port > 0);
+    static const char *const paths[] = {"/metrics", "/healthz", "/readyz"};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", port, paths[i]);
+        long status = http_get(url, &b);
+        if (i == 0) {
+            assert_int_equal(status, 200);
+            assert_non_null(strstr(b.data, "# TYPE"));
+        }
+        assert_no_secret(paths[i], b.data, b.len);
+        free(b.data);
+    }
+}
+
+/* The whole output of a finished run: no secret, at debug level. */
+static void check_output(const char *tag)
+{
+    size_t len;
+    char *text = tag_file(tag, "err", &len);
+
+    assert_no_secret("stderr (debug log)", text, len);
+    free(text);
+    text = tag_file(tag, "out", &len);
+    assert_no_secret("stdout", text, len);
+    free(text);
+}
+
+/* File source (a FIFO we feed), API key, PostgreSQL password. */
+static void test_no_secret_file_source(void **state)
+{
+    char fifo[128], pipeline[128], table[64], dead[64], src[256], sink[512];
+    char bin[1100];
+    const char *argv[4];
+
+    (void)state;
+    snprintf(fifo, sizeof(fifo), "%s/in.fifo", g.dir);
+    snprintf(pipeline, sizeof(pipeline), "%s/file.yaml", g.dir);
+    snprintf(table, sizeof(table), "sec_%d_file", g.uniq);
+    snprintf(dead, sizeof(dead), "sec_%d_file_dead", g.uniq);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    snprintf(src, sizeof(src), "source:\n  kind: file\n  file: {path: %s}\n",
+             fifo);
+    snprintf(sink, sizeof(sink),
+             "    dsn: host=127.0.0.1 port=55432 dbname=sluice user=" PG_ROLE
+             "\n    password_env: SEC_PG_PASSWORD\n"
+             "    table: %s\n    dead_letter_table: %s\n",
+             table, dead);
+    write_pipeline(pipeline, src, "    api_key_env: SEC_API_KEY\n", sink);
+
+    const char *env[] = {"SEC_PG_PASSWORD=" SECRET_PG,
+                         "SEC_API_KEY=" SECRET_KEY, "SLUICE_LOG_LEVEL=debug",
+                         NULL};
+    sluice_argv(argv, bin, sizeof(bin), pipeline);
+    pid_t pid = spawn("file", argv, env, NULL);
+
+    /* The source opens the FIFO for reading; then we can write. */
+    int fd = -1;
+    int64_t deadline = mono_ms() + START_MS;
+    while ((fd = open(fifo, O_WRONLY | O_NONBLOCK)) < 0) {
+        if (mono_ms() > deadline || waitpid(pid, NULL, WNOHANG)) {
+            char *log = tag_file("file", "err", NULL);
+            fail_msg("sluice never opened its input: %s", log);
+        }
+        pause_ms(20);
+    }
+    fcntl(fd, F_SETFL, 0);
+    static const char lines[] = "{\"text\": \"I love it\"}\n"
+                                "{\"text\": \"not great\"}\n"
+                                "{\"text\": \"fine\"}\n";
+    assert_int_equal(write(fd, lines, sizeof(lines) - 1),
+                     (ssize_t)sizeof(lines) - 1);
+    if (!wait_rows(PG_ADMIN, table, 3, 20000)) {
+        char *log = tag_file("file", "err", NULL);
+        close(fd);
+        kill(pid, SIGKILL);
+        fail_msg("3 rows never reached %s; log:\n%s", table, log);
+    }
+    /* The rows came through the role given in the DSN. */
+    assert_true(pg_long(PG_ADMIN, "SELECT count(*) FROM pg_stat_activity "
+                                  "WHERE usename = '" PG_ROLE "'") >= 1);
+    check_running("file", pid);
+
+    close(fd); /* end of input: sluice drains and exits */
+    int rc = wait_exit(pid, EXIT_MS);
+    if (rc != 0)
+        kill(pid, SIGKILL);
+    assert_int_equal(rc, 0);
+    check_output("file");
+    /* Debug logging did show the request, with the key redacted. */
+    char *log = tag_file("file", "err", NULL);
+    assert_non_null(strstr(log, "\"authorization\":\"[redacted]\""));
+    free(log);
+
+    char sql[160];
+    snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS %s, %s", table, dead);
+    pg_exec(PG_ADMIN, sql);
+}
+
+static void redis_cmd(redisContext *rc, const char *fmt, const char *arg)
+{
+    redisReply *r = redisCommand(rc, fmt, arg);
+
+    if (!r || r->type == REDIS_REPLY_ERROR)
+        fail_msg("redis %s: %s", fmt, r ? r->str : rc->errstr);
+    freeReplyObject(r);
+}
+
+/* Redis stream source with a password, on a private Redis. */
+static void test_no_secret_redis_source(void **state)
+{
+    char bin[1100], pipeline[128], table[64], dead[64], src[512], sink[512];
+    char conf[128], key[64];
+    const char *argv[4];
+
+    (void)state;
+    if (!port_free(REDIS_PORT))
+        skip(); /* another run owns it */
+    /* The password goes in through stdin, not the command line. */
+    snprintf(conf, sizeof(conf), "%s/redis.conf", g.dir);
+    write_file(conf, 0600,
+               "port 56389\nbind 127.0.0.1\nsave \"\"\nappendonly no\n"
+               "requirepass " SECRET_REDIS "\n");
+    const char *rargv[] = {"/usr/bin/redis-server", "-", NULL};
+    if (access(rargv[0], X_OK) != 0)
+        skip();
+    g.redis = spawn("redis", rargv, NULL, conf);
+
+    redisContext *rc = NULL;
+    int64_t deadline = mono_ms() + START_MS;
+    for (;;) {
+        rc = redisConnect("127.0.0.1", REDIS_PORT);
+        if (rc && !rc->err)
+            break;
+        redisFree(rc);
+        rc = NULL;
+        if (mono_ms() > deadline)
+            fail_msg("private redis-server did not start");
+        pause_ms(50);
+    }
+    redis_cmd(rc, "AUTH %s", SECRET_REDIS);
+    snprintf(key, sizeof(key), "sec-%d", g.uniq);
+    redisReply *r = redisCommand(rc, "XGROUP CREATE %s sec 0 MKSTREAM", key);
+    freeReplyObject(r);
+    for (int i = 0; i < 3; i++) {
+        r = redisCommand(rc, "XADD %s * payload {\"text\":\"entry\"}", key);
+        assert_non_null(r);
+        freeReplyObject(r);
+    }
+    redisFree(rc);
+
+    snprintf(pipeline, sizeof(pipeline), "%s/redis.yaml", g.dir);
+    snprintf(table, sizeof(table), "sec_%d_redis", g.uniq);
+    snprintf(dead, sizeof(dead), "sec_%d_redis_dead", g.uniq);
+    snprintf(src, sizeof(src),
+             "source:\n  kind: redis-stream\n  redis:\n"
+             "    url: redis://127.0.0.1:%d\n    key: %s\n    group: sec\n"
+             "    password_env: SEC_REDIS_PASSWORD\n",
+             REDIS_PORT, key);
+    snprintf(sink, sizeof(sink),
+             "    dsn: host=127.0.0.1 port=55432 dbname=sluice user=" PG_ROLE
+             "\n    password_env: SEC_PG_PASSWORD\n"
+             "    table: %s\n    dead_letter_table: %s\n",
+             table, dead);
+    write_pipeline(pipeline, src, "    api_key_env: SEC_API_KEY\n", sink);
+    sluice_argv(argv, bin, sizeof(bin), pipeline);
+
+    /* A wrong password: refused, and neither password is shown. */
+    const char *bad_env[] = {
+        "SEC_PG_PASSWORD=" SECRET_PG, "SEC_API_KEY=" SECRET_KEY,
+        "SEC_REDIS_PASSWORD=" SECRET_WRONG, "SLUICE_LOG_LEVEL=debug", NULL};
+    pid_t pid = spawn("redis-bad", argv, bad_env, NULL);
+    int code = wait_exit(pid, EXIT_MS);
+    if (code < 0)
+        kill_wait(&pid);
+    assert_int_equal(code, 1);
+    char *log = tag_file("redis-bad", "err", NULL);
+    if (!strstr(log, "AUTH") && !strstr(log, "WRONGPASS"))
+        fail_msg("no authentication error in:\n%s", log);
+    free(log);
+    check_output("redis-bad");
+
+    /* The right one: entries flow, nothing shows a secret. */
+    const char *env[] = {
+        "SEC_PG_PASSWORD=" SECRET_PG, "SEC_API_KEY=" SECRET_KEY,
+        "SEC_REDIS_PASSWORD=" SECRET_REDIS, "SLUICE_LOG_LEVEL=debug", NULL};
+    pid = spawn("redis", argv, env, NULL);
+    if (!wait_rows(PG_ADMIN, table, 3, 20000)) {
+        log = tag_file("redis", "err", NULL);
+        kill(pid, SIGKILL);
+        fail_msg("3 rows never reached %s; log:\n%s", table, log);
+    }
+    check_running("redis", pid);
+    kill(pid, SIGTERM);
+    code = wait_exit(pid, EXIT_MS);
+    if (code < 0)
+        kill_wait(&pid);
+    assert_int_equal(code, 0);
+    check_output("redis");
+    kill_wait(&g.redis);
+
+    char sql[160];
+    snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS %s, %s", table, dead);
+    pg_exec(PG_ADMIN, sql);
+}
+
+/* A password or URL given inline is refused without being echoed. */
+static void test_inline_secret_not_echoed(void **state)
+{
+    char bin[1100], pipeline[128];
+    const char *argv[4];
+
+    (void)state;
+    snprintf(pipeline, sizeof(pipeline), "%s/inline.yaml", g.dir);
+    write_pipeline(pipeline,
+                   "source:\n  kind: redis-stream\n  redis:\n"
+                   "    url: redis://:" SECRET_REDIS "@127.0.0.1:56379\n"
+                   "    key: k\n    group: g\n",
+                   "",
+                   "    dsn: host=127.0.0.1 password=" SECRET_PG "\n"
+                   "    table: t\n    dead_letter_table: d\n");
+    sluice_argv(argv, bin, sizeof(bin), pipeline);
+    pid_t pid = spawn("inline", argv, NULL, NULL);
+    int code = wait_exit(pid, EXIT_MS);
+    if (code < 0)
+        kill_wait(&pid);
+    assert_int_equal(code, 2); /* a bad pipeline file */
+    char *log = tag_file("inline", "err", NULL);
+    assert_non_null(strstr(log, "source.redis.url"));
+    assert_non_null(strstr(log, "sink.postgres.dsn"));
+    free(log);
+    check_output("inline");
+}
+
+/* ---- secret files readable by others ---- */
+
+static void expect_refused(const char *tag, const char *pipeline,
+                           const char *file, const char *const env[])
+{
+    char bin[1100];
+    const char *argv[4];
+
+    sluice_argv(argv, bin, sizeof(bin), pipeline);
+    pid_t pid = spawn(tag, argv, env, NULL);
+    int code = wait_exit(pid, EXIT_MS);
+    if (code < 0)
+        kill_wait(&pid);
+    char *log = tag_file(tag, "err", NULL);
+    if (code != 1 || !strstr(log, file))
+        fail_msg("%s: expected exit 1 naming %s, got %d:\n%s", tag, file, code,
+                 log);
+    free(log);
+    check_output(tag);
+}
+
+static void test_secret_file_mode_refused(void **state)
+{
+    char pipeline[128], keyf[128], pgf[128], redisf[128], extra[256];
+    char sink[512], src[512];
+
+    (void)state;
+    snprintf(keyf, sizeof(keyf), "%s/api.key", g.dir);
+    snprintf(pgf, sizeof(pgf), "%s/pg.pw", g.dir);
+    snprintf(redisf, sizeof(redisf), "%s/redis.pw", g.dir);
+    write_file(keyf, 0644, SECRET_KEY "\n");
+    write_file(pgf, 0644, SECRET_PG "\n");
+    write_file(redisf, 0644, SECRET_REDIS "\n");
+    const char *file_src = "source:\n  kind: file\n  file: {path: /dev/null}\n";
+    const char *env[] = {"SLUICE_LOG_LEVEL=debug", NULL};
+
+    /* api_key_file */
+    snprintf(pipeline, sizeof(pipeline), "%s/keyfile.yaml", g.dir);
+    snprintf(extra, sizeof(extra), "    api_key_file: %s\n", keyf);
+    write_pipeline(pipeline, file_src, extra,
+                   "    dsn: host=127.0.0.1 port=55432 dbname=sluice\n"
+                   "    table: t\n    dead_letter_table: d\n");
+    expect_refused("keyfile", pipeline, keyf, env);
+
+    /* postgres password_file */
+    snprintf(pipeline, sizeof(pipeline), "%s/pgfile.yaml", g.dir);
+    snprintf(sink, sizeof(sink),
+             "    dsn: host=127.0.0.1 port=55432 dbname=sluice user=" PG_ROLE
+             "\n    password_file: %s\n    table: t\n"
+             "    dead_letter_table: d\n",
+             pgf);
+    write_pipeline(pipeline, file_src, "", sink);
+    expect_refused("pgfile", pipeline, pgf, env);
+
+    /* redis password_file */
+    snprintf(pipeline, sizeof(pipeline), "%s/redisfile.yaml", g.dir);
+    snprintf(src, sizeof(src),
+             "source:\n  kind: redis-stream\n  redis:\n"
+             "    url: redis://127.0.0.1:56379\n    key: k\n    group: g\n"
+             "    password_file: %s\n",
+             redisf);
+    write_pipeline(pipeline, src, "",
+                   "    dsn: host=127.0.0.1 port=55432 dbname=sluice\n"
+                   "    table: t\n    dead_letter_table: d\n");
+    expect_refused("redisfile", pipeline, redisf, env);
+
+    /* Group-readable counts as readable by others too. */
+    chmod(keyf, 0640);
+    snprintf(pipeline, sizeof(pipeline), "%s/keyfile.yaml", g.dir);
+    expect_refused("keyfile640", pipeline, keyf, env);
+}
+
+/* ---- TLS: sslmode=verify-full fails closed on a wrong host name ---- */
+
+static bool find_pg_bindir(void)
+{
+    const char *env = getenv("SLUICE_PG_BINDIR");
+    static const char *const dirs[] = {"/usr/lib/postgresql/17/bin",
+                                       "/usr/lib/postgresql/16/bin",
+                                       "/usr/lib/postgresql/15/bin",
+                                       "/usr/lib/postgresql/14/bin",
+                                       "/usr/lib/postgresql/13/bin",
+                                       "/usr/local/bin",
+                                       "/usr/bin"};
+    char path[600];
+
+    if (env && *env) {
+        snprintf(g.pg_bindir, sizeof(g.pg_bindir), "%s", env);
+        return true;
+    }
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        snprintf(path, sizeof(path), "%s/initdb", dirs[i]);
+        if (access(path, X_OK) == 0) {
+            snprintf(path, sizeof(path), "%s/pg_ctl", dirs[i]);
+            if (access(path, X_OK) == 0) {
+                snprintf(g.pg_bindir, sizeof(g.pg_bindir), "%s", dirs[i]);
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+/* As root the server runs as 'postgres'. */
+static const char *as_pg(void)
+{
+    return geteuid() == 0 ? "runuser -u postgres -- " : "";
+}
+
+static void tls_pg_stop(void)
+{
+    if (!g.tls_dir[0])
+        return;
+    sh("%s'%s/pg_ctl' -D '%s/data' -s -m immediate -w stop >/dev/null 2>&1",
+       as_pg(), g.pg_bindir, g.tls_dir);
+    sh("rm -rf '%s'", g.tls_dir);
+    g.tls_dir[0] = '\0';
+}
+
+/* A throwaway CA, a server cert for "localhost", a TLS PostgreSQL. */
+static const char *tls_pg_start(void)
+{
+    if (sh("command -v openssl >/dev/null 2>&1") != 0)
+        return "openssl is not installed";
+    if (!find_pg_bindir())
+        return "initdb/pg_ctl not found (set SLUICE_PG_BINDIR)";
+    if (geteuid() == 0 && sh("id postgres >/dev/null 2>&1") != 0)
+        return "running as root without a 'postgres' user for the server";
+    if (!port_free(TLS_PG_PORT))
+        return "port 55442 is in use";
+    snprintf(g.tls_dir, sizeof(g.tls_dir), "/tmp/sl-sec-tls.XXXXXX");
+    if (!mkdtemp(g.tls_dir)) {
+        g.tls_dir[0] = '\0';
+        return "mkdtemp failed";
+    }
+    const char *d = g.tls_dir;
+    if (sh("cd '%s' && chmod 755 . && "
+           "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1"
+           " -nodes -keyout ca.key -out ca.pem -days 2"
+           " -subj /CN=sluice-test-ca >/dev/null 2>&1 && "
+           "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1"
+           " -nodes -keyout server.key -out server.csr -subj /CN=localhost"
+           " >/dev/null 2>&1 && "
+           "printf 'subjectAltName=DNS:localhost\\n' > san.ext && "
+           "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key"
+           " -CAcreateserial -out server.crt -days 2 -extfile san.ext"
+           " >/dev/null 2>&1 && chmod 600 server.key ca.key",
+           d) != 0)
+        return "openssl could not make the test certificates";
+    if (geteuid() == 0 && sh("chown -R postgres:postgres '%s'", d) != 0)
+        return "chown to postgres failed";
+    if (sh("%s'%s/initdb' -D '%s/data' -U postgres --auth=trust -E UTF8"
+           " --no-sync >'%s/initdb.log' 2>&1",
+           as_pg(), g.pg_bindir, d, d) != 0)
+        return "initdb failed (see its log in the scratch directory)";
+    if (sh("%s'%s/pg_ctl' -D '%s/data' -l '%s/server.log' -s -w -t 60"
+           " -o \"-p %d -c listen_addresses=127.0.0.1"
+           " -c unix_socket_directories='%s' -c ssl=on"
+           " -c ssl_cert_file='%s/server.crt' -c ssl_key_file='%s/server.key'"
+           " -c fsync=off\" start >/dev/null 2>&1",
+           as_pg(), g.pg_bindir, d, d, TLS_PG_PORT, d, d, d) != 0) {
+        char path[128];
+        snprintf(path, sizeof(path), "%s/server.log", d);
+        char *log = slurp(path, NULL);
+        fprintf(stderr, "TLS PostgreSQL log:\n%s\n", log);
+        free(log);
+        return "the TLS PostgreSQL did not start";
+    }
+    return NULL;
+}
+
+static void test_pg_tls_verify_full(void **state)
+{
+    char bin[1100], pipeline[128], input[128], src[256], sink[1024];
+    char admin[256], table[64];
+    const char *argv[4];
+
+    (void)state;
+    const char *why = tls_pg_start();
+    if (why) {
+        fprintf(stderr, "skipping the TLS test: %s\n", why);
+        tls_pg_stop();
+        skip();
+    }
+    snprintf(admin, sizeof(admin),
+             "host=localhost port=%d dbname=postgres user=postgres "
+             "sslmode=verify-full sslrootcert=%s/ca.pem",
+             TLS_PG_PORT, g.tls_dir);
+    /* The server really speaks TLS, and the certificate is good for
+     * "localhost". */
+    assert_int_equal(pg_long(admin, "SELECT ssl::int FROM pg_stat_ssl "
+                                    "WHERE pid = pg_backend_pid()"),
+                     1);
+    snprintf(input, sizeof(input), "%s/tls.jsonl", g.dir);
+    write_file(input, 0600, "{\"text\": \"one\"}\n{\"text\": \"two\"}\n");
+    snprintf(src, sizeof(src), "source:\n  kind: file\n  file: {path: %s}\n",
+             input);
+    snprintf(table, sizeof(table), "tls_results");
+
+    /* Wrong name: the certificate is for localhost, we dial 127.0.0.1. */
+    snprintf(pipeline, sizeof(pipeline), "%s/tls-wrong.yaml", g.dir);
+    snprintf(sink, sizeof(sink),
+             "    dsn: host=127.0.0.1 port=%d dbname=postgres user=postgres"
+             " sslmode=verify-full sslrootcert=%s/ca.pem\n"
+             "    table: %s\n    dead_letter_table: tls_dead\n",
+             TLS_PG_PORT, g.tls_dir, table);
+    write_pipeline(pipeline, src, "", sink);
+    sluice_argv(argv, bin, sizeof(bin), pipeline);
+    pid_t pid = spawn("tls-wrong", argv, NULL, NULL);
+    char *log = wait_log("tls-wrong", pid, "does not match host name", 20000);
+    if (!log) {
+        log = tag_file("tls-wrong", "err", NULL);
+        kill_wait(&pid);
+        fail_msg("no TLS host name error logged:\n%s", log);
+    }
+    free(log);
+    pause_ms(1000); /* it keeps retrying; give it the chance to misbehave */
+    kill(pid, SIGTERM);
+    int code = wait_exit(pid, EXIT_MS);
+    if (code < 0)
+        kill_wait(&pid);
+    /* Nothing reached the server: no table, no row. */
+    assert_int_equal(pg_rows(admin, table), -1);
+    log = tag_file("tls-wrong", "err", NULL);
+    assert_null(strstr(log, "connected"));
+    free(log);
+
+    /* Right name: it connects and writes. */
+    snprintf(pipeline, sizeof(pipeline), "%s/tls-right.yaml", g.dir);
+    snprintf(sink, sizeof(sink),
+             "    dsn: host=localhost port=%d dbname=postgres user=postgres"
+             " sslmode=verify-full sslrootcert=%s/ca.pem\n"
+             "    table: %s\n    dead_letter_table: tls_dead\n",
+             TLS_PG_PORT, g.tls_dir, table);
+    write_pipeline(pipeline, src, "", sink);
+    pid = spawn("tls-right", argv, NULL, NULL);
+    code = wait_exit(pid, EXIT_MS);
+    if (code != 0) {
+        kill_wait(&pid);
+        log = tag_file("tls-right", "err", NULL);
+        fail_msg("sluice run with host=localhost exited %d:\n%s", code, log);
+    }
+    assert_int_equal(pg_rows(admin, table), 2);
+    tls_pg_stop();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_no_secret_file_source),
+        cmocka_unit_test(test_no_secret_redis_source),
+        cmocka_unit_test(test_inline_secret_not_echoed),
+        cmocka_unit_test(test_secret_file_mode_refused),
+        cmocka_unit_test(test_pg_tls_verify_full),
+    };
+
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
