@@ -40,9 +40,11 @@ static const char *env_or(const char *var, const char *fallback)
  * indented; returns its exit status (128: killed by a signal). */
 static int run(const char *cmd)
 {
-    char full[4096], line[1024];
+    char full[4200], line[1024];
     FILE *fp;
 
+    if (strlen(cmd) > 4096)
+        fail_msg("command too long: %.80s...", cmd);
     snprintf(full, sizeof(full), "%s 2>&1", cmd);
     fp = popen(full, "r");
     assert_non_null(fp);
