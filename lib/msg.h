@@ -55,6 +55,9 @@ struct sl_msg {
     const char *error_stage;   /* "decode", "redelivery" ...; static */
     struct sl_source *source;  /* the source to ack to; borrowed */
     int64_t seq;               /* the source's position for the ack */
+    struct sl_msg *order_next; /* next message waiting for the same key or
+                                  partition (ordering modes); source
+                                  thread only */
 };
 
 /* Limits applied when building a message. */

@@ -699,8 +699,18 @@ static int start_parts(struct runner *r, const struct sl_run_opts *opts)
             sl_log(SL_LOG_ERROR, "run", "workers: %s", err);
             return 1;
         }
-        if (!(r->src = make_source(r, err, sizeof(err))) ||
-            sl_source_start(r->src, err, sizeof(err)) < 0) {
+        if (!(r->src = make_source(r, err, sizeof(err)))) {
+            sl_log(SL_LOG_ERROR, "run", "source: %s", err);
+            return 1;
+        }
+        static const enum sl_source_ordering orderings[] = {
+            [SL_CONFIG_ORDER_UNORDERED] = SL_SOURCE_UNORDERED,
+            [SL_CONFIG_ORDER_KEY] = SL_SOURCE_BY_KEY,
+            [SL_CONFIG_ORDER_PARTITION] = SL_SOURCE_BY_PARTITION,
+        };
+        sl_source_set_ordering(r->src, orderings[cfg->source.ordering],
+                               (size_t)cfg->queue.capacity);
+        if (sl_source_start(r->src, err, sizeof(err)) < 0) {
             sl_log(SL_LOG_ERROR, "run", "source: %s", err);
             return 1;
         }

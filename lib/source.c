@@ -22,6 +22,23 @@ struct ack_list {
     size_t cap;           /* allocated */
 };
 
+#define LANE_BUCKETS 1024 /* hash buckets for ordering lanes */
+#define LANE_ID_MAX 512   /* bytes of a lane id kept */
+
+/*
+ * One key (or partition) with a message in flight, and the messages of
+ * the same key waiting behind it, oldest first.  A lane exists only while
+ * its key is busy.
+ */
+struct lane {
+    struct lane *next;   /* next lane in the bucket */
+    uint64_t hash;       /* of the lane id */
+    char *id;            /* topic, NUL, key bytes (or partition) */
+    size_t id_len;       /* bytes of id */
+    struct sl_msg *head; /* first waiting message, or NULL */
+    struct sl_msg *tail; /* last waiting message */
+};
+
 struct sl_source {
     const struct sl_source_ops *ops; /* the kind */
     void *impl;                      /* the kind's state, owned */
@@ -30,6 +47,14 @@ struct sl_source {
     struct sl_source_stats stats;    /* counters */
     pthread_t thread;                /* the source thread */
     bool started;                    /* thread created */
+
+    /* Ordering modes; source thread only. */
+    enum sl_source_ordering ordering; /* SL_SOURCE_UNORDERED: no lanes */
+    struct lane **lanes;              /* hash buckets of busy lanes */
+    size_t max_waiting;               /* cap on messages waiting in lanes */
+    size_t waiting;                   /* messages waiting in lanes */
+    struct sl_msg *ready;             /* released from a lane, not yet queued */
+    struct sl_msg *ready_tail;        /* last of them */
 
     pthread_mutex_t lock; /* guards the fields below */
     pthread_cond_t cond;  /* acks arrived, stop/close asked, stopped */
@@ -82,13 +107,196 @@ struct sl_source_stats *sl_source_stats(struct sl_source *src)
     return &src->stats;
 }
 
+void sl_source_set_ordering(struct sl_source *src,
+                            enum sl_source_ordering ordering,
+                            size_t max_waiting)
+{
+    src->max_waiting = max_waiting > 0 ? max_waiting : 1;
+    if (ordering != SL_SOURCE_UNORDERED && !src->lanes &&
+        !(src->lanes = calloc(LANE_BUCKETS, sizeof(*src->lanes)))) {
+        sl_log(SL_LOG_ERROR, "source",
+               "out of memory setting up ordering; messages run unordered");
+        return;
+    }
+    src->ordering = ordering;
+}
+
+/*
+ * The lane id of 'msg' in buf[LANE_ID_MAX]: topic, a NUL, then the key
+ * bytes (by key) or the partition number.  Returns its length, or 0 when
+ * the message may run beside any other (keyless, by key).
+ */
+static size_t lane_id(const struct sl_source *src, const struct sl_msg *msg,
+                      char *buf)
+{
+    const char *topic = msg->origin.topic ? msg->origin.topic : "";
+    size_t tlen = strlen(topic), room;
+
+    if (src->ordering == SL_SOURCE_BY_KEY && !msg->key)
+        return 0;
+    if (tlen > LANE_ID_MAX / 2)
+        tlen = LANE_ID_MAX / 2;
+    memcpy(buf, topic, tlen);
+    buf[tlen] = '\0';
+    room = LANE_ID_MAX - tlen - 1;
+    if (src->ordering == SL_SOURCE_BY_PARTITION) {
+        memcpy(buf + tlen + 1, &msg->origin.partition, sizeof(int32_t));
+        return tlen + 1 + sizeof(int32_t);
+    }
+    size_t klen = msg->key_len < room ? msg->key_len : room;
+    memcpy(buf + tlen + 1, msg->key, klen);
+    return tlen + 1 + klen;
+}
+
+/*
+ * Where the lane of 'msg' is (or would be linked) in its bucket; NULL when
+ * the message has no lane.  Fills id, *lenp and *hashp.
+ */
+static struct lane **lane_find(struct sl_source *src, const struct sl_msg *msg,
+                               char *id, size_t *lenp, uint64_t *hashp)
+{
+    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
+
+    *lenp = lane_id(src, msg, id);
+    if (*lenp == 0)
+        return NULL;
+    for (size_t i = 0; i < *lenp; i++)
+        h = (h ^ (unsigned char)id[i]) * 0x100000001b3ULL;
+    *hashp = h;
+    struct lane **lp = &src->lanes[h % LANE_BUCKETS];
+    while (*lp && ((*lp)->hash != h || (*lp)->id_len != *lenp ||
+                   memcmp((*lp)->id, id, *lenp) != 0))
+        lp = &(*lp)->next;
+    return lp;
+}
+
 int sl_source_push(struct sl_source *src, struct sl_msg *msg, int timeout_ms)
 {
+    char id[LANE_ID_MAX];
+    size_t len = 0;
+    uint64_t hash = 0;
+    struct lane **lp = NULL, *l = NULL;
+
     msg->source = src;
-    int rc = sl_queue_push(src->q, msg, timeout_ms);
-    if (rc == 0)
+    msg->order_next = NULL;
+    if (src->ordering != SL_SOURCE_UNORDERED)
+        lp = lane_find(src, msg, id, &len, &hash);
+    if (lp && *lp) {
+        /* Its key is busy: wait behind the message in flight. */
+        if (src->waiting >= src->max_waiting)
+            return -SL_ETIMEDOUT;
+        l = *lp;
+        if (l->tail)
+            l->tail->order_next = msg;
+        else
+            l->head = msg;
+        l->tail = msg;
+        src->waiting++;
         atomic_fetch_add(&src->stats.consumed, 1);
+        return 0;
+    }
+    if (lp) {
+        /* The key becomes busy with this message. */
+        l = calloc(1, sizeof(*l));
+        if (!l || !(l->id = malloc(len))) {
+            free(l);
+            return -SL_ETIMEDOUT; /* out of memory: try again later */
+        }
+        memcpy(l->id, id, len);
+        l->id_len = len;
+        l->hash = hash;
+    }
+    int rc = sl_queue_push(src->q, msg, timeout_ms);
+    if (rc == 0) {
+        atomic_fetch_add(&src->stats.consumed, 1);
+        if (l) {
+            l->next = *lp;
+            *lp = l;
+        }
+    } else if (l) {
+        free(l->id);
+        free(l);
+    }
     return rc;
+}
+
+/*
+ * 'msg' was acked: the next message of its lane may run (it goes to the
+ * ready list), or the lane is idle and goes away.  Source thread, before
+ * the kind frees 'msg'.
+ */
+static void lane_release(struct sl_source *src, const struct sl_msg *msg)
+{
+    char id[LANE_ID_MAX];
+    size_t len;
+    uint64_t hash;
+    struct lane **lp = lane_find(src, msg, id, &len, &hash);
+
+    if (!lp || !*lp)
+        return;
+    struct lane *l = *lp;
+    if (l->head) {
+        struct sl_msg *next = l->head;
+        l->head = next->order_next;
+        if (!l->head)
+            l->tail = NULL;
+        next->order_next = NULL;
+        src->waiting--;
+        if (src->ready_tail)
+            src->ready_tail->order_next = next;
+        else
+            src->ready = next;
+        src->ready_tail = next;
+        return; /* the lane stays busy with 'next' */
+    }
+    *lp = l->next;
+    free(l->id);
+    free(l);
+}
+
+/*
+ * Queue the released messages, waiting up to 'timeout_ms' for room.
+ * Returns true when none is left.  Source thread.
+ */
+static bool flush_ready(struct sl_source *src, int timeout_ms)
+{
+    while (src->ready) {
+        struct sl_msg *msg = src->ready;
+        if (sl_queue_push(src->q, msg, timeout_ms) != 0)
+            return false;
+        src->ready = msg->order_next;
+        if (!src->ready)
+            src->ready_tail = NULL;
+        timeout_ms = 0;
+    }
+    return true;
+}
+
+/*
+ * Free the lanes and every message waiting in them (never acked, so they
+ * will be redelivered).  At destroy.
+ */
+static void lanes_free(struct sl_source *src)
+{
+    for (size_t b = 0; src->lanes && b < LANE_BUCKETS; b++) {
+        while (src->lanes[b]) {
+            struct lane *l = src->lanes[b];
+            src->lanes[b] = l->next;
+            while (l->head) {
+                struct sl_msg *msg = l->head;
+                l->head = msg->order_next;
+                sl_msg_destroy(msg);
+            }
+            free(l->id);
+            free(l);
+        }
+    }
+    free(src->lanes);
+    while (src->ready) {
+        struct sl_msg *msg = src->ready;
+        src->ready = msg->order_next;
+        sl_msg_destroy(msg);
+    }
 }
 
 bool sl_source_stopping(struct sl_source *src)
@@ -134,10 +342,14 @@ void sl_source_apply_acks(struct sl_source *src)
     src->acks = (struct ack_list){0};
     pthread_mutex_unlock(&src->lock);
     for (size_t i = 0; i < mine.cnt; i++) {
+        if (src->ordering != SL_SOURCE_UNORDERED)
+            lane_release(src, mine.msgs[i]);
         src->ops->acked(src, mine.msgs[i]);
         atomic_fetch_add(&src->stats.acked, 1);
     }
     free(mine.msgs);
+    if (src->ready)
+        flush_ready(src, 0);
 }
 
 void sl_source_wait_acks(struct sl_source *src, int timeout_ms)
@@ -176,10 +388,23 @@ void sl_source_fail(struct sl_source *src, int err, const char *fmt, ...)
     pthread_mutex_unlock(&src->lock);
 }
 
-/* Push the sentinels, retrying while the queue is full and not closing. */
+/*
+ * Push the sentinels, retrying while the queue is full and not closing.
+ * Messages waiting for their key go first: sentinels come after every
+ * message handed over.
+ */
 static void push_sentinels(struct sl_source *src, int n)
 {
     int pushed = 0;
+    while (src->waiting > 0 || src->ready) {
+        sl_source_wait_acks(src, POLL_MS);
+        flush_ready(src, POLL_MS);
+        pthread_mutex_lock(&src->lock);
+        bool closing = src->close;
+        pthread_mutex_unlock(&src->lock);
+        if (closing)
+            return;
+    }
     while (pushed < n) {
         int rc = sl_queue_push(src->q, NULL, POLL_MS);
         if (rc == 0) {
@@ -341,6 +566,7 @@ void sl_source_destroy(struct sl_source *src)
     for (size_t i = 0; i < src->acks.cnt; i++)
         sl_msg_destroy(src->acks.msgs[i]);
     free(src->acks.msgs);
+    lanes_free(src);
     if (src->ops->destroy)
         src->ops->destroy(src->impl);
     pthread_cond_destroy(&src->cond);

@@ -65,13 +65,36 @@ struct sl_queue *sl_source_queue(struct sl_source *src);
 /* Counters.  Any thread. */
 struct sl_source_stats *sl_source_stats(struct sl_source *src);
 
+/* Ordering guarantees at dispatch (source.ordering). */
+enum sl_source_ordering {
+    SL_SOURCE_UNORDERED,    /* any message may run beside any other */
+    SL_SOURCE_BY_KEY,       /* two messages with the same key (in the same
+                               topic) never run at once; keyless ones are
+                               free */
+    SL_SOURCE_BY_PARTITION, /* one message per partition (or stream) at
+                               a time */
+};
+
+/*
+ * Choose the ordering mode.  A message whose key (or partition) is in
+ * flight waits, without holding back other keys, until the one before it
+ * is acked; at most 'max_waiting' messages wait, and past that
+ * sl_source_push() says -SL_ETIMEDOUT so that the kind pauses fetching.
+ * Commits stay contiguous in every mode.  Main thread, before start.
+ */
+void sl_source_set_ordering(struct sl_source *src,
+                            enum sl_source_ordering ordering,
+                            size_t max_waiting);
+
 /* Start the source thread.  Returns 0 or an SL_E* code.  Main thread. */
 int sl_source_start(struct sl_source *src, char *errstr, size_t errstr_size);
 
 /*
  * Offer 'msg' to the queue for up to 'timeout_ms'.  Stamps msg->source.
- * Returns 0 (the queue owns it) or -SL_ETIMEDOUT / -SL_ECLOSED (the caller
- * keeps it: hold it and pause fetching).  Source thread.
+ * Returns 0 (the queue owns it, or, in an ordering mode, it waits behind
+ * the message in flight for its key and is queued after that one's ack)
+ * or -SL_ETIMEDOUT / -SL_ECLOSED (the caller keeps it: hold it and pause
+ * fetching).  Source thread.
  */
 int sl_source_push(struct sl_source *src, struct sl_msg *msg, int timeout_ms);
 
