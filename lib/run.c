@@ -424,21 +424,15 @@ static void metrics_sink(struct runner *r, struct sl_prom *p)
              (double)ss.rows_held);
     prom_one(p, "sluice_sink_batches_total", "counter",
              "Transactions committed.", (double)ss.batches);
-    /* The sink keeps sums and counts, not buckets: summaries without
-     * quantiles. */
-    sl_prom_family(p, "sluice_sink_batch_rows", "summary",
+    const struct sl_histo *h_rows, *h_seconds;
+    sl_sink_pg_histos(r->sink, &h_rows, &h_seconds);
+    sl_prom_family(p, "sluice_sink_batch_rows", "histogram",
                    "Rows per committed batch (results, duplicates and dead "
                    "letters).");
-    sl_prom_sample(p, "sluice_sink_batch_rows_sum",
-                   (double)(ss.rows_written + ss.duplicates + ss.dead_letters),
-                   NULL);
-    sl_prom_sample(p, "sluice_sink_batch_rows_count", (double)ss.batches, NULL);
-    sl_prom_family(p, "sluice_sink_batch_latency_seconds", "summary",
+    sl_prom_histo(p, "sluice_sink_batch_rows", h_rows, NULL);
+    sl_prom_family(p, "sluice_sink_batch_latency_seconds", "histogram",
                    "Time from sending a batch to its COMMIT.");
-    sl_prom_sample(p, "sluice_sink_batch_latency_seconds_sum",
-                   (double)ss.batch_latency_us / 1e6, NULL);
-    sl_prom_sample(p, "sluice_sink_batch_latency_seconds_count",
-                   (double)ss.batches, NULL);
+    sl_prom_histo(p, "sluice_sink_batch_latency_seconds", h_seconds, NULL);
     prom_one(p, "sluice_sink_reconnects_total", "counter",
              "PostgreSQL connections after the first.", (double)ss.reconnects);
     prom_one(p, "sluice_sink_connected", "gauge",

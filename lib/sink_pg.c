@@ -9,6 +9,7 @@
 #include "clock.h"
 #include "err.h"
 #include "log.h"
+#include "metrics.h"
 #include "queue.h"
 
 #include <libpq-fe.h>
@@ -98,6 +99,8 @@ struct sl_sink_pg {
     atomic_uint_fast64_t n_dups;       /* skipped by ON CONFLICT */
     atomic_uint_fast64_t n_dead;       /* dead letters written */
     atomic_uint_fast64_t n_batches;    /* batches committed */
+    struct sl_histo h_rows;            /* rows per committed batch */
+    struct sl_histo h_seconds;         /* send to COMMIT, per batch */
     atomic_uint_fast64_t latency_us;   /* sum of batch latencies */
     atomic_uint_fast64_t n_reconnects; /* connections after the first */
     atomic_uint_fast64_t n_failed;     /* rows given back with an error */
@@ -121,6 +124,14 @@ struct sl_sink_pg {
     unsigned rng;                /* rand_r state for jitter */
     struct sl_pgarr arr[SL_SINK_PG_NCOLS]; /* parameter scratch */
 };
+
+void sl_sink_pg_histos(const struct sl_sink_pg *sink,
+                       const struct sl_histo **rowsp,
+                       const struct sl_histo **secondsp)
+{
+    *rowsp = &sink->h_rows;
+    *secondsp = &sink->h_seconds;
+}
 
 const char *sl_sink_pg_state_name(enum sl_sink_pg_state state)
 {
@@ -706,9 +717,11 @@ static void batch_done(struct sl_sink_pg *sink, struct batch *b)
     if (b->err_stmt < 0 && b->got == b->nstmt) {
         size_t dead = b->n - b->n_result;
 
+        uint64_t took_us = (uint64_t)(sl_mono_ms() * 1000 - b->sent_us);
         atomic_fetch_add(&sink->n_batches, 1);
-        atomic_fetch_add(&sink->latency_us,
-                         (uint64_t)(sl_mono_ms() * 1000 - b->sent_us));
+        atomic_fetch_add(&sink->latency_us, took_us);
+        sl_histo_observe(&sink->h_rows, (double)b->n);
+        sl_histo_observe(&sink->h_seconds, (double)took_us / 1e6);
         atomic_fetch_add(&sink->n_rows, (uint64_t)b->affected);
         atomic_fetch_add(&sink->n_dups, b->n_result - (uint64_t)b->affected);
         atomic_fetch_add(&sink->n_dead, dead);
@@ -1165,6 +1178,14 @@ struct sl_sink_pg *sl_sink_pg_new(const struct sl_sink_pg_conf *conf,
         goto fail0;
     }
     sink->wake_fd = -1;
+    static const double batch_rows[] = {1,   10,   50,   100,  250,
+                                        500, 1000, 2500, 5000, 10000};
+    static const double batch_seconds[] = {
+        0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10};
+    sl_histo_init(&sink->h_rows, batch_rows,
+                  (int)(sizeof(batch_rows) / sizeof(batch_rows[0])));
+    sl_histo_init(&sink->h_seconds, batch_seconds,
+                  (int)(sizeof(batch_seconds) / sizeof(batch_seconds[0])));
     pthread_mutex_init(&sink->mu, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

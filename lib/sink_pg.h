@@ -127,6 +127,17 @@ void sl_sink_pg_destroy(struct sl_sink_pg *sink);
 void sl_sink_pg_stats(const struct sl_sink_pg *sink,
                       struct sl_sink_pg_stats *st);
 
+struct sl_histo;
+
+/*
+ * Histograms of committed batches: rows per batch, and seconds from
+ * sending a batch to its COMMIT.  Valid while 'sink' lives; read them from
+ * any thread.
+ */
+void sl_sink_pg_histos(const struct sl_sink_pg *sink,
+                       const struct sl_histo **rowsp,
+                       const struct sl_histo **secondsp);
+
 /* "disconnected", "connecting", "ready", "stopped".  Static. */
 const char *sl_sink_pg_state_name(enum sl_sink_pg_state state);
 
