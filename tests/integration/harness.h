@@ -217,6 +217,51 @@ static inline int h_wait_listen(struct h_proc *p, int64_t ms)
     }
 }
 
+/*
+ * Start `<bindir>/sluice run yaml --replica-id id --listen 127.0.0.1:0`
+ * with its log under 'dir'; returns its HTTP port.  Fails the test when it
+ * does not listen within 30 s.
+ */
+static inline int h_sluice_start(struct h_proc *p, const char *dir,
+                                 const char *yaml, const char *id)
+{
+    char bin[512], log[256];
+    static int seq; /* one log per process: ports are read from it */
+
+    snprintf(bin, sizeof(bin), "%s/sluice", h_bindir());
+    snprintf(log, sizeof(log), "%s/sluice-%d-%s.log", dir, ++seq, id);
+    char *argv[] = {bin,        "run",      (char *)yaml,  "--replica-id",
+                    (char *)id, "--listen", "127.0.0.1:0", NULL};
+    h_spawn(p, log, argv);
+    int port = h_wait_listen(p, 30000);
+    if (!port) {
+        h_dump_log(log, 4000);
+        fail_msg("sluice did not start");
+    }
+    return port;
+}
+
+/*
+ * SIGTERM 'p' and wait up to limit_ms + 10 s; returns how long the drain
+ * took.  Asserts exit status 0.
+ */
+static inline int64_t h_sluice_stop(struct h_proc *p, int64_t limit_ms)
+{
+    int64_t t0 = h_now_ms();
+
+    kill(p->pid, SIGTERM);
+    if (!h_wait_exit(p, limit_ms + 10000)) {
+        h_dump_log(p->log, 4000);
+        h_kill(p);
+        fail_msg("sluice did not exit after SIGTERM");
+    }
+    int64_t ms = h_now_ms() - t0;
+    if (p->status != 0)
+        h_dump_log(p->log, 4000);
+    assert_int_equal(p->status, 0);
+    return ms;
+}
+
 /* Run a shell command; its exit status, output (up to size) in 'out'. */
 static inline int h_shell(const char *cmd, char *out, size_t size)
 {

@@ -71,35 +71,6 @@ static void write_pipeline(const char *path, const struct gw *g)
     h_write_file(path, yaml);
 }
 
-static int start(struct h_proc *proc, const char *yaml, const char *id)
-{
-    char log[256];
-    static int seq;
-
-    snprintf(log, sizeof(log), "%s/sluice-%d-%s.log", dir, ++seq, id);
-    char *argv[] = {sluice,     "run",      (char *)yaml,  "--replica-id",
-                    (char *)id, "--listen", "127.0.0.1:0", NULL};
-    h_spawn(proc, log, argv);
-    int port = h_wait_listen(proc, 30000);
-    if (!port) {
-        h_dump_log(log, 4000);
-        fail_msg("sluice did not start");
-    }
-    return port;
-}
-
-static void stop(struct h_proc *proc)
-{
-    kill(proc->pid, SIGTERM);
-    if (!h_wait_exit(proc, 20000)) {
-        h_kill(proc);
-        fail_msg("sluice did not exit after SIGTERM");
-    }
-    if (proc->status != 0)
-        h_dump_log(proc->log, 4000);
-    assert_int_equal(proc->status, 0);
-}
-
 /* POST 'body' to the gateway; returns the parsed reply (or NULL). */
 static json_t *process(int port, const char *body, long *statusp,
                        struct h_reply *keep)
@@ -181,7 +152,7 @@ static void test_results_and_rows(void **state)
     h_unique(table, sizeof(table), "gateway_rows");
     snprintf(yaml, sizeof(yaml), "%s/%s.yaml", dir, table);
     write_pipeline(yaml, &(struct gw){.max_concurrency = 8, .table = table});
-    int port = start(&proc, yaml, "gw-rows");
+    int port = h_sluice_start(&proc, dir, yaml, "gw-rows");
 
     json_t *replies[2];
     for (int i = 0; i < 2; i++) {
@@ -260,7 +231,7 @@ static void test_results_and_rows(void **state)
         5);
     assert_true(h_prom_value(metrics, "sluice_gateway_rows_total") == 2);
     free(metrics);
-    stop(&proc);
+    h_sluice_stop(&proc, 10000);
     assert_int_equal(h_pg_int(db, "SELECT count(*) FROM %s", table), 2);
     PQfinish(db);
 }
@@ -277,7 +248,7 @@ static void test_backend_failure_502(void **state)
                                 .max_attempts = 1,
                                 .headers = "    headers:\n"
                                            "      X-Mock-Fault: \"500\"\n"});
-    int port = start(&proc, yaml, "gw-fail");
+    int port = h_sluice_start(&proc, dir, yaml, "gw-fail");
     long status;
     json_t *j = process(port, "{\"text\": \"good\"}", &status, NULL);
     assert_int_equal(status, 502);
@@ -291,7 +262,7 @@ static void test_backend_failure_502(void **state)
     assert_non_null(strstr(err, "step 'analyse'"));
     assert_true(json_object_size(json_object_get(j, "errors")) >= 1);
     json_decref(j);
-    stop(&proc);
+    h_sluice_stop(&proc, 10000);
 }
 
 struct slow_call {
@@ -320,7 +291,7 @@ static void test_saturated_429(void **state)
         yaml, &(struct gw){.max_concurrency = 1,
                            .headers = "    headers:\n"
                                       "      X-Mock-Latency-Ms: \"500\"\n"});
-    int port = start(&proc, yaml, "gw-busy");
+    int port = h_sluice_start(&proc, dir, yaml, "gw-busy");
 
     struct slow_call first = {.port = port};
     pthread_t t;
@@ -363,7 +334,7 @@ static void test_saturated_429(void **state)
     j = process(port, "{\"text\": \"sad\"}", &status, NULL);
     assert_int_equal(status, 200);
     json_decref(j);
-    stop(&proc);
+    h_sluice_stop(&proc, 10000);
 }
 
 /* A stream source and the gateway in one process: both do their work. */
@@ -397,7 +368,7 @@ static void test_source_and_gateway(void **state)
     fclose(f);
     free(text);
     snprintf(yaml, sizeof(yaml), "%s", path);
-    int port = start(&proc, yaml, "gw-both");
+    int port = h_sluice_start(&proc, dir, yaml, "gw-both");
 
     long status;
     json_t *j = process(port, "{\"text\": \"good good\"}", &status, NULL);
@@ -414,7 +385,7 @@ static void test_source_and_gateway(void **state)
                               "WHERE source = 'redis-stream'",
                               table),
                      100);
-    stop(&proc);
+    h_sluice_stop(&proc, 10000);
     PQfinish(db);
 }
 
@@ -429,7 +400,7 @@ static void test_shipped_pipeline(void **state)
     snprintf(yaml, sizeof(yaml), "%s/pipelines/gateway.yaml", src ? src : "..");
     setenv("MODEL_URL", mock.url, 1);
     setenv("SLUICE_LISTEN", "127.0.0.1:0", 1);
-    int port = start(&proc, yaml, "gw-shipped");
+    int port = h_sluice_start(&proc, dir, yaml, "gw-shipped");
     assert_int_equal(h_get(port, "/readyz", NULL), 200);
     long status;
     json_t *j =
@@ -437,7 +408,7 @@ static void test_shipped_pipeline(void **state)
     assert_int_equal(status, 200);
     expect_results(j, "The best day in Tokyo");
     json_decref(j);
-    stop(&proc);
+    h_sluice_stop(&proc, 10000);
 }
 
 /* write_rows without a sink is refused at start, with the reason. */

@@ -95,42 +95,6 @@ static void write_pipeline(const char *path, const struct pipe *p)
     h_write_file(path, yaml);
 }
 
-/* Start `sluice run yaml --replica-id id`; returns its HTTP port. */
-static int start_sluice(struct h_proc *proc, const char *yaml, const char *id)
-{
-    char log[256];
-
-    static int seq; /* one log per process: ports are read from it */
-    snprintf(log, sizeof(log), "%s/sluice-%d-%s.log", dir, ++seq, id);
-    char *argv[] = {sluice,     "run",      (char *)yaml,  "--replica-id",
-                    (char *)id, "--listen", "127.0.0.1:0", NULL};
-    h_spawn(proc, log, argv);
-    int port = h_wait_listen(proc, 30000);
-    if (!port) {
-        h_dump_log(log, 4000);
-        fail_msg("sluice did not start");
-    }
-    return port;
-}
-
-/* SIGTERM; returns how long the drain took; asserts exit status 0. */
-static int64_t stop_sluice(struct h_proc *proc, int64_t limit_ms)
-{
-    int64_t t0 = h_now_ms();
-
-    kill(proc->pid, SIGTERM);
-    if (!h_wait_exit(proc, limit_ms + 10000)) {
-        h_dump_log(proc->log, 4000);
-        h_kill(proc);
-        fail_msg("sluice did not exit after SIGTERM");
-    }
-    int64_t ms = h_now_ms() - t0;
-    if (proc->status != 0)
-        h_dump_log(proc->log, 4000);
-    assert_int_equal(proc->status, 0);
-    return ms;
-}
-
 static void produce(enum kind kind, const char *name, int n)
 {
     char cmd[2048], out[2048];
@@ -306,7 +270,7 @@ static void to_pg(enum kind kind)
     produce(kind, name, COUNT);
     snprintf(yaml, sizeof(yaml), "%s/%s.yaml", dir, table);
     write_pipeline(yaml, &p);
-    int port = start_sluice(&proc, yaml, "solo");
+    int port = h_sluice_start(&proc, dir, yaml, "solo");
     PGconn *db = h_db();
     long long rows = h_wait_rows(db, table, COUNT, LAND_MS);
     int64_t landed = h_now_ms() - t0;
@@ -314,7 +278,7 @@ static void to_pg(enum kind kind)
         h_dump_log(proc.log, 4000);
     assert_int_equal(rows, COUNT);
     check_metrics(port, kind, rows);
-    int64_t drain = stop_sluice(&proc, 30000);
+    int64_t drain = h_sluice_stop(&proc, 30000);
     check_rows(db, table);
     PQfinish(db);
     print_message("%s: %d messages landed in %lld ms (produce included); "
@@ -350,10 +314,10 @@ static void sigterm_restart(enum kind kind)
     produce(kind, name, COUNT);
     snprintf(yaml, sizeof(yaml), "%s/%s.yaml", dir, table);
     write_pipeline(yaml, &p);
-    start_sluice(&proc, yaml, "first");
+    h_sluice_start(&proc, dir, yaml, "first");
     PGconn *db = h_db();
     assert_true(h_wait_rows(db, table, 500, LAND_MS) >= 500);
-    int64_t drain = stop_sluice(&proc, p.shutdown_ms);
+    int64_t drain = h_sluice_stop(&proc, p.shutdown_ms);
     long long first = h_pg_int(db, "SELECT count(*) FROM %s", table);
     print_message("%s: SIGTERM after >= 500 rows: drained in %lld ms "
                   "(shutdown_timeout_ms %d), %lld rows\n",
@@ -368,12 +332,12 @@ static void sigterm_restart(enum kind kind)
                      first);
 
     /* The same replica again: it resumes where the commit stopped. */
-    start_sluice(&proc, yaml, "first");
+    h_sluice_start(&proc, dir, yaml, "first");
     long long rows = h_wait_rows(db, table, COUNT, LAND_MS);
     if (rows != COUNT)
         h_dump_log(proc.log, 4000);
     assert_int_equal(rows, COUNT);
-    stop_sluice(&proc, p.shutdown_ms);
+    h_sluice_stop(&proc, p.shutdown_ms);
     check_rows(db, table);
     PQfinish(db);
 }
@@ -405,8 +369,8 @@ static void two_replicas(enum kind kind)
         produce(kind, name, 0); /* the topic with its 4 partitions */
     snprintf(yaml, sizeof(yaml), "%s/%s.yaml", dir, table);
     write_pipeline(yaml, &p);
-    int pa = start_sluice(&a, yaml, "replica-a");
-    int pb = start_sluice(&b, yaml, "replica-b");
+    int pa = h_sluice_start(&a, dir, yaml, "replica-a");
+    int pb = h_sluice_start(&b, dir, yaml, "replica-b");
 
     /* Both must be in the group before the messages arrive. */
     int64_t end = h_now_ms() + 60000;
@@ -433,8 +397,8 @@ static void two_replicas(enum kind kind)
     PGconn *db = h_db();
     long long rows = h_wait_rows(db, table, COUNT, LAND_MS);
     assert_int_equal(rows, COUNT);
-    stop_sluice(&a, 30000);
-    stop_sluice(&b, 30000);
+    h_sluice_stop(&a, 30000);
+    h_sluice_stop(&b, 30000);
     long long na = h_pg_int(
         db, "SELECT count(*) FROM %s WHERE worker LIKE 'replica-a/%%'", table);
     long long nb = h_pg_int(
@@ -483,7 +447,7 @@ static void test_readyz_during_drain(void **state)
     produce(REDIS, name, 1000);
     snprintf(yaml, sizeof(yaml), "%s/%s.yaml", dir, table);
     write_pipeline(yaml, &p);
-    int port = start_sluice(&proc, yaml, "drainer");
+    int port = h_sluice_start(&proc, dir, yaml, "drainer");
     PGconn *db = h_db();
     assert_true(h_wait_rows(db, table, 16, 60000) >= 16);
     assert_int_equal(h_get(port, "/readyz", NULL), 200);
