@@ -785,7 +785,11 @@ static void drain(struct runner *r, sigset_t *sigs, int status)
                "shutdown deadline passed: rows not yet durable are not "
                "committed and will be redelivered");
     if (r->src)
-        sl_source_close(r->src);
+        if (sl_source_close(r->src) != 0)
+            sl_log(SL_LOG_WARN, "run",
+                   "the final commit failed: messages acked since the last "
+                   "commit will be redelivered (their rows are durable, so "
+                   "nothing is written twice)");
     if (!workers_done) {
         /* Workers still hold messages: leave them; nothing of theirs
          * was committed.  Exit without joining them. */

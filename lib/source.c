@@ -65,6 +65,7 @@ struct sl_source {
     bool close;           /* sl_source_close() was called */
     bool finished;        /* input exhausted */
     int error;            /* fatal error, 0 when none */
+    int final_commit;     /* result of the commit at close */
     char errstr[512];     /* its text */
 };
 
@@ -364,13 +365,14 @@ void sl_source_wait_acks(struct sl_source *src, int timeout_ms)
     sl_source_apply_acks(src);
 }
 
-static void do_commit(struct sl_source *src, bool final)
+static int do_commit(struct sl_source *src, bool final)
 {
     int rc = src->ops->commit ? src->ops->commit(src, final) : 0;
     if (rc == 0)
         atomic_fetch_add(&src->stats.committed, 1);
     else
         atomic_fetch_add(&src->stats.errors, 1);
+    return rc;
 }
 
 void sl_source_fail(struct sl_source *src, int err, const char *fmt, ...)
@@ -475,8 +477,9 @@ static void *source_main(void *p)
     }
 
     sl_source_apply_acks(src);
-    do_commit(src, true);
+    int rc = do_commit(src, true);
     pthread_mutex_lock(&src->lock);
+    src->final_commit = rc;
     src->stopped = true;
     pthread_cond_broadcast(&src->cond);
     pthread_mutex_unlock(&src->lock);
@@ -544,7 +547,8 @@ int sl_source_close(struct sl_source *src)
     } else {
         sl_source_apply_acks(src);
     }
-    return sl_source_error(src, NULL, 0);
+    int err = sl_source_error(src, NULL, 0);
+    return err ? err : src->final_commit;
 }
 
 int sl_source_error(struct sl_source *src, char *errstr, size_t errstr_size)
