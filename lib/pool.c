@@ -75,12 +75,10 @@ static void *worker_main(void *p)
                 stopping = true; /* our sentinel, or nothing more */
                 break;
             }
+            /* Take a burst first, then drive it once: driving after
+             * every submit costs a walk over everything in flight. */
             ops->submit(state, item);
-            inflight++;
-            if (ops->progress)
-                inflight = ops->progress(state, 0);
-            else
-                inflight = 0;
+            inflight = ops->progress ? inflight + 1 : 0;
         }
         if (inflight > 0 && ops->progress)
             inflight = ops->progress(state, BUSY_POLL_MS);
