@@ -20,9 +20,50 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BUCKETS 256       /* partition table hash buckets */
-#define BATCH 1000        /* messages taken per poll, at most */
-#define WAIT_SLICE_MS 100 /* ack wait step while a revoke drains */
+#define BUCKETS 256          /* partition table hash buckets */
+#define ACK_CACHE 64         /* direct-mapped partition cache for acks */
+#define BATCH 1000           /* messages taken per poll, at most */
+#define WAIT_SLICE_MS 100    /* ack wait step while a revoke drains */
+#define WAKE_TIMEOUT_MS 1000 /* bound on a fetcher wake-up request */
+
+/*
+ * librdkafka before 2.4 stops fetching a partition while its local queue
+ * is above queued.min.messages or queued.max.messages.kbytes (counted
+ * over the whole consumer queue), and looks again only when its broker
+ * thread next wakes up: up to a second later (2.4 made this
+ * fetch.queue.backoff.ms).  A source that drains faster than that refill
+ * then starves for most of every second.  Any request to the broker wakes
+ * its thread, so when we empty the queue a helper thread sends a cheap
+ * one (ListOffsets, through rd_kafka_query_watermark_offsets()); it runs
+ * off the source thread because the reply can queue behind a Fetch that
+ * the broker holds for up to fetch.wait.max.ms.
+ */
+#define WAKE_BEFORE_VERSION 0x02040000
+
+/*
+ * librdkafka prefetches up to 100000 messages or 64 MiB by default, and
+ * each queued message costs a few hundred bytes beyond its payload: with
+ * ~200-byte messages that alone took a worker's peak RSS from ~30 to
+ * ~100 MiB.  10000 messages is still a fifth of a second at 50000 msg/s,
+ * and since the waker refills the queue as soon as it runs dry, the
+ * smaller prefetch costs no throughput.  A pipeline's kafka properties
+ * override both.
+ */
+#define PREFETCH_MSGS "10000" /* queued.min.messages */
+#define PREFETCH_KB "4096"    /* queued.max.messages.kbytes */
+
+/* The helper thread that wakes librdkafka's fetcher; see above. */
+struct waker {
+    rd_kafka_t *rk;       /* the consumer, borrowed */
+    pthread_t thread;     /* runs waker_main() */
+    bool started;         /* 'thread' was created */
+    pthread_mutex_t lock; /* guards the fields below */
+    pthread_cond_t cond;  /* a wake-up was asked, or stop */
+    bool pending;         /* a wake-up is asked or under way */
+    bool stop;            /* leave waker_main() */
+    char topic[256];      /* partition to query (its leader is woken) */
+    int32_t partition;    /* its id */
+};
 
 /* One assigned partition; owned by the source thread. */
 struct part {
@@ -62,7 +103,23 @@ struct kafka_source {
     pthread_mutex_t lock;          /* guards the table's shape for readers */
     struct part *buckets[BUCKETS]; /* topic+partition -> part */
     size_t part_cnt;               /* assigned partitions */
-    struct kstats st;              /* counters */
+    /*
+     * Lookup caches, so that the per-message paths skip hashing the topic
+     * name: fetched messages come in runs from one partition (keyed on
+     * librdkafka's topic handle and its name pointer, both stable while
+     * the handle lives), acks by partition number.  Cleared whenever a
+     * part is removed.
+     */
+    const rd_kafka_topic_t *last_rkt;  /* topic handle of 'last' */
+    const char *last_name;             /* rd_kafka_topic_name(last_rkt) */
+    struct part *last;                 /* part of the last message taken */
+    struct part *ack_cache[ACK_CACHE]; /* partition % ACK_CACHE -> part */
+    struct waker *waker;               /* librdkafka < 2.4, else NULL */
+    bool taking;                       /* the last poll returned messages */
+    rd_kafka_queue_t *rkq;             /* the consumer queue */
+    rd_kafka_message_t *rkms[BATCH];   /* one poll's messages */
+    unsigned wake_next;                /* round robin over the leaders */
+    struct kstats st;                  /* counters */
 };
 
 /* ------------------------------------------------------------------ */
@@ -125,9 +182,47 @@ static void part_free(struct kafka_source *ks, struct part *p)
     free(p);
 }
 
+/* The part of a fetched message, through the one-entry cache. */
+static struct part *lookup_rkm(struct kafka_source *ks,
+                               const rd_kafka_message_t *rkm, const char *topic)
+{
+    struct part *p = ks->last;
+
+    if (p && ks->last_rkt == rkm->rkt && ks->last_name == topic &&
+        p->partition == rkm->partition)
+        return p;
+    p = lookup(ks, topic, rkm->partition);
+    if (p) {
+        ks->last = p;
+        ks->last_rkt = rkm->rkt;
+        ks->last_name = topic;
+    }
+    return p;
+}
+
+/* The part an acked message came from, through the direct-mapped cache. */
+static struct part *lookup_ack(struct kafka_source *ks, const char *topic,
+                               int32_t partition)
+{
+    struct part **slot = &ks->ack_cache[(uint32_t)partition % ACK_CACHE];
+    struct part *p = *slot;
+
+    if (p && p->partition == partition && !strcmp(p->topic, topic))
+        return p;
+    p = lookup(ks, topic, partition);
+    if (p)
+        *slot = p;
+    return p;
+}
+
 static void part_remove(struct kafka_source *ks, struct part *p)
 {
     unsigned b = bucket_of(p->topic, p->partition);
+
+    ks->last = NULL;
+    ks->last_rkt = NULL;
+    ks->last_name = NULL;
+    memset(ks->ack_cache, 0, sizeof(ks->ack_cache));
     pthread_mutex_lock(&ks->lock);
     for (struct part **pp = &ks->buckets[b]; *pp; pp = &(*pp)->next) {
         if (*pp == p) {
@@ -189,6 +284,35 @@ static void pause_part(struct kafka_source *ks, struct part *p)
     atomic_store(&p->paused, true);
     atomic_fetch_add(&ks->st.pauses, 1);
     update_paused_stat(ks);
+}
+
+/*
+ * A message of paused partition 'p' that librdkafka handed over before the
+ * pause took effect is dropped: make sure it comes again.  With nothing
+ * taken yet in this assignment (next_offset < 0) the pause's seek had no
+ * position to pin, and librdkafka would resume after the dropped message,
+ * so pin it now.
+ */
+static void refetch_from(struct kafka_source *ks, struct part *p,
+                         int64_t offset)
+{
+    rd_kafka_topic_partition_list_t *l;
+    rd_kafka_error_t *error;
+
+    if (p->next_offset >= 0 || !atomic_load(&p->paused))
+        return;
+    p->next_offset = offset;
+    l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset =
+        offset;
+    error = rd_kafka_seek_partitions(ks->rk, l, 0);
+    if (error) {
+        sl_log(SL_LOG_WARN, "kafka", "%s [%d]: seek to %lld failed: %s",
+               p->topic, (int)p->partition, (long long)offset,
+               rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
 }
 
 static void resume_part(struct kafka_source *ks, struct part *p)
@@ -358,13 +482,15 @@ static int take(struct kafka_source *ks, rd_kafka_message_t *rkm,
         return consumer_error(ks, rkm);
     ks->last_err = RD_KAFKA_RESP_ERR_NO_ERROR;
     topic = rd_kafka_topic_name(rkm->rkt);
-    p = lookup(ks, topic, rkm->partition);
+    p = lookup_rkm(ks, rkm, topic);
     /*
      * Not ours, paused, or already taken in this assignment: it was
      * fetched before a pause or seek and comes again from next_offset.
      */
     if (!p || p->revoking || p->held || atomic_load(&p->paused) ||
         (p->next_offset >= 0 && rkm->offset < p->next_offset)) {
+        if (p && !p->revoking)
+            refetch_from(ks, p, rkm->offset);
         atomic_fetch_add(&ks->st.dropped, 1);
         return 0;
     }
@@ -427,6 +553,99 @@ static void flush_held(struct kafka_source *ks, int *wait)
     }
 }
 
+static void *waker_main(void *arg)
+{
+    struct waker *w = arg;
+    char topic[sizeof(w->topic)];
+    int32_t partition;
+    int64_t lo, hi;
+
+    pthread_mutex_lock(&w->lock);
+    for (;;) {
+        while (!w->pending && !w->stop)
+            pthread_cond_wait(&w->cond, &w->lock);
+        if (w->stop)
+            break;
+        memcpy(topic, w->topic, sizeof(topic));
+        partition = w->partition;
+        pthread_mutex_unlock(&w->lock);
+        /* The answer does not matter: sending the request wakes the thread. */
+        rd_kafka_query_watermark_offsets(w->rk, topic, partition, &lo, &hi,
+                                         WAKE_TIMEOUT_MS);
+        pthread_mutex_lock(&w->lock);
+        w->pending = false;
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+/* Start the waker; NULL (no waker, only slower) when it cannot start. */
+static struct waker *waker_new(rd_kafka_t *rk)
+{
+    struct waker *w = calloc(1, sizeof(*w));
+
+    if (!w)
+        return NULL;
+    w->rk = rk;
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    if (pthread_create(&w->thread, NULL, waker_main, w) != 0) {
+        pthread_cond_destroy(&w->cond);
+        pthread_mutex_destroy(&w->lock);
+        free(w);
+        return NULL;
+    }
+    w->started = true;
+    return w;
+}
+
+/* Stop and free the waker, waiting for a request under way.  NULL: no-op. */
+static void waker_destroy(struct waker *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->lock);
+    w->stop = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    if (w->started)
+        pthread_join(w->thread, NULL);
+    pthread_cond_destroy(&w->cond);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+}
+
+/*
+ * We emptied librdkafka's queue while taking: its fetcher may be asleep
+ * for up to a second (see WAKE_BEFORE_VERSION).  Ask the waker to wake
+ * the broker thread of one assigned partition's leader, a different one
+ * each time, so that with several brokers each is woken in turn.  Never
+ * waits: a wake-up already under way is enough.
+ */
+static void wake_fetcher(struct kafka_source *ks)
+{
+    struct waker *w = ks->waker;
+    unsigned i = 0, want;
+
+    if (!w || ks->part_cnt == 0)
+        return;
+    pthread_mutex_lock(&w->lock);
+    if (!w->pending) {
+        want = ks->wake_next++ % (unsigned)ks->part_cnt;
+        FOREACH_PART(ks, p)
+        {
+            if (i++ != want)
+                continue;
+            snprintf(w->topic, sizeof(w->topic), "%s", p->topic);
+            w->partition = p->partition;
+            w->pending = true;
+            pthread_cond_signal(&w->cond);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&w->lock);
+}
+
 static int kafka_poll(struct sl_source *src, int timeout_ms)
 {
     struct kafka_source *ks = sl_source_impl(src);
@@ -445,17 +664,44 @@ static int kafka_poll(struct sl_source *src, int timeout_ms)
      * Poll even while everything is paused: it serves rebalances and
      * keeps us within max.poll.interval.ms however slow the sink is.
      */
-    for (int n = 0; n < BATCH; n++) {
-        rd_kafka_message_t *rkm =
-            rd_kafka_consumer_poll(ks->rk, n == 0 ? wait : 0);
-        if (!rkm)
-            break;
-        int rc = take(ks, rkm, timeout_ms);
+    /*
+     * Take no more than the queue has room for (only this thread pushes,
+     * so the room only grows meanwhile): then a batch never runs into a
+     * full queue halfway, with messages librdkafka already handed over.
+     */
+    struct sl_queue *q = sl_source_queue(src);
+    size_t room = sl_queue_capacity(q) - sl_queue_depth(q);
+    size_t max = room < 1 ? 1 : room < BATCH ? room : BATCH;
+    ssize_t cnt = rd_kafka_consume_batch_queue(ks->rkq, 0, ks->rkms, max);
+    if (cnt == 0) {
+        if (ks->taking && !ks->queue_full)
+            wake_fetcher(ks); /* the last call emptied the queue */
+        cnt = rd_kafka_consume_batch_queue(ks->rkq, wait, ks->rkms, 1);
+    }
+    if (cnt < 0)
+        cnt = 0; /* only for a bad argument; errors come as messages */
+    ks->taking = cnt > 0;
+    if (cnt > 0 && (size_t)cnt < max && !ks->queue_full)
+        wake_fetcher(ks); /* we emptied it */
+    for (ssize_t i = 0; i < cnt; i++) {
+        rd_kafka_message_t *rkm = ks->rkms[i];
+        int rc = 0;
+        /*
+         * Past a fatal error the rest of the batch is dropped (nothing is
+         * committed any more).  Past a full queue, take() drops them: their
+         * partitions are paused and sought back to the first offset not
+         * taken, so they come again.
+         */
+        if (ks->fatal)
+            atomic_fetch_add(&ks->st.dropped, 1);
+        else
+            rc = take(ks, rkm, timeout_ms);
         rd_kafka_message_destroy(rkm);
-        if (rc < 0)
+        if (rc < 0) {
+            while (++i < cnt)
+                rd_kafka_message_destroy(ks->rkms[i]);
             return rc;
-        if (ks->queue_full || ks->fatal)
-            break;
+        }
     }
     store_dirty(ks);
     return ks->fatal ? -SL_EKAFKA : 0;
@@ -464,7 +710,7 @@ static int kafka_poll(struct sl_source *src, int timeout_ms)
 static void kafka_acked(struct sl_source *src, struct sl_msg *msg)
 {
     struct kafka_source *ks = sl_source_impl(src);
-    struct part *p = lookup(ks, msg->origin.topic, msg->origin.partition);
+    struct part *p = lookup_ack(ks, msg->origin.topic, msg->origin.partition);
 
     /*
      * A partition no longer ours (revoked past the timeout, or lost):
@@ -700,10 +946,14 @@ static void kafka_destroy(void *impl)
 
     if (!ks)
         return;
+    waker_destroy(ks->waker); /* before the consumer it borrows */
+    ks->waker = NULL;
     if (ks->rk) {
         ks->closing = true;
         if (!ks->closed)
             rd_kafka_consumer_close(ks->rk);
+        if (ks->rkq)
+            rd_kafka_queue_destroy(ks->rkq);
         rd_kafka_destroy(ks->rk);
     }
     for (unsigned b = 0; b < BUCKETS; b++) {
@@ -759,6 +1009,8 @@ static rd_kafka_conf_t *build_conf(const struct sl_source_kafka_conf *conf,
         {"enable.auto.commit", "true"},
         {"auto.commit.interval.ms", interval},
         {"enable.partition.eof", "false"},
+        {"queued.min.messages", PREFETCH_MSGS},
+        {"queued.max.messages.kbytes", PREFETCH_KB},
     };
 
     snprintf(interval, sizeof(interval), "%d", ci);
@@ -841,6 +1093,9 @@ struct sl_source *sl_source_kafka_new(const struct sl_source_kafka_conf *conf,
         return NULL;
     }
     rd_kafka_poll_set_consumer(ks->rk);
+    ks->rkq = rd_kafka_queue_get_consumer(ks->rk);
+    if (rd_kafka_version() < WAKE_BEFORE_VERSION)
+        ks->waker = waker_new(ks->rk);
     topics = rd_kafka_topic_partition_list_new((int)conf->topic_cnt);
     for (size_t i = 0; i < conf->topic_cnt; i++)
         rd_kafka_topic_partition_list_add(topics, conf->topics[i],
