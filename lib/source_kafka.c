@@ -913,6 +913,26 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac,
 /* ------------------------------------------------------------------ */
 /* Commit, close, destroy                                               */
 
+/* Commit errors that pass once the group or its coordinator settles. */
+static bool commit_retriable(rd_kafka_resp_err_t err)
+{
+    switch (err) {
+    case RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS:
+    case RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID:
+    case RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS:
+    case RD_KAFKA_RESP_ERR_NOT_COORDINATOR:
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__WAIT_COORD:
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+        return true;
+    default:
+        return false;
+    }
+}
+
 static int kafka_commit(struct sl_source *src, bool final)
 {
     struct kafka_source *ks = sl_source_impl(src);
@@ -923,7 +943,22 @@ static int kafka_commit(struct sl_source *src, bool final)
     if (!final || ks->closed)
         return 0;
     ks->closing = true;
-    err = rd_kafka_commit(ks->rk, NULL, 0);
+    /*
+     * A commit refused while the group rebalances or the coordinator
+     * moves would leave acked work uncommitted: serve the consumer (so the
+     * rebalance completes and revoke() commits what moves) and try again,
+     * within the revoke bound.  Messages fetched meanwhile are dropped:
+     * never dispatched, never stored, so they are simply redelivered.
+     */
+    int64_t deadline = sl_mono_ms() + ks->revoke_timeout_ms;
+    for (;;) {
+        err = rd_kafka_commit(ks->rk, NULL, 0);
+        if (!commit_retriable(err) || sl_mono_ms() >= deadline)
+            break;
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(ks->rk, 100);
+        if (m)
+            rd_kafka_message_destroy(m);
+    }
     if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
         sl_log(SL_LOG_WARN, "kafka",
                "final commit failed: %s; uncommitted messages will be "
