@@ -1120,9 +1120,19 @@ static int parse_text(struct sl_config_ctx *ctx, const char *text, size_t len,
                  FYPCF_JSON_NONE;
     pcfg.diag = diag;
 
-    /* YAML is UTF-8 text; refuse anything else before the parser sees
-     * it (libfyaml 0.7.12 can loop for ever on some invalid bytes). */
+    /* YAML is printable UTF-8 text; refuse anything else before the
+     * parser sees it: libfyaml 0.7.12 loops for ever on some invalid
+     * bytes and crashes on a NUL after a tab. */
     size_t ok = sl_utf8_valid_prefix(text, len);
+    const char *why = "the file is not UTF-8 text";
+    for (size_t i = 0; i < ok; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f) {
+            ok = i;
+            why = "control characters are not allowed";
+            break;
+        }
+    }
     if (ok < len) {
         int line = 1, col = 1;
         for (size_t i = 0; i < ok; i++) {
@@ -1133,8 +1143,7 @@ static int parse_text(struct sl_config_ctx *ctx, const char *text, size_t len,
                 col++;
             }
         }
-        report(ctx, (struct mark){line, col}, NULL,
-               "invalid YAML: the file is not UTF-8 text");
+        report(ctx, (struct mark){line, col}, NULL, "invalid YAML: %s", why);
         fy_diag_destroy(diag);
         return -SL_ECONFIG;
     }

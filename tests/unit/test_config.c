@@ -461,6 +461,19 @@ static void test_duplicate_key(void **state)
                  NULL);
 }
 
+/* Bytes YAML does not allow never reach libfyaml (it hangs or crashes on
+ * some of them). */
+static void test_not_printable_text(void **state)
+{
+    (void)state;
+    parse_errors("version: 1\nname: \xff\n",
+                 "t.yaml:2:7: invalid YAML: the file is not UTF-8 text", NULL);
+    parse_errors("version: 1\nsteps:\t\x01\n",
+                 "t.yaml:2:8: invalid YAML: control characters are not "
+                 "allowed",
+                 NULL);
+}
+
 static void test_secret_literal(void **state)
 {
     (void)state;
@@ -651,6 +664,7 @@ int main(void)
         cmocka_unit_test(test_unknown_backend),
         cmocka_unit_test(test_duplicate_key),
         cmocka_unit_test(test_secret_literal),
+        cmocka_unit_test(test_not_printable_text),
         cmocka_unit_test(test_many_errors),
         cmocka_unit_test(test_cross_checks),
         cmocka_unit_test(test_source_needs_steps_and_sink),
