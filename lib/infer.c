@@ -101,6 +101,10 @@ static int backend_init(struct sl_infer_backend *be,
     }
     be->limiter = sl_limiter_new(bc->max_concurrency, bc->rate_limit_rps,
                                  bc->tokens_per_minute);
+    static const double latency_s[] = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
+                                       0.1,   0.2,   0.5,   1,    2,    5};
+    sl_histo_init(&be->stats.latency, latency_s,
+                  (int)(sizeof(latency_s) / sizeof(latency_s[0])));
     be->breaker = sl_breaker_new(&bc->breaker);
     if (!be->limiter || !be->breaker)
         return sl_seterr(-SL_ENOMEM, errstr, errstr_size, "out of memory");

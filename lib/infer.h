@@ -10,6 +10,7 @@
 
 #include "breaker.h"
 #include "config.h"
+#include "metrics.h"
 #include "msg.h"
 
 #include <jansson.h>
@@ -40,22 +41,13 @@ enum sl_infer_errclass {
 /* "timeout", "http_5xx" ...; static, never NULL.  Any thread. */
 const char *sl_infer_errclass_name(enum sl_infer_errclass ec);
 
-/* Upper bounds (ms) of the latency histogram; one more bucket is +Inf. */
-#define SL_INFER_LATENCY_BOUNDS                                                \
-    {                                                                          \
-        1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000                   \
-    }
-#define SL_INFER_LATENCY_BUCKETS 13 /* 12 bounds + Inf */
-
 /* Counters of one backend, for metrics.  Relaxed atomics, any thread. */
 struct sl_infer_stats {
     atomic_uint_fast64_t requests;                  /* HTTP attempts sent */
     atomic_uint_fast64_t successes;                 /* attempts that worked */
     atomic_uint_fast64_t errors[SL_INFER_EC_COUNT]; /* failures by class */
     atomic_uint_fast64_t retries;                   /* attempts after 1st */
-    atomic_uint_fast64_t latency[SL_INFER_LATENCY_BUCKETS]; /* per attempt,
-                                                               not cumulative */
-    atomic_uint_fast64_t latency_ms_sum; /* sum of attempt latencies */
+    struct sl_histo latency;                        /* seconds per attempt */
     atomic_uint_fast64_t batches;        /* embeddings: batch requests */
     atomic_uint_fast64_t batched_inputs; /* embeddings: inputs sent */
 };

@@ -719,14 +719,7 @@ bad:
 
 static void observe_latency(struct sl_infer_backend *be, int64_t ms)
 {
-    static const int64_t bounds[] = SL_INFER_LATENCY_BOUNDS;
-    size_t i = 0;
-
-    while (i < sizeof(bounds) / sizeof(bounds[0]) && ms > bounds[i])
-        i++;
-    atomic_fetch_add_explicit(&be->stats.latency[i], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&be->stats.latency_ms_sum, (uint64_t)ms,
-                              memory_order_relaxed);
+    sl_histo_observe(&be->stats.latency, (double)ms / 1000.0);
 }
 
 /* A quoted, printable head of the reply, for error messages. */

@@ -283,10 +283,6 @@ static struct sl_sink_pg *make_sink(struct runner *r, char *err, size_t errsz)
 
 /* ---- observability ---- */
 
-/* Upper bounds of the engine's latency buckets, in seconds. */
-static const double backend_latency_bounds_s[] = {
-    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5};
-
 /* A family with one unlabelled sample. */
 static void prom_one(struct sl_prom *p, const char *name, const char *type,
                      const char *help, double value)
@@ -451,8 +447,6 @@ static void metrics_backends(struct runner *r, struct sl_prom *p)
         {"sluice_backend_circuit_state", "gauge",
          "Breaker state: 0 closed, 1 open, 2 half-open."},
     };
-    const int nb = (int)(sizeof(backend_latency_bounds_s) /
-                         sizeof(backend_latency_bounds_s[0]));
 
     for (int f = 0; f < 5; f++) {
         sl_prom_family(p, fam[f][0], fam[f][1], fam[f][2]);
@@ -484,15 +478,8 @@ static void metrics_backends(struct runner *r, struct sl_prom *p)
     sl_prom_family(p, "sluice_backend_latency_seconds", "histogram",
                    "Latency of each HTTP attempt.");
     for (size_t i = 0; i < r->cfg->backend_cnt; i++) {
-        const struct sl_infer_stats *bs = sl_infer_stats(r->inf, i);
-        struct sl_histo h;
-        memset(&h, 0, sizeof(h));
-        sl_histo_init(&h, backend_latency_bounds_s, nb);
-        for (int b = 0; b < SL_INFER_LATENCY_BUCKETS && b <= nb; b++)
-            atomic_store(&h.buckets[b], atomic_load(&bs->latency[b]));
-        /* sum_milli is the sum x 1000: ms summed are seconds x 1000. */
-        atomic_store(&h.sum_milli, atomic_load(&bs->latency_ms_sum));
-        sl_prom_histo(p, "sluice_backend_latency_seconds", &h, "backend",
+        sl_prom_histo(p, "sluice_backend_latency_seconds",
+                      &sl_infer_stats(r->inf, i)->latency, "backend",
                       r->cfg->backends[i].name, NULL);
     }
 }
