@@ -428,13 +428,7 @@ void sl_gateway_serve(void *arg, const struct sl_http_request *hreq,
     sl_infer_worker_wakeup(gw->iw); /* iw lives until the thread stops */
 
     struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += (time_t)(gw->budget_ms / 1000);
-    until.tv_nsec += (long)(gw->budget_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    sl_deadline_after(&until, gw->budget_ms);
     while (r->state != REQ_DONE) {
         if (pthread_cond_timedwait(&r->cv, &gw->mu, &until) != 0 &&
             r->state != REQ_DONE) {
@@ -539,15 +533,7 @@ void sl_gateway_drain(struct sl_gateway *gw, int timeout_ms)
     if (!gw)
         return;
     atomic_store(&gw->draining, true);
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    if (timeout_ms < 0)
-        timeout_ms = 0;
-    until.tv_sec += timeout_ms / 1000;
-    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    sl_deadline_after(&until, timeout_ms < 0 ? 0 : timeout_ms);
     pthread_mutex_lock(&gw->mu);
     while (atomic_load(&gw->stats.inflight) > 0)
         if (pthread_cond_timedwait(&gw->idle_cv, &gw->mu, &until) != 0)
