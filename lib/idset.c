@@ -5,6 +5,7 @@
  */
 #include "idset.h"
 #include "err.h"
+#include "hash.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -19,10 +20,7 @@ struct sl_idset {
 
 static size_t hash(const char *id)
 {
-    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
-    for (; *id; id++)
-        h = (h ^ (unsigned char)*id) * 0x100000001b3ULL;
-    return (size_t)h;
+    return (size_t)sl_fnv1a64(SL_FNV1A64_INIT, id, strlen(id));
 }
 
 struct sl_idset *sl_idset_new(size_t max)

@@ -6,6 +6,7 @@
 #include "source.h"
 #include "clock.h"
 #include "err.h"
+#include "hash.h"
 #include "log.h"
 
 #include <pthread.h>
@@ -156,13 +157,10 @@ static size_t lane_id(const struct sl_source *src, const struct sl_msg *msg,
 static struct lane **lane_find(struct sl_source *src, const struct sl_msg *msg,
                                char *id, size_t *lenp, uint64_t *hashp)
 {
-    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
-
     *lenp = lane_id(src, msg, id);
     if (*lenp == 0)
         return NULL;
-    for (size_t i = 0; i < *lenp; i++)
-        h = (h ^ (unsigned char)id[i]) * 0x100000001b3ULL;
+    uint64_t h = sl_fnv1a64(SL_FNV1A64_INIT, id, *lenp);
     *hashp = h;
     struct lane **lp = &src->lanes[h % LANE_BUCKETS];
     while (*lp && ((*lp)->hash != h || (*lp)->id_len != *lenp ||

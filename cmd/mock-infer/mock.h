@@ -7,6 +7,8 @@
 #ifndef SL_MOCK_H
 #define SL_MOCK_H
 
+#include "hash.h"
+
 #include <jansson.h>
 #include <microhttpd.h>
 #include <stdatomic.h>
@@ -96,10 +98,7 @@ const char *sl_mock_endpoint_name(enum sl_mock_endpoint ep);
 
 /* ---- model.c: deterministic answers, pure functions, any thread ---- */
 
-/* FNV-1a 64 of 'len' bytes, continuing from 'h' (start with
- * SL_MOCK_FNV_OFFSET). */
-#define SL_MOCK_FNV_OFFSET 0xcbf29ce484222325ULL
-uint64_t sl_mock_fnv1a64(uint64_t h, const void *data, size_t len);
+/* Outputs hash their text with sl_fnv1a64() (lib/hash.h). */
 
 /* Number of words: maximal runs of bytes other than ASCII whitespace. */
 size_t sl_mock_count_words(const char *text, size_t len);

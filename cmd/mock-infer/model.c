@@ -31,17 +31,6 @@ static const char *const negative_words[] = {
     "bad", "terrible", "awful", "hate", "sad", "worst", "poor", "horrible",
 };
 
-uint64_t sl_mock_fnv1a64(uint64_t h, const void *data, size_t len)
-{
-    const unsigned char *p = data;
-
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
 static bool is_space(unsigned char c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' ||
@@ -231,8 +220,7 @@ static json_t *answer_chat(const json_t *req, char *errstr, size_t errstr_size)
 
     char id[32];
     snprintf(id, sizeof(id), "chatcmpl-%016llx",
-             (unsigned long long)sl_mock_fnv1a64(SL_MOCK_FNV_OFFSET, text,
-                                                 text_len));
+             (unsigned long long)sl_fnv1a64(SL_FNV1A64_INIT, text, text_len));
     size_t completion_words = sl_mock_count_words(content, strlen(content));
     json_t *out = json_pack("{s:s, s:s, s:i, s:s%, s:[{s:i, s:{s:s, s:s}, "
                             "s:s}], s:{s:I, s:I, s:I}}",
@@ -250,11 +238,11 @@ static json_t *answer_chat(const json_t *req, char *errstr, size_t errstr_size)
 /* Element j of the embedding of text[len]: see the README. */
 static double embed_value(const char *text, size_t len, unsigned j)
 {
-    uint64_t h = sl_mock_fnv1a64(SL_MOCK_FNV_OFFSET, text, len);
+    uint64_t h = sl_fnv1a64(SL_FNV1A64_INIT, text, len);
 
     if (j >= 8) {
         unsigned char block = (unsigned char)(j / 8);
-        h = sl_mock_fnv1a64(h, &block, 1);
+        h = sl_fnv1a64(h, &block, 1);
     }
     return (double)((h >> ((j % 8) * 8)) & 0xff) / 255.0;
 }
