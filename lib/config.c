@@ -6,26 +6,35 @@
  */
 #include "config.h"
 
+#include "clock.h"
 #include "config_schema.h"
 #include "err.h"
 #include "utf8.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define MAX_VALUE_BYTES (1 << 20) /* a scalar after interpolation */
 #define MAX_PATH 512              /* key paths in messages */
+#define GUARD_MS 10000            /* the guard child's time to parse */
 
 struct sl_config_ctx {
     const char *file;              /* name used in messages */
     struct sl_config_errors *errs; /* where errors go */
     size_t nerr;                   /* errors reported for this file */
     bool oom;                      /* an allocation failed */
+    bool guard;                    /* try libfyaml in a child first */
 };
 
 /* A place in the file, 1-based; line 0 when unknown. */
@@ -1096,6 +1105,69 @@ static bool blank_text(const char *text, size_t len)
     return true;
 }
 
+/*
+ * Build the document from 'text' in a forked child first: libfyaml 0.7.12
+ * (Debian 12) dies of SIGSEGV on some malformed YAML ('? b: <tab>: b'),
+ * and in this process that would kill sluice.  The child only runs
+ * libfyaml, writes one byte to a pipe when it returns, and _exit()s.
+ * Returns 0 when the child finished (the caller then parses here, again:
+ * pipeline files are small), 1 when it died first, 2 when it ran past
+ * GUARD_MS (it is then killed), -1 with errno set when no child could be
+ * made or watched (the caller parses unguarded).  Forking is safe because
+ * loading happens before any thread starts (sl_config_load()'s contract); in
+ * case another thread holds a lock the child needs, GUARD_MS bounds the wait.
+ */
+static int parse_in_child(const struct fy_parse_cfg *pcfg, const char *text,
+                          size_t len)
+{
+    static const int fatal[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+    int64_t deadline = sl_mono_ms() + GUARD_MS;
+    struct pollfd pfd;
+    int fds[2], rc, err;
+    char byte = 0;
+    pid_t pid;
+
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return -1;
+    if ((pid = fork()) < 0) {
+        err = errno;
+        close(fds[0]);
+        close(fds[1]);
+        errno = err;
+        return -1;
+    }
+    if (pid == 0) {
+        /* Die of the signal itself: no core file, and no crash handler
+         * (a sanitizer's, cmocka's) reporting or carrying on in here. */
+        struct rlimit nocore = {0, 0};
+        close(fds[0]);
+        setrlimit(RLIMIT_CORE, &nocore);
+        for (size_t i = 0; i < sizeof(fatal) / sizeof(fatal[0]); i++)
+            signal(fatal[i], SIG_DFL);
+        (void)fy_document_build_from_string(pcfg, text, len);
+        _exit(write(fds[1], "k", 1) == 1 ? 0 : 1);
+    }
+    close(fds[1]);
+    pfd = (struct pollfd){.fd = fds[0], .events = POLLIN};
+    do {
+        int64_t left = deadline - sl_mono_ms();
+        rc = poll(&pfd, 1, left > 0 ? (int)left : 0);
+    } while (rc < 0 && errno == EINTR);
+    /* Readable with no byte: the child died before writing it. */
+    if (rc > 0 && read(fds[0], &byte, 1) != 1)
+        byte = 0;
+    err = errno;
+    close(fds[0]);
+    if (rc <= 0)
+        kill(pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    errno = err;
+    if (rc < 0)
+        return -1; /* poll() failed: no verdict */
+    return rc == 0 ? 2 : byte == 'k' ? 0 : 1;
+}
+
 static int parse_text(struct sl_config_ctx *ctx, const char *text, size_t len,
                       struct sl_config **cfgp)
 {
@@ -1146,6 +1218,28 @@ static int parse_text(struct sl_config_ctx *ctx, const char *text, size_t len,
         report(ctx, (struct mark){line, col}, NULL, "invalid YAML: %s", why);
         fy_diag_destroy(diag);
         return -SL_ECONFIG;
+    }
+    if (ctx->guard) {
+        int rc = parse_in_child(&pcfg, text, len);
+        if (rc > 0) {
+            if (rc == 1)
+                report_file(ctx, "the YAML parser (libfyaml) crashed on this "
+                                 "text; look for tabs or stray '?'/':' in "
+                                 "keys");
+            else
+                report_file(ctx,
+                            "the YAML parser (libfyaml) did not finish "
+                            "within %d s on this text and was stopped; look "
+                            "for tabs or stray '?'/':' in keys",
+                            GUARD_MS / 1000);
+            fy_diag_destroy(diag);
+            return ctx->oom ? -SL_ENOMEM : -SL_ECONFIG;
+        }
+        if (rc < 0)
+            sl_log(SL_LOG_WARN, "config",
+                   "%s: cannot start a process to try the YAML parser in "
+                   "(%s); parsing without that guard",
+                   ctx->file, strerror(errno));
     }
     fyd = fy_document_build_from_string(&pcfg, text, len);
     if (!fyd) {
@@ -1216,14 +1310,15 @@ static int parse_text(struct sl_config_ctx *ctx, const char *text, size_t len,
 
 /*
  * Load 'path' when not NULL, else parse 'text'; errors go to 'errs' (or
- * nowhere), sorted by place.
+ * nowhere), sorted by place.  'guard': try libfyaml in a child first.
  */
 static int with_ctx(const char *name, struct sl_config_errors *errs,
-                    const char *text, size_t len, const char *path,
+                    const char *text, size_t len, const char *path, bool guard,
                     struct sl_config **cfgp)
 {
     struct sl_config_errors local = {0};
-    struct sl_config_ctx ctx = {.file = name, .errs = errs ? errs : &local};
+    struct sl_config_ctx ctx = {
+        .file = name, .errs = errs ? errs : &local, .guard = guard};
     size_t from = ctx.errs->cnt;
     int err;
 
@@ -1268,14 +1363,22 @@ int sl_config_load(const char *path, struct sl_config **cfgp,
                    struct sl_config_errors *errs)
 {
     *cfgp = NULL;
-    return with_ctx(path, errs, NULL, 0, path, cfgp);
+    return with_ctx(path, errs, NULL, 0, path, true, cfgp);
 }
 
 int sl_config_parse(const char *name, const char *text, size_t len,
                     struct sl_config **cfgp, struct sl_config_errors *errs)
 {
     *cfgp = NULL;
-    return with_ctx(name, errs, text, len, NULL, cfgp);
+    return with_ctx(name, errs, text, len, NULL, true, cfgp);
+}
+
+int sl_config_parse_unguarded(const char *name, const char *text, size_t len,
+                              struct sl_config **cfgp,
+                              struct sl_config_errors *errs)
+{
+    *cfgp = NULL;
+    return with_ctx(name, errs, text, len, NULL, false, cfgp);
 }
 
 void sl_config_destroy(struct sl_config *cfg)

@@ -314,17 +314,36 @@ struct sl_config_errors {
  * -SL_ENOTFOUND or -SL_EIO when it cannot be read ("FILE: cannot open:
  * No such file or directory"), -SL_ETOOBIG past SL_CONFIG_MAX_FILE_BYTES,
  * -SL_ENOMEM.  'errs' may be NULL when only the code matters.
- * Reads the environment: main thread, before other threads start.
+ *
+ * libfyaml first builds the document in a forked child, because 0.7.12
+ * (Debian 12) crashes on some malformed YAML: when the child dies, or has
+ * not finished after 10 s (it is then killed), the file is refused with
+ * -SL_ECONFIG and one error, "FILE: the YAML parser (libfyaml) crashed on
+ * this text; ...", instead of this process crashing.  When fork() fails,
+ * the text is parsed here unguarded (a warning is logged).
+ *
+ * Reads the environment and forks: main thread, before other threads
+ * start.
  */
 int sl_config_load(const char *path, struct sl_config **cfgp,
                    struct sl_config_errors *errs);
 
 /*
  * As sl_config_load() for YAML text 'text' of 'len' bytes; 'name' is the
- * file name used in error messages and cfg->path.  Main thread.
+ * file name used in error messages and cfg->path; guarded the same way.
+ * Main thread, before other threads start.
  */
 int sl_config_parse(const char *name, const char *text, size_t len,
                     struct sl_config **cfgp, struct sl_config_errors *errs);
+
+/*
+ * As sl_config_parse() with no child process: libfyaml runs here, so the
+ * texts it crashes on crash the caller.  For the fuzz target, which must
+ * see those crashes and cannot afford a fork per input.  Main thread.
+ */
+int sl_config_parse_unguarded(const char *name, const char *text, size_t len,
+                              struct sl_config **cfgp,
+                              struct sl_config_errors *errs);
 
 /* Free 'cfg' and every string it owns.  NULL is a no-op.  Any thread. */
 void sl_config_destroy(struct sl_config *cfg);

@@ -1,21 +1,20 @@
 /*
  * Pipeline file loader: the example pipelines load, defaults apply, ${VAR}
  * interpolation works, and each kind of mistake gives its exact
- * "file:line:col: what at key.path" message.
+ * "file:line:col: what at key.path" message; a text libfyaml crashes on is
+ * refused with an error, by `sluice check` and `sluice run` too.
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <setjmp.h>
-#include <cmocka.h>
+#include "cmocka_shim.h"
 
 #include "config.h"
 #include "err.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int setup(void **state)
@@ -474,6 +473,90 @@ static void test_not_printable_text(void **state)
                  NULL);
 }
 
+#define CRASH_TEXT                                                             \
+    "the YAML parser (libfyaml) crashed on this text; look for tabs or "       \
+    "stray '?'/':' in keys"
+
+/* libfyaml 0.7.12 dies of SIGSEGV on these: the loader tries them in a
+ * child process and refuses the file instead of crashing. */
+static void test_parser_crash_is_an_error(void **state)
+{
+    struct sl_config_errors errs = {0};
+    struct sl_config *cfg = NULL;
+
+    (void)state;
+    load_errors("libfyaml-crash.yaml",
+                "tests/data/config/libfyaml-crash.yaml: " CRASH_TEXT, NULL);
+    parse_errors("? b: \t: b", "t.yaml: " CRASH_TEXT, NULL);
+    assert_int_equal(sl_config_parse("t.yaml", "? b: \t: b\n", 10, &cfg, &errs),
+                     -SL_ECONFIG);
+    assert_int_equal(errs.cnt, 1);
+    assert_int_equal(errs.items[0].line, 0); /* about the file as a whole */
+    sl_config_errors_clear(&errs);
+    /* No child is left behind, and good files still load. */
+    assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+    assert_int_equal(errno, ECHILD);
+    sl_config_destroy(parse_ok("version: 1\n"
+                               "name: ok\n"
+                               "gateway: {enabled: true}\n"
+                               "backends:\n"
+                               "  a: {kind: http-json, url: 'http://h'}\n"));
+    assert_int_equal(
+        sl_config_load("pipelines/review-sentiment.yaml", &cfg, NULL), 0);
+    sl_config_destroy(cfg);
+}
+
+/* Run "sluice ARGS REDIR" from the repository; its exit status, and what
+ * it writes to the pipe in 'out' (REDIR "2>&1 >/dev/null": stderr). */
+static int run_sluice(const char *args, const char *redir, char *out,
+                      size_t size)
+{
+    const char *bin = getenv("SLUICE_BINARY_DIR");
+    char cmd[2048];
+    size_t n;
+    FILE *fp;
+    int st;
+
+    snprintf(cmd, sizeof(cmd), "'%s/sluice' %s %s", bin && *bin ? bin : ".",
+             args, redir);
+    assert_non_null(fp = popen(cmd, "r"));
+    n = fread(out, 1, size - 1, fp);
+    out[n] = '\0';
+    st = pclose(fp);
+    assert_true(WIFEXITED(st));
+    return WEXITSTATUS(st);
+}
+
+static void test_cli_parser_crash(void **state)
+{
+    const char *want =
+        "tests/data/config/libfyaml-crash.yaml: " CRASH_TEXT "\n";
+    const char *stderr_only = "2>&1 >/dev/null";
+    char out[4096];
+
+    (void)state;
+    assert_int_equal(run_sluice("check tests/data/config/libfyaml-crash.yaml",
+                                stderr_only, out, sizeof(out)),
+                     2);
+    assert_string_equal(out, want);
+    assert_int_equal(run_sluice("run tests/data/config/libfyaml-crash.yaml",
+                                stderr_only, out, sizeof(out)),
+                     2);
+    assert_string_equal(out, want);
+    /* The other files are still checked, and output buffered before the
+     * child was forked is written once. */
+    assert_int_equal(run_sluice("check pipelines/review-sentiment.yaml "
+                                "tests/data/config/libfyaml-crash.yaml",
+                                stderr_only, out, sizeof(out)),
+                     2);
+    assert_string_equal(out, want);
+    assert_int_equal(run_sluice("check pipelines/review-sentiment.yaml "
+                                "tests/data/config/libfyaml-crash.yaml",
+                                "2>/dev/null", out, sizeof(out)),
+                     2);
+    assert_string_equal(out, "pipelines/review-sentiment.yaml: ok\n");
+}
+
 static void test_secret_literal(void **state)
 {
     (void)state;
@@ -665,6 +748,8 @@ int main(void)
         cmocka_unit_test(test_duplicate_key),
         cmocka_unit_test(test_secret_literal),
         cmocka_unit_test(test_not_printable_text),
+        cmocka_unit_test(test_parser_crash_is_an_error),
+        cmocka_unit_test(test_cli_parser_crash),
         cmocka_unit_test(test_many_errors),
         cmocka_unit_test(test_cross_checks),
         cmocka_unit_test(test_source_needs_steps_and_sink),
