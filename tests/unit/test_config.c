@@ -473,26 +473,46 @@ static void test_not_printable_text(void **state)
                  NULL);
 }
 
+/*
+ * Under ThreadSanitizer's allocator libfyaml does not crash on this text
+ * but loops, growing: the guard then stops it after 10 s, which is the
+ * error expected there (and covers that path); the crash tests run once.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define SL_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SL_TSAN 1
+#endif
+#endif
+#ifdef SL_TSAN
+#define CRASH_TEXT                                                             \
+    "the YAML parser (libfyaml) did not finish within 10 s on this text and "  \
+    "was stopped; look for tabs or stray '?'/':' in keys"
+#else
 #define CRASH_TEXT                                                             \
     "the YAML parser (libfyaml) crashed on this text; look for tabs or "       \
     "stray '?'/':' in keys"
+#endif
 
 /* libfyaml 0.7.12 dies of SIGSEGV on these: the loader tries them in a
  * child process and refuses the file instead of crashing. */
 static void test_parser_crash_is_an_error(void **state)
 {
-    struct sl_config_errors errs = {0};
     struct sl_config *cfg = NULL;
 
     (void)state;
     load_errors("libfyaml-crash.yaml",
                 "tests/data/config/libfyaml-crash.yaml: " CRASH_TEXT, NULL);
+#ifndef SL_TSAN
+    struct sl_config_errors errs = {0};
     parse_errors("? b: \t: b", "t.yaml: " CRASH_TEXT, NULL);
     assert_int_equal(sl_config_parse("t.yaml", "? b: \t: b\n", 10, &cfg, &errs),
                      -SL_ECONFIG);
     assert_int_equal(errs.cnt, 1);
     assert_int_equal(errs.items[0].line, 0); /* about the file as a whole */
     sl_config_errors_clear(&errs);
+#endif
     /* No child is left behind, and good files still load. */
     assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
     assert_int_equal(errno, ECHILD);
@@ -535,6 +555,9 @@ static void test_cli_parser_crash(void **state)
     char out[4096];
 
     (void)state;
+#ifdef SL_TSAN
+    skip(); /* 10 s a run there; the test above covers the guard */
+#endif
     assert_int_equal(run_sluice("check tests/data/config/libfyaml-crash.yaml",
                                 stderr_only, out, sizeof(out)),
                      2);
