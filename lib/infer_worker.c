@@ -5,6 +5,10 @@
  * a call is carried by a request (req), which for embeddings batches the
  * calls of many jobs.  Requests wait for admission (cap, rate, breaker)
  * or for a retry timer in the worker's wait list; nothing blocks.
+ *
+ * libcurl is driven by its socket interface: an epoll set holds the
+ * sockets it asks for and an eventfd for wake-ups, so a wake-up costs
+ * the sockets that are ready, not a walk over every transfer.
  */
 #include "infer_int.h"
 
@@ -15,16 +19,21 @@
 #include "template.h"
 #include "utf8.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #define ERRTEXT 512      /* longest error message kept */
 #define BODY_SHOWN 160   /* bytes of an error reply quoted in messages */
 #define BUSY_RETRY_MS 1  /* at the concurrency cap: look again this soon */
 #define EASY_FREE_MAX 64 /* idle easy handles kept for reuse */
+#define EVENTS_MAX 64    /* socket events taken per epoll_wait() */
 
 struct job;
 struct req;
@@ -65,6 +74,7 @@ struct job {
 };
 
 enum req_state {
+    REQ_NEW,     /* just made, in no list yet */
     REQ_WAIT,    /* in w->waitq: admission or retry timer */
     REQ_RUNNING, /* in the multi handle */
     REQ_DONE,    /* being completed: not to be freed by a detach */
@@ -72,25 +82,26 @@ enum req_state {
 };
 
 struct req {
-    struct req *prev, *next; /* in w->reqs */
-    size_t be;               /* backend index */
-    enum req_state state;    /* see above */
-    struct call **calls;     /* ncalls; NULL entries were detached */
-    size_t ncalls;           /* calls carried */
-    size_t nattached;        /* calls not detached */
-    char *body;              /* request body; owned; NULL for GET */
-    int64_t due_ms;          /* REQ_WAIT: when to try again */
-    int attempts;            /* attempts started */
-    int64_t sent_ms;         /* start of the current attempt */
-    CURL *easy;              /* REQ_RUNNING: the transfer */
-    char *resp;              /* reply bytes, NUL-terminated */
-    size_t resp_len;         /* bytes in resp */
-    size_t resp_cap;         /* bytes allocated */
-    size_t resp_max;         /* max_response_bytes */
-    bool too_large;          /* the reply passed max_response_bytes */
-    char retry_after[64];    /* the reply's Retry-After, or "" */
-    bool holds_slot;         /* holds a limiter slot */
-    bool holds_breaker;      /* admitted by the breaker: must record */
+    struct req *prev, *next;   /* in w->reqs */
+    struct req *wprev, *wnext; /* in w->waitq while REQ_WAIT */
+    size_t be;                 /* backend index */
+    enum req_state state;      /* see above */
+    struct call **calls;       /* ncalls; NULL entries were detached */
+    size_t ncalls;             /* calls carried */
+    size_t nattached;          /* calls not detached */
+    char *body;                /* request body; owned; NULL for GET */
+    int64_t due_ms;            /* REQ_WAIT: when to try again */
+    int attempts;              /* attempts started */
+    int64_t sent_ms;           /* start of the current attempt */
+    CURL *easy;                /* REQ_RUNNING: the transfer */
+    char *resp;                /* reply bytes, NUL-terminated */
+    size_t resp_len;           /* bytes in resp */
+    size_t resp_cap;           /* bytes allocated */
+    size_t resp_max;           /* max_response_bytes */
+    bool too_large;            /* the reply passed max_response_bytes */
+    char retry_after[64];      /* the reply's Retry-After, or "" */
+    bool holds_slot;           /* holds a limiter slot */
+    bool holds_breaker;        /* admitted by the breaker: must record */
 };
 
 /* Calls of one embeddings backend waiting to be sent together. */
@@ -107,6 +118,11 @@ struct sl_infer_worker {
     struct job *finished;           /* to deliver, in order (singly linked) */
     struct job **finished_tail;     /* where to append */
     struct req *reqs;               /* every request (doubly linked) */
+    struct req *waitq;              /* the REQ_WAIT ones (doubly linked) */
+    int64_t deadline_due_ms;        /* no job deadline passes before this */
+    int64_t curl_due_ms;            /* libcurl's timer; -1 when none */
+    int epfd;                       /* epoll set: sockets and wake_fd */
+    int wake_fd;                    /* eventfd of sl_infer_worker_wakeup() */
     struct batch *batches;          /* per backend (embeddings only) */
     int njobs;                      /* submitted, not yet delivered */
     uint64_t rng;                   /* jitter state */
@@ -125,6 +141,9 @@ struct call_err {
 static void job_start_step(struct sl_infer_worker *w, struct job *job);
 static void req_release(struct sl_infer_worker *w, struct req *req,
                         enum sl_breaker_outcome outcome);
+static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
+                     void *socketp);
+static int on_timer(CURLM *multi, long timeout_ms, void *userp);
 
 /* ---- jobs ---- */
 
@@ -309,6 +328,32 @@ static void call_finish(struct sl_infer_worker *w, struct call *call,
 
 /* ---- requests ---- */
 
+/* Set the state of 'req', keeping w->waitq the list of waiting ones. */
+static void req_set_state(struct sl_infer_worker *w, struct req *req,
+                          enum req_state state)
+{
+    bool was = req->state == REQ_WAIT, is = state == REQ_WAIT;
+
+    req->state = state;
+    if (was == is)
+        return;
+    if (is) {
+        req->wprev = NULL;
+        req->wnext = w->waitq;
+        if (w->waitq)
+            w->waitq->wprev = req;
+        w->waitq = req;
+        return;
+    }
+    if (req->wprev)
+        req->wprev->wnext = req->wnext;
+    else
+        w->waitq = req->wnext;
+    if (req->wnext)
+        req->wnext->wprev = req->wprev;
+    req->wprev = req->wnext = NULL;
+}
+
 static struct req *req_new(struct sl_infer_worker *w, size_t be, size_t ncalls,
                            char *body)
 {
@@ -321,8 +366,8 @@ static struct req *req_new(struct sl_infer_worker *w, size_t be, size_t ncalls,
     }
     req->be = be;
     req->body = body;
-    req->state = REQ_WAIT;
     req->due_ms = sl_mono_ms();
+    req_set_state(w, req, REQ_WAIT);
     req->next = w->reqs;
     if (w->reqs)
         w->reqs->prev = req;
@@ -381,7 +426,7 @@ static void req_release(struct sl_infer_worker *w, struct req *req,
         }
     }
     req->nattached = 0;
-    req->state = REQ_DEAD;
+    req_set_state(w, req, REQ_DEAD);
 }
 
 static void req_sweep(struct sl_infer_worker *w)
@@ -410,7 +455,7 @@ static void req_fail(struct sl_infer_worker *w, struct req *req,
                      const struct call_err *ce, enum sl_breaker_outcome outcome)
 {
     req_stop(w, req, outcome);
-    req->state = REQ_DONE;
+    req_set_state(w, req, REQ_DONE);
     stats_error(w, req->be, ce->ec);
     for (size_t i = 0; i < req->ncalls; i++) {
         struct call *call = req->calls[i];
@@ -541,7 +586,7 @@ static int req_send(struct sl_infer_worker *w, struct req *req)
         return -SL_ENOMEM;
     }
     req->easy = e;
-    req->state = REQ_RUNNING;
+    req_set_state(w, req, REQ_RUNNING);
     req->attempts++;
     req->sent_ms = sl_mono_ms();
     atomic_fetch_add_explicit(&be->stats.requests, 1, memory_order_relaxed);
@@ -748,8 +793,8 @@ static bool req_retry(struct sl_infer_worker *w, struct req *req,
     if (delay < 0)
         delay = sl_retry_backoff_ms(rc, req->attempts, &w->rng);
     stats_error(w, req->be, ce->ec);
-    req->state = REQ_WAIT;
     req->due_ms = now + delay;
+    req_set_state(w, req, REQ_WAIT);
     return true;
 }
 
@@ -769,7 +814,7 @@ static void req_complete(struct sl_infer_worker *w, struct req *req,
     if (rc == CURLE_OK && status >= 200 && status < 300) {
         json_t *values;
         req_stop(w, req, SL_BREAKER_SUCCESS);
-        req->state = REQ_DONE;
+        req_set_state(w, req, REQ_DONE);
         if (parse_reply(w, req, &values, &ce) == 0) {
             atomic_fetch_add_explicit(&be->stats.successes, 1,
                                       memory_order_relaxed);
@@ -932,6 +977,8 @@ static void job_start_step(struct sl_infer_worker *w, struct job *job)
     job->step_start_ms = sl_mono_ms();
     job->deadline_ms =
         st->deadline_ms > 0 ? job->step_start_ms + st->deadline_ms : 0;
+    if (job->deadline_ms && job->deadline_ms < w->deadline_due_ms)
+        w->deadline_due_ms = job->deadline_ms;
     job->calls =
         calloc(st->backends.cnt ? st->backends.cnt : 1, sizeof(*job->calls));
     if (!job->calls) {
@@ -1014,6 +1061,7 @@ struct sl_infer_worker *sl_infer_worker_new(struct sl_infer *inf,
 
     if (!w)
         goto nomem;
+    w->epfd = w->wake_fd = -1;
     w->inf = inf;
     w->finished_tail = &w->finished;
     w->rng = (uint64_t)sl_now_us() ^ ((uint64_t)(uintptr_t)w << 16);
@@ -1029,9 +1077,25 @@ struct sl_infer_worker *sl_infer_worker_new(struct sl_infer *inf,
         if (!w->batches[i].calls)
             goto nomem;
     }
+    w->curl_due_ms = -1;
+    w->deadline_due_ms = INT64_MAX;
+    w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = w->wake_fd};
+    if (w->epfd < 0 || w->wake_fd < 0 ||
+        epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wake_fd, &ev) < 0) {
+        sl_seterr(sl_err_from_errno(errno), errstr, errstr_size,
+                  "cannot make the worker's event set: %s", strerror(errno));
+        sl_infer_worker_destroy(w);
+        return NULL;
+    }
     w->multi = curl_multi_init();
     if (!w->multi)
         goto nomem;
+    curl_multi_setopt(w->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(w->multi, CURLMOPT_SOCKETDATA, w);
+    curl_multi_setopt(w->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(w->multi, CURLMOPT_TIMERDATA, w);
     conns = (long)(max_inflight > 0 ? max_inflight : 1) *
             (long)(inf->be_cnt ? inf->be_cnt : 1);
     if (conns < 16)
@@ -1071,6 +1135,10 @@ void sl_infer_worker_destroy(struct sl_infer_worker *w)
         curl_easy_cleanup(w->easy_free[i]);
     if (w->multi)
         curl_multi_cleanup(w->multi);
+    if (w->epfd >= 0)
+        close(w->epfd);
+    if (w->wake_fd >= 0)
+        close(w->wake_fd);
     for (size_t i = 0; w->batches && i < w->inf->be_cnt; i++)
         free(w->batches[i].calls);
     free(w->batches);
@@ -1138,13 +1206,15 @@ int sl_infer_worker_submit_json(struct sl_infer_worker *w, json_t *doc,
     return 0;
 }
 
-/* Deadlines, full or old batches, due admissions.  Returns the next time
- * something is due (INT64_MAX when nothing). */
-static int64_t run_due(struct sl_infer_worker *w)
+/* Step deadlines that passed by 'now'; scans the jobs only when one can
+ * have passed. */
+static void run_deadlines(struct sl_infer_worker *w, int64_t now)
 {
-    int64_t now = sl_mono_ms(), next = INT64_MAX;
     struct job *job, *jnext;
+    int64_t next = INT64_MAX;
 
+    if (now < w->deadline_due_ms)
+        return;
     for (job = w->jobs; job; job = jnext) {
         jnext = job->next;
         if (!job->deadline_ms)
@@ -1169,7 +1239,21 @@ static int64_t run_due(struct sl_infer_worker *w)
             stats_error(w, job->calls[i].be, SL_INFER_EC_DEADLINE);
             call_finish(w, &job->calls[i], NULL, &ce);
         }
+        /* Its next step may have a deadline of its own. */
+        if (!job->finished && job->deadline_ms && job->deadline_ms < next)
+            next = job->deadline_ms;
     }
+    w->deadline_due_ms = next;
+}
+
+/* Deadlines, full or old batches, due admissions.  Returns the next time
+ * something is due (INT64_MAX when nothing). */
+static int64_t run_due(struct sl_infer_worker *w, int64_t now)
+{
+    int64_t next;
+
+    run_deadlines(w, now);
+    next = w->deadline_due_ms;
     for (size_t be = 0; be < w->inf->be_cnt; be++) {
         struct batch *b = &w->batches[be];
         if (!b->n)
@@ -1180,9 +1264,9 @@ static int64_t run_due(struct sl_infer_worker *w)
         else if (due < next)
             next = due;
     }
-    for (struct req *req = w->reqs; req; req = req->next) {
-        if (req->state != REQ_WAIT)
-            continue;
+    struct req *req = w->waitq, *rnext;
+    for (; req; req = rnext) {
+        rnext = req->wnext; /* admission takes it off the list */
         if (req->due_ms <= now)
             req_admit(w, req, now);
         if (req->state == REQ_WAIT && req->due_ms < next)
@@ -1191,12 +1275,54 @@ static int64_t run_due(struct sl_infer_worker *w)
     return next;
 }
 
-static void drive(struct sl_infer_worker *w)
+/* libcurl wants 'what' on socket 's' (CURLMOPT_SOCKETFUNCTION). */
+static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
+                     void *socketp)
 {
-    int running, left;
+    struct sl_infer_worker *w = userp;
+    struct epoll_event ev = {.data.fd = s};
+    (void)easy;
+
+    if (what == CURL_POLL_REMOVE) {
+        /* The socket may be closed already: then the kernel dropped it. */
+        epoll_ctl(w->epfd, EPOLL_CTL_DEL, s, NULL);
+        curl_multi_assign(w->multi, s, NULL);
+        return 0;
+    }
+    ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) |
+                ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
+    int op = socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (epoll_ctl(w->epfd, op, s, &ev) < 0) {
+        /* A number reused after a close libcurl did not report, or one
+         * the kernel dropped: the other operation fits. */
+        op = errno == ENOENT ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+        if (epoll_ctl(w->epfd, op, s, &ev) < 0) {
+            sl_log(SL_LOG_ERROR, "infer", "cannot watch socket %d: %s", s,
+                   strerror(errno));
+            return -1; /* libcurl fails the transfer */
+        }
+    }
+    if (!socketp)
+        curl_multi_assign(w->multi, s, w);
+    return 0;
+}
+
+/* libcurl wants to be called in 'timeout_ms' (CURLMOPT_TIMERFUNCTION). */
+static int on_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct sl_infer_worker *w = userp;
+    (void)multi;
+
+    w->curl_due_ms = timeout_ms < 0 ? -1 : sl_mono_ms() + timeout_ms;
+    return 0;
+}
+
+/* Finish the requests whose transfers ended. */
+static void collect(struct sl_infer_worker *w)
+{
+    int left;
     CURLMsg *m;
 
-    curl_multi_perform(w->multi, &running);
     while ((m = curl_multi_info_read(w->multi, &left))) {
         if (m->msg != CURLMSG_DONE)
             continue;
@@ -1204,6 +1330,42 @@ static void drive(struct sl_infer_worker *w)
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&req);
         if (req && req->easy == m->easy_handle)
             req_complete(w, req, m->data.result);
+    }
+}
+
+/* Run libcurl's timer when due, then finish what ended. */
+static void drive(struct sl_infer_worker *w, int64_t now)
+{
+    int running;
+
+    if (w->curl_due_ms >= 0 && w->curl_due_ms <= now) {
+        w->curl_due_ms = -1; /* on_timer() may set it again */
+        curl_multi_socket_action(w->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    }
+    collect(w);
+}
+
+/* Wait up to 'wait_ms' for sockets or a wake-up and serve them. */
+static void wait_events(struct sl_infer_worker *w, int wait_ms)
+{
+    struct epoll_event evs[EVENTS_MAX];
+    int n, running;
+
+    n = epoll_wait(w->epfd, evs, EVENTS_MAX, wait_ms);
+    for (int i = 0; i < n; i++) {
+        int fd = evs[i].data.fd;
+        if (fd == w->wake_fd) {
+            uint64_t v;
+            if (read(w->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+                sl_log(SL_LOG_WARN, "infer", "wake-up read: %s",
+                       strerror(errno));
+            continue;
+        }
+        int flags =
+            ((evs[i].events & EPOLLIN) ? CURL_CSELECT_IN : 0) |
+            ((evs[i].events & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
+            ((evs[i].events & (EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_ERR : 0);
+        curl_multi_socket_action(w->multi, fd, flags, &running);
     }
 }
 
@@ -1234,23 +1396,23 @@ static void deliver(struct sl_infer_worker *w)
 
 int sl_infer_worker_progress(struct sl_infer_worker *w, int timeout_ms)
 {
-    int64_t next;
-
     if (w->delivering)
         return w->njobs;
-    run_due(w);
-    drive(w);
+    int64_t now = sl_mono_ms();
+    int64_t next = run_due(w, now);
+    drive(w, now);
     if (!w->finished && timeout_ms > 0 && w->njobs > 0) {
-        next = run_due(w);
-        int64_t now = sl_mono_ms(), wait = timeout_ms;
+        int64_t wait = timeout_ms;
         if (next != INT64_MAX && next - now < wait)
-            wait = next - now < 0 ? 0 : next - now;
-        if (!w->finished)
-            curl_multi_poll(w->multi, NULL, 0, (int)wait, NULL);
-        drive(w);
+            wait = next - now;
+        if (w->curl_due_ms >= 0 && w->curl_due_ms - now < wait)
+            wait = w->curl_due_ms - now;
+        wait_events(w, wait < 0 ? 0 : (int)wait);
+        now = sl_mono_ms();
+        drive(w, now);
+        run_due(w, now);
+        drive(w, now);
     }
-    run_due(w);
-    drive(w);
     req_sweep(w);
     deliver(w);
     return w->njobs;
@@ -1258,5 +1420,9 @@ int sl_infer_worker_progress(struct sl_infer_worker *w, int timeout_ms)
 
 void sl_infer_worker_wakeup(struct sl_infer_worker *w)
 {
-    curl_multi_wakeup(w->multi);
+    uint64_t one = 1;
+
+    /* EAGAIN: the counter is full, so a wake-up is pending anyway. */
+    if (write(w->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        sl_log(SL_LOG_WARN, "infer", "wake-up write: %s", strerror(errno));
 }

@@ -1,6 +1,12 @@
 /*
  * Worker threads: pop while there is room for more in flight, drive the
  * in-flight work, and on a sentinel stop popping, finish, and exit.
+ *
+ * A worker with work in flight and room for more waits inside progress()
+ * for its own I/O; it marks itself parked first, and the queue's push
+ * wakes one parked worker (ops->wakeup).  The mark is set before the last
+ * look at the queue and read after a push under the queue's lock, so a
+ * push either is seen by that look or finds the mark.
  */
 #include "pool.h"
 #include "clock.h"
@@ -15,13 +21,17 @@
 #include <time.h>
 
 #define IDLE_POP_MS 100 /* wait for work when nothing is in flight */
-#define BUSY_POLL_MS 1  /* drive in-flight work between pops */
+#define BUSY_POLL_MS 1  /* drive in-flight work between pops (no wakeup) */
+#define PARK_MS 100     /* drive in-flight work; a push wakes us earlier */
 
 struct sl_worker {
-    struct sl_pool *pool; /* back pointer */
-    pthread_t thread;     /* the worker's thread */
-    int id;               /* 0..threads-1 */
-    bool started;         /* thread was created */
+    struct sl_pool *pool;    /* back pointer */
+    pthread_t thread;        /* the worker's thread */
+    int id;                  /* 0..threads-1 */
+    bool started;            /* thread was created */
+    void *state;             /* from ops->init; set before the first park */
+    _Atomic bool parked;     /* in progress() with room: wake on a push */
+    _Atomic int64_t beat_ms; /* when its loop last turned */
 };
 
 struct sl_pool {
@@ -32,10 +42,29 @@ struct sl_pool {
     int max_inflight;              /* per worker, >= 1 */
     struct sl_worker *workers;     /* 'threads' workers */
     pthread_mutex_t lock;
-    pthread_cond_t done; /* signalled when a worker stops */
-    _Atomic int running; /* workers not yet stopped */
-    int first_error;     /* first init() failure, under lock */
+    pthread_cond_t done;        /* signalled when a worker stops */
+    _Atomic int running;        /* workers not yet stopped */
+    int first_error;            /* first init() failure, under lock */
+    _Atomic unsigned next_wake; /* where the next push starts looking */
 };
+
+/* The queue's notify: a push wakes one parked worker, a close all. */
+static void pool_notify(void *arg, bool closing)
+{
+    struct sl_pool *pool = arg;
+    unsigned start =
+        atomic_fetch_add_explicit(&pool->next_wake, 1, memory_order_relaxed);
+
+    for (int i = 0; i < pool->threads; i++) {
+        struct sl_worker *w =
+            &pool->workers[(start + (unsigned)i) % (unsigned)pool->threads];
+        if (atomic_load(&w->parked) && atomic_exchange(&w->parked, false)) {
+            pool->ops->wakeup(w->state);
+            if (!closing)
+                return;
+        }
+    }
+}
 
 static void worker_stopped(struct sl_pool *pool, int err)
 {
@@ -63,14 +92,19 @@ static void *worker_main(void *p)
         return NULL;
     }
 
+    w->state = state;
     while (!stopping || inflight > 0) {
+        atomic_store_explicit(&w->beat_ms, sl_mono_ms(), memory_order_relaxed);
         /* Take new work while there is room and no sentinel was seen. */
         while (!stopping && inflight < pool->max_inflight) {
             void *item;
             int wait = inflight > 0 ? 0 : IDLE_POP_MS;
+            if (wait == 0 && ops->wakeup)
+                atomic_store(&w->parked, true); /* before the last look */
             rc = sl_queue_pop(pool->q, &item, wait);
             if (rc == -SL_ETIMEDOUT)
                 break;
+            atomic_store_explicit(&w->parked, false, memory_order_relaxed);
             if (rc == -SL_ECLOSED || item == NULL) {
                 stopping = true; /* our sentinel, or nothing more */
                 break;
@@ -80,10 +114,13 @@ static void *worker_main(void *p)
             ops->submit(state, item);
             inflight = ops->progress ? inflight + 1 : 0;
         }
-        if (inflight > 0 && ops->progress)
-            inflight = ops->progress(state, BUSY_POLL_MS);
-        else if (!ops->progress)
+        if (inflight > 0 && ops->progress) {
+            inflight =
+                ops->progress(state, ops->wakeup ? PARK_MS : BUSY_POLL_MS);
+            atomic_store_explicit(&w->parked, false, memory_order_relaxed);
+        } else if (!ops->progress) {
             inflight = 0;
+        }
     }
 
     if (ops->fini)
@@ -123,6 +160,8 @@ struct sl_pool *sl_pool_new(struct sl_queue *q, int threads, int max_inflight,
     pthread_cond_init(&pool->done, &attr);
     pthread_condattr_destroy(&attr);
     atomic_store(&pool->running, threads);
+    if (ops->wakeup && ops->progress)
+        sl_queue_set_notify(q, pool_notify, pool);
 
     for (int i = 0; i < threads; i++) {
         struct sl_worker *w = &pool->workers[i];
@@ -171,6 +210,19 @@ int sl_pool_wait(struct sl_pool *pool, int timeout_ms)
     return rc;
 }
 
+int64_t sl_pool_stalled_ms(const struct sl_pool *pool)
+{
+    int64_t now = sl_mono_ms(), worst = 0;
+
+    for (int i = 0; i < pool->threads; i++) {
+        int64_t beat = atomic_load_explicit(&pool->workers[i].beat_ms,
+                                            memory_order_relaxed);
+        if (beat && now - beat > worst)
+            worst = now - beat;
+    }
+    return worst;
+}
+
 int sl_pool_running(const struct sl_pool *pool)
 {
     return atomic_load(&pool->running);
@@ -180,6 +232,8 @@ void sl_pool_destroy(struct sl_pool *pool)
 {
     if (!pool)
         return;
+    if (pool->ops->wakeup && pool->ops->progress)
+        sl_queue_set_notify(pool->q, NULL, NULL); /* nobody pushes now */
     for (int i = 0; i < pool->threads; i++)
         if (pool->workers[i].started)
             pthread_join(pool->workers[i].thread, NULL);

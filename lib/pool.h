@@ -11,6 +11,7 @@
 #include "queue.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 
 /*
  * What a worker does.  Every callback runs on the worker's own thread;
@@ -36,6 +37,14 @@ struct sl_pool_ops {
     int (*progress)(void *state, int timeout_ms);
     /* Tear down; called once after the last item finished.  May be NULL. */
     void (*fini)(void *state);
+    /*
+     * Make a progress() waiting on the worker's thread return now.  Called
+     * from any thread.  May be NULL: progress() is then called with a 1 ms
+     * timeout while items are in flight, to look at the queue that often.
+     * With it, progress() may wait longer: a push wakes a worker that has
+     * room for more.
+     */
+    void (*wakeup)(void *state);
 };
 
 struct sl_pool;
@@ -56,13 +65,22 @@ struct sl_pool *sl_pool_new(struct sl_queue *q, int threads, int max_inflight,
  */
 int sl_pool_wait(struct sl_pool *pool, int timeout_ms);
 
+/*
+ * How long the most stuck running worker has gone without turning its
+ * loop, in ms (a worker turns it at least every 100 ms while it is
+ * healthy, idle or busy).  Any thread.
+ */
+int64_t sl_pool_stalled_ms(const struct sl_pool *pool);
+
 /* Workers that have not yet stopped.  Any thread. */
 int sl_pool_running(const struct sl_pool *pool);
 
 /*
  * Join every worker (they must have stopped, or must be about to: call
  * after sl_pool_wait() returned 0, or after closing the queue) and free
- * the pool.  NULL is a no-op.  Main thread.
+ * the pool.  With ops->wakeup the pool is the queue's notify target
+ * (sl_queue_set_notify()): nobody may push to the queue any more.  NULL is
+ * a no-op.  Main thread.
  */
 void sl_pool_destroy(struct sl_pool *pool);
 

@@ -19,16 +19,18 @@
 
 struct sl_queue {
     pthread_mutex_t lock;
-    pthread_cond_t not_empty;  /* signalled on push when poppers sleep */
-    pthread_cond_t not_full;   /* signalled on pop when pushers sleep */
-    void **slots;              /* ring of 'capacity' items */
-    size_t capacity;           /* slots in the ring, >= 1 */
-    size_t head;               /* next slot to pop, under lock */
-    _Atomic size_t count;      /* items queued; written under lock */
-    int pop_waiters;           /* poppers asleep on not_empty, under lock */
-    int push_waiters;          /* pushers asleep on not_full, under lock */
-    _Atomic bool closed;       /* set once by sl_queue_close() */
-    void (*free_item)(void *); /* frees leftovers on destroy; may be NULL */
+    pthread_cond_t not_empty;     /* signalled on push when poppers sleep */
+    pthread_cond_t not_full;      /* signalled on pop when pushers sleep */
+    void **slots;                 /* ring of 'capacity' items */
+    size_t capacity;              /* slots in the ring, >= 1 */
+    size_t head;                  /* next slot to pop, under lock */
+    _Atomic size_t count;         /* items queued; written under lock */
+    int pop_waiters;              /* poppers asleep on not_empty, under lock */
+    int push_waiters;             /* pushers asleep on not_full, under lock */
+    _Atomic bool closed;          /* set once by sl_queue_close() */
+    void (*free_item)(void *);    /* frees leftovers on destroy; may be NULL */
+    void (*notify)(void *, bool); /* after a push and on close; or NULL */
+    void *notify_arg;             /* its argument */
 };
 
 struct sl_queue *sl_queue_new(size_t capacity, void (*free_item)(void *))
@@ -153,6 +155,8 @@ int sl_queue_push(struct sl_queue *q, void *item, int timeout_ms)
             pthread_cond_signal(&q->not_empty);
     }
     pthread_mutex_unlock(&q->lock);
+    if (rc == 0 && q->notify)
+        q->notify(q->notify_arg, false);
     return rc;
 }
 
@@ -183,6 +187,15 @@ void sl_queue_close(struct sl_queue *q)
     pthread_cond_broadcast(&q->not_empty);
     pthread_cond_broadcast(&q->not_full);
     pthread_mutex_unlock(&q->lock);
+    if (q->notify)
+        q->notify(q->notify_arg, true);
+}
+
+void sl_queue_set_notify(struct sl_queue *q,
+                         void (*fn)(void *arg, bool closing), void *arg)
+{
+    q->notify = fn;
+    q->notify_arg = arg;
 }
 
 size_t sl_queue_depth(const struct sl_queue *q)

@@ -11,6 +11,7 @@
 #ifndef SL_QUEUE_H
 #define SL_QUEUE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct sl_queue;
@@ -56,6 +57,15 @@ int sl_queue_pop(struct sl_queue *q, void **itemp, int timeout_ms);
  * Idempotent.  Any thread.
  */
 void sl_queue_close(struct sl_queue *q);
+
+/*
+ * Have 'fn(arg, false)' called after every successful push (by the pushing
+ * thread, outside the queue's lock) and 'fn(arg, true)' once by
+ * sl_queue_close(): a consumer that waits for other events as well can be
+ * woken by it.  Set or clear it only while nobody pushes or closes.
+ */
+void sl_queue_set_notify(struct sl_queue *q,
+                         void (*fn)(void *arg, bool closing), void *arg);
 
 /* Number of items queued now (a snapshot).  Any thread. */
 size_t sl_queue_depth(const struct sl_queue *q);

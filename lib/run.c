@@ -51,7 +51,6 @@ struct runner {
     _Atomic uint64_t failed;      /* dead letters handed to the sink */
     _Atomic uint64_t redelivered; /* messages seen with attempts > 1 */
     _Atomic uint64_t not_durable; /* rows the sink gave back undone */
-    _Atomic int64_t beat_ms[256]; /* last progress of each worker */
 };
 
 struct worker {
@@ -161,8 +160,6 @@ static void w_submit(void *state, void *item)
 static int w_progress(void *state, int timeout_ms)
 {
     struct worker *w = state;
-    if (w->id < 256)
-        atomic_store(&w->r->beat_ms[w->id], sl_mono_ms());
     return sl_infer_worker_progress(w->iw, timeout_ms);
 }
 
@@ -173,8 +170,14 @@ static void w_fini(void *state)
     free(w);
 }
 
+static void w_wakeup(void *state)
+{
+    struct worker *w = state;
+    sl_infer_worker_wakeup(w->iw);
+}
+
 static const struct sl_pool_ops worker_ops = {w_init, w_submit, w_progress,
-                                              w_fini};
+                                              w_fini, w_wakeup};
 
 /* ---- building the parts from the pipeline ---- */
 
@@ -552,15 +555,11 @@ static void serve_healthz(void *arg, const struct sl_http_request *req,
 {
     struct runner *r = arg;
     (void)req;
-    int64_t now = sl_mono_ms();
-    int threads = r->cfg->workers.threads < 256 ? r->cfg->workers.threads : 256;
-    for (int i = 0; r->pool && i < threads; i++) {
-        int64_t beat = atomic_load(&r->beat_ms[i]);
-        if (beat && now - beat > 30000 && !atomic_load(&r->draining)) {
-            sl_http_response_text(res, 503, "text/plain",
-                                  "a worker made no progress for 30 s\n");
-            return;
-        }
+    if (r->pool && !atomic_load(&r->draining) &&
+        sl_pool_stalled_ms(r->pool) > 30000) {
+        sl_http_response_text(res, 503, "text/plain",
+                              "a worker made no progress for 30 s\n");
+        return;
     }
     sl_http_response_text(res, 200, "text/plain", "ok\n");
 }

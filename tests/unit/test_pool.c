@@ -11,7 +11,9 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <time.h>
 
 #define THREADS 4
 #define MAX_INFLIGHT 8
@@ -92,7 +94,84 @@ static void w_fini(void *state)
     free(w);
 }
 
-static const struct sl_pool_ops ops = {w_init, w_submit, w_progress, w_fini};
+static const struct sl_pool_ops ops = {w_init, w_submit, w_progress, w_fini,
+                                       NULL};
+
+/*
+ * A worker whose progress() waits without a timeout until it is woken,
+ * like one waiting on its sockets: only the queue's push can bring it
+ * back to take more.  Items finish when the test releases them.
+ */
+struct parked {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool woken;         /* wakeup() was called */
+    bool release;       /* finish everything held */
+    int held;           /* items in flight */
+    int submitted;      /* items taken so far */
+    int max_timeout_ms; /* largest timeout progress() was given */
+};
+
+static int p_init(void *arg, int id, void **statep)
+{
+    (void)id;
+    *statep = arg;
+    return 0;
+}
+
+static void p_submit(void *state, void *item)
+{
+    struct parked *p = state;
+    (void)item;
+    pthread_mutex_lock(&p->mu);
+    p->held++;
+    p->submitted++;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static int p_progress(void *state, int timeout_ms)
+{
+    struct parked *p = state;
+    pthread_mutex_lock(&p->mu);
+    if (timeout_ms > p->max_timeout_ms)
+        p->max_timeout_ms = timeout_ms;
+    while (!p->woken && !p->release)
+        pthread_cond_wait(&p->cv, &p->mu);
+    p->woken = false;
+    if (p->release)
+        p->held = 0;
+    int n = p->held;
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
+static void p_wakeup(void *state)
+{
+    struct parked *p = state;
+    pthread_mutex_lock(&p->mu);
+    p->woken = true;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static const struct sl_pool_ops parked_ops = {p_init, p_submit, p_progress,
+                                              NULL, p_wakeup};
+
+/* Wait up to 10 s for 'want' items to have been submitted. */
+static int wait_submitted(struct parked *p, int want)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 10;
+    pthread_mutex_lock(&p->mu);
+    while (p->submitted < want &&
+           pthread_cond_timedwait(&p->cv, &p->mu, &dl) == 0)
+        ;
+    int got = p->submitted;
+    pthread_mutex_unlock(&p->mu);
+    return got;
+}
 
 static void test_each_worker_stops_once_after_its_work(void **state)
 {
@@ -164,6 +243,84 @@ static void test_closed_queue_stops_workers(void **state)
     free(sh);
 }
 
+static void test_push_wakes_a_parked_worker(void **state)
+{
+    (void)state;
+    struct parked p = {.mu = PTHREAD_MUTEX_INITIALIZER,
+                       .cv = PTHREAD_COND_INITIALIZER};
+    struct sl_queue *q = sl_queue_new(8, NULL);
+    char err[256];
+    struct sl_pool *pool =
+        sl_pool_new(q, 1, 4, &parked_ops, &p, err, sizeof(err));
+
+    assert_non_null(pool);
+    /* The worker takes the first item, then waits in progress() with room
+     * for three more; each later push must bring it back. */
+    for (int i = 1; i <= 3; i++) {
+        assert_int_equal(sl_queue_push(q, (void *)(uintptr_t)i, -1), 0);
+        assert_int_equal(wait_submitted(&p, i), i);
+    }
+    /* With a wake-up it may wait longer than the 1 ms poll. */
+    pthread_mutex_lock(&p.mu);
+    assert_true(p.max_timeout_ms > 1);
+    p.release = true;
+    pthread_cond_broadcast(&p.cv);
+    pthread_mutex_unlock(&p.mu);
+    assert_int_equal(sl_queue_push(q, NULL, -1), 0);
+    assert_int_equal(sl_pool_wait(pool, 10000), 0);
+    sl_pool_destroy(pool);
+    sl_queue_destroy(q);
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* An idle worker is not a stuck one; a worker stuck in progress() is. */
+static void test_stalled_ms(void **state)
+{
+    (void)state;
+    struct shared *sh = calloc(1, sizeof(*sh));
+    struct parked p = {.mu = PTHREAD_MUTEX_INITIALIZER,
+                       .cv = PTHREAD_COND_INITIALIZER};
+    struct sl_queue *q = sl_queue_new(8, NULL), *q2 = sl_queue_new(8, NULL);
+    char err[256];
+    struct sl_pool *idle =
+        sl_pool_new(q, 2, MAX_INFLIGHT, &ops, sh, err, sizeof(err));
+    struct sl_pool *stuck =
+        sl_pool_new(q2, 1, 1, &parked_ops, &p, err, sizeof(err));
+
+    assert_non_null(idle);
+    assert_non_null(stuck);
+    /* Full (one in flight of one): it waits in progress() and nothing
+     * wakes it. */
+    assert_int_equal(sl_queue_push(q2, (void *)1, -1), 0);
+    assert_int_equal(wait_submitted(&p, 1), 1);
+    sleep_ms(1200);
+    int64_t idle_ms = sl_pool_stalled_ms(idle);
+    int64_t stuck_ms = sl_pool_stalled_ms(stuck);
+    print_message("idle pool stalled %lld ms, stuck pool %lld ms\n",
+                  (long long)idle_ms, (long long)stuck_ms);
+    assert_true(idle_ms < 1000);
+    assert_true(stuck_ms >= 1000);
+
+    sl_queue_close(q);
+    pthread_mutex_lock(&p.mu);
+    p.release = true;
+    pthread_cond_broadcast(&p.cv);
+    pthread_mutex_unlock(&p.mu);
+    sl_queue_close(q2);
+    assert_int_equal(sl_pool_wait(idle, 10000), 0);
+    assert_int_equal(sl_pool_wait(stuck, 10000), 0);
+    sl_pool_destroy(idle);
+    sl_pool_destroy(stuck);
+    sl_queue_destroy(q);
+    sl_queue_destroy(q2);
+    free(sh);
+}
+
 static void test_bad_arguments(void **state)
 {
     (void)state;
@@ -181,6 +338,8 @@ int main(void)
         cmocka_unit_test(test_each_worker_stops_once_after_its_work),
         cmocka_unit_test(test_init_failure_is_reported),
         cmocka_unit_test(test_closed_queue_stops_workers),
+        cmocka_unit_test(test_push_wakes_a_parked_worker),
+        cmocka_unit_test(test_stalled_ms),
         cmocka_unit_test(test_bad_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
