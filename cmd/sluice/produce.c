@@ -42,6 +42,8 @@ static const char produce_usage[] =
     "  --text-size B     approximate size of a generated text (default 120)\n"
     "  --partitions P    Kafka: create the topic with P partitions if it\n"
     "                    does not exist\n"
+    "  --linger-ms L     Kafka: wait up to L ms to fill a batch (default 5;\n"
+    "                    0 sends each message at once, for latency runs)\n"
     "  --timeout-ms T    Kafka: delivery timeout per message; Redis: connect\n"
     "                    and reply timeout (default 30000)\n"
     "  --help            print this help\n"
@@ -58,6 +60,7 @@ struct opts {
     size_t text_size;      /* generated text bytes */
     int partitions;        /* create the topic with this many; 0 no */
     int timeout_ms;        /* delivery / network timeout */
+    int linger_ms;         /* Kafka linger.ms */
 };
 
 struct counts {
@@ -359,16 +362,17 @@ static int produce_kafka(const struct opts *o, const char *brokers,
                          struct progress *pg)
 {
     rd_kafka_conf_t *kc = rd_kafka_conf_new();
-    char buf[512], tmo[32];
+    char buf[512], tmo[32], linger[32];
     rd_kafka_t *rk;
     struct pacer pc = {o->rate, 0, mono_us()};
     size_t len;
     int r;
 
     snprintf(tmo, sizeof(tmo), "%d", o->timeout_ms);
+    snprintf(linger, sizeof(linger), "%d", o->linger_ms);
     if (kset(kc, "bootstrap.servers", brokers) || kset(kc, "acks", "all") ||
-        kset(kc, "enable.idempotence", "true") || kset(kc, "linger.ms", "5") ||
-        kset(kc, "message.timeout.ms", tmo) ||
+        kset(kc, "enable.idempotence", "true") ||
+        kset(kc, "linger.ms", linger) || kset(kc, "message.timeout.ms", tmo) ||
         kset(kc, "client.id", "sluice-produce") ||
         kset(kc, "log.connection.close", "false")) {
         rd_kafka_conf_destroy(kc);
@@ -517,7 +521,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 {
     double v;
 
-    *o = (struct opts){.generate = -1, .text_size = 120, .timeout_ms = 30000};
+    *o = (struct opts){
+        .generate = -1, .text_size = 120, .timeout_ms = 30000, .linger_ms = 5};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -552,6 +557,11 @@ static int parse_args(int argc, char **argv, struct opts *o)
             if (parse_num(a, next, 1, 100000, &v) < 0)
                 return -1;
             o->partitions = (int)v;
+            i++;
+        } else if (!strcmp(a, "--linger-ms")) {
+            if (parse_num(a, next, 0, 900000, &v) < 0)
+                return -1;
+            o->linger_ms = (int)v;
             i++;
         } else if (!strcmp(a, "--timeout-ms")) {
             if (parse_num(a, next, 1, INT_MAX - 5000, &v) < 0)

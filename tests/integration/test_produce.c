@@ -76,7 +76,7 @@ static void test_kafka(void **state)
     unique_name(topic, sizeof(topic), "sluice-test-produce");
     snprintf(cmd, sizeof(cmd),
              "%s produce kafka://127.0.0.1:59092/%s --partitions 3 "
-             "--generate %d 2>&1",
+             "--linger-ms 0 --generate %d 2>&1",
              sluice, topic, COUNT);
     int rc = run(cmd, out, sizeof(out));
     print_message("%s", out);
@@ -151,12 +151,28 @@ static void test_unreachable(void **state)
     assert_non_null(strstr(out, "127.0.0.1:1"));
 }
 
+static void test_bad_option_value(void **state)
+{
+    (void)state;
+    if (!have_produce)
+        skip();
+    char cmd[1500], out[1024];
+
+    snprintf(cmd, sizeof(cmd),
+             "%s produce kafka://127.0.0.1:59092/t --linger-ms -1 2>&1",
+             sluice);
+    assert_int_equal(run(cmd, out, sizeof(out)), 2);
+    assert_non_null(strstr(out, "--linger-ms: expected a number in "
+                                "[0, 900000], got '-1'"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kafka),
         cmocka_unit_test(test_redis_stream),
         cmocka_unit_test(test_unreachable),
+        cmocka_unit_test(test_bad_option_value),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
