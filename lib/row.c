@@ -44,9 +44,10 @@ static void row_free_text(struct sl_row *row)
     free(row->error);
 }
 
-struct sl_row *sl_row_new_result(struct sl_msg *msg, json_t *results,
+/* payload_json: 1 known to be JSON jsonb accepts, -1 to be checked. */
+static struct sl_row *new_result(struct sl_msg *msg, json_t *results,
                                  json_t *errors, json_t *timings,
-                                 const char *worker)
+                                 const char *worker, int payload_json)
 {
     struct sl_row *row = calloc(1, sizeof(*row));
     char *r = NULL, *e = NULL, *t = NULL;
@@ -71,7 +72,9 @@ struct sl_row *sl_row_new_result(struct sl_msg *msg, json_t *results,
     row->kind = SL_ROW_RESULT;
     row->msg = msg;
     row->attempts = msg->attempts ? msg->attempts : 1;
-    if (msg->payload && msg->payload_len) {
+    if (payload_json > 0) {
+        row->payload_json = 1;
+    } else if (msg->payload && msg->payload_len) {
         /* No JSON_ALLOW_NUL: jsonb refuses \u0000 (22P05). */
         json_t *j = json_loadb((const char *)msg->payload, msg->payload_len,
                                JSON_DECODE_ANY, NULL);
@@ -79,6 +82,20 @@ struct sl_row *sl_row_new_result(struct sl_msg *msg, json_t *results,
         json_decref(j);
     }
     return row;
+}
+
+struct sl_row *sl_row_new_result(struct sl_msg *msg, json_t *results,
+                                 json_t *errors, json_t *timings,
+                                 const char *worker)
+{
+    return new_result(msg, results, errors, timings, worker, -1);
+}
+
+struct sl_row *sl_row_new_result_json(struct sl_msg *msg, json_t *results,
+                                      json_t *errors, json_t *timings,
+                                      const char *worker)
+{
+    return new_result(msg, results, errors, timings, worker, 1);
 }
 
 struct sl_row *sl_row_new_dead(struct sl_msg *msg, enum sl_row_stage stage,

@@ -109,10 +109,12 @@ static void on_done(void *arg, void *item, const struct sl_infer_result *res)
                               "", msg->attempts);
         atomic_fetch_add(&r->failed, 1);
     } else {
-        /* The result is lent for this callback; the row takes its own. */
-        row = sl_row_new_result(msg, json_incref(res->results),
-                                json_incref(res->errors),
-                                json_incref(res->timings), w->name);
+        /* The result is lent for this callback; the row takes its own.
+         * A json payload was parsed by the engine: an object jsonb takes. */
+        bool parsed = w->r->cfg->source.payload_format != SL_CONFIG_PAYLOAD_RAW;
+        row = (parsed ? sl_row_new_result_json : sl_row_new_result)(
+            msg, json_incref(res->results), json_incref(res->errors),
+            json_incref(res->timings), w->name);
         atomic_fetch_add(&r->processed, 1);
     }
     if (!row) {

@@ -84,6 +84,7 @@ struct sl_sink_pg {
     struct sl_queue *backlog; /* rows from workers (bounded) */
     int wake_fd;              /* eventfd: rows arrived, drain called */
     atomic_int sleeping;      /* sink is (about to be) in poll() */
+    atomic_size_t wake_at;    /* while sleeping: backlog depth worth a wake */
     atomic_int draining;      /* drain() called */
     atomic_int stop_now;      /* drain deadline passed */
     pthread_t thread;         /* the sink thread */
@@ -943,10 +944,20 @@ static void *sink_main(void *arg)
         }
         if (timeout < 0)
             timeout = 0;
+        /* Rows worth waking for: the first (its flush clock starts), or
+         * enough to fill the forming batch; none while batches are at
+         * their limit (a result wakes us through the socket). */
+        size_t want = SIZE_MAX;
+        if (sink->pending.len + sink->inflight.len <=
+            (size_t)sink->max_inflight)
+            want = sink->forming && sink->forming->n &&
+                           sink->forming->n < (size_t)sink->batch_rows
+                       ? (size_t)sink->batch_rows - sink->forming->n
+                       : 1;
+        atomic_store(&sink->wake_at, want);
         atomic_store(&sink->sleeping, 1);
-        if (!sink->backlog_done && sl_queue_depth(sink->backlog) > 0 &&
-            sink->pending.len + sink->inflight.len <=
-                (size_t)sink->max_inflight)
+        atomic_thread_fence(memory_order_seq_cst); /* see submit() */
+        if (!sink->backlog_done && sl_queue_depth(sink->backlog) >= want)
             timeout = 0;
         if (poll(pfd, (nfds_t)nfd, timeout) < 0 && errno != EINTR)
             sl_log(SL_LOG_ERROR, COMPONENT, "poll: %s", strerror(errno));
@@ -1236,6 +1247,7 @@ struct sl_sink_pg *sl_sink_pg_new(const struct sl_sink_pg_conf *conf,
         goto fail1;
     }
     sink->thread_started = 1;
+    pthread_setname_np(sink->thread, "sl-sink");
     sl_log(SL_LOG_INFO, COMPONENT,
            "postgres %s: sink started (table %s, dead letters %s, batch %d "
            "rows / %d ms, %d batches in flight)",
@@ -1266,7 +1278,11 @@ int sl_sink_pg_submit(struct sl_sink_pg *sink, struct sl_row *row,
     if (!sink || !row || !row->msg)
         return -SL_EINVAL;
     rc = sl_queue_push(sink->backlog, row, timeout_ms);
-    if (rc == 0 && atomic_load(&sink->sleeping))
+    /* The push, then the look at 'sleeping'; the sink stores 'sleeping'
+     * then looks at the depth: one of the two sees the other. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (rc == 0 && atomic_load(&sink->sleeping) &&
+        sl_queue_depth(sink->backlog) >= atomic_load(&sink->wake_at))
         wake(sink);
     return rc;
 }
