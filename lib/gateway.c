@@ -516,6 +516,8 @@ struct sl_gateway *sl_gateway_new(const struct sl_gateway_conf *conf,
         return NULL;
     }
     int rc = pthread_create(&gw->thread, NULL, gw_main, gw);
+    if (rc == 0)
+        pthread_setname_np(gw->thread, "sl-gateway");
     if (rc) {
         sl_seterr(sl_err_from_errno(rc), errstr, errstr_size,
                   "gateway: cannot start its thread (%s)", strerror(rc));

@@ -178,6 +178,9 @@ struct sl_pool *sl_pool_new(struct sl_queue *q, int threads, int max_inflight,
             return NULL;
         }
         w->started = true;
+        char name[16]; /* the kernel keeps 15 bytes */
+        snprintf(name, sizeof(name), "sl-worker-%d", i % 100000);
+        pthread_setname_np(w->thread, name);
     }
     return pool;
 }

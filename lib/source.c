@@ -487,6 +487,8 @@ static void *source_main(void *p)
 int sl_source_start(struct sl_source *src, char *errstr, size_t errstr_size)
 {
     int rc = pthread_create(&src->thread, NULL, source_main, src);
+    if (rc == 0)
+        pthread_setname_np(src->thread, "sl-source");
     if (rc != 0)
         return sl_seterr(sl_err_from_errno(rc), errstr, errstr_size,
                          "cannot start the source thread: %s", strerror(rc));

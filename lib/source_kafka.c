@@ -595,6 +595,7 @@ static struct waker *waker_new(rd_kafka_t *rk)
         free(w);
         return NULL;
     }
+    pthread_setname_np(w->thread, "sl-kafka-waker");
     w->started = true;
     return w;
 }
