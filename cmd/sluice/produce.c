@@ -222,7 +222,11 @@ struct pacer {
     int64_t last_us; /* last refill */
 };
 
-static void pace(struct pacer *pc)
+/*
+ * Take a token, waiting for one; 'before_wait(arg)' (may be NULL) runs
+ * before each wait, to send what is buffered rather than hold it.
+ */
+static void pace(struct pacer *pc, void (*before_wait)(void *), void *arg)
 {
     if (pc->rate <= 0)
         return;
@@ -238,6 +242,8 @@ static void pace(struct pacer *pc)
             return;
         }
         useconds_t wait = (useconds_t)((1 - pc->tokens) * 1e6 / pc->rate);
+        if (before_wait)
+            before_wait(arg);
         usleep(wait > 100000 ? 100000 : wait + 1);
     }
 }
@@ -392,8 +398,11 @@ static int produce_kafka(const struct opts *o, const char *brokers,
         rd_kafka_destroy(rk);
         return 1;
     }
-    while ((r = next_msg(o, in, &len)) == 1) {
-        pace(&pc);
+    for (;;) {
+        /* The token first: a generated message is stamped when it goes. */
+        pace(&pc, NULL, NULL);
+        if ((r = next_msg(o, in, &len)) != 1)
+            break;
         for (;;) {
             rd_kafka_resp_err_t err = rd_kafka_producev(
                 rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE(in->line, len),
@@ -454,6 +463,16 @@ static int redis_drain(redisContext *rc, int pending, struct counts *c)
     return 0;
 }
 
+/* Write the commands buffered so far; their replies are read later. */
+static void redis_flush(void *arg)
+{
+    redisContext *rc = arg;
+    int done = 0;
+
+    while (!done && redisBufferWrite(rc, &done) == REDIS_OK)
+        ;
+}
+
 static int produce_redis(const struct opts *o, const char *host, int port,
                          const char *name, bool list, struct input *in,
                          struct counts *c, struct progress *pg)
@@ -471,8 +490,11 @@ static int produce_redis(const struct opts *o, const char *host, int port,
         return 1;
     }
     redisSetTimeout(rc, tv);
-    while ((r = next_msg(o, in, &len)) == 1) {
-        pace(&pc);
+    for (;;) {
+        /* Pipelined, but nothing waits in the buffer while we pace. */
+        pace(&pc, redis_flush, rc);
+        if ((r = next_msg(o, in, &len)) != 1)
+            break;
         if (list) {
             redisAppendCommand(rc, "RPUSH %s %b", name, in->line, len);
         } else if (in->key_len) {

@@ -130,6 +130,54 @@ static void test_redis_stream(void **state)
     print_message("redis: %lld ms\n", (long long)(sl_mono_ms() - t0));
 }
 
+/*
+ * A rate-limited producer sends each message when its turn comes: the
+ * first ones are in the stream while it is still running (they used to
+ * wait in the pipeline buffer for 256 commands or the end).
+ */
+static void test_redis_paced_messages_go_out_at_once(void **state)
+{
+    (void)state;
+    if (!have_produce)
+        skip();
+    char stream[128], cmd[1500];
+    long long seen = 0;
+
+    unique_name(stream, sizeof(stream), "sluice-test-produce-paced");
+    snprintf(cmd, sizeof(cmd),
+             "exec %s produce redis://127.0.0.1:56379/%s --generate 20 "
+             "--rate 10 >/dev/null 2>&1",
+             sluice, stream);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    struct timeval tv = {5, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", 56379, tv);
+    assert_true(c && !c->err);
+    /* Until the producer (2 s of pacing) exits: look for its first
+     * messages in the stream. */
+    int st = 0;
+    while (waitpid(pid, &st, WNOHANG) == 0 && seen == 0) {
+        redisReply *r = redisCommand(c, "XLEN %s", stream);
+        assert_non_null(r);
+        seen = r->integer;
+        freeReplyObject(r);
+        usleep(20000);
+    }
+    print_message("%lld messages in the stream while the producer ran\n", seen);
+    assert_true(seen >= 1);
+    if (waitpid(pid, &st, 0) == pid)
+        assert_int_equal(WEXITSTATUS(st), 0);
+    redisReply *r = redisCommand(c, "XLEN %s", stream);
+    assert_int_equal(r->integer, 20);
+    freeReplyObject(r);
+    freeReplyObject(redisCommand(c, "DEL %s", stream));
+    redisFree(c);
+}
+
 static void test_unreachable(void **state)
 {
     (void)state;
@@ -171,6 +219,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kafka),
         cmocka_unit_test(test_redis_stream),
+        cmocka_unit_test(test_redis_paced_messages_go_out_at_once),
         cmocka_unit_test(test_unreachable),
         cmocka_unit_test(test_bad_option_value),
     };
