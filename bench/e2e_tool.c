@@ -6,6 +6,11 @@
  * and exits 0.
  *
  *   bench_e2e_tool kafka-consume BROKERS TOPIC N   bare librdkafka consumer
+ *   bench_e2e_tool kafka-latency BROKERS TOPIC N   bare consumer's latency:
+ *       prints "ready" once assigned and past the topic's existing
+ *       messages, then takes N messages and prints "p50=.. p99=.. p999=..
+ *       n=.." in ms of (now - the payload's produced_at_us): what the
+ *       producer, the broker and a fetch add, with no sluice code
  *   bench_e2e_tool kafka-delete BROKERS TOPIC...   delete topics
  *   bench_e2e_tool kafka-delete-groups BROKERS GROUP...  delete groups
  *   bench_e2e_tool redis-read HOST PORT STREAM N   bare XREADGROUP COUNT 1000
@@ -16,9 +21,11 @@
  * secs=<wall> cpu_us=<process CPU per item>" on stdout.
  */
 #include <hiredis/hiredis.h>
+#include <jansson.h>
 #include <librdkafka/rdkafka.h>
 #include <libpq-fe.h>
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +115,82 @@ static int kafka_consume(const char *brokers, const char *topic, long n)
     if (got < n)
         die("kafka-consume", "timed out before reading every message");
     report(n - 1, secs, cpu);
+    return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+/* See the header: the transport's own latency at the producer's rate. */
+static int kafka_latency(const char *brokers, const char *topic, long n)
+{
+    char group[512];
+    double *lat = calloc((size_t)(n > 0 ? n : 1), sizeof(*lat));
+    long got = 0;
+    bool ready = false;
+
+    if (!lat)
+        die("kafka-latency", "out of memory");
+    snprintf(group, sizeof(group), "%s-latency-%ld", topic, (long)getpid());
+    rd_kafka_t *rk = kafka_client(RD_KAFKA_CONSUMER, brokers, group);
+    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_subscribe(rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    double deadline = mono_s() + 300, idle_since = mono_s();
+    while (got < n && mono_s() < deadline) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, ready ? 1000 : 200);
+        if (!ready) {
+            /* Ready once assigned and the existing messages (the
+             * warm-up) have stopped coming for 0.5 s. */
+            rd_kafka_topic_partition_list_t *a = NULL;
+            bool assigned = rd_kafka_assignment(rk, &a) == 0 && a && a->cnt;
+            if (a)
+                rd_kafka_topic_partition_list_destroy(a);
+            if (m)
+                idle_since = mono_s();
+            else if (assigned && mono_s() - idle_since > 0.5) {
+                ready = true;
+                printf("ready\n");
+                fflush(stdout);
+            }
+            if (m)
+                rd_kafka_message_destroy(m);
+            continue;
+        }
+        if (!m)
+            continue;
+        double now = wall_us();
+        if (!m->err) {
+            json_t *doc = json_loadb(m->payload, m->len, 0, NULL);
+            json_t *at = json_object_get(doc, "produced_at_us");
+            if (json_is_integer(at))
+                lat[got++] = (now - (double)json_integer_value(at)) / 1e3;
+            json_decref(doc);
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    char *groups[] = {group};
+    kafka_delete_groups(brokers, groups, 1);
+    if (got < n)
+        die("kafka-latency", "timed out before reading every message");
+    qsort(lat, (size_t)n, sizeof(*lat), cmp_double);
+    printf("p50=%.3f p99=%.3f p999=%.3f n=%ld\n", lat[n / 2],
+           lat[(long)((double)n * 0.99)], lat[(long)((double)n * 0.999)], n);
+    free(lat);
     return 0;
 }
 
@@ -306,6 +389,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "kafka-consume") && argc == 5)
         return kafka_consume(argv[2], argv[3], atol(argv[4]));
+    if (!strcmp(argv[1], "kafka-latency") && argc == 5 && atol(argv[4]) > 0)
+        return kafka_latency(argv[2], argv[3], atol(argv[4]));
     if (!strcmp(argv[1], "kafka-delete") && argc >= 4)
         return kafka_delete(argv[2], argv + 3, argc - 3);
     if (!strcmp(argv[1], "kafka-delete-groups") && argc >= 4)
@@ -316,6 +401,7 @@ int main(int argc, char **argv)
         return pg_copy(argv[2], argv[3]);
     fprintf(stderr,
             "usage: bench_e2e_tool kafka-consume BROKERS TOPIC N | "
+            "kafka-latency BROKERS TOPIC N | "
             "kafka-delete BROKERS TOPIC... | kafka-delete-groups BROKERS "
             "GROUP... | redis-read HOST PORT "
             "STREAM N | pg-copy DSN TABLE\n");
