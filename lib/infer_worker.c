@@ -909,19 +909,12 @@ static int render_body(struct sl_infer_worker *w, struct job *job, size_t be,
     if (bc->kind == SL_CONFIG_BACKEND_HTTP_JSON) {
         if (bc->method == SL_CONFIG_HTTP_GET)
             return 0;
-        json_t *v;
         if (!bc->body) {
             *bodyp = json_dumps(job->doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
             return *bodyp ? 0 : -SL_ENOMEM;
         }
-        err = sl_template_render_value(bc->body, job->doc, &v, errstr,
+        return sl_template_render_json(bc->body, job->doc, bodyp, errstr,
                                        errstr_size);
-        if (err)
-            return err;
-        *bodyp =
-            json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
-        json_decref(v);
-        return *bodyp ? 0 : -SL_ENOMEM;
     }
     /* openai-chat */
     json_t *msgs = json_array();

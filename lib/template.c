@@ -164,6 +164,30 @@ int sl_template_render(const char *tpl, const json_t *doc,
     return 0;
 }
 
+int sl_template_render_json(const char *tpl, const json_t *doc, char **textp,
+                            char *errstr, size_t errstr_size)
+{
+    json_error_t jerr;
+    json_t *v;
+    int err;
+
+    *textp = NULL;
+    err = sl_template_render(tpl, doc, SL_TEMPLATE_JSON, textp, errstr,
+                             errstr_size);
+    if (err)
+        return err;
+    /* Parsed only to be sure it is JSON; the text is what goes out. */
+    if (!(v = json_loads(*textp, JSON_DECODE_ANY, &jerr))) {
+        free(*textp);
+        *textp = NULL;
+        return sl_seterr(-SL_EINVAL, errstr, errstr_size,
+                         "template does not render to JSON: %s at byte %d",
+                         jerr.text, jerr.position);
+    }
+    json_decref(v);
+    return 0;
+}
+
 int sl_template_render_value(const char *tpl, const json_t *doc,
                              json_t **valuep, char *errstr, size_t errstr_size)
 {
@@ -172,6 +196,23 @@ int sl_template_render_value(const char *tpl, const json_t *doc,
     int err;
 
     *valuep = NULL;
+    /* A template that is one placeholder is that value: no text round
+     * trip (embeddings' "{{text}}"). */
+    size_t n = strlen(tpl);
+    if (n > 4 && !strncmp(tpl, "{{", 2) && !strcmp(tpl + n - 2, "}}") &&
+        !strstr(tpl + 2, "{{") && strstr(tpl + 2, "}}") == tpl + n - 2) {
+        const char *s = tpl + 2, *e = tpl + n - 2;
+        while (s < e && *s == ' ')
+            s++;
+        while (e > s && e[-1] == ' ')
+            e--;
+        const json_t *v = lookup(doc, s, (size_t)(e - s));
+        if (!v)
+            return sl_seterr(-SL_ENOTFOUND, errstr, errstr_size,
+                             "missing field '%.*s'", (int)(e - s), s);
+        *valuep = json_incref((json_t *)v);
+        return 0;
+    }
     err = sl_template_render(tpl, doc, SL_TEMPLATE_JSON, &text, errstr,
                              errstr_size);
     if (err)

@@ -42,9 +42,17 @@ int sl_template_render(const char *tpl, const json_t *doc,
                        size_t errstr_size);
 
 /*
+ * Render JSON template 'tpl' over 'doc' into *textp (malloc'd), checked to
+ * be JSON.  Returns as sl_template_render_value().  Any thread.
+ */
+int sl_template_render_json(const char *tpl, const json_t *doc, char **textp,
+                            char *errstr, size_t errstr_size);
+
+/*
  * Render JSON template 'tpl' over 'doc' and parse the result.
  *
- * Returns 0 and sets *valuep (owned by the caller); -SL_ENOTFOUND as
+ * Returns 0 and sets *valuep (a reference of the caller's, which may be
+ * shared with 'doc': do not change it); -SL_ENOTFOUND as
  * sl_template_render(); -SL_EINVAL when the rendered text is not JSON
  * (the template itself is wrong, errstr says where); -SL_ENOMEM.  Any
  * thread.

@@ -140,6 +140,52 @@ static void test_bad_payloads(void **state)
     json_decref(doc);
 }
 
+/* One placeholder is the value itself; a body renders to its own text. */
+static void test_single_placeholder_and_json_text(void **state)
+{
+    (void)state;
+    json_t *doc = doc_of("{\"text\": \"a \\\"q\\\"\", \"n\": 7, "
+                         "\"o\": {\"k\": [1, 2]}}");
+    json_t *v;
+    char errstr[256], *text;
+
+    assert_int_equal(
+        sl_template_render_value("{{text}}", doc, &v, errstr, sizeof(errstr)),
+        0);
+    assert_string_equal(json_string_value(v), "a \"q\"");
+    json_decref(v);
+    assert_int_equal(
+        sl_template_render_value("{{ o.k }}", doc, &v, errstr, sizeof(errstr)),
+        0);
+    assert_int_equal(json_array_size(v), 2);
+    json_decref(v);
+    assert_int_equal(
+        sl_template_render_value("{{n}}", doc, &v, errstr, sizeof(errstr)), 0);
+    assert_int_equal(json_integer_value(v), 7);
+    json_decref(v);
+    assert_int_equal(
+        sl_template_render_value("{{nope}}", doc, &v, errstr, sizeof(errstr)),
+        -SL_ENOTFOUND);
+    assert_string_equal(errstr, "missing field 'nope'");
+    /* Two placeholders are no single value. */
+    assert_int_equal(sl_template_render_value("{{text}}{{text}}", doc, &v,
+                                              errstr, sizeof(errstr)),
+                     -SL_EINVAL);
+
+    assert_int_equal(sl_template_render_json("{\"t\": {{text}}, \"n\": {{n}}}",
+                                             doc, &text, errstr,
+                                             sizeof(errstr)),
+                     0);
+    assert_string_equal(text, "{\"t\": \"a \\\"q\\\"\", \"n\": 7}");
+    free(text);
+    assert_int_equal(sl_template_render_json("{\"t\": {{text}}", doc, &text,
+                                             errstr, sizeof(errstr)),
+                     -SL_EINVAL);
+    assert_null(text);
+    assert_non_null(strstr(errstr, "template does not render to JSON"));
+    json_decref(doc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -148,6 +194,7 @@ int main(void)
         cmocka_unit_test(test_text_mode_raw_string),
         cmocka_unit_test(test_missing_field),
         cmocka_unit_test(test_bad_payloads),
+        cmocka_unit_test(test_single_placeholder_and_json_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
