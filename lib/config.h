@@ -263,7 +263,7 @@ struct sl_config_http {
 struct sl_config_gateway {
     bool enabled;        /* serve POST /v1/infer */
     int max_concurrency; /* requests in flight */
-    bool write_rows;     /* also write results to the sink */
+    bool write_rows;     /* also write results to the sink (required) */
     int max_body_bytes;  /* larger requests get 413 */
 };
 
@@ -282,7 +282,9 @@ struct sl_config {
     size_t backend_cnt;                 /* number of backends */
     struct sl_config_step *steps;       /* step_cnt, in order */
     size_t step_cnt;                    /* number of steps */
-    struct sl_config_sink sink;         /* sink.present: has a sink */
+    struct sl_config_sink sink;         /* sink.present: has a sink; always
+                                           with a source, or with the gateway
+                                           and gateway.write_rows */
     struct sl_config_http http;         /* metrics / health endpoint */
     struct sl_config_gateway gateway;   /* synchronous HTTP entry */
 };

@@ -5,6 +5,7 @@
  */
 #include "config_schema.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
@@ -142,19 +143,26 @@ static bool ok_pointer(const char *s)
     return *s == '\0' || *s == '/';
 }
 
+/* What the HTTP listener can bind: an IPv4 address or "localhost". */
 static bool ok_host_port(const char *s)
 {
     const char *colon = strrchr(s, ':');
+    char host[INET_ADDRSTRLEN];
+    struct in_addr addr;
     long port = 0;
 
-    if (!colon || colon == s || !colon[1] || strlen(colon + 1) > 5)
+    if (!colon || colon == s || !colon[1] || strlen(colon + 1) > 5 ||
+        (size_t)(colon - s) >= sizeof(host))
         return false;
     for (const char *p = colon + 1; *p; p++) {
         if (!isdigit((unsigned char)*p))
             return false;
         port = port * 10 + (*p - '0');
     }
-    return port <= 65535;
+    memcpy(host, s, (size_t)(colon - s));
+    host[colon - s] = '\0';
+    return port <= 65535 &&
+           (!strcmp(host, "localhost") || inet_pton(AF_INET, host, &addr) == 1);
 }
 
 /* Placeholders are {{.}} or {{name[.name...]}}, spaces allowed inside. */
@@ -222,7 +230,9 @@ static const struct sl_config_strcheck chk_env_name = {
 static const struct sl_config_strcheck chk_pointer = {
     "a JSON pointer (empty or starting with '/')", ok_pointer, false};
 static const struct sl_config_strcheck chk_host_port = {
-    "host:port with a port between 0 and 65535", ok_host_port, false};
+    "host:port with an IPv4 address or 'localhost' as host and a port "
+    "between 0 and 65535",
+    ok_host_port, false};
 static const struct sl_config_strcheck chk_template = {
     "a template whose placeholders read {{field}}, {{a.b}} or {{.}}",
     ok_template, false};
@@ -250,6 +260,32 @@ static const struct sl_config_strcheck chk_template = {
 
 /* ---- source ---- */
 
+/* librdkafka settings sluice sets itself and a pipeline may not change. */
+static void check_kafka(struct sl_config_ctx *ctx, void *obj,
+                        struct fy_node *map, const char *path)
+{
+    static const char managed[] = "enable.auto.offset.store";
+    const struct sl_config_kafka *k = obj;
+    struct fy_node *props = sl_config_lookup(map, "properties");
+    char p[512];
+
+    for (size_t i = 0; i < k->properties.cnt; i++) {
+        const char *key = k->properties.items[i].key;
+        if (!key || strcmp(key, managed))
+            continue;
+        snprintf(p, sizeof(p), "%s.properties.%s", path, managed);
+        sl_config_report(
+            ctx,
+            props ? fy_node_mapping_lookup_key_by_string(props, managed, FY_NT)
+                  : NULL,
+            props ? props : map, p,
+            "kafka property '%s' is managed by sluice (offsets are stored "
+            "only once processed); remove it",
+            managed);
+        break;
+    }
+}
+
 #define S struct sl_config_kafka
 static const struct sl_config_key kafka_keys[] = {
     {"brokers", SL_KT_STR, FIELD(brokers), .def = "127.0.0.1:59092"},
@@ -264,7 +300,7 @@ static const struct sl_config_key kafka_keys[] = {
     {"properties", SL_KT_KVMAP, FIELD(properties), .max = 256},
 };
 static const struct sl_config_schema kafka_schema =
-    SCHEMA(kafka_keys, struct sl_config_kafka);
+    SCHEMA(kafka_keys, struct sl_config_kafka, .check = check_kafka);
 #undef S
 
 #define S struct sl_config_redis
@@ -569,6 +605,19 @@ static void check_root(struct sl_config_ctx *ctx, void *obj,
             root, "steps",
             "missing required key 'steps' (required when "
             "'source' is present)");
+    /* Gateway rows go to the sink.  With a source, the missing sink is
+     * reported above already. */
+    if (cfg->gateway.enabled && cfg->gateway.write_rows && !cfg->sink.present &&
+        !cfg->source.present) {
+        struct fy_node *gw = sl_config_lookup(root, "gateway");
+        sl_config_report(
+            ctx,
+            gw ? fy_node_mapping_lookup_key_by_string(gw, "write_rows", FY_NT)
+               : NULL,
+            gw ? gw : root, "gateway.write_rows",
+            "write_rows is true but the pipeline has no 'sink': add "
+            "sink.postgres or set write_rows to false");
+    }
 
     for (size_t i = 0; i < cfg->step_cnt; i++) {
         const struct sl_config_step *st = &cfg->steps[i];

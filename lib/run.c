@@ -623,13 +623,6 @@ static int start_parts(struct runner *r, const struct sl_run_opts *opts)
         cfg->source.present || (gateway && cfg->gateway.write_rows);
     char err[512];
 
-    if (want_sink && !cfg->sink.present) {
-        sl_log(SL_LOG_ERROR, "run",
-               "%s: gateway.write_rows is true but the pipeline has no "
-               "'sink': add sink.postgres or set gateway.write_rows to false",
-               cfg->path ? cfg->path : cfg->name);
-        return 1;
-    }
     if (cfg->source.present &&
         !(r->q = sl_queue_new((size_t)cfg->queue.capacity,
                               (void (*)(void *))sl_msg_destroy))) {

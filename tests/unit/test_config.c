@@ -580,6 +580,142 @@ static void test_cli_parser_crash(void **state)
     assert_string_equal(out, "pipelines/review-sentiment.yaml: ok\n");
 }
 
+/* A gateway that writes rows needs a sink: `sluice check` says so, at the
+ * write_rows key, rather than `sluice run` at start-up. */
+static void test_write_rows_needs_sink(void **state)
+{
+    const char *f = "tests/data/config/write-rows-no-sink.yaml";
+    char want[512], out[4096];
+    struct sl_config *cfg;
+
+    (void)state;
+    snprintf(want, sizeof(want),
+             "%s:6:3: write_rows is true but the pipeline has no 'sink': add "
+             "sink.postgres or set write_rows to false at gateway.write_rows",
+             f);
+    load_errors("write-rows-no-sink.yaml", want, NULL);
+    assert_int_equal(
+        run_sluice("check tests/data/config/write-rows-no-sink.yaml",
+                   "2>&1 >/dev/null", out, sizeof(out)),
+        2);
+    assert_string_equal(out, strcat(want, "\n"));
+    parse_errors("version: 1\n"
+                 "name: x\n"
+                 "gateway: {enabled: true, write_rows: true}\n"
+                 "backends:\n"
+                 "  a: {kind: http-json, url: 'http://h'}\n"
+                 "steps: [{name: s, backends: [a]}]\n",
+                 "t.yaml:3:26: write_rows is true but the pipeline has no "
+                 "'sink': add sink.postgres or set write_rows to false at "
+                 "gateway.write_rows",
+                 NULL);
+    /* With a source the sink is missing anyway: one error, not two. */
+    parse_errors("version: 1\n"
+                 "name: x\n"
+                 "source: {kind: stdin}\n"
+                 "gateway: {enabled: true, write_rows: true}\n"
+                 "backends:\n"
+                 "  a: {kind: http-json, url: 'http://h'}\n"
+                 "steps: [{name: s, backends: [a]}]\n",
+                 "t.yaml:1:1: missing required key 'sink' (required when "
+                 "'source' is present) at sink",
+                 NULL);
+
+    /* write_rows with a sink loads. */
+    cfg = parse_ok("version: 1\n"
+                   "name: x\n"
+                   "gateway:\n"
+                   "  enabled: true\n"
+                   "  write_rows: true\n"
+                   "backends:\n"
+                   "  a: {kind: http-json, url: 'http://h'}\n"
+                   "steps: [{name: s, backends: [a]}]\n"
+                   "sink: {postgres: {table: rows}}\n");
+    assert_true(cfg->gateway.enabled);
+    assert_true(cfg->gateway.write_rows);
+    assert_true(cfg->sink.present);
+    assert_false(cfg->source.present);
+    sl_config_destroy(cfg);
+
+    /* A gateway that writes no rows needs no sink. */
+    cfg = parse_ok("version: 1\n"
+                   "name: x\n"
+                   "gateway: {enabled: true, write_rows: false}\n"
+                   "backends:\n"
+                   "  a: {kind: http-json, url: 'http://h'}\n"
+                   "steps: [{name: s, backends: [a]}]\n");
+    assert_true(cfg->gateway.enabled);
+    assert_false(cfg->gateway.write_rows);
+    assert_false(cfg->sink.present);
+    sl_config_destroy(cfg);
+    cfg = parse_ok("version: 1\n"
+                   "name: x\n"
+                   "gateway: {enabled: true}\n"
+                   "backends:\n"
+                   "  a: {kind: http-json, url: 'http://h'}\n");
+    assert_false(cfg->gateway.write_rows);
+    assert_false(cfg->sink.present);
+    sl_config_destroy(cfg);
+}
+
+/* http.listen is what the listener can bind (an IPv4 address or
+ * localhost), checked by `sluice check` rather than at start-up. */
+static void test_listen_is_ipv4(void **state)
+{
+    struct sl_config *cfg;
+
+    (void)state;
+    cfg = parse_ok("version: 1\n"
+                   "name: x\n"
+                   "gateway: {enabled: true}\n"
+                   "http: {listen: 'localhost:0'}\n");
+    assert_string_equal(cfg->http.listen, "localhost:0");
+    sl_config_destroy(cfg);
+    parse_errors("version: 1\n"
+                 "name: x\n"
+                 "gateway: {enabled: true}\n"
+                 "http:\n"
+                 "  listen: example.com:9464\n",
+                 "t.yaml:5:11: expected host:port with an IPv4 address or "
+                 "'localhost' as host and a port between 0 and 65535, got "
+                 "'example.com:9464' at http.listen",
+                 NULL);
+    parse_errors("version: 1\n"
+                 "name: x\n"
+                 "gateway: {enabled: true}\n"
+                 "http:\n"
+                 "  listen: 999.1.1.1:80\n",
+                 "t.yaml:5:11: expected host:port with an IPv4 address or "
+                 "'localhost' as host and a port between 0 and 65535, got "
+                 "'999.1.1.1:80' at http.listen",
+                 NULL);
+}
+
+/* A librdkafka setting sluice manages itself is refused by the loader. */
+static void test_managed_kafka_property(void **state)
+{
+    (void)state;
+    parse_errors(
+        "version: 1\n"
+        "name: x\n"
+        "source:\n"
+        "  kind: kafka\n"
+        "  kafka:\n"
+        "    topics: [t]\n"
+        "    group: g\n"
+        "    properties:\n"
+        "      fetch.wait.max.ms: 10\n"
+        "      enable.auto.offset.store: true\n"
+        "backends:\n"
+        "  a: {kind: http-json, url: 'http://h'}\n"
+        "steps: [{name: s, backends: [a]}]\n"
+        "sink: {postgres: {}}\n",
+        "t.yaml:10:7: kafka property 'enable.auto.offset.store' is "
+        "managed by sluice (offsets are stored only once processed); "
+        "remove it at source.kafka.properties.enable.auto.offset.store",
+        NULL);
+}
+
 static void test_secret_literal(void **state)
 {
     (void)state;
@@ -769,6 +905,9 @@ int main(void)
         cmocka_unit_test(test_kind_specific_key),
         cmocka_unit_test(test_unknown_backend),
         cmocka_unit_test(test_duplicate_key),
+        cmocka_unit_test(test_write_rows_needs_sink),
+        cmocka_unit_test(test_listen_is_ipv4),
+        cmocka_unit_test(test_managed_kafka_property),
         cmocka_unit_test(test_secret_literal),
         cmocka_unit_test(test_not_printable_text),
         cmocka_unit_test(test_parser_crash_is_an_error),
