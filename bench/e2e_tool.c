@@ -84,6 +84,30 @@ static rd_kafka_t *kafka_client(rd_kafka_type_t type, const char *brokers,
 
 static int kafka_delete_groups(const char *brokers, char **groups, int cnt);
 
+/* A consumer of 'topic' in a fresh group "<topic>-<what>-<pid>" (in
+ * 'group', for consumer_done()). */
+static rd_kafka_t *consumer_new(const char *brokers, const char *topic,
+                                const char *what, char *group, size_t size)
+{
+    snprintf(group, size, "%s-%s-%ld", topic, what, (long)getpid());
+    rd_kafka_t *rk = kafka_client(RD_KAFKA_CONSUMER, brokers, group);
+    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_subscribe(rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    return rk;
+}
+
+/* Close the consumer and delete its group. */
+static void consumer_done(rd_kafka_t *rk, const char *brokers, char *group)
+{
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    char *groups[] = {group};
+    kafka_delete_groups(brokers, groups, 1);
+}
+
 /* Subscribe with a fresh group, count N messages; time from the first. */
 static int kafka_consume(const char *brokers, const char *topic, long n)
 {
@@ -91,13 +115,8 @@ static int kafka_consume(const char *brokers, const char *topic, long n)
     long got = 0;
     double t0 = 0, c0 = cpu_s();
 
-    snprintf(group, sizeof(group), "%s-ceiling-%ld", topic, (long)getpid());
-    rd_kafka_t *rk = kafka_client(RD_KAFKA_CONSUMER, brokers, group);
-    rd_kafka_poll_set_consumer(rk);
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, topic, RD_KAFKA_PARTITION_UA);
-    rd_kafka_subscribe(rk, l);
-    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_t *rk =
+        consumer_new(brokers, topic, "ceiling", group, sizeof(group));
     double deadline = mono_s() + 300;
     while (got < n && mono_s() < deadline) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 1000);
@@ -108,10 +127,7 @@ static int kafka_consume(const char *brokers, const char *topic, long n)
         rd_kafka_message_destroy(m);
     }
     double secs = mono_s() - t0, cpu = cpu_s() - c0;
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
-    char *groups[] = {group};
-    kafka_delete_groups(brokers, groups, 1);
+    consumer_done(rk, brokers, group);
     if (got < n)
         die("kafka-consume", "timed out before reading every message");
     report(n - 1, secs, cpu);
@@ -141,13 +157,8 @@ static int kafka_latency(const char *brokers, const char *topic, long n)
 
     if (!lat)
         die("kafka-latency", "out of memory");
-    snprintf(group, sizeof(group), "%s-latency-%ld", topic, (long)getpid());
-    rd_kafka_t *rk = kafka_client(RD_KAFKA_CONSUMER, brokers, group);
-    rd_kafka_poll_set_consumer(rk);
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, topic, RD_KAFKA_PARTITION_UA);
-    rd_kafka_subscribe(rk, l);
-    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_t *rk =
+        consumer_new(brokers, topic, "latency", group, sizeof(group));
     double deadline = mono_s() + 300, idle_since = mono_s();
     while (got < n && mono_s() < deadline) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, ready ? 1000 : 200);
@@ -181,10 +192,7 @@ static int kafka_latency(const char *brokers, const char *topic, long n)
         }
         rd_kafka_message_destroy(m);
     }
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
-    char *groups[] = {group};
-    kafka_delete_groups(brokers, groups, 1);
+    consumer_done(rk, brokers, group);
     if (got < n)
         die("kafka-latency", "timed out before reading every message");
     qsort(lat, (size_t)n, sizeof(*lat), cmp_double);
