@@ -411,7 +411,8 @@ static void test_shipped_pipeline(void **state)
     h_sluice_stop(&proc, 10000);
 }
 
-/* write_rows without a sink is refused at start, with the reason. */
+/* write_rows without a sink is a pipeline error: exit 2, with the reason
+ * (the loader's, so `sluice check` says the same). */
 static void test_write_rows_needs_sink(void **state)
 {
     (void)state;
@@ -430,8 +431,10 @@ static void test_write_rows_needs_sink(void **state)
     snprintf(cmd, sizeof(cmd), "%s run %s 2>&1", sluice, path);
     int rc = h_shell(cmd, out, sizeof(out));
     print_message("exit %d: %s", rc, out);
-    assert_true(rc == 1 || rc == 2);
-    assert_non_null(strstr(out, "write_rows"));
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(out, "write_rows is true but the pipeline has no "
+                                "'sink': add sink.postgres or set write_rows "
+                                "to false at gateway.write_rows"));
 }
 
 static int setup(void **state)
