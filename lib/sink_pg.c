@@ -79,6 +79,9 @@ struct sl_sink_pg {
     int backoff_max_ms;        /* backoff cap */
     sl_sink_pg_ack_cb *ack_cb; /* gets each message back */
     void *ack_arg;             /* for ack_cb */
+    /* PQconnectStartParams arguments (sl_sink_pg_conn_params()) */
+    const char *conn_keys[SL_SINK_PG_CONN_PARAMS]; /* keywords, then NULL */
+    const char *conn_vals[SL_SINK_PG_CONN_PARAMS]; /* borrow dsn, app_name */
 
     /* shared with other threads */
     struct sl_queue *backlog; /* rows from workers (bounded) */
@@ -323,20 +326,15 @@ static void conn_lost(struct sl_sink_pg *sink, const char *what,
     }
 }
 
+/*
+ * Start connecting with the parameters built in new(): the DSN, expanded
+ * by libpq, plus the keepalive and tcp_user_timeout defaults it does not
+ * set, so that a silent peer ends in conn_lost() like any other.
+ */
 static void conn_start(struct sl_sink_pg *sink)
 {
-    const char *keys[5];
-    const char *vals[5];
-    int k = 0;
-
-    keys[k] = "dbname", vals[k++] = sink->dsn;
-    keys[k] = "application_name", vals[k++] = sink->app_name;
-    if (sink->password)
-        keys[k] = "password", vals[k++] = sink->password;
-    keys[k] = NULL, vals[k] = NULL;
-
     set_state(sink, SL_SINK_PG_CONNECTING);
-    sink->conn = PQconnectStartParams(keys, vals, 1);
+    sink->conn = PQconnectStartParams(sink->conn_keys, sink->conn_vals, 1);
     if (!sink->conn) {
         conn_lost(sink, "cannot connect", "out of memory");
         return;
@@ -1060,16 +1058,14 @@ static int read_password(const struct sl_sink_pg_conf *conf, char **pwp,
     return *pwp ? 0 : -SL_ENOMEM;
 }
 
-/* "host:port/dbname as user" from the DSN; never the password. */
-static int describe_dsn(const char *dsn, char **wherep, char *errstr,
-                        size_t errstr_size)
+/* libpq's reading of 'dsn' (PQconninfoFree it); errstr says why not. */
+static int parse_dsn(const char *dsn, PQconninfoOption **optsp, char *errstr,
+                     size_t errstr_size)
 {
-    char *err = NULL, buf[512];
-    const char *host = NULL, *port = NULL, *db = NULL, *user = NULL;
-    PQconninfoOption *opts = PQconninfoParse(dsn, &err), *o;
+    char *err = NULL;
 
-    *wherep = NULL;
-    if (!opts) {
+    *optsp = PQconninfoParse(dsn, &err);
+    if (!*optsp) {
         char line[256];
 
         first_line(err ? err : "out of memory", line, sizeof(line));
@@ -1077,6 +1073,70 @@ static int describe_dsn(const char *dsn, char **wherep, char *errstr,
         return sl_seterr(-SL_ECONFIG, errstr, errstr_size, "postgres dsn: %s",
                          line);
     }
+    return 0;
+}
+
+/* The value 'opts' has for 'keyword': NULL when the DSN did not set it. */
+static const char *dsn_value(const PQconninfoOption *opts, const char *keyword)
+{
+    for (; opts->keyword; opts++)
+        if (!strcmp(opts->keyword, keyword))
+            return opts->val;
+    return NULL;
+}
+
+int sl_sink_pg_conn_params(const char *dsn, const char *app,
+                           const char *password, const char **keys,
+                           const char **vals, int *servicep, char *errstr,
+                           size_t errstr_size)
+{
+    static const char *const defaults[][2] = {
+        {"keepalives", SL_SINK_PG_KEEPALIVES},
+        {"keepalives_idle", SL_SINK_PG_KEEPALIVES_IDLE},
+        {"keepalives_interval", SL_SINK_PG_KEEPALIVES_INTERVAL},
+        {"keepalives_count", SL_SINK_PG_KEEPALIVES_COUNT},
+        {"tcp_user_timeout", SL_SINK_PG_TCP_USER_TIMEOUT},
+    };
+    PQconninfoOption *opts;
+    const char *service;
+    size_t i;
+    int k = 0, rc;
+
+    keys[0] = vals[0] = NULL;
+    *servicep = 0;
+    if ((rc = parse_dsn(dsn, &opts, errstr, errstr_size)) < 0)
+        return rc;
+    service = dsn_value(opts, "service");
+    if (!service || !*service)
+        service = getenv("PGSERVICE");
+    *servicep = service && *service;
+    /* Ahead of dbname: were the DSN to set one after all, it would win. */
+    for (i = 0; i < sizeof(defaults) / sizeof(defaults[0]) && !*servicep; i++) {
+        if (dsn_value(opts, defaults[i][0]))
+            continue;
+        keys[k] = defaults[i][0], vals[k++] = defaults[i][1];
+    }
+    PQconninfoFree(opts);
+    keys[k] = "dbname", vals[k++] = dsn;
+    keys[k] = "application_name", vals[k++] = app;
+    if (password)
+        keys[k] = "password", vals[k++] = password;
+    keys[k] = NULL, vals[k] = NULL;
+    return k;
+}
+
+/* "host:port/dbname as user" from the DSN; never the password. */
+static int describe_dsn(const char *dsn, char **wherep, char *errstr,
+                        size_t errstr_size)
+{
+    char buf[512];
+    const char *host = NULL, *port = NULL, *db = NULL, *user = NULL;
+    PQconninfoOption *opts, *o;
+    int rc;
+
+    *wherep = NULL;
+    if ((rc = parse_dsn(dsn, &opts, errstr, errstr_size)) < 0)
+        return rc;
     for (o = opts; o->keyword; o++) {
         if (!o->val)
             continue;
@@ -1158,7 +1218,7 @@ struct sl_sink_pg *sl_sink_pg_new(const struct sl_sink_pg_conf *conf,
                                                        : "sluice_dead_letters";
     char qt[QNAME_MAX], qd[QNAME_MAX];
     pthread_condattr_t ca;
-    int rc, err = 0;
+    int rc, err = 0, service = 0;
 
     if (errp)
         *errp = 0;
@@ -1241,6 +1301,18 @@ struct sl_sink_pg *sl_sink_pg_new(const struct sl_sink_pg_conf *conf,
         err = sl_seterr(-SL_ENOMEM, errstr, errstr_size, "out of memory");
         goto fail1;
     }
+    if ((rc = sl_sink_pg_conn_params(sink->dsn, sink->app_name, sink->password,
+                                     sink->conn_keys, sink->conn_vals, &service,
+                                     errstr, errstr_size)) < 0) {
+        err = rc;
+        goto fail1;
+    }
+    if (service)
+        sl_log(SL_LOG_INFO, COMPONENT,
+               "postgres %s: a service is named (dsn or PGSERVICE), so the "
+               "sink's keepalive and tcp_user_timeout defaults are not "
+               "applied; set them in the service file or the dsn",
+               sink->where);
     if (pthread_create(&sink->thread, NULL, sink_main, sink) != 0) {
         err = sl_seterr(-SL_ENOMEM, errstr, errstr_size,
                         "postgres sink: cannot start thread");

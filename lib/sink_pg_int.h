@@ -1,7 +1,8 @@
 /*
  * Internals of the PostgreSQL sink shared by its files and its unit
- * tests: identifier checks, SQL text, binary array parameters and the
- * bisection of failed batches.  Not part of the public API.
+ * tests: identifier checks, SQL text, binary array parameters, the
+ * bisection of failed batches and the connection parameters.  Not part
+ * of the public API.
  */
 #ifndef SL_SINK_PG_INT_H
 #define SL_SINK_PG_INT_H
@@ -109,5 +110,47 @@ char *sl_sink_pg_sql_insert_dead(const char *qtable);
 
 /* Parameter types of the dead-letter upsert. */
 #define SL_SINK_PG_DEAD_NPARAMS 11
+
+/*
+ * Connection defaults so that a silent connection (a partition, a dead
+ * host: no RST, no FIN) fails in about 30 s rather than after the
+ * kernel's many minutes.  Keepalive probes start after 10 s without
+ * traffic, every 5 s; tcp_user_timeout (ms) bounds how long sent data may
+ * stay unacknowledged, and once it is set Linux also ends a probed idle
+ * connection when that long has passed without a reply.  The price: it
+ * also ends a connection whose server leaves our data unread (a zero
+ * window) that long, e.g. a backend waiting on a lock with more batches
+ * queued behind it than the socket buffers hold; the sink then resends.
+ * A DSN that sets one of them wins for that one (libpq ignores
+ * tcp_user_timeout when keepalives=0).
+ */
+#define SL_SINK_PG_KEEPALIVES "1"
+#define SL_SINK_PG_KEEPALIVES_IDLE "10"     /* s */
+#define SL_SINK_PG_KEEPALIVES_INTERVAL "5"  /* s */
+#define SL_SINK_PG_KEEPALIVES_COUNT "3"     /* probes */
+#define SL_SINK_PG_TCP_USER_TIMEOUT "30000" /* ms */
+
+/* Entries of the keyword arrays, the closing NULL included. */
+#define SL_SINK_PG_CONN_PARAMS 9
+
+/*
+ * Fill keys[] and vals[] (SL_SINK_PG_CONN_PARAMS entries each) for
+ * PQconnectStartParams(keys, vals, 1): each connection default above that
+ * 'dsn' (key=value or URI, read with PQconninfoParse) does not set, then
+ * "dbname" = 'dsn' (libpq expands it, and its values override the ones
+ * before it), "application_name" = 'app', "password" = 'password' when
+ * not NULL, then NULL.  When 'dsn' or PGSERVICE names a service, no
+ * default is added (the service file may set them; arrays would override
+ * it) and *servicep is 1, else 0.  The arrays borrow 'dsn', 'app' and
+ * 'password'.
+ *
+ * Returns the number of keywords; or -SL_ECONFIG with errstr set to
+ * "postgres dsn: <libpq's reason>" when libpq cannot parse 'dsn' (keys[0]
+ * is then NULL).  Nothing is logged.  Any thread.
+ */
+int sl_sink_pg_conn_params(const char *dsn, const char *app,
+                           const char *password, const char **keys,
+                           const char **vals, int *servicep, char *errstr,
+                           size_t errstr_size);
 
 #endif

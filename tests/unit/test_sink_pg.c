@@ -1,7 +1,9 @@
 /*
  * The PostgreSQL sink without a server: identifier checks and quoting,
  * binary array parameters, bisection, SQL text, row classification,
- * password-file safety, and backpressure while the database is down.
+ * password-file safety, connection parameters (keepalive defaults the
+ * DSN can override, bad DSNs), and backpressure while the database is
+ * down.
  */
 #include "cmocka_shim.h"
 
@@ -13,6 +15,7 @@
 #include "sink_pg_int.h"
 
 #include <fcntl.h>
+#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -255,6 +258,204 @@ static void test_password_file_mode(void **state)
     assert_int_equal(err, -SL_ECONFIG);
 }
 
+/* The value keys[]/vals[] give 'key', or NULL when it is not there. */
+static const char *param(const char *const *keys, const char *const *vals,
+                         const char *key)
+{
+    int i;
+
+    for (i = 0; keys[i]; i++)
+        if (!strcmp(keys[i], key))
+            return vals[i];
+    return NULL;
+}
+
+static const char *const net_keys[] = {
+    "keepalives",       "keepalives_idle",  "keepalives_interval",
+    "keepalives_count", "tcp_user_timeout",
+};
+
+/* Each keepalive / tcp_user_timeout default is added, ahead of the DSN. */
+static void test_conn_params_defaults(void **state)
+{
+    const char *keys[SL_SINK_PG_CONN_PARAMS], *vals[SL_SINK_PG_CONN_PARAMS];
+    const char *dsn = "host=127.0.0.1 port=1 dbname=d user=u";
+    char errstr[256];
+    int service = -1;
+    size_t i;
+
+    (void)state;
+    assert_int_equal(sl_sink_pg_conn_params(dsn, "app", NULL, keys, vals,
+                                            &service, errstr, sizeof(errstr)),
+                     7);
+    assert_int_equal(service, 0);
+    for (i = 0; i < 5; i++)
+        assert_string_equal(keys[i], net_keys[i]);
+    assert_string_equal(param(keys, vals, "keepalives"), "1");
+    assert_string_equal(param(keys, vals, "keepalives_idle"), "10");
+    assert_string_equal(param(keys, vals, "keepalives_interval"), "5");
+    assert_string_equal(param(keys, vals, "keepalives_count"), "3");
+    assert_string_equal(param(keys, vals, "tcp_user_timeout"), "30000");
+    assert_string_equal(keys[5], "dbname"); /* expanded: its values win */
+    assert_ptr_equal(vals[5], dsn);
+    assert_string_equal(keys[6], "application_name");
+    assert_string_equal(vals[6], "app");
+    assert_null(keys[7]);
+    assert_null(vals[7]);
+
+    /* The password comes last, after the DSN, as before. */
+    assert_int_equal(sl_sink_pg_conn_params(dsn, "app", "pw", keys, vals,
+                                            &service, errstr, sizeof(errstr)),
+                     8);
+    assert_string_equal(keys[7], "password");
+    assert_string_equal(vals[7], "pw");
+    assert_null(keys[8]);
+
+    /* An empty DSN (libpq's own defaults) still gets them. */
+    assert_int_equal(sl_sink_pg_conn_params("", "app", NULL, keys, vals,
+                                            &service, errstr, sizeof(errstr)),
+                     7);
+    assert_string_equal(param(keys, vals, "tcp_user_timeout"), "30000");
+}
+
+/* A value the DSN gives, in either form, is not overridden. */
+static void test_conn_params_dsn_wins(void **state)
+{
+    const char *keys[SL_SINK_PG_CONN_PARAMS], *vals[SL_SINK_PG_CONN_PARAMS];
+    char errstr[256];
+    int service;
+
+    (void)state;
+    assert_int_equal(sl_sink_pg_conn_params("host=h keepalives_idle=42", "app",
+                                            NULL, keys, vals, &service, errstr,
+                                            sizeof(errstr)),
+                     6);
+    assert_null(param(keys, vals, "keepalives_idle"));
+    assert_string_equal(param(keys, vals, "keepalives_interval"), "5");
+    assert_string_equal(param(keys, vals, "tcp_user_timeout"), "30000");
+
+    assert_int_equal(
+        sl_sink_pg_conn_params("postgresql://u:secret@h:5/db?keepalives_idle="
+                               "42&tcp_user_timeout=0&keepalives=0",
+                               "app", NULL, keys, vals, &service, errstr,
+                               sizeof(errstr)),
+        4);
+    assert_null(param(keys, vals, "keepalives"));
+    assert_null(param(keys, vals, "keepalives_idle"));
+    assert_null(param(keys, vals, "tcp_user_timeout"));
+    assert_string_equal(param(keys, vals, "keepalives_count"), "3");
+    assert_string_equal(keys[2], "dbname");
+
+    /* A service file may set them: none is added, and the caller is told. */
+    assert_int_equal(sl_sink_pg_conn_params("service=sluice", "app", NULL, keys,
+                                            vals, &service, errstr,
+                                            sizeof(errstr)),
+                     2);
+    assert_int_equal(service, 1);
+    assert_string_equal(keys[0], "dbname");
+    assert_int_equal(setenv("PGSERVICE", "sluice", 1), 0);
+    assert_int_equal(sl_sink_pg_conn_params("host=h", "app", NULL, keys, vals,
+                                            &service, errstr, sizeof(errstr)),
+                     2);
+    assert_int_equal(service, 1);
+    assert_int_equal(unsetenv("PGSERVICE"), 0);
+}
+
+/*
+ * libpq takes the arrays as they are: a connection started with them
+ * (to a closed port: nothing needs to answer) carries the defaults, and
+ * the DSN's own value where it sets one.
+ */
+static void test_conn_params_libpq(void **state)
+{
+    const char *keys[SL_SINK_PG_CONN_PARAMS], *vals[SL_SINK_PG_CONN_PARAMS];
+    char errstr[256];
+    int service;
+    PGconn *conn;
+    PQconninfoOption *opts, *o;
+    int seen = 0;
+
+    (void)state;
+    assert_true(sl_sink_pg_conn_params(
+                    "postgresql://u@127.0.0.1:1/db?keepalives_idle=42", "app",
+                    NULL, keys, vals, &service, errstr, sizeof(errstr)) > 0);
+    conn = PQconnectStartParams(keys, vals, 1);
+    assert_non_null(conn);
+    opts = PQconninfo(conn);
+    assert_non_null(opts);
+    for (o = opts; o->keyword; o++) {
+        const char *want = NULL;
+
+        if (!strcmp(o->keyword, "keepalives"))
+            want = "1";
+        else if (!strcmp(o->keyword, "keepalives_idle"))
+            want = "42";
+        else if (!strcmp(o->keyword, "keepalives_interval"))
+            want = "5";
+        else if (!strcmp(o->keyword, "keepalives_count"))
+            want = "3";
+        else if (!strcmp(o->keyword, "tcp_user_timeout"))
+            want = "30000";
+        else if (!strcmp(o->keyword, "dbname"))
+            want = "db";
+        else if (!strcmp(o->keyword, "application_name"))
+            want = "app";
+        if (!want)
+            continue;
+        assert_non_null(o->val);
+        assert_string_equal(o->val, want);
+        seen++;
+    }
+    assert_int_equal(seen, 7);
+    PQconninfoFree(opts);
+    PQfinish(conn);
+}
+
+/* A DSN libpq cannot read fails new() as it always did, password unseen. */
+static void test_bad_dsn_error(void **state)
+{
+    static const struct {
+        const char *dsn;
+        const char *errstr;
+    } cases[] = {
+        {"host=127.0.0.1 bogus=1",
+         "postgres dsn: invalid connection option \"bogus\""},
+        {"port=5432 password=hunter2 bogus=1",
+         "postgres dsn: invalid connection option \"bogus\""},
+        {"host='x", "postgres dsn: unterminated quoted string in connection "
+                    "info string"},
+        {"keepalives_idle", "postgres dsn: missing \"=\" after "
+                            "\"keepalives_idle\" in connection info string"},
+        {"postgresql://u@h/db?keepalives_idle=42&nosuch=1",
+         "postgres dsn: invalid URI query parameter: \"nosuch\""},
+    };
+    const char *keys[SL_SINK_PG_CONN_PARAMS], *vals[SL_SINK_PG_CONN_PARAMS];
+    struct sl_sink_pg_conf conf = {0};
+    int err, service, counts[2] = {0, 0};
+    char errstr[256];
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        conf.dsn = cases[i].dsn;
+        errstr[0] = '\0';
+        assert_null(sl_sink_pg_new(&conf, on_ack, counts, &err, errstr,
+                                   sizeof(errstr)));
+        assert_int_equal(err, -SL_ECONFIG);
+        assert_string_equal(errstr, cases[i].errstr);
+        assert_null(strstr(errstr, "hunter2"));
+
+        errstr[0] = '\0';
+        assert_int_equal(sl_sink_pg_conn_params(cases[i].dsn, "app", NULL, keys,
+                                                vals, &service, errstr,
+                                                sizeof(errstr)),
+                         -SL_ECONFIG);
+        assert_null(keys[0]);
+        assert_string_equal(errstr, cases[i].errstr);
+    }
+    assert_int_equal(counts[0] + counts[1], 0);
+}
+
 /* Database down: nothing is acked, the backlog fills, submit() times out,
  * and drain() gives every message back as not durable. */
 static void test_backpressure_when_down(void **state)
@@ -306,9 +507,14 @@ int main(void)
         cmocka_unit_test(test_sql_text),
         cmocka_unit_test(test_row_payload_kind),
         cmocka_unit_test(test_password_file_mode),
+        cmocka_unit_test(test_conn_params_defaults),
+        cmocka_unit_test(test_conn_params_dsn_wins),
+        cmocka_unit_test(test_conn_params_libpq),
+        cmocka_unit_test(test_bad_dsn_error),
         cmocka_unit_test(test_backpressure_when_down),
     };
 
     sl_log_set_level(SL_LOG_ERROR);
+    unsetenv("PGSERVICE"); /* the defaults are added only without one */
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
