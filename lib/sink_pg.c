@@ -1059,6 +1059,28 @@ static int read_password(const struct sl_sink_pg_conf *conf, char **pwp,
 }
 
 /* libpq's reading of 'dsn' (PQconninfoFree it); errstr says why not. */
+/*
+ * libpq quotes a bad URI whole in its error ("invalid IPv6 host address
+ * in URI: \"postgresql://u:secret@[::1\""): mask a URI's password, and
+ * any password=... value, in 'line' before it is shown.
+ */
+static void mask_passwords(char *line)
+{
+    for (char *p = line; (p = strstr(p, "://")) != NULL;) {
+        char *user = p + 3, *end = user + strcspn(user, "/?#\" ");
+        char *at = memchr(user, '@', (size_t)(end - user));
+        char *colon = at ? memchr(user, ':', (size_t)(at - user)) : NULL;
+        if (colon)
+            memset(colon + 1, '*', (size_t)(at - colon - 1));
+        p = end;
+    }
+    for (char *p = line; (p = strstr(p, "password=")) != NULL;) {
+        p += strlen("password=");
+        for (; *p && *p != ' ' && *p != '"' && *p != '&'; p++)
+            *p = '*';
+    }
+}
+
 static int parse_dsn(const char *dsn, PQconninfoOption **optsp, char *errstr,
                      size_t errstr_size)
 {
@@ -1070,6 +1092,7 @@ static int parse_dsn(const char *dsn, PQconninfoOption **optsp, char *errstr,
 
         first_line(err ? err : "out of memory", line, sizeof(line));
         PQfreemem(err);
+        mask_passwords(line);
         return sl_seterr(-SL_ECONFIG, errstr, errstr_size, "postgres dsn: %s",
                          line);
     }

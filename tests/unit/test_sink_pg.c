@@ -428,6 +428,14 @@ static void test_bad_dsn_error(void **state)
                             "\"keepalives_idle\" in connection info string"},
         {"postgresql://u@h/db?keepalives_idle=42&nosuch=1",
          "postgres dsn: invalid URI query parameter: \"nosuch\""},
+        /* libpq quotes the URI whole: its password is masked. */
+        {"postgresql://u:hunter2@[::1",
+         "postgres dsn: end of string reached when looking for matching "
+         "\"]\" in IPv6 host address in URI: \"postgresql://u:*******@[::1\""},
+        {"postgresql://u@[::1?password=hunter2",
+         "postgres dsn: end of string reached when looking for matching "
+         "\"]\" in IPv6 host address in URI: "
+         "\"postgresql://u@[::1?password=*******\""},
     };
     const char *keys[SL_SINK_PG_CONN_PARAMS], *vals[SL_SINK_PG_CONN_PARAMS];
     struct sl_sink_pg_conf conf = {0};
