@@ -110,6 +110,7 @@ struct parked {
     int held;           /* items in flight */
     int submitted;      /* items taken so far */
     int max_timeout_ms; /* largest timeout progress() was given */
+    bool waiting;       /* inside progress(), waiting to be woken */
 };
 
 static int p_init(void *arg, int id, void **statep)
@@ -136,8 +137,11 @@ static int p_progress(void *state, int timeout_ms)
     pthread_mutex_lock(&p->mu);
     if (timeout_ms > p->max_timeout_ms)
         p->max_timeout_ms = timeout_ms;
+    p->waiting = true;
+    pthread_cond_broadcast(&p->cv);
     while (!p->woken && !p->release)
         pthread_cond_wait(&p->cv, &p->mu);
+    p->waiting = false;
     p->woken = false;
     if (p->release)
         p->held = 0;
@@ -158,14 +162,15 @@ static void p_wakeup(void *state)
 static const struct sl_pool_ops parked_ops = {p_init, p_submit, p_progress,
                                               NULL, p_wakeup};
 
-/* Wait up to 10 s for 'want' items to have been submitted. */
-static int wait_submitted(struct parked *p, int want)
+/* Wait up to 10 s for 'want' items to have been submitted and the worker
+ * to wait in progress(); the items submitted by then. */
+static int wait_parked(struct parked *p, int want)
 {
     struct timespec dl;
     clock_gettime(CLOCK_REALTIME, &dl);
     dl.tv_sec += 10;
     pthread_mutex_lock(&p->mu);
-    while (p->submitted < want &&
+    while ((p->submitted < want || !p->waiting) &&
            pthread_cond_timedwait(&p->cv, &p->mu, &dl) == 0)
         ;
     int got = p->submitted;
@@ -258,7 +263,7 @@ static void test_push_wakes_a_parked_worker(void **state)
      * for three more; each later push must bring it back. */
     for (int i = 1; i <= 3; i++) {
         assert_int_equal(sl_queue_push(q, (void *)(uintptr_t)i, -1), 0);
-        assert_int_equal(wait_submitted(&p, i), i);
+        assert_int_equal(wait_parked(&p, i), i);
     }
     /* With a wake-up it may wait longer than the 1 ms poll. */
     pthread_mutex_lock(&p.mu);
@@ -297,7 +302,7 @@ static void test_stalled_ms(void **state)
     /* Full (one in flight of one): it waits in progress() and nothing
      * wakes it. */
     assert_int_equal(sl_queue_push(q2, (void *)1, -1), 0);
-    assert_int_equal(wait_submitted(&p, 1), 1);
+    assert_int_equal(wait_parked(&p, 1), 1);
     sleep_ms(1200);
     int64_t idle_ms = sl_pool_stalled_ms(idle);
     int64_t stuck_ms = sl_pool_stalled_ms(stuck);
