@@ -17,6 +17,7 @@
  * that cannot stand that (CTest runs this file's cases one after another).
  */
 #include "cmocka_shim.h"
+#include "harness.h"
 
 #include "clock.h"
 #include "err.h"
@@ -1094,31 +1095,6 @@ static int silent_submit(struct sl_sink_pg *sink, int64_t offset)
     return sl_sink_pg_submit(sink, row, -1);
 }
 
-/* The whole file, NUL-terminated (free()), or NULL. */
-static char *read_all(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    char *buf = NULL;
-    size_t len = 0, cap = 0, got;
-
-    if (!f)
-        return NULL;
-    do {
-        if (len + 4096 + 1 > cap) {
-            cap = cap ? cap * 2 : 8192;
-            buf = realloc(buf, cap);
-            if (!buf)
-                break;
-        }
-        got = fread(buf + len, 1, cap - len - 1, f);
-        len += got;
-    } while (got > 0);
-    fclose(f);
-    if (buf)
-        buf[len] = '\0';
-    return buf;
-}
-
 #define CHECK(cond, ...)                                                       \
     do {                                                                       \
         if (!(cond)) {                                                         \
@@ -1279,7 +1255,7 @@ static int silent_child(const char *sock_path, const char *log_path,
     close(lfd);
 
     /* Each lost connection was logged as lost, with the kernel's reason. */
-    log = read_all(log_path);
+    log = h_read_file(log_path);
     CHECK(log, "%s: %s", log_path, strerror(errno));
     for (lost = 0, i = 0; i < n; i++)
         lost -= ss[i].c->min_ms >= 0; /* less those that must be */
