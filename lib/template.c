@@ -101,6 +101,23 @@ static const json_t *lookup(const json_t *doc, const char *p, size_t len)
     return cur;
 }
 
+/* The value the placeholder text [s, e) names (spaces around the path
+ * ignored), or NULL with -SL_ENOTFOUND in errstr. */
+static const json_t *placeholder(const json_t *doc, const char *s,
+                                 const char *e, char *errstr,
+                                 size_t errstr_size)
+{
+    while (s < e && *s == ' ')
+        s++;
+    while (e > s && e[-1] == ' ')
+        e--;
+    const json_t *v = lookup(doc, s, (size_t)(e - s));
+    if (!v)
+        sl_seterr(-SL_ENOTFOUND, errstr, errstr_size, "missing field '%.*s'",
+                  (int)(e - s), s);
+    return v;
+}
+
 static int append_value(struct buf *b, const json_t *v,
                         enum sl_template_mode mode)
 {
@@ -140,15 +157,9 @@ int sl_template_render(const char *tpl, const json_t *doc,
                             "unterminated '{{' in template");
             break;
         }
-        const char *e = close;
-        while (s < e && *s == ' ')
-            s++;
-        while (e > s && e[-1] == ' ')
-            e--;
-        const json_t *v = lookup(doc, s, (size_t)(e - s));
+        const json_t *v = placeholder(doc, s, close, errstr, errstr_size);
         if (!v) {
-            err = sl_seterr(-SL_ENOTFOUND, errstr, errstr_size,
-                            "missing field '%.*s'", (int)(e - s), s);
+            err = -SL_ENOTFOUND;
             break;
         }
         err = append_value(&b, v, mode);
@@ -201,15 +212,10 @@ int sl_template_render_value(const char *tpl, const json_t *doc,
     size_t n = strlen(tpl);
     if (n > 4 && !strncmp(tpl, "{{", 2) && !strcmp(tpl + n - 2, "}}") &&
         !strstr(tpl + 2, "{{") && strstr(tpl + 2, "}}") == tpl + n - 2) {
-        const char *s = tpl + 2, *e = tpl + n - 2;
-        while (s < e && *s == ' ')
-            s++;
-        while (e > s && e[-1] == ' ')
-            e--;
-        const json_t *v = lookup(doc, s, (size_t)(e - s));
+        const json_t *v =
+            placeholder(doc, tpl + 2, tpl + n - 2, errstr, errstr_size);
         if (!v)
-            return sl_seterr(-SL_ENOTFOUND, errstr, errstr_size,
-                             "missing field '%.*s'", (int)(e - s), s);
+            return -SL_ENOTFOUND;
         *valuep = json_incref((json_t *)v);
         return 0;
     }
