@@ -1260,8 +1260,13 @@ static int64_t run_due(struct sl_infer_worker *w, int64_t now)
     struct req *req = w->waitq, *rnext;
     for (; req; req = rnext) {
         rnext = req->wnext; /* admission takes it off the list */
-        if (req->due_ms <= now)
+        if (req->due_ms <= now) {
             req_admit(w, req, now);
+            /* A refusal can fail a job and release its other requests,
+             * 'rnext' among them: then start again from the head. */
+            if (rnext && rnext->state != REQ_WAIT)
+                rnext = w->waitq;
+        }
         if (req->state == REQ_WAIT && req->due_ms < next)
             next = req->due_ms;
     }
@@ -1392,8 +1397,11 @@ int sl_infer_worker_progress(struct sl_infer_worker *w, int timeout_ms)
     if (w->delivering)
         return w->njobs;
     int64_t now = sl_mono_ms();
-    int64_t next = run_due(w, now);
+    run_due(w, now);
     drive(w, now);
+    /* What drive() finished may have started a step or queued a retry:
+     * admit and count those before deciding how long to wait. */
+    int64_t next = run_due(w, now);
     if (!w->finished && timeout_ms > 0 && w->njobs > 0) {
         int64_t wait = timeout_ms;
         if (next != INT64_MAX && next - now < wait)
