@@ -347,6 +347,16 @@ int sl_config_parse_unguarded(const char *name, const char *text, size_t len,
                               struct sl_config **cfgp,
                               struct sl_config_errors *errs);
 
+/*
+ * True when 's' is an address http.listen accepts (an IPv4 address or
+ * "localhost", a port from 0 to 65535): the check of the key, for the
+ * same value given elsewhere (`sluice run --listen`).  Any thread.
+ */
+bool sl_config_listen_ok(const char *s);
+
+/* What sl_config_listen_ok() accepts, for "expected ..." messages. */
+extern const char sl_config_listen_expect[];
+
 /* Free 'cfg' and every string it owns.  NULL is a no-op.  Any thread. */
 void sl_config_destroy(struct sl_config *cfg);
 

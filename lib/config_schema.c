@@ -165,6 +165,15 @@ static bool ok_host_port(const char *s)
            (!strcmp(host, "localhost") || inet_pton(AF_INET, host, &addr) == 1);
 }
 
+const char sl_config_listen_expect[] =
+    "host:port with an IPv4 address or 'localhost' as host and a port "
+    "between 0 and 65535";
+
+bool sl_config_listen_ok(const char *s)
+{
+    return ok_host_port(s);
+}
+
 /* Placeholders are {{.}} or {{name[.name...]}}, spaces allowed inside. */
 static bool ok_template(const char *s)
 {
@@ -229,10 +238,8 @@ static const struct sl_config_strcheck chk_env_name = {
     false};
 static const struct sl_config_strcheck chk_pointer = {
     "a JSON pointer (empty or starting with '/')", ok_pointer, false};
-static const struct sl_config_strcheck chk_host_port = {
-    "host:port with an IPv4 address or 'localhost' as host and a port "
-    "between 0 and 65535",
-    ok_host_port, false};
+static const struct sl_config_strcheck chk_host_port = {sl_config_listen_expect,
+                                                        ok_host_port, false};
 static const struct sl_config_strcheck chk_template = {
     "a template whose placeholders read {{field}}, {{a.b}} or {{.}}",
     ok_template, false};

@@ -8,58 +8,106 @@
 #include "config.h"
 #include "err.h"
 
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char check_usage[] =
     "Usage: sluice check FILE...\n"
+    "       sluice check -          (the pipeline on standard input)\n"
     "\n"
     "Validate pipeline files without connecting to anything: YAML syntax,\n"
-    "${VAR} and ${VAR:-default} interpolation from the environment, unknown\n"
-    "keys, types, ranges, required keys and references between keys.\n"
+    "${VAR} and ${VAR:-default} interpolation from the environment ($$ is\n"
+    "a literal '$'), unknown keys, types, ranges, required keys and\n"
+    "references between keys.\n"
     "\n"
     "Every error is printed to stderr, one per line, as\n"
     "  FILE:LINE:COL: what is wrong at key.path\n"
+    "(<stdin>:LINE:COL: ... for '-').  A file is at most 4 MiB.\n"
     "A valid file prints 'ok' to stdout (with several files, 'FILE: ok').\n"
     "Secrets are never read: only the names in *_env / *_file keys are\n"
     "checked.\n"
     "\n"
     "Exit status: 0 when every file is valid, 2 otherwise.\n";
 
+/*
+ * Load the pipeline from standard input, named "<stdin>" in messages.
+ * Same cap and errors as a file.
+ */
+static int load_stdin(struct sl_config **cfgp, struct sl_config_errors *errs)
+{
+    static const char name[] = "<stdin>";
+    char *buf = malloc(SL_CONFIG_MAX_FILE_BYTES + 1);
+    size_t n = 0;
+    int err;
+
+    *cfgp = NULL;
+    if (!buf)
+        return -SL_ENOMEM;
+    n = fread(buf, 1, SL_CONFIG_MAX_FILE_BYTES + 1, stdin);
+    if (ferror(stdin)) {
+        fprintf(stderr, "%s: cannot read: %s\n", name, strerror(errno));
+        err = -SL_EIO;
+    } else if (n > SL_CONFIG_MAX_FILE_BYTES) {
+        fprintf(stderr, "%s: too large (more than %d bytes)\n", name,
+                SL_CONFIG_MAX_FILE_BYTES);
+        err = -SL_ETOOBIG;
+    } else {
+        err = sl_config_parse(name, buf, n, cfgp, errs);
+        if (err < 0)
+            sl_config_errors_print(stderr, name, err, errs);
+    }
+    free(buf);
+    return err;
+}
+
 int sl_cmd_check(int argc, char **argv)
 {
-    int first = 1, status = 0;
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c, status = 0, nstdin = 0;
 
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(check_usage, stdout);
-            return 0;
-        }
+    optind = 1;
+    while ((c = sl_cli_getopt("check", argc, argv, longopts)) != -1) {
+        if (c != 'h')
+            return 2;
+        fputs(check_usage, stdout);
+        return 0;
     }
-    if (first < argc && !strcmp(argv[first], "--"))
-        first++;
-    else if (first < argc && argv[first][0] == '-' && argv[first][1]) {
-        fprintf(stderr, "sluice check: unknown option '%s'\n\n%s", argv[first],
-                check_usage);
-        return 2;
-    }
-    if (first >= argc) {
-        fputs(check_usage, stderr);
-        return 2;
-    }
+    if (optind == argc)
+        return sl_cli_usage_error("check", "no pipeline file given");
+    for (int i = optind; i < argc; i++)
+        nstdin += !strcmp(argv[i], "-");
+    if (nstdin > 1)
+        return sl_cli_usage_error("check",
+                                  "'-' (standard input) given %d "
+                                  "times",
+                                  nstdin);
 
-    for (int i = first; i < argc; i++) {
+    for (int i = optind; i < argc; i++) {
         struct sl_config_errors errs = {0};
         struct sl_config *cfg = NULL;
-        int err = sl_config_load(argv[i], &cfg, &errs);
+        bool from_stdin = !strcmp(argv[i], "-");
+        const char *name = from_stdin ? "<stdin>" : argv[i];
+        int err;
 
+        if (from_stdin) {
+            err = load_stdin(&cfg, &errs);
+        } else {
+            err = sl_config_load(argv[i], &cfg, &errs);
+            if (err < 0)
+                sl_config_errors_print(stderr, name, err, &errs);
+        }
         if (err == 0) {
-            if (argc - first == 1)
+            if (argc - optind == 1)
                 puts("ok");
             else
-                printf("%s: ok\n", argv[i]);
+                printf("%s: ok\n", name);
         } else {
-            sl_config_errors_print(stderr, argv[i], err, &errs);
             status = 2;
         }
         sl_config_destroy(cfg);

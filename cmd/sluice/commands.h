@@ -5,7 +5,12 @@
 #ifndef SL_COMMANDS_H
 #define SL_COMMANDS_H
 
-/* sluice check FILE...: 0 when every file is valid, 2 otherwise. */
+#include <getopt.h>
+
+/*
+ * sluice check FILE...: 0 when every file is valid, 2 otherwise; '-'
+ * reads the pipeline from standard input.
+ */
 int sl_cmd_check(int argc, char **argv);
 
 /*
@@ -17,5 +22,29 @@ int sl_cmd_produce(int argc, char **argv);
 
 /* sluice run PIPELINE: the worker; 0 clean drain, 1 fatal, 2 bad file. */
 int sl_cmd_run(int argc, char **argv);
+
+/* sluice version: sluice's build and every linked library's version. */
+int sl_cmd_version(int argc, char **argv);
+
+/*
+ * Print a usage error for sub-command 'cmd' (NULL: sluice itself) as two
+ * lines on stderr:
+ *   sluice CMD: <fmt...>
+ *   Try 'sluice CMD --help'.
+ * Returns 2, the exit status of every usage error.
+ */
+int sl_cli_usage_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/*
+ * getopt_long() over 'argv' (argv[0] is the command name) with 'longopts'
+ * and "-h": returns the option's value, or -1 when the options are done;
+ * the operands are then argv[optind..argc-1] (options and operands may
+ * mix, GNU style; "--name=value" works as "--name value").  For an unknown
+ * option, a missing value or a value given to a flag, prints the usage error
+ * for 'cmd' and returns '?'.  Reset optind to 1 before the first call.
+ */
+int sl_cli_getopt(const char *cmd, int argc, char **argv,
+                  const struct option *longopts);
 
 #endif

@@ -7,6 +7,7 @@
 #include <curl/curl.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
+#include <libfyaml.h>
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 #include <microhttpd.h>
@@ -27,45 +28,90 @@ static const char usage[] =
     "                   (exit 0 when valid, 2 otherwise)\n"
     "  produce TARGET   feed a Kafka topic or a Redis stream or list from\n"
     "                   JSON lines or a generator (--generate N)\n"
-    "  version          print sluice's version and its libraries' versions\n"
-    "  help             print this help\n"
+    "  version          print sluice's version, build type and commit and\n"
+    "                   the version of every library it links\n"
+    "  help [COMMAND]   print this help, or COMMAND's\n"
     "\n"
-    "Run 'sluice <command> --help' for a command's options.\n"
+    "Run 'sluice <command> --help' or 'sluice help <command>' for a\n"
+    "command's options; every option also reads --name=value.\n"
     "Environment: SLUICE_LOG_LEVEL=debug|info|warn|error overrides the\n"
     "pipeline file's log level.\n";
 
-static int cmd_version(void)
+static const char version_usage[] =
+    "Usage: sluice version\n"
+    "\n"
+    "Print sluice's version, the commit and build type it was built from,\n"
+    "and the version of every library it links (the TLS library is the one\n"
+    "libcurl uses for https:// backends).\n";
+
+int sl_cmd_version(int argc, char **argv)
 {
     unsigned v = (unsigned)PQlibVersion();
     const curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
 
-    printf("sluice %s\n", SLUICE_VERSION);
+    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        fputs(version_usage, stdout);
+        return 0;
+    }
+    if (argc > 1)
+        return sl_cli_usage_error("version", "unexpected argument '%s'",
+                                  argv[1]);
+    printf("sluice %s (commit %s, %s build)\n", SLUICE_VERSION, SLUICE_COMMIT,
+           SLUICE_BUILD_TYPE);
     printf("librdkafka %s\n", rd_kafka_version_str());
     printf("libpq %u.%u\n", v / 10000, v % 10000);
     printf("hiredis %d.%d.%d\n", HIREDIS_MAJOR, HIREDIS_MINOR, HIREDIS_PATCH);
     printf("libcurl %s\n", cv->version);
+    printf("TLS (libcurl's) %s\n", cv->ssl_version ? cv->ssl_version : "none");
     printf("jansson %s\n", jansson_version_str());
     printf("libmicrohttpd %s\n", MHD_get_version());
+    printf("libfyaml %s\n", fy_library_version());
     return 0;
+}
+
+/* 'sluice help [COMMAND]': COMMAND's help, or sluice's. */
+static int cmd_help(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        int (*fn)(int, char **);
+    } cmds[] = {
+        {"run", sl_cmd_run},
+        {"check", sl_cmd_check},
+        {"produce", sl_cmd_produce},
+        {"version", sl_cmd_version},
+    };
+
+    if (argc > 2)
+        return sl_cli_usage_error("help", "unexpected argument '%s'", argv[2]);
+    if (argc < 2 || !strcmp(argv[1], "help")) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        if (!strcmp(argv[1], cmds[i].name)) {
+            char *args[] = {argv[1], "--help", NULL};
+            return cmds[i].fn(2, args);
+        }
+    }
+    return sl_cli_usage_error(NULL, "unknown command '%s'", argv[1]);
 }
 
 int main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : NULL;
 
-    if (!cmd || !strcmp(cmd, "help") || !strcmp(cmd, "--help") ||
-        !strcmp(cmd, "-h")) {
-        fputs(usage, cmd ? stdout : stderr);
-        return cmd ? 0 : 2;
-    }
+    if (!cmd)
+        return sl_cli_usage_error(NULL, "no command given");
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h"))
+        return cmd_help(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version"))
-        return cmd_version();
+        return sl_cmd_version(argc - 1, argv + 1);
     if (!strcmp(cmd, "run"))
         return sl_cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "produce"))
         return sl_cmd_produce(argc - 1, argv + 1);
     if (!strcmp(cmd, "check"))
         return sl_cmd_check(argc - 1, argv + 1);
-    fprintf(stderr, "sluice: unknown command '%s'\n\n%s", cmd, usage);
-    return 2;
+    return sl_cli_usage_error(NULL, "unknown command '%s'", cmd);
 }

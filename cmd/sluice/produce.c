@@ -2,10 +2,12 @@
  * sluice produce: feed a Kafka topic, a Redis stream or a Redis list from
  * JSON lines (a file or stdin) or from a deterministic generator, at an
  * optional rate, for demos, tests and benchmarks.  Exits non-zero when a
- * message was not delivered.
+ * message was not delivered.  Authenticates to Redis from the URL or
+ * --password-env and never prints a password.
  */
 #include "commands.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
@@ -29,8 +31,17 @@ static const char produce_usage[] =
     "\n"
     "Send JSON lines to TARGET, one message per line:\n"
     "  kafka://HOST:PORT[,HOST:PORT...]/TOPIC\n"
-    "  redis://HOST:PORT/STREAM              XADD STREAM * payload LINE key K\n"
-    "  redis://HOST:PORT/LIST?type=list      RPUSH LIST LINE\n"
+    "  redis://[[USER][:PASSWORD]@]HOST:PORT/STREAM\n"
+    "                          XADD STREAM * payload LINE key K\n"
+    "  redis://[[USER][:PASSWORD]@]HOST:PORT/LIST?type=list\n"
+    "                          RPUSH LIST LINE\n"
+    "\n"
+    "Redis authenticates (AUTH) with the URL's user and password, or with\n"
+    "the password in the environment variable that --password-env names;\n"
+    "'%' escapes in them are decoded.  Prefer --password-env: a password in\n"
+    "the URL is visible to 'ps' until produce starts and blanks it.  A\n"
+    "password is never printed: the target is shown as\n"
+    "redis://USER:***@HOST:PORT/NAME.\n"
     "\n"
     "Options:\n"
     "  --file F          read lines from F (default: stdin; '-' is stdin)\n"
@@ -38,7 +49,7 @@ static const char produce_usage[] =
     "                    \"produced_at_us\"} instead of reading input\n"
     "  --rate R          at most R messages/s (default 0: unlimited)\n"
     "  --key-field NAME  message key from this JSON field of each line\n"
-    "                    (generated messages are keyed k<seq %% 1000>)\n"
+    "                    (generated messages are keyed k<seq % 1000>)\n"
     "  --text-size B     approximate size of a generated text (default 120)\n"
     "  --partitions P    Kafka: create the topic with P partitions if it\n"
     "                    does not exist\n"
@@ -46,21 +57,35 @@ static const char produce_usage[] =
     "                    0 sends each message at once, for latency runs)\n"
     "  --timeout-ms T    Kafka: delivery timeout per message; Redis: connect\n"
     "                    and reply timeout (default 30000)\n"
+    "  --password-env NAME  Redis: the password is in environment\n"
+    "                    variable NAME (with the URL's user, if any)\n"
     "  --help            print this help\n"
     "\n"
+    "Every option also reads --name=value.\n"
     "Prints a progress bar on a terminal, else one summary line.  Exit\n"
     "status: 0 when every message was delivered, 1 otherwise, 2 for usage.\n";
 
 struct opts {
-    const char *target;    /* TARGET URI */
-    const char *file;      /* input file; NULL for stdin */
-    long long generate;    /* messages to generate; -1 to read input */
-    double rate;           /* messages/s; 0 unlimited */
-    const char *key_field; /* JSON field giving the key; NULL for none */
-    size_t text_size;      /* generated text bytes */
-    int partitions;        /* create the topic with this many; 0 no */
-    int timeout_ms;        /* delivery / network timeout */
-    int linger_ms;         /* Kafka linger.ms */
+    const char *target;       /* TARGET URI (its argv string) */
+    const char *file;         /* input file; NULL for stdin */
+    long long generate;       /* messages to generate; -1 to read input */
+    double rate;              /* messages/s; 0 unlimited */
+    const char *key_field;    /* JSON field giving the key; NULL for none */
+    size_t text_size;         /* generated text bytes */
+    int partitions;           /* create the topic with this many; 0 no */
+    int timeout_ms;           /* delivery / network timeout */
+    int linger_ms;            /* Kafka linger.ms */
+    const char *password_env; /* Redis: env var holding the password */
+};
+
+/* TARGET taken apart; user and password are %-decoded. */
+struct target {
+    char *shown;    /* TARGET with its password masked: for messages */
+    char *user;     /* URL user, or NULL */
+    char *password; /* URL or --password-env password, or NULL */
+    char *host;     /* AUTHORITY without the user info: HOST:PORT[,...] */
+    char *name;     /* topic, stream or list */
+    char *query;    /* after '?', or "" */
 };
 
 struct counts {
@@ -82,6 +107,18 @@ static int64_t mono_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Replace every copy of 'secret' in 's' by '*'s. */
+static void redact(char *s, const char *secret)
+{
+    size_t sl = secret ? strlen(secret) : 0;
+    char *p;
+
+    if (!sl)
+        return;
+    while ((p = strstr(s, secret)) != NULL)
+        memset(p, '*', sl);
 }
 
 static void note_err(struct counts *c, const char *fmt, ...)
@@ -473,7 +510,38 @@ static void redis_flush(void *arg)
         ;
 }
 
+/*
+ * AUTH [user] password on 'rc'.  0, or 1 after printing why (the reply
+ * with the password masked, should a server ever echo it).
+ */
+static int redis_auth(redisContext *rc, const char *host, int port,
+                      const char *user, const char *password)
+{
+    redisReply *reply = user ? redisCommand(rc, "AUTH %s %s", user, password)
+                             : redisCommand(rc, "AUTH %s", password);
+    char why[512];
+
+    if (reply && reply->type != REDIS_REPLY_ERROR) {
+        freeReplyObject(reply);
+        return 0;
+    }
+    snprintf(why, sizeof(why), "%s",
+             !reply       ? rc->errstr
+             : reply->str ? reply->str
+                          : "error");
+    redact(why, password);
+    for (size_t n = strlen(why); n > 0 && why[n - 1] == '.'; n--)
+        why[n - 1] = '\0';
+    fprintf(stderr,
+            "sluice produce: redis: authentication to %s:%d as '%s' failed: "
+            "%s; nothing was sent\n",
+            host, port, user ? user : "default", why);
+    freeReplyObject(reply);
+    return 1;
+}
+
 static int produce_redis(const struct opts *o, const char *host, int port,
+                         const char *user, const char *password,
                          const char *name, bool list, struct input *in,
                          struct counts *c, struct progress *pg)
 {
@@ -490,6 +558,10 @@ static int produce_redis(const struct opts *o, const char *host, int port,
         return 1;
     }
     redisSetTimeout(rc, tv);
+    if (password && redis_auth(rc, host, port, user, password)) {
+        redisFree(rc);
+        return 1;
+    }
     for (;;) {
         /* Pipelined, but nothing waits in the buffer while we pace. */
         pace(&pc, redis_flush, rc);
@@ -527,119 +599,223 @@ static int parse_num(const char *opt, const char *s, double lo, double hi,
 {
     char *end;
     errno = 0;
-    double v = strtod(s ? s : "", &end);
-    if (!s || !*s || *end || errno || v < lo || v > hi) {
-        fprintf(stderr,
-                "sluice produce: %s: expected a number in [%g, %g], "
-                "got '%s'\n",
-                opt, lo, hi, s ? s : "");
-        return -1;
-    }
+    double v = strtod(s, &end);
+    if (!*s || *end || errno || v < lo || v > hi)
+        return sl_cli_usage_error(
+            "produce", "--%s: expected a number in [%g, %g], got '%s'", opt, lo,
+            hi, s);
     *out = v;
     return 0;
 }
 
+/* Parse the options: 0, 1 after --help, 2 after a usage error. */
 static int parse_args(int argc, char **argv, struct opts *o)
 {
+    enum {
+        OPT_FILE = 256,
+        OPT_GENERATE,
+        OPT_RATE,
+        OPT_KEY_FIELD,
+        OPT_TEXT_SIZE,
+        OPT_PARTITIONS,
+        OPT_LINGER_MS,
+        OPT_TIMEOUT_MS,
+        OPT_PASSWORD_ENV,
+    };
+    static const struct option longopts[] = {
+        {"file", required_argument, NULL, OPT_FILE},
+        {"generate", required_argument, NULL, OPT_GENERATE},
+        {"rate", required_argument, NULL, OPT_RATE},
+        {"key-field", required_argument, NULL, OPT_KEY_FIELD},
+        {"text-size", required_argument, NULL, OPT_TEXT_SIZE},
+        {"partitions", required_argument, NULL, OPT_PARTITIONS},
+        {"linger-ms", required_argument, NULL, OPT_LINGER_MS},
+        {"timeout-ms", required_argument, NULL, OPT_TIMEOUT_MS},
+        {"password-env", required_argument, NULL, OPT_PASSWORD_ENV},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const struct option *lo;
     double v;
+    int c;
 
     *o = (struct opts){
         .generate = -1, .text_size = 120, .timeout_ms = 30000, .linger_ms = 5};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+    optind = 1;
+    while ((c = sl_cli_getopt("produce", argc, argv, longopts)) != -1) {
+        for (lo = longopts; lo->name && lo->val != c; lo++)
+            ;
+        switch (c) {
+        case 'h':
             fputs(produce_usage, stdout);
             return 1;
-        } else if (!strcmp(a, "--file")) {
-            if (!next)
-                goto missing;
-            o->file = strcmp(next, "-") ? next : NULL;
-            i++;
-        } else if (!strcmp(a, "--generate")) {
-            if (parse_num(a, next, 0, 1e15, &v) < 0)
-                return -1;
+        case OPT_FILE:
+            o->file = strcmp(optarg, "-") ? optarg : NULL;
+            break;
+        case OPT_GENERATE:
+            if (parse_num(lo->name, optarg, 0, 1e15, &v))
+                return 2;
             o->generate = (long long)v;
-            i++;
-        } else if (!strcmp(a, "--rate")) {
-            if (parse_num(a, next, 0, 1e9, &o->rate) < 0)
-                return -1;
-            i++;
-        } else if (!strcmp(a, "--key-field")) {
-            if (!next)
-                goto missing;
-            o->key_field = next;
-            i++;
-        } else if (!strcmp(a, "--text-size")) {
-            if (parse_num(a, next, 1, 1 << 20, &v) < 0)
-                return -1;
+            break;
+        case OPT_RATE:
+            if (parse_num(lo->name, optarg, 0, 1e9, &o->rate))
+                return 2;
+            break;
+        case OPT_KEY_FIELD:
+            o->key_field = optarg;
+            break;
+        case OPT_TEXT_SIZE:
+            if (parse_num(lo->name, optarg, 1, 1 << 20, &v))
+                return 2;
             o->text_size = (size_t)v;
-            i++;
-        } else if (!strcmp(a, "--partitions")) {
-            if (parse_num(a, next, 1, 100000, &v) < 0)
-                return -1;
+            break;
+        case OPT_PARTITIONS:
+            if (parse_num(lo->name, optarg, 1, 100000, &v))
+                return 2;
             o->partitions = (int)v;
-            i++;
-        } else if (!strcmp(a, "--linger-ms")) {
-            if (parse_num(a, next, 0, 900000, &v) < 0)
-                return -1;
+            break;
+        case OPT_LINGER_MS:
+            if (parse_num(lo->name, optarg, 0, 900000, &v))
+                return 2;
             o->linger_ms = (int)v;
-            i++;
-        } else if (!strcmp(a, "--timeout-ms")) {
-            if (parse_num(a, next, 1, INT_MAX - 5000, &v) < 0)
-                return -1;
+            break;
+        case OPT_TIMEOUT_MS:
+            if (parse_num(lo->name, optarg, 1, INT_MAX - 5000, &v))
+                return 2;
             o->timeout_ms = (int)v;
-            i++;
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "sluice produce: unknown option '%s'\n", a);
-            return -1;
-        } else if (!o->target) {
-            o->target = a;
-        } else {
-            fprintf(stderr, "sluice produce: unexpected argument '%s'\n", a);
-            return -1;
+            break;
+        case OPT_PASSWORD_ENV:
+            o->password_env = optarg;
+            break;
+        default:
+            return 2;
         }
-        continue;
-    missing:
-        fprintf(stderr, "sluice produce: %s needs a value\n", a);
-        return -1;
     }
-    if (!o->target) {
-        fprintf(stderr, "sluice produce: TARGET is required\n");
-        return -1;
+    if (optind == argc)
+        return sl_cli_usage_error("produce", "no TARGET given");
+    o->target = argv[optind];
+    if (optind + 1 < argc) {
+        /* Never echo what may be a password typed in the wrong place. */
+        return sl_cli_usage_error("produce",
+                                  "%d unexpected argument(s) after TARGET",
+                                  argc - optind - 1);
     }
-    if (o->generate >= 0 && o->file) {
-        fprintf(stderr, "sluice produce: --file and --generate exclude each "
-                        "other\n");
-        return -1;
+    if (o->generate >= 0 && o->file)
+        return sl_cli_usage_error("produce",
+                                  "--file and --generate exclude each other");
+    return 0;
+}
+
+/* Decode %XX escapes of 'len' bytes of 's' into a malloc'd string. */
+static char *pct_decode(const char *s, size_t len)
+{
+    char *out = malloc(len + 1), *d = out;
+
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '%' && i + 2 < len && isxdigit((unsigned char)s[i + 1]) &&
+            isxdigit((unsigned char)s[i + 2])) {
+            char hex[3] = {s[i + 1], s[i + 2], '\0'};
+            *d++ = (char)strtol(hex, NULL, 16);
+            i += 2;
+        } else {
+            *d++ = s[i];
+        }
     }
+    *d = '\0';
+    return out;
+}
+
+/*
+ * TARGET with anything that may be a password masked: from the first ':'
+ * after "scheme://" (or of the whole string, when it has no "://") to the
+ * last '@', when both are there in that order.
+ * Masks too much rather than too little when the URL is malformed.
+ */
+static char *mask_target(const char *uri)
+{
+    const char *p = strstr(uri, "://");
+    const char *at = strrchr(uri, '@');
+    const char *colon = strchr(p ? p + 3 : uri, ':');
+    size_t n;
+    char *out;
+
+    if (!at || !colon || colon > at)
+        return strdup(uri);
+    n = (size_t)(colon + 1 - uri);
+    if (!(out = malloc(n + 3 + strlen(at) + 1)))
+        return NULL;
+    memcpy(out, uri, n);
+    memcpy(out + n, "***", 3);
+    strcpy(out + n + 3, at);
+    return out;
+}
+
+static void target_clear(struct target *t)
+{
+    if (t->password)
+        explicit_bzero(t->password, strlen(t->password));
+    free(t->shown);
+    free(t->user);
+    free(t->password);
+    free(t->host);
+    free(t->name);
+    free(t->query);
+    memset(t, 0, sizeof(*t));
+}
+
+/*
+ * Split "scheme://[USERINFO@]AUTHORITY/NAME[?QUERY]" into 't'.  Returns 0
+ * or 2 after a usage error (which shows the masked target only).
+ */
+static int split_uri(const char *uri, const char *scheme, struct target *t)
+{
+    size_t sl = strlen(scheme);
+    const char *p = uri + sl, *slash, *q, *at, *colon;
+
+    if (!(t->shown = mask_target(uri)))
+        return sl_cli_usage_error("produce", "out of memory");
+    if (strncmp(uri, scheme, sl) || !(slash = strchr(p, '/')) || slash == p ||
+        !slash[1] || slash[1] == '?')
+        return sl_cli_usage_error("produce",
+                                  "bad target '%s': expected %sHOST:PORT/NAME",
+                                  t->shown, scheme);
+    /* The user info ends at the last '@' before the path. */
+    at = memrchr(p, '@', (size_t)(slash - p));
+    if (at) {
+        colon = memchr(p, ':', (size_t)(at - p));
+        t->user = colon != p ? pct_decode(p, (size_t)((colon ? colon : at) - p))
+                             : NULL;
+        if (colon)
+            t->password = pct_decode(colon + 1, (size_t)(at - colon - 1));
+        p = at + 1;
+    }
+    if (p == slash)
+        return sl_cli_usage_error("produce",
+                                  "bad target '%s': expected %sHOST:PORT/NAME",
+                                  t->shown, scheme);
+    q = strchr(slash, '?');
+    t->host = strndup(p, (size_t)(slash - p));
+    t->name =
+        q ? strndup(slash + 1, (size_t)(q - slash - 1)) : strdup(slash + 1);
+    t->query = strdup(q ? q + 1 : "");
+    if (!t->host || !t->name || !t->query)
+        return sl_cli_usage_error("produce", "out of memory");
     return 0;
 }
 
 /*
- * Split "scheme://AUTHORITY/NAME[?QUERY]" into malloc'd parts.  Returns 0
- * or -1 with a message printed.
+ * Overwrite the password in TARGET's argv string so that ps and
+ * /proc/PID/cmdline no longer show it (as mysql and others do).
  */
-static int split_uri(const char *uri, const char *scheme, char **auth,
-                     char **name, char **query)
+static void scrub_argv(char *arg)
 {
-    size_t sl = strlen(scheme);
-    const char *p = uri + sl, *slash, *q;
+    char *p = strstr(arg, "://"), *at = strrchr(arg, '@');
+    char *colon = strchr(p ? p + 3 : arg, ':');
 
-    *auth = *name = *query = NULL;
-    if (strncmp(uri, scheme, sl) || !(slash = strchr(p, '/')) || slash == p ||
-        !slash[1] || slash[1] == '?') {
-        fprintf(stderr,
-                "sluice produce: bad target '%s': expected "
-                "%sHOST:PORT/NAME\n",
-                uri, scheme);
-        return -1;
-    }
-    q = strchr(slash, '?');
-    *auth = strndup(p, (size_t)(slash - p));
-    *name = q ? strndup(slash + 1, (size_t)(q - slash - 1)) : strdup(slash + 1);
-    *query = strdup(q ? q + 1 : "");
-    return 0;
+    if (at && colon && colon < at)
+        memset(colon + 1, 'x', (size_t)(at - colon - 1));
 }
 
 int sl_cmd_produce(int argc, char **argv)
@@ -648,11 +824,70 @@ int sl_cmd_produce(int argc, char **argv)
     struct input in = {0};
     struct counts c = {0};
     struct progress pg = {isatty(STDERR_FILENO) != 0, mono_us(), 0};
-    char *auth = NULL, *name = NULL, *query = NULL;
+    struct target t = {0};
+    bool kafka;
     int rc = parse_args(argc, argv, &o);
 
     if (rc != 0)
-        return rc > 0 ? 0 : 2;
+        return rc == 1 ? 0 : 2;
+    kafka = !strncmp(o.target, "kafka://", 8);
+    if (!kafka && strncmp(o.target, "redis://", 8)) {
+        char *shown = mask_target(o.target);
+        rc = sl_cli_usage_error("produce",
+                                "bad target '%s': expected kafka://... or "
+                                "redis://...",
+                                shown ? shown : "");
+        free(shown);
+        return rc;
+    }
+    if ((rc = split_uri(o.target, kafka ? "kafka://" : "redis://", &t)) != 0)
+        goto out;
+    scrub_argv((char *)o.target); /* parsed: 't' holds copies */
+    if (kafka && (t.user || t.password || o.password_env)) {
+        rc = sl_cli_usage_error("produce",
+                                "bad target '%s': a user or password is "
+                                "supported for redis:// targets only",
+                                t.shown);
+        goto out;
+    }
+    if (o.password_env) {
+        const char *pw = getenv(o.password_env);
+        if (t.password) {
+            rc = sl_cli_usage_error("produce",
+                                    "the target has a password and "
+                                    "--password-env names another; give one");
+            goto out;
+        }
+        if (!pw || !*pw) {
+            rc = sl_cli_usage_error("produce",
+                                    "--password-env: environment variable "
+                                    "'%s' is %s",
+                                    o.password_env, pw ? "empty" : "not set");
+            goto out;
+        }
+        if (!(t.password = strdup(pw))) {
+            rc = 1;
+            goto out;
+        }
+    }
+    if (t.user && !t.password) {
+        rc = sl_cli_usage_error("produce",
+                                "bad target '%s': user '%s' needs a password "
+                                "(redis://USER:PASSWORD@... or "
+                                "--password-env NAME)",
+                                t.shown, t.user);
+        goto out;
+    }
+
+    bool list = strstr(t.query, "type=list") != NULL;
+    if (!kafka && *t.query && !list && !strstr(t.query, "type=stream")) {
+        rc = sl_cli_usage_error("produce",
+                                "bad target '%s': query must be type=stream "
+                                "or type=list",
+                                t.shown);
+        goto out;
+    }
+
     if (o.generate >= 0) {
         in.text = malloc(o.text_size + 64);
         in.line_cap = o.text_size + 256;
@@ -672,40 +907,17 @@ int sl_cmd_produce(int argc, char **argv)
         }
     }
 
-    if (!strncmp(o.target, "kafka://", 8)) {
-        if (split_uri(o.target, "kafka://", &auth, &name, &query) < 0) {
-            rc = 2;
-            goto out;
-        }
-        rc = produce_kafka(&o, auth, name, &in, &c, &pg);
-    } else if (!strncmp(o.target, "redis://", 8)) {
-        if (split_uri(o.target, "redis://", &auth, &name, &query) < 0) {
-            rc = 2;
-            goto out;
-        }
-        bool list = strstr(query, "type=list") != NULL;
-        if (*query && !list && !strstr(query, "type=stream")) {
-            fprintf(stderr,
-                    "sluice produce: bad target '%s': query must be "
-                    "type=stream or type=list\n",
-                    o.target);
-            rc = 2;
-            goto out;
-        }
-        char *colon = strrchr(auth, ':');
+    if (kafka) {
+        rc = produce_kafka(&o, t.host, t.name, &in, &c, &pg);
+    } else {
+        char *colon = strrchr(t.host, ':');
         int port = 6379;
         if (colon) {
             *colon = '\0';
             port = atoi(colon + 1);
         }
-        rc = produce_redis(&o, auth, port, name, list, &in, &c, &pg);
-    } else {
-        fprintf(stderr,
-                "sluice produce: bad target '%s': expected kafka://... "
-                "or redis://...\n",
-                o.target);
-        rc = 2;
-        goto out;
+        rc = produce_redis(&o, t.host, port, t.user, t.password, t.name, list,
+                           &in, &c, &pg);
     }
     if (rc != 0)
         goto out;
@@ -716,13 +928,14 @@ int sl_cmd_produce(int argc, char **argv)
     double s = (double)(mono_us() - pg.start_us) / 1e6;
     printf("produced %lld messages to %s in %.2f s (%.0f msg/s), %lld "
            "errors\n",
-           c.delivered, o.target, s, s > 0 ? (double)c.delivered / s : 0.0,
+           c.delivered, t.shown, s, s > 0 ? (double)c.delivered / s : 0.0,
            c.errors);
     if (c.errors || c.delivered != c.sent) {
+        redact(c.first_err, t.password);
         fprintf(stderr,
                 "sluice produce: %lld of %lld messages not delivered to %s: "
                 "%s\n",
-                c.sent - c.delivered, c.sent, o.target,
+                c.sent - c.delivered, c.sent, t.shown,
                 c.first_err[0] ? c.first_err : "no delivery report");
         rc = 1;
     }
@@ -731,8 +944,6 @@ out:
         fclose(in.fp);
     free(in.line);
     free(in.text);
-    free(auth);
-    free(name);
-    free(query);
+    target_clear(&t);
     return rc;
 }

@@ -7,7 +7,7 @@
 #include "log.h"
 #include "run.h"
 
-#include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -36,6 +36,20 @@ static const char run_usage[] =
     "pipeline file (the messages of 'sluice check'), 1 for a fatal runtime\n"
     "error (its cause is the last log line).\n";
 
+/* A replica id: 1 to 127 bytes (the longest that names rows), no control
+   characters. */
+static bool replica_id_ok(const char *s)
+{
+    size_t len = strlen(s);
+
+    if (len == 0 || len > 127)
+        return false;
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return false;
+    return true;
+}
+
 int sl_cmd_run(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -48,27 +62,37 @@ int sl_cmd_run(int argc, char **argv)
     int c;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    while ((c = sl_cli_getopt("run", argc, argv, longopts)) != -1) {
         switch (c) {
         case 'r':
+            if (!replica_id_ok(optarg))
+                return sl_cli_usage_error(
+                    "run",
+                    "--replica-id: expected 1 to 127 characters, none "
+                    "of them a control character, got '%s'",
+                    optarg);
             opts.replica_id = optarg;
             break;
         case 'l':
+            if (!sl_config_listen_ok(optarg))
+                return sl_cli_usage_error("run",
+                                          "--listen: expected %s, got "
+                                          "'%s'",
+                                          sl_config_listen_expect, optarg);
             opts.listen = optarg;
             break;
         case 'h':
             fputs(run_usage, stdout);
             return 0;
         default:
-            fputs(run_usage, stderr);
             return 2;
         }
     }
-    if (optind != argc - 1) {
-        fputs("sluice run: expected one pipeline file\n\n", stderr);
-        fputs(run_usage, stderr);
-        return 2;
-    }
+    if (optind == argc)
+        return sl_cli_usage_error("run", "no pipeline file given");
+    if (optind < argc - 1)
+        return sl_cli_usage_error("run", "unexpected argument '%s'",
+                                  argv[optind + 1]);
 
     const char *path = argv[optind];
     struct sl_config *cfg = NULL;

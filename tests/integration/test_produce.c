@@ -214,6 +214,128 @@ static void test_bad_option_value(void **state)
                                 "[0, 900000], got '-1'"));
 }
 
+/* ---- Redis authentication; a password is never printed ---- */
+
+static char acl_user[96]; /* created by the test, removed at its end */
+static char acl_pass[96]; /* its password */
+
+static redisReply *redis_cmd(const char *fmt, const char *a, const char *b)
+{
+    struct timeval tv = {5, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", 56379, tv);
+    redisReply *r;
+
+    assert_true(c && !c->err);
+    r = b ? redisCommand(c, fmt, a, b) : redisCommand(c, fmt, a);
+    redisFree(c);
+    assert_non_null(r);
+    return r;
+}
+
+static int acl_teardown(void **state)
+{
+    (void)state;
+    if (acl_user[0])
+        freeReplyObject(redis_cmd("ACL DELUSER %s", acl_user, NULL));
+    acl_user[0] = '\0';
+    return 0;
+}
+
+static long long xlen(const char *stream)
+{
+    redisReply *r = redis_cmd("XLEN %s", stream, NULL);
+    long long n = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+
+    freeReplyObject(r);
+    freeReplyObject(redis_cmd("DEL %s", stream, NULL));
+    return n;
+}
+
+/*
+ * An ACL user made for the test: the URL's password works, so does
+ * --password-env, a wrong one fails clearly; no output holds a password.
+ */
+static void test_redis_auth(void **state)
+{
+    (void)state;
+    if (!have_produce)
+        skip();
+    char stream[128], cmd[2048], out[4096], rule[128], want[512];
+
+    unique_name(acl_user, sizeof(acl_user), "sluice-test-user");
+    unique_name(acl_pass, sizeof(acl_pass), "pw");
+    snprintf(rule, sizeof(rule), ">%s", acl_pass);
+    redisReply *r =
+        redis_cmd("ACL SETUSER %s on %s ~* &* +@all", acl_user, rule);
+    assert_int_equal(r->type, REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+
+    /* The URL's user and password. */
+    unique_name(stream, sizeof(stream), "sluice-test-produce-auth");
+    snprintf(cmd, sizeof(cmd),
+             "%s produce redis://%s:%s@127.0.0.1:56379/%s --generate 5 2>&1",
+             sluice, acl_user, acl_pass, stream);
+    int rc = run(cmd, out, sizeof(out));
+    print_message("%s", out);
+    assert_int_equal(rc, 0);
+    assert_null(strstr(out, acl_pass));
+    snprintf(want, sizeof(want),
+             "produced 5 messages to redis://%s:***@127.0.0.1:56379/%s in ",
+             acl_user, stream);
+    assert_non_null(strstr(out, want));
+    assert_int_equal(xlen(stream), 5);
+
+    /* The URL's user, the password from --password-env. */
+    unique_name(stream, sizeof(stream), "sluice-test-produce-auth");
+    snprintf(cmd, sizeof(cmd),
+             "SL_TEST_REDIS_PW=%s %s produce --password-env=SL_TEST_REDIS_PW "
+             "redis://%s@127.0.0.1:56379/%s --generate 3 2>&1",
+             acl_pass, sluice, acl_user, stream);
+    rc = run(cmd, out, sizeof(out));
+    print_message("%s", out);
+    assert_int_equal(rc, 0);
+    assert_null(strstr(out, acl_pass));
+    assert_int_equal(xlen(stream), 3);
+
+    /* A wrong password: exit 1, the server's reason, no password. */
+    unique_name(stream, sizeof(stream), "sluice-test-produce-auth");
+    snprintf(cmd, sizeof(cmd),
+             "%s produce redis://%s:wrong-%s@127.0.0.1:56379/%s --generate 3 "
+             "2>&1",
+             sluice, acl_user, acl_pass, stream);
+    rc = run(cmd, out, sizeof(out));
+    print_message("%s", out);
+    assert_int_equal(rc, 1);
+    assert_null(strstr(out, acl_pass));
+    snprintf(want, sizeof(want),
+             "sluice produce: redis: authentication to 127.0.0.1:56379 as "
+             "'%s' failed: WRONGPASS invalid username-password pair or user "
+             "is disabled; nothing was sent\n",
+             acl_user);
+    assert_string_equal(out, want);
+    assert_int_equal(xlen(stream), 0);
+}
+
+/* A Kafka target with a password is refused without showing it. */
+static void test_kafka_password_not_printed(void **state)
+{
+    (void)state;
+    if (!have_produce)
+        skip();
+    char cmd[1500], out[2048];
+
+    snprintf(cmd, sizeof(cmd),
+             "%s produce kafka://user:Secret-42@127.0.0.1:59092/t "
+             "--generate 1 --timeout-ms 2000 2>&1",
+             sluice);
+    assert_int_equal(run(cmd, out, sizeof(out)), 2);
+    assert_string_equal(out, "sluice produce: bad target "
+                             "'kafka://user:***@127.0.0.1:59092/t': a user or "
+                             "password is supported for redis:// targets "
+                             "only\n"
+                             "Try 'sluice produce --help'.\n");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -222,6 +344,8 @@ int main(void)
         cmocka_unit_test(test_redis_paced_messages_go_out_at_once),
         cmocka_unit_test(test_unreachable),
         cmocka_unit_test(test_bad_option_value),
+        cmocka_unit_test_teardown(test_redis_auth, acl_teardown),
+        cmocka_unit_test(test_kafka_password_not_printed),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
