@@ -7,6 +7,9 @@
  */
 #include "commands.h"
 
+#include "err.h"
+#include "redis_conn.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <hiredis/hiredis.h>
@@ -825,6 +828,7 @@ int sl_cmd_produce(int argc, char **argv)
     struct counts c = {0};
     struct progress pg = {isatty(STDERR_FILENO) != 0, mono_us(), 0};
     struct target t = {0};
+    struct sl_redis_url url = {0};
     bool kafka;
     int rc = parse_args(argc, argv, &o);
 
@@ -888,6 +892,24 @@ int sl_cmd_produce(int argc, char **argv)
         goto out;
     }
 
+    /* HOST:PORT as the Redis sources read it (the path is our NAME). */
+    if (!kafka) {
+        char *hp = NULL, why[256];
+        int perr = asprintf(&hp, "redis://%s", t.host) < 0
+                       ? -SL_ENOMEM
+                       : sl_redis_url_parse(hp, &url, why, sizeof(why));
+        free(hp);
+        if (perr == -SL_ENOMEM) {
+            rc = 1;
+            goto out;
+        }
+        if (perr < 0) {
+            rc = sl_cli_usage_error("produce", "bad target '%s': %s", t.shown,
+                                    why);
+            goto out;
+        }
+    }
+
     if (o.generate >= 0) {
         in.text = malloc(o.text_size + 64);
         in.line_cap = o.text_size + 256;
@@ -910,14 +932,8 @@ int sl_cmd_produce(int argc, char **argv)
     if (kafka) {
         rc = produce_kafka(&o, t.host, t.name, &in, &c, &pg);
     } else {
-        char *colon = strrchr(t.host, ':');
-        int port = 6379;
-        if (colon) {
-            *colon = '\0';
-            port = atoi(colon + 1);
-        }
-        rc = produce_redis(&o, t.host, port, t.user, t.password, t.name, list,
-                           &in, &c, &pg);
+        rc = produce_redis(&o, url.host, url.port, t.user, t.password, t.name,
+                           list, &in, &c, &pg);
     }
     if (rc != 0)
         goto out;
