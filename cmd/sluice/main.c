@@ -35,7 +35,9 @@ static const char usage[] =
     "Run 'sluice <command> --help' or 'sluice help <command>' for a\n"
     "command's options; every option also reads --name=value.\n"
     "Environment: SLUICE_LOG_LEVEL=debug|info|warn|error overrides the\n"
-    "pipeline file's log level.\n";
+    "pipeline file's log level; the pipeline's ${VAR} references and\n"
+    "*_env keys, libpq's PG* variables and libcurl's proxy variables are\n"
+    "read too (README: Environment variables).\n";
 
 static const char version_usage[] =
     "Usage: sluice version\n"

@@ -120,6 +120,10 @@ static void test_usage_errors(void **state)
     expect_usage("produce --generate 1 --file x redis://127.0.0.1:1/s",
                  "sluice produce: --file and --generate exclude each other\n"
                  "Try 'sluice produce --help'.\n");
+    expect_usage("produce redis://127.0.0.1:abc/s",
+                 "sluice produce: bad target 'redis://127.0.0.1:abc/s': redis "
+                 "url: bad port 'abc'\n"
+                 "Try 'sluice produce --help'.\n");
     expect_usage("produce ftp://h/x", "sluice produce: bad target 'ftp://h/x': "
                                       "expected kafka://... or redis://...\n"
                                       "Try 'sluice produce --help'.\n");
@@ -252,6 +256,75 @@ static void test_version(void **state)
         assert_non_null(strstr(out, libs[i]));
 }
 
+#define MAX_FLAGS 64
+
+/* The distinct "--name" words of 'text' (only at line starts: 'lead'). */
+static size_t flags_of(const char *text, bool lead, char flags[][40])
+{
+    size_t n = 0;
+
+    for (const char *p = text; (p = strstr(p, "--")) != NULL; p += 2) {
+        size_t len = strspn(p + 2, "abcdefghijklmnopqrstuvwxyz-");
+        if (len == 0 || len > 36)
+            continue;
+        if (lead) { /* "  --name" opening a line of the option list */
+            const char *b = p;
+            while (b > text && b[-1] == ' ')
+                b--;
+            if (b > text && b[-1] != '\n')
+                continue;
+        }
+        char f[40];
+        snprintf(f, sizeof(f), "--%.*s", (int)len, p + 2);
+        size_t i = 0;
+        while (i < n && strcmp(flags[i], f))
+            i++;
+        if (i == n && n < MAX_FLAGS)
+            snprintf(flags[n++], 40, "%s", f);
+    }
+    return n;
+}
+
+/* README's mock-infer section and `mock-infer --help` list the same flags. */
+static void test_mock_infer_flags_documented(void **state)
+{
+    char help[8192], cmd[1024], fh[MAX_FLAGS][40], fr[MAX_FLAGS][40];
+    const char *src = getenv("SLUICE_SOURCE_DIR");
+    char path[1024];
+    (void)state;
+
+    snprintf(cmd, sizeof(cmd), "%s/mock-infer --help", h_bindir());
+    assert_int_equal(h_shell(cmd, help, sizeof(help)), 0);
+    snprintf(path, sizeof(path), "%s/README.md", src ? src : ".");
+    char *readme = h_read_file(path);
+    assert_non_null(readme);
+    char *sec = strstr(readme, "\n## mock-infer");
+    assert_non_null(sec);
+    char *end = strstr(sec + 1, "\n## ");
+    if (end)
+        *end = '\0';
+
+    size_t nh = flags_of(help, true, fh), nr = flags_of(sec, false, fr);
+    assert_true(nh >= 16);
+    for (size_t i = 0; i < nh; i++) {
+        size_t j = 0;
+        while (j < nr && strcmp(fh[i], fr[j]))
+            j++;
+        if (j == nr)
+            fail_msg("mock-infer %s is not in README's mock-infer section",
+                     fh[i]);
+    }
+    for (size_t j = 0; j < nr; j++) {
+        size_t i = 0;
+        while (i < nh && strcmp(fh[i], fr[j]))
+            i++;
+        if (i == nh)
+            fail_msg("README names mock-infer %s, which --help does not list",
+                     fr[j]);
+    }
+    free(readme);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -262,6 +335,7 @@ int main(void)
         cmocka_unit_test(test_produce_help_text),
         cmocka_unit_test(test_check_stdin),
         cmocka_unit_test(test_version),
+        cmocka_unit_test(test_mock_infer_flags_documented),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
