@@ -30,14 +30,23 @@ static size_t trimmed(const char *s, size_t len)
 
 /*
  * Open 'path' for reading and check what can be known without reading
- * it.  O_NONBLOCK: a FIFO must not block us (it is refused below).
+ * it.  Anything but a regular file is refused before it is opened (opening
+ * a device can have effects); O_NONBLOCK: should it turn into a FIFO
+ * meanwhile, the open does not block (fstat() then refuses it).
  * Returns the descriptor, or -SL_ESECRET with 'why' set.
  */
 static int open_checked(const char *path, struct stat *st, char *why,
                         size_t why_size)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    int fd;
 
+    if (stat(path, st) != 0)
+        return sl_seterr(-SL_ESECRET, why, why_size, "file %s: cannot open: %s",
+                         path, strerror(errno));
+    if (!S_ISREG(st->st_mode))
+        return sl_seterr(-SL_ESECRET, why, why_size,
+                         "file %s: not a regular file", path);
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0)
         return sl_seterr(-SL_ESECRET, why, why_size, "file %s: cannot open: %s",
                          path, strerror(errno));
