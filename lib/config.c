@@ -9,6 +9,7 @@
 #include "clock.h"
 #include "config_schema.h"
 #include "err.h"
+#include "secret.h"
 #include "utf8.h"
 
 #include <errno.h>
@@ -536,6 +537,8 @@ static void free_kvlist(struct sl_config_kvlist *kvl)
     for (size_t i = 0; i < kvl->cnt; i++) {
         free(kvl->items[i].key);
         free(kvl->items[i].value);
+        free(kvl->items[i].value_env);
+        free(kvl->items[i].value_file);
     }
     free(kvl->items);
 }
@@ -772,11 +775,35 @@ static void parse_kvmap(struct sl_config_ctx *ctx,
         path_key(kpath, path, key);
         if (duplicate_key(ctx, map, fynp, key, kpath))
             continue;
+        if (k->check && !k->check->ok(key)) {
+            report(ctx, node_mark(keyn), kpath, "expected %s, got '%s'",
+                   k->check->expect, key);
+            continue;
+        }
         if (!(val = deref(ctx, fy_node_pair_value(fynp), kpath, &bad)) && bad)
             continue;
+        /* With k->sub, a value may also be a mapping: {value_env: NAME}. */
+        if (k->sub && val && fy_node_is_mapping(val)) {
+            if (fy_node_mapping_item_count(val) == 0) {
+                report(ctx, node_mark(keyn), kpath,
+                       "expected {value_env: NAME} or {value_file: PATH}, "
+                       "got an empty mapping");
+                continue;
+            }
+            struct sl_config_kv *kv =
+                grow(ctx, &kvl->items, &kvl->cnt, sizeof(*kv));
+            if (!kv || !(kv->key = strdup(key))) {
+                ctx->oom = true;
+                return;
+            }
+            parse_obj(ctx, k->sub, kv, val, node_mark(keyn), kpath);
+            continue;
+        }
         if (is_null(val) || !fy_node_is_scalar(val)) {
             report(ctx, mark_or(val, node_mark(keyn)), kpath,
-                   "expected a string, number or boolean, got %s",
+                   "expected a string, number or boolean%s, got %s",
+                   k->sub ? " (or {value_env: NAME} or {value_file: PATH})"
+                          : "",
                    describe_node(val, NULL, got, sizeof(got)));
             continue;
         }
@@ -1393,6 +1420,24 @@ void sl_config_destroy(struct sl_config *cfg)
     free_obj(&sl_config_schema_root, cfg);
     free(cfg->path);
     free(cfg);
+}
+
+int sl_config_kv_value(const struct sl_config_kv *kv, unsigned flags,
+                       const char *what, char **valuep, char *errstr,
+                       size_t errstr_size)
+{
+    struct sl_secret_src src = {kv->value_env, kv->value_file};
+
+    *valuep = NULL;
+    if (kv->value) {
+        if (!(*valuep = strdup(kv->value)))
+            return sl_seterr(-SL_ENOMEM, errstr, errstr_size, "out of memory");
+        return 0;
+    }
+    if (!src.env && !src.file) /* the loader never leaves it so */
+        return sl_seterr(-SL_ESECRET, errstr, errstr_size, "%s: no value",
+                         what);
+    return sl_secret_read(&src, flags, what, valuep, errstr, errstr_size);
 }
 
 const struct sl_config_backend *

@@ -33,7 +33,21 @@
  *
  * Secrets are never in the file: only the *name* of an environment
  * variable (api_key_env, password_env) or a file path (api_key_file,
- * password_file) is stored; the loader reads neither.
+ * password_file) is stored.  A credential-bearing HTTP header
+ * (sl_config_header_is_secret()) or Kafka property
+ * (sl_config_kafka_property_is_secret()) takes the same form as a mapping,
+ * {value_env: NAME} or {value_file: PATH}, which any header or property
+ * may use; a value written in the file (or from ${VAR}) is refused for
+ * those.  The loader never reads a secret, but it applies lib/secret.h's
+ * sl_secret_check() to every such source (a variable that is unset or
+ * empty, a file that is missing, unreadable, empty, too long or open to
+ * group or others is an error at the key that names it), so that
+ * `sluice check` refuses what `sluice run` would.  Giving both the _env
+ * and the _file form of one secret is an error.
+ *
+ * HTTP headers: a name is an RFC 9110 token, and a value (literal or from
+ * ${VAR}) holds no control character but HTAB: no CR, LF or NUL that
+ * would end the header line and start another.
  */
 
 /* source.kind; the order is that of the names in the schema. */
@@ -100,10 +114,16 @@ struct sl_config_strlist {
     size_t cnt;   /* number of items */
 };
 
-/* A key/value pair of a map whose keys are free-form. */
+/*
+ * A key/value pair of a map whose keys are free-form.  The value is either
+ * 'value' or read at start-up from one of 'value_env' / 'value_file'
+ * (sl_config_kv_value()).
+ */
 struct sl_config_kv {
-    char *key;   /* owned */
-    char *value; /* scalar, stringified; owned */
+    char *key;        /* owned */
+    char *value;      /* scalar, stringified; NULL for the forms below */
+    char *value_env;  /* {value_env: NAME}: variable with the value; or NULL */
+    char *value_file; /* {value_file: PATH}: file with the value; or NULL */
 };
 
 /* An ordered map with free-form keys (kafka properties, HTTP headers). */
@@ -374,6 +394,43 @@ void sl_config_errors_clear(struct sl_config_errors *errs);
 /* The backend called 'name', or NULL.  Any thread. */
 const struct sl_config_backend *
 sl_config_backend_find(const struct sl_config *cfg, const char *name);
+
+/*
+ * The value of 'kv' in *valuep (malloc'd; free with sl_secret_free(), which
+ * also wipes it): a copy of kv->value, or the secret read from
+ * kv->value_env / kv->value_file by sl_secret_read() with 'flags'
+ * (SL_SECRET_*).  Returns 0, or -SL_ESECRET / -SL_ENOMEM with errstr
+ * "WHAT: why" (never the value).  Main thread (it reads the environment).
+ */
+int sl_config_kv_value(const struct sl_config_kv *kv, unsigned flags,
+                       const char *what, char **valuep, char *errstr,
+                       size_t errstr_size);
+
+/* True when 'name' is an RFC 9110 token (a valid header name).  Any thread. */
+bool sl_config_header_name_ok(const char *name);
+
+/*
+ * True when 'value' may go on a header line: no control character but
+ * HTAB (no CR, LF, NUL).  Any thread.
+ */
+bool sl_config_header_value_ok(const char *value);
+
+/*
+ * True for a header that carries a credential (case-insensitive):
+ * Authorization, Proxy-Authorization, Cookie, Api-Key, X-Api-Key, and any
+ * name containing "api-key", "api_key", "apikey", "token", "secret" or
+ * "password".  Any thread.
+ */
+bool sl_config_header_is_secret(const char *name);
+
+/*
+ * True for a librdkafka property that carries a credential: sasl.password,
+ * ssl.key.password, ssl.keystore.password, ssl.truststore.password,
+ * ssl.key.pem, sasl.oauthbearer.client.secret, and any name containing
+ * "password", "passphrase", "secret" or "jaas", or ending in "key.pem".
+ * Any thread.
+ */
+bool sl_config_kafka_property_is_secret(const char *name);
 
 /* "kafka", "redis-stream" ... for 'kind'; static, never NULL. */
 const char *sl_config_source_kind_name(enum sl_config_source_kind kind);

@@ -5,6 +5,8 @@
  */
 #include "config_schema.h"
 
+#include "secret.h"
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
@@ -213,6 +215,77 @@ static bool ok_template(const char *s)
     return true;
 }
 
+/* RFC 9110 5.6.2: token = 1*tchar. */
+bool sl_config_header_name_ok(const char *name)
+{
+    if (!*name)
+        return false;
+    for (const char *p = name; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (!isalnum(c) && !strchr("!#$%&'*+-.^_`|~", c))
+            return false;
+    }
+    return true;
+}
+
+/* RFC 9110 5.5: field-value octets are VCHAR, SP, HTAB and obs-text. */
+bool sl_config_header_value_ok(const char *value)
+{
+    for (const unsigned char *p = (const unsigned char *)value; *p; p++)
+        if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+            return false;
+    return true;
+}
+
+/* True when 'name' equals one of 'exact' or contains one of 'parts'. */
+static bool name_matches(const char *name, const char *const *exact,
+                         const char *const *parts)
+{
+    for (size_t i = 0; exact[i]; i++)
+        if (!strcasecmp(name, exact[i]))
+            return true;
+    for (size_t i = 0; parts[i]; i++)
+        if (strcasestr(name, parts[i]))
+            return true;
+    return false;
+}
+
+bool sl_config_header_is_secret(const char *name)
+{
+    static const char *const exact[] = {"authorization", "proxy-authorization",
+                                        "cookie",        "api-key",
+                                        "x-api-key",     NULL};
+    static const char *const parts[] = {
+        "api-key", "api_key", "apikey", "token", "secret", "password", NULL};
+    return name_matches(name, exact, parts);
+}
+
+bool sl_config_kafka_property_is_secret(const char *name)
+{
+    static const char *const exact[] = {"sasl.password",
+                                        "ssl.key.password",
+                                        "ssl.keystore.password",
+                                        "ssl.truststore.password",
+                                        "ssl.key.pem",
+                                        "sasl.oauthbearer.client.secret",
+                                        NULL};
+    static const char *const parts[] = {"password", "passphrase", "secret",
+                                        "jaas", NULL};
+    size_t n = strlen(name);
+
+    return name_matches(name, exact, parts) ||
+           (n >= 7 && !strcasecmp(name + n - 7, "key.pem"));
+}
+
+static bool ok_header_name(const char *s)
+{
+    return sl_config_header_name_ok(s);
+}
+
+static const struct sl_config_strcheck chk_header_name = {
+    "a header name (an RFC 9110 token: letters, digits and "
+    "!#$%&'*+-.^_`|~)",
+    ok_header_name, false};
 static const struct sl_config_strcheck chk_name = {
     "a name of 1 to 64 lowercase letters, digits, '_' or '-'", ok_name, false};
 static const struct sl_config_strcheck chk_backend_name = {
@@ -233,9 +306,9 @@ static const struct sl_config_strcheck chk_table = {
     ok_table, false};
 static const struct sl_config_strcheck chk_column = {
     "a column name ([A-Za-z_][A-Za-z0-9_]{0,62})", ok_column, false};
+/* Secret: the secret itself, given by mistake for its variable's name. */
 static const struct sl_config_strcheck chk_env_name = {
-    "an environment variable name ([A-Za-z_][A-Za-z0-9_]*)", ok_env_name,
-    false};
+    "an environment variable name ([A-Za-z_][A-Za-z0-9_]*)", ok_env_name, true};
 static const struct sl_config_strcheck chk_pointer = {
     "a JSON pointer (empty or starting with '/')", ok_pointer, false};
 static const struct sl_config_strcheck chk_host_port = {sl_config_listen_expect,
@@ -265,9 +338,72 @@ static const struct sl_config_strcheck chk_template = {
         .size = sizeof(type), __VA_ARGS__                                      \
     }
 
+/* ---- secrets ---- */
+
+/* "path.key" into out[512]. */
+static void key_path(char *out, const char *path, const char *key)
+{
+    snprintf(out, 512, "%s%s%s", path, *path ? "." : "", key);
+}
+
+/*
+ * The secret named by keys 'env_key' (value 'env') and 'file_key' ('file')
+ * of mapping 'map' at 'path': not both, and readable as `sluice run` will
+ * need it (sl_secret_check(), which reads no secret).
+ */
+static void check_secret_src(struct sl_config_ctx *ctx, struct fy_node *map,
+                             const char *path, const char *env_key,
+                             const char *env, const char *file_key,
+                             const char *file)
+{
+    struct sl_secret_src src = {env, file};
+    char p[512], why[768];
+
+    if (env && file) {
+        key_path(p, path, file_key);
+        sl_config_report(
+            ctx, fy_node_mapping_lookup_key_by_string(map, file_key, FY_NT),
+            map, p, "give %s or %s, not both", env_key, file_key);
+        return;
+    }
+    if (sl_secret_check(&src, why, sizeof(why)) == 0)
+        return;
+    key_path(p, path, env ? env_key : file_key);
+    sl_config_report(ctx, sl_config_lookup(map, env ? env_key : file_key), map,
+                     p, "%s", why);
+}
+
+/* {value_env: NAME} or {value_file: PATH} as a header or property value. */
+static void check_kv_secret(struct sl_config_ctx *ctx, void *obj,
+                            struct fy_node *map, const char *path)
+{
+    const struct sl_config_kv *kv = obj;
+
+    if (!sl_config_lookup(map, "value_env") &&
+        !sl_config_lookup(map, "value_file")) {
+        sl_config_report(ctx, map, map, path,
+                         "expected {value_env: NAME} or {value_file: PATH}");
+        return;
+    }
+    check_secret_src(ctx, map, path, "value_env", kv->value_env, "value_file",
+                     kv->value_file);
+}
+
+#define S struct sl_config_kv
+static const struct sl_config_key kv_secret_keys[] = {
+    {"value_env", SL_KT_STR, FIELD(value_env), .check = &chk_env_name},
+    {"value_file", SL_KT_STR, FIELD(value_file)},
+};
+static const struct sl_config_schema kv_secret_schema =
+    SCHEMA(kv_secret_keys, struct sl_config_kv, .check = check_kv_secret);
+#undef S
+
 /* ---- source ---- */
 
-/* librdkafka settings sluice sets itself and a pipeline may not change. */
+/*
+ * librdkafka settings sluice sets itself and a pipeline may not change;
+ * credentials given as values in the file.
+ */
 static void check_kafka(struct sl_config_ctx *ctx, void *obj,
                         struct fy_node *map, const char *path)
 {
@@ -275,6 +411,18 @@ static void check_kafka(struct sl_config_ctx *ctx, void *obj,
     const struct sl_config_kafka *k = obj;
     struct fy_node *props = sl_config_lookup(map, "properties");
     char p[512];
+
+    for (size_t i = 0; i < k->properties.cnt; i++) {
+        const struct sl_config_kv *kv = &k->properties.items[i];
+        if (!kv->value || !sl_config_kafka_property_is_secret(kv->key))
+            continue;
+        snprintf(p, sizeof(p), "%s.properties.%s", path, kv->key);
+        sl_config_report(ctx, sl_config_lookup(props, kv->key), props, p,
+                         "kafka property '%s' carries a credential: it must "
+                         "not be written in the file, nor come from ${VAR}; "
+                         "write %s: {value_env: NAME} or {value_file: PATH}",
+                         kv->key, kv->key);
+    }
 
     for (size_t i = 0; i < k->properties.cnt; i++) {
         const char *key = k->properties.items[i].key;
@@ -304,11 +452,21 @@ static const struct sl_config_key kafka_keys[] = {
      .enums = offset_resets, .def = "earliest"},
     {"revoke_timeout_ms", SL_KT_INT, FIELD(revoke_timeout_ms),
      INT(100, 600000, "10000")},
-    {"properties", SL_KT_KVMAP, FIELD(properties), .max = 256},
+    {"properties", SL_KT_KVMAP, FIELD(properties), .max = 256,
+     .sub = &kv_secret_schema},
 };
 static const struct sl_config_schema kafka_schema =
     SCHEMA(kafka_keys, struct sl_config_kafka, .check = check_kafka);
 #undef S
+
+static void check_redis(struct sl_config_ctx *ctx, void *obj,
+                        struct fy_node *map, const char *path)
+{
+    const struct sl_config_redis *r = obj;
+
+    check_secret_src(ctx, map, path, "password_env", r->password_env,
+                     "password_file", r->password_file);
+}
 
 #define S struct sl_config_redis
 static const struct sl_config_key redis_keys[] = {
@@ -330,7 +488,7 @@ static const struct sl_config_key redis_keys[] = {
     {"password_file", SL_KT_STR, FIELD(password_file)},
 };
 static const struct sl_config_schema redis_schema =
-    SCHEMA(redis_keys, struct sl_config_redis);
+    SCHEMA(redis_keys, struct sl_config_redis, .check = check_redis);
 #undef S
 
 #define S struct sl_config_file_source
@@ -430,6 +588,57 @@ static const struct sl_config_schema message_schema =
     SCHEMA(message_keys, struct sl_config_message);
 #undef S
 
+/*
+ * The API key's source; headers: values that would end the header line,
+ * credentials written in the file, a second Authorization, names that
+ * differ only in case.
+ */
+static void check_backend(struct sl_config_ctx *ctx, void *obj,
+                          struct fy_node *map, const char *path)
+{
+    const struct sl_config_backend *b = obj;
+    struct fy_node *hmap = sl_config_lookup(map, "headers");
+    char p[512];
+
+    check_secret_src(ctx, map, path, "api_key_env", b->api_key_env,
+                     "api_key_file", b->api_key_file);
+    for (size_t i = 0; i < b->headers.cnt; i++) {
+        const struct sl_config_kv *kv = &b->headers.items[i];
+        struct fy_node *keyn =
+            fy_node_mapping_lookup_key_by_string(hmap, kv->key, FY_NT);
+
+        snprintf(p, sizeof(p), "%s.headers.%s", path, kv->key);
+        if (kv->value && !sl_config_header_value_ok(kv->value))
+            sl_config_report(ctx, sl_config_lookup(hmap, kv->key), hmap, p,
+                             "a header value must not hold CR, LF, NUL or "
+                             "another control character (it would end the "
+                             "header line and start another)");
+        else if (kv->value && sl_config_header_is_secret(kv->key))
+            sl_config_report(ctx, sl_config_lookup(hmap, kv->key), hmap, p,
+                             "header '%s' carries a credential: it must not "
+                             "be written in the file, nor come from ${VAR}; "
+                             "write %s: {value_env: NAME} or {value_file: "
+                             "PATH}",
+                             kv->key, kv->key);
+        if ((b->api_key_env || b->api_key_file) &&
+            !strcasecmp(kv->key, "Authorization"))
+            sl_config_report(ctx, keyn, hmap, p,
+                             "header '%s' and %s both set the Authorization "
+                             "header; keep one",
+                             kv->key,
+                             b->api_key_env ? "api_key_env" : "api_key_file");
+        for (size_t j = 0; j < i; j++) {
+            if (strcasecmp(b->headers.items[j].key, kv->key))
+                continue;
+            sl_config_report(ctx, keyn, hmap, p,
+                             "duplicate header '%s' (header names are "
+                             "case-insensitive; also '%s')",
+                             kv->key, b->headers.items[j].key);
+            break;
+        }
+    }
+}
+
 #define S struct sl_config_backend
 static const struct sl_config_key backend_keys[] = {
     {"kind", SL_KT_ENUM, FIELD(kind), .flags = SL_KF_REQ,
@@ -474,14 +683,16 @@ static const struct sl_config_key backend_keys[] = {
     /* http-json */
     {"method", SL_KT_ENUM, FIELD(method), .enums = methods, .def = "POST",
      .kinds = HTTP},
-    {"headers", SL_KT_KVMAP, FIELD(headers), .max = 64},
+    {"headers", SL_KT_KVMAP, FIELD(headers), .max = 64,
+     .sub = &kv_secret_schema, .check = &chk_header_name},
     {"body", SL_KT_STR, FIELD(body), .check = &chk_template, .kinds = HTTP},
     {"result_pointer", SL_KT_STR, FIELD(result_pointer),
      .flags = SL_KF_EMPTY_OK, .check = &chk_pointer, .def = "", .kinds = HTTP},
 };
 static const struct sl_config_schema backend_schema =
     SCHEMA(backend_keys, struct sl_config_backend, .kind_key = "kind",
-           .kind_label = "kind", .named = true, .name_off = offsetof(S, name));
+           .kind_label = "kind", .named = true, .name_off = offsetof(S, name),
+           .check = check_backend);
 #undef S
 
 /* ---- steps ---- */
@@ -517,6 +728,15 @@ static const struct sl_config_schema columns_schema =
     SCHEMA(columns_keys, struct sl_config_columns);
 #undef S
 
+static void check_postgres(struct sl_config_ctx *ctx, void *obj,
+                           struct fy_node *map, const char *path)
+{
+    const struct sl_config_postgres *pg = obj;
+
+    check_secret_src(ctx, map, path, "password_env", pg->password_env,
+                     "password_file", pg->password_file);
+}
+
 #define S struct sl_config_postgres
 static const struct sl_config_key postgres_keys[] = {
     {"dsn", SL_KT_STR, FIELD(dsn), .check = &chk_dsn,
@@ -536,7 +756,7 @@ static const struct sl_config_key postgres_keys[] = {
     {"columns", SL_KT_OBJ, FIELD(columns), .sub = &columns_schema},
 };
 static const struct sl_config_schema postgres_schema =
-    SCHEMA(postgres_keys, struct sl_config_postgres);
+    SCHEMA(postgres_keys, struct sl_config_postgres, .check = check_postgres);
 #undef S
 
 #define S struct sl_config_sink

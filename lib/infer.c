@@ -8,16 +8,11 @@
 
 #include "err.h"
 #include "log.h"
+#include "secret.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#define KEY_MAX 4096 /* longest API key read from a file */
 
 const char *sl_infer_errclass_name(enum sl_infer_errclass ec)
 {
@@ -29,53 +24,35 @@ const char *sl_infer_errclass_name(enum sl_infer_errclass ec)
     return (unsigned)ec < SL_INFER_EC_COUNT ? names[ec] : "unknown";
 }
 
-/* Read the API key of 'bc' into key[KEY_MAX]; "" when none configured. */
-static int read_key(const struct sl_config_backend *bc, char *key, char *errstr,
-                    size_t errstr_size)
+/*
+ * Append "NAME: PREFIXVALUE" to be->headers, refusing a value that would
+ * end the header line (the loader checks values in the file; this checks
+ * those read at start-up too).  The line is wiped: it may hold a secret.
+ */
+static int add_header(struct sl_infer_backend *be, const char *what,
+                      const char *name, const char *prefix, const char *value,
+                      char *errstr, size_t errstr_size)
 {
-    key[0] = '\0';
-    if (bc->api_key_env) {
-        const char *v = getenv(bc->api_key_env);
-        if (!v || !*v)
-            return sl_seterr(-SL_ESECRET, errstr, errstr_size,
-                             "backend '%s': api_key_env %s is not set",
-                             bc->name, bc->api_key_env);
-        if (strlen(v) >= KEY_MAX)
-            return sl_seterr(-SL_ESECRET, errstr, errstr_size,
-                             "backend '%s': the key in %s is too long",
-                             bc->name, bc->api_key_env);
-        strcpy(key, v);
-        return 0;
-    }
-    if (!bc->api_key_file)
-        return 0;
-    int fd = open(bc->api_key_file, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0)
+    struct curl_slist *h;
+    char *line;
+
+    if (!sl_config_header_name_ok(name))
+        return sl_seterr(-SL_ECONFIG, errstr, errstr_size,
+                         "%s: not a valid header name", what);
+    if (!sl_config_header_value_ok(value))
         return sl_seterr(-SL_ESECRET, errstr, errstr_size,
-                         "backend '%s': cannot open api_key_file %s (%s)",
-                         bc->name, bc->api_key_file, strerror(errno));
-    if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (st.st_mode & 077)) {
-        close(fd);
-        return sl_seterr(-SL_ESECRET, errstr, errstr_size,
-                         "backend '%s': api_key_file %s must be a regular "
-                         "file readable by its owner only (chmod 600)",
-                         bc->name, bc->api_key_file);
-    }
-    ssize_t n = read(fd, key, KEY_MAX - 1);
-    close(fd);
-    if (n < 0)
-        return sl_seterr(-SL_ESECRET, errstr, errstr_size,
-                         "backend '%s': cannot read api_key_file %s", bc->name,
-                         bc->api_key_file);
-    key[n] = '\0';
-    while (n > 0 && (key[n - 1] == '\n' || key[n - 1] == '\r' ||
-                     key[n - 1] == ' ' || key[n - 1] == '\t'))
-        key[--n] = '\0';
-    if (!n)
-        return sl_seterr(-SL_ESECRET, errstr, errstr_size,
-                         "backend '%s': api_key_file %s is empty", bc->name,
-                         bc->api_key_file);
+                         "%s: the value holds CR, LF, NUL or another control "
+                         "character (it would end the header line); refusing "
+                         "it",
+                         what);
+    if (asprintf(&line, "%s: %s%s", name, prefix, value) < 0)
+        return sl_seterr(-SL_ENOMEM, errstr, errstr_size, "out of memory");
+    h = curl_slist_append(be->headers, line);
+    explicit_bzero(line, strlen(line));
+    free(line);
+    if (!h)
+        return sl_seterr(-SL_ENOMEM, errstr, errstr_size, "out of memory");
+    be->headers = h;
     return 0;
 }
 
@@ -83,7 +60,6 @@ static int backend_init(struct sl_infer_backend *be,
                         const struct sl_config_backend *bc, char *errstr,
                         size_t errstr_size)
 {
-    char key[KEY_MAX], line[KEY_MAX + 32];
     const char *suffix = "";
     int err;
 
@@ -112,26 +88,35 @@ static int backend_init(struct sl_infer_backend *be,
     h = curl_slist_append(h, "Content-Type: application/json");
     h = h ? curl_slist_append(h, "Accept: application/json") : NULL;
     h = h ? curl_slist_append(h, "Expect:") : NULL;
-    for (size_t i = 0; h && i < bc->headers.cnt; i++) {
-        snprintf(line, sizeof(line), "%s: %s", bc->headers.items[i].key,
-                 bc->headers.items[i].value);
-        h = curl_slist_append(h, line);
-    }
     be->headers = h;
     if (!h)
         return sl_seterr(-SL_ENOMEM, errstr, errstr_size, "out of memory");
-    err = read_key(bc, key, errstr, errstr_size);
-    if (!err && key[0]) {
-        snprintf(line, sizeof(line), "Authorization: Bearer %s", key);
-        struct curl_slist *h2 = curl_slist_append(be->headers, line);
-        if (!h2)
-            err = sl_seterr(-SL_ENOMEM, errstr, errstr_size, "out of memory");
-        else
-            be->headers = h2;
-        be->has_key = true;
+    for (size_t i = 0; i < bc->headers.cnt; i++) {
+        const struct sl_config_kv *kv = &bc->headers.items[i];
+        char what[256], *value;
+
+        snprintf(what, sizeof(what), "backend '%s': header '%s'", bc->name,
+                 kv->key);
+        if ((err = sl_config_kv_value(kv, 0, what, &value, errstr,
+                                      errstr_size)) < 0)
+            return err;
+        err = add_header(be, what, kv->key, "", value, errstr, errstr_size);
+        sl_secret_free(value);
+        if (err < 0)
+            return err;
     }
-    explicit_bzero(key, sizeof(key));
-    explicit_bzero(line, sizeof(line));
+    struct sl_secret_src src = {bc->api_key_env, bc->api_key_file};
+    char what[256], *key;
+    snprintf(what, sizeof(what), "backend '%s': %s", bc->name,
+             bc->api_key_env ? "api_key_env" : "api_key_file");
+    if ((err = sl_secret_read(&src, 0, what, &key, errstr, errstr_size)) < 0)
+        return err;
+    if (key) {
+        err = add_header(be, what, "Authorization", "Bearer ", key, errstr,
+                         errstr_size);
+        sl_secret_free(key);
+        be->has_key = err == 0;
+    }
     return err;
 }
 

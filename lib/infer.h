@@ -88,11 +88,14 @@ struct sl_infer_worker;
 /*
  * The shared engine for 'cfg' (borrowed; it must outlive the engine):
  * per-backend limiters and breakers, request headers, API keys read from
- * api_key_env / api_key_file (a key file readable by group or others is
- * refused).  Keys are never logged.
+ * api_key_env / api_key_file and header values from value_env /
+ * value_file (lib/secret.h's rules: a file readable by group or others is
+ * refused); a header value holding CR, LF or another control character is
+ * refused.  Keys are never logged.
  *
  * Returns NULL with the reason in errstr: -SL_ESECRET cases (unset
- * variable, unsafe or unreadable file), out of memory.  Main thread,
+ * variable, unsafe or unreadable file, a value that would end its header
+ * line), out of memory.  Main thread,
  * after curl_global_init().
  */
 struct sl_infer *sl_infer_new(const struct sl_config *cfg, char *errstr,

@@ -8,6 +8,7 @@
 #include "clock.h"
 #include "err.h"
 #include "log.h"
+#include "secret.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -126,41 +127,32 @@ static void url_user(const char *url, char *user, size_t size)
     }
 }
 
-static int read_password_file(const char *path, char *out, size_t size,
-                              char *errstr, size_t errstr_size)
+/*
+ * The password named by password_env / password_file of 'conf' (lib/secret.h
+ * rules) into rc->password; left alone when neither is set.
+ */
+static int read_password(struct sl_redis_conn *rc,
+                         const struct sl_redis_conn_conf *conf, char *errstr,
+                         size_t errstr_size)
 {
-    struct stat st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct sl_secret_src src = {conf->password_env, conf->password_file};
+    char *pw;
+    int err;
 
-    if (fd < 0)
-        return sl_seterr(-SL_ESECRET, errstr, errstr_size,
-                         "redis password file %s: cannot open: %s", path,
-                         strerror(errno));
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return sl_seterr(-SL_ESECRET, errstr, errstr_size,
-                         "redis password file %s: not a regular file", path);
-    }
-    if (st.st_mode & 077) {
-        close(fd);
-        return sl_seterr(-SL_ESECRET, errstr, errstr_size,
-                         "redis password file %s: readable by group or "
-                         "others (mode %04o); refusing it, chmod 600 it",
-                         path, (unsigned)(st.st_mode & 07777));
-    }
-    ssize_t n = read(fd, out, size - 1);
-    close(fd);
-    if (n < 0)
-        return sl_seterr(-SL_ESECRET, errstr, errstr_size,
-                         "redis password file %s: cannot read: %s", path,
-                         strerror(errno));
-    out[n] = '\0';
-    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r'))
-        out[--n] = '\0';
-    if (n == 0)
-        return sl_seterr(-SL_ESECRET, errstr, errstr_size,
-                         "redis password file %s: empty", path);
-    return 0;
+    err = sl_secret_read(&src, 0,
+                         src.env && *src.env ? "redis password_env"
+                                             : "redis password_file",
+                         &pw, errstr, errstr_size);
+    if (err < 0 || !pw)
+        return err;
+    if (strlen(pw) >= sizeof(rc->password))
+        err = sl_seterr(-SL_ESECRET, errstr, errstr_size,
+                        "redis password: longer than %zu bytes",
+                        sizeof(rc->password) - 1);
+    else
+        snprintf(rc->password, sizeof(rc->password), "%s", pw);
+    sl_secret_free(pw);
+    return err;
 }
 
 struct sl_redis_conn *sl_redis_conn_new(const struct sl_redis_conn_conf *conf,
@@ -177,25 +169,8 @@ struct sl_redis_conn *sl_redis_conn_new(const struct sl_redis_conn_conf *conf,
     url_user(conf->url, rc->user, sizeof(rc->user));
     snprintf(rc->password, sizeof(rc->password), "%s", rc->url.password);
     memset(rc->url.password, 0, sizeof(rc->url.password));
-    if (conf->password_env && *conf->password_env) {
-        const char *pw = getenv(conf->password_env);
-        if (!pw || !*pw) {
-            sl_seterr(-SL_ESECRET, errstr, errstr_size,
-                      "redis password: environment variable %s is not set",
-                      conf->password_env);
-            goto fail;
-        }
-        if (strlen(pw) >= sizeof(rc->password)) {
-            sl_seterr(-SL_ESECRET, errstr, errstr_size,
-                      "redis password: %s is too long", conf->password_env);
-            goto fail;
-        }
-        snprintf(rc->password, sizeof(rc->password), "%s", pw);
-    } else if (conf->password_file && *conf->password_file) {
-        if (read_password_file(conf->password_file, rc->password,
-                               sizeof(rc->password), errstr, errstr_size) < 0)
-            goto fail;
-    }
+    if (read_password(rc, conf, errstr, errstr_size) < 0)
+        goto fail;
     snprintf(rc->display, sizeof(rc->display), "%s:%d/%d", rc->url.host,
              rc->url.port, rc->url.db);
     snprintf(rc->component, sizeof(rc->component), "%s",

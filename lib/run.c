@@ -14,6 +14,7 @@
 #include "pool.h"
 #include "queue.h"
 #include "row.h"
+#include "secret.h"
 #include "sink_pg.h"
 #include "source.h"
 #include "source_file.h"
@@ -197,13 +198,25 @@ static struct sl_source *make_source(struct runner *r, char *err, size_t errsz)
     }
     case SL_CONFIG_SOURCE_KAFKA: {
         const struct sl_config_kafka *k = &s->kafka;
-        struct sl_kafka_property *props =
-            calloc(k->properties.cnt + 1, sizeof(*props));
-        if (!props)
-            return NULL;
-        for (size_t i = 0; i < k->properties.cnt; i++)
+        size_t n = k->properties.cnt;
+        struct sl_kafka_property *props = calloc(n + 1, sizeof(*props));
+        char **values = calloc(n + 1, sizeof(*values));
+        struct sl_source *src = NULL;
+        if (!props || !values) {
+            sl_seterr(-SL_ENOMEM, err, errsz, "out of memory");
+            goto kafka_out;
+        }
+        /* Values given as {value_env: ...} are secrets read only now. */
+        for (size_t i = 0; i < n; i++) {
+            char what[300];
+            snprintf(what, sizeof(what), "kafka property '%s'",
+                     k->properties.items[i].key);
+            if (sl_config_kv_value(&k->properties.items[i], SL_SECRET_MULTILINE,
+                                   what, &values[i], err, errsz) < 0)
+                goto kafka_out;
             props[i] = (struct sl_kafka_property){k->properties.items[i].key,
-                                                  k->properties.items[i].value};
+                                                  values[i]};
+        }
         struct sl_source_kafka_conf kc = {
             .brokers = k->brokers,
             .topics = (const char *const *)k->topics.items,
@@ -219,7 +232,11 @@ static struct sl_source *make_source(struct runner *r, char *err, size_t errsz)
             .properties = props,
             .property_cnt = k->properties.cnt,
         };
-        struct sl_source *src = sl_source_kafka_new(&kc, r->q, err, errsz);
+        src = sl_source_kafka_new(&kc, r->q, err, errsz);
+    kafka_out:
+        for (size_t i = 0; values && i < n; i++)
+            sl_secret_free(values[i]);
+        free(values);
         free(props);
         return src;
     }

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "queue.h"
+#include "secret.h"
 
 #include <libpq-fe.h>
 
@@ -28,7 +29,6 @@
 
 #define COMPONENT "sink"
 #define PG_EPOCH_US 946684800000000LL /* 2000-01-01 in Unix microseconds */
-#define PASSWORD_MAX 1024
 #define QNAME_MAX 160
 #define CONNECT_TIMEOUT_MS 10000 /* connect, authenticate and set up */
 
@@ -1002,60 +1002,19 @@ static char *dup_or(const char *s, const char *dflt)
     return strdup(s ? s : dflt);
 }
 
-/* Read the password named by 'conf'; *pwp is NULL when none is set. */
+/*
+ * Read the password named by 'conf' (lib/secret.h rules); *pwp is NULL when
+ * none is set.
+ */
 static int read_password(const struct sl_sink_pg_conf *conf, char **pwp,
                          char *errstr, size_t errstr_size)
 {
-    char buf[PASSWORD_MAX + 1];
-    struct stat st;
-    ssize_t n;
-    int fd;
+    struct sl_secret_src src = {conf->password_env, conf->password_file};
 
-    *pwp = NULL;
-    if (conf->password_env && *conf->password_env) {
-        const char *v = getenv(conf->password_env);
-
-        if (!v)
-            return sl_seterr(-SL_ESECRET, errstr, errstr_size,
-                             "postgres password_env: environment variable "
-                             "%s is not set",
-                             conf->password_env);
-        *pwp = strdup(v);
-        return *pwp ? 0 : -SL_ENOMEM;
-    }
-    if (!conf->password_file || !*conf->password_file)
-        return 0;
-    fd = open(conf->password_file, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return sl_seterr(-SL_ESECRET, errstr, errstr_size,
-                         "postgres password_file %s: %s", conf->password_file,
-                         strerror(errno));
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return sl_seterr(-SL_ESECRET, errstr, errstr_size,
-                         "postgres password_file %s: not a regular file",
-                         conf->password_file);
-    }
-    if (st.st_mode & 077) {
-        close(fd);
-        return sl_seterr(-SL_ESECRET, errstr, errstr_size,
-                         "postgres password_file %s is readable by group or "
-                         "others (mode %04o); refusing it: chmod 600 %s",
-                         conf->password_file, (unsigned)(st.st_mode & 07777),
-                         conf->password_file);
-    }
-    n = read(fd, buf, PASSWORD_MAX);
-    close(fd);
-    if (n < 0)
-        return sl_seterr(-SL_ESECRET, errstr, errstr_size,
-                         "postgres password_file %s: %s", conf->password_file,
-                         strerror(errno));
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-        n--;
-    buf[n] = '\0';
-    *pwp = strdup(buf);
-    memset(buf, 0, sizeof(buf));
-    return *pwp ? 0 : -SL_ENOMEM;
+    return sl_secret_read(&src, 0,
+                          src.env && *src.env ? "postgres password_env"
+                                              : "postgres password_file",
+                          pwp, errstr, errstr_size);
 }
 
 /* libpq's reading of 'dsn' (PQconninfoFree it); errstr says why not. */
@@ -1185,8 +1144,7 @@ static void sink_free(struct sl_sink_pg *sink)
     int i;
 
     if (sink->password) {
-        memset(sink->password, 0, strlen(sink->password));
-        free(sink->password);
+        sl_secret_free(sink->password);
     }
     free(sink->dsn);
     free(sink->app_name);

@@ -1,7 +1,7 @@
 /*
  * sluice check FILE...: load each pipeline file as 'sluice run' would and
  * print every error (stderr) or "ok" (stdout), without connecting to
- * anything or reading any secret.
+ * anything or reading any secret (its variable or file is checked).
  */
 #include "commands.h"
 
@@ -27,8 +27,9 @@ static const char check_usage[] =
     "  FILE:LINE:COL: what is wrong at key.path\n"
     "(<stdin>:LINE:COL: ... for '-').  A file is at most 4 MiB.\n"
     "A valid file prints 'ok' to stdout (with several files, 'FILE: ok').\n"
-    "Secrets are never read: only the names in *_env / *_file keys are\n"
-    "checked.\n"
+    "Secrets are never read, but what 'sluice run' would refuse about\n"
+    "where one is is an error: an unset or empty *_env variable, a *_file\n"
+    "that is missing or readable by group or others.\n"
     "\n"
     "Exit status: 0 when every file is valid, 2 otherwise.\n";
 

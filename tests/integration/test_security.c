@@ -12,7 +12,10 @@
 #include <fcntl.h>
 #include <hiredis.h>
 #include <libpq-fe.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -715,29 +718,53 @@ static void test_inline_secret_not_echoed(void **state)
 
 /* ---- secret files readable by others ---- */
 
-static void expect_refused(const char *tag, const char *pipeline,
-                           const char *file, const char *const env[])
+/*
+ * Run `sluice CMD pipeline` ("run" or "check") with 'env'; expect exit 2
+ * and a config error "PIPELINE:LINE:COL: ...'what'... at 'key'".
+ */
+static void expect_config_error(const char *tag, const char *cmd,
+                                const char *pipeline, const char *what,
+                                const char *key, const char *const env[])
 {
-    char bin[1100];
+    char bin[1100], want[300];
     const char *argv[4];
 
     sluice_argv(argv, bin, sizeof(bin), pipeline);
+    argv[1] = cmd;
     pid_t pid = spawn(tag, argv, env, NULL);
     int code = wait_exit(pid, EXIT_MS);
     if (code < 0)
         kill_wait(&pid);
     char *log = tag_file(tag, "err", NULL);
-    if (code != 1 || !strstr(log, file))
-        fail_msg("%s: expected exit 1 naming %s, got %d:\n%s", tag, file, code,
-                 log);
+    snprintf(want, sizeof(want), "%s:", pipeline);
+    const char *line = strstr(log, want);
+    int l = 0, c = 0;
+    if (code != 2 || !line ||
+        sscanf(line + strlen(want), "%d:%d:", &l, &c) != 2 || l < 1 || c < 1 ||
+        !strstr(line, what) || !strstr(line, key))
+        fail_msg("sluice %s (%s): expected exit 2 and \"%s:LINE:COL: ...%s... "
+                 "at %s\", got %d:\n%s",
+                 cmd, tag, pipeline, what, key, code, log);
     free(log);
     check_output(tag);
+}
+
+/* Both `sluice check` and `sluice run` refuse it as a config error. */
+static void expect_refused(const char *tag, const char *pipeline,
+                           const char *what, const char *key,
+                           const char *const env[])
+{
+    char check_tag[64];
+
+    snprintf(check_tag, sizeof(check_tag), "%s-check", tag);
+    expect_config_error(check_tag, "check", pipeline, what, key, env);
+    expect_config_error(tag, "run", pipeline, what, key, env);
 }
 
 static void test_secret_file_mode_refused(void **state)
 {
     char pipeline[128], keyf[128], pgf[128], redisf[128], extra[256];
-    char sink[512], src[512];
+    char sink[512], src[512], why[300];
 
     (void)state;
     snprintf(keyf, sizeof(keyf), "%s/api.key", g.dir);
@@ -747,7 +774,8 @@ static void test_secret_file_mode_refused(void **state)
     write_file(pgf, 0644, SECRET_PG "\n");
     write_file(redisf, 0644, SECRET_REDIS "\n");
     const char *file_src = "source:\n  kind: file\n  file: {path: /dev/null}\n";
-    const char *env[] = {"SLUICE_LOG_LEVEL=debug", NULL};
+    const char *env[] = {"SLUICE_LOG_LEVEL=debug", "SEC_PG_PASSWORD=" SECRET_PG,
+                         NULL};
 
     /* api_key_file */
     snprintf(pipeline, sizeof(pipeline), "%s/keyfile.yaml", g.dir);
@@ -755,7 +783,8 @@ static void test_secret_file_mode_refused(void **state)
     write_pipeline(pipeline, file_src, extra,
                    "    dsn: host=127.0.0.1 port=55432 dbname=sluice\n"
                    "    table: t\n    dead_letter_table: d\n");
-    expect_refused("keyfile", pipeline, keyf, env);
+    snprintf(why, sizeof(why), "file %s is readable by group or others", keyf);
+    expect_refused("keyfile", pipeline, why, "backends.chat.api_key_file", env);
 
     /* postgres password_file */
     snprintf(pipeline, sizeof(pipeline), "%s/pgfile.yaml", g.dir);
@@ -765,7 +794,8 @@ static void test_secret_file_mode_refused(void **state)
              "    dead_letter_table: d\n",
              pgf);
     write_pipeline(pipeline, file_src, "", sink);
-    expect_refused("pgfile", pipeline, pgf, env);
+    snprintf(why, sizeof(why), "file %s is readable by group or others", pgf);
+    expect_refused("pgfile", pipeline, why, "sink.postgres.password_file", env);
 
     /* redis password_file */
     snprintf(pipeline, sizeof(pipeline), "%s/redisfile.yaml", g.dir);
@@ -777,12 +807,294 @@ static void test_secret_file_mode_refused(void **state)
     write_pipeline(pipeline, src, "",
                    "    dsn: host=127.0.0.1 port=55432 dbname=sluice\n"
                    "    table: t\n    dead_letter_table: d\n");
-    expect_refused("redisfile", pipeline, redisf, env);
+    snprintf(why, sizeof(why), "file %s is readable by group or others",
+             redisf);
+    expect_refused("redisfile", pipeline, why, "source.redis.password_file",
+                   env);
 
     /* Group-readable counts as readable by others too. */
     chmod(keyf, 0640);
     snprintf(pipeline, sizeof(pipeline), "%s/keyfile.yaml", g.dir);
-    expect_refused("keyfile640", pipeline, keyf, env);
+    snprintf(why, sizeof(why),
+             "file %s is readable by group or others (mode "
+             "0640)",
+             keyf);
+    expect_refused("keyfile640", pipeline, why, "backends.chat.api_key_file",
+                   env);
+
+    /* A missing file, an unset variable: known before anything starts. */
+    snprintf(pipeline, sizeof(pipeline), "%s/nokey.yaml", g.dir);
+    snprintf(extra, sizeof(extra), "    api_key_file: %s/absent.key\n", g.dir);
+    write_pipeline(pipeline, file_src, extra,
+                   "    dsn: host=127.0.0.1 port=55432 dbname=sluice\n"
+                   "    table: t\n    dead_letter_table: d\n");
+    expect_refused("nokey", pipeline, "absent.key: cannot open: No such file",
+                   "backends.chat.api_key_file", env);
+    snprintf(pipeline, sizeof(pipeline), "%s/noenv.yaml", g.dir);
+    write_pipeline(pipeline, file_src, "    api_key_env: SEC_NOT_SET\n",
+                   "    dsn: host=127.0.0.1 port=55432 dbname=sluice\n"
+                   "    password_env: SEC_PG_PASSWORD\n"
+                   "    table: t\n    dead_letter_table: d\n");
+    expect_refused("noenv", pipeline,
+                   "environment variable SEC_NOT_SET is not set",
+                   "backends.chat.api_key_env", env);
+}
+
+/* ---- headers: no injection, credentials only from outside the file ---- */
+
+/* A one-thread HTTP server that records every request it gets. */
+static struct {
+    int fd;           /* listening socket */
+    unsigned port;    /* its port */
+    pthread_t thread; /* serve() */
+    atomic_bool stop; /* ask serve() to return */
+    char buf[65536];  /* every request's bytes, in order */
+    size_t len;       /* bytes in buf */
+    int conns;        /* connections accepted */
+} wire;
+
+/* Read one request (head + Content-Length body) into wire.buf; answer. */
+static void serve_one(int c)
+{
+    size_t start = wire.len, want = 0;
+    int64_t deadline = mono_ms() + 5000;
+
+    for (;;) {
+        struct pollfd pfd = {.fd = c, .events = POLLIN};
+        if (mono_ms() > deadline || poll(&pfd, 1, 100) < 0)
+            break;
+        if (!(pfd.revents & (POLLIN | POLLHUP)))
+            continue;
+        ssize_t n =
+            read(c, wire.buf + wire.len, sizeof(wire.buf) - 1 - wire.len);
+        if (n <= 0)
+            break;
+        wire.len += (size_t)n;
+        wire.buf[wire.len] = '\0';
+        const char *end = strstr(wire.buf + start, "\r\n\r\n");
+        if (end && !want) {
+            const char *cl = strcasestr(wire.buf + start, "\ncontent-length:");
+            want = (size_t)(end + 4 - (wire.buf + start)) +
+                   (cl && cl < end ? strtoul(cl + 16, NULL, 10) : 0);
+        }
+        if (want && wire.len - start >= want)
+            break;
+    }
+    static const char reply[] = "HTTP/1.1 200 OK\r\n"
+                                "Content-Type: application/json\r\n"
+                                "Content-Length: 11\r\n"
+                                "Connection: close\r\n\r\n"
+                                "{\"ok\":true}";
+    /* A client that went away gets no answer: nothing to do then. */
+    ssize_t w = write(c, reply, sizeof(reply) - 1);
+    (void)w;
+}
+
+static void *serve(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&wire.stop)) {
+        struct pollfd pfd = {.fd = wire.fd, .events = POLLIN};
+        if (poll(&pfd, 1, 50) <= 0)
+            continue;
+        int c = accept(wire.fd, NULL, NULL);
+        if (c < 0)
+            continue;
+        wire.conns++;
+        serve_one(c);
+        close(c);
+    }
+    return NULL;
+}
+
+static void wire_start(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    socklen_t alen = sizeof(a);
+
+    memset(wire.buf, 0, sizeof(wire.buf));
+    wire.len = 0;
+    wire.conns = 0;
+    atomic_store(&wire.stop, false);
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    wire.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(wire.fd >= 0);
+    assert_int_equal(bind(wire.fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(wire.fd, 16), 0);
+    assert_int_equal(getsockname(wire.fd, (struct sockaddr *)&a, &alen), 0);
+    wire.port = ntohs(a.sin_port);
+    assert_int_equal(pthread_create(&wire.thread, NULL, serve, NULL), 0);
+}
+
+/* Stop the server; wire.buf then holds what it received. */
+static void wire_stop(void)
+{
+    atomic_store(&wire.stop, true);
+    pthread_join(wire.thread, NULL);
+    close(wire.fd);
+}
+
+/*
+ * A pipeline whose http-json backend 'h' calls the wire server with the
+ * header lines 'headers' (YAML, indented 6), for one line of input.
+ */
+static void write_header_pipeline(const char *path, const char *headers,
+                                  const char *table)
+{
+    char text[4096], input[128];
+
+    snprintf(input, sizeof(input), "%s/one.jsonl", g.dir);
+    write_file(input, 0600, "{\"text\": \"hello\"}\n");
+    snprintf(text, sizeof(text),
+             "version: 1\n"
+             "name: hdr\n"
+             "shutdown_timeout_ms: 3000\n"
+             "source:\n  kind: file\n  file: {path: %s}\n"
+             "backends:\n"
+             "  h:\n"
+             "    kind: http-json\n"
+             "    url: http://127.0.0.1:%u/infer\n"
+             "    timeout_ms: 2000\n"
+             "    retry: {max_attempts: 1}\n"
+             "    headers:\n%s"
+             "steps:\n  - {name: s, backends: [h]}\n"
+             "sink:\n  postgres:\n"
+             "    dsn: host=127.0.0.1 port=55432 dbname=sluice user=postgres\n"
+             "    table: %s\n    dead_letter_table: %s_dead\n"
+             "http:\n  listen: 127.0.0.1:0\n",
+             input, wire.port, headers, table, table);
+    write_file(path, 0600, text);
+}
+
+/*
+ * A header value with CR LF, literal or from ${VAR}, is refused by check
+ * and run (exit 2, file:line:col) and never reaches the server; before,
+ * it went out as a second header line.
+ */
+static void test_header_injection_refused(void **state)
+{
+    char pipeline[128], table[64], sql[160];
+    static const struct {
+        const char *tag;     /* log files */
+        const char *headers; /* the header, as YAML */
+        const char *key;     /* its key path */
+    } cases[] = {
+        {"inject-env", "      X-Note: ${SEC_HDR}\n",
+         "backends.h.headers.X-Note"},
+        {"inject-lit", "      X-Note: \"a\\r\\nX-Injected: yes\"\n",
+         "backends.h.headers.X-Note"},
+    };
+    const char *env[] = {"SEC_HDR=a\r\nX-Injected: yes", NULL};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        wire_start();
+        snprintf(pipeline, sizeof(pipeline), "%s/%s.yaml", g.dir, cases[i].tag);
+        snprintf(table, sizeof(table), "sec_%d_inject", g.uniq);
+        write_header_pipeline(pipeline, cases[i].headers, table);
+        char bin[1100];
+        const char *argv[4];
+        sluice_argv(argv, bin, sizeof(bin), pipeline);
+        pid_t pid = spawn(cases[i].tag, argv, env, NULL);
+        int code = wait_exit(pid, EXIT_MS);
+        if (code < 0)
+            kill_wait(&pid);
+        wire_stop();
+        snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS %s, %s_dead", table,
+                 table);
+        pg_exec(PG_ADMIN, sql);
+        if (wire.conns || strstr(wire.buf, "X-Injected"))
+            fail_msg("%s: sluice run exited %d and the server got %d "
+                     "request(s):\n%s",
+                     cases[i].tag, code, wire.conns, wire.buf);
+        expect_refused(cases[i].tag, pipeline,
+                       "a header value must not hold CR, LF, NUL", cases[i].key,
+                       env);
+    }
+
+    /* From a file, only `run` reads it: a runtime error, nothing sent. */
+    char keyf[128], headers[256], bin[1100];
+    const char *argv[4];
+    snprintf(keyf, sizeof(keyf), "%s/inject.hdr", g.dir);
+    write_file(keyf, 0600, "a\r\nX-Injected: yes\n");
+    snprintf(headers, sizeof(headers), "      X-Note: {value_file: %s}\n",
+             keyf);
+    snprintf(pipeline, sizeof(pipeline), "%s/inject-file.yaml", g.dir);
+    wire_start();
+    write_header_pipeline(pipeline, headers, table);
+    sluice_argv(argv, bin, sizeof(bin), pipeline);
+    pid_t pid = spawn("inject-file", argv, env, NULL);
+    int code = wait_exit(pid, EXIT_MS);
+    if (code < 0)
+        kill_wait(&pid);
+    wire_stop();
+    pg_exec(PG_ADMIN, sql);
+    char *log = tag_file("inject-file", "err", NULL);
+    if (code != 1 || wire.conns || !strstr(log, "header 'X-Note'") ||
+        !strstr(log, "holds a line break inside its value"))
+        fail_msg("inject-file: exit %d, %d request(s):\n%s\nlog:\n%s", code,
+                 wire.conns, wire.buf, log);
+    free(log);
+}
+
+/*
+ * Credential headers: a value in the file is refused without being
+ * shown; {value_env} and {value_file} reach the server, and no log line.
+ */
+static void test_credential_headers(void **state)
+{
+    char pipeline[128], table[64], keyf[128], headers[512], sql[160];
+    char bin[1100];
+    const char *argv[4];
+    const char *env[] = {"SEC_HDR_KEY=" SECRET_KEY "\n",
+                         "SEC_HDR_PLAIN=" SECRET_KEY, "SLUICE_LOG_LEVEL=debug",
+                         NULL};
+
+    (void)state;
+    snprintf(table, sizeof(table), "sec_%d_hdr", g.uniq);
+    wire_start();
+
+    /* In the file: refused, the value never echoed. */
+    snprintf(pipeline, sizeof(pipeline), "%s/hdr-literal.yaml", g.dir);
+    write_header_pipeline(
+        pipeline, "      Authorization: Bearer " SECRET_KEY "\n", table);
+    expect_refused("hdr-literal", pipeline,
+                   "header 'Authorization' carries a credential",
+                   "backends.h.headers.Authorization", env);
+    snprintf(pipeline, sizeof(pipeline), "%s/hdr-var.yaml", g.dir);
+    write_header_pipeline(pipeline, "      X-Api-Key: ${SEC_HDR_PLAIN}\n",
+                          table);
+    expect_refused("hdr-var", pipeline,
+                   "header 'X-Api-Key' carries a credential",
+                   "backends.h.headers.X-Api-Key", env);
+
+    /* From the environment and from a private file: on the wire only. */
+    snprintf(keyf, sizeof(keyf), "%s/hdr.key", g.dir);
+    write_file(keyf, 0600, SECRET_REDIS "\n");
+    snprintf(headers, sizeof(headers),
+             "      Authorization: {value_env: SEC_HDR_KEY}\n"
+             "      X-Api-Key: {value_file: %s}\n",
+             keyf);
+    snprintf(pipeline, sizeof(pipeline), "%s/hdr-ok.yaml", g.dir);
+    write_header_pipeline(pipeline, headers, table);
+    sluice_argv(argv, bin, sizeof(bin), pipeline);
+    pid_t pid = spawn("hdr-ok", argv, env, NULL);
+    int code = wait_exit(pid, EXIT_MS);
+    if (code < 0)
+        kill_wait(&pid);
+    wire_stop();
+    if (code != 0) {
+        char *log = tag_file("hdr-ok", "err", NULL);
+        fail_msg("sluice run exited %d:\n%s", code, log);
+    }
+    if (!strstr(wire.buf, "\r\nAuthorization: " SECRET_KEY "\r\n") ||
+        !strstr(wire.buf, "\r\nX-Api-Key: " SECRET_REDIS "\r\n"))
+        fail_msg("the secret headers did not arrive as sent:\n%s", wire.buf);
+    assert_int_equal(pg_rows(PG_ADMIN, table), 1);
+    check_output("hdr-ok");
+    snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS %s, %s_dead", table,
+             table);
+    pg_exec(PG_ADMIN, sql);
 }
 
 /* ---- TLS: sslmode=verify-full fails closed on a wrong host name ---- */
@@ -979,6 +1291,8 @@ int main(void)
         cmocka_unit_test(test_no_secret_redis_source),
         cmocka_unit_test(test_inline_secret_not_echoed),
         cmocka_unit_test(test_secret_file_mode_refused),
+        cmocka_unit_test(test_header_injection_refused),
+        cmocka_unit_test(test_credential_headers),
         cmocka_unit_test(test_pg_tls_verify_full),
     };
 

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -888,6 +889,249 @@ static void test_missing_file(void **state)
     sl_config_errors_clear(NULL);
 }
 
+/* ---- headers and secret sources (hardening #4, #5, #9) ---- */
+
+/* A header value that would end its line is refused, literal or ${VAR}. */
+static void test_header_injection(void **state)
+{
+    (void)state;
+    setenv("SL_TEST_HDR", "a\r\nX-Injected: yes", 1);
+    parse_errors("version: 1\n"
+                 "name: h\n"
+                 "gateway: {enabled: true}\n"
+                 "backends:\n"
+                 "  a:\n"
+                 "    kind: http-json\n"
+                 "    url: http://h\n"
+                 "    headers:\n"
+                 "      X-A: \"a\\r\\nInjected: yes\"\n"
+                 "      X-B: ${SL_TEST_HDR}\n"
+                 "      'Bad Name': x\n"
+                 "      X-C: \"tab\\tis fine\"\n"
+                 "      X-D: \"nul\\0\"\n",
+                 "t.yaml:9:12: a header value must not hold CR, LF, NUL or "
+                 "another control character (it would end the header line "
+                 "and start another) at backends.a.headers.X-A",
+                 "t.yaml:10:12: a header value must not hold CR, LF, NUL or "
+                 "another control character (it would end the header line "
+                 "and start another) at backends.a.headers.X-B",
+                 "t.yaml:11:7: expected a header name (an RFC 9110 token: "
+                 "letters, digits and !#$%&'*+-.^_`|~), got 'Bad Name' at "
+                 "backends.a.headers.Bad Name",
+                 "t.yaml:13:12: a value must not contain NUL bytes at "
+                 "backends.a.headers.X-D",
+                 NULL);
+    unsetenv("SL_TEST_HDR");
+    assert_true(sl_config_header_name_ok("X-Api_Key.1!#$%&'*+^`|~"));
+    assert_false(sl_config_header_name_ok(""));
+    assert_false(sl_config_header_name_ok("X:A"));
+    assert_false(sl_config_header_value_ok("a\rb"));
+    assert_false(sl_config_header_value_ok("a\x7f"));
+    assert_true(sl_config_header_value_ok("caf\xc3\xa9 \t ok"));
+}
+
+/* Credentials in headers and Kafka properties: only as value_env/_file. */
+static void test_credential_values(void **state)
+{
+    struct sl_config *cfg;
+
+    (void)state;
+    setenv("SL_TEST_CRED", "sk-from-env", 1);
+    parse_errors("version: 1\n"
+                 "name: c\n"
+                 "source:\n"
+                 "  kind: kafka\n"
+                 "  kafka:\n"
+                 "    topics: [t]\n"
+                 "    group: g\n"
+                 "    properties:\n"
+                 "      sasl.username: u\n"
+                 "      sasl.password: hunter2\n"
+                 "      SSL.Key.PEM: ${SL_TEST_CRED}\n"
+                 "backends:\n"
+                 "  a:\n"
+                 "    kind: http-json\n"
+                 "    url: http://h\n"
+                 "    headers:\n"
+                 "      authorization: Bearer sk-in-the-file\n"
+                 "      X-Api-Key: ${SL_TEST_CRED}\n"
+                 "      X-Trace: {value: x}\n"
+                 "      X-Other: {}\n"
+                 "      x-trace: b\n"
+                 "steps: [{name: s, backends: [a]}]\n"
+                 "sink: {postgres: {}}\n",
+                 "t.yaml:10:22: kafka property 'sasl.password' carries a "
+                 "credential: it must not be written in the file, nor come "
+                 "from ${VAR}; write sasl.password: {value_env: NAME} or "
+                 "{value_file: PATH} at source.kafka.properties.sasl.password",
+                 "t.yaml:11:20: kafka property 'SSL.Key.PEM' carries a "
+                 "credential: it must not be written in the file, nor come "
+                 "from ${VAR}; write SSL.Key.PEM: {value_env: NAME} or "
+                 "{value_file: PATH} at source.kafka.properties.SSL.Key.PEM",
+                 "t.yaml:17:22: header 'authorization' carries a credential: "
+                 "it must not be written in the file, nor come from ${VAR}; "
+                 "write authorization: {value_env: NAME} or {value_file: "
+                 "PATH} at backends.a.headers.authorization",
+                 "t.yaml:18:18: header 'X-Api-Key' carries a credential: it "
+                 "must not be written in the file, nor come from ${VAR}; "
+                 "write X-Api-Key: {value_env: NAME} or {value_file: PATH} at "
+                 "backends.a.headers.X-Api-Key",
+                 "t.yaml:19:17: unknown key 'value' (secrets must not be "
+                 "written in the file; use value_env or value_file) at "
+                 "backends.a.headers.X-Trace.value",
+                 "t.yaml:19:17: expected {value_env: NAME} or {value_file: "
+                 "PATH} at backends.a.headers.X-Trace",
+                 "t.yaml:20:7: expected {value_env: NAME} or {value_file: "
+                 "PATH}, got an empty mapping at backends.a.headers.X-Other",
+                 "t.yaml:21:7: duplicate header 'x-trace' (header names are "
+                 "case-insensitive; also 'X-Trace') at "
+                 "backends.a.headers.x-trace",
+                 NULL);
+
+    /* The way to do it: read at start-up, never stored by the loader. */
+    cfg = parse_ok("version: 1\n"
+                   "name: c\n"
+                   "gateway: {enabled: true}\n"
+                   "backends:\n"
+                   "  a:\n"
+                   "    kind: http-json\n"
+                   "    url: http://h\n"
+                   "    headers:\n"
+                   "      X-Plain: '1'\n"
+                   "      Authorization: {value_env: SL_TEST_CRED}\n");
+    const struct sl_config_kvlist *h = &cfg->backends[0].headers;
+    assert_int_equal(h->cnt, 2);
+    assert_string_equal(h->items[1].key, "Authorization");
+    assert_null(h->items[1].value);
+    assert_string_equal(h->items[1].value_env, "SL_TEST_CRED");
+    assert_null(h->items[1].value_file);
+    char errstr[256], *v;
+    assert_int_equal(
+        sl_config_kv_value(&h->items[1], 0, "w", &v, errstr, sizeof(errstr)),
+        0);
+    assert_string_equal(v, "sk-from-env");
+    free(v);
+    assert_int_equal(
+        sl_config_kv_value(&h->items[0], 0, "w", &v, errstr, sizeof(errstr)),
+        0);
+    assert_string_equal(v, "1");
+    free(v);
+    unsetenv("SL_TEST_CRED");
+    assert_int_equal(
+        sl_config_kv_value(&h->items[1], 0, "w", &v, errstr, sizeof(errstr)),
+        -SL_ESECRET);
+    assert_null(v);
+    assert_string_equal(errstr,
+                        "w: environment variable SL_TEST_CRED is not set");
+    sl_config_destroy(cfg);
+
+    /* The secret given where its variable's name goes is not echoed. */
+    parse_errors("version: 1\n"
+                 "name: c\n"
+                 "gateway: {enabled: true}\n"
+                 "backends:\n"
+                 "  a:\n"
+                 "    kind: http-json\n"
+                 "    url: http://h\n"
+                 "    api_key_env: sk-live-123\n"
+                 "    headers: {X-Key: {value_env: sk-live-456}}\n",
+                 "t.yaml:8:18: expected an environment variable name "
+                 "([A-Za-z_][A-Za-z0-9_]*), got a value that is not shown (it "
+                 "may hold a secret) at backends.a.api_key_env",
+                 "t.yaml:9:34: expected an environment variable name "
+                 "([A-Za-z_][A-Za-z0-9_]*), got a value that is not shown (it "
+                 "may hold a secret) at backends.a.headers.X-Key.value_env",
+                 NULL);
+
+    assert_true(sl_config_header_is_secret("Proxy-Authorization"));
+    assert_true(sl_config_header_is_secret("COOKIE"));
+    assert_true(sl_config_header_is_secret("X-Goog-Api-Key"));
+    assert_false(sl_config_header_is_secret("X-Mock-Fault"));
+    assert_true(sl_config_kafka_property_is_secret("ssl.keystore.password"));
+    assert_true(sl_config_kafka_property_is_secret("sasl.jaas.config"));
+    assert_true(
+        sl_config_kafka_property_is_secret("sasl.oauthbearer.client.secret"));
+    assert_false(sl_config_kafka_property_is_secret("ssl.certificate.pem"));
+    assert_false(sl_config_kafka_property_is_secret("ssl.key.location"));
+    assert_false(sl_config_kafka_property_is_secret("sasl.username"));
+}
+
+/*
+ * What `sluice run` would refuse about a secret's source is an error at
+ * its key, found without reading the secret.
+ */
+static void test_secret_sources(void **state)
+{
+    char dir[] = "/tmp/sl-cfg-secret.XXXXXX", open_pw[96], ok_pw[96];
+    char text[2048], want[6][400];
+    FILE *f;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(open_pw, sizeof(open_pw), "%s/open.pw", dir);
+    snprintf(ok_pw, sizeof(ok_pw), "%s/ok.pw", dir);
+    assert_non_null(f = fopen(open_pw, "w"));
+    fputs("pw\n", f);
+    fclose(f);
+    assert_int_equal(chmod(open_pw, 0644), 0);
+    assert_non_null(f = fopen(ok_pw, "w"));
+    fputs("pw\n", f);
+    fclose(f);
+    assert_int_equal(chmod(ok_pw, 0600), 0);
+    unsetenv("SL_TEST_UNSET");
+    setenv("SL_TEST_EMPTY", "", 1);
+    snprintf(text, sizeof(text),
+             "version: 1\n"
+             "name: s\n"
+             "source:\n"
+             "  kind: redis-list\n"
+             "  redis: {key: k, password_env: SL_TEST_UNSET}\n"
+             "backends:\n"
+             "  a:\n"
+             "    kind: http-json\n"
+             "    url: http://h\n"
+             "    api_key_file: %s/missing.key\n"
+             "    headers: {X-Key: {value_env: SL_TEST_EMPTY}}\n"
+             "  b:\n"
+             "    kind: http-json\n"
+             "    url: http://h\n"
+             "    api_key_env: SL_TEST_EMPTY\n"
+             "    api_key_file: %s\n"
+             "    headers: {Authorization: {value_file: %s}}\n"
+             "steps: [{name: s, backends: [a, b]}]\n"
+             "sink:\n"
+             "  postgres:\n"
+             "    password_file: %s\n",
+             dir, ok_pw, ok_pw, open_pw);
+    snprintf(want[0], sizeof(want[0]),
+             "t.yaml:5:33: environment variable SL_TEST_UNSET is not set at "
+             "source.redis.password_env");
+    snprintf(want[1], sizeof(want[1]),
+             "t.yaml:10:19: file %s/missing.key: cannot open: No such file "
+             "or directory at backends.a.api_key_file",
+             dir);
+    snprintf(want[2], sizeof(want[2]),
+             "t.yaml:11:34: environment variable SL_TEST_EMPTY is empty at "
+             "backends.a.headers.X-Key.value_env");
+    snprintf(want[3], sizeof(want[3]),
+             "t.yaml:16:5: give api_key_env or api_key_file, not both at "
+             "backends.b.api_key_file");
+    snprintf(want[4], sizeof(want[4]),
+             "t.yaml:17:15: header 'Authorization' and api_key_env both set "
+             "the Authorization header; keep one at "
+             "backends.b.headers.Authorization");
+    snprintf(want[5], sizeof(want[5]),
+             "t.yaml:21:20: file %s is readable by group or others (mode "
+             "0644); refusing it: chmod 600 %s at sink.postgres.password_file",
+             open_pw, open_pw);
+    parse_errors(text, want[0], want[1], want[2], want[3], want[4], want[5],
+                 NULL);
+    unlink(open_pw);
+    unlink(ok_pw);
+    rmdir(dir);
+    unsetenv("SL_TEST_EMPTY");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -917,6 +1161,9 @@ int main(void)
         cmocka_unit_test(test_source_needs_steps_and_sink),
         cmocka_unit_test(test_aliases),
         cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_header_injection),
+        cmocka_unit_test(test_credential_values),
+        cmocka_unit_test(test_secret_sources),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
