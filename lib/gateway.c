@@ -8,6 +8,7 @@
 #include "gateway.h"
 #include "clock.h"
 #include "err.h"
+#include "jsontext.h"
 #include "log.h"
 #include "msg.h"
 #include "row.h"
@@ -235,7 +236,7 @@ static void answer(struct sl_http_response *res, int status, json_t *doc)
 {
     res->status = status;
     res->content_type = "application/json";
-    res->body = doc ? json_dumps(doc, DUMP_FLAGS) : NULL;
+    res->body = doc ? sl_jsontext_dumps(doc, DUMP_FLAGS) : NULL;
     if (!res->body) {
         res->status = 500;
         res->content_type = "text/plain";

@@ -14,6 +14,7 @@
 
 #include "err.h"
 #include "jsonptr.h"
+#include "jsontext.h"
 #include "log.h"
 #include "retry.h"
 #include "template.h"
@@ -885,7 +886,7 @@ static int batch_flush(struct sl_infer_worker *w, size_t be)
         json_array_append(inputs, b->calls[i]->input);
     json_t *body = json_pack("{s:s, s:o, s:s}", "model", bc->model, "input",
                              inputs, "encoding_format", "float");
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    char *text = body ? sl_jsontext_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     struct req *req = text ? req_new(w, be, b->n, text) : NULL;
     if (!req)
@@ -910,7 +911,8 @@ static int render_body(struct sl_infer_worker *w, struct job *job, size_t be,
         if (bc->method == SL_CONFIG_HTTP_GET)
             return 0;
         if (!bc->body) {
-            *bodyp = json_dumps(job->doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+            *bodyp =
+                sl_jsontext_dumps(job->doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
             return *bodyp ? 0 : -SL_ENOMEM;
         }
         return sl_template_render_json(bc->body, job->doc, bodyp, errstr,
@@ -947,7 +949,8 @@ static int render_body(struct sl_infer_worker *w, struct job *job, size_t be,
     if (body && bc->response_format == SL_CONFIG_RESPONSE_JSON)
         json_object_set_new(body, "response_format",
                             json_pack("{s:s}", "type", "json_object"));
-    *bodyp = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    *bodyp = body ? sl_jsontext_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER)
+                  : NULL;
     json_decref(body);
     return *bodyp ? 0 : -SL_ENOMEM;
 }

@@ -437,6 +437,94 @@ static void test_write_rows_needs_sink(void **state)
                                 "to false at gateway.write_rows"));
 }
 
+/* A one-backend gateway whose model answers each request body back
+ * (X-Mock-Echo), result at /v; rows into 'table' when not NULL. */
+static void write_echo_pipeline(const char *path, const char *table,
+                                const char *extra)
+{
+    char yaml[2048], sink[512] = "";
+
+    if (table)
+        snprintf(sink, sizeof(sink),
+                 "sink:\n"
+                 "  postgres:\n"
+                 "    dsn: %s\n"
+                 "    table: %s\n"
+                 "    dead_letter_table: %s_dead\n"
+                 "    create_table: true\n"
+                 "    flush_ms: 10\n",
+                 H_PG_DSN, table, table);
+    snprintf(yaml, sizeof(yaml),
+             "version: 1\n"
+             "name: test-gateway-echo\n"
+             "shutdown_timeout_ms: 10000\n"
+             "http:\n  listen: 127.0.0.1:0\n"
+             "gateway:\n"
+             "  enabled: true\n"
+             "  max_body_bytes: 4096\n"
+             "  write_rows: %s\n"
+             "backends:\n"
+             "  echo:\n"
+             "    kind: http-json\n"
+             "    url: %s/predict/sentiment\n"
+             "    result_pointer: /v\n"
+             "    headers:\n"
+             "      X-Mock-Echo: \"1\"\n"
+             "    retry:\n      max_attempts: 1\n"
+             "steps:\n"
+             "  - name: echo\n"
+             "    backends: [echo]\n%s%s",
+             table ? "true" : "false", mock.url, extra ? extra : "", sink);
+    h_write_file(path, yaml);
+}
+
+/* Numbers keep the text the model sent: 0.6, 0.1 and a real that needs
+ * all 17 digits, in the gateway's reply and in the row's jsonb. */
+static void test_numbers_keep_precision(void **state)
+{
+    (void)state;
+    if (!have_pg)
+        skip();
+    static const char *const nums[] = {"0.6", "0.1", "0.30000000000000004",
+                                       "1e-7"};
+    char table[96], yaml[256], body[128], want[128];
+    struct h_proc proc;
+
+    h_unique(table, sizeof(table), "gateway_numbers");
+    snprintf(yaml, sizeof(yaml), "%s/%s.yaml", dir, table);
+    write_echo_pipeline(yaml, table, NULL);
+    int port = h_sluice_start(&proc, dir, yaml, "gw-numbers");
+    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+        char url[128];
+        struct h_reply rep;
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/process", port);
+        snprintf(body, sizeof(body), "{\"i\":%zu,\"v\":%s}", i, nums[i]);
+        h_http(url, body, NULL, &rep);
+        assert_int_equal(rep.status, 200);
+        snprintf(want, sizeof(want), "{\"results\":{\"echo\":%s},", nums[i]);
+        if (strncmp(rep.body, want, strlen(want)) != 0)
+            fail_msg("sent %s, the reply is %s", nums[i], rep.body);
+        free(rep.body);
+    }
+    PGconn *db = h_db();
+    size_t n = sizeof(nums) / sizeof(nums[0]);
+    assert_int_equal(h_wait_rows(db, table, (long long)n, 30000), (long long)n);
+    PGresult *res = h_pg_query(
+        db, "SELECT results->>'echo' FROM %s ORDER BY (payload->>'i')::int",
+        table);
+    assert_int_equal(PQntuples(res), (int)n);
+    for (size_t i = 0; i < n; i++) {
+        /* jsonb keeps a number's decimal text: 1e-7 reads 0.0000001. */
+        const char *got = PQgetvalue(res, (int)i, 0);
+        const char *exp = i == 3 ? "0.0000001" : nums[i];
+        if (strcmp(got, exp) != 0)
+            fail_msg("sent %s, the row holds %s", nums[i], got);
+    }
+    PQclear(res);
+    PQfinish(db);
+    h_sluice_stop(&proc, 10000);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -471,6 +559,7 @@ int main(void)
         cmocka_unit_test(test_source_and_gateway),
         cmocka_unit_test(test_shipped_pipeline),
         cmocka_unit_test(test_write_rows_needs_sink),
+        cmocka_unit_test(test_numbers_keep_precision),
     };
     if (getenv("SLUICE_TEST_FILTER"))
         cmocka_set_test_filter(getenv("SLUICE_TEST_FILTER"));

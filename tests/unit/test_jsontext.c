@@ -1,0 +1,88 @@
+/*
+ * Numbers keep the text they came with: a model's 0.6, 0.1 and a real
+ * that needs all 17 digits read in and print out unchanged.
+ */
+#include "cmocka_shim.h"
+
+#include "jsontext.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Parse 'text', print it with sl_jsontext_dumps(), expect 'want'. */
+static void expect_text(const char *text, const char *want)
+{
+    json_t *j = json_loads(text, JSON_DECODE_ANY, NULL);
+    assert_non_null(j);
+    char *out = sl_jsontext_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    assert_non_null(out);
+    assert_string_equal(out, want);
+    free(out);
+    json_decref(j);
+}
+
+static void test_shortest_reals(void **state)
+{
+    (void)state;
+    expect_text("{\"score\":0.6}", "{\"score\":0.6}");
+    expect_text("{\"score\":0.1}", "{\"score\":0.1}");
+    expect_text("[0.6,0.1,0.7,2.5,-1.25,1e-7,123456.789]",
+                "[0.6,0.1,0.7,2.5,-1.25,1e-7,123456.789]");
+    expect_text("0.30000000000000004", "0.30000000000000004");
+    expect_text("[0.1234567890123456]", "[0.1234567890123456]");
+    expect_text("{\"n\":3,\"s\":\"0.6\",\"b\":true,\"z\":null}",
+                "{\"n\":3,\"s\":\"0.6\",\"b\":true,\"z\":null}");
+}
+
+/* Every real of every precision reads back as the same double. */
+static void test_round_trip(void **state)
+{
+    (void)state;
+    double vals[] = {
+        0.6,    0.1,    0.30000000000000004,    1.0 / 3.0, 2.0 / 3.0,
+        1e-300, 5e-324, 1.7976931348623157e308, 0.0,       -0.0};
+    for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+        json_t *j = json_pack("[f]", vals[i]);
+        char *out = sl_jsontext_dumps(j, JSON_COMPACT);
+        assert_non_null(out);
+        json_t *back = json_loads(out, 0, NULL);
+        assert_non_null(back);
+        assert_true(json_real_value(json_array_get(back, 0)) == vals[i]);
+        free(out);
+        json_decref(back);
+        json_decref(j);
+    }
+}
+
+/* The documented edge: one real that needs 17 digits sets the document's
+ * precision; the others still read back as the same doubles. */
+static void test_precision_per_document(void **state)
+{
+    (void)state;
+    json_t *j = json_loads("[0.6,0.30000000000000004]", 0, NULL);
+    assert_int_equal(sl_jsontext_precision(j), 17);
+    json_decref(j);
+    j = json_loads("{\"a\":[{\"b\":0.6}],\"c\":1}", 0, NULL);
+    assert_int_equal(sl_jsontext_precision(j), 15);
+    json_decref(j);
+    j = json_loads("{\"a\":\"x\"}", 0, NULL);
+    assert_int_equal(sl_jsontext_precision(j), 15);
+    json_decref(j);
+    /* A precision in the flags is replaced, not combined. */
+    j = json_loads("[0.6]", 0, NULL);
+    char *out = sl_jsontext_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    assert_string_equal(out, "[0.6]");
+    free(out);
+    json_decref(j);
+    assert_null(sl_jsontext_dumps(NULL, 0));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_shortest_reals),
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_precision_per_document),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
