@@ -72,6 +72,7 @@ struct job {
     bool finished;           /* moved to w->finished */
     char *reason;            /* FAILED: why; owned */
     const char *stage;       /* FAILED: "decode" or "inference" */
+    int fail_class;          /* FAILED by a backend: its class; else -1 */
 };
 
 enum req_state {
@@ -234,6 +235,15 @@ static void job_finish(struct sl_infer_worker *w, struct job *job,
     w->finished_tail = &job->next;
 }
 
+/* The class named 'name' in an errors entry; -1 for none. */
+static int errclass_of(const char *name)
+{
+    for (int ec = 0; name && ec < SL_INFER_EC_COUNT; ec++)
+        if (!strcmp(name, sl_infer_errclass_name((enum sl_infer_errclass)ec)))
+            return ec;
+    return -1;
+}
+
 /* The step's calls are all done: judge it, then go on or finish. */
 static void job_step_done(struct sl_infer_worker *w, struct job *job)
 {
@@ -260,6 +270,8 @@ static void job_step_done(struct sl_infer_worker *w, struct job *job)
         } else {
             char reason[ERRTEXT + 128];
             json_t *e = json_object_get(job->errors, first_failed);
+            job->fail_class =
+                errclass_of(json_string_value(json_object_get(e, "class")));
             snprintf(reason, sizeof(reason),
                      "step '%s': backend '%s' failed (%s) after %d "
                      "attempt(s): %s",
@@ -1152,6 +1164,7 @@ static struct job *job_new(struct sl_infer_worker *w, void *item,
     job->done = done;
     job->arg = arg;
     job->start_ms = sl_mono_ms();
+    job->fail_class = -1;
     job->results = json_object();
     job->errors = json_object();
     job->timings = json_object();
@@ -1232,6 +1245,9 @@ static void run_deadlines(struct sl_infer_worker *w, int64_t now)
              i < job->ncalls && job->step == step && !job->finished; i++) {
             if (job->calls[i].done)
                 continue;
+            /* The attempt in flight counts: it was made. */
+            if (job->calls[i].req)
+                job->calls[i].attempts = job->calls[i].req->attempts;
             stats_error(w, job->calls[i].be, SL_INFER_EC_DEADLINE);
             call_finish(w, &job->calls[i], NULL, &ce);
         }
@@ -1386,6 +1402,7 @@ static void deliver(struct sl_infer_worker *w)
             .timings = job->timings,
             .reason = job->failed ? job->reason : NULL,
             .stage = job->failed ? job->stage : NULL,
+            .fail_class = job->failed ? job->fail_class : -1,
         };
         w->njobs--;
         w->delivering = true;

@@ -440,7 +440,7 @@ static void test_write_rows_needs_sink(void **state)
 /* A one-backend gateway whose model answers each request body back
  * (X-Mock-Echo), result at /v; rows into 'table' when not NULL. */
 static void write_echo_pipeline(const char *path, const char *table,
-                                const char *extra)
+                                const char *headers, const char *step)
 {
     char yaml[2048], sink[512] = "";
 
@@ -469,12 +469,13 @@ static void write_echo_pipeline(const char *path, const char *table,
              "    url: %s/predict/sentiment\n"
              "    result_pointer: /v\n"
              "    headers:\n"
-             "      X-Mock-Echo: \"1\"\n"
+             "      X-Mock-Echo: \"1\"\n%s"
              "    retry:\n      max_attempts: 1\n"
              "steps:\n"
              "  - name: echo\n"
              "    backends: [echo]\n%s%s",
-             table ? "true" : "false", mock.url, extra ? extra : "", sink);
+             table ? "true" : "false", mock.url, headers ? headers : "",
+             step ? step : "", sink);
     h_write_file(path, yaml);
 }
 
@@ -492,7 +493,7 @@ static void test_numbers_keep_precision(void **state)
 
     h_unique(table, sizeof(table), "gateway_numbers");
     snprintf(yaml, sizeof(yaml), "%s/%s.yaml", dir, table);
-    write_echo_pipeline(yaml, table, NULL);
+    write_echo_pipeline(yaml, table, NULL, NULL);
     int port = h_sluice_start(&proc, dir, yaml, "gw-numbers");
     for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
         char url[128];
@@ -522,6 +523,225 @@ static void test_numbers_keep_precision(void **state)
     }
     PQclear(res);
     PQfinish(db);
+    h_sluice_stop(&proc, 10000);
+}
+
+/* An answer with the headers the error tests look at. */
+struct raw_reply {
+    long status;     /* 0: the transfer failed */
+    char *body;      /* NUL-terminated; free() */
+    size_t len;      /* body bytes */
+    char allow[64];  /* Allow, or "" */
+    char ctype[128]; /* Content-Type, or "" */
+};
+
+static size_t raw_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct raw_reply *rep = arg;
+    size_t n = size * nmemb;
+    char *b = realloc(rep->body, rep->len + n + 1);
+
+    if (!b)
+        return 0;
+    memcpy(b + rep->len, data, n);
+    rep->body = b;
+    rep->len += n;
+    rep->body[rep->len] = '\0';
+    return n;
+}
+
+/* Copy header 'name' (with its colon) of 'data' into 'out' if it is it. */
+static void raw_header_value(const char *data, size_t n, const char *name,
+                             char *out, size_t size)
+{
+    size_t len = strlen(name), j = 0;
+
+    if (n <= len || strncasecmp(data, name, len))
+        return;
+    while (len < n && data[len] == ' ')
+        len++;
+    while (len < n && data[len] != '\r' && data[len] != '\n' && j + 1 < size)
+        out[j++] = data[len++];
+    out[j] = '\0';
+}
+
+static size_t raw_header(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct raw_reply *rep = arg;
+    size_t n = size * nmemb;
+
+    raw_header_value(data, n, "Allow:", rep->allow, sizeof(rep->allow));
+    raw_header_value(data, n, "Content-Type:", rep->ctype, sizeof(rep->ctype));
+    return n;
+}
+
+/* 'method' 'path' with 'body' (or NULL) sent as 'ctype' (NULL: no
+ * Content-Type header at all). */
+static void raw_http(int port, const char *method, const char *path,
+                     const char *ctype, const char *body, struct raw_reply *rep)
+{
+    CURL *c = curl_easy_init();
+    struct curl_slist *hdrs = NULL;
+    char url[256], h[256];
+
+    memset(rep, 0, sizeof(*rep));
+    rep->body = calloc(1, 1);
+    assert_non_null(c);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        snprintf(h, sizeof(h), "Content-Type:%s%s", ctype ? " " : "",
+                 ctype ? ctype : "");
+        hdrs = curl_slist_append(hdrs, h);
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, raw_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, rep);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, raw_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, rep);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &rep->status);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(c);
+}
+
+/* Expect 'status' with a JSON body {"error": "..."} that says 'says' and
+ * names no library flag. */
+static void expect_json_error(const struct raw_reply *rep, long status,
+                              const char *says)
+{
+    if (rep->status != status)
+        fail_msg("want %ld, got %ld: %s", status, rep->status, rep->body);
+    assert_string_equal(rep->ctype, "application/json");
+    json_t *j = json_loads(rep->body, 0, NULL);
+    if (!j)
+        fail_msg("%ld body is not JSON: %s", status, rep->body);
+    const char *err = json_string_value(json_object_get(j, "error"));
+    assert_non_null(err);
+    if (!strstr(err, says))
+        fail_msg("%ld says '%s', not '%s'", status, err, says);
+    assert_null(strstr(err, "MHD"));
+    assert_null(strstr(err, "CURL"));
+    json_decref(j);
+}
+
+/* The listener's own errors are JSON, 405 names the allowed method, a
+ * body that is not JSON by its Content-Type gets 415, and each answer is
+ * counted by status. */
+static void test_http_errors(void **state)
+{
+    (void)state;
+    char yaml[256], big[8192];
+    struct h_proc proc;
+    struct raw_reply rep;
+
+    snprintf(yaml, sizeof(yaml), "%s/errors.yaml", dir);
+    write_echo_pipeline(yaml, NULL, NULL, NULL);
+    int port = h_sluice_start(&proc, dir, yaml, "gw-errors");
+
+    raw_http(port, "GET", "/v1/process", NULL, NULL, &rep);
+    expect_json_error(&rep, 405,
+                      "method GET is not allowed on /v1/process; "
+                      "use POST");
+    assert_string_equal(rep.allow, "POST");
+    free(rep.body);
+    raw_http(port, "DELETE", "/metrics", NULL, NULL, &rep);
+    expect_json_error(&rep, 405, "use GET");
+    assert_string_equal(rep.allow, "GET");
+    free(rep.body);
+    raw_http(port, "POST", "/v1/nothing", "application/json", "{}", &rep);
+    expect_json_error(&rep, 404, "no such path: /v1/nothing");
+    free(rep.body);
+    memset(big, ' ', sizeof(big) - 1);
+    big[0] = '{';
+    big[sizeof(big) - 2] = '}';
+    big[sizeof(big) - 1] = '\0';
+    raw_http(port, "POST", "/v1/process", "application/json", big, &rep);
+    expect_json_error(&rep, 413,
+                      "the request body is larger than 4096 bytes "
+                      "(gateway.max_body_bytes)");
+    free(rep.body);
+
+    static const char *const refused[] = {"text/plain",
+                                          "application/x-www-form-urlencoded",
+                                          "application/jsonx", "json", NULL};
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        raw_http(port, "POST", "/v1/process", refused[i], "{\"v\": 1}", &rep);
+        expect_json_error(&rep, 415,
+                          "the body must be sent as Content-Type: "
+                          "application/json (or a +json type)");
+        free(rep.body);
+    }
+    static const char *const taken[] = {
+        "application/json", "application/json; charset=utf-8",
+        "Application/JSON", "application/vnd.api+json"};
+    for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++) {
+        raw_http(port, "POST", "/v1/process", taken[i], "{\"v\": 1}", &rep);
+        if (rep.status != 200)
+            fail_msg("%s: %ld %s", taken[i], rep.status, rep.body);
+        free(rep.body);
+    }
+
+    char *metrics = NULL;
+    assert_int_equal(h_get(port, "/metrics", &metrics), 200);
+    assert_true(h_prom_check(metrics) > 0);
+    static const struct {
+        const char *series;
+        double want;
+    } counts[] = {
+        {"sluice_gateway_responses_total{code=\"415\"}", 5},
+        {"sluice_gateway_responses_total{code=\"200\"}", 4},
+        {"sluice_http_responses_total{code=\"404\"}", 1},
+        {"sluice_http_responses_total{code=\"405\"}", 2},
+        {"sluice_http_responses_total{code=\"413\"}", 1},
+        {"sluice_http_responses_total{code=\"415\"}", 5},
+    };
+    for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+        double got = h_prom_value(metrics, counts[i].series);
+        if (got != counts[i].want)
+            fail_msg("%s is %g, not %g", counts[i].series, got, counts[i].want);
+    }
+    free(metrics);
+    h_sluice_stop(&proc, 10000);
+}
+
+/* A step past its deadline_ms answers 504 with the attempts really made,
+ * and counts under code="504". */
+static void test_deadline_504(void **state)
+{
+    (void)state;
+    char yaml[256];
+    struct h_proc proc;
+    struct raw_reply rep;
+
+    snprintf(yaml, sizeof(yaml), "%s/deadline.yaml", dir);
+    write_echo_pipeline(yaml, NULL, "      X-Mock-Latency-Ms: \"5000\"\n",
+                        "    deadline_ms: 300\n");
+    int port = h_sluice_start(&proc, dir, yaml, "gw-deadline");
+    int64_t t0 = h_now_ms();
+    raw_http(port, "POST", "/v1/process", "application/json", "{\"v\": 1}",
+             &rep);
+    int64_t ms = h_now_ms() - t0;
+    print_message("504 after %lld ms: %s\n", (long long)ms, rep.body);
+    expect_json_error(&rep, 504,
+                      "step 'echo': backend 'echo' failed (deadline) after 1 "
+                      "attempt(s): step 'echo' deadline of 300 ms passed");
+    assert_true(ms < 5000);
+    json_t *j = json_loads(rep.body, 0, NULL);
+    json_t *e = json_object_get(json_object_get(j, "errors"), "echo");
+    assert_string_equal(json_string_value(json_object_get(e, "class")),
+                        "deadline");
+    assert_int_equal(json_integer_value(json_object_get(e, "attempts")), 1);
+    json_decref(j);
+    free(rep.body);
+    assert_true(
+        h_metric(port, "sluice_gateway_responses_total{code=\"504\"}") == 1);
+    assert_true(
+        h_metric(port, "sluice_gateway_responses_total{code=\"502\"}") == 0);
     h_sluice_stop(&proc, 10000);
 }
 
@@ -560,6 +780,8 @@ int main(void)
         cmocka_unit_test(test_shipped_pipeline),
         cmocka_unit_test(test_write_rows_needs_sink),
         cmocka_unit_test(test_numbers_keep_precision),
+        cmocka_unit_test(test_http_errors),
+        cmocka_unit_test(test_deadline_504),
     };
     if (getenv("SLUICE_TEST_FILTER"))
         cmocka_set_test_filter(getenv("SLUICE_TEST_FILTER"));
