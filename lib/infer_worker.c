@@ -143,6 +143,7 @@ struct call_err {
 static void job_start_step(struct sl_infer_worker *w, struct job *job);
 static void req_release(struct sl_infer_worker *w, struct req *req,
                         enum sl_breaker_outcome outcome);
+static void log_breaker(struct sl_infer_worker *w, size_t be, int state);
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
                      void *socketp);
 static int on_timer(CURLM *multi, long timeout_ms, void *userp);
@@ -406,6 +407,83 @@ static void easy_put(struct sl_infer_worker *w, CURL *easy)
     }
 }
 
+/* ---- failure lines ---- */
+
+/*
+ * What happens to the calls of 'req' once it gives up, as their steps say
+ * (the first attached call's step: a request serves one backend).
+ */
+static const char *give_up_action(struct sl_infer_worker *w, struct req *req)
+{
+    for (size_t i = 0; i < req->ncalls; i++) {
+        if (!req->calls[i])
+            continue;
+        const struct sl_config_step *st =
+            &w->inf->cfg->steps[req->calls[i]->job->step];
+        if (st->mode == SL_CONFIG_MODE_FIRST)
+            return "giving up, another backend of the step may answer";
+        if (st->on_error == SL_CONFIG_ON_ERROR_PARTIAL)
+            return "giving up, the result records the error (on_error: "
+                   "partial)";
+        break;
+    }
+    return "giving up, the message fails (dead letter, or the gateway's "
+           "error answer)";
+}
+
+/*
+ * The warn line of a failure of backend 'be' of class 'ce->ec', rate
+ * limited per backend and class: 'attempt' made out of 'max_attempts'
+ * (0: say how many were made), then 'action'.  The worker's thread; the
+ * limits are shared with the other workers.
+ */
+static void log_failure(struct sl_infer_worker *w, size_t be,
+                        const struct call_err *ce, int attempt,
+                        int max_attempts, const char *action)
+{
+    struct sl_infer_backend *b = &w->inf->be[be];
+    const char *name = b->conf->name;
+    const char *cls = sl_infer_errclass_name(ce->ec);
+
+    if (!sl_log_enabled(SL_LOG_WARN))
+        return;
+    json_t *f = json_pack("{s:s, s:s, s:i}", "backend", name, "class", cls,
+                          "attempt", attempt);
+    if (max_attempts > 0)
+        sl_log_limited(&b->log[ce->ec], sl_mono_ms(), SL_LOG_WARN, "infer", f,
+                       "backend '%s' failed (%s) on attempt %d of %d: %s; %s",
+                       name, cls, attempt, max_attempts, ce->text, action);
+    else
+        sl_log_limited(&b->log[ce->ec], sl_mono_ms(), SL_LOG_WARN, "infer", f,
+                       "backend '%s' failed (%s) after %d attempt(s): %s; %s",
+                       name, cls, attempt, ce->text, action);
+    json_decref(f);
+}
+
+/* The line of a breaker that opened or closed ('state'). */
+static void log_breaker(struct sl_infer_worker *w, size_t be, int state)
+{
+    struct sl_infer_backend *b = &w->inf->be[be];
+    const struct sl_config_breaker *bc = &b->conf->breaker;
+    json_t *f = json_pack("{s:s, s:s}", "backend", b->conf->name, "breaker",
+                          sl_breaker_state_name(state));
+
+    if (state == SL_BREAKER_OPEN)
+        sl_log_limited(&b->log[SL_INFER_LOG_BREAKER_OPEN], sl_mono_ms(),
+                       SL_LOG_WARN, "infer", f,
+                       "backend '%s': circuit breaker open; its calls fail "
+                       "fast for %d ms, then %d probe(s) test it",
+                       b->conf->name, bc->open_ms,
+                       bc->half_open_probes > 0 ? bc->half_open_probes : 1);
+    else
+        sl_log_limited(&b->log[SL_INFER_LOG_BREAKER_CLOSED], sl_mono_ms(),
+                       SL_LOG_INFO, "infer", f,
+                       "backend '%s': circuit breaker closed; a probe "
+                       "succeeded, calls pass again",
+                       b->conf->name);
+    json_decref(f);
+}
+
 /* Stop the transfer of 'req' and give back what it holds. */
 static void req_stop(struct sl_infer_worker *w, struct req *req,
                      enum sl_breaker_outcome outcome)
@@ -422,8 +500,10 @@ static void req_stop(struct sl_infer_worker *w, struct req *req,
         req->holds_slot = false;
     }
     if (req->holds_breaker) {
-        sl_breaker_record(be->breaker, outcome, sl_mono_ms());
+        int moved = sl_breaker_record(be->breaker, outcome, sl_mono_ms());
         req->holds_breaker = false;
+        if (moved >= 0)
+            log_breaker(w, req->be, moved);
     }
 }
 
@@ -627,6 +707,7 @@ static void req_admit(struct sl_infer_worker *w, struct req *req, int64_t now)
         snprintf(ce.text, sizeof(ce.text),
                  "circuit breaker of backend '%s' is open; not called",
                  be->conf->name);
+        log_failure(w, req->be, &ce, req->attempts, 0, give_up_action(w, req));
         req_fail(w, req, &ce, SL_BREAKER_CANCEL);
         return;
     }
@@ -642,6 +723,7 @@ static void req_admit(struct sl_infer_worker *w, struct req *req, int64_t now)
         ce.ec = SL_INFER_EC_INTERNAL;
         snprintf(ce.text, sizeof(ce.text), "cannot start a request: %s",
                  sl_strerror(-SL_ENOMEM));
+        log_failure(w, req->be, &ce, req->attempts, 0, give_up_action(w, req));
         req_fail(w, req, &ce, SL_BREAKER_CANCEL);
     }
 }
@@ -843,6 +925,8 @@ static void req_complete(struct sl_infer_worker *w, struct req *req,
             req_release(w, req, SL_BREAKER_CANCEL);
             return;
         }
+        log_failure(w, req->be, &ce, req->attempts,
+                    be->conf->retry.max_attempts, give_up_action(w, req));
         req_fail(w, req, &ce, SL_BREAKER_CANCEL); /* bad_json: no retry */
         return;
     }
@@ -873,11 +957,18 @@ static void req_complete(struct sl_infer_worker *w, struct req *req,
     }
     req_stop(w, req, outcome);
     if (req_retry(w, req, &ce, now)) {
+        char action[64];
         for (size_t i = 0; i < req->ncalls; i++)
             if (req->calls[i])
                 req->calls[i]->attempts = req->attempts;
+        snprintf(action, sizeof(action), "retrying in %lld ms",
+                 (long long)(req->due_ms - now));
+        log_failure(w, req->be, &ce, req->attempts,
+                    be->conf->retry.max_attempts, action);
         return;
     }
+    log_failure(w, req->be, &ce, req->attempts, be->conf->retry.max_attempts,
+                give_up_action(w, req));
     req_fail(w, req, &ce, SL_BREAKER_CANCEL);
 }
 
@@ -1249,6 +1340,13 @@ static void run_deadlines(struct sl_infer_worker *w, int64_t now)
             if (job->calls[i].req)
                 job->calls[i].attempts = job->calls[i].req->attempts;
             stats_error(w, job->calls[i].be, SL_INFER_EC_DEADLINE);
+            log_failure(w, job->calls[i].be, &ce, job->calls[i].attempts, 0,
+                        st->mode == SL_CONFIG_MODE_ALL &&
+                                st->on_error == SL_CONFIG_ON_ERROR_PARTIAL
+                            ? "the result records the error (on_error: "
+                              "partial)"
+                            : "the message fails (dead letter, or the "
+                              "gateway's error answer)");
             call_finish(w, &job->calls[i], NULL, &ce);
         }
         /* Its next step may have a deadline of its own. */
