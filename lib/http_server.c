@@ -94,6 +94,18 @@ static enum MHD_Result send_error(struct sl_http_server *srv,
     return send_response(srv, conn, &res, allow);
 }
 
+static enum MHD_Result send_too_large(struct sl_http_server *srv,
+                                      struct MHD_Connection *conn)
+{
+    char text[128];
+
+    snprintf(text, sizeof(text),
+             "the request body is larger than %zu bytes "
+             "(gateway.max_body_bytes)",
+             srv->max_body);
+    return send_error(srv, conn, 413, text, NULL);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                   const char *url, const char *method,
                                   const char *version, const char *data,
@@ -108,6 +120,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         if (!up)
             return MHD_NO;
         *con_cls = up;
+        /* A declared length past the cap: refuse before reading a byte
+         * (a client that sent Expect: 100-continue sends none). */
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                     "Content-Length");
+        char *end;
+        unsigned long long n = cl ? strtoull(cl, &end, 10) : 0;
+        if (cl && end != cl && n > srv->max_body) {
+            up->too_large = 1;
+            return send_too_large(srv, conn);
+        }
         return MHD_YES;
     }
     if (*data_size) {
@@ -125,14 +147,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         *data_size = 0;
         return MHD_YES;
     }
-    if (up->too_large) {
-        char text[128];
-        snprintf(text, sizeof(text),
-                 "the request body is larger than %zu bytes "
-                 "(gateway.max_body_bytes)",
-                 srv->max_body);
-        return send_error(srv, conn, 413, text, NULL);
-    }
+    if (up->too_large)
+        return send_too_large(srv, conn);
 
     const struct route *rt = NULL;
     char allow[64] = "";
