@@ -13,6 +13,7 @@
 #include <microhttpd.h>
 #include <stdatomic.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,11 +156,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     for (int i = 0; i < srv->nroutes; i++) {
         if (strcmp(srv->routes[i].path, url) != 0)
             continue;
-        if (strcmp(srv->routes[i].method, method) == 0)
+        /* A GET route answers HEAD too (MHD sends no body for it). */
+        bool get = strcmp(srv->routes[i].method, "GET") == 0;
+        if (strcmp(srv->routes[i].method, method) == 0 ||
+            (get && strcmp(method, "HEAD") == 0))
             rt = &srv->routes[i];
         size_t n = strlen(allow);
-        snprintf(allow + n, sizeof(allow) - n, "%s%s", n ? ", " : "",
-                 srv->routes[i].method);
+        snprintf(allow + n, sizeof(allow) - n, "%s%s%s", n ? ", " : "",
+                 srv->routes[i].method, get ? ", HEAD" : "");
     }
     if (!rt && allow[0]) {
         char text[192];

@@ -47,7 +47,8 @@ struct sl_http_server *sl_http_server_new(const char *listen, size_t max_body,
                                           size_t errstr_size);
 
 /*
- * Route 'method' 'path' to 'fn'.  The server answers by itself, each with
+ * Route 'method' 'path' to 'fn' (a GET route answers HEAD too, without
+ * the body).  The server answers by itself, each with
  * a JSON body {"error": "..."}: 404 for a path with no route, 405 with an
  * Allow header for a known path with another method, 413 for a body past
  * 'max_body'.  Returns 0, -SL_ETOOBIG past the route

@@ -592,7 +592,10 @@ static void raw_http_with(int port, const char *method, const char *path,
     assert_non_null(c);
     snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
     curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (strcmp(method, "HEAD") == 0)
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    else
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     if (body) {
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
         snprintf(h, sizeof(h), "Content-Type:%s%s", ctype ? " " : "",
@@ -661,8 +664,11 @@ static void test_http_errors(void **state)
     assert_string_equal(rep.allow, "POST");
     free(rep.body);
     raw_http(port, "DELETE", "/metrics", NULL, NULL, &rep);
-    expect_json_error(&rep, 405, "use GET");
-    assert_string_equal(rep.allow, "GET");
+    expect_json_error(&rep, 405, "use GET, HEAD");
+    assert_string_equal(rep.allow, "GET, HEAD");
+    free(rep.body);
+    raw_http(port, "HEAD", "/healthz", NULL, NULL, &rep);
+    assert_int_equal(rep.status, 200);
     free(rep.body);
     raw_http(port, "POST", "/v1/nothing", "application/json", "{}", &rep);
     expect_json_error(&rep, 404, "no such path: /v1/nothing");
