@@ -477,7 +477,7 @@ static void log_breaker(struct sl_infer_worker *w, size_t be, int state)
                        bc->half_open_probes > 0 ? bc->half_open_probes : 1);
     else
         sl_log_limited(&b->log[SL_INFER_LOG_BREAKER_CLOSED], sl_mono_ms(),
-                       SL_LOG_INFO, "infer", f,
+                       SL_LOG_WARN, "infer", f,
                        "backend '%s': circuit breaker closed; a probe "
                        "succeeded, calls pass again",
                        b->conf->name);

@@ -871,6 +871,49 @@ static void test_failure_lines_breaker(void **state)
                  "error answer)");
 }
 
+/* The breaker closing after a probe succeeded is said too. */
+static void test_failure_lines_breaker_closes(void **state)
+{
+    (void)state;
+    struct rig r = {0};
+    struct outcome o[2] = {0};
+    char msgs[8][640];
+
+    log_capture();
+    rig_up(&r, "version: 1\nname: t\nbackends:\n"
+               "  flaky:\n"
+               "    kind: http-json\n"
+               "    url: @B/predict/sentiment\n"
+               "    body: '{\"text\": {{text}}}'\n"
+               "    headers: {X-Mock-Fault: '500', X-Mock-Fault-Times: '1', "
+               "X-Mock-Fault-Key: closes}\n"
+               "    retry: {max_attempts: 1}\n"
+               "    breaker: {failures: 1, open_ms: 100}\n"
+               "steps:\n  - name: s\n    backends: [flaky]\n");
+    run_one(&r, &o[0]);
+    assert_int_equal(o[0].status, SL_INFER_FAILED);
+    pause_ms(150); /* open_ms passed: the next call is the probe */
+    run_one(&r, &o[1]);
+    assert_int_equal(o[1].status, SL_INFER_OK);
+    outcome_clear(&o[0]);
+    outcome_clear(&o[1]);
+    rig_down(&r);
+    int n = log_release(msgs, 8);
+    assert_int_equal(n, 3);
+    /* The failure opens the breaker before its own line is written. */
+    assert_string_equal(msgs[0], "backend 'flaky': circuit breaker open; its "
+                                 "calls fail fast for 100 ms, then 1 "
+                                 "probe(s) test it");
+    assert_string_equal(msgs[1],
+                        "backend 'flaky' failed (http_5xx) on attempt 1 of 1: "
+                        "HTTP 500: {\"error\":{\"message\":\"mock-infer: "
+                        "injected fault 500\",\"type\":\"server_error\"}}; "
+                        "giving up, the message fails (dead letter, or the "
+                        "gateway's error answer)");
+    assert_string_equal(msgs[2], "backend 'flaky': circuit breaker closed; a "
+                                 "probe succeeded, calls pass again");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -891,6 +934,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_in_one_worker),
         cmocka_unit_test(test_failure_lines),
         cmocka_unit_test(test_failure_lines_breaker),
+        cmocka_unit_test(test_failure_lines_breaker_closes),
     };
     return cmocka_run_group_tests(tests, start_mock, stop_mock);
 }
