@@ -407,13 +407,16 @@ void sl_gateway_serve(void *arg, const struct sl_http_request *hreq,
     if (!json_media_type(hreq->content_type)) {
         char shown[64];
         const char *ct = hreq->content_type;
-        snprintf(text, sizeof(text),
-                 "the body must be sent as Content-Type: application/json "
-                 "(or a +json type), not %s%s%s",
-                 ct ? "'" : "",
-                 ct ? sl_utf8_printable(ct, strlen(ct), shown, sizeof(shown))
-                    : "without one",
-                 ct ? "'" : "");
+        if (ct)
+            snprintf(text, sizeof(text),
+                     "the body must be sent as Content-Type: "
+                     "application/json (or a +json type), not '%s'",
+                     sl_utf8_printable(ct, strlen(ct), shown, sizeof(shown)));
+        else
+            snprintf(text, sizeof(text),
+                     "the body must be sent as Content-Type: "
+                     "application/json (or a +json type); the request has "
+                     "no Content-Type");
         atomic_fetch_add(&gw->stats.unsupported, 1);
         answer_error(res, 415, text);
         return;

@@ -693,10 +693,19 @@ static void test_http_errors(void **state)
                                           "application/x-www-form-urlencoded",
                                           "application/jsonx", "json", NULL};
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        char says[256];
+        if (refused[i])
+            snprintf(says, sizeof(says),
+                     "the body must be sent as Content-Type: "
+                     "application/json (or a +json type), not '%s'",
+                     refused[i]);
+        else
+            snprintf(says, sizeof(says),
+                     "the body must be sent as Content-Type: "
+                     "application/json (or a +json type); the request has "
+                     "no Content-Type");
         raw_http(port, "POST", "/v1/process", refused[i], "{\"v\": 1}", &rep);
-        expect_json_error(&rep, 415,
-                          "the body must be sent as Content-Type: "
-                          "application/json (or a +json type)");
+        expect_json_error(&rep, 415, says);
         free(rep.body);
     }
     static const char *const taken[] = {
