@@ -821,7 +821,11 @@ static void test_failure_lines(void **state)
     }
     rig_down(&r);
     int n = log_release(msgs, 8);
-    assert_int_equal(n, 1);
+    /* One line; a second only if the burst outlasted SL_LOG_LIMIT_MS on a
+     * loaded machine, and then it counts what it held back. */
+    assert_true(n >= 1 && n <= 2);
+    if (n == 2)
+        assert_non_null(strstr(msgs[1], " more since last)"));
     assert_string_equal(
         msgs[0], "backend 'sentiment' failed (http_5xx) on attempt 1 of 2: "
                  "HTTP 503: {\"error\":{\"message\":\"mock-infer: injected "
