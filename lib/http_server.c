@@ -48,6 +48,7 @@ struct upload {
     char *body;    /* collected so far */
     size_t len;    /* bytes */
     int too_large; /* past max_body */
+    int answered;  /* a response is queued already */
 };
 
 /* Queue 'res' (its body is handed over) on 'conn'; 'allow' names the
@@ -129,8 +130,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         unsigned long long n = cl ? strtoull(cl, &end, 10) : 0;
         if (cl && end != cl && n > srv->max_body) {
             up->too_large = 1;
+            up->answered = 1;
             return send_too_large(srv, conn);
         }
+        return MHD_YES;
+    }
+    if (up->answered) { /* a body sent anyway is dropped */
+        *data_size = 0;
         return MHD_YES;
     }
     if (*data_size) {
