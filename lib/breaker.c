@@ -78,11 +78,13 @@ int sl_breaker_allow(struct sl_breaker *b, int64_t now_ms)
     return err;
 }
 
-void sl_breaker_record(struct sl_breaker *b, enum sl_breaker_outcome outcome,
-                       int64_t now_ms)
+int sl_breaker_record(struct sl_breaker *b, enum sl_breaker_outcome outcome,
+                      int64_t now_ms)
 {
+    int moved = -1;
+
     if (b->conf.failures <= 0)
-        return;
+        return -1;
     pthread_mutex_lock(&b->lock);
     tick(b, now_ms);
     switch (b->state) {
@@ -91,13 +93,13 @@ void sl_breaker_record(struct sl_breaker *b, enum sl_breaker_outcome outcome,
             b->consecutive = 0;
         else if (outcome == SL_BREAKER_FAILURE &&
                  ++b->consecutive >= b->conf.failures)
-            set_state(b, SL_BREAKER_OPEN, now_ms);
+            set_state(b, moved = SL_BREAKER_OPEN, now_ms);
         break;
     case SL_BREAKER_HALF_OPEN:
         if (outcome == SL_BREAKER_SUCCESS)
-            set_state(b, SL_BREAKER_CLOSED, now_ms);
+            set_state(b, moved = SL_BREAKER_CLOSED, now_ms);
         else if (outcome == SL_BREAKER_FAILURE)
-            set_state(b, SL_BREAKER_OPEN, now_ms);
+            set_state(b, moved = SL_BREAKER_OPEN, now_ms);
         else if (b->probes > 0)
             b->probes--; /* a cancelled probe frees its slot */
         break;
@@ -105,6 +107,7 @@ void sl_breaker_record(struct sl_breaker *b, enum sl_breaker_outcome outcome,
         break; /* late answers of calls admitted before it opened */
     }
     pthread_mutex_unlock(&b->lock);
+    return moved;
 }
 
 enum sl_breaker_state sl_breaker_state(struct sl_breaker *b, int64_t now_ms)

@@ -43,11 +43,14 @@ void sl_breaker_destroy(struct sl_breaker *b);
 int sl_breaker_allow(struct sl_breaker *b, int64_t now_ms);
 
 /*
- * Report how an allowed call ended, at monotonic time 'now_ms'.  Any
- * thread.
+ * Report how an allowed call ended, at monotonic time 'now_ms'.  Returns
+ * the state this report moved the breaker into, so that the caller can
+ * say so once: SL_BREAKER_OPEN when a failure opened it (or a probe's
+ * failure reopened it), SL_BREAKER_CLOSED when a probe's success closed
+ * it; -1 when the report changed nothing.  Any thread.
  */
-void sl_breaker_record(struct sl_breaker *b, enum sl_breaker_outcome outcome,
-                       int64_t now_ms);
+int sl_breaker_record(struct sl_breaker *b, enum sl_breaker_outcome outcome,
+                      int64_t now_ms);
 
 /*
  * The state at 'now_ms' (an open breaker whose open_ms passed reads

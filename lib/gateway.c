@@ -8,9 +8,11 @@
 #include "gateway.h"
 #include "clock.h"
 #include "err.h"
+#include "jsontext.h"
 #include "log.h"
 #include "msg.h"
 #include "row.h"
+#include "utf8.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -18,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #define MARGIN_MS 2000    /* budget beyond the steps' own deadlines */
@@ -52,6 +55,7 @@ struct gw_req {
     json_t *timings;             /* {backend: ms, "total": ms}; owned */
     char *reason;                /* FAILED: why; owned */
     bool decode;                 /* FAILED at rendering the templates */
+    bool deadline;               /* FAILED: a step's deadline passed */
     int stop_status;             /* nonzero: answer this status with
                                     'stop_text' (503 stopping, 500 memory) */
     const char *stop_text;       /* static */
@@ -150,6 +154,7 @@ static void on_done(void *arg, void *item, const struct sl_infer_result *res)
     if (res->status == SL_INFER_FAILED) {
         r->reason = strdup(res->reason ? res->reason : "failed");
         r->decode = res->stage && !strcmp(res->stage, "decode");
+        r->deadline = res->fail_class == SL_INFER_EC_DEADLINE;
     }
     if (!r->results || !r->errors || !r->timings ||
         (res->status == SL_INFER_FAILED && !r->reason)) {
@@ -235,7 +240,7 @@ static void answer(struct sl_http_response *res, int status, json_t *doc)
 {
     res->status = status;
     res->content_type = "application/json";
-    res->body = doc ? json_dumps(doc, DUMP_FLAGS) : NULL;
+    res->body = doc ? sl_jsontext_dumps(doc, DUMP_FLAGS) : NULL;
     if (!res->body) {
         res->status = 500;
         res->content_type = "text/plain";
@@ -248,7 +253,7 @@ static void answer(struct sl_http_response *res, int status, json_t *doc)
 static void answer_error(struct sl_http_response *res, int status,
                          const char *text)
 {
-    answer(res, status, json_pack("{s:s}", "error", text));
+    sl_http_response_error(res, status, text);
 }
 
 /* A row offset unique across restarts: microseconds, strictly rising. */
@@ -337,8 +342,10 @@ static void answer_outcome(struct sl_gateway *gw, struct gw_req *r,
         }
     }
     if (r->status == SL_INFER_FAILED) {
-        atomic_fetch_add(&gw->stats.failed, 1);
-        answer(res, 502,
+        /* A step out of time is a gateway timeout, not a bad answer. */
+        atomic_fetch_add(r->deadline ? &gw->stats.timed_out : &gw->stats.failed,
+                         1);
+        answer(res, r->deadline ? 504 : 502,
                json_pack("{s:s, s:O, s:O}", "error", r->reason, "errors",
                          r->errors, "timings", r->timings));
         return;
@@ -348,6 +355,28 @@ static void answer_outcome(struct sl_gateway *gw, struct gw_req *r,
     answer(res, 200,
            json_pack("{s:O, s:O, s:O}", "results", r->results, "errors",
                      r->errors, "timings", r->timings));
+}
+
+/*
+ * True for a JSON media type: application/json or type/subtype+json,
+ * any case, with parameters ("; charset=utf-8") allowed.
+ */
+static bool json_media_type(const char *ct)
+{
+    if (!ct)
+        return false;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    size_t len = strcspn(ct, ";");
+    while (len > 0 && (ct[len - 1] == ' ' || ct[len - 1] == '\t'))
+        len--;
+    const char *slash = memchr(ct, '/', len);
+    if (!slash || slash == ct || slash + 1 == ct + len)
+        return false;
+    if (len == 16 && !strncasecmp(ct, "application/json", 16))
+        return true;
+    size_t sub = (size_t)(ct + len - (slash + 1));
+    return sub > 5 && !strncasecmp(ct + len - 5, "+json", 5);
 }
 
 static void leave(struct sl_gateway *gw)
@@ -373,6 +402,23 @@ void sl_gateway_serve(void *arg, const struct sl_http_request *hreq,
         atomic_fetch_add(&gw->stats.unavailable, 1);
         answer_error(res, 503, "draining: this replica is shutting down");
         res->retry_after_s = 1;
+        return;
+    }
+    if (!json_media_type(hreq->content_type)) {
+        char shown[64];
+        const char *ct = hreq->content_type;
+        if (ct)
+            snprintf(text, sizeof(text),
+                     "the body must be sent as Content-Type: "
+                     "application/json (or a +json type), not '%s'",
+                     sl_utf8_printable(ct, strlen(ct), shown, sizeof(shown)));
+        else
+            snprintf(text, sizeof(text),
+                     "the body must be sent as Content-Type: "
+                     "application/json (or a +json type); the request has "
+                     "no Content-Type");
+        atomic_fetch_add(&gw->stats.unsupported, 1);
+        answer_error(res, 415, text);
         return;
     }
     json_t *doc =

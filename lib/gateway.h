@@ -35,10 +35,12 @@ struct sl_gateway_stats {
     _Atomic uint64_t ok;          /* 200: results returned */
     _Atomic uint64_t bad_request; /* 400: not JSON, not an object, or a
                                      field the templates need is missing */
+    _Atomic uint64_t unsupported; /* 415: Content-Type is not JSON */
     _Atomic uint64_t rejected;    /* 429: over max_concurrency */
     _Atomic uint64_t failed;      /* 502: a backend failed, on_error fail */
     _Atomic uint64_t unavailable; /* 503: draining, or the sink refused */
-    _Atomic uint64_t timed_out;   /* 504: no outcome within the budget */
+    _Atomic uint64_t timed_out;   /* 504: a step's deadline passed, or
+                                     no outcome within the budget */
     _Atomic uint64_t rows;        /* rows handed to the sink */
     _Atomic int64_t inflight;     /* requests being processed now */
     struct sl_histo latency;      /* seconds, 200 answers only */
@@ -64,12 +66,16 @@ struct sl_gateway *sl_gateway_new(const struct sl_gateway_conf *conf,
  *   200 {"results": {...}, "errors": {...}, "timings": {...}}
  *   400 {"error": "..."} for a body that is not a JSON object, or lacks a
  *       field a template needs
+ *   415 {"error": "..."} for a Content-Type other than application/json
+ *       or a +json type (parameters such as charset allowed)
  *   429 {"error": "..."} with Retry-After: 1 beyond gateway.max_concurrency
  *   502 {"error": reason, "errors": {...}, "timings": {...}} when a
  *       backend failed and its step has on_error: fail
  *   503 {"error": "..."} while draining, or when write_rows is set and the
  *       sink would not take the row
- *   504 {"error": "..."} when no outcome came within the budget.
+ *   504 {"error": reason, "errors": {...}, "timings": {...}} when a
+ *       step's deadline_ms passed (the reason counts the attempts made),
+ *       or {"error": "..."} when no outcome came within the budget.
  * Any HTTP server thread.
  */
 void sl_gateway_serve(void *arg, const struct sl_http_request *req,

@@ -1,20 +1,26 @@
 /*
  * libmicrohttpd glue: collect a capped body, dispatch on method and path,
- * send what the handler filled in.
+ * send what the handler filled in, and count every answer by status.
  */
 #include "http_server.h"
 #include "err.h"
 #include "log.h"
+#include "utf8.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <jansson.h>
 #include <microhttpd.h>
+#include <stdatomic.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_ROUTES 16
+#define STATUS_MIN 100 /* statuses counted: STATUS_MIN to STATUS_MAX */
+#define STATUS_MAX 599
 
 struct route {
     char method[8];      /* "GET" */
@@ -33,6 +39,8 @@ struct sl_http_server {
     struct route routes[MAX_ROUTES]; /* the routes */
     int nroutes;                     /* used */
     int port;                        /* bound port */
+    _Atomic uint64_t sent[STATUS_MAX - STATUS_MIN + 1]; /* answers by
+                                                           status */
 };
 
 /* Per-request state while the body arrives. */
@@ -40,17 +48,64 @@ struct upload {
     char *body;    /* collected so far */
     size_t len;    /* bytes */
     int too_large; /* past max_body */
+    int answered;  /* a response is queued already */
 };
 
-static enum MHD_Result send_text(struct MHD_Connection *conn, int status,
-                                 const char *text)
+/* Queue 'res' (its body is handed over) on 'conn'; 'allow' names the
+ * methods of a 405.  Counts the answer. */
+static enum MHD_Result send_response(struct sl_http_server *srv,
+                                     struct MHD_Connection *conn,
+                                     struct sl_http_response *res,
+                                     const char *allow)
 {
     struct MHD_Response *r = MHD_create_response_from_buffer(
-        strlen(text), (void *)text, MHD_RESPMEM_MUST_COPY);
-    MHD_add_response_header(r, "Content-Type", "text/plain");
-    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
+        res->body_len, res->body ? res->body : (void *)"",
+        res->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+
+    if (!r) {
+        free(res->body);
+        return MHD_NO; /* the connection is closed */
+    }
+    MHD_add_response_header(r, "Content-Type",
+                            res->content_type ? res->content_type
+                                              : "text/plain");
+    if (res->retry_after_s > 0) {
+        char ra[16];
+        snprintf(ra, sizeof(ra), "%d", res->retry_after_s);
+        MHD_add_response_header(r, "Retry-After", ra);
+    }
+    if (allow)
+        MHD_add_response_header(r, "Allow", allow);
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)res->status, r);
     MHD_destroy_response(r);
+    if (ret == MHD_YES && res->status >= STATUS_MIN &&
+        res->status <= STATUS_MAX)
+        atomic_fetch_add_explicit(&srv->sent[res->status - STATUS_MIN], 1,
+                                  memory_order_relaxed);
     return ret;
+}
+
+/* Answer an error of the server's own, {"error": text}. */
+static enum MHD_Result send_error(struct sl_http_server *srv,
+                                  struct MHD_Connection *conn, int status,
+                                  const char *text, const char *allow)
+{
+    struct sl_http_response res = {0};
+
+    sl_http_response_error(&res, status, text);
+    return send_response(srv, conn, &res, allow);
+}
+
+static enum MHD_Result send_too_large(struct sl_http_server *srv,
+                                      struct MHD_Connection *conn)
+{
+    char text[128];
+
+    snprintf(text, sizeof(text),
+             "the request body is larger than %zu bytes "
+             "(gateway.max_body_bytes)",
+             srv->max_body);
+    return send_error(srv, conn, 413, text, NULL);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
@@ -67,6 +122,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         if (!up)
             return MHD_NO;
         *con_cls = up;
+        /* A declared length past the cap: refuse before reading a byte
+         * (a client that sent Expect: 100-continue sends none). */
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                     "Content-Length");
+        char *end;
+        unsigned long long n = cl ? strtoull(cl, &end, 10) : 0;
+        if (cl && end != cl && n > srv->max_body) {
+            up->too_large = 1;
+            up->answered = 1;
+            return send_too_large(srv, conn);
+        }
+        return MHD_YES;
+    }
+    if (up->answered) { /* a body sent anyway is dropped */
+        *data_size = 0;
         return MHD_YES;
     }
     if (*data_size) {
@@ -85,39 +155,43 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         return MHD_YES;
     }
     if (up->too_large)
-        return send_text(conn, 413, "request body too large\n");
+        return send_too_large(srv, conn);
 
     const struct route *rt = NULL;
-    int path_known = 0;
+    char allow[64] = "";
     for (int i = 0; i < srv->nroutes; i++) {
         if (strcmp(srv->routes[i].path, url) != 0)
             continue;
-        path_known = 1;
-        if (strcmp(srv->routes[i].method, method) == 0)
+        /* A GET route answers HEAD too (MHD sends no body for it). */
+        bool get = strcmp(srv->routes[i].method, "GET") == 0;
+        if (strcmp(srv->routes[i].method, method) == 0 ||
+            (get && strcmp(method, "HEAD") == 0))
             rt = &srv->routes[i];
+        size_t n = strlen(allow);
+        snprintf(allow + n, sizeof(allow) - n, "%s%s%s", n ? ", " : "",
+                 srv->routes[i].method, get ? ", HEAD" : "");
     }
-    if (!rt)
-        return send_text(conn, path_known ? 405 : 404,
-                         path_known ? "method not allowed\n" : "not found\n");
+    if (!rt && allow[0]) {
+        char text[192];
+        snprintf(text, sizeof(text),
+                 "method %.16s is not allowed on %.64s; "
+                 "use %s",
+                 method, url, allow);
+        return send_error(srv, conn, 405, text, allow);
+    }
+    if (!rt) {
+        char text[128];
+        snprintf(text, sizeof(text), "no such path: %.64s", url);
+        return send_error(srv, conn, 404, text, NULL);
+    }
 
-    struct sl_http_request req = {method, url, up->body ? up->body : "",
-                                  up->len};
+    struct sl_http_request req = {
+        method, url,
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type"),
+        up->body ? up->body : "", up->len};
     struct sl_http_response res = {.status = 200};
     rt->fn(rt->arg, &req, &res);
-
-    struct MHD_Response *r = MHD_create_response_from_buffer(
-        res.body_len, res.body ? res.body : (void *)"",
-        res.body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
-    MHD_add_response_header(r, "Content-Type",
-                            res.content_type ? res.content_type : "text/plain");
-    if (res.retry_after_s > 0) {
-        char ra[16];
-        snprintf(ra, sizeof(ra), "%d", res.retry_after_s);
-        MHD_add_response_header(r, "Retry-After", ra);
-    }
-    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)res.status, r);
-    MHD_destroy_response(r);
-    return ret;
+    return send_response(srv, conn, &res, NULL);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -217,6 +291,14 @@ int sl_http_server_port(const struct sl_http_server *srv)
     return srv->port;
 }
 
+uint64_t sl_http_server_responses(const struct sl_http_server *srv, int status)
+{
+    if (status < STATUS_MIN || status > STATUS_MAX)
+        return 0;
+    return atomic_load_explicit(&srv->sent[status - STATUS_MIN],
+                                memory_order_relaxed);
+}
+
 void sl_http_server_destroy(struct sl_http_server *srv)
 {
     if (!srv)
@@ -233,4 +315,22 @@ void sl_http_response_text(struct sl_http_response *res, int status,
     res->content_type = content_type;
     res->body = strdup(text);
     res->body_len = res->body ? strlen(res->body) : 0;
+}
+
+void sl_http_response_error(struct sl_http_response *res, int status,
+                            const char *text)
+{
+    char *clean = sl_utf8_sanitize(text, strlen(text));
+    json_t *doc = clean ? json_pack("{s:s}", "error", clean) : NULL;
+
+    free(clean);
+    res->body = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!res->body) {
+        sl_http_response_text(res, 500, "text/plain", "out of memory\n");
+        return;
+    }
+    res->status = status;
+    res->content_type = "application/json";
+    res->body_len = strlen(res->body);
 }

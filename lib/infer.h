@@ -72,6 +72,10 @@ struct sl_infer_result {
                                     else NULL */
     const char *stage;           /* FAILED: "decode" (bad payload) or
                                     "inference"; else NULL */
+    int fail_class;              /* FAILED by a backend: the
+                                    sl_infer_errclass of the failure named
+                                    in 'reason' (SL_INFER_EC_DEADLINE: the
+                                    step's deadline passed); else -1 */
 };
 
 /*

@@ -9,9 +9,15 @@
 #include "clock.h"
 #include "infer.h"
 #include "limiter.h"
+#include "log.h"
 
 #include <curl/curl.h>
 #include <stdbool.h>
+
+/* Kinds of warn line per backend: each error class, then these two. */
+#define SL_INFER_LOG_BREAKER_OPEN SL_INFER_EC_COUNT
+#define SL_INFER_LOG_BREAKER_CLOSED (SL_INFER_EC_COUNT + 1)
+#define SL_INFER_LOG_KINDS (SL_INFER_EC_COUNT + 2)
 
 /* Shared state of one backend. */
 struct sl_infer_backend {
@@ -23,6 +29,9 @@ struct sl_infer_backend {
     struct sl_limiter *limiter;           /* concurrency, rps, tokens */
     struct sl_breaker *breaker;           /* shared circuit breaker */
     struct sl_infer_stats stats;          /* counters for metrics */
+    struct sl_log_limit log[SL_INFER_LOG_KINDS]; /* failure lines, rate
+                                                    limited per kind; any
+                                                    worker thread */
 };
 
 struct sl_infer {

@@ -14,6 +14,7 @@
 
 #include "err.h"
 #include "jsonptr.h"
+#include "jsontext.h"
 #include "log.h"
 #include "retry.h"
 #include "template.h"
@@ -71,6 +72,7 @@ struct job {
     bool finished;           /* moved to w->finished */
     char *reason;            /* FAILED: why; owned */
     const char *stage;       /* FAILED: "decode" or "inference" */
+    int fail_class;          /* FAILED by a backend: its class; else -1 */
 };
 
 enum req_state {
@@ -141,6 +143,7 @@ struct call_err {
 static void job_start_step(struct sl_infer_worker *w, struct job *job);
 static void req_release(struct sl_infer_worker *w, struct req *req,
                         enum sl_breaker_outcome outcome);
+static void log_breaker(struct sl_infer_worker *w, size_t be, int state);
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
                      void *socketp);
 static int on_timer(CURLM *multi, long timeout_ms, void *userp);
@@ -233,6 +236,15 @@ static void job_finish(struct sl_infer_worker *w, struct job *job,
     w->finished_tail = &job->next;
 }
 
+/* The class named 'name' in an errors entry; -1 for none. */
+static int errclass_of(const char *name)
+{
+    for (int ec = 0; name && ec < SL_INFER_EC_COUNT; ec++)
+        if (!strcmp(name, sl_infer_errclass_name((enum sl_infer_errclass)ec)))
+            return ec;
+    return -1;
+}
+
 /* The step's calls are all done: judge it, then go on or finish. */
 static void job_step_done(struct sl_infer_worker *w, struct job *job)
 {
@@ -259,6 +271,8 @@ static void job_step_done(struct sl_infer_worker *w, struct job *job)
         } else {
             char reason[ERRTEXT + 128];
             json_t *e = json_object_get(job->errors, first_failed);
+            job->fail_class =
+                errclass_of(json_string_value(json_object_get(e, "class")));
             snprintf(reason, sizeof(reason),
                      "step '%s': backend '%s' failed (%s) after %d "
                      "attempt(s): %s",
@@ -393,6 +407,83 @@ static void easy_put(struct sl_infer_worker *w, CURL *easy)
     }
 }
 
+/* ---- failure lines ---- */
+
+/*
+ * What happens to the calls of 'req' once it gives up, as their steps say
+ * (the first attached call's step: a request serves one backend).
+ */
+static const char *give_up_action(struct sl_infer_worker *w, struct req *req)
+{
+    for (size_t i = 0; i < req->ncalls; i++) {
+        if (!req->calls[i])
+            continue;
+        const struct sl_config_step *st =
+            &w->inf->cfg->steps[req->calls[i]->job->step];
+        if (st->mode == SL_CONFIG_MODE_FIRST)
+            return "giving up, another backend of the step may answer";
+        if (st->on_error == SL_CONFIG_ON_ERROR_PARTIAL)
+            return "giving up, the result records the error (on_error: "
+                   "partial)";
+        break;
+    }
+    return "giving up, the message fails (dead letter, or the gateway's "
+           "error answer)";
+}
+
+/*
+ * The warn line of a failure of backend 'be' of class 'ce->ec', rate
+ * limited per backend and class: 'attempt' made out of 'max_attempts'
+ * (0: say how many were made), then 'action'.  The worker's thread; the
+ * limits are shared with the other workers.
+ */
+static void log_failure(struct sl_infer_worker *w, size_t be,
+                        const struct call_err *ce, int attempt,
+                        int max_attempts, const char *action)
+{
+    struct sl_infer_backend *b = &w->inf->be[be];
+    const char *name = b->conf->name;
+    const char *cls = sl_infer_errclass_name(ce->ec);
+
+    if (!sl_log_enabled(SL_LOG_WARN))
+        return;
+    json_t *f = json_pack("{s:s, s:s, s:i}", "backend", name, "class", cls,
+                          "attempt", attempt);
+    if (max_attempts > 0)
+        sl_log_limited(&b->log[ce->ec], sl_mono_ms(), SL_LOG_WARN, "infer", f,
+                       "backend '%s' failed (%s) on attempt %d of %d: %s; %s",
+                       name, cls, attempt, max_attempts, ce->text, action);
+    else
+        sl_log_limited(&b->log[ce->ec], sl_mono_ms(), SL_LOG_WARN, "infer", f,
+                       "backend '%s' failed (%s) after %d attempt(s): %s; %s",
+                       name, cls, attempt, ce->text, action);
+    json_decref(f);
+}
+
+/* The line of a breaker that opened or closed ('state'). */
+static void log_breaker(struct sl_infer_worker *w, size_t be, int state)
+{
+    struct sl_infer_backend *b = &w->inf->be[be];
+    const struct sl_config_breaker *bc = &b->conf->breaker;
+    json_t *f = json_pack("{s:s, s:s}", "backend", b->conf->name, "breaker",
+                          sl_breaker_state_name(state));
+
+    if (state == SL_BREAKER_OPEN)
+        sl_log_limited(&b->log[SL_INFER_LOG_BREAKER_OPEN], sl_mono_ms(),
+                       SL_LOG_WARN, "infer", f,
+                       "backend '%s': circuit breaker open; its calls fail "
+                       "fast for %d ms, then %d probe(s) test it",
+                       b->conf->name, bc->open_ms,
+                       bc->half_open_probes > 0 ? bc->half_open_probes : 1);
+    else
+        sl_log_limited(&b->log[SL_INFER_LOG_BREAKER_CLOSED], sl_mono_ms(),
+                       SL_LOG_WARN, "infer", f,
+                       "backend '%s': circuit breaker closed; a probe "
+                       "succeeded, calls pass again",
+                       b->conf->name);
+    json_decref(f);
+}
+
 /* Stop the transfer of 'req' and give back what it holds. */
 static void req_stop(struct sl_infer_worker *w, struct req *req,
                      enum sl_breaker_outcome outcome)
@@ -409,8 +500,10 @@ static void req_stop(struct sl_infer_worker *w, struct req *req,
         req->holds_slot = false;
     }
     if (req->holds_breaker) {
-        sl_breaker_record(be->breaker, outcome, sl_mono_ms());
+        int moved = sl_breaker_record(be->breaker, outcome, sl_mono_ms());
         req->holds_breaker = false;
+        if (moved >= 0)
+            log_breaker(w, req->be, moved);
     }
 }
 
@@ -614,6 +707,7 @@ static void req_admit(struct sl_infer_worker *w, struct req *req, int64_t now)
         snprintf(ce.text, sizeof(ce.text),
                  "circuit breaker of backend '%s' is open; not called",
                  be->conf->name);
+        log_failure(w, req->be, &ce, req->attempts, 0, give_up_action(w, req));
         req_fail(w, req, &ce, SL_BREAKER_CANCEL);
         return;
     }
@@ -629,6 +723,7 @@ static void req_admit(struct sl_infer_worker *w, struct req *req, int64_t now)
         ce.ec = SL_INFER_EC_INTERNAL;
         snprintf(ce.text, sizeof(ce.text), "cannot start a request: %s",
                  sl_strerror(-SL_ENOMEM));
+        log_failure(w, req->be, &ce, req->attempts, 0, give_up_action(w, req));
         req_fail(w, req, &ce, SL_BREAKER_CANCEL);
     }
 }
@@ -830,6 +925,8 @@ static void req_complete(struct sl_infer_worker *w, struct req *req,
             req_release(w, req, SL_BREAKER_CANCEL);
             return;
         }
+        log_failure(w, req->be, &ce, req->attempts,
+                    be->conf->retry.max_attempts, give_up_action(w, req));
         req_fail(w, req, &ce, SL_BREAKER_CANCEL); /* bad_json: no retry */
         return;
     }
@@ -860,11 +957,18 @@ static void req_complete(struct sl_infer_worker *w, struct req *req,
     }
     req_stop(w, req, outcome);
     if (req_retry(w, req, &ce, now)) {
+        char action[64];
         for (size_t i = 0; i < req->ncalls; i++)
             if (req->calls[i])
                 req->calls[i]->attempts = req->attempts;
+        snprintf(action, sizeof(action), "retrying in %lld ms",
+                 (long long)(req->due_ms - now));
+        log_failure(w, req->be, &ce, req->attempts,
+                    be->conf->retry.max_attempts, action);
         return;
     }
+    log_failure(w, req->be, &ce, req->attempts, be->conf->retry.max_attempts,
+                give_up_action(w, req));
     req_fail(w, req, &ce, SL_BREAKER_CANCEL);
 }
 
@@ -885,7 +989,7 @@ static int batch_flush(struct sl_infer_worker *w, size_t be)
         json_array_append(inputs, b->calls[i]->input);
     json_t *body = json_pack("{s:s, s:o, s:s}", "model", bc->model, "input",
                              inputs, "encoding_format", "float");
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    char *text = body ? sl_jsontext_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     struct req *req = text ? req_new(w, be, b->n, text) : NULL;
     if (!req)
@@ -910,7 +1014,8 @@ static int render_body(struct sl_infer_worker *w, struct job *job, size_t be,
         if (bc->method == SL_CONFIG_HTTP_GET)
             return 0;
         if (!bc->body) {
-            *bodyp = json_dumps(job->doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+            *bodyp =
+                sl_jsontext_dumps(job->doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
             return *bodyp ? 0 : -SL_ENOMEM;
         }
         return sl_template_render_json(bc->body, job->doc, bodyp, errstr,
@@ -947,7 +1052,8 @@ static int render_body(struct sl_infer_worker *w, struct job *job, size_t be,
     if (body && bc->response_format == SL_CONFIG_RESPONSE_JSON)
         json_object_set_new(body, "response_format",
                             json_pack("{s:s}", "type", "json_object"));
-    *bodyp = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    *bodyp = body ? sl_jsontext_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER)
+                  : NULL;
     json_decref(body);
     return *bodyp ? 0 : -SL_ENOMEM;
 }
@@ -1149,6 +1255,7 @@ static struct job *job_new(struct sl_infer_worker *w, void *item,
     job->done = done;
     job->arg = arg;
     job->start_ms = sl_mono_ms();
+    job->fail_class = -1;
     job->results = json_object();
     job->errors = json_object();
     job->timings = json_object();
@@ -1229,7 +1336,17 @@ static void run_deadlines(struct sl_infer_worker *w, int64_t now)
              i < job->ncalls && job->step == step && !job->finished; i++) {
             if (job->calls[i].done)
                 continue;
+            /* The attempt in flight counts: it was made. */
+            if (job->calls[i].req)
+                job->calls[i].attempts = job->calls[i].req->attempts;
             stats_error(w, job->calls[i].be, SL_INFER_EC_DEADLINE);
+            log_failure(w, job->calls[i].be, &ce, job->calls[i].attempts, 0,
+                        st->mode == SL_CONFIG_MODE_ALL &&
+                                st->on_error == SL_CONFIG_ON_ERROR_PARTIAL
+                            ? "the result records the error (on_error: "
+                              "partial)"
+                            : "the message fails (dead letter, or the "
+                              "gateway's error answer)");
             call_finish(w, &job->calls[i], NULL, &ce);
         }
         /* Its next step may have a deadline of its own. */
@@ -1383,6 +1500,7 @@ static void deliver(struct sl_infer_worker *w)
             .timings = job->timings,
             .reason = job->failed ? job->reason : NULL,
             .stage = job->failed ? job->stage : NULL,
+            .fail_class = job->failed ? job->fail_class : -1,
         };
         w->njobs--;
         w->delivering = true;

@@ -166,3 +166,41 @@ void sl_log_fields(enum sl_log_level level, const char *component,
     log_write(level, component, fields, fmt, ap);
     va_end(ap);
 }
+
+bool sl_log_limit_pass(struct sl_log_limit *lim, int64_t now_ms,
+                       int64_t interval_ms, uint64_t *heldp)
+{
+    int64_t last = atomic_load(&lim->last_ms);
+
+    *heldp = 0;
+    /* One thread wins the slot; the others count themselves held. */
+    if ((last == 0 || now_ms - last >= interval_ms) &&
+        atomic_compare_exchange_strong(&lim->last_ms, &last,
+                                       now_ms ? now_ms : 1)) {
+        *heldp = atomic_exchange(&lim->held, 0);
+        return true;
+    }
+    atomic_fetch_add(&lim->held, 1);
+    return false;
+}
+
+void sl_log_limited(struct sl_log_limit *lim, int64_t now_ms,
+                    enum sl_log_level level, const char *component,
+                    json_t *fields, const char *fmt, ...)
+{
+    char msg[1024];
+    uint64_t held;
+    va_list ap;
+
+    if (!sl_log_enabled(level) ||
+        !sl_log_limit_pass(lim, now_ms, SL_LOG_LIMIT_MS, &held))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (held)
+        sl_log_fields(level, component, fields, "%s (%llu more since last)",
+                      msg, (unsigned long long)held);
+    else
+        sl_log_fields(level, component, fields, "%s", msg);
+}

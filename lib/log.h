@@ -7,7 +7,9 @@
 #define SL_LOG_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 enum sl_log_level {
     SL_LOG_DEBUG,
@@ -58,6 +60,37 @@ void sl_log(enum sl_log_level level, const char *component, const char *fmt,
 void sl_log_fields(enum sl_log_level level, const char *component,
                    json_t *fields, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* Lines of one kind at most this often (sl_log_limited()). */
+#define SL_LOG_LIMIT_MS 10000
+
+/*
+ * A rate limit for one kind of line (one backend's one cause of failure):
+ * shared by the threads that log it, lock-free.  Zero-initialise it.
+ */
+struct sl_log_limit {
+    _Atomic int64_t last_ms; /* when a line last went out; 0: never */
+    _Atomic uint64_t held;   /* lines held back since */
+};
+
+/*
+ * Whether a line of 'lim' may go out at monotonic 'now_ms': the first
+ * does, then one per 'interval_ms'.  Returns true with *heldp set to the
+ * lines held back since the last one went out (and the count reset), or
+ * false, counting this line as held back.  Any thread.
+ */
+bool sl_log_limit_pass(struct sl_log_limit *lim, int64_t now_ms,
+                       int64_t interval_ms, uint64_t *heldp);
+
+/*
+ * As sl_log_fields(), at most one line per SL_LOG_LIMIT_MS for 'lim',
+ * with " (N more since last)" appended when N lines were held back.
+ * Nothing is counted while 'level' is not written.  Any thread.
+ */
+void sl_log_limited(struct sl_log_limit *lim, int64_t now_ms,
+                    enum sl_log_level level, const char *component,
+                    json_t *fields, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 
 /* True when a key names a secret and must not be shown.  Any thread. */
 bool sl_log_key_is_secret(const char *key);

@@ -4,6 +4,7 @@
  */
 #include "row.h"
 #include "err.h"
+#include "jsontext.h"
 #include "utf8.h"
 
 #include <stdlib.h>
@@ -24,13 +25,14 @@ const char *sl_row_stage_name(enum sl_row_stage stage)
     return "unknown";
 }
 
-/* Compact JSON text of 'j' (NULL for NULL); drops the reference. */
+/* Compact JSON text of 'j' (NULL for NULL), each real as short as it came;
+ * drops the reference. */
 static int dump_steal(json_t *j, char **outp)
 {
     *outp = NULL;
     if (!j)
         return 0;
-    *outp = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    *outp = sl_jsontext_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
     json_decref(j);
     return *outp ? 0 : -SL_ENOMEM;
 }

@@ -517,6 +517,7 @@ static void metrics_gateway(struct runner *r, struct sl_prom *p)
     } codes[] = {
         {"200", offsetof(struct sl_gateway_stats, ok)},
         {"400", offsetof(struct sl_gateway_stats, bad_request)},
+        {"415", offsetof(struct sl_gateway_stats, unsupported)},
         {"429", offsetof(struct sl_gateway_stats, rejected)},
         {"502", offsetof(struct sl_gateway_stats, failed)},
         {"503", offsetof(struct sl_gateway_stats, unavailable)},
@@ -541,6 +542,23 @@ static void metrics_gateway(struct runner *r, struct sl_prom *p)
     sl_prom_histo(p, "sluice_gateway_latency_seconds", &gs->latency, NULL);
 }
 
+/* Every answer of the listener by status, the server's own 404, 405 and
+ * 413 included; statuses never sent are left out. */
+static void metrics_http(struct runner *r, struct sl_prom *p)
+{
+    sl_prom_family(p, "sluice_http_responses_total", "counter",
+                   "Answers of the HTTP listener by status, every path.");
+    for (int code = 100; code <= 599; code++) {
+        uint64_t n = sl_http_server_responses(r->http, code);
+        char c[8];
+        if (!n)
+            continue;
+        snprintf(c, sizeof(c), "%d", code);
+        sl_prom_sample(p, "sluice_http_responses_total", (double)n, "code", c,
+                       NULL);
+    }
+}
+
 static void serve_metrics(void *arg, const struct sl_http_request *req,
                           struct sl_http_response *res)
 {
@@ -557,6 +575,7 @@ static void serve_metrics(void *arg, const struct sl_http_request *req,
     metrics_sink(r, &p);
     metrics_backends(r, &p);
     metrics_gateway(r, &p);
+    metrics_http(r, &p);
     if (p.truncated) {
         sl_prom_free(&p);
         sl_http_response_text(res, 500, "text/plain",

@@ -55,7 +55,8 @@ static const char usage[] =
     "\n"
     "Per-request headers: X-Mock-Fault: KIND, X-Mock-Fault-Times: N with\n"
     "X-Mock-Fault-Key: K (fault only the first N requests with key K),\n"
-    "X-Mock-Retry-After: V (429/503), X-Mock-Latency-Ms: MS.\n"
+    "X-Mock-Retry-After: V (429/503), X-Mock-Latency-Ms: MS,\n"
+    "X-Mock-Echo: 1 (answer the request body verbatim, not the model's).\n"
     "SIGTERM or SIGINT stops it and prints a summary on stderr.\n";
 
 enum {

@@ -437,6 +437,346 @@ static void test_write_rows_needs_sink(void **state)
                                 "to false at gateway.write_rows"));
 }
 
+/* A one-backend gateway whose model answers each request body back
+ * (X-Mock-Echo), result at /v; rows into 'table' when not NULL. */
+static void write_echo_pipeline(const char *path, const char *table,
+                                const char *headers, const char *step)
+{
+    char yaml[2048], sink[512] = "";
+
+    if (table)
+        snprintf(sink, sizeof(sink),
+                 "sink:\n"
+                 "  postgres:\n"
+                 "    dsn: %s\n"
+                 "    table: %s\n"
+                 "    dead_letter_table: %s_dead\n"
+                 "    create_table: true\n"
+                 "    flush_ms: 10\n",
+                 H_PG_DSN, table, table);
+    snprintf(yaml, sizeof(yaml),
+             "version: 1\n"
+             "name: test-gateway-echo\n"
+             "shutdown_timeout_ms: 10000\n"
+             "http:\n  listen: 127.0.0.1:0\n"
+             "gateway:\n"
+             "  enabled: true\n"
+             "  max_body_bytes: 4096\n"
+             "  write_rows: %s\n"
+             "backends:\n"
+             "  echo:\n"
+             "    kind: http-json\n"
+             "    url: %s/predict/sentiment\n"
+             "    result_pointer: /v\n"
+             "    headers:\n"
+             "      X-Mock-Echo: \"1\"\n%s"
+             "    retry:\n      max_attempts: 1\n"
+             "steps:\n"
+             "  - name: echo\n"
+             "    backends: [echo]\n%s%s",
+             table ? "true" : "false", mock.url, headers ? headers : "",
+             step ? step : "", sink);
+    h_write_file(path, yaml);
+}
+
+/* Numbers keep the text the model sent: 0.6, 0.1 and a real that needs
+ * all 17 digits, in the gateway's reply and in the row's jsonb. */
+static void test_numbers_keep_precision(void **state)
+{
+    (void)state;
+    if (!have_pg)
+        skip();
+    /* The last: all in one document, each keeps its own digits. */
+    static const char *const nums[] = {"0.6", "0.1", "0.30000000000000004",
+                                       "1e-7", "[0.6,0.1,0.30000000000000004]"};
+    static const char *const stored[] = {
+        "0.6", "0.1", "0.30000000000000004", "0.0000001",
+        "[0.6, 0.1, 0.30000000000000004]"}; /* jsonb's text of them */
+    char table[96], yaml[256], body[128], want[128];
+    struct h_proc proc;
+
+    h_unique(table, sizeof(table), "gateway_numbers");
+    snprintf(yaml, sizeof(yaml), "%s/%s.yaml", dir, table);
+    write_echo_pipeline(yaml, table, NULL, NULL);
+    int port = h_sluice_start(&proc, dir, yaml, "gw-numbers");
+    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+        char url[128];
+        struct h_reply rep;
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/process", port);
+        snprintf(body, sizeof(body), "{\"i\":%zu,\"v\":%s}", i, nums[i]);
+        h_http(url, body, NULL, &rep);
+        assert_int_equal(rep.status, 200);
+        snprintf(want, sizeof(want), "{\"results\":{\"echo\":%s},", nums[i]);
+        if (strncmp(rep.body, want, strlen(want)) != 0)
+            fail_msg("sent %s, the reply is %s", nums[i], rep.body);
+        free(rep.body);
+    }
+    PGconn *db = h_db();
+    size_t n = sizeof(nums) / sizeof(nums[0]);
+    assert_int_equal(h_wait_rows(db, table, (long long)n, 30000), (long long)n);
+    PGresult *res = h_pg_query(
+        db, "SELECT results->>'echo' FROM %s ORDER BY (payload->>'i')::int",
+        table);
+    assert_int_equal(PQntuples(res), (int)n);
+    for (size_t i = 0; i < n; i++) {
+        const char *got = PQgetvalue(res, (int)i, 0);
+        if (strcmp(got, stored[i]) != 0)
+            fail_msg("sent %s, the row holds %s", nums[i], got);
+    }
+    PQclear(res);
+    PQfinish(db);
+    h_sluice_stop(&proc, 10000);
+}
+
+/* An answer with the headers the error tests look at. */
+struct raw_reply {
+    long status;     /* 0: the transfer failed */
+    char *body;      /* NUL-terminated; free() */
+    size_t len;      /* body bytes */
+    char allow[64];  /* Allow, or "" */
+    char ctype[128]; /* Content-Type, or "" */
+};
+
+static size_t raw_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct raw_reply *rep = arg;
+    size_t n = size * nmemb;
+    char *b = realloc(rep->body, rep->len + n + 1);
+
+    if (!b)
+        return 0;
+    memcpy(b + rep->len, data, n);
+    rep->body = b;
+    rep->len += n;
+    rep->body[rep->len] = '\0';
+    return n;
+}
+
+/* Copy header 'name' (with its colon) of 'data' into 'out' if it is it. */
+static void raw_header_value(const char *data, size_t n, const char *name,
+                             char *out, size_t size)
+{
+    size_t len = strlen(name), j = 0;
+
+    if (n <= len || strncasecmp(data, name, len))
+        return;
+    while (len < n && data[len] == ' ')
+        len++;
+    while (len < n && data[len] != '\r' && data[len] != '\n' && j + 1 < size)
+        out[j++] = data[len++];
+    out[j] = '\0';
+}
+
+static size_t raw_header(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct raw_reply *rep = arg;
+    size_t n = size * nmemb;
+
+    raw_header_value(data, n, "Allow:", rep->allow, sizeof(rep->allow));
+    raw_header_value(data, n, "Content-Type:", rep->ctype, sizeof(rep->ctype));
+    return n;
+}
+
+/* 'method' 'path' with 'body' (or NULL) sent as 'ctype' (NULL: no
+ * Content-Type header at all), with one more header 'extra' (or NULL). */
+static void raw_http_with(int port, const char *method, const char *path,
+                          const char *ctype, const char *body,
+                          const char *extra, struct raw_reply *rep)
+{
+    CURL *c = curl_easy_init();
+    struct curl_slist *hdrs = NULL;
+    char url[256], h[256];
+
+    memset(rep, 0, sizeof(*rep));
+    rep->body = calloc(1, 1);
+    assert_non_null(c);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    if (strcmp(method, "HEAD") == 0)
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    else
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        snprintf(h, sizeof(h), "Content-Type:%s%s", ctype ? " " : "",
+                 ctype ? ctype : "");
+        hdrs = curl_slist_append(hdrs, h);
+    }
+    if (extra)
+        hdrs = curl_slist_append(hdrs, extra);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, raw_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, rep);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, raw_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, rep);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &rep->status);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(c);
+}
+
+static void raw_http(int port, const char *method, const char *path,
+                     const char *ctype, const char *body, struct raw_reply *rep)
+{
+    raw_http_with(port, method, path, ctype, body, NULL, rep);
+}
+
+/* Expect 'status' with a JSON body {"error": "..."} that says 'says' and
+ * names no library flag. */
+static void expect_json_error(const struct raw_reply *rep, long status,
+                              const char *says)
+{
+    if (rep->status != status)
+        fail_msg("want %ld, got %ld: %s", status, rep->status, rep->body);
+    assert_string_equal(rep->ctype, "application/json");
+    json_t *j = json_loads(rep->body, 0, NULL);
+    if (!j)
+        fail_msg("%ld body is not JSON: %s", status, rep->body);
+    const char *err = json_string_value(json_object_get(j, "error"));
+    assert_non_null(err);
+    if (!strstr(err, says))
+        fail_msg("%ld says '%s', not '%s'", status, err, says);
+    assert_null(strstr(err, "MHD"));
+    assert_null(strstr(err, "CURL"));
+    json_decref(j);
+}
+
+/* The listener's own errors are JSON, 405 names the allowed method, a
+ * body that is not JSON by its Content-Type gets 415, and each answer is
+ * counted by status. */
+static void test_http_errors(void **state)
+{
+    (void)state;
+    char yaml[256], big[8192];
+    struct h_proc proc;
+    struct raw_reply rep;
+
+    snprintf(yaml, sizeof(yaml), "%s/errors.yaml", dir);
+    write_echo_pipeline(yaml, NULL, NULL, NULL);
+    int port = h_sluice_start(&proc, dir, yaml, "gw-errors");
+
+    raw_http(port, "GET", "/v1/process", NULL, NULL, &rep);
+    expect_json_error(&rep, 405,
+                      "method GET is not allowed on /v1/process; "
+                      "use POST");
+    assert_string_equal(rep.allow, "POST");
+    free(rep.body);
+    raw_http(port, "DELETE", "/metrics", NULL, NULL, &rep);
+    expect_json_error(&rep, 405, "use GET, HEAD");
+    assert_string_equal(rep.allow, "GET, HEAD");
+    free(rep.body);
+    raw_http(port, "HEAD", "/healthz", NULL, NULL, &rep);
+    assert_int_equal(rep.status, 200);
+    free(rep.body);
+    raw_http(port, "POST", "/v1/nothing", "application/json", "{}", &rep);
+    expect_json_error(&rep, 404, "no such path: /v1/nothing");
+    free(rep.body);
+    memset(big, ' ', sizeof(big) - 1);
+    big[0] = '{';
+    big[sizeof(big) - 2] = '}';
+    big[sizeof(big) - 1] = '\0';
+    /* Refused by its Content-Length before it is sent (curl waits for
+     * 100 Continue), and when only reading it finds out (chunked). */
+    static const char *const how[] = {NULL, "Transfer-Encoding: chunked"};
+    for (int i = 0; i < 2; i++) {
+        raw_http_with(port, "POST", "/v1/process", "application/json", big,
+                      how[i], &rep);
+        expect_json_error(&rep, 413,
+                          "the request body is larger than 4096 bytes "
+                          "(gateway.max_body_bytes)");
+        free(rep.body);
+    }
+
+    static const char *const refused[] = {"text/plain",
+                                          "application/x-www-form-urlencoded",
+                                          "application/jsonx", "json", NULL};
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        char says[256];
+        if (refused[i])
+            snprintf(says, sizeof(says),
+                     "the body must be sent as Content-Type: "
+                     "application/json (or a +json type), not '%s'",
+                     refused[i]);
+        else
+            snprintf(says, sizeof(says),
+                     "the body must be sent as Content-Type: "
+                     "application/json (or a +json type); the request has "
+                     "no Content-Type");
+        raw_http(port, "POST", "/v1/process", refused[i], "{\"v\": 1}", &rep);
+        expect_json_error(&rep, 415, says);
+        free(rep.body);
+    }
+    static const char *const taken[] = {
+        "application/json", "application/json; charset=utf-8",
+        "Application/JSON", "application/vnd.api+json"};
+    for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++) {
+        raw_http(port, "POST", "/v1/process", taken[i], "{\"v\": 1}", &rep);
+        if (rep.status != 200)
+            fail_msg("%s: %ld %s", taken[i], rep.status, rep.body);
+        free(rep.body);
+    }
+
+    char *metrics = NULL;
+    assert_int_equal(h_get(port, "/metrics", &metrics), 200);
+    assert_true(h_prom_check(metrics) > 0);
+    static const struct {
+        const char *series;
+        double want;
+    } counts[] = {
+        {"sluice_gateway_responses_total{code=\"415\"}", 5},
+        {"sluice_gateway_responses_total{code=\"200\"}", 4},
+        {"sluice_http_responses_total{code=\"404\"}", 1},
+        {"sluice_http_responses_total{code=\"405\"}", 2},
+        {"sluice_http_responses_total{code=\"413\"}", 2},
+        {"sluice_http_responses_total{code=\"415\"}", 5},
+    };
+    for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+        double got = h_prom_value(metrics, counts[i].series);
+        if (got != counts[i].want)
+            fail_msg("%s is %g, not %g", counts[i].series, got, counts[i].want);
+    }
+    free(metrics);
+    h_sluice_stop(&proc, 10000);
+}
+
+/* A step past its deadline_ms answers 504 with the attempts really made,
+ * and counts under code="504". */
+static void test_deadline_504(void **state)
+{
+    (void)state;
+    char yaml[256];
+    struct h_proc proc;
+    struct raw_reply rep;
+
+    snprintf(yaml, sizeof(yaml), "%s/deadline.yaml", dir);
+    write_echo_pipeline(yaml, NULL, "      X-Mock-Latency-Ms: \"5000\"\n",
+                        "    deadline_ms: 300\n");
+    int port = h_sluice_start(&proc, dir, yaml, "gw-deadline");
+    int64_t t0 = h_now_ms();
+    raw_http(port, "POST", "/v1/process", "application/json", "{\"v\": 1}",
+             &rep);
+    int64_t ms = h_now_ms() - t0;
+    print_message("504 after %lld ms: %s\n", (long long)ms, rep.body);
+    expect_json_error(&rep, 504,
+                      "step 'echo': backend 'echo' failed (deadline) after 1 "
+                      "attempt(s): step 'echo' deadline of 300 ms passed");
+    assert_true(ms < 5000);
+    json_t *j = json_loads(rep.body, 0, NULL);
+    json_t *e = json_object_get(json_object_get(j, "errors"), "echo");
+    assert_string_equal(json_string_value(json_object_get(e, "class")),
+                        "deadline");
+    assert_int_equal(json_integer_value(json_object_get(e, "attempts")), 1);
+    json_decref(j);
+    free(rep.body);
+    assert_true(
+        h_metric(port, "sluice_gateway_responses_total{code=\"504\"}") == 1);
+    assert_true(
+        h_metric(port, "sluice_gateway_responses_total{code=\"502\"}") == 0);
+    h_sluice_stop(&proc, 10000);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -471,6 +811,9 @@ int main(void)
         cmocka_unit_test(test_source_and_gateway),
         cmocka_unit_test(test_shipped_pipeline),
         cmocka_unit_test(test_write_rows_needs_sink),
+        cmocka_unit_test(test_numbers_keep_precision),
+        cmocka_unit_test(test_http_errors),
+        cmocka_unit_test(test_deadline_504),
     };
     if (getenv("SLUICE_TEST_FILTER"))
         cmocka_set_test_filter(getenv("SLUICE_TEST_FILTER"));

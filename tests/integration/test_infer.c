@@ -10,6 +10,7 @@
 #include "config.h"
 #include "err.h"
 #include "infer.h"
+#include "log.h"
 #include "msg.h"
 
 #include <curl/curl.h>
@@ -750,6 +751,173 @@ static void test_concurrent_in_one_worker(void **state)
     rig_down(&r);
 }
 
+/* ---- failure lines ---- */
+
+static char log_path[128]; /* where the engine's log goes */
+
+/* Send the log (at warn) to a fresh file. */
+static void log_capture(void)
+{
+    snprintf(log_path, sizeof(log_path), "%s/log", mock_dir);
+    int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    sl_log_set_fd(fd);
+    sl_log_set_level(SL_LOG_WARN);
+}
+
+/* Back to stderr at error; the messages of the captured lines, in order
+ * ('max' at most; returns how many lines there were). */
+static int log_release(char msgs[][640], int max)
+{
+    char line[4096];
+    int n = 0;
+
+    sl_log_set_level(SL_LOG_ERROR);
+    sl_log_set_fd(2);
+    FILE *f = fopen(log_path, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof(line), f)) {
+        json_t *j = json_loads(line, 0, NULL);
+        assert_non_null(j);
+        assert_string_equal(json_string_value(json_object_get(j, "level")),
+                            "warn");
+        if (n < max)
+            snprintf(msgs[n], 640, "%s",
+                     json_string_value(json_object_get(j, "message")));
+        print_message("log: %s", line);
+        json_decref(j);
+        n++;
+    }
+    fclose(f);
+    unlink(log_path);
+    return n;
+}
+
+/* A failure says which backend, why and what happens next, at warn; a
+ * burst of 100 messages (200 failed attempts) gives one line. */
+static void test_failure_lines(void **state)
+{
+    (void)state;
+    struct rig r = {0};
+    static struct outcome o[100];
+    char msgs[8][640];
+
+    log_capture();
+    rig_up(&r, "version: 1\nname: t\nbackends:\n"
+               "  sentiment:\n"
+               "    kind: http-json\n"
+               "    url: @B/predict/sentiment\n"
+               "    body: '{\"text\": {{text}}}'\n"
+               "    headers: {X-Mock-Fault: '503', X-Mock-Retry-After: '0'}\n"
+               "    retry: {max_attempts: 2}\n"
+               "    breaker: {failures: 0}\n"
+               "steps:\n  - name: s\n    backends: [sentiment]\n");
+    for (int i = 0; i < 100; i++)
+        submit_text(&r, "{\"text\": \"fine\"}", &o[i]);
+    drain(&r, 20000);
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(o[i].status, SL_INFER_FAILED);
+        outcome_clear(&o[i]);
+    }
+    rig_down(&r);
+    int n = log_release(msgs, 8);
+    /* One line; a second only if the burst outlasted SL_LOG_LIMIT_MS on a
+     * loaded machine, and then it counts what it held back. */
+    assert_true(n >= 1 && n <= 2);
+    if (n == 2)
+        assert_non_null(strstr(msgs[1], " more since last)"));
+    assert_string_equal(
+        msgs[0], "backend 'sentiment' failed (http_5xx) on attempt 1 of 2: "
+                 "HTTP 503: {\"error\":{\"message\":\"mock-infer: injected "
+                 "fault 503\",\"type\":\"server_error\"}}; retrying in 0 ms");
+}
+
+/* Connection refused, the breaker opening, and the calls it then fails
+ * fast: one line each, however many messages. */
+static void test_failure_lines_breaker(void **state)
+{
+    (void)state;
+    struct rig r = {0};
+    static struct outcome o[100];
+    char msgs[8][640];
+
+    log_capture();
+    rig_up(&r, "version: 1\nname: t\nbackends:\n"
+               "  down:\n"
+               "    kind: http-json\n"
+               "    url: http://127.0.0.1:1/predict/sentiment\n"
+               "    body: '{\"text\": {{text}}}'\n"
+               "    max_concurrency: 1\n"
+               "    retry: {max_attempts: 1}\n"
+               "    breaker: {failures: 2, open_ms: 60000}\n"
+               "steps:\n  - name: s\n    backends: [down]\n");
+    for (int i = 0; i < 100; i++)
+        submit_text(&r, "{\"text\": \"fine\"}", &o[i]);
+    drain(&r, 20000);
+    for (int i = 0; i < 100; i++) {
+        assert_int_equal(o[i].status, SL_INFER_FAILED);
+        outcome_clear(&o[i]);
+    }
+    rig_down(&r);
+    int n = log_release(msgs, 8);
+    assert_int_equal(n, 3);
+    assert_string_equal(msgs[0],
+                        "backend 'down' failed (connect) on attempt 1 of 1: "
+                        "Couldn't connect to server; giving up, the message "
+                        "fails (dead letter, or the gateway's error answer)");
+    assert_string_equal(msgs[1], "backend 'down': circuit breaker open; its "
+                                 "calls fail fast for 60000 ms, then 1 "
+                                 "probe(s) test it");
+    assert_string_equal(
+        msgs[2], "backend 'down' failed (breaker_open) after 0 attempt(s): "
+                 "circuit breaker of backend 'down' is open; not called; "
+                 "giving up, the message fails (dead letter, or the gateway's "
+                 "error answer)");
+}
+
+/* The breaker closing after a probe succeeded is said too. */
+static void test_failure_lines_breaker_closes(void **state)
+{
+    (void)state;
+    struct rig r = {0};
+    struct outcome o[2] = {0};
+    char msgs[8][640];
+
+    log_capture();
+    rig_up(&r, "version: 1\nname: t\nbackends:\n"
+               "  flaky:\n"
+               "    kind: http-json\n"
+               "    url: @B/predict/sentiment\n"
+               "    body: '{\"text\": {{text}}}'\n"
+               "    headers: {X-Mock-Fault: '500', X-Mock-Fault-Times: '1', "
+               "X-Mock-Fault-Key: closes}\n"
+               "    retry: {max_attempts: 1}\n"
+               "    breaker: {failures: 1, open_ms: 100}\n"
+               "steps:\n  - name: s\n    backends: [flaky]\n");
+    run_one(&r, &o[0]);
+    assert_int_equal(o[0].status, SL_INFER_FAILED);
+    pause_ms(150); /* open_ms passed: the next call is the probe */
+    run_one(&r, &o[1]);
+    assert_int_equal(o[1].status, SL_INFER_OK);
+    outcome_clear(&o[0]);
+    outcome_clear(&o[1]);
+    rig_down(&r);
+    int n = log_release(msgs, 8);
+    assert_int_equal(n, 3);
+    /* The failure opens the breaker before its own line is written. */
+    assert_string_equal(msgs[0], "backend 'flaky': circuit breaker open; its "
+                                 "calls fail fast for 100 ms, then 1 "
+                                 "probe(s) test it");
+    assert_string_equal(msgs[1],
+                        "backend 'flaky' failed (http_5xx) on attempt 1 of 1: "
+                        "HTTP 500: {\"error\":{\"message\":\"mock-infer: "
+                        "injected fault 500\",\"type\":\"server_error\"}}; "
+                        "giving up, the message fails (dead letter, or the "
+                        "gateway's error answer)");
+    assert_string_equal(msgs[2], "backend 'flaky': circuit breaker closed; a "
+                                 "probe succeeded, calls pass again");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -768,6 +936,9 @@ int main(void)
         cmocka_unit_test(test_embeddings_batching),
         cmocka_unit_test(test_chat_json),
         cmocka_unit_test(test_concurrent_in_one_worker),
+        cmocka_unit_test(test_failure_lines),
+        cmocka_unit_test(test_failure_lines_breaker),
+        cmocka_unit_test(test_failure_lines_breaker_closes),
     };
     return cmocka_run_group_tests(tests, start_mock, stop_mock);
 }

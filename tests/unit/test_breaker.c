@@ -77,12 +77,42 @@ static void test_disabled(void **state)
     sl_breaker_destroy(b);
 }
 
+/* record() says which report opened, reopened or closed the breaker, so
+ * that the engine logs each change once. */
+static void test_record_reports_changes(void **state)
+{
+    (void)state;
+    struct sl_config_breaker bc = {
+        .failures = 2, .open_ms = 1000, .half_open_probes = 1};
+    struct sl_breaker *b = sl_breaker_new(&bc);
+    int64_t t = 5000;
+
+    assert_int_equal(sl_breaker_allow(b, t), 0);
+    assert_int_equal(sl_breaker_record(b, SL_BREAKER_FAILURE, t), -1);
+    assert_int_equal(sl_breaker_allow(b, t), 0);
+    assert_int_equal(sl_breaker_record(b, SL_BREAKER_FAILURE, t),
+                     SL_BREAKER_OPEN);
+    /* a late answer while open changes nothing */
+    assert_int_equal(sl_breaker_record(b, SL_BREAKER_FAILURE, t + 1), -1);
+    t += 1000;
+    assert_int_equal(sl_breaker_allow(b, t), 0); /* the probe */
+    assert_int_equal(sl_breaker_record(b, SL_BREAKER_FAILURE, t),
+                     SL_BREAKER_OPEN);
+    t += 1000;
+    assert_int_equal(sl_breaker_allow(b, t), 0);
+    assert_int_equal(sl_breaker_record(b, SL_BREAKER_SUCCESS, t),
+                     SL_BREAKER_CLOSED);
+    assert_int_equal(sl_breaker_record(b, SL_BREAKER_SUCCESS, t), -1);
+    sl_breaker_destroy(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_opens_after_failures),
         cmocka_unit_test(test_half_open_probes),
         cmocka_unit_test(test_disabled),
+        cmocka_unit_test(test_record_reports_changes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -100,12 +100,82 @@ static void test_level_parse_and_env(void **state)
     unsetenv("SLUICE_LOG_LEVEL");
 }
 
+/* The limiter with injected time: the first line passes, then one per
+ * interval, each saying how many were held back. */
+static void test_limit_pass(void **state)
+{
+    (void)state;
+    struct sl_log_limit lim = {0};
+    uint64_t held = 99;
+
+    assert_true(sl_log_limit_pass(&lim, 5, 10000, &held));
+    assert_int_equal(held, 0);
+    for (int i = 0; i < 100; i++)
+        assert_false(sl_log_limit_pass(&lim, 5 + i * 99, 10000, &held));
+    assert_false(sl_log_limit_pass(&lim, 10004, 10000, &held));
+    assert_true(sl_log_limit_pass(&lim, 10005, 10000, &held));
+    assert_int_equal(held, 101);
+    assert_false(sl_log_limit_pass(&lim, 10006, 10000, &held));
+    assert_true(sl_log_limit_pass(&lim, 90000, 10000, &held));
+    assert_int_equal(held, 1);
+    /* A clock at 0 still counts as a line that went out. */
+    struct sl_log_limit zero = {0};
+    assert_true(sl_log_limit_pass(&zero, 0, 10000, &held));
+    assert_false(sl_log_limit_pass(&zero, 1, 10000, &held));
+}
+
+static void emit_limited(void)
+{
+    static struct sl_log_limit lim;
+    sl_log_set_level(SL_LOG_INFO);
+    for (int i = 0; i < 100; i++)
+        sl_log_limited(&lim, 1000 + i, SL_LOG_WARN, "infer", NULL,
+                       "backend '%s' failed", "b");
+    sl_log_limited(&lim, 1000 + SL_LOG_LIMIT_MS, SL_LOG_WARN, "infer", NULL,
+                   "backend '%s' failed", "b");
+    /* Below the level: neither written nor counted. */
+    sl_log_set_level(SL_LOG_ERROR);
+    sl_log_limited(&lim, 1000 + 3 * SL_LOG_LIMIT_MS, SL_LOG_WARN, "infer", NULL,
+                   "hidden");
+    sl_log_set_level(SL_LOG_INFO);
+    sl_log_limited(&lim, 1000 + 4 * SL_LOG_LIMIT_MS, SL_LOG_WARN, "infer", NULL,
+                   "backend '%s' failed", "c");
+}
+
+/* A burst of 100 gives one line, the next interval's line counts the 99
+ * held back, and a line below the level counts nothing. */
+static void test_limited_lines(void **state)
+{
+    (void)state;
+    char *out = capture(emit_limited);
+    const char *want[] = {"backend 'b' failed",
+                          "backend 'b' failed (99 more since last)",
+                          "backend 'c' failed"};
+    char *line = out;
+    for (size_t i = 0; i < 3; i++) {
+        char *eol = strchr(line, '\n');
+        assert_non_null(eol);
+        *eol = '\0';
+        json_t *j = json_loads(line, 0, NULL);
+        assert_non_null(j);
+        assert_string_equal(json_string_value(json_object_get(j, "level")),
+                            "warn");
+        assert_string_equal(json_string_value(json_object_get(j, "message")),
+                            want[i]);
+        json_decref(j);
+        line = eol + 1;
+    }
+    assert_string_equal(line, "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_line_is_json_with_fields),
         cmocka_unit_test(test_secrets_redacted_and_bad_utf8_kept),
         cmocka_unit_test(test_level_parse_and_env),
+        cmocka_unit_test(test_limit_pass),
+        cmocka_unit_test(test_limited_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

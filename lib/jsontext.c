@@ -1,0 +1,225 @@
+/*
+ * Shortest round-trip printing of reals for jansson documents.  Compact
+ * text is written here, structure by structure, with each scalar printed
+ * by jansson (so strings are escaped exactly as json_dumps() does) and
+ * each real in the fewest digits that read back as the same double.
+ */
+#include "jsontext.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PREC_MIN 15     /* always exact for a decimal of <= 15 digits */
+#define PREC_MAX 17     /* always enough for a double */
+#define PREC_MASK 0x1fu /* JSON_REAL_PRECISION's bits in the flags */
+#define DEPTH_MAX 2048  /* as jansson's parser: deeper is refused */
+#define SCALAR_BUF 64   /* most scalars fit; longer strings are malloc'd */
+#define REAL_TEXT 40    /* "%.17g" of any double, plus ".0" */
+
+/* Flags that the structure writer passes on to jansson for scalars. */
+#define SCALAR_FLAGS (JSON_ENSURE_ASCII | JSON_ESCAPE_SLASH)
+
+/*
+ * Print 'v' into text[REAL_TEXT] in the fewest digits, PREC_MIN to
+ * PREC_MAX, that read back as 'v'; returns that precision.
+ */
+static int real_text(double v, char *text)
+{
+    int p;
+
+    for (p = PREC_MIN; p < PREC_MAX; p++) {
+        snprintf(text, REAL_TEXT, "%.*g", p, v);
+        if (strtod(text, NULL) == v)
+            return p;
+    }
+    snprintf(text, REAL_TEXT, "%.*g", p, v);
+    return p;
+}
+
+/* Digits 'v' needs to read back as itself, PREC_MIN to PREC_MAX. */
+static int real_precision(double v)
+{
+    char text[REAL_TEXT];
+
+    return real_text(v, text);
+}
+
+/*
+ * 'v' in its shortest text, as jansson writes a real: a ".0" when it
+ * would read as an integer, and no '+' or leading zeros in the exponent
+ * ("1e-07" is "1e-7").  Returns the length, or 0 for a non-finite real
+ * (which JSON cannot hold).
+ */
+static size_t real_json(double v, char *text)
+{
+    if (!isfinite(v))
+        return 0;
+    real_text(v, text);
+    size_t len = strlen(text);
+    if (strspn(text, "0123456789-") == len) {
+        memcpy(text + len, ".0", 3);
+        return len + 2;
+    }
+    char *e = strchr(text, 'e');
+    if (e) {
+        char *digits = e + 1 + (e[1] == '-' || e[1] == '+');
+        char *from = digits;
+        while (*from == '0' && from[1])
+            from++;
+        char *to = e[1] == '+' ? e + 1 : digits;
+        memmove(to, from, strlen(from) + 1);
+        len = strlen(text);
+    }
+    return len;
+}
+
+/* The precision 'j' needs, at least 'have'; stops early at PREC_MAX. */
+static int need(const json_t *j, int have)
+{
+    const char *key;
+    json_t *v;
+    size_t i;
+
+    if (have >= PREC_MAX)
+        return have;
+    switch (json_typeof(j)) {
+    case JSON_REAL: {
+        int p = real_precision(json_real_value(j));
+        return p > have ? p : have;
+    }
+    case JSON_OBJECT:
+        json_object_foreach((json_t *)j, key, v)
+        {
+            have = need(v, have);
+            if (have >= PREC_MAX)
+                break;
+        }
+        return have;
+    case JSON_ARRAY:
+        json_array_foreach((json_t *)j, i, v)
+        {
+            have = need(v, have);
+            if (have >= PREC_MAX)
+                break;
+        }
+        return have;
+    default:
+        return have;
+    }
+}
+
+int sl_jsontext_precision(const json_t *j)
+{
+    return j ? need(j, PREC_MIN) : PREC_MIN;
+}
+
+/* A growing output buffer. */
+struct out {
+    char *p;    /* text so far, NUL-terminated when done */
+    size_t len; /* bytes used */
+    size_t cap; /* bytes allocated */
+};
+
+static int put(struct out *o, const char *s, size_t n)
+{
+    if (o->len + n + 1 > o->cap) {
+        size_t cap = o->cap ? o->cap : 256;
+        while (cap < o->len + n + 1)
+            cap *= 2;
+        char *p = realloc(o->p, cap);
+        if (!p)
+            return -1;
+        o->p = p;
+        o->cap = cap;
+    }
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+    o->p[o->len] = '\0';
+    return 0;
+}
+
+/* A scalar as jansson prints it with 'flags'. */
+static int put_scalar(struct out *o, const json_t *j, size_t flags)
+{
+    char buf[SCALAR_BUF];
+    size_t n = json_dumpb(j, buf, sizeof(buf), flags | JSON_ENCODE_ANY);
+
+    if (n == 0)
+        return -1; /* a non-finite real, or out of memory */
+    if (n <= sizeof(buf))
+        return put(o, buf, n);
+    char *big = malloc(n);
+    if (!big)
+        return -1;
+    int rc = json_dumpb(j, big, n, flags | JSON_ENCODE_ANY) == n
+                 ? put(o, big, n)
+                 : -1;
+    free(big);
+    return rc;
+}
+
+/* 'j' as compact text, each real in its own shortest precision. */
+static int put_value(struct out *o, const json_t *j, size_t flags, int depth)
+{
+    const char *key;
+    json_t *v;
+    size_t i;
+
+    if (depth > DEPTH_MAX)
+        return -1;
+    switch (json_typeof(j)) {
+    case JSON_OBJECT:
+        if (put(o, "{", 1))
+            return -1;
+        i = 0;
+        json_object_foreach((json_t *)j, key, v)
+        {
+            json_t *k = json_stringn_nocheck(key, strlen(key));
+            int rc = !k || (i++ && put(o, ",", 1)) || put_scalar(o, k, flags) ||
+                     put(o, ":", 1) || put_value(o, v, flags, depth + 1);
+            json_decref(k);
+            if (rc)
+                return -1;
+        }
+        return put(o, "}", 1);
+    case JSON_ARRAY:
+        if (put(o, "[", 1))
+            return -1;
+        json_array_foreach((json_t *)j, i, v)
+        {
+            if ((i && put(o, ",", 1)) || put_value(o, v, flags, depth + 1))
+                return -1;
+        }
+        return put(o, "]", 1);
+    case JSON_REAL: {
+        char text[REAL_TEXT];
+        size_t n = real_json(json_real_value(j), text);
+        return n ? put(o, text, n) : -1;
+    }
+    default:
+        return put_scalar(o, j, flags);
+    }
+}
+
+char *sl_jsontext_dumps(const json_t *j, size_t flags)
+{
+    if (!j)
+        return NULL;
+    flags &= ~(size_t)JSON_REAL_PRECISION(PREC_MASK);
+    /* Indented, sorted or embedded text: jansson writes the structure,
+     * with one precision for the whole document. */
+    if (!(flags & JSON_COMPACT) || JSON_INDENT(flags) ||
+        (flags & (JSON_SORT_KEYS | JSON_EMBED)))
+        return json_dumps(j, flags |
+                                 JSON_REAL_PRECISION(sl_jsontext_precision(j)));
+    if (!(flags & JSON_ENCODE_ANY) && !json_is_object(j) && !json_is_array(j))
+        return NULL; /* as json_dumps() */
+    struct out o = {0};
+    if (put_value(&o, j, flags & SCALAR_FLAGS, 0) || put(&o, "", 0)) {
+        free(o.p);
+        return NULL;
+    }
+    return o.p;
+}

@@ -1,0 +1,137 @@
+/*
+ * Numbers keep the text they came with: a model's 0.6, 0.1 and a real
+ * that needs all 17 digits read in and print out unchanged.
+ */
+#include "cmocka_shim.h"
+
+#include "jsontext.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Parse 'text', print it with sl_jsontext_dumps(), expect 'want'. */
+static void expect_text(const char *text, const char *want)
+{
+    json_t *j = json_loads(text, JSON_DECODE_ANY, NULL);
+    assert_non_null(j);
+    char *out = sl_jsontext_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    assert_non_null(out);
+    assert_string_equal(out, want);
+    free(out);
+    json_decref(j);
+}
+
+static void test_shortest_reals(void **state)
+{
+    (void)state;
+    expect_text("{\"score\":0.6}", "{\"score\":0.6}");
+    expect_text("{\"score\":0.1}", "{\"score\":0.1}");
+    expect_text("[0.6,0.1,0.7,2.5,-1.25,1e-7,123456.789]",
+                "[0.6,0.1,0.7,2.5,-1.25,1e-7,123456.789]");
+    expect_text("0.30000000000000004", "0.30000000000000004");
+    expect_text("[0.1234567890123456]", "[0.1234567890123456]");
+    expect_text("{\"n\":3,\"s\":\"0.6\",\"b\":true,\"z\":null}",
+                "{\"n\":3,\"s\":\"0.6\",\"b\":true,\"z\":null}");
+}
+
+/* Every real of every precision reads back as the same double. */
+static void test_round_trip(void **state)
+{
+    (void)state;
+    double vals[] = {
+        0.6,    0.1,    0.30000000000000004,    1.0 / 3.0, 2.0 / 3.0,
+        1e-300, 5e-324, 1.7976931348623157e308, 0.0,       -0.0};
+    for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+        json_t *j = json_pack("[f]", vals[i]);
+        char *out = sl_jsontext_dumps(j, JSON_COMPACT);
+        assert_non_null(out);
+        json_t *back = json_loads(out, 0, NULL);
+        assert_non_null(back);
+        assert_true(json_real_value(json_array_get(back, 0)) == vals[i]);
+        free(out);
+        json_decref(back);
+        json_decref(j);
+    }
+}
+
+/* Each real on its own: one that needs 17 digits does not lengthen the
+ * others; the whole-document precision is what indented text uses. */
+static void test_precision_per_value(void **state)
+{
+    (void)state;
+    expect_text("{\"emb\":[0.30000000000000004,0.1234567890123456],"
+                "\"score\":0.6,\"label\":\"pos\\u00e9\\n/\"}",
+                "{\"emb\":[0.30000000000000004,0.1234567890123456],"
+                "\"score\":0.6,\"label\":\"pos\u00e9\\n/\"}");
+    expect_text("{}", "{}");
+    expect_text("[[],{},[{}]]", "[[],{},[{}]]");
+    expect_text("{\"a\":1e300,\"b\":-2.5e-300,\"c\":1.0}",
+                "{\"a\":1e300,\"b\":-2.5e-300,\"c\":1.0}");
+
+    json_t *j = json_loads("[0.6,0.30000000000000004]", 0, NULL);
+    assert_int_equal(sl_jsontext_precision(j), 17);
+    char *out = sl_jsontext_dumps(j, JSON_INDENT(1));
+    assert_string_equal(out,
+                        "[\n 0.59999999999999998,\n 0.30000000000000004\n]");
+    free(out);
+    /* Flags that change scalars reach them. */
+    json_decref(j);
+    j = json_pack("{s:s}", "k\xc3\xa9", "a/b\xc3\xa9");
+    out = sl_jsontext_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII |
+                                   JSON_ESCAPE_SLASH);
+    assert_string_equal(out, "{\"k\\u00E9\":\"a\\/b\\u00E9\"}");
+    free(out);
+    json_decref(j);
+    j = json_loads("{\"a\":[{\"b\":0.6}],\"c\":1}", 0, NULL);
+    assert_int_equal(sl_jsontext_precision(j), 15);
+    json_decref(j);
+    /* A precision in the flags is replaced, not combined. */
+    j = json_loads("[0.6]", 0, NULL);
+    out = sl_jsontext_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    assert_string_equal(out, "[0.6]");
+    free(out);
+    /* As json_dumps(): a scalar needs JSON_ENCODE_ANY. */
+    json_t *r = json_real(0.6);
+    assert_null(sl_jsontext_dumps(r, JSON_COMPACT));
+    json_decref(r);
+    json_decref(j);
+    assert_null(sl_jsontext_dumps(NULL, 0));
+}
+
+/* Without reals the text is json_dumps()'s, byte for byte. */
+static void test_same_as_jansson(void **state)
+{
+    (void)state;
+    static const char *const docs[] = {
+        "{\"a\":[1,-2,true,false,null,\"x\\\"y\\\\z\\u0001\"],\"b\":{}}",
+        "[\"\\u00e9\\ud83d\\ude00\",\"</script>\",\"\\t\\r\\n\"]",
+        "{\"z\":1,\"a\":{\"y\":[[[]]],\"b\":9223372036854775807}}",
+    };
+    static const size_t flags[] = {
+        JSON_COMPACT, JSON_COMPACT | JSON_ENSURE_ASCII,
+        JSON_COMPACT | JSON_ESCAPE_SLASH | JSON_PRESERVE_ORDER};
+    for (size_t i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
+        json_t *j = json_loads(docs[i], 0, NULL);
+        assert_non_null(j);
+        for (size_t f = 0; f < sizeof(flags) / sizeof(flags[0]); f++) {
+            char *want = json_dumps(j, flags[f]);
+            char *got = sl_jsontext_dumps(j, flags[f]);
+            assert_non_null(got);
+            assert_string_equal(got, want);
+            free(want);
+            free(got);
+        }
+        json_decref(j);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_shortest_reals),
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_precision_per_value),
+        cmocka_unit_test(test_same_as_jansson),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
