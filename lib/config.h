@@ -29,7 +29,9 @@
  * strings are quoted and escaped, so a body reads {"text": {{text}}}.  In
  * plain-text templates (messages[].content) a string field is substituted
  * as its raw text and any other value as compact JSON.  The loader checks
- * only the {{...}} syntax; rendering belongs to the inference engine.
+ * the {{...}} syntax, and renders each JSON template once with a string
+ * for every field (sl_template_check_json()): one that cannot give JSON is
+ * refused.  Rendering payloads belongs to the inference engine.
  *
  * Secrets are never in the file: only the *name* of an environment
  * variable (api_key_env, password_env) or a file path (api_key_file,

@@ -5,6 +5,9 @@
  */
 #include "config_schema.h"
 
+#include "err.h"
+#include "template.h"
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
@@ -423,6 +426,29 @@ static const struct sl_config_schema message_schema =
     SCHEMA(message_keys, struct sl_config_message);
 #undef S
 
+/*
+ * A JSON template (http-json body, embeddings input) is rendered once
+ * against a probe: one that cannot give JSON would fail every message at
+ * run time.  Templates that failed their own checks are NULL here.
+ */
+static void check_backend(struct sl_config_ctx *ctx, void *obj,
+                          struct fy_node *map, const char *path)
+{
+    const struct sl_config_backend *bc = obj;
+    bool embeddings = bc->kind == SL_CONFIG_BACKEND_OPENAI_EMBEDDINGS;
+    const char *key = embeddings ? "input" : "body";
+    const char *tpl = embeddings                                ? bc->input
+                      : bc->kind == SL_CONFIG_BACKEND_HTTP_JSON ? bc->body
+                                                                : NULL;
+    char why[512], p[512];
+
+    if (!tpl ||
+        sl_template_check_json(tpl, embeddings, why, sizeof(why)) != -SL_EINVAL)
+        return;
+    snprintf(p, sizeof(p), "%s.%s", path, key);
+    sl_config_report(ctx, sl_config_lookup(map, key), map, p, "%s", why);
+}
+
 #define S struct sl_config_backend
 static const struct sl_config_key backend_keys[] = {
     {"kind", SL_KT_ENUM, FIELD(kind), .flags = SL_KF_REQ,
@@ -474,7 +500,8 @@ static const struct sl_config_key backend_keys[] = {
 };
 static const struct sl_config_schema backend_schema =
     SCHEMA(backend_keys, struct sl_config_backend, .kind_key = "kind",
-           .kind_label = "kind", .named = true, .name_off = offsetof(S, name));
+           .kind_label = "kind", .named = true, .name_off = offsetof(S, name),
+           .check = check_backend);
 #undef S
 
 /* ---- steps ---- */

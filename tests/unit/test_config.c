@@ -888,6 +888,51 @@ static void test_missing_file(void **state)
     sl_config_errors_clear(NULL);
 }
 
+/* hardening #7: JSON templates are rendered once at load time. */
+static void test_json_template_probe(void **state)
+{
+    (void)state;
+    parse_errors(
+        "version: 1\n"
+        "name: a\n"
+        "gateway: {enabled: true}\n"
+        "backends:\n"
+        "  quoted:\n"
+        "    kind: http-json\n"
+        "    url: http://h/x\n"
+        "    body: '{\"text\": \"{{text}}\"}'\n"
+        "  colon: {kind: http-json, url: 'http://h/x', body: "
+        "'{\"text\" {{text}}}'}\n"
+        "  emb:\n"
+        "    kind: openai-embeddings\n"
+        "    url: http://h/v1\n"
+        "    model: m\n"
+        "    input: '{{.}}'\n"
+        "  ok: {kind: http-json, url: 'http://h/x', body: "
+        "'{\"t\": {{text}}, \"all\": {{.}}}'}\n",
+        "t.yaml:8:11: placeholder {{text}} is inside a JSON string, but it is "
+        "replaced by a JSON value, quotes included: write {{text}} without "
+        "quotes around it at backends.quoted.body",
+        "t.yaml:9:53: template does not render to JSON when its fields hold "
+        "strings: ':' expected at {{text}} at backends.colon.body",
+        "t.yaml:14:12: template renders to a JSON object, not to a string at "
+        "backends.emb.input",
+        NULL);
+    /* A ${VAR} in a body is checked as interpolated, and not echoed. */
+    setenv("SLUICE_TEST_BODY", "\"{{text}}\"", 1);
+    parse_errors("version: 1\n"
+                 "name: a\n"
+                 "gateway: {enabled: true}\n"
+                 "backends:\n"
+                 "  b: {kind: http-json, url: 'http://h/x', body: "
+                 "'{\"t\": ${SLUICE_TEST_BODY}}'}\n",
+                 "t.yaml:5:49: placeholder {{text}} is inside a JSON string, "
+                 "but it is replaced by a JSON value, quotes included: write "
+                 "{{text}} without quotes around it at backends.b.body",
+                 NULL);
+    unsetenv("SLUICE_TEST_BODY");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -917,6 +962,7 @@ int main(void)
         cmocka_unit_test(test_source_needs_steps_and_sink),
         cmocka_unit_test(test_aliases),
         cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_json_template_probe),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
