@@ -46,6 +46,39 @@ struct mark {
 
 /* ---- errors ---- */
 
+/*
+ * A malloc'd copy of 'text' that is one line of UTF-8 text whatever a
+ * ${VAR} or a multi-line scalar put in it: control characters become \n,
+ * \r, \t or \xNN, and invalid UTF-8 \xNN.  NULL when memory is short.
+ */
+static char *one_line(const char *text)
+{
+    size_t len = strlen(text), o = 0;
+    char *utf8 = malloc(4 * len + 4), *out = malloc(16 * len + 4);
+
+    if (!utf8 || !out) {
+        free(utf8);
+        free(out);
+        return NULL;
+    }
+    sl_utf8_printable(text, len, utf8, 4 * len + 4);
+    for (const unsigned char *c = (const unsigned char *)utf8; *c; c++) {
+        if (*c == '\n')
+            o += (size_t)sprintf(out + o, "\\n");
+        else if (*c == '\r')
+            o += (size_t)sprintf(out + o, "\\r");
+        else if (*c == '\t')
+            o += (size_t)sprintf(out + o, "\\t");
+        else if (*c < 0x20 || *c == 0x7f)
+            o += (size_t)sprintf(out + o, "\\x%02x", *c);
+        else
+            out[o++] = (char)*c;
+    }
+    out[o] = '\0';
+    free(utf8);
+    return out;
+}
+
 static void add_error(struct sl_config_ctx *ctx, struct mark m,
                       const char *text)
 {
@@ -58,7 +91,7 @@ static void add_error(struct sl_config_ctx *ctx, struct mark m,
         errs->dropped++;
         return;
     }
-    copy = strdup(text);
+    copy = one_line(text);
     items = realloc(errs->items, (errs->cnt + 1) * sizeof(*items));
     if (!copy || !items) {
         free(copy);

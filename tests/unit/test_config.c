@@ -933,6 +933,28 @@ static void test_json_template_probe(void **state)
     unsetenv("SLUICE_TEST_BODY");
 }
 
+/* hardening #8: whatever a ${VAR} or a block scalar holds, each error is
+ * one line of text. */
+static void test_error_stays_one_line(void **state)
+{
+    (void)state;
+    setenv("SL_TEST_NASTY", "a\nb\r\tc\x1b[31m\x7f\xff", 1);
+    parse_errors("version: 1\n"
+                 "name: ${SL_TEST_NASTY}\n"
+                 "gateway: {enabled: true}\n"
+                 "replica_id: |\n"
+                 "  two\n"
+                 "  lines\n"
+                 "workers: {threads: \"${SL_TEST_NASTY}\"}\n",
+                 "t.yaml:2:7: expected a name of 1 to 64 lowercase letters, "
+                 "digits, '_' or '-', got 'a\\nb\\r\\tc\\x1b[31m\\x7f\\xff' at "
+                 "name",
+                 "t.yaml:7:20: expected an integer between 1 and 256, got "
+                 "'a\\nb\\r\\tc\\x1b[31m\\x7f\\xff' at workers.threads",
+                 NULL);
+    unsetenv("SL_TEST_NASTY");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -963,6 +985,7 @@ int main(void)
         cmocka_unit_test(test_aliases),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_json_template_probe),
+        cmocka_unit_test(test_error_stays_one_line),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
