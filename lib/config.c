@@ -1140,6 +1140,48 @@ static bool blank_text(const char *text, size_t len)
 }
 
 /*
+ * Parse the first YAML document of 'text' with parser *fypp (made here;
+ * the caller destroys the document, then the parser, even on failure),
+ * then read one more event: a second document's start sets *nextp to its
+ * place.  Returns the document, or NULL after a YAML error (in the
+ * parser's diagnostics).
+ */
+static struct fy_document *build_document(const struct fy_parse_cfg *pcfg,
+                                          const char *text, size_t len,
+                                          struct fy_parser **fypp,
+                                          struct mark *nextp)
+{
+    struct fy_document *fyd;
+    struct fy_event *fye;
+
+    *nextp = (struct mark){0, 0};
+    if (!(*fypp = fy_parser_create(pcfg)) ||
+        fy_parser_set_string(*fypp, text, len) != 0 ||
+        !(fyd = fy_parse_load_document(*fypp)))
+        return NULL;
+    if ((fye = fy_parser_parse(*fypp)) != NULL) {
+        const struct fy_mark *fym = fy_event_start_mark(fye);
+        if (fye->type == FYET_DOCUMENT_START)
+            *nextp = fym ? (struct mark){fym->line + 1, fym->column + 1}
+                         : (struct mark){1, 1};
+        fy_parser_event_free(*fypp, fye);
+    } else if (fy_parser_get_stream_error(*fypp)) {
+        fy_parse_document_destroy(*fypp, fyd);
+        return NULL;
+    }
+    return fyd;
+}
+
+/* Free what build_document() made. */
+static void free_document(struct fy_parser *fyp, struct fy_document *fyd)
+{
+    if (fyd)
+        fy_parse_document_destroy(fyp, fyd);
+    if (fyp)
+        fy_parser_destroy(fyp);
+}
+
+/*
  * Build the document from 'text' in a forked child first: libfyaml 0.7.12
  * (Debian 12) dies of SIGSEGV on some malformed YAML ('? b: <tab>: b'),
  * and in this process that would kill sluice.  The child only runs
@@ -1182,7 +1224,12 @@ static int parse_in_child(const struct fy_parse_cfg *pcfg, const char *text,
         unsigned long ksa[4] = {0};
         for (size_t i = 0; i < sizeof(fatal) / sizeof(fatal[0]); i++)
             syscall(SYS_rt_sigaction, fatal[i], ksa, NULL, 8);
-        (void)fy_document_build_from_string(pcfg, text, len);
+        /* All the parent will do, the clean-up too: libfyaml 0.7.12
+         * crashes in fy_parser_destroy() after some errors. */
+        struct fy_parser *fyp;
+        struct mark next;
+        struct fy_document *fyd = build_document(pcfg, text, len, &fyp, &next);
+        free_document(fyp, fyd);
         _exit(write(fds[1], "k", 1) == 1 ? 0 : 1);
     }
     close(fds[1]);
@@ -1212,9 +1259,11 @@ static int parse_text(struct sl_config_ctx *ctx, const char *text, size_t len,
     struct fy_diag_cfg dcfg;
     struct fy_diag *diag;
     struct fy_parse_cfg pcfg;
+    struct fy_parser *fyp = NULL;
     struct fy_document *fyd;
     struct fy_node *root;
     struct sl_config *cfg;
+    struct mark next;
     int err;
 
     fy_diag_cfg_default(&dcfg);
@@ -1279,7 +1328,7 @@ static int parse_text(struct sl_config_ctx *ctx, const char *text, size_t len,
                    "(%s); parsing without that guard",
                    ctx->file, strerror(errno));
     }
-    fyd = fy_document_build_from_string(&pcfg, text, len);
+    fyd = build_document(&pcfg, text, len, &fyp, &next);
     if (!fyd) {
         void *it = NULL;
         struct fy_diag_error *de;
@@ -1299,8 +1348,19 @@ static int parse_text(struct sl_config_ctx *ctx, const char *text, size_t len,
             else
                 report(ctx, (struct mark){1, 1}, NULL, "invalid YAML");
         }
+        free_document(fyp, NULL);
         fy_diag_destroy(diag);
         return ctx->oom ? -SL_ENOMEM : -SL_ECONFIG;
+    }
+    if (next.line) {
+        /* Later documents were ignored once: refuse them. */
+        report(ctx, next, NULL,
+               "a second YAML document starts here; a pipeline file holds "
+               "one document (remove this '---' and what follows it, or "
+               "give each pipeline a file of its own)");
+        free_document(fyp, fyd);
+        fy_diag_destroy(diag);
+        return -SL_ECONFIG;
     }
 
     root = fy_document_root(fyd);
@@ -1316,14 +1376,14 @@ static int parse_text(struct sl_config_ctx *ctx, const char *text, size_t len,
             report(ctx, node_mark(root), NULL,
                    "expected a mapping of pipeline settings, got %s",
                    describe_node(root, NULL, got, sizeof(got)));
-        fy_document_destroy(fyd);
+        free_document(fyp, fyd);
         fy_diag_destroy(diag);
         return -SL_ECONFIG;
     }
 
     if (!(cfg = calloc(1, sizeof(*cfg))) || !(cfg->path = strdup(ctx->file))) {
         free(cfg);
-        fy_document_destroy(fyd);
+        free_document(fyp, fyd);
         fy_diag_destroy(diag);
         return -SL_ENOMEM;
     }
@@ -1336,7 +1396,7 @@ static int parse_text(struct sl_config_ctx *ctx, const char *text, size_t len,
         else if (ctx->nerr)
             err = -SL_ECONFIG;
     }
-    fy_document_destroy(fyd);
+    free_document(fyp, fyd);
     fy_diag_destroy(diag);
     if (err < 0) {
         sl_config_destroy(cfg);

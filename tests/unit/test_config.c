@@ -933,6 +933,31 @@ static void test_json_template_probe(void **state)
     unsetenv("SLUICE_TEST_BODY");
 }
 
+/* hardening #8: a second YAML document is refused, not ignored. */
+static void test_one_document(void **state)
+{
+    (void)state;
+    parse_errors("version: 1\n"
+                 "name: a\n"
+                 "gateway: {enabled: true}\n"
+                 "---\n"
+                 "version: 2\n"
+                 "name: b\n",
+                 "t.yaml:4:1: a second YAML document starts here; a pipeline "
+                 "file holds one document (remove this '---' and what follows "
+                 "it, or give each pipeline a file of its own)",
+                 NULL);
+    /* Even an empty one, and after an end marker. */
+    parse_errors("version: 1\nname: a\ngateway: {enabled: true}\n...\n---\n",
+                 "t.yaml:5:1: a second YAML document starts here; a pipeline "
+                 "file holds one document (remove this '---' and what follows "
+                 "it, or give each pipeline a file of its own)",
+                 NULL);
+    /* A start marker, an end marker and comments are one document. */
+    sl_config_destroy(parse_ok("---\nversion: 1\nname: a\n"
+                               "gateway: {enabled: true}\n...\n# end\n"));
+}
+
 /* hardening #8: whatever a ${VAR} or a block scalar holds, each error is
  * one line of text. */
 static void test_error_stays_one_line(void **state)
@@ -985,6 +1010,7 @@ int main(void)
         cmocka_unit_test(test_aliases),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_json_template_probe),
+        cmocka_unit_test(test_one_document),
         cmocka_unit_test(test_error_stays_one_line),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
