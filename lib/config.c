@@ -36,6 +36,7 @@ struct sl_config_ctx {
     size_t nerr;                   /* errors reported for this file */
     bool oom;                      /* an allocation failed */
     bool guard;                    /* try libfyaml in a child first */
+    struct fy_node *root;          /* the document's root, once built */
 };
 
 /* A place in the file, 1-based; line 0 when unknown. */
@@ -107,6 +108,97 @@ static void add_error(struct sl_config_ctx *ctx, struct mark m,
     errs->cnt++;
 }
 
+static struct mark node_mark(struct fy_node *fyn);
+
+/*
+ * The node under key 'key' (len bytes) of mapping 'map', aliases not
+ * resolved; a key may hold dots (Kafka properties), so the caller tries
+ * the shortest path segment first.
+ */
+static struct fy_node *lookup_n(struct fy_node *map, const char *key,
+                                size_t len)
+{
+    return fy_node_is_mapping(map)
+               ? fy_node_mapping_lookup_by_string(map, key, len)
+               : NULL;
+}
+
+/* The last place of 'fyn' (its last scalar's end); {0, 0} when none. */
+static struct mark node_end(struct fy_node *fyn)
+{
+    struct mark none = {0, 0};
+    int n;
+
+    if (!fyn)
+        return none;
+    if (fy_node_is_alias(fyn) || fy_node_is_scalar(fyn)) {
+        struct fy_token *fyt = fy_node_get_scalar_token(fyn);
+        const struct fy_mark *fym = fyt ? fy_token_end_mark(fyt) : NULL;
+        return fym ? (struct mark){fym->line + 1, fym->column + 1} : none;
+    }
+    if (fy_node_is_mapping(fyn)) {
+        n = fy_node_mapping_item_count(fyn);
+        return n > 0 ? node_end(fy_node_pair_value(
+                           fy_node_mapping_get_by_index(fyn, n - 1)))
+                     : none;
+    }
+    n = fy_node_sequence_item_count(fyn);
+    return n > 0 ? node_end(fy_node_sequence_get_by_index(fyn, n - 1)) : none;
+}
+
+/* True when 'm' lies in [from, to]. */
+static bool within(struct mark m, struct mark from, struct mark to)
+{
+    return from.line && to.line &&
+           (m.line > from.line ||
+            (m.line == from.line && m.column >= from.column)) &&
+           (m.line < to.line || (m.line == to.line && m.column <= to.column));
+}
+
+/*
+ * When key path 'path' passes through an alias ('*name') in the document,
+ * the outermost such alias: the place where the anchored value is used.
+ * Returns NULL when it passes through none; *lastp: the alias is the
+ * path's own value, nothing below it.
+ */
+static struct fy_node *alias_on_path(struct fy_node *root, const char *path,
+                                     bool *lastp)
+{
+    struct fy_node *fyn = root, *alias = NULL;
+    const char *p = path;
+
+    *lastp = false;
+    while (fyn && *p) {
+        if (fy_node_is_alias(fyn)) {
+            alias = alias ? alias : fyn;
+            fyn = fy_node_resolve_alias(fyn);
+            continue;
+        }
+        if (*p == '.') {
+            p++;
+        } else if (*p == '[') {
+            char *end;
+            long i = strtol(p + 1, &end, 10);
+            if (*end != ']' || !fy_node_is_sequence(fyn))
+                break;
+            fyn = fy_node_sequence_get_by_index(fyn, (int)i);
+            p = end + 1;
+        } else {
+            size_t n = strcspn(p, ".["), more = n;
+            struct fy_node *val;
+            while (!(val = lookup_n(fyn, p, more)) && p[more] == '.')
+                more += 1 + strcspn(p + more + 1, ".[");
+            fyn = val;
+            p += val ? more : n;
+        }
+    }
+    if (fyn && !*p && fy_node_is_alias(fyn) && !alias) {
+        alias = fyn;
+        *lastp = true;
+    }
+    return alias;
+}
+
 /* "FILE:L:C: <fmt> at <path>"; no " at" when path is NULL. */
 static void vreport(struct sl_config_ctx *ctx, struct mark m, const char *path,
                     const char *fmt, va_list ap)
@@ -115,17 +207,46 @@ static void vreport(struct sl_config_ctx *ctx, struct mark m, const char *path,
 static void vreport(struct sl_config_ctx *ctx, struct mark m, const char *path,
                     const char *fmt, va_list ap)
 {
-    char msg[1024], line[1600];
+    char msg[1024], via[192] = "", line[1800];
+    bool last;
+    struct fy_node *alias =
+        ctx->root && path ? alias_on_path(ctx->root, path, &last) : NULL;
 
     vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (alias) {
+        /* An anchored value is right or wrong where it is used: point
+         * there, and say where the value itself is written (or, for a
+         * place outside it, such as the key a mapping misses, where it
+         * starts).  An error about the alias's own key ('<<: *x') stays
+         * at the key. */
+        struct fy_node *target = fy_node_resolve_alias(alias);
+        struct mark use = node_mark(alias), def = node_mark(target);
+        const char *name = fy_node_get_scalar0(alias);
+
+        if (!within(m, def, node_end(target))) {
+            if (last && m.line == use.line)
+                use = m; /* about the alias's own key: stays there */
+            else
+                m = def; /* a fallback place: where the value starts */
+        }
+        if (use.line && (use.line != m.line || use.column != m.column)) {
+            if (m.line)
+                snprintf(via, sizeof(via), " (through alias '*%.64s' to %d:%d)",
+                         name ? name : "", m.line, m.column);
+            else
+                snprintf(via, sizeof(via), " (through alias '*%.64s')",
+                         name ? name : "");
+            m = use;
+        }
+    }
     if (m.line <= 0)
         m = (struct mark){1, 1};
     if (path && *path)
-        snprintf(line, sizeof(line), "%s:%d:%d: %s at %s", ctx->file, m.line,
-                 m.column, msg, path);
+        snprintf(line, sizeof(line), "%s:%d:%d: %s%s at %s", ctx->file, m.line,
+                 m.column, msg, via, path);
     else
-        snprintf(line, sizeof(line), "%s:%d:%d: %s", ctx->file, m.line,
-                 m.column, msg);
+        snprintf(line, sizeof(line), "%s:%d:%d: %s%s", ctx->file, m.line,
+                 m.column, msg, via);
     add_error(ctx, m, line);
 }
 
@@ -198,8 +319,10 @@ static struct mark node_mark(struct fy_node *fyn)
         enum fy_node_style style = fy_node_get_style(fyn);
         if (!fym)
             return none;
-        /* Quoted scalars' tokens start after the quote: point at it. */
-        if ((style == FYNS_SINGLE_QUOTED || style == FYNS_DOUBLE_QUOTED) &&
+        /* Quoted scalars' and aliases' tokens start after the quote or
+         * the '*': point at it. */
+        if ((style == FYNS_SINGLE_QUOTED || style == FYNS_DOUBLE_QUOTED ||
+             style == FYNS_ALIAS) &&
             fym->column > 0)
             return (struct mark){fym->line + 1, fym->column};
         return (struct mark){fym->line + 1, fym->column + 1};
@@ -1390,12 +1513,14 @@ static int parse_text(struct sl_config_ctx *ctx, const char *text, size_t len,
     err = apply_defaults(&sl_config_schema_root, cfg);
     if (err == 0) {
         struct mark at = node_mark(root);
+        ctx->root = root;
         parse_obj(ctx, &sl_config_schema_root, cfg, root, at, "");
         if (ctx->oom)
             err = -SL_ENOMEM;
         else if (ctx->nerr)
             err = -SL_ECONFIG;
     }
+    ctx->root = NULL;
     free_document(fyp, fyd);
     fy_diag_destroy(diag);
     if (err < 0) {

@@ -958,6 +958,60 @@ static void test_one_document(void **state)
                                "gateway: {enabled: true}\n...\n# end\n"));
 }
 
+/* hardening #8: an anchored value is judged where an alias uses it, and
+ * the error says so, with where the value is written. */
+static void test_alias_errors_at_use(void **state)
+{
+    (void)state;
+    parse_errors("version: 1\n"
+                 "name: a\n"
+                 "gateway: {enabled: true}\n"
+                 "workers: {threads: &n 0}\n"
+                 "queue:\n"
+                 "  capacity: *n\n",
+                 "t.yaml:4:23: expected an integer between 1 and 256, got '0' "
+                 "at workers.threads",
+                 "t.yaml:6:13: expected an integer between 1 and 1048576, got "
+                 "'0' (through alias '*n' to 4:23) at queue.capacity",
+                 NULL);
+    parse_errors("version: 1\n"
+                 "name: a\n"
+                 "gateway: {enabled: true}\n"
+                 "backends:\n"
+                 "  a: {kind: http-json, url: 'http://x'}\n"
+                 "steps:\n"
+                 "  - &st {name: s, backends: [a]}\n"
+                 "  - *st\n",
+                 "t.yaml:8:5: duplicate step name 's' (also steps[0]) "
+                 "(through alias '*st' to 7:10) at steps[1].name",
+                 NULL);
+    parse_errors("version: 1\n"
+                 "name: a\n"
+                 "gateway: {enabled: true}\n"
+                 "backends:\n"
+                 "  a: &b\n"
+                 "    kind: openai-chat\n"
+                 "    url: http://x/v1\n"
+                 "    model: m\n"
+                 "    messages: [{role: user, content: hi}]\n"
+                 "  c: *b\n"
+                 "  d: {kind: http-json, url: 'http://x'}\n"
+                 "steps:\n"
+                 "  - {name: s, backends: [a]}\n"
+                 "sink: *b\n",
+                 "t.yaml:14:7: unknown key 'kind' (through alias '*b' to 6:5) "
+                 "at sink.kind",
+                 "t.yaml:14:7: unknown key 'url' (through alias '*b' to 7:5) "
+                 "at sink.url",
+                 "t.yaml:14:7: unknown key 'model' (through alias '*b' to "
+                 "8:5) at sink.model",
+                 "t.yaml:14:7: unknown key 'messages' (through alias '*b' to "
+                 "9:5) at sink.messages",
+                 "t.yaml:14:7: missing required key 'postgres' (through alias "
+                 "'*b' to 6:5) at sink.postgres",
+                 NULL);
+}
+
 /* hardening #8: whatever a ${VAR} or a block scalar holds, each error is
  * one line of text. */
 static void test_error_stays_one_line(void **state)
@@ -1011,6 +1065,7 @@ int main(void)
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_json_template_probe),
         cmocka_unit_test(test_one_document),
+        cmocka_unit_test(test_alias_errors_at_use),
         cmocka_unit_test(test_error_stays_one_line),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
