@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1531,48 +1532,122 @@ static int parse_text(struct sl_config_ctx *ctx, const char *text, size_t len,
     return 0;
 }
 
+/* What kind of file 'st' is, for "not a regular file (it is ...)". */
+static const char *file_kind(const struct stat *st)
+{
+    switch (st->st_mode & S_IFMT) {
+    case S_IFDIR:
+        return "a directory";
+    case S_IFIFO:
+        return "a FIFO";
+    case S_IFCHR:
+        return "a character device";
+    case S_IFBLK:
+        return "a block device";
+    case S_IFSOCK:
+        return "a socket";
+    default:
+        return "not a file";
+    }
+}
+
 /*
- * Load 'path' when not NULL, else parse 'text'; errors go to 'errs' (or
- * nowhere), sorted by place.  'guard': try libfyaml in a child first.
+ * Read 'fd' to its end, at most SL_CONFIG_MAX_FILE_BYTES, into *bufp
+ * (malloc'd; the caller frees it, even on failure) and *lenp.  Returns 0,
+ * or a negative code after reporting why.
+ */
+static int read_all(struct sl_config_ctx *ctx, int fd, char **bufp,
+                    size_t *lenp)
+{
+    size_t n = 0;
+
+    *lenp = 0;
+    if (!(*bufp = malloc(SL_CONFIG_MAX_FILE_BYTES + 1)))
+        return -SL_ENOMEM;
+    while (n <= SL_CONFIG_MAX_FILE_BYTES) {
+        ssize_t got = read(fd, *bufp + n, SL_CONFIG_MAX_FILE_BYTES + 1 - n);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            int err = errno;
+            report_file(ctx, "cannot read: %s", strerror(err));
+            return sl_err_from_errno(err);
+        }
+        if (got == 0)
+            break;
+        n += (size_t)got;
+    }
+    if (n > SL_CONFIG_MAX_FILE_BYTES) {
+        report_file(ctx, "too large (more than %d bytes)",
+                    SL_CONFIG_MAX_FILE_BYTES);
+        return -SL_ETOOBIG;
+    }
+    *lenp = n;
+    return 0;
+}
+
+/*
+ * Open pipeline file 'path' for reading: a regular file only.  A FIFO
+ * would block until a writer comes (or be read until some timeout), a
+ * device or directory is no pipeline: refused at once.  Returns the
+ * descriptor, or a negative code after reporting why.
+ */
+static int open_file(struct sl_config_ctx *ctx, const char *path)
+{
+    struct stat st;
+    int fd, err;
+
+    /* O_NONBLOCK: opening a FIFO must not wait for its writer. */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
+        err = errno;
+        report_file(ctx, "cannot open: %s", strerror(err));
+        return err == ENOENT ? -SL_ENOTFOUND : sl_err_from_errno(err);
+    }
+    if (fstat(fd, &st) != 0) {
+        err = errno;
+        close(fd);
+        report_file(ctx, "cannot open: %s", strerror(err));
+        return sl_err_from_errno(err);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        report_file(ctx,
+                    "not a regular file (it is %s); give the path of a "
+                    "pipeline file",
+                    file_kind(&st));
+        return -SL_EINVAL;
+    }
+    return fd;
+}
+
+/*
+ * Load from 'path' when not NULL, else from 'fd' when >= 0, else parse
+ * 'text'; errors go to 'errs' (or nowhere), sorted by place.  'guard':
+ * try libfyaml in a child first.
  */
 static int with_ctx(const char *name, struct sl_config_errors *errs,
-                    const char *text, size_t len, const char *path, bool guard,
-                    struct sl_config **cfgp)
+                    const char *text, size_t len, const char *path, int fd,
+                    bool guard, struct sl_config **cfgp)
 {
     struct sl_config_errors local = {0};
     struct sl_config_ctx ctx = {
         .file = name, .errs = errs ? errs : &local, .guard = guard};
     size_t from = ctx.errs->cnt;
-    int err;
+    int err = 0;
 
-    if (path) {
-        /* Read the file ourselves: errno for operators, and a size cap. */
-        FILE *fp = fopen(path, "rb");
+    if (path || fd >= 0) {
+        /* Read it ourselves: errno for operators, and a size cap. */
+        int own = path ? open_file(&ctx, path) : fd;
         char *buf = NULL;
         size_t n = 0;
 
-        if (!fp) {
-            err = errno;
-            report_file(&ctx, "cannot open: %s", strerror(err));
-            err = err == ENOENT ? -SL_ENOTFOUND : sl_err_from_errno(err);
-        } else if (!(buf = malloc(SL_CONFIG_MAX_FILE_BYTES + 1))) {
-            err = -SL_ENOMEM;
-        } else {
-            n = fread(buf, 1, SL_CONFIG_MAX_FILE_BYTES + 1, fp);
-            if (ferror(fp)) {
-                err = errno ? errno : EIO;
-                report_file(&ctx, "cannot read: %s", strerror(err));
-                err = sl_err_from_errno(err);
-            } else if (n > SL_CONFIG_MAX_FILE_BYTES) {
-                report_file(&ctx, "too large (more than %d bytes)",
-                            SL_CONFIG_MAX_FILE_BYTES);
-                err = -SL_ETOOBIG;
-            } else {
-                err = parse_text(&ctx, buf, n, cfgp);
-            }
-        }
-        if (fp)
-            fclose(fp);
+        if (own < 0)
+            err = own;
+        else if ((err = read_all(&ctx, own, &buf, &n)) == 0)
+            err = parse_text(&ctx, buf, n, cfgp);
+        if (path && own >= 0)
+            close(own);
         free(buf);
     } else {
         err = parse_text(&ctx, text, len, cfgp);
@@ -1586,14 +1661,21 @@ int sl_config_load(const char *path, struct sl_config **cfgp,
                    struct sl_config_errors *errs)
 {
     *cfgp = NULL;
-    return with_ctx(path, errs, NULL, 0, path, true, cfgp);
+    return with_ctx(path, errs, NULL, 0, path, -1, true, cfgp);
+}
+
+int sl_config_load_fd(const char *name, int fd, struct sl_config **cfgp,
+                      struct sl_config_errors *errs)
+{
+    *cfgp = NULL;
+    return with_ctx(name, errs, NULL, 0, NULL, fd, true, cfgp);
 }
 
 int sl_config_parse(const char *name, const char *text, size_t len,
                     struct sl_config **cfgp, struct sl_config_errors *errs)
 {
     *cfgp = NULL;
-    return with_ctx(name, errs, text, len, NULL, true, cfgp);
+    return with_ctx(name, errs, text, len, NULL, -1, true, cfgp);
 }
 
 int sl_config_parse_unguarded(const char *name, const char *text, size_t len,
@@ -1601,7 +1683,7 @@ int sl_config_parse_unguarded(const char *name, const char *text, size_t len,
                               struct sl_config_errors *errs)
 {
     *cfgp = NULL;
-    return with_ctx(name, errs, text, len, NULL, false, cfgp);
+    return with_ctx(name, errs, text, len, NULL, -1, false, cfgp);
 }
 
 void sl_config_destroy(struct sl_config *cfg)

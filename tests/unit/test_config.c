@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1034,6 +1035,70 @@ static void test_error_stays_one_line(void **state)
     unsetenv("SL_TEST_NASTY");
 }
 
+/* hardening #9: a FIFO, a device or a directory is refused at once (a FIFO
+ * without a writer used to block `sluice check`); standard input or a pipe
+ * is read through sl_config_load_fd(). */
+static void test_not_a_regular_file(void **state)
+{
+    struct sl_config_errors errs = {0};
+    struct sl_config *cfg;
+    char fifo[64], want[256], out[4096], cmd[128];
+    int fds[2];
+
+    (void)state;
+    snprintf(fifo, sizeof(fifo), "/tmp/sluice-test-fifo-%d", (int)getpid());
+    unlink(fifo);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_int_equal(sl_config_load(fifo, &cfg, &errs), -SL_EINVAL);
+    assert_null(cfg);
+    assert_int_equal(errs.cnt, 1);
+    snprintf(want, sizeof(want),
+             "%s: not a regular file (it is a FIFO); give the path of a "
+             "pipeline file",
+             fifo);
+    assert_string_equal(errs.items[0].text, want);
+    sl_config_errors_clear(&errs);
+    assert_int_equal(sl_config_load("/dev/null", &cfg, &errs), -SL_EINVAL);
+    assert_string_equal(errs.items[0].text,
+                        "/dev/null: not a regular file (it is a character "
+                        "device); give the path of a pipeline file");
+    sl_config_errors_clear(&errs);
+    assert_int_equal(sl_config_load("tests", &cfg, &errs), -SL_EINVAL);
+    assert_string_equal(errs.items[0].text,
+                        "tests: not a regular file (it is a directory); give "
+                        "the path of a pipeline file");
+    sl_config_errors_clear(&errs);
+
+    /* Both commands, exit 2 (no writer ever opens the FIFO). */
+    snprintf(want, sizeof(want),
+             "%s: not a regular file (it is a FIFO); give the path of a "
+             "pipeline file\n",
+             fifo);
+    snprintf(cmd, sizeof(cmd), "check %s", fifo);
+    assert_int_equal(run_sluice(cmd, "2>&1 >/dev/null", out, sizeof(out)), 2);
+    assert_string_equal(out, want);
+    snprintf(cmd, sizeof(cmd), "run %s", fifo);
+    assert_int_equal(run_sluice(cmd, "2>&1 >/dev/null", out, sizeof(out)), 2);
+    assert_string_equal(out, want);
+    unlink(fifo);
+
+    /* A pipe through the descriptor entry point. */
+    static const char text[] = "version: 1\nname: p\ngateway: {enabled: "
+                               "true}\nqueue: {capacity: 0}\n";
+    assert_int_equal(pipe(fds), 0);
+    assert_int_equal(write(fds[1], text, sizeof(text) - 1),
+                     (ssize_t)sizeof(text) - 1);
+    close(fds[1]);
+    assert_int_equal(sl_config_load_fd("<stdin>", fds[0], &cfg, &errs),
+                     -SL_ECONFIG);
+    assert_int_equal(errs.cnt, 1);
+    assert_string_equal(errs.items[0].text,
+                        "<stdin>:4:19: expected an integer between 1 and "
+                        "1048576, got '0' at queue.capacity");
+    sl_config_errors_clear(&errs);
+    close(fds[0]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1067,6 +1132,7 @@ int main(void)
         cmocka_unit_test(test_one_document),
         cmocka_unit_test(test_alias_errors_at_use),
         cmocka_unit_test(test_error_stays_one_line),
+        cmocka_unit_test(test_not_a_regular_file),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
