@@ -112,16 +112,28 @@ static void add_error(struct sl_config_ctx *ctx, struct mark m,
 static struct mark node_mark(struct fy_node *fyn);
 
 /*
- * The node under key 'key' (len bytes) of mapping 'map', aliases not
- * resolved; a key may hold dots (Kafka properties), so the caller tries
- * the shortest path segment first.
+ * The value under key 'key' (len bytes) of mapping 'map', aliases not
+ * resolved; NULL when none.  Keys are compared as text (a key may hold
+ * dots, as Kafka properties do, or any character).
  */
 static struct fy_node *lookup_n(struct fy_node *map, const char *key,
                                 size_t len)
 {
-    return fy_node_is_mapping(map)
-               ? fy_node_mapping_lookup_by_string(map, key, len)
-               : NULL;
+    struct fy_node_pair *fynp;
+    void *it = NULL;
+
+    if (!fy_node_is_mapping(map))
+        return NULL;
+    while ((fynp = fy_node_mapping_iterate(map, &it)) != NULL) {
+        struct fy_node *keyn = fy_node_pair_key(fynp);
+        size_t n;
+        const char *text = keyn && fy_node_is_scalar(keyn)
+                               ? fy_node_get_scalar(keyn, &n)
+                               : NULL;
+        if (text && n == len && !memcmp(text, key, len))
+            return fy_node_pair_value(fynp);
+    }
+    return NULL;
 }
 
 /* The last place of 'fyn' (its last scalar's end); {0, 0} when none. */
