@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -37,6 +38,7 @@ struct sl_config_ctx {
     size_t nerr;                   /* errors reported for this file */
     bool oom;                      /* an allocation failed */
     bool guard;                    /* try libfyaml in a child first */
+    struct fy_node *root;          /* the document's root, once built */
 };
 
 /* A place in the file, 1-based; line 0 when unknown. */
@@ -46,6 +48,39 @@ struct mark {
 };
 
 /* ---- errors ---- */
+
+/*
+ * A malloc'd copy of 'text' that is one line of UTF-8 text whatever a
+ * ${VAR} or a multi-line scalar put in it: control characters become \n,
+ * \r, \t or \xNN, and invalid UTF-8 \xNN.  NULL when memory is short.
+ */
+static char *one_line(const char *text)
+{
+    size_t len = strlen(text), o = 0;
+    char *utf8 = malloc(4 * len + 4), *out = malloc(16 * len + 4);
+
+    if (!utf8 || !out) {
+        free(utf8);
+        free(out);
+        return NULL;
+    }
+    sl_utf8_printable(text, len, utf8, 4 * len + 4);
+    for (const unsigned char *c = (const unsigned char *)utf8; *c; c++) {
+        if (*c == '\n')
+            o += (size_t)sprintf(out + o, "\\n");
+        else if (*c == '\r')
+            o += (size_t)sprintf(out + o, "\\r");
+        else if (*c == '\t')
+            o += (size_t)sprintf(out + o, "\\t");
+        else if (*c < 0x20 || *c == 0x7f)
+            o += (size_t)sprintf(out + o, "\\x%02x", *c);
+        else
+            out[o++] = (char)*c;
+    }
+    out[o] = '\0';
+    free(utf8);
+    return out;
+}
 
 static void add_error(struct sl_config_ctx *ctx, struct mark m,
                       const char *text)
@@ -59,7 +94,7 @@ static void add_error(struct sl_config_ctx *ctx, struct mark m,
         errs->dropped++;
         return;
     }
-    copy = strdup(text);
+    copy = one_line(text);
     items = realloc(errs->items, (errs->cnt + 1) * sizeof(*items));
     if (!copy || !items) {
         free(copy);
@@ -75,6 +110,109 @@ static void add_error(struct sl_config_ctx *ctx, struct mark m,
     errs->cnt++;
 }
 
+static struct mark node_mark(struct fy_node *fyn);
+
+/*
+ * The value under key 'key' (len bytes) of mapping 'map', aliases not
+ * resolved; NULL when none.  Keys are compared as text (a key may hold
+ * dots, as Kafka properties do, or any character).
+ */
+static struct fy_node *lookup_n(struct fy_node *map, const char *key,
+                                size_t len)
+{
+    struct fy_node_pair *fynp;
+    void *it = NULL;
+
+    if (!fy_node_is_mapping(map))
+        return NULL;
+    while ((fynp = fy_node_mapping_iterate(map, &it)) != NULL) {
+        struct fy_node *keyn = fy_node_pair_key(fynp);
+        size_t n;
+        const char *text = keyn && fy_node_is_scalar(keyn)
+                               ? fy_node_get_scalar(keyn, &n)
+                               : NULL;
+        if (text && n == len && !memcmp(text, key, len))
+            return fy_node_pair_value(fynp);
+    }
+    return NULL;
+}
+
+/* The last place of 'fyn' (its last scalar's end); {0, 0} when none. */
+static struct mark node_end(struct fy_node *fyn)
+{
+    struct mark none = {0, 0};
+    int n;
+
+    if (!fyn)
+        return none;
+    if (fy_node_is_alias(fyn) || fy_node_is_scalar(fyn)) {
+        struct fy_token *fyt = fy_node_get_scalar_token(fyn);
+        const struct fy_mark *fym = fyt ? fy_token_end_mark(fyt) : NULL;
+        return fym ? (struct mark){fym->line + 1, fym->column + 1} : none;
+    }
+    if (fy_node_is_mapping(fyn)) {
+        n = fy_node_mapping_item_count(fyn);
+        return n > 0 ? node_end(fy_node_pair_value(
+                           fy_node_mapping_get_by_index(fyn, n - 1)))
+                     : none;
+    }
+    n = fy_node_sequence_item_count(fyn);
+    return n > 0 ? node_end(fy_node_sequence_get_by_index(fyn, n - 1)) : none;
+}
+
+/* True when 'm' lies in [from, to]. */
+static bool within(struct mark m, struct mark from, struct mark to)
+{
+    return from.line && to.line &&
+           (m.line > from.line ||
+            (m.line == from.line && m.column >= from.column)) &&
+           (m.line < to.line || (m.line == to.line && m.column <= to.column));
+}
+
+/*
+ * When key path 'path' passes through an alias ('*name') in the document,
+ * the outermost such alias: the place where the anchored value is used.
+ * Returns NULL when it passes through none; *lastp: the alias is the
+ * path's own value, nothing below it.
+ */
+static struct fy_node *alias_on_path(struct fy_node *root, const char *path,
+                                     bool *lastp)
+{
+    struct fy_node *fyn = root, *alias = NULL;
+    const char *p = path;
+
+    *lastp = false;
+    while (fyn && *p) {
+        if (fy_node_is_alias(fyn)) {
+            alias = alias ? alias : fyn;
+            fyn = fy_node_resolve_alias(fyn);
+            continue;
+        }
+        if (*p == '.') {
+            p++;
+        } else if (*p == '[') {
+            char *end;
+            long i = strtol(p + 1, &end, 10);
+            if (*end != ']' || !fy_node_is_sequence(fyn))
+                break;
+            fyn = fy_node_sequence_get_by_index(fyn, (int)i);
+            p = end + 1;
+        } else {
+            size_t n = strcspn(p, ".["), more = n;
+            struct fy_node *val;
+            while (!(val = lookup_n(fyn, p, more)) && p[more] == '.')
+                more += 1 + strcspn(p + more + 1, ".[");
+            fyn = val;
+            p += val ? more : n;
+        }
+    }
+    if (fyn && !*p && fy_node_is_alias(fyn) && !alias) {
+        alias = fyn;
+        *lastp = true;
+    }
+    return alias;
+}
+
 /* "FILE:L:C: <fmt> at <path>"; no " at" when path is NULL. */
 static void vreport(struct sl_config_ctx *ctx, struct mark m, const char *path,
                     const char *fmt, va_list ap)
@@ -83,17 +221,46 @@ static void vreport(struct sl_config_ctx *ctx, struct mark m, const char *path,
 static void vreport(struct sl_config_ctx *ctx, struct mark m, const char *path,
                     const char *fmt, va_list ap)
 {
-    char msg[1024], line[1600];
+    char msg[1024], via[192] = "", line[1800];
+    bool last;
+    struct fy_node *alias =
+        ctx->root && path ? alias_on_path(ctx->root, path, &last) : NULL;
 
     vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (alias) {
+        /* An anchored value is right or wrong where it is used: point
+         * there, and say where the value itself is written (or, for a
+         * place outside it, such as the key a mapping misses, where it
+         * starts).  An error about the alias's own key ('<<: *x') stays
+         * at the key. */
+        struct fy_node *target = fy_node_resolve_alias(alias);
+        struct mark use = node_mark(alias), def = node_mark(target);
+        const char *name = fy_node_get_scalar0(alias);
+
+        if (!within(m, def, node_end(target))) {
+            if (last && m.line == use.line)
+                use = m; /* about the alias's own key: stays there */
+            else
+                m = def; /* a fallback place: where the value starts */
+        }
+        if (use.line && (use.line != m.line || use.column != m.column)) {
+            if (m.line)
+                snprintf(via, sizeof(via), " (through alias '*%.64s' to %d:%d)",
+                         name ? name : "", m.line, m.column);
+            else
+                snprintf(via, sizeof(via), " (through alias '*%.64s')",
+                         name ? name : "");
+            m = use;
+        }
+    }
     if (m.line <= 0)
         m = (struct mark){1, 1};
     if (path && *path)
-        snprintf(line, sizeof(line), "%s:%d:%d: %s at %s", ctx->file, m.line,
-                 m.column, msg, path);
+        snprintf(line, sizeof(line), "%s:%d:%d: %s%s at %s", ctx->file, m.line,
+                 m.column, msg, via, path);
     else
-        snprintf(line, sizeof(line), "%s:%d:%d: %s", ctx->file, m.line,
-                 m.column, msg);
+        snprintf(line, sizeof(line), "%s:%d:%d: %s%s", ctx->file, m.line,
+                 m.column, msg, via);
     add_error(ctx, m, line);
 }
 
@@ -166,8 +333,10 @@ static struct mark node_mark(struct fy_node *fyn)
         enum fy_node_style style = fy_node_get_style(fyn);
         if (!fym)
             return none;
-        /* Quoted scalars' tokens start after the quote: point at it. */
-        if ((style == FYNS_SINGLE_QUOTED || style == FYNS_DOUBLE_QUOTED) &&
+        /* Quoted scalars' and aliases' tokens start after the quote or
+         * the '*': point at it. */
+        if ((style == FYNS_SINGLE_QUOTED || style == FYNS_DOUBLE_QUOTED ||
+             style == FYNS_ALIAS) &&
             fym->column > 0)
             return (struct mark){fym->line + 1, fym->column};
         return (struct mark){fym->line + 1, fym->column + 1};
@@ -1134,6 +1303,48 @@ static bool blank_text(const char *text, size_t len)
 }
 
 /*
+ * Parse the first YAML document of 'text' with parser *fypp (made here;
+ * the caller destroys the document, then the parser, even on failure),
+ * then read one more event: a second document's start sets *nextp to its
+ * place.  Returns the document, or NULL after a YAML error (in the
+ * parser's diagnostics).
+ */
+static struct fy_document *build_document(const struct fy_parse_cfg *pcfg,
+                                          const char *text, size_t len,
+                                          struct fy_parser **fypp,
+                                          struct mark *nextp)
+{
+    struct fy_document *fyd;
+    struct fy_event *fye;
+
+    *nextp = (struct mark){0, 0};
+    if (!(*fypp = fy_parser_create(pcfg)) ||
+        fy_parser_set_string(*fypp, text, len) != 0 ||
+        !(fyd = fy_parse_load_document(*fypp)))
+        return NULL;
+    if ((fye = fy_parser_parse(*fypp)) != NULL) {
+        const struct fy_mark *fym = fy_event_start_mark(fye);
+        if (fye->type == FYET_DOCUMENT_START)
+            *nextp = fym ? (struct mark){fym->line + 1, fym->column + 1}
+                         : (struct mark){1, 1};
+        fy_parser_event_free(*fypp, fye);
+    } else if (fy_parser_get_stream_error(*fypp)) {
+        fy_parse_document_destroy(*fypp, fyd);
+        return NULL;
+    }
+    return fyd;
+}
+
+/* Free what build_document() made. */
+static void free_document(struct fy_parser *fyp, struct fy_document *fyd)
+{
+    if (fyd)
+        fy_parse_document_destroy(fyp, fyd);
+    if (fyp)
+        fy_parser_destroy(fyp);
+}
+
+/*
  * Build the document from 'text' in a forked child first: libfyaml 0.7.12
  * (Debian 12) dies of SIGSEGV on some malformed YAML ('? b: <tab>: b'),
  * and in this process that would kill sluice.  The child only runs
@@ -1176,7 +1387,12 @@ static int parse_in_child(const struct fy_parse_cfg *pcfg, const char *text,
         unsigned long ksa[4] = {0};
         for (size_t i = 0; i < sizeof(fatal) / sizeof(fatal[0]); i++)
             syscall(SYS_rt_sigaction, fatal[i], ksa, NULL, 8);
-        (void)fy_document_build_from_string(pcfg, text, len);
+        /* All the parent will do, the clean-up too: libfyaml 0.7.12
+         * crashes in fy_parser_destroy() after some errors. */
+        struct fy_parser *fyp;
+        struct mark next;
+        struct fy_document *fyd = build_document(pcfg, text, len, &fyp, &next);
+        free_document(fyp, fyd);
         _exit(write(fds[1], "k", 1) == 1 ? 0 : 1);
     }
     close(fds[1]);
@@ -1206,9 +1422,11 @@ static int parse_text(struct sl_config_ctx *ctx, const char *text, size_t len,
     struct fy_diag_cfg dcfg;
     struct fy_diag *diag;
     struct fy_parse_cfg pcfg;
+    struct fy_parser *fyp = NULL;
     struct fy_document *fyd;
     struct fy_node *root;
     struct sl_config *cfg;
+    struct mark next;
     int err;
 
     fy_diag_cfg_default(&dcfg);
@@ -1273,7 +1491,7 @@ static int parse_text(struct sl_config_ctx *ctx, const char *text, size_t len,
                    "(%s); parsing without that guard",
                    ctx->file, strerror(errno));
     }
-    fyd = fy_document_build_from_string(&pcfg, text, len);
+    fyd = build_document(&pcfg, text, len, &fyp, &next);
     if (!fyd) {
         void *it = NULL;
         struct fy_diag_error *de;
@@ -1293,8 +1511,19 @@ static int parse_text(struct sl_config_ctx *ctx, const char *text, size_t len,
             else
                 report(ctx, (struct mark){1, 1}, NULL, "invalid YAML");
         }
+        free_document(fyp, NULL);
         fy_diag_destroy(diag);
         return ctx->oom ? -SL_ENOMEM : -SL_ECONFIG;
+    }
+    if (next.line) {
+        /* Later documents were ignored once: refuse them. */
+        report(ctx, next, NULL,
+               "a second YAML document starts here; a pipeline file holds "
+               "one document (remove this '---' and what follows it, or "
+               "give each pipeline a file of its own)");
+        free_document(fyp, fyd);
+        fy_diag_destroy(diag);
+        return -SL_ECONFIG;
     }
 
     root = fy_document_root(fyd);
@@ -1310,27 +1539,29 @@ static int parse_text(struct sl_config_ctx *ctx, const char *text, size_t len,
             report(ctx, node_mark(root), NULL,
                    "expected a mapping of pipeline settings, got %s",
                    describe_node(root, NULL, got, sizeof(got)));
-        fy_document_destroy(fyd);
+        free_document(fyp, fyd);
         fy_diag_destroy(diag);
         return -SL_ECONFIG;
     }
 
     if (!(cfg = calloc(1, sizeof(*cfg))) || !(cfg->path = strdup(ctx->file))) {
         free(cfg);
-        fy_document_destroy(fyd);
+        free_document(fyp, fyd);
         fy_diag_destroy(diag);
         return -SL_ENOMEM;
     }
     err = apply_defaults(&sl_config_schema_root, cfg);
     if (err == 0) {
         struct mark at = node_mark(root);
+        ctx->root = root;
         parse_obj(ctx, &sl_config_schema_root, cfg, root, at, "");
         if (ctx->oom)
             err = -SL_ENOMEM;
         else if (ctx->nerr)
             err = -SL_ECONFIG;
     }
-    fy_document_destroy(fyd);
+    ctx->root = NULL;
+    free_document(fyp, fyd);
     fy_diag_destroy(diag);
     if (err < 0) {
         sl_config_destroy(cfg);
@@ -1340,48 +1571,122 @@ static int parse_text(struct sl_config_ctx *ctx, const char *text, size_t len,
     return 0;
 }
 
+/* What kind of file 'st' is, for "not a regular file (it is ...)". */
+static const char *file_kind(const struct stat *st)
+{
+    switch (st->st_mode & S_IFMT) {
+    case S_IFDIR:
+        return "a directory";
+    case S_IFIFO:
+        return "a FIFO";
+    case S_IFCHR:
+        return "a character device";
+    case S_IFBLK:
+        return "a block device";
+    case S_IFSOCK:
+        return "a socket";
+    default:
+        return "not a file";
+    }
+}
+
 /*
- * Load 'path' when not NULL, else parse 'text'; errors go to 'errs' (or
- * nowhere), sorted by place.  'guard': try libfyaml in a child first.
+ * Read 'fd' to its end, at most SL_CONFIG_MAX_FILE_BYTES, into *bufp
+ * (malloc'd; the caller frees it, even on failure) and *lenp.  Returns 0,
+ * or a negative code after reporting why.
+ */
+static int read_all(struct sl_config_ctx *ctx, int fd, char **bufp,
+                    size_t *lenp)
+{
+    size_t n = 0;
+
+    *lenp = 0;
+    if (!(*bufp = malloc(SL_CONFIG_MAX_FILE_BYTES + 1)))
+        return -SL_ENOMEM;
+    while (n <= SL_CONFIG_MAX_FILE_BYTES) {
+        ssize_t got = read(fd, *bufp + n, SL_CONFIG_MAX_FILE_BYTES + 1 - n);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            int err = errno;
+            report_file(ctx, "cannot read: %s", strerror(err));
+            return sl_err_from_errno(err);
+        }
+        if (got == 0)
+            break;
+        n += (size_t)got;
+    }
+    if (n > SL_CONFIG_MAX_FILE_BYTES) {
+        report_file(ctx, "too large (more than %d bytes)",
+                    SL_CONFIG_MAX_FILE_BYTES);
+        return -SL_ETOOBIG;
+    }
+    *lenp = n;
+    return 0;
+}
+
+/*
+ * Open pipeline file 'path' for reading: a regular file only.  A FIFO
+ * would block until a writer comes (or be read until some timeout), a
+ * device or directory is no pipeline: refused at once.  Returns the
+ * descriptor, or a negative code after reporting why.
+ */
+static int open_file(struct sl_config_ctx *ctx, const char *path)
+{
+    struct stat st;
+    int fd, err;
+
+    /* O_NONBLOCK: opening a FIFO must not wait for its writer. */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
+        err = errno;
+        report_file(ctx, "cannot open: %s", strerror(err));
+        return err == ENOENT ? -SL_ENOTFOUND : sl_err_from_errno(err);
+    }
+    if (fstat(fd, &st) != 0) {
+        err = errno;
+        close(fd);
+        report_file(ctx, "cannot open: %s", strerror(err));
+        return sl_err_from_errno(err);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        report_file(ctx,
+                    "not a regular file (it is %s); give the path of a "
+                    "pipeline file",
+                    file_kind(&st));
+        return -SL_EINVAL;
+    }
+    return fd;
+}
+
+/*
+ * Load from 'path' when not NULL, else from 'fd' when >= 0, else parse
+ * 'text'; errors go to 'errs' (or nowhere), sorted by place.  'guard':
+ * try libfyaml in a child first.
  */
 static int with_ctx(const char *name, struct sl_config_errors *errs,
-                    const char *text, size_t len, const char *path, bool guard,
-                    struct sl_config **cfgp)
+                    const char *text, size_t len, const char *path, int fd,
+                    bool guard, struct sl_config **cfgp)
 {
     struct sl_config_errors local = {0};
     struct sl_config_ctx ctx = {
         .file = name, .errs = errs ? errs : &local, .guard = guard};
     size_t from = ctx.errs->cnt;
-    int err;
+    int err = 0;
 
-    if (path) {
-        /* Read the file ourselves: errno for operators, and a size cap. */
-        FILE *fp = fopen(path, "rb");
+    if (path || fd >= 0) {
+        /* Read it ourselves: errno for operators, and a size cap. */
+        int own = path ? open_file(&ctx, path) : fd;
         char *buf = NULL;
         size_t n = 0;
 
-        if (!fp) {
-            err = errno;
-            report_file(&ctx, "cannot open: %s", strerror(err));
-            err = err == ENOENT ? -SL_ENOTFOUND : sl_err_from_errno(err);
-        } else if (!(buf = malloc(SL_CONFIG_MAX_FILE_BYTES + 1))) {
-            err = -SL_ENOMEM;
-        } else {
-            n = fread(buf, 1, SL_CONFIG_MAX_FILE_BYTES + 1, fp);
-            if (ferror(fp)) {
-                err = errno ? errno : EIO;
-                report_file(&ctx, "cannot read: %s", strerror(err));
-                err = sl_err_from_errno(err);
-            } else if (n > SL_CONFIG_MAX_FILE_BYTES) {
-                report_file(&ctx, "too large (more than %d bytes)",
-                            SL_CONFIG_MAX_FILE_BYTES);
-                err = -SL_ETOOBIG;
-            } else {
-                err = parse_text(&ctx, buf, n, cfgp);
-            }
-        }
-        if (fp)
-            fclose(fp);
+        if (own < 0)
+            err = own;
+        else if ((err = read_all(&ctx, own, &buf, &n)) == 0)
+            err = parse_text(&ctx, buf, n, cfgp);
+        if (path && own >= 0)
+            close(own);
         free(buf);
     } else {
         err = parse_text(&ctx, text, len, cfgp);
@@ -1395,14 +1700,21 @@ int sl_config_load(const char *path, struct sl_config **cfgp,
                    struct sl_config_errors *errs)
 {
     *cfgp = NULL;
-    return with_ctx(path, errs, NULL, 0, path, true, cfgp);
+    return with_ctx(path, errs, NULL, 0, path, -1, true, cfgp);
+}
+
+int sl_config_load_fd(const char *name, int fd, struct sl_config **cfgp,
+                      struct sl_config_errors *errs)
+{
+    *cfgp = NULL;
+    return with_ctx(name, errs, NULL, 0, NULL, fd, true, cfgp);
 }
 
 int sl_config_parse(const char *name, const char *text, size_t len,
                     struct sl_config **cfgp, struct sl_config_errors *errs)
 {
     *cfgp = NULL;
-    return with_ctx(name, errs, text, len, NULL, true, cfgp);
+    return with_ctx(name, errs, text, len, NULL, -1, true, cfgp);
 }
 
 int sl_config_parse_unguarded(const char *name, const char *text, size_t len,
@@ -1410,7 +1722,7 @@ int sl_config_parse_unguarded(const char *name, const char *text, size_t len,
                               struct sl_config_errors *errs)
 {
     *cfgp = NULL;
-    return with_ctx(name, errs, text, len, NULL, false, cfgp);
+    return with_ctx(name, errs, text, len, NULL, -1, false, cfgp);
 }
 
 void sl_config_destroy(struct sl_config *cfg)

@@ -29,7 +29,9 @@
  * strings are quoted and escaped, so a body reads {"text": {{text}}}.  In
  * plain-text templates (messages[].content) a string field is substituted
  * as its raw text and any other value as compact JSON.  The loader checks
- * only the {{...}} syntax; rendering belongs to the inference engine.
+ * the {{...}} syntax, and renders each JSON template once with a string
+ * for every field (sl_template_check_json()): one that cannot give JSON is
+ * refused.  Rendering payloads belongs to the inference engine.
  *
  * Secrets are never in the file: only the *name* of an environment
  * variable (api_key_env, password_env) or a file path (api_key_file,
@@ -334,8 +336,10 @@ struct sl_config_errors {
  * (which the caller initialises to zeros and frees with
  * sl_config_errors_clear()): -SL_ECONFIG for an invalid file,
  * -SL_ENOTFOUND or -SL_EIO when it cannot be read ("FILE: cannot open:
- * No such file or directory"), -SL_ETOOBIG past SL_CONFIG_MAX_FILE_BYTES,
- * -SL_ENOMEM.  'errs' may be NULL when only the code matters.
+ * No such file or directory"), -SL_EINVAL when 'path' is not a regular
+ * file (a FIFO, a device, a directory: refused without reading it),
+ * -SL_ETOOBIG past SL_CONFIG_MAX_FILE_BYTES, -SL_ENOMEM.  'errs' may be
+ * NULL when only the code matters.
  *
  * libfyaml first builds the document in a forked child, because 0.7.12
  * (Debian 12) crashes on some malformed YAML: when the child dies, or has
@@ -349,6 +353,15 @@ struct sl_config_errors {
  */
 int sl_config_load(const char *path, struct sl_config **cfgp,
                    struct sl_config_errors *errs);
+
+/*
+ * As sl_config_load() for the text read from descriptor 'fd' up to its
+ * end (standard input or a pipe: `sluice check -`); 'name' is the name
+ * used in error messages and cfg->path ("<stdin>").  'fd' stays open.
+ * Main thread, before other threads start.
+ */
+int sl_config_load_fd(const char *name, int fd, struct sl_config **cfgp,
+                      struct sl_config_errors *errs);
 
 /*
  * As sl_config_load() for YAML text 'text' of 'len' bytes; 'name' is the

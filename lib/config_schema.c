@@ -6,6 +6,8 @@
 #include "config_schema.h"
 
 #include "secret.h"
+#include "err.h"
+#include "template.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -589,9 +591,32 @@ static const struct sl_config_schema message_schema =
 #undef S
 
 /*
+ * A JSON template (http-json body, embeddings input) is rendered once
+ * against a probe: one that cannot give JSON would fail every message at
+ * run time.  Templates that failed their own checks are NULL here.
+ */
+static void check_json_template(struct sl_config_ctx *ctx,
+                                const struct sl_config_backend *b,
+                                struct fy_node *map, const char *path)
+{
+    bool embeddings = b->kind == SL_CONFIG_BACKEND_OPENAI_EMBEDDINGS;
+    const char *key = embeddings ? "input" : "body";
+    const char *tpl = embeddings                               ? b->input
+                      : b->kind == SL_CONFIG_BACKEND_HTTP_JSON ? b->body
+                                                               : NULL;
+    char why[512], p[512];
+
+    if (!tpl ||
+        sl_template_check_json(tpl, embeddings, why, sizeof(why)) != -SL_EINVAL)
+        return;
+    snprintf(p, sizeof(p), "%s.%s", path, key);
+    sl_config_report(ctx, sl_config_lookup(map, key), map, p, "%s", why);
+}
+
+/*
  * The API key's source; headers: values that would end the header line,
  * credentials written in the file, a second Authorization, names that
- * differ only in case.
+ * differ only in case; the JSON template.
  */
 static void check_backend(struct sl_config_ctx *ctx, void *obj,
                           struct fy_node *map, const char *path)
@@ -637,6 +662,7 @@ static void check_backend(struct sl_config_ctx *ctx, void *obj,
             break;
         }
     }
+    check_json_template(ctx, b, map, path);
 }
 
 #define S struct sl_config_backend

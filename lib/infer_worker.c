@@ -271,16 +271,21 @@ static void job_step_done(struct sl_infer_worker *w, struct job *job)
         } else {
             char reason[ERRTEXT + 128];
             json_t *e = json_object_get(job->errors, first_failed);
-            job->fail_class =
-                errclass_of(json_string_value(json_object_get(e, "class")));
+            const char *ec = json_string_value(json_object_get(e, "class"));
+            job->fail_class = errclass_of(ec);
             snprintf(reason, sizeof(reason),
                      "step '%s': backend '%s' failed (%s) after %d "
                      "attempt(s): %s",
-                     st->name, first_failed ? first_failed : "?",
-                     json_string_value(json_object_get(e, "class")),
+                     st->name, first_failed ? first_failed : "?", ec,
                      (int)json_integer_value(json_object_get(e, "attempts")),
                      json_string_value(json_object_get(e, "message")));
-            job_finish(w, job, "inference", reason);
+            /* No backend could even render the message: it is bad. */
+            job_finish(
+                w, job,
+                ec && !strcmp(ec, sl_infer_errclass_name(SL_INFER_EC_INPUT))
+                    ? "decode"
+                    : "inference",
+                reason);
             return;
         }
     }
@@ -293,6 +298,19 @@ static void stats_error(struct sl_infer_worker *w, size_t be,
 {
     atomic_fetch_add_explicit(&w->inf->be[be].stats.errors[ec], 1,
                               memory_order_relaxed);
+}
+
+/* Record the error of backend 'name' in job->errors ('status' 0: none). */
+static void job_set_error(struct job *job, const char *name,
+                          enum sl_infer_errclass ec, long status,
+                          const char *text, int attempts)
+{
+    json_t *e =
+        json_pack("{s:s, s:s, s:i}", "class", sl_infer_errclass_name(ec),
+                  "message", text, "attempts", attempts);
+    if (e && status)
+        json_object_set_new(e, "status", json_integer(status));
+    json_object_set_new(job->errors, name, e ? e : json_null());
 }
 
 /*
@@ -323,12 +341,7 @@ static void call_finish(struct sl_infer_worker *w, struct call *call,
             return;
         }
     } else {
-        json_t *e = json_pack("{s:s, s:s, s:i}", "class",
-                              sl_infer_errclass_name(ce->ec), "message",
-                              ce->text, "attempts", call->attempts);
-        if (e && ce->status)
-            json_object_set_new(e, "status", json_integer(ce->status));
-        json_object_set_new(job->errors, name, e ? e : json_null());
+        job_set_error(job, name, ce->ec, ce->status, ce->text, call->attempts);
         if (st->mode == SL_CONFIG_MODE_ALL &&
             st->on_error == SL_CONFIG_ON_ERROR_FAIL) {
             job_cancel_calls(w, job); /* fail fast */
@@ -1085,6 +1098,7 @@ static void job_start_step(struct sl_infer_worker *w, struct job *job)
         return;
     }
     /* Render everything first: a bad payload sends no request at all. */
+    size_t nfailed = 0;
     for (size_t i = 0; i < st->backends.cnt; i++) {
         struct call *call = &job->calls[i];
         size_t be = w->inf->step_be[job->step][i];
@@ -1106,12 +1120,27 @@ static void job_start_step(struct sl_infer_worker *w, struct job *job)
         }
         if (err) {
             free(body);
+            json_decref(call->input);
+            call->input = NULL;
             call->done = true;
             snprintf(reason, sizeof(reason), "%s for template of backend '%s'",
                      errstr, bc->name);
-            job_finish(w, job, err == -SL_ENOMEM ? "inference" : "decode",
-                       reason);
-            return;
+            if (err != -SL_ENOMEM)
+                stats_error(w, be, SL_INFER_EC_INPUT);
+            /* Where one failed backend fails the step, the message is
+             * bad: dead-letter it before any request goes out.  Else
+             * (on_error partial, mode first) only this backend failed. */
+            if (err == -SL_ENOMEM ||
+                (st->mode == SL_CONFIG_MODE_ALL &&
+                 st->on_error == SL_CONFIG_ON_ERROR_FAIL)) {
+                job_finish(w, job, err == -SL_ENOMEM ? "inference" : "decode",
+                           reason);
+                return;
+            }
+            job_set_error(job, bc->name, SL_INFER_EC_INPUT, 0, reason, 0);
+            json_object_set_new(job->timings, bc->name, json_integer(0));
+            nfailed++;
+            continue;
         }
         if (body) {
             struct req *req = req_new(w, be, 1, body);
@@ -1129,7 +1158,7 @@ static void job_start_step(struct sl_infer_worker *w, struct job *job)
             req_attach(req, call);
         }
     }
-    job->nleft = job->ncalls;
+    job->nleft = job->ncalls - nfailed;
     for (size_t i = 0; i < job->ncalls; i++) {
         struct call *call = &job->calls[i];
         if (!call->input)
@@ -1145,7 +1174,7 @@ static void job_start_step(struct sl_infer_worker *w, struct job *job)
             return;
         }
     }
-    if (job->ncalls == 0)
+    if (job->nleft == 0)
         job_step_done(w, job);
 }
 

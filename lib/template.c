@@ -8,6 +8,7 @@
 #include "err.h"
 #include "utf8.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -101,21 +102,45 @@ static const json_t *lookup(const json_t *doc, const char *p, size_t len)
     return cur;
 }
 
+/* Spaces around a placeholder's path are ignored: narrow [*s, *e). */
+static void trim(const char **s, const char **e)
+{
+    while (*s < *e && **s == ' ')
+        (*s)++;
+    while (*e > *s && (*e)[-1] == ' ')
+        (*e)--;
+}
+
 /* The value the placeholder text [s, e) names (spaces around the path
  * ignored), or NULL with -SL_ENOTFOUND in errstr. */
 static const json_t *placeholder(const json_t *doc, const char *s,
                                  const char *e, char *errstr,
                                  size_t errstr_size)
 {
-    while (s < e && *s == ' ')
-        s++;
-    while (e > s && e[-1] == ' ')
-        e--;
+    trim(&s, &e);
     const json_t *v = lookup(doc, s, (size_t)(e - s));
     if (!v)
         sl_seterr(-SL_ENOTFOUND, errstr, errstr_size, "missing field '%.*s'",
                   (int)(e - s), s);
     return v;
+}
+
+/*
+ * Stand-ins for a payload's fields when a template is checked without one
+ * (sl_template_check_json()): a string for each named field, an object for
+ * {{.}}, which is always the whole payload object.
+ */
+struct probe {
+    json_t *field; /* "x" */
+    json_t *whole; /* {} */
+};
+
+/* The probe's stand-in for the placeholder text [s, e). */
+static const json_t *probe_value(const struct probe *probe, const char *s,
+                                 const char *e)
+{
+    trim(&s, &e);
+    return e - s == 1 && *s == '.' ? probe->whole : probe->field;
 }
 
 static int append_value(struct buf *b, const json_t *v,
@@ -132,9 +157,10 @@ static int append_value(struct buf *b, const json_t *v,
     return err;
 }
 
-int sl_template_render(const char *tpl, const json_t *doc,
-                       enum sl_template_mode mode, char **outp, char *errstr,
-                       size_t errstr_size)
+/* sl_template_render(), with 'probe' (when not NULL) in place of 'doc'. */
+static int render(const char *tpl, const json_t *doc, const struct probe *probe,
+                  enum sl_template_mode mode, char **outp, char *errstr,
+                  size_t errstr_size)
 {
     struct buf b = {0};
     const char *p = tpl;
@@ -157,7 +183,9 @@ int sl_template_render(const char *tpl, const json_t *doc,
                             "unterminated '{{' in template");
             break;
         }
-        const json_t *v = placeholder(doc, s, close, errstr, errstr_size);
+        const json_t *v = probe
+                              ? probe_value(probe, s, close)
+                              : placeholder(doc, s, close, errstr, errstr_size);
         if (!v) {
             err = -SL_ENOTFOUND;
             break;
@@ -173,6 +201,13 @@ int sl_template_render(const char *tpl, const json_t *doc,
     }
     *outp = b.data;
     return 0;
+}
+
+int sl_template_render(const char *tpl, const json_t *doc,
+                       enum sl_template_mode mode, char **outp, char *errstr,
+                       size_t errstr_size)
+{
+    return render(tpl, doc, NULL, mode, outp, errstr, errstr_size);
 }
 
 int sl_template_render_json(const char *tpl, const json_t *doc, char **textp,
@@ -230,4 +265,127 @@ int sl_template_render_value(const char *tpl, const json_t *doc,
                          "template does not render to JSON: %s at byte %d",
                          jerr.text, jerr.position);
     return 0;
+}
+
+/*
+ * Where rendered byte 'pos' of 'tpl' (rendered with 'probe') comes from:
+ * returns the template offset of that byte, and sets *inp to the
+ * placeholder [*inp, *endp) whose value holds it, or to NULL.
+ */
+static size_t template_offset(const char *tpl, const struct probe *probe,
+                              size_t pos, const char **inp, const char **endp)
+{
+    const char *p = tpl;
+    size_t at = 0; /* rendered bytes before p */
+
+    *inp = *endp = NULL;
+    for (;;) {
+        const char *open = strstr(p, "{{");
+        const char *close = open ? strstr(open + 2, "}}") : NULL;
+        if (!open || !close || pos < at + (size_t)(open - p))
+            return (size_t)(p - tpl) + (pos - at);
+        at += (size_t)(open - p);
+        char *text = json_dumps(probe_value(probe, open + 2, close),
+                                JSON_COMPACT | JSON_ENCODE_ANY);
+        size_t n = text ? strlen(text) : 0;
+        free(text);
+        if (pos < at + n) {
+            *inp = open;
+            *endp = close + 2;
+            return (size_t)(open - tpl);
+        }
+        at += n;
+        p = close + 2;
+    }
+}
+
+/*
+ * True when template offset 'off' of 'tpl' is inside a JSON string of the
+ * template's own text (placeholders skipped).
+ */
+static bool in_json_string(const char *tpl, size_t off)
+{
+    bool in = false;
+
+    for (size_t i = 0; i < off && tpl[i]; i++) {
+        if (!strncmp(tpl + i, "{{", 2)) {
+            const char *close = strstr(tpl + i + 2, "}}");
+            if (!close)
+                break;
+            i = (size_t)(close + 1 - tpl);
+        } else if (in && tpl[i] == '\\' && tpl[i + 1]) {
+            i++;
+        } else if (tpl[i] == '"') {
+            in = !in;
+        }
+    }
+    return in;
+}
+
+int sl_template_check_json(const char *tpl, bool want_string, char *errstr,
+                           size_t errstr_size)
+{
+    struct probe probe = {json_string("x"), json_object()};
+    json_error_t jerr;
+    json_t *v = NULL;
+    char *text = NULL, why[sizeof(jerr.text)];
+    int err;
+
+    if (!probe.field || !probe.whole) {
+        err = sl_seterr(-SL_ENOMEM, errstr, errstr_size, "out of memory");
+        goto out;
+    }
+    err =
+        render(tpl, NULL, &probe, SL_TEMPLATE_JSON, &text, errstr, errstr_size);
+    if (err)
+        goto out;
+    v = json_loads(text, JSON_DECODE_ANY, &jerr);
+    if (!v) {
+        const char *in, *end;
+        /* jansson's position is just past the token it stopped at. */
+        size_t pos = jerr.position > 0 ? (size_t)jerr.position - 1 : 0;
+        size_t off = template_offset(tpl, &probe, pos, &in, &end);
+        char where[64];
+        /* Its "near '...'" quotes the rendered text, which may hold a
+         * ${VAR}'s value: point into the template instead. */
+        snprintf(why, sizeof(why), "%s", jerr.text);
+        char *near = strstr(why, " near ");
+        bool at_end = near && !strcmp(near, " near end of file");
+        if (near)
+            *near = '\0';
+        if (in && in_json_string(tpl, (size_t)(in - tpl))) {
+            err = sl_seterr(-SL_EINVAL, errstr, errstr_size,
+                            "placeholder %.*s is inside a JSON string, but "
+                            "it is replaced by a JSON value, quotes "
+                            "included: write %.*s without quotes around it",
+                            (int)(end - in), in, (int)(end - in), in);
+            goto out;
+        }
+        if (at_end)
+            snprintf(where, sizeof(where), "the end of the template");
+        else if (in)
+            snprintf(where, sizeof(where), "%.*s",
+                     (int)(end - in) < 48 ? (int)(end - in) : 48, in);
+        else
+            snprintf(where, sizeof(where), "byte %zu of the template", off + 1);
+        err = sl_seterr(-SL_EINVAL, errstr, errstr_size,
+                        "template does not render to JSON when its fields "
+                        "hold strings: %s at %s",
+                        why, where);
+        goto out;
+    }
+    if (want_string && !json_is_string(v))
+        err = sl_seterr(-SL_EINVAL, errstr, errstr_size,
+                        "template renders to a JSON %s, not to a string",
+                        json_is_object(v)    ? "object"
+                        : json_is_array(v)   ? "array"
+                        : json_is_number(v)  ? "number"
+                        : json_is_boolean(v) ? "boolean"
+                                             : "null");
+out:
+    json_decref(v);
+    free(text);
+    json_decref(probe.field);
+    json_decref(probe.whole);
+    return err;
 }

@@ -8,6 +8,7 @@
 #define SL_TEMPLATE_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 enum sl_template_mode {
@@ -59,5 +60,20 @@ int sl_template_render_json(const char *tpl, const json_t *doc, char **textp,
  */
 int sl_template_render_value(const char *tpl, const json_t *doc,
                              json_t **valuep, char *errstr, size_t errstr_size);
+
+/*
+ * Check JSON template 'tpl' without a payload: render it once with a
+ * string for each named field and an object for {{.}}, and parse the
+ * result.  A template that fails here fails for every payload whose
+ * fields are strings ('{"text": "{{text}}"}', '{"text" {{text}}}').
+ * With 'want_string' the result must also be a JSON string (an
+ * embeddings input).
+ *
+ * Returns 0; -SL_EINVAL with the reason in errstr (it quotes the
+ * template's placeholders, never the rendered text); -SL_ENOMEM.  Any
+ * thread.
+ */
+int sl_template_check_json(const char *tpl, bool want_string, char *errstr,
+                           size_t errstr_size);
 
 #endif

@@ -72,6 +72,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t i = 0; i < errs.cnt; i++) {
             if (!errs.items[i].text)
                 abort();
+            /* One line of text each, whatever the input held. */
+            for (const char *c = errs.items[i].text; *c; c++)
+                if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                    abort();
             /* Sorted by line and column, as documented. */
             if (i > 0 && (errs.items[i].line < errs.items[i - 1].line ||
                           (errs.items[i].line == errs.items[i - 1].line &&

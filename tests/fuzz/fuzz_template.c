@@ -1,7 +1,8 @@
 /*
  * Fuzz template rendering: an arbitrary template (as a pipeline file could
- * hold one) over an arbitrary payload, in JSON and text mode, and the
- * parse of a rendered JSON template.
+ * hold one) over an arbitrary payload, in JSON and text mode, the parse
+ * of a rendered JSON template, and the loader's check of it without a
+ * payload (sl_template_check_json()).
  *
  * Input: byte 0 holds flags (bit 0: the payload is raw text); then the
  * template up to the first NUL byte; the rest is the payload.  When the
@@ -76,6 +77,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int err = sl_template_render_value(tpl, doc, &v, errstr, sizeof(errstr));
     if (err ? v != NULL : v == NULL)
         abort();
+    /* The loader's check of a JSON template, with and without a string. */
+    for (int want_string = 0; want_string <= 1; want_string++) {
+        errstr[0] = '\0';
+        int rc =
+            sl_template_check_json(tpl, want_string, errstr, sizeof(errstr));
+        if (rc != 0 && rc != -SL_EINVAL && rc != -SL_ENOMEM)
+            abort();
+        if (rc && !memchr(errstr, '\0', sizeof(errstr)))
+            abort();
+    }
     json_decref(v);
     json_decref(doc);
     free(tpl);

@@ -802,6 +802,60 @@ static int teardown(void **state)
     return 0;
 }
 
+/* hardening #7: under on_error partial a body that cannot be rendered for
+ * the request fails that backend only (200, its error in "errors"); when
+ * no backend can render it the request is bad: 400. */
+static void test_partial_render_failure(void **state)
+{
+    (void)state;
+    char yaml[256], text[2048];
+    struct h_proc proc;
+    long status;
+
+    snprintf(yaml, sizeof(yaml), "%s/partial-render.yaml", dir);
+    snprintf(text, sizeof(text),
+             "version: 1\n"
+             "name: test-partial-render\n"
+             "http:\n  listen: 127.0.0.1:0\n"
+             "gateway: {enabled: true}\n"
+             "backends:\n"
+             "  sentiment:\n"
+             "    kind: http-json\n"
+             "    url: %s/predict/sentiment\n"
+             "    body: '{\"text\": {{text}}}'\n"
+             "    result_pointer: /label\n"
+             "  by_user:\n"
+             "    kind: http-json\n"
+             "    url: %s/predict/sentiment\n"
+             "    body: '{\"text\": {{user.name}}}'\n"
+             "    result_pointer: /label\n"
+             "steps:\n"
+             "  - name: s\n"
+             "    backends: [sentiment, by_user]\n"
+             "    on_error: partial\n",
+             mock.url, mock.url);
+    h_write_file(yaml, text);
+    int port = h_sluice_start(&proc, dir, yaml, "gw-partial-render");
+
+    json_t *j = process(port, "{\"text\": \"good\"}", &status, NULL);
+    assert_int_equal(status, 200);
+    assert_non_null(j);
+    assert_non_null(
+        json_object_get(json_object_get(j, "results"), "sentiment"));
+    json_t *e = json_object_get(json_object_get(j, "errors"), "by_user");
+    assert_string_equal(json_string_value(json_object_get(e, "class")),
+                        "input");
+    assert_string_equal(
+        json_string_value(json_object_get(e, "message")),
+        "missing field 'user.name' for template of backend 'by_user'");
+    json_decref(j);
+
+    j = process(port, "{\"other\": 1}", &status, NULL);
+    assert_int_equal(status, 400);
+    json_decref(j);
+    h_sluice_stop(&proc, 10000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -814,6 +868,7 @@ int main(void)
         cmocka_unit_test(test_numbers_keep_precision),
         cmocka_unit_test(test_http_errors),
         cmocka_unit_test(test_deadline_504),
+        cmocka_unit_test(test_partial_render_failure),
     };
     if (getenv("SLUICE_TEST_FILTER"))
         cmocka_set_test_filter(getenv("SLUICE_TEST_FILTER"));

@@ -918,6 +918,56 @@ static void test_failure_lines_breaker_closes(void **state)
                                  "probe succeeded, calls pass again");
 }
 
+/* hardening #7: under on_error partial a body that cannot be rendered for
+ * this payload fails its backend only, as an "input" error; when no
+ * backend can render it, the message is bad (stage "decode"). */
+static void test_partial_render_failure(void **state)
+{
+    (void)state;
+    struct rig r = {0};
+    struct outcome o = {0}, none = {0};
+
+    rig_up(&r, "version: 1\nname: t\nbackends:\n"
+               "  sentiment:\n"
+               "    kind: http-json\n"
+               "    url: @B/predict/sentiment\n"
+               "    body: '{\"text\": {{text}}}'\n"
+               "    result_pointer: /label\n"
+               "  by_user:\n"
+               "    kind: http-json\n"
+               "    url: @B/predict/sentiment\n"
+               "    body: '{\"text\": {{user.name}}}'\n"
+               "    result_pointer: /label\n"
+               "steps:\n  - name: s\n    backends: [sentiment, by_user]\n"
+               "    on_error: partial\n");
+    run_one(&r, &o);
+    assert_int_equal(o.status, SL_INFER_PARTIAL);
+    assert_string_equal(
+        json_string_value(json_object_get(o.results, "sentiment")), "positive");
+    assert_null(json_object_get(o.results, "by_user"));
+    assert_string_equal(err_class(&o, "by_user"), "input");
+    assert_int_equal(err_attempts(&o, "by_user"), 0);
+    assert_string_equal(
+        json_string_value(
+            json_object_get(json_object_get(o.errors, "by_user"), "message")),
+        "missing field 'user.name' for template of backend 'by_user'");
+    assert_int_equal(
+        atomic_load(&sl_infer_stats(r.inf, 1)->errors[SL_INFER_EC_INPUT]), 1);
+    assert_int_equal(atomic_load(&sl_infer_stats(r.inf, 1)->requests), 0);
+
+    submit_text(&r, "{\"other\": 1}", &none);
+    drain(&r, 5000);
+    assert_int_equal(none.done, 1);
+    assert_int_equal(none.status, SL_INFER_FAILED);
+    assert_string_equal(none.stage, "decode");
+    assert_string_equal(err_class(&none, "sentiment"), "input");
+    assert_string_equal(err_class(&none, "by_user"), "input");
+    assert_int_equal(atomic_load(&sl_infer_stats(r.inf, 0)->requests), 1);
+    outcome_clear(&o);
+    outcome_clear(&none);
+    rig_down(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -939,6 +989,7 @@ int main(void)
         cmocka_unit_test(test_failure_lines),
         cmocka_unit_test(test_failure_lines_breaker),
         cmocka_unit_test(test_failure_lines_breaker_closes),
+        cmocka_unit_test(test_partial_render_failure),
     };
     return cmocka_run_group_tests(tests, start_mock, stop_mock);
 }

@@ -1132,6 +1132,216 @@ static void test_secret_sources(void **state)
     unsetenv("SL_TEST_EMPTY");
 }
 
+/* hardening #7: JSON templates are rendered once at load time. */
+static void test_json_template_probe(void **state)
+{
+    (void)state;
+    parse_errors(
+        "version: 1\n"
+        "name: a\n"
+        "gateway: {enabled: true}\n"
+        "backends:\n"
+        "  quoted:\n"
+        "    kind: http-json\n"
+        "    url: http://h/x\n"
+        "    body: '{\"text\": \"{{text}}\"}'\n"
+        "  colon: {kind: http-json, url: 'http://h/x', body: "
+        "'{\"text\" {{text}}}'}\n"
+        "  emb:\n"
+        "    kind: openai-embeddings\n"
+        "    url: http://h/v1\n"
+        "    model: m\n"
+        "    input: '{{.}}'\n"
+        "  ok: {kind: http-json, url: 'http://h/x', body: "
+        "'{\"t\": {{text}}, \"all\": {{.}}}'}\n",
+        "t.yaml:8:11: placeholder {{text}} is inside a JSON string, but it is "
+        "replaced by a JSON value, quotes included: write {{text}} without "
+        "quotes around it at backends.quoted.body",
+        "t.yaml:9:53: template does not render to JSON when its fields hold "
+        "strings: ':' expected at {{text}} at backends.colon.body",
+        "t.yaml:14:12: template renders to a JSON object, not to a string at "
+        "backends.emb.input",
+        NULL);
+    /* A ${VAR} in a body is checked as interpolated, and not echoed. */
+    setenv("SLUICE_TEST_BODY", "\"{{text}}\"", 1);
+    parse_errors("version: 1\n"
+                 "name: a\n"
+                 "gateway: {enabled: true}\n"
+                 "backends:\n"
+                 "  b: {kind: http-json, url: 'http://h/x', body: "
+                 "'{\"t\": ${SLUICE_TEST_BODY}}'}\n",
+                 "t.yaml:5:49: placeholder {{text}} is inside a JSON string, "
+                 "but it is replaced by a JSON value, quotes included: write "
+                 "{{text}} without quotes around it at backends.b.body",
+                 NULL);
+    unsetenv("SLUICE_TEST_BODY");
+}
+
+/* hardening #8: a second YAML document is refused, not ignored. */
+static void test_one_document(void **state)
+{
+    (void)state;
+    parse_errors("version: 1\n"
+                 "name: a\n"
+                 "gateway: {enabled: true}\n"
+                 "---\n"
+                 "version: 2\n"
+                 "name: b\n",
+                 "t.yaml:4:1: a second YAML document starts here; a pipeline "
+                 "file holds one document (remove this '---' and what follows "
+                 "it, or give each pipeline a file of its own)",
+                 NULL);
+    /* Even an empty one, and after an end marker. */
+    parse_errors("version: 1\nname: a\ngateway: {enabled: true}\n...\n---\n",
+                 "t.yaml:5:1: a second YAML document starts here; a pipeline "
+                 "file holds one document (remove this '---' and what follows "
+                 "it, or give each pipeline a file of its own)",
+                 NULL);
+    /* A start marker, an end marker and comments are one document. */
+    sl_config_destroy(parse_ok("---\nversion: 1\nname: a\n"
+                               "gateway: {enabled: true}\n...\n# end\n"));
+}
+
+/* hardening #8: an anchored value is judged where an alias uses it, and
+ * the error says so, with where the value is written. */
+static void test_alias_errors_at_use(void **state)
+{
+    (void)state;
+    parse_errors("version: 1\n"
+                 "name: a\n"
+                 "gateway: {enabled: true}\n"
+                 "workers: {threads: &n 0}\n"
+                 "queue:\n"
+                 "  capacity: *n\n",
+                 "t.yaml:4:23: expected an integer between 1 and 256, got '0' "
+                 "at workers.threads",
+                 "t.yaml:6:13: expected an integer between 1 and 1048576, got "
+                 "'0' (through alias '*n' to 4:23) at queue.capacity",
+                 NULL);
+    parse_errors("version: 1\n"
+                 "name: a\n"
+                 "gateway: {enabled: true}\n"
+                 "backends:\n"
+                 "  a: {kind: http-json, url: 'http://x'}\n"
+                 "steps:\n"
+                 "  - &st {name: s, backends: [a]}\n"
+                 "  - *st\n",
+                 "t.yaml:8:5: duplicate step name 's' (also steps[0]) "
+                 "(through alias '*st' to 7:10) at steps[1].name",
+                 NULL);
+    parse_errors("version: 1\n"
+                 "name: a\n"
+                 "gateway: {enabled: true}\n"
+                 "backends:\n"
+                 "  a: &b\n"
+                 "    kind: openai-chat\n"
+                 "    url: http://x/v1\n"
+                 "    model: m\n"
+                 "    messages: [{role: user, content: hi}]\n"
+                 "  c: *b\n"
+                 "  d: {kind: http-json, url: 'http://x'}\n"
+                 "steps:\n"
+                 "  - {name: s, backends: [a]}\n"
+                 "sink: *b\n",
+                 "t.yaml:14:7: unknown key 'kind' (through alias '*b' to 6:5) "
+                 "at sink.kind",
+                 "t.yaml:14:7: unknown key 'url' (through alias '*b' to 7:5) "
+                 "at sink.url",
+                 "t.yaml:14:7: unknown key 'model' (through alias '*b' to "
+                 "8:5) at sink.model",
+                 "t.yaml:14:7: unknown key 'messages' (through alias '*b' to "
+                 "9:5) at sink.messages",
+                 "t.yaml:14:7: missing required key 'postgres' (through alias "
+                 "'*b' to 6:5) at sink.postgres",
+                 NULL);
+}
+
+/* hardening #8: whatever a ${VAR} or a block scalar holds, each error is
+ * one line of text. */
+static void test_error_stays_one_line(void **state)
+{
+    (void)state;
+    setenv("SL_TEST_NASTY", "a\nb\r\tc\x1b[31m\x7f\xff", 1);
+    parse_errors("version: 1\n"
+                 "name: ${SL_TEST_NASTY}\n"
+                 "gateway: {enabled: true}\n"
+                 "replica_id: |\n"
+                 "  two\n"
+                 "  lines\n"
+                 "workers: {threads: \"${SL_TEST_NASTY}\"}\n",
+                 "t.yaml:2:7: expected a name of 1 to 64 lowercase letters, "
+                 "digits, '_' or '-', got 'a\\nb\\r\\tc\\x1b[31m\\x7f\\xff' at "
+                 "name",
+                 "t.yaml:7:20: expected an integer between 1 and 256, got "
+                 "'a\\nb\\r\\tc\\x1b[31m\\x7f\\xff' at workers.threads",
+                 NULL);
+    unsetenv("SL_TEST_NASTY");
+}
+
+/* hardening #9: a FIFO, a device or a directory is refused at once (a FIFO
+ * without a writer used to block `sluice check`); standard input or a pipe
+ * is read through sl_config_load_fd(). */
+static void test_not_a_regular_file(void **state)
+{
+    struct sl_config_errors errs = {0};
+    struct sl_config *cfg;
+    char fifo[64], want[256], out[4096], cmd[128];
+    int fds[2];
+
+    (void)state;
+    snprintf(fifo, sizeof(fifo), "/tmp/sluice-test-fifo-%d", (int)getpid());
+    unlink(fifo);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_int_equal(sl_config_load(fifo, &cfg, &errs), -SL_EINVAL);
+    assert_null(cfg);
+    assert_int_equal(errs.cnt, 1);
+    snprintf(want, sizeof(want),
+             "%s: not a regular file (it is a FIFO); give the path of a "
+             "pipeline file",
+             fifo);
+    assert_string_equal(errs.items[0].text, want);
+    sl_config_errors_clear(&errs);
+    assert_int_equal(sl_config_load("/dev/null", &cfg, &errs), -SL_EINVAL);
+    assert_string_equal(errs.items[0].text,
+                        "/dev/null: not a regular file (it is a character "
+                        "device); give the path of a pipeline file");
+    sl_config_errors_clear(&errs);
+    assert_int_equal(sl_config_load("tests", &cfg, &errs), -SL_EINVAL);
+    assert_string_equal(errs.items[0].text,
+                        "tests: not a regular file (it is a directory); give "
+                        "the path of a pipeline file");
+    sl_config_errors_clear(&errs);
+
+    /* Both commands, exit 2 (no writer ever opens the FIFO). */
+    snprintf(want, sizeof(want),
+             "%s: not a regular file (it is a FIFO); give the path of a "
+             "pipeline file\n",
+             fifo);
+    snprintf(cmd, sizeof(cmd), "check %s", fifo);
+    assert_int_equal(run_sluice(cmd, "2>&1 >/dev/null", out, sizeof(out)), 2);
+    assert_string_equal(out, want);
+    snprintf(cmd, sizeof(cmd), "run %s", fifo);
+    assert_int_equal(run_sluice(cmd, "2>&1 >/dev/null", out, sizeof(out)), 2);
+    assert_string_equal(out, want);
+    unlink(fifo);
+
+    /* A pipe through the descriptor entry point. */
+    static const char text[] = "version: 1\nname: p\ngateway: {enabled: "
+                               "true}\nqueue: {capacity: 0}\n";
+    assert_int_equal(pipe(fds), 0);
+    assert_int_equal(write(fds[1], text, sizeof(text) - 1),
+                     (ssize_t)sizeof(text) - 1);
+    close(fds[1]);
+    assert_int_equal(sl_config_load_fd("<stdin>", fds[0], &cfg, &errs),
+                     -SL_ECONFIG);
+    assert_int_equal(errs.cnt, 1);
+    assert_string_equal(errs.items[0].text,
+                        "<stdin>:4:19: expected an integer between 1 and "
+                        "1048576, got '0' at queue.capacity");
+    sl_config_errors_clear(&errs);
+    close(fds[0]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1164,6 +1374,11 @@ int main(void)
         cmocka_unit_test(test_header_injection),
         cmocka_unit_test(test_credential_values),
         cmocka_unit_test(test_secret_sources),
+        cmocka_unit_test(test_json_template_probe),
+        cmocka_unit_test(test_one_document),
+        cmocka_unit_test(test_alias_errors_at_use),
+        cmocka_unit_test(test_error_stays_one_line),
+        cmocka_unit_test(test_not_a_regular_file),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -186,6 +186,64 @@ static void test_single_placeholder_and_json_text(void **state)
     json_decref(doc);
 }
 
+/* Expect sl_template_check_json(tpl, want_string) to refuse with 'why'. */
+static void check_refused(const char *tpl, bool want_string, const char *why)
+{
+    char errstr[512];
+
+    assert_int_equal(
+        sl_template_check_json(tpl, want_string, errstr, sizeof(errstr)),
+        -SL_EINVAL);
+    assert_string_equal(errstr, why);
+}
+
+/* hardening #7: a JSON template that cannot render to JSON is found without
+ * a payload, and the reason points into the template. */
+static void test_check_json(void **state)
+{
+    (void)state;
+    static const char *const good[] = {
+        "{\"text\": {{text}}}",
+        "{{.}}",
+        "{\"a\": {{ a.b }}, \"all\": {{.}}, \"n\": [1, {{n}}]}",
+        "{\"q\": \"say \\\"hi\\\"\", \"t\": {{text}}}",
+        "{\"lit\": \"{ not a placeholder }\"}",
+    };
+    char errstr[512];
+
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        assert_int_equal(
+            sl_template_check_json(good[i], false, errstr, sizeof(errstr)), 0);
+    assert_int_equal(
+        sl_template_check_json("{{text}}", true, errstr, sizeof(errstr)), 0);
+
+    check_refused("{\"text\": \"{{text}}\"}", false,
+                  "placeholder {{text}} is inside a JSON string, but it is "
+                  "replaced by a JSON value, quotes included: write {{text}} "
+                  "without quotes around it");
+    /* An escaped quote does not end the string. */
+    check_refused("{\"a\": \"x\\\" {{ b }}\"}", false,
+                  "placeholder {{ b }} is inside a JSON string, but it is "
+                  "replaced by a JSON value, quotes included: write {{ b }} "
+                  "without quotes around it");
+    check_refused("{\"text\" {{text}}}", false,
+                  "template does not render to JSON when its fields hold "
+                  "strings: ':' expected at {{text}}");
+    check_refused("{\"a\": {{a}}{{b}}}", false,
+                  "template does not render to JSON when its fields hold "
+                  "strings: '}' expected at {{b}}");
+    check_refused("{\"a\": [1, 2,]}", false,
+                  "template does not render to JSON when its fields hold "
+                  "strings: unexpected token at byte 13 of the template");
+    check_refused("{\"text\": {{text}}", false,
+                  "template does not render to JSON when its fields hold "
+                  "strings: '}' expected at the end of the template");
+    check_refused("{{.}}", true,
+                  "template renders to a JSON object, not to a string");
+    check_refused("[{{text}}]", true,
+                  "template renders to a JSON array, not to a string");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -195,6 +253,7 @@ int main(void)
         cmocka_unit_test(test_missing_field),
         cmocka_unit_test(test_bad_payloads),
         cmocka_unit_test(test_single_placeholder_and_json_text),
+        cmocka_unit_test(test_check_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
