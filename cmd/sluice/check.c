@@ -6,13 +6,11 @@
 #include "commands.h"
 
 #include "config.h"
-#include "err.h"
 
-#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char check_usage[] =
     "Usage: sluice check FILE...\n"
@@ -32,37 +30,6 @@ static const char check_usage[] =
     "that is missing or readable by group or others.\n"
     "\n"
     "Exit status: 0 when every file is valid, 2 otherwise.\n";
-
-/*
- * Load the pipeline from standard input, named "<stdin>" in messages.
- * Same cap and errors as a file.
- */
-static int load_stdin(struct sl_config **cfgp, struct sl_config_errors *errs)
-{
-    static const char name[] = "<stdin>";
-    char *buf = malloc(SL_CONFIG_MAX_FILE_BYTES + 1);
-    size_t n = 0;
-    int err;
-
-    *cfgp = NULL;
-    if (!buf)
-        return -SL_ENOMEM;
-    n = fread(buf, 1, SL_CONFIG_MAX_FILE_BYTES + 1, stdin);
-    if (ferror(stdin)) {
-        fprintf(stderr, "%s: cannot read: %s\n", name, strerror(errno));
-        err = -SL_EIO;
-    } else if (n > SL_CONFIG_MAX_FILE_BYTES) {
-        fprintf(stderr, "%s: too large (more than %d bytes)\n", name,
-                SL_CONFIG_MAX_FILE_BYTES);
-        err = -SL_ETOOBIG;
-    } else {
-        err = sl_config_parse(name, buf, n, cfgp, errs);
-        if (err < 0)
-            sl_config_errors_print(stderr, name, err, errs);
-    }
-    free(buf);
-    return err;
-}
 
 int sl_cmd_check(int argc, char **argv)
 {
@@ -96,13 +63,12 @@ int sl_cmd_check(int argc, char **argv)
         const char *name = from_stdin ? "<stdin>" : argv[i];
         int err;
 
-        if (from_stdin) {
-            err = load_stdin(&cfg, &errs);
-        } else {
+        if (from_stdin)
+            err = sl_config_load_fd(name, STDIN_FILENO, &cfg, &errs);
+        else
             err = sl_config_load(argv[i], &cfg, &errs);
-            if (err < 0)
-                sl_config_errors_print(stderr, name, err, &errs);
-        }
+        if (err < 0)
+            sl_config_errors_print(stderr, name, err, &errs);
         if (err == 0) {
             if (argc - optind == 1)
                 puts("ok");
