@@ -447,17 +447,28 @@ struct h_mock {
     char url[64];       /* "http://127.0.0.1:PORT" */
 };
 
-static inline int h_mock_start(struct h_mock *m)
+/*
+ * Start mock-infer with 'args' (NULL-terminated extra options, or NULL);
+ * 0 once it listens, -1 when it did not start within 10 s.
+ */
+static inline int h_mock_start_args(struct h_mock *m, const char *const *args)
 {
     char bin[1024], port_file[128], log[128];
     int64_t end = h_now_ms() + 10000;
+    char *argv[32] = {
+        bin,         "--listen", "127.0.0.1:0", "--port-file", port_file,
+        "--threads", "4"};
+    size_t argc = 7;
 
     h_tmpdir(m->dir, sizeof(m->dir));
     snprintf(bin, sizeof(bin), "%s/mock-infer", h_bindir());
     snprintf(port_file, sizeof(port_file), "%s/port", m->dir);
     snprintf(log, sizeof(log), "%s/mock.log", m->dir);
-    char *argv[] = {bin,       "--listen",  "127.0.0.1:0", "--port-file",
-                    port_file, "--threads", "4",           NULL};
+    for (size_t i = 0; args && args[i]; i++) {
+        assert_true(argc + 1 < sizeof(argv) / sizeof(argv[0]));
+        argv[argc++] = (char *)args[i];
+    }
+    argv[argc] = NULL;
     h_spawn(&m->proc, log, argv);
     for (;;) {
         FILE *f = fopen(port_file, "r");
@@ -479,6 +490,11 @@ static inline int h_mock_start(struct h_mock *m)
         }
         h_pause();
     }
+}
+
+static inline int h_mock_start(struct h_mock *m)
+{
+    return h_mock_start_args(m, NULL);
 }
 
 static inline void h_mock_stop(struct h_mock *m)
@@ -614,6 +630,26 @@ static inline long h_get(int port, const char *path, char **bodyp)
     else
         free(rep.body);
     return rep.status;
+}
+
+/*
+ * How many requests mock-infer got on endpoint 'ep' ("chat", "sentiment",
+ * ...: the keys of GET /stats "endpoints"); -1 when it does not answer.
+ */
+static inline long long h_mock_calls(const struct h_mock *m, const char *ep)
+{
+    char *body = NULL, key[64];
+    long long n = -1;
+
+    snprintf(key, sizeof(key), "\"%s\":", ep);
+    if (h_get(m->port, "/stats", &body) == 200) {
+        const char *eps = strstr(body, "\"endpoints\":");
+        const char *at = eps ? strstr(eps, key) : NULL;
+        if (at)
+            n = atoll(at + strlen(key));
+    }
+    free(body);
+    return n;
 }
 
 /* ---- Prometheus text ---- */
