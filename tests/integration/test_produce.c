@@ -20,6 +20,7 @@
 #define COUNT 100000
 
 static char sluice[1024]; /* the binary under test */
+static int have_produce;  /* set by setup, which fails without 'produce' */
 
 static void unique_name(char *buf, size_t size, const char *prefix)
 {
@@ -59,6 +60,7 @@ static int setup(void **state)
         print_message("%s has no 'produce' command\n", sluice);
         return -1;
     }
+    have_produce = 1;
     h_require_kafka();
     h_require_redis();
     return 0;
