@@ -14,6 +14,7 @@
 static struct h_mock mock;
 static char dir[64];     /* this run's files */
 static char sluice[512]; /* the binary under test */
+static int have_pg;      /* PostgreSQL answers */
 
 /* What a test gateway varies. */
 struct gw {
@@ -437,6 +438,7 @@ static int setup(void **state)
     (void)state;
     h_require_postgres();
     h_require_redis();
+    have_pg = 1;
     snprintf(sluice, sizeof(sluice), "%s/sluice", h_bindir());
     h_tmpdir(dir, sizeof(dir));
     curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -18,6 +18,7 @@ enum kind { KAFKA, REDIS };
 static struct h_mock mock;
 static char dir[64];     /* this run's files */
 static char sluice[512]; /* the binary under test */
+static int have_servers; /* PostgreSQL, Redis and Kafka answer */
 
 /* What a test pipeline varies. */
 struct pipe {
@@ -518,6 +519,7 @@ static int setup(void **state)
     h_require_postgres();
     h_require_redis();
     h_require_kafka();
+    have_servers = 1;
     snprintf(sluice, sizeof(sluice), "%s/sluice", h_bindir());
     h_tmpdir(dir, sizeof(dir));
     curl_global_init(CURL_GLOBAL_DEFAULT);
