@@ -112,12 +112,14 @@ static inline const char *h_redis(void)
     return addr;
 }
 
-/* True under CI: CI=true, or SLUICE_REQUIRE_SERVERS=1 (.ci/run sets it). */
+/* True under CI: CI=true (or 1), or SLUICE_REQUIRE_SERVERS=1 (.ci/run
+ * sets it). */
 static inline bool h_ci(void)
 {
     const char *ci = getenv("CI"), *req = getenv("SLUICE_REQUIRE_SERVERS");
 
-    return (ci && !strcasecmp(ci, "true")) || (req && !strcmp(req, "1"));
+    return (ci && (!strcasecmp(ci, "true") || !strcmp(ci, "1"))) ||
+           (req && !strcmp(req, "1"));
 }
 
 /* True when a TCP connection to 127.0.0.1:'port' opens within 2 s. */
