@@ -44,14 +44,21 @@ def body(sc):
         w = sc.worker(pipe, name="w%d" % i)
         before = max(landed(sc.table, sc.dl), 0)
         # Wait until this incarnation has written something, then a random
-        # extra moment, so that each kill hits a worker in full flow.
-        wait_for(lambda: landed(sc.table, sc.dl) > before or not w.alive(),
-                 60, "worker %d making progress" % i, interval=0.02)
-        time.sleep(rnd.uniform(0.0, 0.8))
+        # extra moment, so that each kill hits a worker in full flow.  Once
+        # the whole stream has landed there is nothing left to kill in
+        # flow: the loop is done (a fast machine gets there first).
+        if not sc.wait_progress(w, before, N, 60,
+                                "worker %d making progress" % i):
+            log("the stream had fully landed before kill %d" % (i + 1))
+            w.kill()
+            break
+        time.sleep(rnd.uniform(0.0, 0.8))  # the random moment of the fault
         w.check_alive()
         w.kill()
         kills.append(landed(sc.table, sc.dl))
-    log("landed at each SIGKILL:", kills)
+    log("landed at each of the %d SIGKILLs:" % len(kills), kills)
+    if not kills:
+        raise Fail("the stream landed before the first SIGKILL")
     if prod.wait(120) != 0:
         raise Fail("producer failed")
     w = sc.worker(pipe, name="final")

@@ -35,7 +35,7 @@ def body(sc):
                       logpath=os.path.join(sc.dir, "produce.log"))
     sc.cleanups.append(lambda: prod.poll() is None and prod.kill())
     sc.wait_landed(1000, 60)
-    bad = []
+    bad = sc.check_left(N, "when PostgreSQL went down")
     log("stopping PostgreSQL for %d s" % DOWN_S)
     pg_stop("fast")
     try:

@@ -28,12 +28,14 @@ def body(sc):
         stderr=subprocess.STDOUT)
     sc.cleanups.append(lambda: prod.poll() is None and prod.kill())
     sc.wait_landed(2500, 60)
+    bad = sc.check_left(N, "when the broker was stopped")
     kafka_restart(down_s=3)
     if prod.wait(240) != 0:
         raise Fail("producer failed (see produce.log)")
     sc.wait_landed(N, 180)
     rc = w.term(60)
-    bad = [] if rc == 0 else ["exit %s after SIGTERM" % rc]
+    if rc != 0:
+        bad.append("exit %s after SIGTERM" % rc)
     return sc.finish(N, expect_dead=0, extra_fail=bad)
 
 

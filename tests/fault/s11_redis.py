@@ -49,6 +49,7 @@ def body(sc):
     if MODE == "restart":
         w = sc.worker(pipe("a"), name="a")
         sc.wait_landed(N // 4, 60)
+        bad += sc.check_left(N, "when Redis was restarted")
         redis_restart()
         sc.wait_landed(N, 120)
         live = [w]
@@ -56,6 +57,7 @@ def body(sc):
         a = sc.worker(pipe("a"), name="a")
         sc.wait_landed(500, 60)
         wait_for(lambda: pending(stream, group) > 0, 30, "pending entries")
+        bad += sc.check_left(N, "when consumer a was killed")
         a.kill()
         held = pending(stream, group)
         log("SIGKILLed consumer a holding %d pending entries" % held)

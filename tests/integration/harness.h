@@ -28,10 +28,20 @@
 #include <time.h>
 #include <unistd.h>
 
-#define H_PG_DSN "host=127.0.0.1 port=55432 dbname=sluice user=postgres"
-#define H_KAFKA "127.0.0.1:59092"
-#define H_REDIS "127.0.0.1:56379"
-#define H_POLL_MS 20 /* between two looks at a condition */
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+/*
+ * The shared servers' addresses (scripts/services); each port can be moved
+ * with SLUICE_PG_PORT, SLUICE_REDIS_PORT or SLUICE_KAFKA_PORT, as
+ * tests/fault/faultlib.py does.
+ */
+#define H_PG_DSN h_pg_dsn() /* "host=127.0.0.1 port=55432 ..." */
+#define H_KAFKA h_kafka()   /* "127.0.0.1:59092" */
+#define H_REDIS h_redis()   /* "127.0.0.1:56379" */
+#define H_POLL_MS 20        /* between two looks at a condition */
+#define H_SKIP_RC 77        /* exit status CTest counts as Skipped */
 
 /* ---- time ---- */
 
@@ -61,6 +71,155 @@ static inline void h_unique(char *buf, size_t size, const char *prefix)
     snprintf(buf, size, "%s_%ld_%lld_%d", prefix, (long)getpid(),
              (long long)(ts.tv_sec % 100000) * 1000 + ts.tv_nsec / 1000000,
              seq++);
+}
+
+/* ---- servers, and tests that cannot run here ---- */
+
+/* The port in environment variable 'env', or 'def'. */
+static inline int h_port(const char *env, int def)
+{
+    const char *v = getenv(env);
+    int port = v && *v ? atoi(v) : 0;
+
+    return port > 0 && port < 65536 ? port : def;
+}
+
+static inline const char *h_pg_dsn(void)
+{
+    static char dsn[128];
+
+    snprintf(dsn, sizeof(dsn),
+             "host=127.0.0.1 port=%d dbname=sluice user=postgres",
+             h_port("SLUICE_PG_PORT", 55432));
+    return dsn;
+}
+
+static inline const char *h_kafka(void)
+{
+    static char addr[64];
+
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d",
+             h_port("SLUICE_KAFKA_PORT", 59092));
+    return addr;
+}
+
+static inline const char *h_redis(void)
+{
+    static char addr[64];
+
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d",
+             h_port("SLUICE_REDIS_PORT", 56379));
+    return addr;
+}
+
+/* True under CI: CI=true (or 1), or SLUICE_REQUIRE_SERVERS=1 (.ci/run
+ * sets it). */
+static inline bool h_ci(void)
+{
+    const char *ci = getenv("CI"), *req = getenv("SLUICE_REQUIRE_SERVERS");
+
+    return (ci && (!strcasecmp(ci, "true") || !strcmp(ci, "1"))) ||
+           (req && !strcmp(req, "1"));
+}
+
+/* True when a TCP connection to 127.0.0.1:'port' opens within 2 s. */
+static inline bool h_tcp_open(int port)
+{
+    struct sockaddr_in sin = {0};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    bool ok = false;
+
+    if (fd < 0)
+        return false;
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons((uint16_t)port);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0) {
+        ok = true;
+    } else if (errno == EINPROGRESS) {
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        int err = 0;
+        socklen_t len = sizeof(err);
+        ok = poll(&pfd, 1, 2000) == 1 &&
+             getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && !err;
+    }
+    close(fd);
+    return ok;
+}
+
+/*
+ * Make sure server 'name' listens on 127.0.0.1:'port'; call it from the
+ * group setup, before any test has run.  When it does not: under CI (see
+ * h_ci()) the test executable fails with "FAILED: <name> not reachable on
+ * <addr>"; otherwise it prints "SKIPPED: <name> not reachable on <addr>"
+ * and exits H_SKIP_RC, which CTest reports as Skipped, never as passed.
+ */
+static inline void h_require_server(const char *name, int port)
+{
+    if (h_tcp_open(port))
+        return;
+    fflush(stdout);
+    if (h_ci()) {
+        fprintf(stderr,
+                "FAILED: %s not reachable on 127.0.0.1:%d (CI=true or "
+                "SLUICE_REQUIRE_SERVERS=1: a missing server fails the test; "
+                "scripts/services start starts it)\n",
+                name, port);
+        exit(1);
+    }
+    printf("SKIPPED: %s not reachable on 127.0.0.1:%d (scripts/services "
+           "start starts it; under CI=true this test fails)\n",
+           name, port);
+    fflush(stdout);
+    exit(H_SKIP_RC);
+}
+
+static inline void h_require_postgres(void)
+{
+    h_require_server("PostgreSQL", h_port("SLUICE_PG_PORT", 55432));
+}
+
+static inline void h_require_redis(void)
+{
+    h_require_server("Redis", h_port("SLUICE_REDIS_PORT", 56379));
+}
+
+static inline void h_require_kafka(void)
+{
+    h_require_server("Kafka", h_port("SLUICE_KAFKA_PORT", 59092));
+}
+
+/* How many tests h_skip() skipped in this executable. */
+static inline int *h_skipped(void)
+{
+    static int n;
+
+    return &n;
+}
+
+/*
+ * Skip the running test for a reason that is not a missing server (no
+ * pg_ctl data directory, no network namespace, a tool not installed):
+ * prints "SKIPPED: <reason>" and counts it, so that h_status() makes the
+ * executable report Skipped instead of passed.  Expands to a statement.
+ */
+#define h_skip(...)                                                            \
+    do {                                                                       \
+        printf("SKIPPED: ");                                                   \
+        printf(__VA_ARGS__);                                                   \
+        printf("\n");                                                          \
+        fflush(stdout);                                                        \
+        ++*h_skipped();                                                        \
+        skip();                                                                \
+    } while (0)
+
+/*
+ * main()'s exit status from cmocka_run_group_tests()'s 'failed': failures
+ * win; otherwise H_SKIP_RC when h_skip() skipped a test, else 0.
+ */
+static inline int h_status(int failed)
+{
+    return failed ? failed : *h_skipped() ? H_SKIP_RC : 0;
 }
 
 /* ---- files ---- */
@@ -290,17 +449,28 @@ struct h_mock {
     char url[64];       /* "http://127.0.0.1:PORT" */
 };
 
-static inline int h_mock_start(struct h_mock *m)
+/*
+ * Start mock-infer with 'args' (NULL-terminated extra options, or NULL);
+ * 0 once it listens, -1 when it did not start within 10 s.
+ */
+static inline int h_mock_start_args(struct h_mock *m, const char *const *args)
 {
     char bin[1024], port_file[128], log[128];
     int64_t end = h_now_ms() + 10000;
+    char *argv[32] = {
+        bin,         "--listen", "127.0.0.1:0", "--port-file", port_file,
+        "--threads", "4"};
+    size_t argc = 7;
 
     h_tmpdir(m->dir, sizeof(m->dir));
     snprintf(bin, sizeof(bin), "%s/mock-infer", h_bindir());
     snprintf(port_file, sizeof(port_file), "%s/port", m->dir);
     snprintf(log, sizeof(log), "%s/mock.log", m->dir);
-    char *argv[] = {bin,       "--listen",  "127.0.0.1:0", "--port-file",
-                    port_file, "--threads", "4",           NULL};
+    for (size_t i = 0; args && args[i]; i++) {
+        assert_true(argc + 1 < sizeof(argv) / sizeof(argv[0]));
+        argv[argc++] = (char *)args[i];
+    }
+    argv[argc] = NULL;
     h_spawn(&m->proc, log, argv);
     for (;;) {
         FILE *f = fopen(port_file, "r");
@@ -322,6 +492,11 @@ static inline int h_mock_start(struct h_mock *m)
         }
         h_pause();
     }
+}
+
+static inline int h_mock_start(struct h_mock *m)
+{
+    return h_mock_start_args(m, NULL);
 }
 
 static inline void h_mock_stop(struct h_mock *m)
@@ -457,6 +632,26 @@ static inline long h_get(int port, const char *path, char **bodyp)
     else
         free(rep.body);
     return rep.status;
+}
+
+/*
+ * How many requests mock-infer got on endpoint 'ep' ("chat", "sentiment",
+ * ...: the keys of GET /stats "endpoints"); -1 when it does not answer.
+ */
+static inline long long h_mock_calls(const struct h_mock *m, const char *ep)
+{
+    char *body = NULL, key[64];
+    long long n = -1;
+
+    snprintf(key, sizeof(key), "\"%s\":", ep);
+    if (h_get(m->port, "/stats", &body) == 200) {
+        const char *eps = strstr(body, "\"endpoints\":");
+        const char *at = eps ? strstr(eps, key) : NULL;
+        if (at)
+            n = atoll(at + strlen(key));
+    }
+    free(body);
+    return n;
 }
 
 /* ---- Prometheus text ---- */

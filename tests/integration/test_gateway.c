@@ -141,8 +141,6 @@ static void expect_results(json_t *reply, const char *text)
 static void test_results_and_rows(void **state)
 {
     (void)state;
-    if (!have_pg)
-        skip();
     char table[96], yaml[256];
     struct h_proc proc;
     const char *texts[2] = {"Alice loves the great food in Paris, it was good!",
@@ -341,8 +339,6 @@ static void test_saturated_429(void **state)
 static void test_source_and_gateway(void **state)
 {
     (void)state;
-    if (!have_pg)
-        skip();
     char table[96], stream[96], yaml[256], path[256], cmd[1024], out[1024];
     struct h_proc proc;
 
@@ -780,17 +776,14 @@ static void test_deadline_504(void **state)
 static int setup(void **state)
 {
     (void)state;
+    h_require_postgres();
+    h_require_redis();
+    have_pg = 1;
     snprintf(sluice, sizeof(sluice), "%s/sluice", h_bindir());
     h_tmpdir(dir, sizeof(dir));
     curl_global_init(CURL_GLOBAL_DEFAULT);
     if (h_mock_start(&mock) < 0)
         return -1;
-    PGconn *c = PQconnectdb(H_PG_DSN);
-    have_pg = PQstatus(c) == CONNECTION_OK;
-    PQfinish(c);
-    if (!have_pg)
-        print_message("PostgreSQL is not running (scripts/services start); "
-                      "skipping the row test\n");
     return 0;
 }
 

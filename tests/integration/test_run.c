@@ -258,8 +258,6 @@ static void names(struct pipe *p, enum kind kind, const char *what, char *name,
 
 static void to_pg(enum kind kind)
 {
-    if (!have_servers)
-        skip();
     char name[96], group[96], table[96], yaml[256];
     struct pipe p;
     struct h_proc proc;
@@ -301,8 +299,6 @@ static void test_redis_to_pg(void **state)
 
 static void sigterm_restart(enum kind kind)
 {
-    if (!have_servers)
-        skip();
     char name[96], group[96], table[96], yaml[256];
     struct pipe p;
     struct h_proc proc;
@@ -356,8 +352,6 @@ static void test_redis_sigterm_restart(void **state)
 
 static void two_replicas(enum kind kind)
 {
-    if (!have_servers)
-        skip();
     char name[96], group[96], table[96], yaml[256];
     struct pipe p;
     struct h_proc a, b;
@@ -432,8 +426,6 @@ static void test_redis_two_replicas(void **state)
 static void test_readyz_during_drain(void **state)
 {
     (void)state;
-    if (!have_servers)
-        skip();
     char name[96], group[96], table[96], yaml[256];
     struct pipe p;
     struct h_proc proc;
@@ -524,24 +516,15 @@ static void test_bad_pipeline(void **state)
 static int setup(void **state)
 {
     (void)state;
-    char out[256];
-
+    h_require_postgres();
+    h_require_redis();
+    h_require_kafka();
+    have_servers = 1;
     snprintf(sluice, sizeof(sluice), "%s/sluice", h_bindir());
     h_tmpdir(dir, sizeof(dir));
     curl_global_init(CURL_GLOBAL_DEFAULT);
     if (h_mock_start(&mock) < 0)
         return -1;
-    PGconn *c = PQconnectdb(H_PG_DSN);
-    bool pg = PQstatus(c) == CONNECTION_OK;
-    PQfinish(c);
-    bool redis = h_shell("bash -c \"exec 3<>/dev/tcp/127.0.0.1/56379\" 2>&1",
-                         out, sizeof(out)) == 0;
-    bool kafka = h_shell("bash -c \"exec 3<>/dev/tcp/127.0.0.1/59092\" 2>&1",
-                         out, sizeof(out)) == 0;
-    have_servers = pg && redis && kafka;
-    if (!have_servers)
-        print_message("PostgreSQL, Redis or Kafka is not running "
-                      "(scripts/services start); skipping\n");
     return 0;
 }
 

@@ -6,6 +6,7 @@
  * wrong host name (a private TLS PostgreSQL is started for that).
  */
 #include "cmocka_shim.h"
+#include "harness.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -419,6 +420,7 @@ static int setup(void **state)
 
     /* A role with a password; local auth is trust, so it is passed but
      * not checked.  PostgreSQL 15 needs CREATE on public for tables. */
+    h_require_postgres();
     PGconn *conn = PQconnectdb(PG_ADMIN);
     if (PQstatus(conn) != CONNECTION_OK) {
         fprintf(stderr, "PostgreSQL on 55432: %s(scripts/services start)\n",
@@ -599,7 +601,7 @@ static void test_no_secret_redis_source(void **state)
 
     (void)state;
     if (!port_free(REDIS_PORT))
-        skip(); /* another run owns it */
+        h_skip("port %d is in use (another run owns it)", REDIS_PORT);
     /* The password goes in through stdin, not the command line. */
     snprintf(conf, sizeof(conf), "%s/redis.conf", g.dir);
     write_file(conf, 0600,
@@ -607,7 +609,7 @@ static void test_no_secret_redis_source(void **state)
                "requirepass " SECRET_REDIS "\n");
     const char *rargv[] = {"/usr/bin/redis-server", "-", NULL};
     if (access(rargv[0], X_OK) != 0)
-        skip();
+        h_skip("%s is not installed", rargv[0]);
     g.redis = spawn("redis", rargv, NULL, conf);
 
     redisContext *rc = NULL;
@@ -1218,9 +1220,8 @@ static void test_pg_tls_verify_full(void **state)
     (void)state;
     const char *why = tls_pg_start();
     if (why) {
-        fprintf(stderr, "skipping the TLS test: %s\n", why);
         tls_pg_stop();
-        skip();
+        h_skip("the TLS test: %s", why);
     }
     snprintf(admin, sizeof(admin),
              "host=localhost port=%d dbname=postgres user=postgres "
@@ -1296,5 +1297,5 @@ int main(void)
         cmocka_unit_test(test_pg_tls_verify_full),
     };
 
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return h_status(cmocka_run_group_tests(tests, setup, teardown));
 }

@@ -490,11 +490,8 @@ static void stream_with(enum disruption what)
     size_t i;
 
     if (what != KILL_BACKEND && !pg_ctl_available()) {
-        fprintf(stderr,
-                "skipped: no data directory %s (set SLUICE_PGDATA "
-                "or SLUICE_PG_CTL)\n",
-                pg_data_dir());
-        skip();
+        h_skip("no data directory %s (set SLUICE_PGDATA or SLUICE_PG_CTL)",
+               pg_data_dir());
     }
     unique_name(table, sizeof(table), "t_dis");
     unique_name(dead, sizeof(dead), "t_dis_dl");
@@ -562,7 +559,8 @@ static void test_server_down_at_start(void **state)
 
     (void)state;
     if (!pg_ctl_available())
-        skip();
+        h_skip("no data directory %s (set SLUICE_PGDATA or SLUICE_PG_CTL)",
+               pg_data_dir());
     unique_name(table, sizeof(table), "t_down");
     unique_name(dead, sizeof(dead), "t_down_dl");
     acks_init(&a, 1000);
@@ -1308,8 +1306,7 @@ static void test_silent_network(void **state)
 
     (void)state;
     if (!pg_tcp_addr(&ta)) {
-        fprintf(stderr, "skipped: %s is not one TCP host\n", dsn());
-        skip();
+        h_skip("%s is not one TCP host", dsn());
     }
     assert_non_null(mkdtemp(dir));
     snprintf(sock_path, sizeof(sock_path), "%s/pg", dir);
@@ -1345,7 +1342,7 @@ static void test_silent_network(void **state)
     unlink(log_path);
     rmdir(dir);
     if (WIFEXITED(cw.status) && WEXITSTATUS(cw.status) == SILENT_SKIP)
-        skip();
+        h_skip("no network namespace here (see the message above)");
     if (!WIFEXITED(cw.status) || WEXITSTATUS(cw.status) != 0)
         fail_msg("silent-network child failed (wait status %d)", cw.status);
     /* Every row landed once: busy sinks' two, idle sinks' one. */
@@ -1374,5 +1371,5 @@ int main(void)
     sl_log_level_from_env();
     if (getenv("SLUICE_TEST_FILTER")) /* e.g. "test_restart_*" */
         cmocka_set_test_filter(getenv("SLUICE_TEST_FILTER"));
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return h_status(cmocka_run_group_tests(tests, NULL, NULL));
 }

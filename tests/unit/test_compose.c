@@ -6,6 +6,7 @@
  * topic or stream that pipeline reads.  No server and no Docker engine.
  */
 #include "cmocka_shim.h"
+#include "integration/harness.h"
 
 #include "config.h"
 
@@ -196,7 +197,7 @@ static void test_compose_file_validates(void **state)
     char cmd[2048], *out = NULL;
 
     if (!compose[0])
-        skip();
+        h_skip("docker-compose is not installed (scripts/setup installs it)");
     assert_true(file_exists(compose_file));
     for (size_t i = 0; i < sizeof(pipelines) / sizeof(pipelines[0]); i++) {
         setenv("SLUICE_PIPELINE", pipelines[i], 1);
@@ -311,7 +312,7 @@ static void test_workers_run_checked_pipelines(void **state)
 {
     (void)state;
     if (!compose[0])
-        skip();
+        h_skip("docker-compose is not installed (scripts/setup installs it)");
     if (!file_exists(sluice))
         fail_msg("%s not built", sluice);
     for (size_t i = 0; i < sizeof(pipelines) / sizeof(pipelines[0]); i++)
@@ -343,5 +344,5 @@ int main(void)
         cmocka_unit_test(test_workers_run_checked_pipelines),
         cmocka_unit_test(test_dockerfile_layout),
     };
-    return cmocka_run_group_tests(tests, setup, NULL);
+    return h_status(cmocka_run_group_tests(tests, setup, NULL));
 }
