@@ -150,6 +150,43 @@ static inline int m_produce(const char *dir, const char *stream, int generated)
 }
 
 /*
+ * XADD 'n' messages {"seq": first..first+n-1, "text"} to 'stream': short
+ * reviews made from the seq, so that every seq has its own text.
+ */
+static inline void m_produce_more(const char *dir, const char *stream,
+                                  int first, int n)
+{
+    static const char *const what[] = {"food",  "delivery", "battery",
+                                       "room",  "support",  "price",
+                                       "sound", "screen",   "staff"};
+    static const char *const how[] = {
+        "was great",     "was terrible", "was okay",        "was not good",
+        "was excellent", "was awful",    "was cheap",       "broke",
+        "was amazing!",  "was so slow",  "was fine I guess"};
+    char cmd[2048], out[2048], path[256];
+
+    snprintf(path, sizeof(path), "%s/%s-%d.jsonl", dir, stream, first);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int i = first; i < first + n; i++) {
+        char text[160];
+        snprintf(text, sizeof(text), "Order %d: the %s %s, and the %s %s.", i,
+                 what[i % 9], how[i % 11], what[(i / 9) % 9],
+                 how[(i / 11) % 11]);
+        json_t *j = json_pack("{s:i,s:s}", "seq", i, "text", text);
+        char *line = json_dumps(j, JSON_COMPACT);
+        fprintf(f, "%s\n", line);
+        free(line);
+        json_decref(j);
+    }
+    assert_int_equal(fclose(f), 0);
+    snprintf(cmd, sizeof(cmd), "%s/sluice produce redis://%s/%s --file %s 2>&1",
+             h_bindir(), H_REDIS, stream, path);
+    if (h_shell(cmd, out, sizeof(out)) != 0)
+        fail_msg("%s: %s", cmd, out);
+}
+
+/*
  * A pipeline: Redis stream 'stream' (group 'group') -> 'backends' (YAML
  * under "backends:") called by one step of 'step_backends' with
  * 'deadline_ms' -> table 'table' (dead letters: table_dead).
@@ -212,9 +249,10 @@ static inline void m_check_once(PGconn *db, const char *table, int n)
     long long dead = h_pg_int(db, "SELECT count(*) FROM %s_dead", table);
     if (dead != 0) {
         PGresult *res =
-            h_pg_query(db, "SELECT reason FROM %s_dead LIMIT 3", table);
+            h_pg_query(db, "SELECT stage, error FROM %s_dead LIMIT 3", table);
         for (int i = 0; i < PQntuples(res); i++)
-            print_message("dead letter: %s\n", PQgetvalue(res, i, 0));
+            print_message("dead letter at %s: %s\n", PQgetvalue(res, i, 0),
+                          PQgetvalue(res, i, 1));
         PQclear(res);
     }
     assert_int_equal(dead, 0);

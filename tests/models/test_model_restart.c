@@ -1,10 +1,12 @@
 /*
- * Retries and timeouts against a real model server that fails mid-stream:
- * our VADER server (scripts/models_server.py, started here on its own
- * port) is first frozen (SIGSTOP: requests time out), then killed
+ * Retries, timeouts and the breaker against a real model server that fails
+ * mid-stream: our VADER server (scripts/models_server.py, started here on
+ * its own port) is first frozen (SIGSTOP: requests time out), then killed
  * (SIGKILL: connections reset and refused) and started again on the same
- * port while sluice runs.  Every message lands exactly once as a row with
- * VADER's label; none is dead-lettered, none doubled.
+ * port while sluice runs.  With retries that outlast the outage every
+ * message lands exactly once as a row with VADER's label; with a breaker,
+ * the calls it refuses are dead letters and it closes again after the
+ * restart.  Nothing lost, nothing doubled.
  */
 #include "models.h"
 
@@ -169,10 +171,103 @@ static void test_stop_and_restart_mid_stream(void **state)
     PQfinish(db);
 }
 
+/* Every seq 0..n-1 is once in 'table' or its dead letters, not twice. */
+#define BOTH                                                                   \
+    "SELECT (payload->>'seq')::int s FROM %s UNION ALL "                       \
+    "SELECT (convert_from(payload, 'UTF8')::jsonb->>'seq')::int FROM %s_dead"
+static void check_rows_or_dead_once(PGconn *db, const char *table, int n)
+{
+    char sql[512];
+
+    snprintf(sql, sizeof(sql), BOTH, table, table);
+    assert_int_equal(h_pg_int(db, "SELECT count(*) FROM (%s) a", sql), n);
+    assert_int_equal(h_pg_int(db,
+                              "SELECT count(DISTINCT s) FROM (%s) a WHERE s "
+                              "BETWEEN 0 AND %d",
+                              sql, n - 1),
+                     n);
+}
+
+/*
+ * The breaker against the same server killed mid-stream: it opens, the
+ * calls it refuses are dead-lettered at once with the reason (none lost:
+ * each message is a row or a dead letter, once); after the restart it goes
+ * half-open, one probe closes it, and every later message is a row.
+ */
+static void test_breaker_opens_and_closes(void **state)
+{
+    (void)state;
+    char stream[96], group[112], table[96], yaml[256], backends[1024];
+    struct h_proc proc;
+    struct vader v = {0};
+    const char *circuit = "sluice_backend_circuit_state{backend=\"sentiment\"}";
+
+    vader_start(&v);
+    m_names("models_breaker", stream, group, table, sizeof(stream));
+    int n1 = m_produce(dir, stream, 1000);
+    snprintf(backends, sizeof(backends),
+             "  sentiment:\n"
+             "    kind: http-json\n"
+             "    url: http://127.0.0.1:%d/predict/sentiment\n"
+             "    body: '{\"text\": {{text}}}'\n"
+             "    result_pointer: /label\n"
+             "    timeout_ms: %d\n"
+             "    connect_timeout_ms: %d\n"
+             "    retry: {max_attempts: 2, base_ms: 50, max_ms: 100}\n"
+             "    breaker: {failures: 5, open_ms: 1000, half_open_probes: 1}\n",
+             v.port, TIMEOUT_MS, TIMEOUT_MS);
+    snprintf(yaml, sizeof(yaml), "%s/%s.yaml", dir, table);
+    m_write_pipeline(yaml, stream, group, backends, "sentiment", 30000, table);
+    int port = h_sluice_start(&proc, dir, yaml, "breaker");
+    PGconn *db = h_db();
+
+    /* Killed: the breaker opens and fails the rest of the stream fast. */
+    assert_true(h_wait_rows(db, table, n1 / 10, PHASE_MS) >= n1 / 10);
+    h_kill(&v.proc);
+    long long at_kill = rows(db, table);
+    wait_metric(port, circuit, 1);
+    assert_int_equal(m_wait_done(db, table, n1, LAND_MS), n1);
+    long long dead1 = h_pg_int(db, "SELECT count(*) FROM %s_dead", table);
+    long long refused = h_pg_int(db,
+                                 "SELECT count(*) FROM %s_dead WHERE error "
+                                 "LIKE '%%circuit breaker%%is open%%'",
+                                 table);
+    double fast = h_metric(port, "sluice_backend_errors_total{backend="
+                                 "\"sentiment\",class=\"breaker_open\"}");
+
+    /* Back: half-open after open_ms, one probe closes it. */
+    vader_start(&v);
+    wait_metric(port, circuit, 2);
+    m_produce_more(dir, stream, n1, 1);
+    assert_int_equal(m_wait_done(db, table, n1 + 1, PHASE_MS), n1 + 1);
+    assert_true(h_metric(port, circuit) == 0);
+    int n = n1 + 1 + 500;
+    m_produce_more(dir, stream, n1 + 1, 500);
+    assert_int_equal(m_wait_done(db, table, n, LAND_MS), n);
+    assert_true(h_metric(port, circuit) == 0);
+    h_sluice_stop(&proc, 30000);
+    h_kill(&v.proc);
+
+    long long rows_all = rows(db, table);
+    print_message("killed at %lld rows of %d: breaker open, %lld dead letters "
+                  "(%lld refused by the breaker, %.0f calls failed fast); "
+                  "restarted: closed after one probe, %lld rows in all\n",
+                  at_kill, n1, dead1, refused, fast, rows_all);
+    assert_true(at_kill < n1);
+    assert_true(dead1 > 0 && refused > 0 && fast >= (double)refused);
+    /* Nothing after the restart was dead-lettered. */
+    assert_int_equal(h_pg_int(db, "SELECT count(*) FROM %s_dead", table),
+                     dead1);
+    assert_int_equal(rows_all + dead1, n);
+    check_rows_or_dead_once(db, table, n);
+    PQfinish(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stop_and_restart_mid_stream),
+        cmocka_unit_test(test_breaker_opens_and_closes),
     };
     int rc = m_require_common();
     if (rc >= 0)
