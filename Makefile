@@ -1,8 +1,10 @@
 # Front door for the usual tasks; the build itself is CMake (+ Ninja).
 #   make demo    the main job (scripts/demo): install what is missing, build,
-#                start the servers and mock-infer, feed 10,000 reviews to a
-#                Redis stream, run two replicas, print a summary, stop what
-#                it started; non-zero if a message is missing or doubled
+#                start PostgreSQL, Redis and the real model servers, feed
+#                10,000 reviews to a Redis stream, run two replicas (VADER
+#                sentiment, wordllama embeddings), print a summary, labels
+#                and a semantic search, stop what it started; non-zero if a
+#                message is missing or doubled
 #   make test    install, start servers, build, run every test, stop servers
 #   make bench   benchmarks (print tables; never decide CI)
 

@@ -639,7 +639,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {NULL, 0, NULL, 0},
     };
     const struct option *lo;
-    double v;
+    double v = 0; /* set by parse_num; gcc -O3 cannot see it */
     int c;
 
     *o = (struct opts){
