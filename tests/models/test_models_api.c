@@ -125,10 +125,12 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_labels_match_python),
     };
-    m_need(m_healthy(M_API_PORT), "models api 127.0.0.1:58081");
-    int rc = m_require_common();
-    if (rc >= 0)
-        return rc;
+    int rc;
+
+    m_require_common();
+    h_require(m_healthy(M_API_PORT),
+              "models api not answering /health on 127.0.0.1:58081",
+              "scripts/models start starts it");
     h_tmpdir(dir, sizeof(dir));
     curl_global_init(CURL_GLOBAL_DEFAULT);
     rc = cmocka_run_group_tests(tests, NULL, NULL);
