@@ -25,6 +25,7 @@ struct file_source {
     char *path;                /* for origins and logs */
     bool is_stdin;             /* do not close */
     bool eof;                  /* read() said end of input */
+    int read_errno;            /* why the input cannot be read, or 0 */
     size_t max_bytes;          /* per line */
     int batch;                 /* lines per poll */
     char *buf;                 /* max_bytes + 1: the line being read */
@@ -43,7 +44,7 @@ struct file_source {
 #define LINE_EOF -1   /* end of input, no line left */
 #define LINE_LONG -2  /* longer than max_bytes (*total holds its length) */
 #define LINE_AGAIN -3 /* no whole line within the wait: call again */
-#define LINE_ERROR -4 /* the input cannot be read (logged) */
+#define LINE_ERROR -4 /* the input cannot be read (fs->read_errno) */
 
 /*
  * Read one line into fs->buf, waiting up to 'timeout_ms' for input (a pipe
@@ -77,8 +78,7 @@ static long read_line(struct file_source *fs, int timeout_ms, size_t *total)
         if (got < 0) {
             if (errno == EINTR || errno == EAGAIN)
                 return LINE_AGAIN;
-            sl_log(SL_LOG_ERROR, "source", "%s: cannot read: %s", fs->path,
-                   strerror(errno));
+            fs->read_errno = errno;
             return LINE_ERROR;
         }
         fs->chunk_pos = 0;
@@ -110,8 +110,11 @@ static int file_poll(struct sl_source *src, int timeout_ms)
                 return 1;
             if (len == LINE_AGAIN)
                 return 0;
-            if (len == LINE_ERROR)
+            if (len == LINE_ERROR) {
+                sl_source_fail(src, -SL_EIO, "%s: cannot read: %s", fs->path,
+                               strerror(fs->read_errno));
                 return -SL_EIO;
+            }
             fs->line++;
             if (len == 0)
                 continue; /* blank lines carry nothing */

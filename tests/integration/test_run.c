@@ -703,6 +703,37 @@ static void test_file_pg_down_end_of_input(void **state)
     expect_lost_three(&proc, port, "file", 2000, false);
 }
 
+/*
+ * A source that fails while running (a "file" that is a directory): exit
+ * 1, and the cause is the last line, after the summary.
+ */
+static void test_source_fatal_cause_last(void **state)
+{
+    (void)state;
+    char yaml[256], src[256], cmd[1024], out[8192], want[256];
+
+    snprintf(src, sizeof(src), "  kind: file\n  file:\n    path: %s\n", dir);
+    snprintf(yaml, sizeof(yaml), "%s/fatal-source.yaml", dir);
+    write_lossy_pipeline(yaml, src, 2000);
+    snprintf(cmd, sizeof(cmd), "%s run %s --listen 127.0.0.1:0 2>&1", sluice,
+             yaml);
+    int rc = h_shell(cmd, out, sizeof(out));
+    print_message("exit %d:\n%s", rc, out);
+    assert_int_equal(rc, 1);
+    size_t len = strlen(out);
+    assert_true(len > 0 && out[len - 1] == '\n');
+    out[len - 1] = '\0';
+    const char *last = strrchr(out, '\n');
+    last = last ? last + 1 : out;
+    snprintf(want, sizeof(want),
+             "\"level\":\"error\",\"component\":\"run\",\"message\":\"%s: "
+             "cannot read: Is a directory\"}",
+             dir);
+    if (!strstr(last, want))
+        fail_msg("last line is not the cause: %s", last);
+    assert_non_null(strstr(out, "stopped: 0 consumed"));
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -749,6 +780,7 @@ int main(void)
         cmocka_unit_test(test_stdin_pg_down_sigterm),
         cmocka_unit_test(test_stdin_pg_down_second_sigterm),
         cmocka_unit_test(test_file_pg_down_end_of_input),
+        cmocka_unit_test(test_source_fatal_cause_last),
     };
     if (getenv("SLUICE_TEST_FILTER")) /* e.g. "*redis*" */
         cmocka_set_test_filter(getenv("SLUICE_TEST_FILTER"));
