@@ -574,18 +574,29 @@ struct sl_gateway *sl_gateway_new(const struct sl_gateway_conf *conf,
     return gw;
 }
 
-void sl_gateway_drain(struct sl_gateway *gw, int timeout_ms)
+int sl_gateway_wait_idle(struct sl_gateway *gw, int timeout_ms)
 {
     struct timespec until;
+    int rc = 0;
 
-    if (!gw)
-        return;
     atomic_store(&gw->draining, true);
     sl_deadline_after(&until, timeout_ms < 0 ? 0 : timeout_ms);
     pthread_mutex_lock(&gw->mu);
     while (atomic_load(&gw->stats.inflight) > 0)
-        if (pthread_cond_timedwait(&gw->idle_cv, &gw->mu, &until) != 0)
+        if (pthread_cond_timedwait(&gw->idle_cv, &gw->mu, &until) != 0) {
+            rc = atomic_load(&gw->stats.inflight) > 0 ? -SL_ETIMEDOUT : 0;
             break;
+        }
+    pthread_mutex_unlock(&gw->mu);
+    return rc;
+}
+
+void sl_gateway_drain(struct sl_gateway *gw, int timeout_ms)
+{
+    if (!gw)
+        return;
+    sl_gateway_wait_idle(gw, timeout_ms);
+    pthread_mutex_lock(&gw->mu);
     gw->stop = true;
     pthread_cond_signal(&gw->cv);
     if (gw->iw)

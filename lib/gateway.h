@@ -82,6 +82,14 @@ void sl_gateway_serve(void *arg, const struct sl_http_request *req,
                       struct sl_http_response *res);
 
 /*
+ * Stop taking requests (503 from now on) and wait up to 'timeout_ms' for
+ * those in flight to be answered.  Returns 0 once none is in flight, else
+ * -SL_ETIMEDOUT; call again to wait more, or sl_gateway_drain() to give
+ * up on them.  Main thread.
+ */
+int sl_gateway_wait_idle(struct sl_gateway *gw, int timeout_ms);
+
+/*
  * Refuse new requests (503), wait up to 'timeout_ms' for those in flight
  * to be answered, then stop the gateway thread; requests still waiting
  * are answered 503.  Call before draining the sink, so that every row a

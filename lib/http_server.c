@@ -3,6 +3,7 @@
  * send what the handler filled in, and count every answer by status.
  */
 #include "http_server.h"
+#include "clock.h"
 #include "err.h"
 #include "log.h"
 #include "utf8.h"
@@ -14,6 +15,7 @@
 #include <stdatomic.h>
 #include <netinet/in.h>
 #include <stdbool.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,7 @@
 #define MAX_ROUTES 16
 #define STATUS_MIN 100 /* statuses counted: STATUS_MIN to STATUS_MAX */
 #define STATUS_MAX 599
+#define SEND_GRACE_MS 1000 /* at stop, for answers still being sent */
 
 struct route {
     char method[8];      /* "GET" */
@@ -41,6 +44,9 @@ struct sl_http_server {
     int port;                        /* bound port */
     _Atomic uint64_t sent[STATUS_MAX - STATUS_MIN + 1]; /* answers by
                                                            status */
+    pthread_mutex_t mu;                                 /* guards 'active' */
+    pthread_cond_t idle;                                /* 'active' reached 0 */
+    int active; /* requests begun, not completed */
 };
 
 /* Per-request state while the body arrives. */
@@ -122,6 +128,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         if (!up)
             return MHD_NO;
         *con_cls = up;
+        pthread_mutex_lock(&srv->mu);
+        srv->active++;
+        pthread_mutex_unlock(&srv->mu);
         /* A declared length past the cap: refuse before reading a byte
          * (a client that sent Expect: 100-continue sends none). */
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
@@ -197,14 +206,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+    struct sl_http_server *srv = cls;
     struct upload *up = *con_cls;
-    (void)cls;
     (void)conn;
     (void)toe;
     if (up) {
         free(up->body);
         free(up);
         *con_cls = NULL;
+        pthread_mutex_lock(&srv->mu);
+        if (--srv->active == 0)
+            pthread_cond_broadcast(&srv->idle);
+        pthread_mutex_unlock(&srv->mu);
     }
 }
 
@@ -240,6 +253,12 @@ struct sl_http_server *sl_http_server_new(const char *listen, size_t max_body,
     snprintf(srv->listen, sizeof(srv->listen), "%s", listen);
     srv->max_body = max_body;
     srv->threads = threads < 0 ? -1 : threads > 0 ? threads : 2;
+    pthread_condattr_t ca;
+    pthread_mutex_init(&srv->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&srv->idle, &ca);
+    pthread_condattr_destroy(&ca);
     return srv;
 }
 
@@ -303,8 +322,21 @@ void sl_http_server_destroy(struct sl_http_server *srv)
 {
     if (!srv)
         return;
-    if (srv->mhd)
+    if (srv->mhd) {
+        /* Answers already made (a 503 at a hard stop) go out before the
+         * connections close; a client that does not read is not waited
+         * for long. */
+        struct timespec until;
+        sl_deadline_after(&until, SEND_GRACE_MS);
+        pthread_mutex_lock(&srv->mu);
+        while (srv->active > 0)
+            if (pthread_cond_timedwait(&srv->idle, &srv->mu, &until) != 0)
+                break;
+        pthread_mutex_unlock(&srv->mu);
         MHD_stop_daemon(srv->mhd);
+    }
+    pthread_cond_destroy(&srv->idle);
+    pthread_mutex_destroy(&srv->mu);
     free(srv);
 }
 

@@ -22,7 +22,9 @@
 #include "source_redis.h"
 
 #include <curl/curl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -52,7 +54,26 @@ struct runner {
     _Atomic uint64_t failed;      /* dead letters handed to the sink */
     _Atomic uint64_t redelivered; /* messages seen with attempts > 1 */
     _Atomic uint64_t not_durable; /* rows the sink gave back undone */
+    _Atomic uint64_t given_up;    /* messages dropped without an ack: never
+                                     durable (the sink gave them back, or
+                                     no row could be made or handed over) */
+    char fatal[512];              /* the first fatal cause, "" when none;
+                                     logged last.  Main thread */
 };
+
+/* Record the first fatal cause; it is logged last.  Main thread. */
+static void set_fatal(struct runner *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void set_fatal(struct runner *r, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (r->fatal[0])
+        return;
+    va_start(ap, fmt);
+    vsnprintf(r->fatal, sizeof(r->fatal), fmt, ap);
+    va_end(ap);
+}
 
 struct worker {
     struct runner *r;
@@ -71,7 +92,9 @@ static void on_durable(void *arg, struct sl_msg *msg, int err)
     }
     if (err)
         atomic_fetch_add(&r->not_durable, 1);
-    sl_msg_destroy(msg); /* not acked: it will be redelivered */
+    if (msg->source)
+        atomic_fetch_add(&r->given_up, 1);
+    sl_msg_destroy(msg); /* not acked: redelivered, if the source can */
 }
 
 static void hand_to_sink(struct runner *r, struct sl_row *row)
@@ -81,7 +104,9 @@ static void hand_to_sink(struct runner *r, struct sl_row *row)
         if (rc == 0)
             return;
         if (rc != -SL_ETIMEDOUT || atomic_load(&r->hard_stop)) {
-            /* Never acked, so redelivered by the next run. */
+            /* Never acked: redelivered by the next run, if the source
+             * can. */
+            atomic_fetch_add(&r->given_up, 1);
             sl_row_destroy(row);
             return;
         }
@@ -120,8 +145,8 @@ static void on_done(void *arg, void *item, const struct sl_infer_result *res)
     }
     if (!row) {
         sl_log(SL_LOG_ERROR, "worker",
-               "out of memory building a row; the message will be "
-               "redelivered");
+               "out of memory building a row; the message is not acked");
+        atomic_fetch_add(&r->given_up, 1);
         sl_msg_destroy(msg);
         return;
     }
@@ -156,7 +181,8 @@ static void w_submit(void *state, void *item)
     atomic_fetch_add(&w->r->inflight, 1);
     if (sl_infer_worker_submit(w->iw, item, on_done, w) < 0) {
         atomic_fetch_sub(&w->r->inflight, 1);
-        sl_msg_destroy(item); /* not acked: redelivered later */
+        atomic_fetch_add(&w->r->given_up, 1);
+        sl_msg_destroy(item); /* not acked: redelivered, if the source can */
     }
 }
 
@@ -340,7 +366,8 @@ static void metrics_messages(struct runner *r, struct sl_prom *p)
              "never acked (delivery count > 1).",
              (double)atomic_load(&r->redelivered));
     prom_one(p, "sluice_messages_not_durable_total", "counter",
-             "Messages the sink gave back undone; they will be redelivered.",
+             "Messages the sink gave back undone; not acked, so redelivered "
+             "unless the source cannot (file, stdin).",
              (double)atomic_load(&r->not_durable));
     prom_one(p, "sluice_inflight", "gauge", "Messages in the workers now.",
              (double)atomic_load(&r->inflight));
@@ -649,7 +676,10 @@ static void teardown(struct runner *r)
     sl_queue_destroy(r->q);
 }
 
-/* Build and start every part.  Returns 0 or 1 (logged).  Main thread. */
+/*
+ * Build and start every part.  Returns 0, or 1 with the cause recorded
+ * (set_fatal).  Main thread.
+ */
 static int start_parts(struct runner *r, const struct sl_run_opts *opts)
 {
     const struct sl_config *cfg = r->cfg;
@@ -662,15 +692,15 @@ static int start_parts(struct runner *r, const struct sl_run_opts *opts)
     if (cfg->source.present &&
         !(r->q = sl_queue_new((size_t)cfg->queue.capacity,
                               (void (*)(void *))sl_msg_destroy))) {
-        sl_log(SL_LOG_ERROR, "run", "out of memory");
+        set_fatal(r, "out of memory");
         return 1;
     }
     if (!(r->inf = sl_infer_new(cfg, err, sizeof(err)))) {
-        sl_log(SL_LOG_ERROR, "run", "inference: %s", err);
+        set_fatal(r, "inference: %s", err);
         return 1;
     }
     if (want_sink && !(r->sink = make_sink(r, err, sizeof(err)))) {
-        sl_log(SL_LOG_ERROR, "run", "postgres sink: %s", err);
+        set_fatal(r, "postgres sink: %s", err);
         return 1;
     }
     if (gateway) {
@@ -678,7 +708,7 @@ static int start_parts(struct runner *r, const struct sl_run_opts *opts)
                                      cfg->gateway.write_rows ? r->sink : NULL,
                                      r->replica_id};
         if (!(r->gw = sl_gateway_new(&gc, err, sizeof(err)))) {
-            sl_log(SL_LOG_ERROR, "run", "%s", err);
+            set_fatal(r, "%s", err);
             return 1;
         }
     }
@@ -689,7 +719,7 @@ static int start_parts(struct runner *r, const struct sl_run_opts *opts)
     r->http = sl_http_server_new(listen, (size_t)cfg->gateway.max_body_bytes,
                                  threads, err, sizeof(err));
     if (!r->http) {
-        sl_log(SL_LOG_ERROR, "run", "http: %s", err);
+        set_fatal(r, "http: %s", err);
         return 1;
     }
     sl_http_server_route(r->http, "GET", "/metrics", serve_metrics, r);
@@ -699,7 +729,7 @@ static int start_parts(struct runner *r, const struct sl_run_opts *opts)
         sl_http_server_route(r->http, "POST", SL_GATEWAY_PATH, sl_gateway_serve,
                              r->gw);
     if (sl_http_server_start(r->http, err, sizeof(err)) < 0) {
-        sl_log(SL_LOG_ERROR, "run", "http: %s", err);
+        set_fatal(r, "http: %s", err);
         return 1;
     }
     if (cfg->source.present) {
@@ -707,11 +737,11 @@ static int start_parts(struct runner *r, const struct sl_run_opts *opts)
             sl_pool_new(r->q, cfg->workers.threads, cfg->workers.max_inflight,
                         &worker_ops, r, err, sizeof(err));
         if (!r->pool) {
-            sl_log(SL_LOG_ERROR, "run", "workers: %s", err);
+            set_fatal(r, "workers: %s", err);
             return 1;
         }
         if (!(r->src = make_source(r, err, sizeof(err)))) {
-            sl_log(SL_LOG_ERROR, "run", "source: %s", err);
+            set_fatal(r, "source: %s", err);
             return 1;
         }
         static const enum sl_source_ordering orderings[] = {
@@ -722,7 +752,7 @@ static int start_parts(struct runner *r, const struct sl_run_opts *opts)
         sl_source_set_ordering(r->src, orderings[cfg->source.ordering],
                                (size_t)cfg->queue.capacity);
         if (sl_source_start(r->src, err, sizeof(err)) < 0) {
-            sl_log(SL_LOG_ERROR, "run", "source: %s", err);
+            set_fatal(r, "source: %s", err);
             return 1;
         }
         r->src_started = true;
@@ -756,13 +786,94 @@ static int start_parts(struct runner *r, const struct sl_run_opts *opts)
     return 0;
 }
 
+static const char *signal_name(int sig)
+{
+    return sig == SIGINT ? "SIGINT" : sig == SIGHUP ? "SIGHUP" : "SIGTERM";
+}
+
+/*
+ * Wait up to 'wait_ms' for another signal; one asks to stop at once (sets
+ * hard_stop).  True when one came.  Main thread.
+ */
+static bool heard_signal(struct runner *r, sigset_t *sigs, int wait_ms)
+{
+    int sig = wait_signal(sigs, wait_ms);
+    if (!sig)
+        return false;
+    sl_log(SL_LOG_WARN, "run",
+           "%s signal (%s): stopping now; only what is durable is "
+           "committed",
+           atomic_load(&r->hard_stop) ? "another" : "second", signal_name(sig));
+    atomic_store(&r->hard_stop, true);
+    return true;
+}
+
+/* True once a second signal asked to stop at once.  Main thread. */
+static bool stop_now(struct runner *r, sigset_t *sigs)
+{
+    return atomic_load(&r->hard_stop) || heard_signal(r, sigs, 0);
+}
+
+/* Milliseconds until 'deadline', at most 'slice', at least 0. */
+static int until(int64_t deadline, int slice)
+{
+    int64_t left = deadline - sl_mono_ms();
+    return left <= 0 ? 0 : left < slice ? (int)left : slice;
+}
+
+struct sink_drain {
+    struct sl_sink_pg *sink; /* borrowed */
+    int timeout_ms;          /* for sl_sink_pg_drain() */
+    int rc;                  /* its result, once 'done' */
+    _Atomic bool done;       /* the drain returned */
+};
+
+static void *sink_drain_main(void *arg)
+{
+    struct sink_drain *d = arg;
+    d->rc = sl_sink_pg_drain(d->sink, d->timeout_ms);
+    atomic_store(&d->done, true);
+    return NULL;
+}
+
+/*
+ * Drain the sink within 'timeout_ms' on a thread of its own, so that a
+ * signal is heard meanwhile (a batch already sent runs to its end, which
+ * PostgreSQL may make long).  Returns sl_sink_pg_drain()'s result, or
+ * -SL_ECANCELED when a signal came first: the thread is then left running
+ * (and 'd' leaked) for the process to exit without it.  Main thread.
+ */
+static int drain_sink(struct runner *r, sigset_t *sigs, int timeout_ms)
+{
+    struct sink_drain *d = calloc(1, sizeof(*d));
+    pthread_t t;
+
+    if (!d || (d->sink = r->sink, d->timeout_ms = timeout_ms,
+               pthread_create(&t, NULL, sink_drain_main, d) != 0)) {
+        free(d);
+        return sl_sink_pg_drain(r->sink, timeout_ms);
+    }
+    while (!atomic_load(&d->done)) {
+        if (heard_signal(r, sigs, 20)) {
+            pthread_detach(t);
+            return -SL_ECANCELED;
+        }
+    }
+    pthread_join(t, NULL);
+    int rc = d->rc;
+    free(d);
+    return rc;
+}
+
 /*
  * The drain: stop the source (sentinels after its last message), stop
  * taking gateway requests and answer those in flight, let the workers
- * finish, flush the sink, commit what is durable.  Exits the process
- * without joining workers that outlive the deadline.  Main thread.
+ * finish, flush the sink, commit what is durable.  Every wait gives way
+ * to a second signal.  Returns false when workers still hold messages at
+ * the deadline (the caller then exits without joining them).  Main
+ * thread.
  */
-static void drain(struct runner *r, sigset_t *sigs, int status)
+static bool drain(struct runner *r, sigset_t *sigs)
 {
     const struct sl_config *cfg = r->cfg;
     int64_t deadline = sl_mono_ms() + cfg->shutdown_timeout_ms;
@@ -775,48 +886,116 @@ static void drain(struct runner *r, sigset_t *sigs, int status)
     else if (r->pool)
         for (int i = 0; i < cfg->workers.threads; i++)
             sl_queue_push(r->q, NULL, 1000);
-    if (r->gw)
-        sl_gateway_drain(r->gw, (int)(deadline - sl_mono_ms()));
+    if (r->gw) {
+        /* Requests in flight are answered unless a second signal comes:
+         * then they are answered 503 at once. */
+        while (sl_gateway_wait_idle(r->gw, until(deadline, 100)) != 0 &&
+               sl_mono_ms() < deadline && !stop_now(r, sigs))
+            ;
+        sl_gateway_drain(r->gw, 0);
+    }
     if (r->pool) {
         rc = -SL_ETIMEDOUT;
-        while (sl_mono_ms() < deadline) {
+        while (sl_mono_ms() < deadline && !stop_now(r, sigs)) {
             rc = sl_pool_wait(r->pool, 100);
             if (rc != -SL_ETIMEDOUT)
                 break;
-            if (wait_signal(sigs, 0)) {
-                sl_log(SL_LOG_WARN, "run",
-                       "second signal: stopping now; only what is durable "
-                       "is committed");
-                atomic_store(&r->hard_stop, true);
-                break;
-            }
         }
     }
     bool workers_done = rc != -SL_ETIMEDOUT;
     int64_t left = deadline - sl_mono_ms();
     if (atomic_load(&r->hard_stop) || left < 0)
         left = 0;
-    /* Flush and commit run to completion once started (shield). */
-    if (r->sink && sl_sink_pg_drain(r->sink, (int)left) < 0)
+    /* Flush and commit run to completion once started (shield), unless a
+     * second signal gives up on them. */
+    int sink_rc = r->sink ? drain_sink(r, sigs, (int)left) : 0;
+    if (sink_rc == -SL_ECANCELED)
+        return false; /* the sink thread runs on: exit without it */
+    if (sink_rc < 0)
         sl_log(SL_LOG_WARN, "run",
-               "shutdown deadline passed: rows not yet durable are not "
-               "committed and will be redelivered");
+               "shutdown deadline passed: rows not yet durable are given up "
+               "and their messages not acked");
     if (r->src)
-        if (sl_source_close(r->src) != 0)
+        if (sl_source_close(r->src) != 0 && !sl_source_error(r->src, NULL, 0))
             sl_log(SL_LOG_WARN, "run",
                    "the final commit failed: messages acked since the last "
                    "commit will be redelivered (their rows are durable, so "
                    "nothing is written twice)");
-    if (!workers_done) {
-        /* Workers still hold messages: leave them; nothing of theirs
-         * was committed.  Exit without joining them. */
+    if (!workers_done && !atomic_load(&r->hard_stop))
         sl_log(SL_LOG_WARN, "run",
-               "workers did not finish within %d ms; their messages "
-               "will be redelivered",
+               "workers did not finish within %d ms; their messages are not "
+               "acked",
                cfg->shutdown_timeout_ms);
-        fflush(NULL);
-        _exit(status);
+    return workers_done;
+}
+
+/* The summary of what happened; PostgreSQL's counts are what is durable. */
+static void log_summary(struct runner *r)
+{
+    struct sl_sink_pg_stats ss = {0};
+
+    if (r->sink)
+        sl_sink_pg_stats(r->sink, &ss);
+    if (r->src) {
+        struct sl_source_stats *st = sl_source_stats(r->src);
+        uint64_t consumed = atomic_load(&st->consumed);
+        uint64_t acked = atomic_load(&st->acked);
+        uint64_t undone = consumed > acked ? consumed - acked : 0;
+        char tail[96] = "";
+        if (undone)
+            snprintf(tail, sizeof(tail), ", %llu not durable (%s)",
+                     (unsigned long long)undone,
+                     sl_source_redelivers(r->src) ? "redelivered next run"
+                                                  : "lost");
+        /* 'processed' and 'dead-lettered' count rows PostgreSQL holds (a
+         * gateway that writes rows adds its own), never rows handed over
+         * and then given up. */
+        sl_log(SL_LOG_INFO, "run",
+               "stopped: %llu consumed, %llu processed, %llu dead-lettered, "
+               "%llu acked%s",
+               (unsigned long long)consumed,
+               (unsigned long long)(ss.rows_written + ss.duplicates),
+               (unsigned long long)ss.dead_letters, (unsigned long long)acked,
+               tail);
     }
+    if (r->gw) {
+        const struct sl_gateway_stats *gs = sl_gateway_stats(r->gw);
+        sl_log(SL_LOG_INFO, "run",
+               "gateway stopped: %llu requests, %llu answered 200, %llu rows",
+               (unsigned long long)atomic_load(&gs->requests),
+               (unsigned long long)atomic_load(&gs->ok),
+               (unsigned long long)atomic_load(&gs->rows));
+    }
+}
+
+/*
+ * Messages consumed and never acked, once the source is closed: a source
+ * that redelivers gets them again; for one that cannot (file, stdin) they
+ * are lost, said at error level, and the exit status is
+ * SL_RUN_EXIT_LOST.  Returns the exit status.  Main thread.
+ */
+static int account_unacked(struct runner *r, int status)
+{
+    if (!r->src)
+        return status;
+    struct sl_source_stats *st = sl_source_stats(r->src);
+    uint64_t consumed = atomic_load(&st->consumed);
+    uint64_t acked = atomic_load(&st->acked);
+    if (consumed <= acked)
+        return status;
+    const char *kind = sl_config_source_kind_name(r->cfg->source.kind);
+    if (sl_source_redelivers(r->src)) {
+        sl_log(SL_LOG_WARN, "run",
+               "%llu messages were not made durable; the %s source "
+               "redelivers them to the next run",
+               (unsigned long long)(consumed - acked), kind);
+        return status;
+    }
+    sl_log(SL_LOG_ERROR, "run",
+           "%llu messages were not made durable and are lost: a %s source "
+           "cannot redeliver them (exit status %d)",
+           (unsigned long long)(consumed - acked), kind, SL_RUN_EXIT_LOST);
+    return SL_RUN_EXIT_LOST;
 }
 
 int sl_run(const struct sl_config *cfg, const struct sl_run_opts *opts)
@@ -825,6 +1004,7 @@ int sl_run(const struct sl_config *cfg, const struct sl_run_opts *opts)
     char err[512];
     sigset_t sigs;
     int status = 0;
+    bool workers_done = true, waiting_logged = false;
 
     if (!r)
         return 1;
@@ -844,6 +1024,7 @@ int sl_run(const struct sl_config *cfg, const struct sl_run_opts *opts)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -862,46 +1043,51 @@ int sl_run(const struct sl_config *cfg, const struct sl_run_opts *opts)
             sl_log(SL_LOG_INFO, "run",
                    "%s: draining (up to %d ms); a second signal stops at "
                    "once",
-                   sig == SIGINT ? "SIGINT" : "SIGTERM",
-                   cfg->shutdown_timeout_ms);
+                   signal_name(sig), cfg->shutdown_timeout_ms);
             break;
         }
         if (r->src && sl_source_error(r->src, err, sizeof(err))) {
-            sl_log(SL_LOG_ERROR, "run", "%s", err);
+            set_fatal(r, "%s", err);
+            sl_log(SL_LOG_ERROR, "run", "%s; draining (up to %d ms)", err,
+                   cfg->shutdown_timeout_ms);
             status = 1;
             break;
         }
-        if (r->src && sl_source_finished(r->src) &&
-            atomic_load(&sl_source_stats(r->src)->acked) ==
-                atomic_load(&sl_source_stats(r->src)->consumed)) {
-            sl_log(SL_LOG_INFO, "run", "input finished; draining");
-            break;
+        if (r->src && sl_source_finished(r->src)) {
+            struct sl_source_stats *st = sl_source_stats(r->src);
+            uint64_t done = atomic_load(&st->acked) + atomic_load(&r->given_up);
+            uint64_t consumed = atomic_load(&st->consumed);
+            if (done >= consumed) {
+                sl_log(SL_LOG_INFO, "run", "input finished; draining");
+                break;
+            }
+            if (!waiting_logged)
+                sl_log(SL_LOG_INFO, "run",
+                       "input finished; waiting for %llu messages to become "
+                       "durable (a signal stops the wait)",
+                       (unsigned long long)(consumed - done));
+            waiting_logged = true;
         }
     }
 
 stop:
-    drain(r, &sigs, status);
+    workers_done = drain(r, &sigs);
 
 out:
-    if (r->src) {
-        struct sl_source_stats *st = sl_source_stats(r->src);
-        sl_log(SL_LOG_INFO, "run",
-               "stopped: %llu consumed, %llu processed, %llu dead-lettered, "
-               "%llu acked",
-               (unsigned long long)atomic_load(&st->consumed),
-               (unsigned long long)atomic_load(&r->processed),
-               (unsigned long long)atomic_load(&r->failed),
-               (unsigned long long)atomic_load(&st->acked));
-    }
-    if (r->gw) {
-        const struct sl_gateway_stats *gs = sl_gateway_stats(r->gw);
-        sl_log(SL_LOG_INFO, "run",
-               "gateway stopped: %llu requests, %llu answered 200, %llu rows",
-               (unsigned long long)atomic_load(&gs->requests),
-               (unsigned long long)atomic_load(&gs->ok),
-               (unsigned long long)atomic_load(&gs->rows));
+    log_summary(r);
+    status = account_unacked(r, status);
+    if (!workers_done) {
+        /* Workers still hold messages: leave them; nothing of theirs
+         * was committed.  Exit without joining them. */
+        if (r->fatal[0])
+            sl_log(SL_LOG_ERROR, "run", "%s", r->fatal);
+        fflush(NULL);
+        _exit(status);
     }
     teardown(r);
+    /* The cause of a fatal exit is the last line an operator reads. */
+    if (r->fatal[0])
+        sl_log(SL_LOG_ERROR, "run", "%s", r->fatal);
     free(r);
     curl_global_cleanup();
     return status;

@@ -14,14 +14,19 @@ struct sl_run_opts {
     const char *listen;     /* overrides http.listen; NULL: the file's */
 };
 
+/* Exit status: messages a source cannot redeliver were not made durable. */
+#define SL_RUN_EXIT_LOST 3
+
 /*
- * Run the pipeline 'cfg' (borrowed).  SIGINT and SIGTERM start a graceful
- * drain bounded by shutdown_timeout_ms; a second signal stops at once.
- * Nothing that is not durable is ever committed.
+ * Run the pipeline 'cfg' (borrowed).  SIGINT, SIGTERM and SIGHUP start a
+ * graceful drain bounded by shutdown_timeout_ms; a second signal stops at
+ * once.  Nothing that is not durable is ever committed.
  *
  * Returns the exit status: 0 after a clean drain, 1 for a fatal runtime
- * error (its cause is the last log line).  Main thread, before any other
- * thread exists.
+ * error (its cause is the last log line), SL_RUN_EXIT_LOST when messages
+ * of a source that cannot redeliver them (file, stdin) were consumed and
+ * never made durable (their count is logged; this wins over 1).  Main
+ * thread, before any other thread exists.
  */
 int sl_run(const struct sl_config *cfg, const struct sl_run_opts *opts);
 

@@ -109,6 +109,16 @@ struct sl_source_stats *sl_source_stats(struct sl_source *src)
     return &src->stats;
 }
 
+const char *sl_source_kind(const struct sl_source *src)
+{
+    return src->ops->kind;
+}
+
+bool sl_source_redelivers(const struct sl_source *src)
+{
+    return src->ops->redelivers;
+}
+
 void sl_source_set_ordering(struct sl_source *src,
                             enum sl_source_ordering ordering,
                             size_t max_waiting)

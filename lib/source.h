@@ -20,6 +20,9 @@ struct sl_source;
 /* What one kind of source does.  Every callback runs on the source thread. */
 struct sl_source_ops {
     const char *kind; /* "kafka", "redis-stream", "file" ... */
+    bool redelivers;  /* a message never acked comes again on the next
+                         run (Kafka, Redis); false: it is lost (file,
+                         stdin) */
     /*
      * Fetch what is available, waiting up to 'timeout_ms', and hand
      * messages over with sl_source_push().  Returns 0, 1 when the input
@@ -64,6 +67,15 @@ struct sl_queue *sl_source_queue(struct sl_source *src);
 
 /* Counters.  Any thread. */
 struct sl_source_stats *sl_source_stats(struct sl_source *src);
+
+/* The kind's name ("kafka", "file" ...).  Static.  Any thread. */
+const char *sl_source_kind(const struct sl_source *src);
+
+/*
+ * True when a message consumed but never acked comes again on the next
+ * run (Kafka, Redis); false when it is lost (file, stdin).  Any thread.
+ */
+bool sl_source_redelivers(const struct sl_source *src);
 
 /* Ordering guarantees at dispatch (source.ordering). */
 enum sl_source_ordering {

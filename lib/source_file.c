@@ -9,46 +9,89 @@
 #include "tracker.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define WINDOW 65536 /* lines in flight before the file source waits */
+#define CHUNK 65536  /* bytes read from the input at once */
 
 struct file_source {
-    FILE *fp;                  /* the input */
+    int fd;                    /* the input */
     char *path;                /* for origins and logs */
-    bool is_stdin;             /* do not fclose */
+    bool is_stdin;             /* do not close */
+    bool eof;                  /* read() said end of input */
+    int read_errno;            /* why the input cannot be read, or 0 */
     size_t max_bytes;          /* per line */
     int batch;                 /* lines per poll */
-    char *buf;                 /* max_bytes + 1 */
+    char *buf;                 /* max_bytes + 1: the line being read */
+    size_t line_len;           /* its bytes so far (past max_bytes: counted,
+                                  not kept) */
+    char *chunk;               /* CHUNK bytes read, not yet scanned */
+    size_t chunk_pos;          /* next byte to scan */
+    size_t chunk_len;          /* bytes in chunk */
     int64_t line;              /* last line read */
     struct sl_msg *pending;    /* read but not yet queued */
     struct sl_tracker *trk;    /* dispatched/acked lines */
     _Atomic int64_t committed; /* highest line acked in order */
 };
 
-/*
- * Read one line into fs->buf.  Returns its length, -1 at end of input,
- * or -2 when it was longer than max_bytes (then *total holds its length).
- */
-static long read_line(struct file_source *fs, size_t *total)
-{
-    size_t n = 0;
-    int c;
+/* Line read results besides a length. */
+#define LINE_EOF -1   /* end of input, no line left */
+#define LINE_LONG -2  /* longer than max_bytes (*total holds its length) */
+#define LINE_AGAIN -3 /* no whole line within the wait: call again */
+#define LINE_ERROR -4 /* the input cannot be read (fs->read_errno) */
 
+/*
+ * Read one line into fs->buf, waiting up to 'timeout_ms' for input (a pipe
+ * or a terminal that stays open must not hold the source thread past a
+ * stop).  A line cut by the wait is kept and continued by the next call.
+ * Returns its length, LINE_EOF, LINE_LONG, LINE_AGAIN or LINE_ERROR.
+ */
+static long read_line(struct file_source *fs, int timeout_ms, size_t *total)
+{
     *total = 0;
-    while ((c = getc_unlocked(fs->fp)) != EOF && c != '\n') {
-        if (n < fs->max_bytes)
-            fs->buf[n] = (char)c;
-        n++;
+    for (;;) {
+        while (fs->chunk_pos < fs->chunk_len) {
+            char c = fs->chunk[fs->chunk_pos++];
+            if (c == '\n')
+                goto line;
+            if (fs->line_len < fs->max_bytes)
+                fs->buf[fs->line_len] = c;
+            fs->line_len++;
+        }
+        if (fs->eof) {
+            if (fs->line_len == 0)
+                return LINE_EOF;
+            goto line;
+        }
+        struct pollfd pfd = {fs->fd, POLLIN, 0};
+        int n = poll(&pfd, 1, timeout_ms);
+        if (n == 0 || (n < 0 && errno == EINTR))
+            return LINE_AGAIN;
+        timeout_ms = 0; /* wait once per call */
+        ssize_t got = read(fs->fd, fs->chunk, CHUNK);
+        if (got < 0) {
+            if (errno == EINTR || errno == EAGAIN)
+                return LINE_AGAIN;
+            fs->read_errno = errno;
+            return LINE_ERROR;
+        }
+        fs->chunk_pos = 0;
+        fs->chunk_len = (size_t)got;
+        if (got == 0)
+            fs->eof = true;
     }
-    if (c == EOF && n == 0)
-        return -1;
+line:;
+    size_t n = fs->line_len;
+    fs->line_len = 0;
     *total = n;
     if (n > fs->max_bytes)
-        return -2;
+        return LINE_LONG;
     if (n > 0 && fs->buf[n - 1] == '\r')
         n--;
     return (long)n;
@@ -62,9 +105,16 @@ static int file_poll(struct sl_source *src, int timeout_ms)
     for (int i = 0; i < fs->batch; i++) {
         if (!fs->pending) {
             size_t total;
-            long len = read_line(fs, &total);
-            if (len == -1)
+            long len = read_line(fs, timeout_ms, &total);
+            if (len == LINE_EOF)
                 return 1;
+            if (len == LINE_AGAIN)
+                return 0;
+            if (len == LINE_ERROR) {
+                sl_source_fail(src, -SL_EIO, "%s: cannot read: %s", fs->path,
+                               strerror(fs->read_errno));
+                return -SL_EIO;
+            }
             fs->line++;
             if (len == 0)
                 continue; /* blank lines carry nothing */
@@ -74,7 +124,7 @@ static int file_poll(struct sl_source *src, int timeout_ms)
             if (rc < 0)
                 return rc;
             fs->pending->seq = fs->line;
-            if (len == -2)
+            if (len == LINE_LONG)
                 sl_msg_set_error(fs->pending, "decode",
                                  "message of %zu bytes exceeds "
                                  "max_message_bytes (%zu)",
@@ -113,17 +163,19 @@ static void file_destroy(void *impl)
     struct file_source *fs = impl;
     if (!fs)
         return;
-    if (fs->fp && !fs->is_stdin)
-        fclose(fs->fp);
+    if (fs->fd >= 0 && !fs->is_stdin)
+        close(fs->fd);
     sl_msg_destroy(fs->pending);
     sl_tracker_destroy(fs->trk);
     free(fs->buf);
+    free(fs->chunk);
     free(fs->path);
     free(fs);
 }
 
 static const struct sl_source_ops file_ops = {
     .kind = "file",
+    .redelivers = false,
     .poll = file_poll,
     .acked = file_acked,
     .commit = NULL,
@@ -141,8 +193,8 @@ struct sl_source *sl_source_file_new(const struct sl_source_file_conf *conf,
     if (!fs)
         return NULL;
     fs->is_stdin = path == NULL;
-    fs->fp = path ? fopen(path, "r") : stdin;
-    if (!fs->fp) {
+    fs->fd = path ? open(path, O_RDONLY | O_CLOEXEC) : STDIN_FILENO;
+    if (fs->fd < 0) {
         sl_seterr(sl_err_from_errno(errno), errstr, errstr_size,
                   "%s: cannot open: %s", path, strerror(errno));
         file_destroy(fs);
@@ -153,8 +205,9 @@ struct sl_source *sl_source_file_new(const struct sl_source_file_conf *conf,
         conf->max_message_bytes ? conf->max_message_bytes : 1024 * 1024;
     fs->batch = conf->batch > 0 ? conf->batch : 64;
     fs->buf = malloc(fs->max_bytes + 1);
+    fs->chunk = malloc(CHUNK);
     fs->trk = sl_tracker_new(WINDOW);
-    if (!fs->path || !fs->buf || !fs->trk) {
+    if (!fs->path || !fs->buf || !fs->chunk || !fs->trk) {
         sl_seterr(-SL_ENOMEM, errstr, errstr_size, "out of memory");
         file_destroy(fs);
         return NULL;

@@ -1005,6 +1005,7 @@ static void kafka_destroy(void *impl)
 
 static const struct sl_source_ops kafka_ops = {
     .kind = "kafka",
+    .redelivers = true,
     .poll = kafka_poll,
     .acked = kafka_acked,
     .commit = kafka_commit,

@@ -435,6 +435,7 @@ static void list_destroy(void *impl)
 
 static const struct sl_source_ops list_ops = {
     .kind = "redis-list",
+    .redelivers = true,
     .poll = list_poll,
     .acked = list_acked,
     .commit = list_commit,

@@ -500,6 +500,7 @@ static void stream_destroy(void *impl)
 }
 static const struct sl_source_ops stream_ops = {
     .kind = "redis-stream",
+    .redelivers = true,
     .poll = stream_poll,
     .acked = stream_acked,
     .commit = stream_commit,

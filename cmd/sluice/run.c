@@ -30,11 +30,17 @@ static const char run_usage[] =
     "                      logged as \"listening on http://HOST:PORT\")\n"
     "  -h, --help          this help\n"
     "\n"
-    "SIGTERM or SIGINT drains: the source stops, workers finish what they\n"
-    "hold, the sink flushes, durable offsets are committed; a second signal\n"
-    "stops at once.  Exit status: 0 after a clean drain, 2 for a bad\n"
-    "pipeline file (the messages of 'sluice check'), 1 for a fatal runtime\n"
-    "error (its cause is the last log line).\n";
+    "SIGTERM, SIGINT or SIGHUP drains: the source stops, gateway requests\n"
+    "in flight are answered, workers finish what they hold, the sink\n"
+    "flushes, durable offsets are committed; a second signal stops at once.\n"
+    "\n"
+    "Exit status:\n"
+    "  0  clean drain (or the input ended and every message is durable)\n"
+    "  1  fatal runtime error; its cause is the last log line\n"
+    "  2  bad pipeline file (the messages of 'sluice check') or usage\n"
+    "  3  stopped with messages that were not made durable and that the\n"
+    "     source cannot redeliver (file, stdin): they are lost; the log\n"
+    "     says how many\n";
 
 /* A replica id: 1 to 127 bytes (the longest that names rows), no control
    characters. */

@@ -845,6 +845,128 @@ static void test_partial_render_failure(void **state)
     h_sluice_stop(&proc, 10000);
 }
 
+/* Wait until sluice's /readyz says 503: the drain has begun. */
+static void wait_draining(struct h_proc *proc, int port)
+{
+    int64_t end = h_now_ms() + 10000;
+
+    while (h_get(port, "/readyz", NULL) != 503) {
+        if (h_exited(proc) || h_now_ms() > end) {
+            h_dump_log(proc->log, 4000);
+            fail_msg("sluice did not start draining");
+        }
+        h_pause();
+    }
+}
+
+/*
+ * A second SIGTERM while a slow request is in flight stops at once: the
+ * request is answered 503 and sluice exits well before the backend's
+ * 8 s latency (shutdown_timeout_ms is 10 s).
+ */
+static void test_second_signal_stops_at_once(void **state)
+{
+    (void)state;
+    char yaml[256];
+    struct h_proc proc;
+
+    snprintf(yaml, sizeof(yaml), "%s/second-signal.yaml", dir);
+    write_pipeline(
+        yaml, &(struct gw){.max_concurrency = 4,
+                           .max_attempts = 1,
+                           .headers = "    headers:\n"
+                                      "      X-Mock-Latency-Ms: \"8000\"\n"});
+    int port = h_sluice_start(&proc, dir, yaml, "gw-second");
+    struct slow_call slow = {.port = port};
+    pthread_t t;
+    int64_t t0 = h_now_ms();
+    assert_int_equal(pthread_create(&t, NULL, slow_request, &slow), 0);
+    while (h_metric(port, "sluice_gateway_inflight") != 1) {
+        if (h_now_ms() - t0 > 5000)
+            fail_msg("the slow request never got in flight");
+        h_pause();
+    }
+    kill(proc.pid, SIGTERM);
+    wait_draining(&proc, port);
+    int64_t t1 = h_now_ms();
+    kill(proc.pid, SIGTERM);
+    bool exited = h_wait_exit(&proc, 20000);
+    int64_t stop_ms = h_now_ms() - t1;
+    pthread_join(t, NULL);
+    int64_t answer_ms = h_now_ms() - t0;
+    print_message("second SIGTERM: exit %d after %lld ms; the request in "
+                  "flight answered %ld after %lld ms\n",
+                  proc.status, (long long)stop_ms, slow.status,
+                  (long long)answer_ms);
+    if (!exited)
+        h_kill(&proc);
+    assert_true(exited);
+    assert_true(stop_ms < 3000);
+    assert_int_equal(proc.status, 0);
+    assert_int_equal(slow.status, 503);
+    json_decref(slow.reply);
+    char *log = h_read_file(proc.log);
+    assert_non_null(strstr(log, "second signal (SIGTERM): stopping now"));
+    free(log);
+}
+
+/* SIGHUP drains like SIGTERM, says so, and exits 0. */
+static void test_sighup_drains(void **state)
+{
+    (void)state;
+    char yaml[256];
+    struct h_proc proc;
+
+    snprintf(yaml, sizeof(yaml), "%s/sighup.yaml", dir);
+    write_pipeline(yaml, &(struct gw){.max_concurrency = 4});
+    int port = h_sluice_start(&proc, dir, yaml, "gw-hup");
+    long status;
+    json_t *j = process(port, "{\"text\": \"happy\"}", &status, NULL);
+    assert_int_equal(status, 200);
+    json_decref(j);
+    kill(proc.pid, SIGHUP);
+    bool exited = h_wait_exit(&proc, 20000);
+    if (!exited)
+        h_kill(&proc);
+    assert_true(exited);
+    if (proc.status != 0)
+        h_dump_log(proc.log, 4000);
+    assert_int_equal(proc.status, 0);
+    char *log = h_read_file(proc.log);
+    assert_non_null(strstr(log, "SIGHUP: draining (up to 10000 ms)"));
+    assert_non_null(strstr(log, "gateway stopped: 1 requests, 1 answered 200"));
+    free(log);
+}
+
+/* A port already taken: exit 1, and the last line is the cause. */
+static void test_busy_port_cause_last(void **state)
+{
+    (void)state;
+    char yaml[256], cmd[1024], out[8192];
+
+    snprintf(yaml, sizeof(yaml), "%s/busy.yaml", dir);
+    write_pipeline(yaml, &(struct gw){.max_concurrency = 4});
+    /* mock-infer holds its port. */
+    snprintf(cmd, sizeof(cmd), "%s run %s --listen 127.0.0.1:%d 2>&1", sluice,
+             yaml, mock.port);
+    int rc = h_shell(cmd, out, sizeof(out));
+    print_message("exit %d:\n%s", rc, out);
+    assert_int_equal(rc, 1);
+    size_t len = strlen(out);
+    assert_true(len > 0 && out[len - 1] == '\n');
+    out[len - 1] = '\0';
+    const char *last = strrchr(out, '\n');
+    last = last ? last + 1 : out;
+    char want[128];
+    snprintf(want, sizeof(want),
+             "\"message\":\"http: 127.0.0.1:%d: cannot listen (Address "
+             "already in use)\"",
+             mock.port);
+    if (!strstr(last, want))
+        fail_msg("last line is not the cause: %s", last);
+    assert_non_null(strstr(last, "\"level\":\"error\""));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -858,6 +980,9 @@ int main(void)
         cmocka_unit_test(test_http_errors),
         cmocka_unit_test(test_deadline_504),
         cmocka_unit_test(test_partial_render_failure),
+        cmocka_unit_test(test_second_signal_stops_at_once),
+        cmocka_unit_test(test_sighup_drains),
+        cmocka_unit_test(test_busy_port_cause_last),
     };
     if (getenv("SLUICE_TEST_FILTER"))
         cmocka_set_test_filter(getenv("SLUICE_TEST_FILTER"));

@@ -513,6 +513,219 @@ static void test_bad_pipeline(void **state)
     assert_int_equal(h_shell(cmd, run_out, sizeof(run_out)), 2);
 }
 
+/* ---- a source that cannot redeliver, PostgreSQL unreachable ---- */
+
+/*
+ * A pipeline reading 'source' (YAML lines under source:) whose backend
+ * refuses connections (each message becomes a dead letter at once) and
+ * whose PostgreSQL does not answer (nothing ever becomes durable).
+ */
+static void write_lossy_pipeline(const char *path, const char *source,
+                                 int shutdown_ms)
+{
+    char yaml[2048];
+
+    snprintf(yaml, sizeof(yaml),
+             "version: 1\n"
+             "name: test-lossy\n"
+             "shutdown_timeout_ms: %d\n"
+             "source:\n%s"
+             "backends:\n"
+             "  down:\n"
+             "    kind: http-json\n"
+             "    url: http://127.0.0.1:1/predict\n"
+             "    body: '{\"text\": {{text}}}'\n"
+             "    retry:\n      max_attempts: 1\n"
+             "steps:\n"
+             "  - name: analyse\n"
+             "    backends: [down]\n"
+             "sink:\n"
+             "  postgres:\n"
+             "    dsn: host=127.0.0.1 port=1 dbname=sluice user=postgres\n"
+             "    table: never_written\n"
+             "http:\n  listen: 127.0.0.1:0\n",
+             shutdown_ms, source);
+    h_write_file(path, yaml);
+}
+
+/* Wait until the workers handed 3 dead letters to the (stuck) sink. */
+static void wait_three_handed(struct h_proc *proc, int port)
+{
+    int64_t end = h_now_ms() + 30000;
+
+    while (h_metric(port, "sluice_messages_failed_total") != 3) {
+        if (h_exited(proc) || h_now_ms() > end) {
+            h_dump_log(proc->log, 4000);
+            fail_msg("the 3 messages were not consumed and processed");
+        }
+        h_pause();
+    }
+}
+
+/*
+ * SIGTERM (or the end of the input, then SIGTERM) with 3 messages that
+ * never became durable: exit status 3, the log says 3 messages are lost,
+ * and the summary counts no dead letter (none was written).  With
+ * 'twice', a second SIGTERM once the drain began stops at once, long
+ * before shutdown_timeout_ms ('shutdown_ms').
+ */
+static void expect_lost_three(struct h_proc *proc, int port, const char *kind,
+                              int shutdown_ms, bool twice)
+{
+    char want[160];
+    int64_t t0 = h_now_ms();
+
+    kill(proc->pid, SIGTERM);
+    if (twice) {
+        /* (/readyz says 503 already: PostgreSQL is not connected.) */
+        while (h_metric(port, "sluice_draining") != 1 && !h_exited(proc))
+            h_pause();
+        t0 = h_now_ms();
+        kill(proc->pid, SIGTERM);
+    }
+    if (!h_wait_exit(proc, shutdown_ms + 10000)) {
+        h_dump_log(proc->log, 4000);
+        h_kill(proc);
+        fail_msg("sluice did not exit after SIGTERM");
+    }
+    int64_t ms = h_now_ms() - t0;
+    char *log = h_read_file(proc->log);
+    assert_non_null(log);
+    print_message("%s: exit %d %lld ms after the %s SIGTERM\n", kind,
+                  proc->status, (long long)ms, twice ? "second" : "first");
+    if (proc->status != 3)
+        h_dump_log(proc->log, 4000);
+    assert_int_equal(proc->status, 3);
+    if (twice)
+        assert_true(ms < shutdown_ms / 2);
+    else
+        assert_true(ms >= shutdown_ms); /* it waited for PostgreSQL */
+    snprintf(want, sizeof(want),
+             "3 messages were not made durable and are lost: a %s source "
+             "cannot redeliver them (exit status 3)",
+             kind);
+    assert_non_null(strstr(log, want));
+    assert_non_null(strstr(log, "stopped: 3 consumed, 0 processed, 0 "
+                                "dead-lettered, 0 acked, 3 not durable "
+                                "(lost)"));
+    assert_null(strstr(log, "will be redelivered"));
+    free(log);
+}
+
+static void stdin_pg_down(bool twice)
+{
+    char yaml[256], bin[512], log[256];
+    struct h_proc proc;
+    int fds[2];
+    int shutdown_ms = twice ? 10000 : 2000;
+
+    snprintf(yaml, sizeof(yaml), "%s/lossy-stdin-%d.yaml", dir, twice);
+    write_lossy_pipeline(yaml, "  kind: stdin\n", shutdown_ms);
+    snprintf(bin, sizeof(bin), "%s/sluice", h_bindir());
+    snprintf(log, sizeof(log), "%s/lossy-stdin-%d.log", dir, twice);
+    char *argv[] = {bin,     "run",      yaml,          "--replica-id",
+                    "lossy", "--listen", "127.0.0.1:0", NULL};
+    /* The child's standard input is a pipe that stays open. */
+    assert_int_equal(pipe(fds), 0);
+    int saved = dup(STDIN_FILENO);
+    assert_true(saved >= 0);
+    assert_true(dup2(fds[0], STDIN_FILENO) >= 0);
+    h_spawn(&proc, log, argv);
+    assert_true(dup2(saved, STDIN_FILENO) >= 0);
+    close(saved);
+    close(fds[0]);
+    const char *lines = "{\"text\": \"a\"}\n{\"text\": \"b\"}\n"
+                        "{\"text\": \"c\"}\n";
+    assert_int_equal(write(fds[1], lines, strlen(lines)),
+                     (ssize_t)strlen(lines));
+    int port = h_wait_listen(&proc, 30000);
+    if (!port) {
+        h_dump_log(log, 4000);
+        fail_msg("sluice did not start");
+    }
+    wait_three_handed(&proc, port);
+    /* stdin is still open: the source must not hold the drain. */
+    expect_lost_three(&proc, port, "stdin", shutdown_ms, twice);
+    close(fds[1]);
+}
+
+static void test_stdin_pg_down_sigterm(void **state)
+{
+    (void)state;
+    stdin_pg_down(false);
+}
+
+static void test_stdin_pg_down_second_sigterm(void **state)
+{
+    (void)state;
+    stdin_pg_down(true);
+}
+
+static void test_file_pg_down_end_of_input(void **state)
+{
+    (void)state;
+    char yaml[256], input[256], src[512];
+    struct h_proc proc;
+
+    snprintf(input, sizeof(input), "%s/lossy.jsonl", dir);
+    h_write_file(input, "{\"text\": \"a\"}\n{\"text\": \"b\"}\n"
+                        "{\"text\": \"c\"}\n");
+    snprintf(src, sizeof(src), "  kind: file\n  file:\n    path: %s\n", input);
+    snprintf(yaml, sizeof(yaml), "%s/lossy-file.yaml", dir);
+    write_lossy_pipeline(yaml, src, 2000);
+    int port = h_sluice_start(&proc, dir, yaml, "lossy-file");
+    wait_three_handed(&proc, port);
+    /* The input is at its end: the worker waits for PostgreSQL (it
+     * neither exits 0 nor drops the messages) until told to stop. */
+    int64_t end = h_now_ms() + 30000;
+    for (;;) {
+        char *log = h_read_file(proc.log);
+        bool said = log && strstr(log, "input finished; waiting for 3 "
+                                       "messages to become durable");
+        free(log);
+        if (said)
+            break;
+        if (h_exited(&proc) || h_now_ms() > end) {
+            h_dump_log(proc.log, 4000);
+            fail_msg("no 'input finished; waiting' line");
+        }
+        h_pause();
+    }
+    assert_false(h_exited(&proc));
+    expect_lost_three(&proc, port, "file", 2000, false);
+}
+
+/*
+ * A source that fails while running (a "file" that is a directory): exit
+ * 1, and the cause is the last line, after the summary.
+ */
+static void test_source_fatal_cause_last(void **state)
+{
+    (void)state;
+    char yaml[256], src[256], cmd[1024], out[8192], want[256];
+
+    snprintf(src, sizeof(src), "  kind: file\n  file:\n    path: %s\n", dir);
+    snprintf(yaml, sizeof(yaml), "%s/fatal-source.yaml", dir);
+    write_lossy_pipeline(yaml, src, 2000);
+    snprintf(cmd, sizeof(cmd), "%s run %s --listen 127.0.0.1:0 2>&1", sluice,
+             yaml);
+    int rc = h_shell(cmd, out, sizeof(out));
+    print_message("exit %d:\n%s", rc, out);
+    assert_int_equal(rc, 1);
+    size_t len = strlen(out);
+    assert_true(len > 0 && out[len - 1] == '\n');
+    out[len - 1] = '\0';
+    const char *last = strrchr(out, '\n');
+    last = last ? last + 1 : out;
+    snprintf(want, sizeof(want),
+             "\"level\":\"error\",\"component\":\"run\",\"message\":\"%s: "
+             "cannot read: Is a directory\"}",
+             dir);
+    if (!strstr(last, want))
+        fail_msg("last line is not the cause: %s", last);
+    assert_non_null(strstr(out, "stopped: 0 consumed"));
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -547,6 +760,10 @@ int main(void)
         cmocka_unit_test(test_kafka_two_replicas),
         cmocka_unit_test(test_redis_two_replicas),
         cmocka_unit_test(test_readyz_during_drain),
+        cmocka_unit_test(test_stdin_pg_down_sigterm),
+        cmocka_unit_test(test_stdin_pg_down_second_sigterm),
+        cmocka_unit_test(test_file_pg_down_end_of_input),
+        cmocka_unit_test(test_source_fatal_cause_last),
     };
     if (getenv("SLUICE_TEST_FILTER")) /* e.g. "*redis*" */
         cmocka_set_test_filter(getenv("SLUICE_TEST_FILTER"));
