@@ -272,13 +272,14 @@ static void job_step_done(struct sl_infer_worker *w, struct job *job)
             char reason[ERRTEXT + 128];
             json_t *e = json_object_get(job->errors, first_failed);
             const char *ec = json_string_value(json_object_get(e, "class"));
+            const char *msg = json_string_value(json_object_get(e, "message"));
             job->fail_class = errclass_of(ec);
             snprintf(reason, sizeof(reason),
                      "step '%s': backend '%s' failed (%s) after %d "
                      "attempt(s): %s",
-                     st->name, first_failed ? first_failed : "?", ec,
+                     st->name, first_failed ? first_failed : "?", ec ? ec : "?",
                      (int)json_integer_value(json_object_get(e, "attempts")),
-                     json_string_value(json_object_get(e, "message")));
+                     msg ? msg : "");
             /* No backend could even render the message: it is bad. */
             job_finish(
                 w, job,

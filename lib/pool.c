@@ -179,7 +179,7 @@ struct sl_pool *sl_pool_new(struct sl_queue *q, int threads, int max_inflight,
         }
         w->started = true;
         char name[16]; /* the kernel keeps 15 bytes */
-        snprintf(name, sizeof(name), "sl-worker-%d", i % 100000);
+        snprintf(name, sizeof(name), "sl-worker-%u", (unsigned)i % 100000u);
         pthread_setname_np(w->thread, name);
     }
     return pool;

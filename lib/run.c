@@ -577,7 +577,7 @@ static void metrics_http(struct runner *r, struct sl_prom *p)
                    "Answers of the HTTP listener by status, every path.");
     for (int code = 100; code <= 599; code++) {
         uint64_t n = sl_http_server_responses(r->http, code);
-        char c[8];
+        char c[12];
         if (!n)
             continue;
         snprintf(c, sizeof(c), "%d", code);

@@ -190,7 +190,7 @@ static inline void m_names(const char *what, char *stream, char *group,
     for (char *c = stream; *c; c++)
         if (*c == '_')
             *c = '-';
-    snprintf(group, size, "g-%s", stream);
+    snprintf(group, size, "g-%.*s", (int)(size > 3 ? size - 3 : 0), stream);
 }
 
 /* ---- rows ---- */
