@@ -295,6 +295,7 @@ struct sl_config {
     int version;                        /* always 1 */
     char *name;                         /* [a-z0-9_-]+ */
     enum sl_log_level log_level;        /* debug, info, warn or error */
+    enum sl_log_format log_format;      /* json or text */
     char *replica_id;                   /* NULL: host name + pid at run time */
     int shutdown_timeout_ms;            /* drain deadline */
     struct sl_config_source source;     /* source.present: has a source */

@@ -19,6 +19,7 @@
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error",
                                          NULL};
+static const char *const log_formats[] = {"json", "text", NULL};
 const char *const sl_config_source_kinds[] = {
     "kafka", "redis-stream", "redis-list", "file", "stdin", NULL};
 static const char *const orderings[] = {"unordered", "key", "partition", NULL};
@@ -34,7 +35,8 @@ static const char *const on_errors[] = {"fail", "partial", NULL};
 
 _Static_assert(sizeof(enum sl_config_source_kind) == sizeof(int) &&
                    sizeof(enum sl_config_backend_kind) == sizeof(int) &&
-                   sizeof(enum sl_log_level) == sizeof(int),
+                   sizeof(enum sl_log_level) == sizeof(int) &&
+                   sizeof(enum sl_log_format) == sizeof(int),
                "enums are stored as int");
 
 /* ---- string checks ---- */
@@ -905,6 +907,8 @@ static const struct sl_config_key root_keys[] = {
     {"name", SL_KT_STR, FIELD(name), .flags = SL_KF_REQ, .check = &chk_name},
     {"log_level", SL_KT_ENUM, FIELD(log_level), .enums = log_levels,
      .def = "info"},
+    {"log_format", SL_KT_ENUM, FIELD(log_format), .enums = log_formats,
+     .def = "json"},
     {"replica_id", SL_KT_STR, FIELD(replica_id)},
     {"shutdown_timeout_ms", SL_KT_INT, FIELD(shutdown_timeout_ms),
      INT(100, 3600000, "30000")},

@@ -34,8 +34,9 @@ static const char usage[] =
     "\n"
     "Run 'sluice <command> --help' or 'sluice help <command>' for a\n"
     "command's options; every option also reads --name=value.\n"
-    "Environment: SLUICE_LOG_LEVEL=debug|info|warn|error overrides the\n"
-    "pipeline file's log level; the pipeline's ${VAR} references and\n"
+    "Environment: SLUICE_LOG_LEVEL=debug|info|warn|error and\n"
+    "SLUICE_LOG_FORMAT=json|text override the pipeline file's log_level\n"
+    "and log_format; the pipeline's ${VAR} references and\n"
     "*_env keys, libpq's PG* variables and libcurl's proxy variables are\n"
     "read too (README: Environment variables).\n";
 

@@ -1342,6 +1342,25 @@ static void test_not_a_regular_file(void **state)
     close(fds[0]);
 }
 
+/* log_format: json by default, text on request, nothing else. */
+static void test_log_format_key(void **state)
+{
+    (void)state;
+    struct sl_config *cfg = parse_ok("version: 1\nname: l\n"
+                                     "gateway: {enabled: true}\n");
+    assert_int_equal(cfg->log_format, SL_LOG_FORMAT_JSON);
+    sl_config_destroy(cfg);
+    cfg = parse_ok("version: 1\nname: l\nlog_format: text\n"
+                   "gateway: {enabled: true}\n");
+    assert_int_equal(cfg->log_format, SL_LOG_FORMAT_TEXT);
+    sl_config_destroy(cfg);
+    parse_errors("version: 1\nname: l\nlog_format: logfmt\n"
+                 "gateway: {enabled: true}\n",
+                 "t.yaml:3:13: expected one of json, text, got 'logfmt' at "
+                 "log_format",
+                 NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1379,6 +1398,7 @@ int main(void)
         cmocka_unit_test(test_alias_errors_at_use),
         cmocka_unit_test(test_error_stays_one_line),
         cmocka_unit_test(test_not_a_regular_file),
+        cmocka_unit_test(test_log_format_key),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
