@@ -1361,6 +1361,131 @@ static void test_log_format_key(void **state)
                  NULL);
 }
 
+/* The parts of each error, for tools: the text is made of them. */
+static void test_error_fields(void **state)
+{
+    struct sl_config_errors errs = {0};
+    struct sl_config *cfg = NULL;
+    const char *text = "version: 1\n"
+                       "name: a\n"
+                       "gateway: {enabled: true}\n"
+                       "workers: {threads: &n 0}\n"
+                       "queue:\n"
+                       "  capacity: *n\n";
+
+    (void)state;
+    assert_int_equal(sl_config_parse("t.yaml", text, strlen(text), &cfg, &errs),
+                     -SL_ECONFIG);
+    assert_int_equal(errs.cnt, 2);
+    assert_string_equal(errs.items[1].file, "t.yaml");
+    assert_int_equal(errs.items[1].line, 6);
+    assert_int_equal(errs.items[1].column, 13);
+    assert_string_equal(errs.items[1].path, "queue.capacity");
+    assert_string_equal(errs.items[1].message,
+                        "expected an integer between 1 and 1048576, got '0' "
+                        "(through alias '*n' to 4:23)");
+    json_t *arr = json_array();
+    assert_int_equal(sl_config_errors_json(arr, "t.yaml", -SL_ECONFIG, &errs),
+                     0);
+    char *dump = json_dumps(json_array_get(arr, 0), JSON_COMPACT);
+    assert_string_equal(
+        dump, "{\"file\":\"t.yaml\",\"line\":4,\"column\":23,\"path\":"
+              "\"workers.threads\",\"message\":\"expected an integer between 1 "
+              "and 256, got '0'\"}");
+    free(dump);
+    json_decref(arr);
+    sl_config_errors_clear(&errs);
+
+    /* About the file, not a place in it: no line, column or path. */
+    assert_int_equal(sl_config_load("tests/data/config/nope.yaml", &cfg, &errs),
+                     -SL_ENOTFOUND);
+    assert_int_equal(errs.items[0].line, 0);
+    assert_null(errs.items[0].path);
+    assert_string_equal(errs.items[0].file, "tests/data/config/nope.yaml");
+    assert_string_equal(errs.items[0].message,
+                        "cannot open: No such file or directory");
+    arr = json_array();
+    assert_int_equal(sl_config_errors_json(arr, "tests/data/config/nope.yaml",
+                                           -SL_ENOTFOUND, &errs),
+                     0);
+    dump = json_dumps(arr, JSON_COMPACT);
+    assert_string_equal(dump, "[{\"file\":\"tests/data/config/nope.yaml\","
+                              "\"line\":null,\"column\":null,\"path\":null,"
+                              "\"message\":\"cannot open: No such file or "
+                              "directory\"}]");
+    free(dump);
+    json_decref(arr);
+    sl_config_errors_clear(&errs);
+}
+
+/* The effective pipeline: defaults filled in, ${VAR} applied, other kinds'
+ * keys left out, secrets as their source and never their value, and
+ * strings that plain YAML would change quoted (the text reads back). */
+static void test_to_yaml(void **state)
+{
+    char dir[] = "/tmp/sluice-yaml-XXXXXX", pw[64], text[2048];
+    struct sl_config *cfg;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(pw, sizeof(pw), "%s/pw", dir);
+    FILE *fp = fopen(pw, "w");
+    assert_non_null(fp);
+    fputs("s3cret-file\n", fp);
+    fclose(fp);
+    chmod(pw, 0600);
+    setenv("YAML_TEST_KEY", "sk-s3cret-env", 1);
+    setenv("YAML_TEST_URL", "http://h:1/v1", 1);
+    snprintf(text, sizeof(text),
+             "version: 1\n"
+             "name: demo\n"
+             "gateway: {enabled: true}\n"
+             "backends:\n"
+             "  b:\n"
+             "    kind: http-json\n"
+             "    url: ${YAML_TEST_URL}\n"
+             "    api_key_env: YAML_TEST_KEY\n"
+             "    headers:\n"
+             "      X-Tenant: \"42\"\n"
+             "      X-Api-Key: {value_file: %s}\n"
+             "      X-Note: \" a: b # c\\t\"\n"
+             "    body: '{\"t\": {{text}}}'\n"
+             "steps:\n"
+             "  - {name: s, backends: [b]}\n",
+             pw);
+    cfg = parse_ok(text);
+    char *yaml = sl_config_to_yaml(cfg);
+    assert_non_null(yaml);
+    assert_null(strstr(yaml, "s3cret"));
+    assert_null(strstr(yaml, "model"));    /* not for http-json */
+    assert_null(strstr(yaml, "source:"));  /* none given */
+    assert_null(strstr(yaml, "api_key_")); /* shown as the secret */
+    assert_non_null(strstr(yaml, "version: 1\nname: demo\nlog_level: info\n"
+                                 "log_format: json\n"
+                                 "shutdown_timeout_ms: 30000\n"
+                                 "queue:\n  capacity: 1024\n"));
+    assert_non_null(strstr(yaml, "    url: http://h:1/v1\n"
+                                 "    api_key: \"<from env YAML_TEST_KEY>\"\n"
+                                 "    timeout_ms: 30000\n"));
+    snprintf(text, sizeof(text),
+             "    headers:\n"
+             "      X-Tenant: \"42\"\n"
+             "      X-Api-Key: \"<from file %s>\"\n"
+             "      X-Note: \" a: b # c\\t\"\n"
+             "    body: \"{\\\"t\\\": {{text}}}\"\n"
+             "    result_pointer: \"\"\n",
+             pw);
+    assert_non_null(strstr(yaml, text));
+    assert_non_null(strstr(yaml, "steps:\n- name: s\n  backends:\n  - b\n"
+                                 "  mode: all\n"));
+    free(yaml);
+    sl_config_destroy(cfg);
+    unsetenv("YAML_TEST_KEY");
+    unsetenv("YAML_TEST_URL");
+    unlink(pw);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1399,6 +1524,8 @@ int main(void)
         cmocka_unit_test(test_error_stays_one_line),
         cmocka_unit_test(test_not_a_regular_file),
         cmocka_unit_test(test_log_format_key),
+        cmocka_unit_test(test_error_fields),
+        cmocka_unit_test(test_to_yaml),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
