@@ -436,6 +436,15 @@ void sl_config_errors_clear(struct sl_config_errors *errs);
  */
 char *sl_config_to_yaml(const struct sl_config *cfg);
 
+/*
+ * Write the configuration reference to 'fp' as Markdown (`sluice
+ * config-reference`, docs/configuration.md): for every key of the schema,
+ * its path, type, default, range or allowed values and description, one
+ * table per mapping.  Returns 0, or -SL_EIO when writing failed.  Any
+ * thread.
+ */
+int sl_config_reference(FILE *fp);
+
 /* The backend called 'name', or NULL.  Any thread. */
 const struct sl_config_backend *
 sl_config_backend_find(const struct sl_config *cfg, const char *name);

@@ -1,6 +1,6 @@
 /*
  * sluice: the command-line entry point.  Dispatches to the sub-commands
- * (run, check, produce, version) and prints help.
+ * (run, check, config-reference, produce, version) and prints help.
  */
 #include "commands.h"
 
@@ -27,6 +27,8 @@ static const char usage[] =
     "                   as file:line:col: what is wrong at key.path\n"
     "                   (exit 0 when valid, 2 otherwise); --format json for\n"
     "                   tools, --print-config for the effective pipeline\n"
+    "  config-reference print every pipeline key with its type, default,\n"
+    "                   allowed values and meaning, as Markdown\n"
     "  produce TARGET   feed a Kafka topic or a Redis stream or list from\n"
     "                   JSON lines or a generator (--generate N)\n"
     "  version          print sluice's version, build type and commit and\n"
@@ -82,6 +84,7 @@ static int cmd_help(int argc, char **argv)
     } cmds[] = {
         {"run", sl_cmd_run},
         {"check", sl_cmd_check},
+        {"config-reference", sl_cmd_config_reference},
         {"produce", sl_cmd_produce},
         {"version", sl_cmd_version},
     };
@@ -117,5 +120,7 @@ int main(int argc, char **argv)
         return sl_cmd_produce(argc - 1, argv + 1);
     if (!strcmp(cmd, "check"))
         return sl_cmd_check(argc - 1, argv + 1);
+    if (!strcmp(cmd, "config-reference"))
+        return sl_cmd_config_reference(argc - 1, argv + 1);
     return sl_cli_usage_error(NULL, "unknown command '%s'", cmd);
 }

@@ -7,10 +7,12 @@
 #include "cmocka_shim.h"
 
 #include "config.h"
+#include "config_schema.h"
 #include "err.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <libfyaml.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1486,6 +1488,274 @@ static void test_to_yaml(void **state)
     rmdir(dir);
 }
 
+/* ---- the configuration reference ---- */
+
+/* A set of key paths, as the reference writes them. */
+struct keyset {
+    char *items[512]; /* owned */
+    size_t cnt;
+};
+
+static bool keyset_has(const struct keyset *ks, const char *path)
+{
+    for (size_t i = 0; i < ks->cnt; i++)
+        if (!strcmp(ks->items[i], path))
+            return true;
+    return false;
+}
+
+static void keyset_add(struct keyset *ks, const char *path)
+{
+    assert_true(ks->cnt < sizeof(ks->items) / sizeof(ks->items[0]));
+    if (!keyset_has(ks, path))
+        ks->items[ks->cnt++] = strdup(path);
+}
+
+static void keyset_clear(struct keyset *ks)
+{
+    for (size_t i = 0; i < ks->cnt; i++)
+        free(ks->items[i]);
+    ks->cnt = 0;
+}
+
+/*
+ * Every key path of schema 's' under 'path', walked as the loader
+ * descends (parse_value: a mapping's keys, each entry of a name map, each
+ * item of a list, the {value_env, value_file} form of a map's values).
+ * Fails on a key without a one-line description.
+ */
+static void schema_paths(const struct sl_config_schema *s, const char *path,
+                         struct keyset *ks)
+{
+    char kpath[512], sub[512];
+
+    for (size_t i = 0; i < s->nkeys; i++) {
+        const struct sl_config_key *k = &s->keys[i];
+        const char *d = k->desc;
+
+        snprintf(kpath, sizeof(kpath), "%s%s%s", path, *path ? "." : "",
+                 k->name);
+        if (!d || strlen(d) < 10 || strchr(d, '\n') || d[strlen(d) - 1] != '.')
+            fail_msg("key %s has no one-line description (a sentence "
+                     "ending in '.': .desc in lib/config_schema.c)",
+                     kpath);
+        keyset_add(ks, kpath);
+        if (!k->sub)
+            continue;
+        snprintf(sub, sizeof(sub), "%s%s", kpath,
+                 k->type == SL_KT_OBJLIST ? "[]"
+                 : k->type == SL_KT_OBJ   ? ""
+                                          : ".<name>");
+        schema_paths(k->sub, sub, ks);
+    }
+}
+
+/* The reference as sluice config-reference prints it (free()). */
+static char *reference_text(void)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&text, &len);
+
+    assert_non_null(fp);
+    assert_int_equal(sl_config_reference(fp), 0);
+    fclose(fp);
+    return text;
+}
+
+/* The key paths of the reference's table rows: "| `path` | ...". */
+static void reference_paths(const char *text, struct keyset *ks)
+{
+    for (const char *p = text; (p = strstr(p, "\n| `")) != NULL;) {
+        const char *b = p + 4, *e = strchr(b, '`');
+        char path[512];
+        assert_non_null(e);
+        snprintf(path, sizeof(path), "%.*s", (int)(e - b), b);
+        keyset_add(ks, path);
+        p = e;
+    }
+}
+
+/* docs/configuration.md is what sluice config-reference prints now. */
+static void test_reference_is_current(void **state)
+{
+    FILE *fp = fopen("docs/configuration.md", "r");
+    char *text = reference_text(), *doc = NULL;
+    size_t cap = 0;
+
+    (void)state;
+    assert_non_null(fp);
+    ssize_t n = getdelim(&doc, &cap, '\0', fp);
+    fclose(fp);
+    assert_true(n > 0);
+    if (strcmp(doc, text))
+        fail_msg("docs/configuration.md is stale: run "
+                 "'build/sluice config-reference > docs/configuration.md'");
+    free(doc);
+    free(text);
+}
+
+/* Every key has a description, and the reference lists exactly the keys
+ * of the schema walk. */
+static void test_reference_lists_schema(void **state)
+{
+    struct keyset schema = {0}, ref = {0};
+    char *text = reference_text();
+
+    (void)state;
+    schema_paths(&sl_config_schema_root, "", &schema);
+    reference_paths(text, &ref);
+    assert_true(schema.cnt > 100);
+    for (size_t i = 0; i < schema.cnt; i++)
+        if (!keyset_has(&ref, schema.items[i]))
+            fail_msg("key %s is accepted but not in the reference",
+                     schema.items[i]);
+    for (size_t i = 0; i < ref.cnt; i++)
+        if (!keyset_has(&schema, ref.items[i]))
+            fail_msg("the reference lists %s, which is no key", ref.items[i]);
+    assert_int_equal(schema.cnt, ref.cnt);
+    keyset_clear(&schema);
+    keyset_clear(&ref);
+    free(text);
+}
+
+/*
+ * A pipeline text holding key path 'path' (with its last segment replaced
+ * by 'last' when not NULL): "a.<name>.b[].c" gives
+ * {a: {n: {b: [{c: x}]}}}.
+ */
+static void probe_text(const char *path, const char *last, char *out,
+                       size_t size)
+{
+    char segs[16][128], inner[2048], tmp[2048 + 256];
+    size_t n = 0;
+
+    for (const char *p = path; *p; n++) {
+        size_t len = strcspn(p, ".");
+        assert_true(n < 16);
+        snprintf(segs[n], sizeof(segs[n]), "%.*s", (int)len, p);
+        p += len + (p[len] == '.');
+    }
+    if (last)
+        snprintf(segs[n - 1], sizeof(segs[n - 1]), "%s", last);
+    snprintf(inner, sizeof(inner), "x");
+    for (size_t i = n; i-- > 0;) {
+        size_t len = strlen(segs[i]);
+        if (!strcmp(segs[i], "<name>"))
+            snprintf(tmp, sizeof(tmp), "{n: %s}", inner);
+        else if (len > 2 && !strcmp(segs[i] + len - 2, "[]"))
+            snprintf(tmp, sizeof(tmp), "{%.*s: [%s]}", (int)(len - 2), segs[i],
+                     inner);
+        else
+            snprintf(tmp, sizeof(tmp), "{%s: %s}", segs[i], inner);
+        assert_true(strlen(tmp) < sizeof(inner));
+        memcpy(inner, tmp, strlen(tmp) + 1);
+    }
+    snprintf(out, size, "%s\n", inner);
+}
+
+/* The errors of loading 'text', joined by newlines, in out[size]. */
+static void probe_errors(const char *text, char *out, size_t size)
+{
+    struct sl_config_errors errs = {0};
+    struct sl_config *cfg = NULL;
+    size_t o = 0;
+
+    sl_config_parse("probe.yaml", text, strlen(text), &cfg, &errs);
+    out[0] = '\0';
+    for (size_t i = 0; i < errs.cnt && o < size; i++)
+        o += (size_t)snprintf(out + o, size - o, "%s\n", errs.items[i].text);
+    sl_config_destroy(cfg);
+    sl_config_errors_clear(&errs);
+}
+
+/*
+ * Key path 'path' of an example pipeline (its keys as written under
+ * 'fyn'), checked against the reference's paths 'ref': a key is listed,
+ * or its map takes names of the user's (a "P.<name>" path exists).
+ */
+static void example_paths(struct fy_node *fyn, const char *path,
+                          const struct keyset *ref, const char *file)
+{
+    char kpath[512], named[512];
+    void *it = NULL;
+
+    if (fy_node_is_sequence(fyn)) {
+        struct fy_node *item;
+        snprintf(kpath, sizeof(kpath), "%s[]", path);
+        while ((item = fy_node_sequence_iterate(fyn, &it)) != NULL)
+            if (fy_node_is_mapping(item))
+                example_paths(item, kpath, ref, file);
+        return;
+    }
+    if (!fy_node_is_mapping(fyn))
+        return;
+    struct fy_node_pair *fynp;
+    while ((fynp = fy_node_mapping_iterate(fyn, &it)) != NULL) {
+        const char *key = fy_node_get_scalar0(fy_node_pair_key(fynp));
+        struct fy_node *val = fy_node_pair_value(fynp);
+        assert_non_null(key);
+        snprintf(kpath, sizeof(kpath), "%s%s%s", path, *path ? "." : "", key);
+        snprintf(named, sizeof(named), "%s.<name>", path);
+        if (keyset_has(ref, kpath)) {
+            example_paths(val, kpath, ref, file);
+            continue;
+        }
+        bool free_form = false;
+        for (size_t i = 0; i < ref->cnt && *path; i++)
+            free_form |= !strncmp(ref->items[i], named, strlen(named));
+        if (!free_form)
+            fail_msg("%s: key %s is not in the reference", file, kpath);
+        example_paths(val, named, ref, file);
+    }
+}
+
+/*
+ * The reference lists every key the loader accepts: each listed key is
+ * accepted where the reference says (a file holding just it draws no
+ * "unknown key", while another name in its place does), and every key of
+ * the example pipelines is listed.
+ */
+static void test_reference_keys_accepted(void **state)
+{
+    struct keyset ref = {0};
+    char *text = reference_text(), doc[4096], errs[16384];
+    DIR *dir = opendir("pipelines");
+    struct dirent *de;
+    int files = 0;
+
+    (void)state;
+    reference_paths(text, &ref);
+    for (size_t i = 0; i < ref.cnt; i++) {
+        probe_text(ref.items[i], NULL, doc, sizeof(doc));
+        probe_errors(doc, errs, sizeof(errs));
+        if (strstr(errs, "unknown key"))
+            fail_msg("%s (as %s) is refused:\n%s", ref.items[i], doc, errs);
+        probe_text(ref.items[i], "zz_nokey", doc, sizeof(doc));
+        probe_errors(doc, errs, sizeof(errs));
+        if (!strstr(errs, "unknown key 'zz_nokey'") &&
+            !strstr(ref.items[i], "<name>"))
+            fail_msg("the probe %s draws no unknown key:\n%s", doc, errs);
+    }
+    assert_non_null(dir);
+    while ((de = readdir(dir)) != NULL) {
+        size_t len = strlen(de->d_name);
+        char path[512];
+        if (len < 6 || strcmp(de->d_name + len - 5, ".yaml"))
+            continue;
+        snprintf(path, sizeof(path), "pipelines/%s", de->d_name);
+        struct fy_document *fyd = fy_document_build_from_file(NULL, path);
+        assert_non_null(fyd);
+        example_paths(fy_document_root(fyd), "", &ref, path);
+        fy_document_destroy(fyd);
+        files++;
+    }
+    closedir(dir);
+    assert_true(files >= 4);
+    keyset_clear(&ref);
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1526,6 +1796,9 @@ int main(void)
         cmocka_unit_test(test_log_format_key),
         cmocka_unit_test(test_error_fields),
         cmocka_unit_test(test_to_yaml),
+        cmocka_unit_test(test_reference_is_current),
+        cmocka_unit_test(test_reference_lists_schema),
+        cmocka_unit_test(test_reference_keys_accepted),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
