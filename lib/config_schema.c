@@ -905,7 +905,9 @@ static const struct sl_config_key columns_keys[] = {
     COLUMN(offset, "Column for the Kafka offset or the file's line number."),
     COLUMN(entry_id, "Column for the Redis entry id."),
     COLUMN(key, "Column for the message key."),
-    COLUMN(payload, "Column for the payload (`jsonb`)."),
+    COLUMN(payload,
+           "Column for a JSON payload (`jsonb`); a payload that is not JSON "
+           "goes to `payload_raw` (`bytea`), whose name is fixed."),
     COLUMN(results,
            "Column for the backends' results by step and backend (`jsonb`)."),
     COLUMN(errors, "Column for the backends' errors (`jsonb`)."),
@@ -913,7 +915,10 @@ static const struct sl_config_key columns_keys[] = {
            "Column for each backend's time and the total, in ms (`jsonb`)."),
     COLUMN(worker,
            "Column for the replica id and worker that processed the message."),
-    COLUMN(processed_at, "Column for when the row was formed (`timestamptz`)."),
+    COLUMN(
+        processed_at,
+        "Accepted but not used yet: rows never write this column, and a table "
+        "sluice creates always has `processed_at timestamptz DEFAULT now()`."),
 };
 #undef COLUMN
 static const struct sl_config_schema columns_schema =
