@@ -1488,6 +1488,83 @@ static void test_to_yaml(void **state)
     rmdir(dir);
 }
 
+/* Print 'cfg', load what was printed, print that: the same text, and
+ * 'cfg2' for the caller (sl_config_destroy()). */
+static char *yaml_fixpoint(const struct sl_config *cfg,
+                           struct sl_config **cfg2p)
+{
+    char *yaml = sl_config_to_yaml(cfg), *again;
+
+    assert_non_null(yaml);
+    *cfg2p = parse_ok(yaml);
+    again = sl_config_to_yaml(*cfg2p);
+    assert_non_null(again);
+    if (strcmp(yaml, again))
+        fail_msg("printed:\n%s\nreads back as:\n%s", yaml, again);
+    free(again);
+    return yaml;
+}
+
+/* Without secrets the printed pipeline is a pipeline: it loads, with the
+ * same values (strings that plain YAML would turn into numbers, booleans,
+ * comments, tags or trimmed text among them), and prints the same. */
+static void test_to_yaml_reads_back(void **state)
+{
+    static const char *const topics[] = {
+        "123", "true", "no",   "null",   "~",   " lead",     "trail ",
+        "#x",  "- x",  "a: b", "!t",     "&a",  "*a",        "@x",
+        "`x",  "%x",   "'q'",  "\"dq\"", "é",   "tab\there", "0x1F",
+        "1e3", ".5",   "a #b", "[x]",    "{y}", ",",         "?"};
+    char text[4096], path[512];
+    size_t n;
+    struct sl_config *cfg, *cfg2;
+    DIR *dir;
+    struct dirent *de;
+
+    (void)state;
+    n = (size_t)snprintf(text, sizeof(text),
+                         "version: 1\nname: rb\nsource:\n  kind: kafka\n"
+                         "  kafka:\n    group: g\n    topics:\n");
+    for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++) {
+        json_t *j = json_string(topics[i]);
+        char *q = json_dumps(j, JSON_ENCODE_ANY);
+        n += (size_t)snprintf(text + n, sizeof(text) - n, "      - %s\n", q);
+        free(q);
+        json_decref(j);
+    }
+    snprintf(text + n, sizeof(text) - n,
+             "    properties: {\"x.y\": \"a: b\", \"#k\": 7}\n"
+             "backends:\n  b: {kind: http-json, url: \"http://h:1/\", "
+             "rate_limit_rps: 0.1, headers: {X-A: \"v w\"}}\n"
+             "steps:\n  - {name: s, backends: [b]}\nsink: {postgres: {}}\n");
+    cfg = parse_ok(text);
+    free(yaml_fixpoint(cfg, &cfg2));
+    assert_int_equal(cfg2->source.kafka.topics.cnt,
+                     sizeof(topics) / sizeof(topics[0]));
+    for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++)
+        assert_string_equal(cfg2->source.kafka.topics.items[i], topics[i]);
+    assert_string_equal(cfg2->source.kafka.properties.items[1].key, "#k");
+    assert_string_equal(cfg2->source.kafka.properties.items[1].value, "7");
+    assert_true(cfg2->backends[0].rate_limit_rps == 0.1);
+    sl_config_destroy(cfg);
+    sl_config_destroy(cfg2);
+
+    /* Every example pipeline. */
+    assert_non_null(dir = opendir("pipelines"));
+    while ((de = readdir(dir)) != NULL) {
+        struct sl_config_errors errs = {0};
+        size_t len = strlen(de->d_name);
+        if (len < 6 || strcmp(de->d_name + len - 5, ".yaml"))
+            continue;
+        snprintf(path, sizeof(path), "pipelines/%s", de->d_name);
+        assert_int_equal(sl_config_load(path, &cfg, &errs), 0);
+        free(yaml_fixpoint(cfg, &cfg2));
+        sl_config_destroy(cfg);
+        sl_config_destroy(cfg2);
+    }
+    closedir(dir);
+}
+
 /* ---- the configuration reference ---- */
 
 /* A set of key paths, as the reference writes them. */
@@ -1796,6 +1873,7 @@ int main(void)
         cmocka_unit_test(test_log_format_key),
         cmocka_unit_test(test_error_fields),
         cmocka_unit_test(test_to_yaml),
+        cmocka_unit_test(test_to_yaml_reads_back),
         cmocka_unit_test(test_reference_is_current),
         cmocka_unit_test(test_reference_lists_schema),
         cmocka_unit_test(test_reference_keys_accepted),
