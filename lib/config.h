@@ -431,7 +431,9 @@ void sl_config_errors_clear(struct sl_config_errors *errs);
  * "api_key: <from env NAME>", password_file: PATH "password: <from file
  * PATH>", and a header or Kafka property given as {value_env: NAME} or
  * {value_file: PATH} "<from env NAME>" or "<from file PATH>".  Strings
- * that a plain scalar would change are double-quoted.  Returns malloc'd
+ * that a plain scalar would change are double-quoted, so that without
+ * secrets the text loads as the same pipeline, unless a value holds "${"
+ * or "$$" (shown as used, it would be interpolated again).  Returns malloc'd
  * text (free()), or NULL when memory is short.  Any thread.
  */
 char *sl_config_to_yaml(const struct sl_config *cfg);

@@ -279,7 +279,7 @@ static void test_check_usage(void **state)
            "Try 'sluice check --help'.\n");
     rc = run("", "check --help", out, sizeof(out), NULL);
     assert_int_equal(rc, 0);
-    assert_non_null(strstr(out, "  --format json "));
+    assert_non_null(strstr(out, "  --format FORMAT  text (the default)"));
     assert_non_null(strstr(out, "  --print-config "));
 }
 
