@@ -1420,6 +1420,35 @@ static void test_error_fields(void **state)
     sl_config_errors_clear(&errs);
 }
 
+/* Past SL_CONFIG_MAX_ERRORS, the JSON says how many were left out, as
+ * the text does. */
+static void test_errors_json_dropped(void **state)
+{
+    char text[16384];
+    size_t n = (size_t)snprintf(text, sizeof(text), "version: 1\nname: a\n");
+    struct sl_config_errors errs = {0};
+    struct sl_config *cfg = NULL;
+
+    (void)state;
+    for (int i = 0; i < SL_CONFIG_MAX_ERRORS + 5; i++)
+        n += (size_t)snprintf(text + n, sizeof(text) - n, "k%d: 1\n", i);
+    assert_int_equal(sl_config_parse("t.yaml", text, n, &cfg, &errs),
+                     -SL_ECONFIG);
+    assert_int_equal(errs.cnt, SL_CONFIG_MAX_ERRORS);
+    json_t *arr = json_array();
+    assert_int_equal(sl_config_errors_json(arr, "t.yaml", -SL_ECONFIG, &errs),
+                     0);
+    assert_int_equal(json_array_size(arr), SL_CONFIG_MAX_ERRORS + 1);
+    char *last =
+        json_dumps(json_array_get(arr, SL_CONFIG_MAX_ERRORS), JSON_COMPACT);
+    assert_string_equal(last, "{\"file\":\"t.yaml\",\"line\":null,\"column\":"
+                              "null,\"path\":null,\"message\":\"5 more errors "
+                              "not shown\"}");
+    free(last);
+    json_decref(arr);
+    sl_config_errors_clear(&errs);
+}
+
 /* The effective pipeline: defaults filled in, ${VAR} applied, other kinds'
  * keys left out, secrets as their source and never their value, and
  * strings that plain YAML would change quoted (the text reads back). */
@@ -1872,6 +1901,7 @@ int main(void)
         cmocka_unit_test(test_not_a_regular_file),
         cmocka_unit_test(test_log_format_key),
         cmocka_unit_test(test_error_fields),
+        cmocka_unit_test(test_errors_json_dropped),
         cmocka_unit_test(test_to_yaml),
         cmocka_unit_test(test_to_yaml_reads_back),
         cmocka_unit_test(test_reference_is_current),
