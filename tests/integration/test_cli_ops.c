@@ -19,6 +19,15 @@ static int setup(void **state)
     return 0;
 }
 
+static int teardown(void **state)
+{
+    char cmd[128], out[64];
+
+    (void)state;
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    return h_shell(cmd, out, sizeof(out));
+}
+
 /*
  * Run `ENV sluice ARGS` in 'dir' (stdin from /dev/null unless ARGS
  * redirects it): stdout into out[size], stderr into err[size] (may be
@@ -383,5 +392,5 @@ int main(void)
         cmocka_unit_test(test_check_usage),
         cmocka_unit_test(test_run_log_format),
     };
-    return cmocka_run_group_tests(tests, setup, NULL);
+    return cmocka_run_group_tests(tests, setup, teardown);
 }
