@@ -12,6 +12,7 @@
 #include "secret.h"
 #include "utf8.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -82,32 +84,38 @@ static char *one_line(const char *text)
     return out;
 }
 
+/*
+ * Keep error 'text' at 'm': 'msg' is what is wrong, 'path' its key path
+ * (NULL or "": none).
+ */
 static void add_error(struct sl_config_ctx *ctx, struct mark m,
-                      const char *text)
+                      const char *text, const char *msg, const char *path)
 {
     struct sl_config_errors *errs = ctx->errs;
-    struct sl_config_error *items;
-    char *copy;
+    struct sl_config_error *items, e = {.line = m.line, .column = m.column};
 
     ctx->nerr++;
     if (errs->cnt >= SL_CONFIG_MAX_ERRORS) {
         errs->dropped++;
         return;
     }
-    copy = one_line(text);
+    e.text = one_line(text);
+    e.file = one_line(ctx->file);
+    e.message = one_line(msg);
+    e.path = path && *path ? one_line(path) : NULL;
     items = realloc(errs->items, (errs->cnt + 1) * sizeof(*items));
-    if (!copy || !items) {
-        free(copy);
-        if (items)
-            errs->items = items;
+    if (items)
+        errs->items = items;
+    if (!e.text || !e.file || !e.message || (path && *path && !e.path) ||
+        !items) {
+        free(e.text);
+        free(e.file);
+        free(e.message);
+        free(e.path);
         ctx->oom = true;
         return;
     }
-    errs->items = items;
-    items[errs->cnt].text = copy;
-    items[errs->cnt].line = m.line;
-    items[errs->cnt].column = m.column;
-    errs->cnt++;
+    items[errs->cnt++] = e;
 }
 
 static struct mark node_mark(struct fy_node *fyn);
@@ -261,7 +269,8 @@ static void vreport(struct sl_config_ctx *ctx, struct mark m, const char *path,
     else
         snprintf(line, sizeof(line), "%s:%d:%d: %s%s", ctx->file, m.line,
                  m.column, msg, via);
-    add_error(ctx, m, line);
+    strncat(msg, via, sizeof(msg) - strlen(msg) - 1);
+    add_error(ctx, m, line, msg, path);
 }
 
 static void report(struct sl_config_ctx *ctx, struct mark m, const char *path,
@@ -290,15 +299,19 @@ static void report_file(struct sl_config_ctx *ctx, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     snprintf(line, sizeof(line), "%s: %s", ctx->file, msg);
-    add_error(ctx, (struct mark){0, 0}, line);
+    add_error(ctx, (struct mark){0, 0}, line, msg, NULL);
 }
 
 void sl_config_errors_clear(struct sl_config_errors *errs)
 {
     if (!errs)
         return;
-    for (size_t i = 0; i < errs->cnt; i++)
+    for (size_t i = 0; i < errs->cnt; i++) {
         free(errs->items[i].text);
+        free(errs->items[i].file);
+        free(errs->items[i].path);
+        free(errs->items[i].message);
+    }
     free(errs->items);
     memset(errs, 0, sizeof(*errs));
 }
@@ -1784,4 +1797,557 @@ void sl_config_errors_print(FILE *fp, const char *path, int err,
         fprintf(fp, "%s: %zu more errors not shown\n", path, errs->dropped);
     if (errs->cnt == 0)
         fprintf(fp, "%s: %s\n", path, sl_strerror(err));
+}
+
+/* {"file", "line", "column", "path", "message"}; 0 line/column, NULL
+   path: null.  Appended to 'arr'; false when memory is short. */
+static bool error_json(json_t *arr, const char *file, int line, int column,
+                       const char *path, const char *message)
+{
+    json_t *e = json_object();
+
+    if (!e || json_object_set_new(e, "file", json_string(file)) ||
+        json_object_set_new(e, "line",
+                            line ? json_integer(line) : json_null()) ||
+        json_object_set_new(e, "column",
+                            column ? json_integer(column) : json_null()) ||
+        json_object_set_new(e, "path",
+                            path ? json_string(path) : json_null()) ||
+        json_object_set_new(e, "message", json_string(message))) {
+        json_decref(e);
+        return false;
+    }
+    return json_array_append_new(arr, e) == 0;
+}
+
+int sl_config_errors_json(json_t *arr, const char *path, int err,
+                          const struct sl_config_errors *errs)
+{
+    char more[64], *file = one_line(path);
+    bool ok = file != NULL;
+
+    for (size_t j = 0; ok && j < errs->cnt; j++) {
+        const struct sl_config_error *e = &errs->items[j];
+        ok = error_json(arr, e->file, e->line, e->column, e->path, e->message);
+    }
+    if (ok && errs->dropped) {
+        snprintf(more, sizeof(more), "%zu more errors not shown",
+                 errs->dropped);
+        ok = error_json(arr, file, 0, 0, NULL, more);
+    }
+    if (ok && errs->cnt == 0)
+        ok = error_json(arr, file, 0, 0, NULL, sl_strerror(err));
+    free(file);
+    return ok ? 0 : -SL_ENOMEM;
+}
+
+/* ---- the effective pipeline as YAML ---- */
+
+/* Builds the document of sl_config_to_yaml(). */
+struct yaml_out {
+    struct fy_document *fyd; /* the document being built */
+    bool failed;             /* out of memory */
+};
+
+/* A YAML word that a plain scalar would read as a boolean or null. */
+static bool yaml_word(const char *s)
+{
+    static const char *const words[] = {"true", "false", "yes", "no",  "on",
+                                        "off",  "y",     "n",   "null"};
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (!strcasecmp(s, words[i]))
+            return true;
+    return false;
+}
+
+/*
+ * True when 's' may be written as a plain scalar and read back as the same
+ * text: letters, digits and a few marks, no ": " or " #", no space at
+ * either end; 'string': and not read as a number, boolean or null.
+ */
+static bool plain_ok(const char *s, bool string)
+{
+    size_t len = strlen(s);
+
+    if (len == 0 || len > 200 ||
+        !(isalnum((unsigned char)s[0]) || s[0] == '_' || s[0] == '/'))
+        return false;
+    if (s[len - 1] == ' ' || s[len - 1] == ':' || strstr(s, ": ") ||
+        strstr(s, " #"))
+        return false;
+    for (const char *p = s; *p; p++)
+        if (!isalnum((unsigned char)*p) && !strchr("_-./:@+=, ", *p))
+            return false;
+    return !string || (!isdigit((unsigned char)s[0]) && !yaml_word(s));
+}
+
+/*
+ * A scalar node for 's' (a 'string', or a number, boolean or name): plain
+ * when plain_ok(), else double-quoted.  The quoted form is jansson's JSON
+ * string (a valid YAML double-quoted scalar) read by libfyaml, so that the
+ * escaping is the libraries'.  NULL when memory is short.
+ */
+static struct fy_node *yaml_scalar(struct yaml_out *yo, const char *s,
+                                   bool string)
+{
+    struct fy_node *fyn = NULL;
+    char *quoted, *clean = NULL;
+    json_t *j;
+
+    if (plain_ok(s, string)) {
+        fyn = fy_node_create_scalar_copy(yo->fyd, s, FY_NT);
+    } else {
+        /* A ${VAR} may bring bytes that are not UTF-8: shown as \xNN. */
+        if (!(j = json_string(s)) && (clean = malloc(4 * strlen(s) + 4)))
+            j = json_string(
+                sl_utf8_printable(s, strlen(s), clean, 4 * strlen(s) + 4));
+        quoted = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+        /* The node points into the text: the document takes it over. */
+        if (quoted && !(fyn = fy_node_build_from_malloc_string(yo->fyd, quoted,
+                                                               strlen(quoted))))
+            free(quoted);
+        free(clean);
+        json_decref(j);
+    }
+    if (!fyn)
+        yo->failed = true;
+    return fyn;
+}
+
+/* Append 'key': 'value' to mapping 'map' ('value' NULL: out of memory). */
+static void yaml_put(struct yaml_out *yo, struct fy_node *map,
+                     struct fy_node *key, struct fy_node *value)
+{
+    if (!key || !value || fy_node_mapping_append(map, key, value) != 0) {
+        yo->failed = true;
+        if (key && !fy_node_get_parent(key))
+            fy_node_free(key);
+        if (value && !fy_node_get_parent(value))
+            fy_node_free(value);
+    }
+}
+
+/* The shortest text of 'v' that reads back as the same double. */
+static void num_text(double v, char *buf, size_t size)
+{
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, size, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            return;
+    }
+}
+
+static struct fy_node *yaml_obj(struct yaml_out *yo,
+                                const struct sl_config_schema *s,
+                                const void *obj);
+
+/* "<from env NAME>" or "<from file PATH>"; NULL when neither is set. */
+static struct fy_node *yaml_secret(struct yaml_out *yo, const char *env,
+                                   const char *file)
+{
+    char text[MAX_PATH + 32];
+
+    if (!env && !file)
+        return NULL;
+    snprintf(text, sizeof(text), "<from %s %s>", env ? "env" : "file",
+             env ? env : file);
+    return yaml_scalar(yo, text, true);
+}
+
+/* A header or Kafka property map: values, or where a secret comes from. */
+static struct fy_node *yaml_kvmap(struct yaml_out *yo,
+                                  const struct sl_config_kvlist *kvl)
+{
+    struct fy_node *map = fy_node_create_mapping(yo->fyd);
+
+    for (size_t i = 0; map && i < kvl->cnt; i++) {
+        const struct sl_config_kv *kv = &kvl->items[i];
+        yaml_put(yo, map, yaml_scalar(yo, kv->key, true),
+                 kv->value ? yaml_scalar(yo, kv->value, true)
+                           : yaml_secret(yo, kv->value_env, kv->value_file));
+    }
+    return map;
+}
+
+/*
+ * The value of key 'k' of 'obj' as a node; NULL with *skipp set when it
+ * has none to show (an unset optional key, an empty map, a secret source
+ * named by its sibling).
+ */
+static struct fy_node *yaml_value(struct yaml_out *yo,
+                                  const struct sl_config_key *k,
+                                  const void *obj, bool *skipp)
+{
+    const char *field = (const char *)obj + k->off;
+    struct fy_node *fyn;
+    char text[64];
+
+    *skipp = false;
+    switch (k->type) {
+    case SL_KT_STR:
+        if (!*(char *const *)field)
+            break;
+        return yaml_scalar(yo, *(char *const *)field, true);
+    case SL_KT_INT:
+        if (!k->def && *(const int *)field == 0)
+            break; /* optional, not given: no limit */
+        snprintf(text, sizeof(text), "%d", *(const int *)field);
+        return yaml_scalar(yo, text, false);
+    case SL_KT_NUM:
+        if (!k->def && *(const double *)field == 0)
+            break;
+        num_text(*(const double *)field, text, sizeof(text));
+        return yaml_scalar(yo, text, false);
+    case SL_KT_BOOL:
+        return yaml_scalar(yo, *(const bool *)field ? "true" : "false", false);
+    case SL_KT_ENUM:
+        return yaml_scalar(yo, k->enums[*(const int *)field], false);
+    case SL_KT_OBJ:
+        if ((k->flags & SL_KF_HAS) &&
+            !*(const bool *)((const char *)obj + k->has_off))
+            break;
+        return yaml_obj(yo, k->sub, field);
+    case SL_KT_STRLIST: {
+        const struct sl_config_strlist *sl = (const void *)field;
+        if (!sl->cnt)
+            break;
+        fyn = fy_node_create_sequence(yo->fyd);
+        for (size_t i = 0; fyn && i < sl->cnt; i++) {
+            struct fy_node *item = yaml_scalar(yo, sl->items[i], true);
+            if (!item || fy_node_sequence_append(fyn, item) != 0)
+                yo->failed = true;
+        }
+        return fyn;
+    }
+    case SL_KT_OBJLIST:
+    case SL_KT_OBJMAP: {
+        const char *arr;
+        size_t cnt = *(const size_t *)((const char *)obj + k->cnt_off);
+        memcpy(&arr, field, sizeof(arr));
+        if (!cnt)
+            break;
+        fyn = k->type == SL_KT_OBJLIST ? fy_node_create_sequence(yo->fyd)
+                                       : fy_node_create_mapping(yo->fyd);
+        for (size_t i = 0; fyn && i < cnt; i++) {
+            const char *elem = arr + i * k->sub->size;
+            struct fy_node *item = yaml_obj(yo, k->sub, elem);
+            if (k->type == SL_KT_OBJMAP)
+                yaml_put(yo, fyn,
+                         yaml_scalar(yo,
+                                     *(char *const *)(elem + k->sub->name_off),
+                                     true),
+                         item);
+            else if (!item || fy_node_sequence_append(fyn, item) != 0)
+                yo->failed = true;
+        }
+        return fyn;
+    }
+    case SL_KT_KVMAP:
+        if (!((const struct sl_config_kvlist *)(const void *)field)->cnt)
+            break;
+        return yaml_kvmap(yo, (const void *)field);
+    }
+    *skipp = true;
+    return NULL;
+}
+
+/*
+ * The stem of a secret source key of 's' ("api_key" for "api_key_env"
+ * when 's' also has "api_key_file", and the other way round) in
+ * stem[MAX_PATH]; false for any other key.
+ */
+static bool secret_key(const struct sl_config_schema *s, const char *name,
+                       char *stem)
+{
+    size_t len = strlen(name), cut;
+    const char *sib;
+    char other[MAX_PATH + 8];
+
+    if (len >= MAX_PATH - 8)
+        return false;
+    if (len > 4 && !strcmp(name + len - 4, "_env")) {
+        cut = 4;
+        sib = "_file";
+    } else if (len > 5 && !strcmp(name + len - 5, "_file")) {
+        cut = 5;
+        sib = "_env";
+    } else {
+        return false;
+    }
+    snprintf(stem, MAX_PATH, "%.*s", (int)(len - cut), name);
+    snprintf(other, sizeof(other), "%s%s", stem, sib);
+    return find_key(s, other) != NULL;
+}
+
+static struct fy_node *
+yaml_obj(struct yaml_out *yo, const struct sl_config_schema *s, const void *obj)
+{
+    struct fy_node *map = fy_node_create_mapping(yo->fyd);
+    int kind = -1;
+    char stem[MAX_PATH], other[MAX_PATH + 8];
+
+    if (!map) {
+        yo->failed = true;
+        return NULL;
+    }
+    if (s->kind_key)
+        kind =
+            *(const int *)((const char *)obj + find_key(s, s->kind_key)->off);
+    for (size_t i = 0; i < s->nkeys; i++) {
+        const struct sl_config_key *k = &s->keys[i];
+        struct fy_node *value;
+        bool skip;
+
+        if (k->kinds && (kind < 0 || !((k->kinds >> kind) & 1u)))
+            continue;
+        if (secret_key(s, k->name, stem)) {
+            /* Once, at the _env key: "api_key: <from env NAME>". */
+            if (strcmp(k->name + strlen(stem), "_env"))
+                continue;
+            snprintf(other, sizeof(other), "%s_file", stem);
+            value = yaml_secret(
+                yo, *(char *const *)((const char *)obj + k->off),
+                *(char *const *)((const char *)obj + find_key(s, other)->off));
+            if (value)
+                yaml_put(yo, map, yaml_scalar(yo, stem, false), value);
+            continue;
+        }
+        value = yaml_value(yo, k, obj, &skip);
+        if (!skip)
+            yaml_put(yo, map, yaml_scalar(yo, k->name, false), value);
+    }
+    return map;
+}
+
+char *sl_config_to_yaml(const struct sl_config *cfg)
+{
+    struct yaml_out yo = {0};
+    struct fy_node *root;
+    char *text = NULL;
+
+    if (!(yo.fyd = fy_document_create(NULL)))
+        return NULL;
+    root = yaml_obj(&yo, &sl_config_schema_root, cfg);
+    if (root && fy_document_set_root(yo.fyd, root) != 0) {
+        fy_node_free(root);
+        yo.failed = true;
+    }
+    if (!yo.failed)
+        text = fy_emit_document_to_string(
+            yo.fyd, FYECF_MODE_BLOCK | FYECF_WIDTH_INF | FYECF_INDENT_2 |
+                        FYECF_DOC_START_MARK_OFF);
+    fy_document_destroy(yo.fyd);
+    return text;
+}
+
+/* ---- the configuration reference ---- */
+
+/*
+ * 's' into a Markdown table cell: '|' escaped; 'text': plain text (a
+ * check's "expected ..."), so Markdown's marks are escaped too.
+ */
+static void md_cell(FILE *fp, const char *s, bool text)
+{
+    for (; *s; s++) {
+        if (*s == '|' || (text && strchr("\\`*_[]<>", *s)))
+            fputc('\\', fp);
+        fputc(*s, fp);
+    }
+}
+
+/* "`a`, `b` or `c`": the kinds of 'kinds' of schema 's'. */
+static void md_kinds(FILE *fp, const struct sl_config_schema *s, unsigned kinds)
+{
+    const char *const *names = find_key(s, s->kind_key)->enums;
+    size_t total = 0, seen = 0;
+
+    for (size_t i = 0; names[i]; i++)
+        total += (kinds >> i) & 1u;
+    for (size_t i = 0; names[i]; i++) {
+        if (!((kinds >> i) & 1u))
+            continue;
+        seen++;
+        fprintf(fp, "%s`%s`",
+                seen == 1       ? ""
+                : seen == total ? " or "
+                                : ", ",
+                names[i]);
+    }
+}
+
+static const char *md_type(const struct sl_config_key *k)
+{
+    switch (k->type) {
+    case SL_KT_STR:
+        return "string";
+    case SL_KT_INT:
+        return "integer";
+    case SL_KT_NUM:
+        return "number";
+    case SL_KT_BOOL:
+        return "boolean";
+    case SL_KT_ENUM:
+        return "string (one of)";
+    case SL_KT_OBJ:
+        return "mapping";
+    case SL_KT_STRLIST:
+        return "list of strings";
+    case SL_KT_OBJLIST:
+        return "list of mappings";
+    case SL_KT_OBJMAP:
+        return "mapping of name to mapping";
+    case SL_KT_KVMAP:
+        return "mapping of name to value";
+    }
+    return "value";
+}
+
+/* What 'k' accepts: a range, the names, the check's text. */
+static void md_allowed(FILE *fp, const struct sl_config_key *k)
+{
+    switch (k->type) {
+    case SL_KT_STR:
+        if (k->check)
+            md_cell(fp, k->check->expect, true);
+        else
+            fputs(k->flags & SL_KF_EMPTY_OK ? "any string"
+                                            : "any non-empty string",
+                  fp);
+        break;
+    case SL_KT_INT:
+        if (k->min == k->max)
+            fprintf(fp, "%lld", k->min);
+        else
+            fprintf(fp, "%lld to %lld", k->min, k->max);
+        break;
+    case SL_KT_NUM:
+        fprintf(fp, "%.15g to %.15g", k->fmin, k->fmax);
+        break;
+    case SL_KT_BOOL:
+        fputs("`true`, `false`", fp);
+        break;
+    case SL_KT_ENUM:
+        for (size_t i = 0; k->enums[i]; i++)
+            fprintf(fp, "%s`%s`", i ? ", " : "", k->enums[i]);
+        break;
+    case SL_KT_STRLIST:
+    case SL_KT_OBJLIST:
+        fprintf(fp, "%lld to %lld items", k->min, k->max);
+        if (k->check) {
+            fputs(", each ", fp);
+            md_cell(fp, k->check->expect, true);
+        }
+        break;
+    case SL_KT_OBJMAP:
+    case SL_KT_KVMAP:
+        fprintf(fp, "up to %lld entries", k->max);
+        if (k->check) {
+            fputs("; names: ", fp);
+            md_cell(fp, k->check->expect, true);
+        }
+        if (k->type == SL_KT_KVMAP && k->sub)
+            fputs("; values: a string, number or boolean, or "
+                  "`{value_env: NAME}` or `{value_file: PATH}`",
+                  fp);
+        break;
+    case SL_KT_OBJ:
+        fputs("see below", fp);
+        break;
+    }
+}
+
+/* Where the keys of 'k's value live: "a.b", "a.<name>", "a[]". */
+static void md_sub_path(char *out, const char *path,
+                        const struct sl_config_key *k)
+{
+    path_key(out, path, k->name);
+    if (k->type == SL_KT_OBJMAP || k->type == SL_KT_KVMAP)
+        strncat(out, ".<name>", MAX_PATH - strlen(out) - 1);
+    else if (k->type == SL_KT_OBJLIST)
+        strncat(out, "[]", MAX_PATH - strlen(out) - 1);
+}
+
+/* The section of mapping 's' at 'path' ("" for the top), then its
+   mappings' sections. */
+static void md_section(FILE *fp, const struct sl_config_schema *s,
+                       const char *path)
+{
+    char kpath[MAX_PATH], sub[MAX_PATH];
+
+    if (*path)
+        fprintf(fp, "\n## `%s`\n\n", path);
+    else
+        fputs("\n## Top level\n\n", fp);
+    fputs("| Key | Type | Default | Allowed | Description |\n"
+          "|-----|------|---------|---------|-------------|\n",
+          fp);
+    for (size_t i = 0; i < s->nkeys; i++) {
+        const struct sl_config_key *k = &s->keys[i];
+
+        path_key(kpath, path, k->name);
+        fputs("| `", fp);
+        md_cell(fp, kpath, false);
+        fprintf(fp, "` | %s | ", md_type(k));
+        if (k->def && *k->def) {
+            fputs("`", fp);
+            md_cell(fp, k->def, false);
+            fputs("`", fp);
+        } else if (k->def) {
+            fputs("empty", fp);
+        } else if (k->type == SL_KT_OBJ && !(k->flags & SL_KF_REQ) &&
+                   !(k->flags & SL_KF_HAS)) {
+            fputs("its keys' defaults", fp);
+        } else if ((k->flags & SL_KF_REQ) && k->kinds) {
+            fputs("required for ", fp);
+            md_kinds(fp, s, k->kinds);
+        } else {
+            fputs(k->flags & SL_KF_REQ ? "required" : "none", fp);
+        }
+        fputs(" | ", fp);
+        md_allowed(fp, k);
+        fputs(" | ", fp);
+        if (k->kinds) {
+            fprintf(fp, "Only when `%s` is ", s->kind_label);
+            md_kinds(fp, s, k->kinds);
+            fputs(". ", fp);
+        }
+        md_cell(fp, k->desc ? k->desc : "", false);
+        fputs(" |\n", fp);
+    }
+    for (size_t i = 0; i < s->nkeys; i++) {
+        const struct sl_config_key *k = &s->keys[i];
+
+        if (!k->sub)
+            continue;
+        md_sub_path(sub, path, k);
+        md_section(fp, k->sub, sub);
+    }
+}
+
+/* The reference's title and how to read it. */
+static const char ref_intro[] =
+    "# Configuration reference\n"
+    "\n"
+    "<!-- Generated by `sluice config-reference` from the schema\n"
+    "     tables in lib/config_schema.c: edit the descriptions there,\n"
+    "     then run `build/sluice config-reference > docs/configuration.md`.\n"
+    "     -->\n"
+    "\n"
+    "Every key a pipeline file may hold, section by section. In a key\n"
+    "path, `<name>` stands for a name you choose (`backends.<name>.url`\n"
+    "is the `url` of each backend) and `[]` for each item of a list\n"
+    "(`steps[].name`). A key with a default may be left out; `none`\n"
+    "marks a key without one. Durations are in milliseconds (`_ms`),\n"
+    "sizes in bytes. Every value may use `${VAR}`, `${VAR:-default}`\n"
+    "and `$$` (README: Pipeline files). Secrets are never written in\n"
+    "the file: `*_env` and `*_file` keys and `{value_env: NAME}` /\n"
+    "`{value_file: PATH}` name where they are. `sluice check\n"
+    "--print-config FILE` shows a file with every default filled in.\n";
+
+int sl_config_reference(FILE *fp)
+{
+    fputs(ref_intro, fp);
+    md_section(fp, &sl_config_schema_root, "");
+    fflush(fp);
+    return ferror(fp) ? -SL_EIO : 0;
 }

@@ -295,6 +295,7 @@ struct sl_config {
     int version;                        /* always 1 */
     char *name;                         /* [a-z0-9_-]+ */
     enum sl_log_level log_level;        /* debug, info, warn or error */
+    enum sl_log_format log_format;      /* json or text */
     char *replica_id;                   /* NULL: host name + pid at run time */
     int shutdown_timeout_ms;            /* drain deadline */
     struct sl_config_source source;     /* source.present: has a source */
@@ -311,11 +312,17 @@ struct sl_config {
     struct sl_config_gateway gateway;   /* synchronous HTTP entry */
 };
 
-/* One error found in a pipeline file. */
+/*
+ * One error found in a pipeline file: 'text' for people, the other fields
+ * for tools (`sluice check --format json`).  Each string is one line.
+ */
 struct sl_config_error {
-    char *text; /* "FILE:LINE:COL: what at key.path"; owned */
-    int line;   /* 1-based; 0 when not about a place in the file */
-    int column; /* 1-based; 0 when not about a place in the file */
+    char *text;    /* "FILE:LINE:COL: what at key.path"; owned */
+    int line;      /* 1-based; 0 when not about a place in the file */
+    int column;    /* 1-based; 0 when not about a place in the file */
+    char *file;    /* FILE as named in 'text'; owned */
+    char *path;    /* key.path; NULL when about no key; owned */
+    char *message; /* what is wrong, without place or path; owned */
 };
 
 /* Every error found in a file, sorted by line and column. */
@@ -401,8 +408,44 @@ void sl_config_destroy(struct sl_config *cfg);
 void sl_config_errors_print(FILE *fp, const char *path, int err,
                             const struct sl_config_errors *errs);
 
+/*
+ * Append every error of a failed load of 'path' to JSON array 'arr' as
+ * {"file", "line", "column", "path", "message"} objects (line, column and
+ * path null when the error is about no place or key), with the same
+ * additions as sl_config_errors_print() ("N more errors not shown", or
+ * the code's text when no error was recorded).  Returns 0 or -SL_ENOMEM.
+ * Any thread.
+ */
+int sl_config_errors_json(json_t *arr, const char *path, int err,
+                          const struct sl_config_errors *errs);
+
 /* Free the errors in 'errs' and zero it; 'errs' itself is the caller's. */
 void sl_config_errors_clear(struct sl_config_errors *errs);
+
+/*
+ * The effective pipeline 'cfg' as YAML (`sluice check --print-config`):
+ * every key in schema order with its value after ${VAR} interpolation and
+ * defaults; keys of other kinds (source.kafka under kind: redis-stream),
+ * optional keys left unset and empty maps are left out.  Secrets show
+ * where they come from, never their value: api_key_env: NAME becomes
+ * "api_key: <from env NAME>", password_file: PATH "password: <from file
+ * PATH>", and a header or Kafka property given as {value_env: NAME} or
+ * {value_file: PATH} "<from env NAME>" or "<from file PATH>".  Strings
+ * that a plain scalar would change are double-quoted, so that without
+ * secrets the text loads as the same pipeline, unless a value holds "${"
+ * or "$$" (shown as used, it would be interpolated again).  Returns malloc'd
+ * text (free()), or NULL when memory is short.  Any thread.
+ */
+char *sl_config_to_yaml(const struct sl_config *cfg);
+
+/*
+ * Write the configuration reference to 'fp' as Markdown (`sluice
+ * config-reference`, docs/configuration.md): for every key of the schema,
+ * its path, type, default, range or allowed values and description, one
+ * table per mapping.  Returns 0, or -SL_EIO when writing failed.  Any
+ * thread.
+ */
+int sl_config_reference(FILE *fp);
 
 /* The backend called 'name', or NULL.  Any thread. */
 const struct sl_config_backend *

@@ -53,8 +53,10 @@ struct sl_config_key {
     const char *const *enums;               /* ENUM names, NULL-ended */
     const struct sl_config_schema *sub;     /* OBJ, OBJLIST, OBJMAP */
     const struct sl_config_strcheck *check; /* STR, list items, map keys */
-    unsigned kinds; /* bit per discriminator value where the key is
-                       allowed (and, with SL_KF_REQ, required); 0: any */
+    unsigned kinds;   /* bit per discriminator value where the key is
+                         allowed (and, with SL_KF_REQ, required); 0: any */
+    const char *desc; /* one line for the reference (Markdown): what it
+                         does, its unit, what happens at the limit */
 };
 
 /* A mapping: its keys and what to check once they are read. */

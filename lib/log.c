@@ -1,9 +1,11 @@
 /*
- * JSON-lines logger.  jansson builds each line so that every message and
- * field is escaped correctly, whatever bytes it holds.
+ * Line logger.  jansson builds each line as an object, so that every
+ * message and field is escaped correctly whatever bytes it holds; the
+ * object is written as JSON, or as one line of text for people.
  */
 #include "log.h"
 #include "err.h"
+#include "jsontext.h"
 #include "utf8.h"
 
 #include <stdarg.h>
@@ -15,11 +17,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#define MAX_TEXT_LINE (1 << 20) /* a text line is cut beyond this */
+
 static _Atomic int log_level = SL_LOG_INFO;
+static _Atomic int log_format = SL_LOG_FORMAT_JSON;
 static int log_fd = 2;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error",
                                           "off"};
+static const char *const format_names[] = {"json", "text"};
 
 void sl_log_set_level(enum sl_log_level level)
 {
@@ -59,6 +65,40 @@ int sl_log_level_from_env(void)
     return 0;
 }
 
+void sl_log_set_format(enum sl_log_format format)
+{
+    atomic_store(&log_format, (int)format);
+}
+
+enum sl_log_format sl_log_get_format(void)
+{
+    return (enum sl_log_format)atomic_load(&log_format);
+}
+
+int sl_log_format_parse(const char *s, enum sl_log_format *formatp)
+{
+    for (int i = 0; i <= SL_LOG_FORMAT_TEXT; i++) {
+        if (s && strcasecmp(s, format_names[i]) == 0) {
+            *formatp = (enum sl_log_format)i;
+            return 0;
+        }
+    }
+    return -SL_EINVAL;
+}
+
+int sl_log_format_from_env(void)
+{
+    const char *s = getenv("SLUICE_LOG_FORMAT");
+    enum sl_log_format format;
+
+    if (!s || !*s)
+        return 0;
+    if (sl_log_format_parse(s, &format) < 0)
+        return -SL_EINVAL;
+    sl_log_set_format(format);
+    return 0;
+}
+
 void sl_log_set_fd(int fd)
 {
     log_fd = fd;
@@ -78,6 +118,195 @@ bool sl_log_key_is_secret(const char *key)
         if (strcasestr(key, words[i]))
             return true;
     return false;
+}
+
+/* ---- text lines ---- */
+
+/* A text line being built, cut at MAX_TEXT_LINE. */
+struct tline {
+    char *p;     /* NUL-terminated once anything is added */
+    size_t len;  /* without the NUL */
+    size_t cap;  /* allocated */
+    bool failed; /* out of memory */
+    bool cut;    /* reached MAX_TEXT_LINE */
+};
+
+static void tl_add(struct tline *tl, const char *s, size_t n)
+{
+    if (tl->failed || tl->cut)
+        return;
+    if (tl->len + n > MAX_TEXT_LINE) {
+        n = MAX_TEXT_LINE - tl->len;
+        tl->cut = true;
+    }
+    if (tl->len + n + 1 > tl->cap) {
+        size_t cap = tl->cap ? tl->cap : 256;
+        while (cap < tl->len + n + 1)
+            cap *= 2;
+        char *p = realloc(tl->p, cap);
+        if (!p) {
+            tl->failed = true;
+            return;
+        }
+        tl->p = p;
+        tl->cap = cap;
+    }
+    memcpy(tl->p + tl->len, s, n);
+    tl->len += n;
+    tl->p[tl->len] = '\0';
+}
+
+static void tl_str(struct tline *tl, const char *s)
+{
+    tl_add(tl, s, strlen(s));
+}
+
+/*
+ * Length of the character at 's' that would break or hide a line: an
+ * ASCII or C1 control character, U+2028 or U+2029; 0 for any other.
+ * 's' is valid UTF-8 (a jansson string).
+ */
+static size_t control_len(const unsigned char *s)
+{
+    if (*s < 0x20 || *s == 0x7f)
+        return 1;
+    if (s[0] == 0xc2 && s[1] >= 0x80 && s[1] <= 0x9f)
+        return 2;
+    if (s[0] == 0xe2 && s[1] == 0x80 && (s[2] == 0xa8 || s[2] == 0xa9))
+        return 3;
+    return 0;
+}
+
+/*
+ * True when field value 's' must be quoted: it is empty, or holds a space
+ * or a control character, or, unless 'json' (compact JSON, whose quotes
+ * are its own), '"', '=' or '\\'.
+ */
+static bool needs_quotes(const char *s, bool json)
+{
+    if (!*s)
+        return true;
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+        if (*c == ' ' || control_len(c) ||
+            (!json && (*c == '"' || *c == '=' || *c == '\\')))
+            return true;
+    return false;
+}
+
+/*
+ * Append 's' with its control characters escaped (\n, \r, \t, \xNN,
+ * \uNNNN); 'quoted': also '"' and '\\', between double quotes.
+ */
+static void tl_escaped(struct tline *tl, const char *s, bool quoted)
+{
+    const unsigned char *c = (const unsigned char *)s, *run = c;
+    char esc[16];
+
+    if (quoted)
+        tl_add(tl, "\"", 1);
+    while (*c) {
+        size_t n = control_len(c);
+        if (!n && !(quoted && (*c == '"' || *c == '\\'))) {
+            c++;
+            continue;
+        }
+        tl_add(tl, (const char *)run, (size_t)(c - run));
+        if (*c == '\n')
+            snprintf(esc, sizeof(esc), "\\n");
+        else if (*c == '\r')
+            snprintf(esc, sizeof(esc), "\\r");
+        else if (*c == '\t')
+            snprintf(esc, sizeof(esc), "\\t");
+        else if (n == 1)
+            snprintf(esc, sizeof(esc), "\\x%02x", *c);
+        else if (n == 2)
+            snprintf(esc, sizeof(esc), "\\u%04x", c[1]);
+        else if (n == 3)
+            snprintf(esc, sizeof(esc), "\\u%04x",
+                     c[2] == 0xa8 ? 0x2028 : 0x2029);
+        else
+            snprintf(esc, sizeof(esc), "\\%c", *c);
+        tl_str(tl, esc);
+        c += n ? n : 1;
+        run = c;
+    }
+    tl_add(tl, (const char *)run, (size_t)(c - run));
+    if (quoted)
+        tl_add(tl, "\"", 1);
+}
+
+/* A field value: a string as it is, anything else as its compact JSON. */
+static void tl_value(struct tline *tl, const json_t *value)
+{
+    char *text = NULL;
+    const char *s;
+
+    if (json_is_string(value)) {
+        s = json_string_value(value);
+    } else {
+        text = sl_jsontext_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY |
+                                            JSON_PRESERVE_ORDER);
+        s = text ? text : "?";
+    }
+    tl_escaped(tl, s, needs_quotes(s, text != NULL));
+    free(text);
+}
+
+/* The string 'key' of 'line'; "?" when a field replaced it by another type. */
+static const char *own_text(json_t *line, const char *key)
+{
+    const char *s = json_string_value(json_object_get(line, key));
+    return s ? s : "?";
+}
+
+/*
+ * 'line' (time, level, component, message, then the fields) as
+ * "TIME LEVEL component: message key=value ...", malloc'd, with room for
+ * a newline after the NUL's place; NULL when memory is short.
+ */
+static char *text_line(json_t *line, enum sl_log_level level)
+{
+    static const char *const upper[] = {"DEBUG", "INFO ", "WARN ", "ERROR",
+                                        "OFF  "};
+    static const char *const own[] = {"time", "level", "component", "message"};
+    struct tline tl = {0};
+    const char *key;
+    json_t *value;
+
+    tl_escaped(&tl, own_text(line, "time"), false);
+    tl_add(&tl, " ", 1);
+    tl_str(&tl, upper[level]);
+    tl_add(&tl, " ", 1);
+    tl_escaped(&tl, own_text(line, "component"), false);
+    tl_add(&tl, ": ", 2);
+    tl_escaped(&tl, own_text(line, "message"), false);
+    json_object_foreach(line, key, value)
+    {
+        bool skip = false;
+        for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+            skip |= !strcmp(key, own[i]);
+        if (skip)
+            continue;
+        tl_add(&tl, " ", 1);
+        tl_escaped(&tl, key, needs_quotes(key, false));
+        tl_add(&tl, "=", 1);
+        tl_value(&tl, value);
+    }
+    if (tl.cut) {
+        /* Room for "...\n", cut where a character starts. */
+        tl.cut = false;
+        tl.len -= tl.len > 4 ? 4 : tl.len;
+        while (tl.len > 0 && ((unsigned char)tl.p[tl.len] & 0xc0) == 0x80)
+            tl.len--;
+        tl_add(&tl, "...", 3);
+    }
+    tl_add(&tl, "\n", 1); /* room for the newline; then made the NUL */
+    if (tl.failed) {
+        free(tl.p);
+        return NULL;
+    }
+    tl.p[tl.len - 1] = '\0';
+    return tl.p;
 }
 
 static void log_write(enum sl_log_level level, const char *component,
@@ -126,8 +355,11 @@ static void log_write(enum sl_log_level level, const char *component,
                 json_object_set(line, key, value);
         }
     }
-    text = json_dumps(line,
-                      JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+    if (atomic_load(&log_format) == SL_LOG_FORMAT_TEXT)
+        text = text_line(line, level);
+    else
+        text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER |
+                                    JSON_ENSURE_ASCII);
     json_decref(line);
     if (!text)
         return;

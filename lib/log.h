@@ -1,7 +1,8 @@
 /*
- * Leveled logging as JSON lines on stderr: one object per line with time,
- * level, component, message and optional fields.  Lines are written with
- * one write(2) each, so lines from different threads never interleave.
+ * Leveled logging on stderr, one line per event with time, level,
+ * component, message and optional fields: a JSON object (the default) or
+ * readable text.  Lines are written with one write(2) each, so lines from
+ * different threads never interleave.
  */
 #ifndef SL_LOG_H
 #define SL_LOG_H
@@ -37,6 +38,38 @@ int sl_log_level_parse(const char *s, enum sl_log_level *levelp);
  * an invalid value (the level is then left as it was).  Main thread.
  */
 int sl_log_level_from_env(void);
+
+/* How a line is written. */
+enum sl_log_format {
+    SL_LOG_FORMAT_JSON, /* {"time":...,"level":...,...}: for collectors */
+    SL_LOG_FORMAT_TEXT, /* 2026-12-06T04:40:00.123Z WARN  run: msg k=v */
+};
+
+/*
+ * Set the line format.  In text, fields follow the message as key=value,
+ * a number, boolean, object or array as its compact JSON; a value that is
+ * empty or holds a space or a control character (or, in a string, '"',
+ * '=' or '\\') is double-quoted with \", \\, \n, \r, \t, \xNN and \uNNNN
+ * escapes, and control characters in the message are escaped too, so
+ * that an event stays one line.  Any thread; set it before threads start.
+ */
+void sl_log_set_format(enum sl_log_format format);
+
+/* Current line format.  Any thread. */
+enum sl_log_format sl_log_get_format(void);
+
+/*
+ * Parse "json" or "text" (case-insensitive).  Returns 0 and sets
+ * *formatp, or -SL_EINVAL.  Any thread.
+ */
+int sl_log_format_parse(const char *s, enum sl_log_format *formatp);
+
+/*
+ * Apply SLUICE_LOG_FORMAT from the environment when set and valid; the
+ * environment wins over the pipeline file.  Returns 0, or -SL_EINVAL for
+ * an invalid value (the format is then left as it was).  Main thread.
+ */
+int sl_log_format_from_env(void);
 
 /* Write to 'fd' instead of stderr (tests).  Call before threads start. */
 void sl_log_set_fd(int fd);

@@ -14,6 +14,12 @@
 int sl_cmd_check(int argc, char **argv);
 
 /*
+ * sluice config-reference: the pipeline keys' reference as Markdown on
+ * stdout; 0, 1 when it could not be written, 2 for bad usage.
+ */
+int sl_cmd_config_reference(int argc, char **argv);
+
+/*
  * sluice produce TARGET [--file F | --generate N] [--rate R] ...: send JSON
  * lines to a Kafka topic, Redis stream or Redis list.  0 when every
  * message was delivered, 1 when some were not, 2 for bad usage.

@@ -1,6 +1,6 @@
 /*
  * sluice: the command-line entry point.  Dispatches to the sub-commands
- * (run, check, produce, version) and prints help.
+ * (run, check, config-reference, produce, version) and prints help.
  */
 #include "commands.h"
 
@@ -25,7 +25,10 @@ static const char usage[] =
     "  run PIPELINE     run the worker until the input ends or a signal\n"
     "  check FILE...    validate pipeline files; prints 'ok' or every error\n"
     "                   as file:line:col: what is wrong at key.path\n"
-    "                   (exit 0 when valid, 2 otherwise)\n"
+    "                   (exit 0 when valid, 2 otherwise); --format json for\n"
+    "                   tools, --print-config for the effective pipeline\n"
+    "  config-reference print every pipeline key with its type, default,\n"
+    "                   allowed values and meaning, as Markdown\n"
     "  produce TARGET   feed a Kafka topic or a Redis stream or list from\n"
     "                   JSON lines or a generator (--generate N)\n"
     "  version          print sluice's version, build type and commit and\n"
@@ -34,8 +37,9 @@ static const char usage[] =
     "\n"
     "Run 'sluice <command> --help' or 'sluice help <command>' for a\n"
     "command's options; every option also reads --name=value.\n"
-    "Environment: SLUICE_LOG_LEVEL=debug|info|warn|error overrides the\n"
-    "pipeline file's log level; the pipeline's ${VAR} references and\n"
+    "Environment: SLUICE_LOG_LEVEL=debug|info|warn|error and\n"
+    "SLUICE_LOG_FORMAT=json|text override the pipeline file's log_level\n"
+    "and log_format; the pipeline's ${VAR} references and\n"
     "*_env keys, libpq's PG* variables and libcurl's proxy variables are\n"
     "read too (README: Environment variables).\n";
 
@@ -80,6 +84,7 @@ static int cmd_help(int argc, char **argv)
     } cmds[] = {
         {"run", sl_cmd_run},
         {"check", sl_cmd_check},
+        {"config-reference", sl_cmd_config_reference},
         {"produce", sl_cmd_produce},
         {"version", sl_cmd_version},
     };
@@ -115,5 +120,7 @@ int main(int argc, char **argv)
         return sl_cmd_produce(argc - 1, argv + 1);
     if (!strcmp(cmd, "check"))
         return sl_cmd_check(argc - 1, argv + 1);
+    if (!strcmp(cmd, "config-reference"))
+        return sl_cmd_config_reference(argc - 1, argv + 1);
     return sl_cli_usage_error(NULL, "unknown command '%s'", cmd);
 }

@@ -111,6 +111,11 @@ int sl_cmd_run(int argc, char **argv)
     }
     sl_config_errors_clear(&errs);
     sl_log_set_level(cfg->log_level);
+    sl_log_set_format(cfg->log_format);
+    if (sl_log_format_from_env() < 0)
+        sl_log(SL_LOG_WARN, "run",
+               "SLUICE_LOG_FORMAT is not one of json, text; using the "
+               "pipeline's log_format");
     if (sl_log_level_from_env() < 0)
         sl_log(SL_LOG_WARN, "run",
                "SLUICE_LOG_LEVEL is not one of debug, info, warn, error; "

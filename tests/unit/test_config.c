@@ -7,10 +7,12 @@
 #include "cmocka_shim.h"
 
 #include "config.h"
+#include "config_schema.h"
 #include "err.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <libfyaml.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1343,6 +1345,524 @@ static void test_not_a_regular_file(void **state)
     close(fds[0]);
 }
 
+/* log_format: json by default, text on request, nothing else. */
+static void test_log_format_key(void **state)
+{
+    (void)state;
+    struct sl_config *cfg = parse_ok("version: 1\nname: l\n"
+                                     "gateway: {enabled: true}\n");
+    assert_int_equal(cfg->log_format, SL_LOG_FORMAT_JSON);
+    sl_config_destroy(cfg);
+    cfg = parse_ok("version: 1\nname: l\nlog_format: text\n"
+                   "gateway: {enabled: true}\n");
+    assert_int_equal(cfg->log_format, SL_LOG_FORMAT_TEXT);
+    sl_config_destroy(cfg);
+    parse_errors("version: 1\nname: l\nlog_format: logfmt\n"
+                 "gateway: {enabled: true}\n",
+                 "t.yaml:3:13: expected one of json, text, got 'logfmt' at "
+                 "log_format",
+                 NULL);
+}
+
+/* The parts of each error, for tools: the text is made of them. */
+static void test_error_fields(void **state)
+{
+    struct sl_config_errors errs = {0};
+    struct sl_config *cfg = NULL;
+    const char *text = "version: 1\n"
+                       "name: a\n"
+                       "gateway: {enabled: true}\n"
+                       "workers: {threads: &n 0}\n"
+                       "queue:\n"
+                       "  capacity: *n\n";
+
+    (void)state;
+    assert_int_equal(sl_config_parse("t.yaml", text, strlen(text), &cfg, &errs),
+                     -SL_ECONFIG);
+    assert_int_equal(errs.cnt, 2);
+    assert_string_equal(errs.items[1].file, "t.yaml");
+    assert_int_equal(errs.items[1].line, 6);
+    assert_int_equal(errs.items[1].column, 13);
+    assert_string_equal(errs.items[1].path, "queue.capacity");
+    assert_string_equal(errs.items[1].message,
+                        "expected an integer between 1 and 1048576, got '0' "
+                        "(through alias '*n' to 4:23)");
+    json_t *arr = json_array();
+    assert_int_equal(sl_config_errors_json(arr, "t.yaml", -SL_ECONFIG, &errs),
+                     0);
+    char *dump = json_dumps(json_array_get(arr, 0), JSON_COMPACT);
+    assert_string_equal(
+        dump, "{\"file\":\"t.yaml\",\"line\":4,\"column\":23,\"path\":"
+              "\"workers.threads\",\"message\":\"expected an integer between 1 "
+              "and 256, got '0'\"}");
+    free(dump);
+    json_decref(arr);
+    sl_config_errors_clear(&errs);
+
+    /* About the file, not a place in it: no line, column or path. */
+    assert_int_equal(sl_config_load("tests/data/config/nope.yaml", &cfg, &errs),
+                     -SL_ENOTFOUND);
+    assert_int_equal(errs.items[0].line, 0);
+    assert_null(errs.items[0].path);
+    assert_string_equal(errs.items[0].file, "tests/data/config/nope.yaml");
+    assert_string_equal(errs.items[0].message,
+                        "cannot open: No such file or directory");
+    arr = json_array();
+    assert_int_equal(sl_config_errors_json(arr, "tests/data/config/nope.yaml",
+                                           -SL_ENOTFOUND, &errs),
+                     0);
+    dump = json_dumps(arr, JSON_COMPACT);
+    assert_string_equal(dump, "[{\"file\":\"tests/data/config/nope.yaml\","
+                              "\"line\":null,\"column\":null,\"path\":null,"
+                              "\"message\":\"cannot open: No such file or "
+                              "directory\"}]");
+    free(dump);
+    json_decref(arr);
+    sl_config_errors_clear(&errs);
+}
+
+/* Past SL_CONFIG_MAX_ERRORS, the JSON says how many were left out, as
+ * the text does. */
+static void test_errors_json_dropped(void **state)
+{
+    char text[16384];
+    size_t n = (size_t)snprintf(text, sizeof(text), "version: 1\nname: a\n");
+    struct sl_config_errors errs = {0};
+    struct sl_config *cfg = NULL;
+
+    (void)state;
+    for (int i = 0; i < SL_CONFIG_MAX_ERRORS + 5; i++)
+        n += (size_t)snprintf(text + n, sizeof(text) - n, "k%d: 1\n", i);
+    assert_int_equal(sl_config_parse("t.yaml", text, n, &cfg, &errs),
+                     -SL_ECONFIG);
+    assert_int_equal(errs.cnt, SL_CONFIG_MAX_ERRORS);
+    json_t *arr = json_array();
+    assert_int_equal(sl_config_errors_json(arr, "t.yaml", -SL_ECONFIG, &errs),
+                     0);
+    assert_int_equal(json_array_size(arr), SL_CONFIG_MAX_ERRORS + 1);
+    char *last =
+        json_dumps(json_array_get(arr, SL_CONFIG_MAX_ERRORS), JSON_COMPACT);
+    assert_string_equal(last, "{\"file\":\"t.yaml\",\"line\":null,\"column\":"
+                              "null,\"path\":null,\"message\":\"5 more errors "
+                              "not shown\"}");
+    free(last);
+    json_decref(arr);
+    sl_config_errors_clear(&errs);
+}
+
+/* The effective pipeline: defaults filled in, ${VAR} applied, other kinds'
+ * keys left out, secrets as their source and never their value, and
+ * strings that plain YAML would change quoted (the text reads back). */
+static void test_to_yaml(void **state)
+{
+    char dir[] = "/tmp/sluice-yaml-XXXXXX", pw[64], text[2048];
+    struct sl_config *cfg;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(pw, sizeof(pw), "%s/pw", dir);
+    FILE *fp = fopen(pw, "w");
+    assert_non_null(fp);
+    fputs("s3cret-file\n", fp);
+    fclose(fp);
+    chmod(pw, 0600);
+    setenv("YAML_TEST_KEY", "sk-s3cret-env", 1);
+    setenv("YAML_TEST_URL", "http://h:1/v1", 1);
+    snprintf(text, sizeof(text),
+             "version: 1\n"
+             "name: demo\n"
+             "gateway: {enabled: true}\n"
+             "backends:\n"
+             "  b:\n"
+             "    kind: http-json\n"
+             "    url: ${YAML_TEST_URL}\n"
+             "    api_key_env: YAML_TEST_KEY\n"
+             "    headers:\n"
+             "      X-Tenant: \"42\"\n"
+             "      X-Api-Key: {value_file: %s}\n"
+             "      X-Note: \" a: b # c\\t\"\n"
+             "    body: '{\"t\": {{text}}}'\n"
+             "steps:\n"
+             "  - {name: s, backends: [b]}\n",
+             pw);
+    cfg = parse_ok(text);
+    char *yaml = sl_config_to_yaml(cfg);
+    assert_non_null(yaml);
+    assert_null(strstr(yaml, "s3cret"));
+    assert_null(strstr(yaml, "model"));    /* not for http-json */
+    assert_null(strstr(yaml, "source:"));  /* none given */
+    assert_null(strstr(yaml, "api_key_")); /* shown as the secret */
+    assert_non_null(strstr(yaml, "version: 1\nname: demo\nlog_level: info\n"
+                                 "log_format: json\n"
+                                 "shutdown_timeout_ms: 30000\n"
+                                 "queue:\n  capacity: 1024\n"));
+    assert_non_null(strstr(yaml, "    url: http://h:1/v1\n"
+                                 "    api_key: \"<from env YAML_TEST_KEY>\"\n"
+                                 "    timeout_ms: 30000\n"));
+    snprintf(text, sizeof(text),
+             "    headers:\n"
+             "      X-Tenant: \"42\"\n"
+             "      X-Api-Key: \"<from file %s>\"\n"
+             "      X-Note: \" a: b # c\\t\"\n"
+             "    body: \"{\\\"t\\\": {{text}}}\"\n"
+             "    result_pointer: \"\"\n",
+             pw);
+    assert_non_null(strstr(yaml, text));
+    assert_non_null(strstr(yaml, "steps:\n- name: s\n  backends:\n  - b\n"
+                                 "  mode: all\n"));
+    free(yaml);
+    sl_config_destroy(cfg);
+    unsetenv("YAML_TEST_KEY");
+    unsetenv("YAML_TEST_URL");
+    unlink(pw);
+    rmdir(dir);
+}
+
+/* Print 'cfg', load what was printed, print that: the same text, and
+ * 'cfg2' for the caller (sl_config_destroy()). */
+static char *yaml_fixpoint(const struct sl_config *cfg,
+                           struct sl_config **cfg2p)
+{
+    char *yaml = sl_config_to_yaml(cfg), *again;
+
+    assert_non_null(yaml);
+    *cfg2p = parse_ok(yaml);
+    again = sl_config_to_yaml(*cfg2p);
+    assert_non_null(again);
+    if (strcmp(yaml, again))
+        fail_msg("printed:\n%s\nreads back as:\n%s", yaml, again);
+    free(again);
+    return yaml;
+}
+
+/* Without secrets the printed pipeline is a pipeline: it loads, with the
+ * same values (strings that plain YAML would turn into numbers, booleans,
+ * comments, tags or trimmed text among them), and prints the same. */
+static void test_to_yaml_reads_back(void **state)
+{
+    static const char *const topics[] = {
+        "123", "true", "no",   "null",   "~",   " lead",     "trail ",
+        "#x",  "- x",  "a: b", "!t",     "&a",  "*a",        "@x",
+        "`x",  "%x",   "'q'",  "\"dq\"", "é",   "tab\there", "0x1F",
+        "1e3", ".5",   "a #b", "[x]",    "{y}", ",",         "?"};
+    char text[4096], path[512];
+    size_t n;
+    struct sl_config *cfg, *cfg2;
+    DIR *dir;
+    struct dirent *de;
+
+    (void)state;
+    n = (size_t)snprintf(text, sizeof(text),
+                         "version: 1\nname: rb\nsource:\n  kind: kafka\n"
+                         "  kafka:\n    group: g\n    topics:\n");
+    for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++) {
+        json_t *j = json_string(topics[i]);
+        char *q = json_dumps(j, JSON_ENCODE_ANY);
+        n += (size_t)snprintf(text + n, sizeof(text) - n, "      - %s\n", q);
+        free(q);
+        json_decref(j);
+    }
+    snprintf(text + n, sizeof(text) - n,
+             "    properties: {\"x.y\": \"a: b\", \"#k\": 7}\n"
+             "backends:\n  b: {kind: http-json, url: \"http://h:1/\", "
+             "rate_limit_rps: 0.1, headers: {X-A: \"v w\"}}\n"
+             "steps:\n  - {name: s, backends: [b]}\nsink: {postgres: {}}\n");
+    cfg = parse_ok(text);
+    free(yaml_fixpoint(cfg, &cfg2));
+    assert_int_equal(cfg2->source.kafka.topics.cnt,
+                     sizeof(topics) / sizeof(topics[0]));
+    for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++)
+        assert_string_equal(cfg2->source.kafka.topics.items[i], topics[i]);
+    assert_string_equal(cfg2->source.kafka.properties.items[1].key, "#k");
+    assert_string_equal(cfg2->source.kafka.properties.items[1].value, "7");
+    assert_true(cfg2->backends[0].rate_limit_rps == 0.1);
+    sl_config_destroy(cfg);
+    sl_config_destroy(cfg2);
+
+    /* Every example pipeline. */
+    assert_non_null(dir = opendir("pipelines"));
+    while ((de = readdir(dir)) != NULL) {
+        struct sl_config_errors errs = {0};
+        size_t len = strlen(de->d_name);
+        if (len < 6 || strcmp(de->d_name + len - 5, ".yaml"))
+            continue;
+        snprintf(path, sizeof(path), "pipelines/%s", de->d_name);
+        assert_int_equal(sl_config_load(path, &cfg, &errs), 0);
+        free(yaml_fixpoint(cfg, &cfg2));
+        sl_config_destroy(cfg);
+        sl_config_destroy(cfg2);
+    }
+    closedir(dir);
+}
+
+/* ---- the configuration reference ---- */
+
+/* A set of key paths, as the reference writes them. */
+struct keyset {
+    char *items[512]; /* owned */
+    size_t cnt;
+};
+
+static bool keyset_has(const struct keyset *ks, const char *path)
+{
+    for (size_t i = 0; i < ks->cnt; i++)
+        if (!strcmp(ks->items[i], path))
+            return true;
+    return false;
+}
+
+static void keyset_add(struct keyset *ks, const char *path)
+{
+    assert_true(ks->cnt < sizeof(ks->items) / sizeof(ks->items[0]));
+    if (!keyset_has(ks, path))
+        ks->items[ks->cnt++] = strdup(path);
+}
+
+static void keyset_clear(struct keyset *ks)
+{
+    for (size_t i = 0; i < ks->cnt; i++)
+        free(ks->items[i]);
+    ks->cnt = 0;
+}
+
+/*
+ * Every key path of schema 's' under 'path', walked as the loader
+ * descends (parse_value: a mapping's keys, each entry of a name map, each
+ * item of a list, the {value_env, value_file} form of a map's values).
+ * Fails on a key without a one-line description.
+ */
+static void schema_paths(const struct sl_config_schema *s, const char *path,
+                         struct keyset *ks)
+{
+    char kpath[512], sub[512];
+
+    for (size_t i = 0; i < s->nkeys; i++) {
+        const struct sl_config_key *k = &s->keys[i];
+        const char *d = k->desc;
+
+        snprintf(kpath, sizeof(kpath), "%s%s%s", path, *path ? "." : "",
+                 k->name);
+        if (!d || strlen(d) < 10 || strchr(d, '\n') || d[strlen(d) - 1] != '.')
+            fail_msg("key %s has no one-line description (a sentence "
+                     "ending in '.': .desc in lib/config_schema.c)",
+                     kpath);
+        keyset_add(ks, kpath);
+        if (!k->sub)
+            continue;
+        snprintf(sub, sizeof(sub), "%s%s", kpath,
+                 k->type == SL_KT_OBJLIST ? "[]"
+                 : k->type == SL_KT_OBJ   ? ""
+                                          : ".<name>");
+        schema_paths(k->sub, sub, ks);
+    }
+}
+
+/* The reference as sluice config-reference prints it (free()). */
+static char *reference_text(void)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&text, &len);
+
+    assert_non_null(fp);
+    assert_int_equal(sl_config_reference(fp), 0);
+    fclose(fp);
+    return text;
+}
+
+/* The key paths of the reference's table rows: "| `path` | ...". */
+static void reference_paths(const char *text, struct keyset *ks)
+{
+    for (const char *p = text; (p = strstr(p, "\n| `")) != NULL;) {
+        const char *b = p + 4, *e = strchr(b, '`');
+        char path[512];
+        assert_non_null(e);
+        snprintf(path, sizeof(path), "%.*s", (int)(e - b), b);
+        keyset_add(ks, path);
+        p = e;
+    }
+}
+
+/* docs/configuration.md is what sluice config-reference prints now. */
+static void test_reference_is_current(void **state)
+{
+    FILE *fp = fopen("docs/configuration.md", "r");
+    char *text = reference_text(), *doc = NULL;
+    size_t cap = 0;
+
+    (void)state;
+    assert_non_null(fp);
+    ssize_t n = getdelim(&doc, &cap, '\0', fp);
+    fclose(fp);
+    assert_true(n > 0);
+    if (strcmp(doc, text))
+        fail_msg("docs/configuration.md is stale: run "
+                 "'build/sluice config-reference > docs/configuration.md'");
+    free(doc);
+    free(text);
+}
+
+/* Every key has a description, and the reference lists exactly the keys
+ * of the schema walk. */
+static void test_reference_lists_schema(void **state)
+{
+    struct keyset schema = {0}, ref = {0};
+    char *text = reference_text();
+
+    (void)state;
+    schema_paths(&sl_config_schema_root, "", &schema);
+    reference_paths(text, &ref);
+    assert_true(schema.cnt > 100);
+    for (size_t i = 0; i < schema.cnt; i++)
+        if (!keyset_has(&ref, schema.items[i]))
+            fail_msg("key %s is accepted but not in the reference",
+                     schema.items[i]);
+    for (size_t i = 0; i < ref.cnt; i++)
+        if (!keyset_has(&schema, ref.items[i]))
+            fail_msg("the reference lists %s, which is no key", ref.items[i]);
+    assert_int_equal(schema.cnt, ref.cnt);
+    keyset_clear(&schema);
+    keyset_clear(&ref);
+    free(text);
+}
+
+/*
+ * A pipeline text holding key path 'path' (with its last segment replaced
+ * by 'last' when not NULL): "a.<name>.b[].c" gives
+ * {a: {n: {b: [{c: x}]}}}.
+ */
+static void probe_text(const char *path, const char *last, char *out,
+                       size_t size)
+{
+    char segs[16][128], inner[2048], tmp[2048 + 256];
+    size_t n = 0;
+
+    for (const char *p = path; *p; n++) {
+        size_t len = strcspn(p, ".");
+        assert_true(n < 16);
+        snprintf(segs[n], sizeof(segs[n]), "%.*s", (int)len, p);
+        p += len + (p[len] == '.');
+    }
+    if (last)
+        snprintf(segs[n - 1], sizeof(segs[n - 1]), "%s", last);
+    snprintf(inner, sizeof(inner), "x");
+    for (size_t i = n; i-- > 0;) {
+        size_t len = strlen(segs[i]);
+        if (!strcmp(segs[i], "<name>"))
+            snprintf(tmp, sizeof(tmp), "{n: %s}", inner);
+        else if (len > 2 && !strcmp(segs[i] + len - 2, "[]"))
+            snprintf(tmp, sizeof(tmp), "{%.*s: [%s]}", (int)(len - 2), segs[i],
+                     inner);
+        else
+            snprintf(tmp, sizeof(tmp), "{%s: %s}", segs[i], inner);
+        assert_true(strlen(tmp) < sizeof(inner));
+        memcpy(inner, tmp, strlen(tmp) + 1);
+    }
+    snprintf(out, size, "%s\n", inner);
+}
+
+/* The errors of loading 'text', joined by newlines, in out[size]. */
+static void probe_errors(const char *text, char *out, size_t size)
+{
+    struct sl_config_errors errs = {0};
+    struct sl_config *cfg = NULL;
+    size_t o = 0;
+
+    sl_config_parse("probe.yaml", text, strlen(text), &cfg, &errs);
+    out[0] = '\0';
+    for (size_t i = 0; i < errs.cnt && o < size; i++)
+        o += (size_t)snprintf(out + o, size - o, "%s\n", errs.items[i].text);
+    sl_config_destroy(cfg);
+    sl_config_errors_clear(&errs);
+}
+
+/*
+ * Key path 'path' of an example pipeline (its keys as written under
+ * 'fyn'), checked against the reference's paths 'ref': a key is listed,
+ * or its map takes names of the user's (a "P.<name>" path exists).
+ */
+static void example_paths(struct fy_node *fyn, const char *path,
+                          const struct keyset *ref, const char *file)
+{
+    char kpath[512], named[512];
+    void *it = NULL;
+
+    if (fy_node_is_sequence(fyn)) {
+        struct fy_node *item;
+        snprintf(kpath, sizeof(kpath), "%s[]", path);
+        while ((item = fy_node_sequence_iterate(fyn, &it)) != NULL)
+            if (fy_node_is_mapping(item))
+                example_paths(item, kpath, ref, file);
+        return;
+    }
+    if (!fy_node_is_mapping(fyn))
+        return;
+    struct fy_node_pair *fynp;
+    while ((fynp = fy_node_mapping_iterate(fyn, &it)) != NULL) {
+        const char *key = fy_node_get_scalar0(fy_node_pair_key(fynp));
+        struct fy_node *val = fy_node_pair_value(fynp);
+        assert_non_null(key);
+        snprintf(kpath, sizeof(kpath), "%s%s%s", path, *path ? "." : "", key);
+        snprintf(named, sizeof(named), "%s.<name>", path);
+        if (keyset_has(ref, kpath)) {
+            example_paths(val, kpath, ref, file);
+            continue;
+        }
+        bool free_form = false;
+        for (size_t i = 0; i < ref->cnt && *path; i++)
+            free_form |= !strncmp(ref->items[i], named, strlen(named));
+        if (!free_form)
+            fail_msg("%s: key %s is not in the reference", file, kpath);
+        example_paths(val, named, ref, file);
+    }
+}
+
+/*
+ * The reference lists every key the loader accepts: each listed key is
+ * accepted where the reference says (a file holding just it draws no
+ * "unknown key", while another name in its place does), and every key of
+ * the example pipelines is listed.
+ */
+static void test_reference_keys_accepted(void **state)
+{
+    struct keyset ref = {0};
+    char *text = reference_text(), doc[4096], errs[16384];
+    DIR *dir = opendir("pipelines");
+    struct dirent *de;
+    int files = 0;
+
+    (void)state;
+    reference_paths(text, &ref);
+    for (size_t i = 0; i < ref.cnt; i++) {
+        probe_text(ref.items[i], NULL, doc, sizeof(doc));
+        probe_errors(doc, errs, sizeof(errs));
+        if (strstr(errs, "unknown key"))
+            fail_msg("%s (as %s) is refused:\n%s", ref.items[i], doc, errs);
+        probe_text(ref.items[i], "zz_nokey", doc, sizeof(doc));
+        probe_errors(doc, errs, sizeof(errs));
+        if (!strstr(errs, "unknown key 'zz_nokey'") &&
+            !strstr(ref.items[i], "<name>"))
+            fail_msg("the probe %s draws no unknown key:\n%s", doc, errs);
+    }
+    assert_non_null(dir);
+    while ((de = readdir(dir)) != NULL) {
+        size_t len = strlen(de->d_name);
+        char path[512];
+        if (len < 6 || strcmp(de->d_name + len - 5, ".yaml"))
+            continue;
+        snprintf(path, sizeof(path), "pipelines/%s", de->d_name);
+        struct fy_document *fyd = fy_document_build_from_file(NULL, path);
+        assert_non_null(fyd);
+        example_paths(fy_document_root(fyd), "", &ref, path);
+        fy_document_destroy(fyd);
+        files++;
+    }
+    closedir(dir);
+    assert_true(files >= 4);
+    keyset_clear(&ref);
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1382,6 +1902,14 @@ int main(void)
         cmocka_unit_test(test_alias_errors_at_use),
         cmocka_unit_test(test_error_stays_one_line),
         cmocka_unit_test(test_not_a_regular_file),
+        cmocka_unit_test(test_log_format_key),
+        cmocka_unit_test(test_error_fields),
+        cmocka_unit_test(test_errors_json_dropped),
+        cmocka_unit_test(test_to_yaml),
+        cmocka_unit_test(test_to_yaml_reads_back),
+        cmocka_unit_test(test_reference_is_current),
+        cmocka_unit_test(test_reference_lists_schema),
+        cmocka_unit_test(test_reference_keys_accepted),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

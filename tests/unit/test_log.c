@@ -168,6 +168,64 @@ static void test_limited_lines(void **state)
     assert_string_equal(line, "");
 }
 
+static void emit_text(void)
+{
+    json_t *f = json_pack("{s:s, s:i, s:s, s:s, s:s, s:{s:i}, s:b, s:s}",
+                          "host", "db1", "attempt", 3, "api_key", "sk-secret",
+                          "note", "a b\nc\"d\\", "empty", "", "obj", "a", 1,
+                          "ok", 1, "ctl", "\x1b[2J\xe2\x80\xa8x=y");
+    sl_log_set_level(SL_LOG_INFO);
+    sl_log_set_format(SL_LOG_FORMAT_TEXT);
+    sl_log_fields(SL_LOG_WARN, "run", f, "lost %s\r\nFAKE LINE", "db");
+    sl_log(SL_LOG_ERROR, "sink", "plain");
+    sl_log_set_format(SL_LOG_FORMAT_JSON);
+    json_decref(f);
+}
+
+/* Text: "TIME LEVEL component: message key=value ...", one line per event
+ * whatever the message and fields hold, secrets still redacted. */
+static void test_text_lines(void **state)
+{
+    (void)state;
+    char *out = capture(emit_text);
+    const char *ts = "2026-01-01T00:00:00.000Z ";
+    char *second = strchr(out, '\n');
+
+    assert_non_null(second);
+    *second++ = '\0';
+    assert_true(strlen(out) > strlen(ts));
+    assert_int_equal(out[4], '-');
+    assert_int_equal(out[23], 'Z');
+    assert_string_equal(
+        out + strlen(ts),
+        "WARN  run: lost db\\r\\nFAKE LINE host=db1 attempt=3 "
+        "api_key=[redacted] note=\"a b\\nc\\\"d\\\\\" empty=\"\" "
+        "obj={\"a\":1} ok=true ctl=\"\\x1b[2J\\u2028x=y\"");
+    assert_non_null(strstr(second, "Z ERROR sink: plain\n"));
+    assert_string_equal(strchr(second, '\n'), "\n");
+}
+
+static void test_format_parse_and_env(void **state)
+{
+    (void)state;
+    enum sl_log_format format;
+    assert_int_equal(sl_log_format_parse("TEXT", &format), 0);
+    assert_int_equal(format, SL_LOG_FORMAT_TEXT);
+    assert_int_equal(sl_log_format_parse("json", &format), 0);
+    assert_int_equal(format, SL_LOG_FORMAT_JSON);
+    assert_int_equal(sl_log_format_parse("logfmt", &format), -SL_EINVAL);
+
+    assert_int_equal(sl_log_get_format(), SL_LOG_FORMAT_JSON); /* default */
+    setenv("SLUICE_LOG_FORMAT", "text", 1);
+    assert_int_equal(sl_log_format_from_env(), 0);
+    assert_int_equal(sl_log_get_format(), SL_LOG_FORMAT_TEXT);
+    setenv("SLUICE_LOG_FORMAT", "xml", 1);
+    assert_int_equal(sl_log_format_from_env(), -SL_EINVAL);
+    assert_int_equal(sl_log_get_format(), SL_LOG_FORMAT_TEXT);
+    unsetenv("SLUICE_LOG_FORMAT");
+    sl_log_set_format(SL_LOG_FORMAT_JSON);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -176,6 +234,8 @@ int main(void)
         cmocka_unit_test(test_level_parse_and_env),
         cmocka_unit_test(test_limit_pass),
         cmocka_unit_test(test_limited_lines),
+        cmocka_unit_test(test_text_lines),
+        cmocka_unit_test(test_format_parse_and_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
