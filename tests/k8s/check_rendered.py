@@ -464,6 +464,26 @@ BROKEN_VALUES = [
     ("KEDA and the HPA at once", ["--set", "autoscaling.enabled=true"], "helm: autoscaling.enabled and keda.enabled"),
 ]
 
+# Variants of other values files: (file prefix, what, overrides, want)
+# where want is "" (the render must pass), "helm: TEXT" (the chart must
+# refuse it) or a text the check must report.
+VARIANTS = [
+    ("redis-keda", "Redis Streams on the group's lag, scaled to zero",
+     ["--set", "keda.redis.lagCount=100", "--set", "keda.minReplicaCount=0"], ""),
+    ("redis-keda", "Redis Streams scaled to zero on pending entries",
+     ["--set", "keda.minReplicaCount=0"], "helm: needs keda.redis.lagCount"),
+    ("redis-keda", "Redis password file not provided", ["--set-json", "secretFiles=[]"],
+     "/run/secrets/redis-password, which no Secret volume provides"),
+    ("gateway", "KEDA for a gateway without a source", ["--set", "keda.enabled=true",
+                                                         "--set", "autoscaling.enabled=false"],
+     "helm: KEDA scales on consumer lag"),
+    ("no-keda", "KEDA on brokers written as ${VAR}", ["--set", "keda.enabled=true"],
+     "helm: set keda.kafka.bootstrapServers"),
+    ("no-keda", "KEDA with two topics: the group's whole lag",
+     ["--set", "keda.enabled=true", "--set", "keda.kafka.bootstrapServers=kafka:9092",
+      "--set", "keda.kafka.partitions=4"], ""),
+]
+
 # Edits of the templates (in a copy of the chart) that must be caught.
 BROKEN_TEMPLATES = [
     ("readiness probe path", "deployment.yaml", "path: /readyz", "path: /healthz", "readinessProbe"),
@@ -551,6 +571,36 @@ def main(argv):
                 t.ok(f"refused: {what}")
             else:
                 t.fail(f"not refused: {what} (want '{want}')", errs or ["check passed"])
+        for prefix, what, args, want in VARIANTS:
+            hit = [k for k in good if k.startswith(prefix)]
+            if not hit:
+                t.fail(f"variant: {what}", [f"no good render of {prefix}-values.yaml"])
+                continue
+            pvf, _, _ = good[hit[0]]
+            with open(pvf) as f:
+                pv = yaml.safe_load(f) or {}
+            d, err = render(helm, chart, pvf, args)
+            if want.startswith("helm: "):
+                ok = d is None and want[len("helm: "):] in err
+                errs = [f"helm: {err}"] if d is None else ["helm template accepted it"]
+            else:
+                # The facts follow the overrides: render them as values.
+                over = {}
+                for flag, kv in zip(args[::2], args[1::2]):
+                    key, val = kv.split("=", 1)
+                    val = yaml.safe_load(val)
+                    node = over
+                    parts = key.split(".")
+                    for part in parts[:-1]:
+                        node = node.setdefault(part, {})
+                    node[parts[-1]] = val
+                pf = Facts(merge(merge(defaults, pv), over))
+                errs = [f"helm: {err}"] if d is None else check(d, pf)
+                ok = d is not None and (not errs if not want else any(want in e for e in errs))
+            if ok:
+                t.ok(f"variant: {what}: " + ("passes" if not want else "refused"))
+            else:
+                t.fail(f"variant: {what} (want {want or 'a pass'!r})", errs or ["check passed"])
         if sluice:
             d, err = render(helm, chart, vf, ["--set", "pipeline.config.sink.postgres.batch_rowz=5"])
             errs = [f"helm: {err}"] if d is None else sluice_check(sluice, d)
