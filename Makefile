@@ -7,10 +7,13 @@
 #                message is missing or doubled
 #   make test    install, start servers, build, run every test, stop servers
 #   make bench   benchmarks (print tables; never decide CI)
+#   make k8s-check  the Helm chart, offline: helm lint, helm template into
+#                kubeconform -strict, the rendered facts (scripts/k8s-check;
+#                builds helm and kubeconform into .cache/k8s once)
 
 BUILD ?= build
 
-.PHONY: all build demo test bench format format-check clean
+.PHONY: all build demo test bench k8s-check format format-check clean
 
 all: build
 
@@ -26,6 +29,9 @@ test:
 
 bench:
 	scripts/bench
+
+k8s-check:
+	scripts/k8s-check
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
