@@ -1634,7 +1634,7 @@ static void keyset_clear(struct keyset *ks)
 static void schema_paths(const struct sl_config_schema *s, const char *path,
                          struct keyset *ks)
 {
-    char kpath[512], sub[512];
+    char kpath[512], sub[sizeof(kpath) + 8];
 
     for (size_t i = 0; i < s->nkeys; i++) {
         const struct sl_config_key *k = &s->keys[i];
