@@ -16,7 +16,6 @@
 #include <libpq-fe.h>
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -24,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define COMPONENT "sink"
@@ -249,17 +247,6 @@ static void batch_give_back(struct sl_sink_pg *sink, struct batch *b, int err)
 
 /* ---- logging ---- */
 
-static void first_line(const char *s, char *buf, size_t size)
-{
-    size_t n = 0;
-
-    while (s && s[n] && s[n] != '\n' && n + 1 < size) {
-        buf[n] = s[n];
-        n++;
-    }
-    buf[n] = '\0';
-}
-
 static size_t rows_held(const struct sl_sink_pg *sink)
 {
     return (size_t)atomic_load(&sink->n_held);
@@ -286,7 +273,8 @@ static void conn_lost(struct sl_sink_pg *sink, const char *what,
     int delay;
     char line[256];
 
-    first_line(cause && *cause ? cause : "unknown cause", line, sizeof(line));
+    sl_sink_pg_first_line(cause && *cause ? cause : "unknown cause", line,
+                          sizeof(line));
     if (sink->conn) {
         PQfinish(sink->conn);
         sink->conn = NULL;
@@ -399,7 +387,7 @@ static void on_notice(void *arg, const char *message)
     (void)arg;
     if (!sl_log_enabled(SL_LOG_DEBUG))
         return;
-    first_line(message, line, sizeof(line));
+    sl_sink_pg_first_line(message, line, sizeof(line));
     sl_log(SL_LOG_DEBUG, COMPONENT, "postgres notice: %s", line);
 }
 
@@ -783,10 +771,11 @@ static int read_results(struct sl_sink_pg *sink)
 
             b->err_stmt = b->got;
             snprintf(b->sqlstate, sizeof(b->sqlstate), "%s", ss ? ss : "");
-            first_line(PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
-                           ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
-                           : PQresultErrorMessage(res),
-                       b->errmsg, sizeof(b->errmsg));
+            sl_sink_pg_first_line(
+                PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
+                    ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
+                    : PQresultErrorMessage(res),
+                b->errmsg, sizeof(b->errmsg));
         }
         b->got++;
         PQclear(res);
@@ -1002,143 +991,6 @@ static char *dup_or(const char *s, const char *dflt)
     return strdup(s ? s : dflt);
 }
 
-/*
- * Read the password named by 'conf' (lib/secret.h rules); *pwp is NULL when
- * none is set.
- */
-static int read_password(const struct sl_sink_pg_conf *conf, char **pwp,
-                         char *errstr, size_t errstr_size)
-{
-    struct sl_secret_src src = {conf->password_env, conf->password_file};
-
-    return sl_secret_read(&src, 0,
-                          src.env && *src.env ? "postgres password_env"
-                                              : "postgres password_file",
-                          pwp, errstr, errstr_size);
-}
-
-/* libpq's reading of 'dsn' (PQconninfoFree it); errstr says why not. */
-/*
- * libpq quotes a bad URI whole in its error ("invalid IPv6 host address
- * in URI: \"postgresql://u:secret@[::1\""): mask a URI's password, and
- * any password=... value, in 'line' before it is shown.
- */
-static void mask_passwords(char *line)
-{
-    for (char *p = line; (p = strstr(p, "://")) != NULL;) {
-        char *user = p + 3, *end = user + strcspn(user, "/?#\" ");
-        char *at = memchr(user, '@', (size_t)(end - user));
-        char *colon = at ? memchr(user, ':', (size_t)(at - user)) : NULL;
-        if (colon)
-            memset(colon + 1, '*', (size_t)(at - colon - 1));
-        p = end;
-    }
-    for (char *p = line; (p = strstr(p, "password=")) != NULL;) {
-        p += strlen("password=");
-        for (; *p && *p != ' ' && *p != '"' && *p != '&'; p++)
-            *p = '*';
-    }
-}
-
-static int parse_dsn(const char *dsn, PQconninfoOption **optsp, char *errstr,
-                     size_t errstr_size)
-{
-    char *err = NULL;
-
-    *optsp = PQconninfoParse(dsn, &err);
-    if (!*optsp) {
-        char line[256];
-
-        first_line(err ? err : "out of memory", line, sizeof(line));
-        PQfreemem(err);
-        mask_passwords(line);
-        return sl_seterr(-SL_ECONFIG, errstr, errstr_size, "postgres dsn: %s",
-                         line);
-    }
-    return 0;
-}
-
-/* The value 'opts' has for 'keyword': NULL when the DSN did not set it. */
-static const char *dsn_value(const PQconninfoOption *opts, const char *keyword)
-{
-    for (; opts->keyword; opts++)
-        if (!strcmp(opts->keyword, keyword))
-            return opts->val;
-    return NULL;
-}
-
-int sl_sink_pg_conn_params(const char *dsn, const char *app,
-                           const char *password, const char **keys,
-                           const char **vals, int *servicep, char *errstr,
-                           size_t errstr_size)
-{
-    static const char *const defaults[][2] = {
-        {"keepalives", SL_SINK_PG_KEEPALIVES},
-        {"keepalives_idle", SL_SINK_PG_KEEPALIVES_IDLE},
-        {"keepalives_interval", SL_SINK_PG_KEEPALIVES_INTERVAL},
-        {"keepalives_count", SL_SINK_PG_KEEPALIVES_COUNT},
-        {"tcp_user_timeout", SL_SINK_PG_TCP_USER_TIMEOUT},
-    };
-    PQconninfoOption *opts;
-    const char *service;
-    size_t i;
-    int k = 0, rc;
-
-    keys[0] = vals[0] = NULL;
-    *servicep = 0;
-    if ((rc = parse_dsn(dsn, &opts, errstr, errstr_size)) < 0)
-        return rc;
-    service = dsn_value(opts, "service");
-    if (!service || !*service)
-        service = getenv("PGSERVICE");
-    *servicep = service && *service;
-    /* Ahead of dbname: were the DSN to set one after all, it would win. */
-    for (i = 0; i < sizeof(defaults) / sizeof(defaults[0]) && !*servicep; i++) {
-        if (dsn_value(opts, defaults[i][0]))
-            continue;
-        keys[k] = defaults[i][0], vals[k++] = defaults[i][1];
-    }
-    PQconninfoFree(opts);
-    keys[k] = "dbname", vals[k++] = dsn;
-    keys[k] = "application_name", vals[k++] = app;
-    if (password)
-        keys[k] = "password", vals[k++] = password;
-    keys[k] = NULL, vals[k] = NULL;
-    return k;
-}
-
-/* "host:port/dbname as user" from the DSN; never the password. */
-static int describe_dsn(const char *dsn, char **wherep, char *errstr,
-                        size_t errstr_size)
-{
-    char buf[512];
-    const char *host = NULL, *port = NULL, *db = NULL, *user = NULL;
-    PQconninfoOption *opts, *o;
-    int rc;
-
-    *wherep = NULL;
-    if ((rc = parse_dsn(dsn, &opts, errstr, errstr_size)) < 0)
-        return rc;
-    for (o = opts; o->keyword; o++) {
-        if (!o->val)
-            continue;
-        if (!strcmp(o->keyword, "host") || !strcmp(o->keyword, "hostaddr"))
-            host = host ? host : o->val;
-        else if (!strcmp(o->keyword, "port"))
-            port = o->val;
-        else if (!strcmp(o->keyword, "dbname"))
-            db = o->val;
-        else if (!strcmp(o->keyword, "user"))
-            user = o->val;
-    }
-    snprintf(buf, sizeof(buf), "%s:%s/%s as %s", host ? host : "(socket)",
-             port ? port : "5432", db ? db : "(default)",
-             user ? user : "(default)");
-    PQconninfoFree(opts);
-    *wherep = strdup(buf);
-    return *wherep ? 0 : -SL_ENOMEM;
-}
-
 static void sink_free(struct sl_sink_pg *sink)
 {
     int i;
@@ -1258,9 +1110,10 @@ struct sl_sink_pg *sl_sink_pg_new(const struct sl_sink_pg_conf *conf,
     sink->rng = (unsigned)sl_now_us() ^ (unsigned)(uintptr_t)sink;
     atomic_init(&sink->state, SL_SINK_PG_DISCONNECTED);
 
-    if ((rc = describe_dsn(conf->dsn ? conf->dsn : "", &sink->where, errstr,
-                           errstr_size)) < 0 ||
-        (rc = read_password(conf, &sink->password, errstr, errstr_size)) < 0) {
+    if ((rc = sl_sink_pg_describe_dsn(conf->dsn ? conf->dsn : "", &sink->where,
+                                      errstr, errstr_size)) < 0 ||
+        (rc = sl_sink_pg_read_password(conf, &sink->password, errstr,
+                                       errstr_size)) < 0) {
         err = rc;
         goto fail1;
     }

@@ -1,8 +1,9 @@
 /*
  * Internals of the PostgreSQL sink shared by its files and its unit
  * tests: identifier checks, SQL text, binary array parameters, the
- * bisection of failed batches and the connection parameters.  Not part
- * of the public API.
+ * bisection of failed batches (sink_pg_sql.c), and the connection
+ * parameters, DSN and password (sink_pg_conn.c).  Not part of the public
+ * API.
  */
 #ifndef SL_SINK_PG_INT_H
 #define SL_SINK_PG_INT_H
@@ -114,15 +115,10 @@ char *sl_sink_pg_sql_insert_dead(const char *qtable);
 /*
  * Connection defaults so that a silent connection (a partition, a dead
  * host: no RST, no FIN) fails in about 30 s rather than after the
- * kernel's many minutes.  Keepalive probes start after 10 s without
- * traffic, every 5 s; tcp_user_timeout (ms) bounds how long sent data may
- * stay unacknowledged, and once it is set Linux also ends a probed idle
- * connection when that long has passed without a reply.  The price: it
- * also ends a connection whose server leaves our data unread (a zero
- * window) that long, e.g. a backend waiting on a lock with more batches
- * queued behind it than the socket buffers hold; the sink then resends.
- * A DSN that sets one of them wins for that one (libpq ignores
- * tcp_user_timeout when keepalives=0).
+ * kernel's many minutes; what each does, and what a DSN may change, is
+ * said once, above struct sl_sink_pg_conf in sink_pg.h.  Keepalive probes
+ * start after 10 s without traffic, every 5 s; tcp_user_timeout bounds
+ * how long sent data may stay unacknowledged.
  */
 #define SL_SINK_PG_KEEPALIVES "1"
 #define SL_SINK_PG_KEEPALIVES_IDLE "10"     /* s */
@@ -152,5 +148,29 @@ int sl_sink_pg_conn_params(const char *dsn, const char *app,
                            const char *password, const char **keys,
                            const char **vals, int *servicep, char *errstr,
                            size_t errstr_size);
+
+/*
+ * Copy the first line of 's' (NULL: empty) into buf[size], cut to fit.
+ * Any thread.
+ */
+void sl_sink_pg_first_line(const char *s, char *buf, size_t size);
+
+/*
+ * Read the password named by 'conf' (password_env or password_file, with
+ * the rules of lib/secret.h) into *pwp (sl_secret_free() it); *pwp is NULL
+ * when neither is set.  Returns 0 or -SL_ESECRET / -SL_ENOMEM with errstr
+ * naming the setting.  Any thread.
+ */
+int sl_sink_pg_read_password(const struct sl_sink_pg_conf *conf, char **pwp,
+                             char *errstr, size_t errstr_size);
+
+/*
+ * "host:port/dbname as user" from 'dsn', for logs; never the password.
+ * Returns 0 with *wherep malloc'd, or -SL_ECONFIG ("postgres dsn: ...",
+ * any password in libpq's reason masked) / -SL_ENOMEM with *wherep NULL.
+ * Any thread.
+ */
+int sl_sink_pg_describe_dsn(const char *dsn, char **wherep, char *errstr,
+                            size_t errstr_size);
 
 #endif
