@@ -107,13 +107,12 @@ struct sl_sink_pg {
     atomic_uint_fast64_t n_reconnects; /* connections after the first */
     atomic_uint_fast64_t n_failed;     /* rows given back with an error */
     atomic_uint_fast64_t n_held;       /* rows held, not yet acked */
-    atomic_int state;                  /* enum sl_sink_pg_state */
+    atomic_int state; /* enum sl_sink_pg_state; set_state() only */
 
     /* sink thread only */
     PGconn *conn;                /* current connection, or NULL */
     int connect_events;          /* poll events PQconnectPoll wants */
     int64_t connect_deadline_ms; /* give up connecting and set up then */
-    int in_setup;                /* setup batch not yet synced */
     struct batch *forming;       /* batch being filled, or NULL */
     int64_t forming_since_ms;    /* when its first row came */
     struct blist pending;        /* closed, not sent */
@@ -133,21 +132,6 @@ void sl_sink_pg_histos(const struct sl_sink_pg *sink,
 {
     *rowsp = &sink->h_rows;
     *secondsp = &sink->h_seconds;
-}
-
-const char *sl_sink_pg_state_name(enum sl_sink_pg_state state)
-{
-    switch (state) {
-    case SL_SINK_PG_DISCONNECTED:
-        return "disconnected";
-    case SL_SINK_PG_CONNECTING:
-        return "connecting";
-    case SL_SINK_PG_READY:
-        return "ready";
-    case SL_SINK_PG_STOPPED:
-        return "stopped";
-    }
-    return "unknown";
 }
 
 /* ---- batches ---- */
@@ -254,8 +238,37 @@ static size_t rows_held(const struct sl_sink_pg *sink)
 
 /* ---- connection ---- */
 
+/*
+ * The connection's states, in the order a connection goes through them:
+ *
+ *   DISCONNECTED --conn_start()--> CONNECTING --PQconnectPoll OK-->
+ *   SETUP --setup batch synced--> READY
+ *
+ * and from CONNECTING, SETUP or READY back to DISCONNECTED through
+ * conn_lost(); STOPPED when the thread ends.  Only READY sends batches.
+ */
+static const char *const state_names[] = {
+    [SL_SINK_PG_DISCONNECTED] = "disconnected",
+    [SL_SINK_PG_CONNECTING] = "connecting",
+    [SL_SINK_PG_SETUP] = "setup",
+    [SL_SINK_PG_READY] = "ready",
+    [SL_SINK_PG_STOPPED] = "stopped",
+};
+
+static enum sl_sink_pg_state conn_state(const struct sl_sink_pg *sink)
+{
+    return (enum sl_sink_pg_state)atomic_load(&sink->state);
+}
+
+/* Every change of state goes through here, so that it can be traced. */
 static void set_state(struct sl_sink_pg *sink, enum sl_sink_pg_state st)
 {
+    enum sl_sink_pg_state old = conn_state(sink);
+
+    if (old == st)
+        return;
+    sl_log(SL_LOG_DEBUG, COMPONENT, "postgres %s: %s -> %s", sink->where,
+           state_names[old], state_names[st]);
     atomic_store(&sink->state, (int)st);
 }
 
@@ -294,7 +307,6 @@ static void conn_lost(struct sl_sink_pg *sink, const char *what,
         batch_reset_result(b);
         blist_push_front(&sink->pending, b);
     }
-    sink->in_setup = 0;
     set_state(sink, SL_SINK_PG_DISCONNECTED);
 
     cap = (int64_t)sink->backoff_min_ms
@@ -374,7 +386,7 @@ static void send_setup(struct sl_sink_pg *sink)
     b->nstmt += ok;
     ok = ok && PQpipelineSync(conn);
     blist_push(&sink->inflight, b);
-    sink->in_setup = 1;
+    set_state(sink, SL_SINK_PG_SETUP);
     if (!ok)
         conn_lost(sink, "cannot send setup", PQerrorMessage(conn));
 }
@@ -688,7 +700,6 @@ static void batch_done(struct sl_sink_pg *sink, struct batch *b)
             return;
         }
         batch_free(b);
-        sink->in_setup = 0;
         set_state(sink, SL_SINK_PG_READY);
         if (sink->ever_connected)
             atomic_fetch_add(&sink->n_reconnects, 1);
@@ -833,7 +844,7 @@ static void send_pending(struct sl_sink_pg *sink)
     struct batch *b;
     int rc;
 
-    while (sink->conn && atomic_load(&sink->state) == SL_SINK_PG_READY &&
+    while (sink->conn && conn_state(sink) == SL_SINK_PG_READY &&
            !atomic_load(&sink->stop_now) && sink->pending.head &&
            sink->inflight.len < (size_t)sink->max_inflight) {
         b = blist_pop(&sink->pending);
@@ -875,93 +886,123 @@ static void give_back_all(struct sl_sink_pg *sink, int err)
     }
 }
 
-static void *sink_main(void *arg)
+/*
+ * Step 1 of the loop, after intake(): close the forming batch when it is
+ * old enough or nothing more will come.
+ */
+static void close_if_due(struct sl_sink_pg *sink, int stop, int64_t now)
 {
-    struct sl_sink_pg *sink = arg;
-    int all_durable = 1;
+    if (sink->forming && sink->forming->n &&
+        (sink->backlog_done || stop ||
+         now - sink->forming_since_ms >= sink->flush_ms))
+        close_forming(sink);
+}
 
-    for (;;) {
-        struct pollfd pfd[2];
-        int nfd = 1, timeout = 1000, stop = atomic_load(&sink->stop_now);
-        int64_t now;
-        uint64_t junk;
-
-        intake(sink);
-        now = sl_mono_ms();
-        if (sink->forming && sink->forming->n &&
-            (sink->backlog_done || stop ||
-             now - sink->forming_since_ms >= sink->flush_ms))
-            close_forming(sink);
-        if (sink->backlog_done && (!sink->forming || !sink->forming->n) &&
-            !sink->pending.head && !sink->inflight.head)
-            break; /* everything durable */
-        if (stop && (!sink->conn || !sink->inflight.head ||
-                     (sink->inflight.len == 1 && sink->in_setup))) {
-            all_durable = 0; /* shield: in-flight batches ran to the end */
-            break;
-        }
-
-        if (!sink->conn && now >= sink->next_connect_ms)
-            conn_start(sink);
-        send_pending(sink);
-
-        pfd[0].fd = sink->wake_fd;
-        pfd[0].events = POLLIN;
-        pfd[0].revents = 0;
-        if (sink->conn && PQsocket(sink->conn) >= 0) {
-            int ev = POLLIN;
-
-            if (atomic_load(&sink->state) == SL_SINK_PG_CONNECTING &&
-                !sink->in_setup)
-                ev = sink->connect_events;
-            else if (PQflush(sink->conn) == 1)
-                ev |= POLLOUT;
-            pfd[1].fd = PQsocket(sink->conn);
-            pfd[1].events = (short)ev;
-            pfd[1].revents = 0;
-            nfd = 2;
-        }
-        if (!sink->conn && sink->next_connect_ms - now < timeout)
-            timeout = (int)(sink->next_connect_ms - now);
-        if (sink->forming && sink->forming->n) {
-            int64_t left = sink->forming_since_ms + sink->flush_ms - now;
-
-            if (left < timeout)
-                timeout = (int)left;
-        }
-        if (timeout < 0)
-            timeout = 0;
-        /* Rows worth waking for: the first (its flush clock starts), or
-         * enough to fill the forming batch; none while batches are at
-         * their limit (a result wakes us through the socket). */
-        size_t want = SIZE_MAX;
-        if (sink->pending.len + sink->inflight.len <=
-            (size_t)sink->max_inflight)
-            want = sink->forming && sink->forming->n &&
-                           sink->forming->n < (size_t)sink->batch_rows
-                       ? (size_t)sink->batch_rows - sink->forming->n
-                       : 1;
-        atomic_store(&sink->wake_at, want);
-        atomic_store(&sink->sleeping, 1);
-        atomic_thread_fence(memory_order_seq_cst); /* see submit() */
-        if (!sink->backlog_done && sl_queue_depth(sink->backlog) >= want)
-            timeout = 0;
-        if (poll(pfd, (nfds_t)nfd, timeout) < 0 && errno != EINTR)
-            sl_log(SL_LOG_ERROR, COMPONENT, "poll: %s", strerror(errno));
-        atomic_store(&sink->sleeping, 0);
-        if (pfd[0].revents & POLLIN)
-            (void)!read(sink->wake_fd, &junk, sizeof(junk));
-        if (nfd == 2 && sink->conn && pfd[1].revents) {
-            if (atomic_load(&sink->state) == SL_SINK_PG_CONNECTING &&
-                !sink->in_setup)
-                conn_continue(sink);
-            else
-                read_results(sink);
-        }
-        if (sink->conn && atomic_load(&sink->state) == SL_SINK_PG_CONNECTING &&
-            sl_mono_ms() >= sink->connect_deadline_ms)
-            conn_lost(sink, "cannot connect", "timed out");
+/*
+ * Step 2: is the work over?  1 when everything is durable, or when the
+ * drain deadline passed ('stop') and no batch is left in flight on a
+ * connection (*all_durablep is then 0: a batch in flight runs to its
+ * end, the rest is given back).  0 to go on.
+ */
+static int work_over(const struct sl_sink_pg *sink, int stop, int *all_durablep)
+{
+    if (sink->backlog_done && (!sink->forming || !sink->forming->n) &&
+        !sink->pending.head && !sink->inflight.head)
+        return 1; /* everything durable */
+    if (stop && (!sink->conn || !sink->inflight.head ||
+                 conn_state(sink) == SL_SINK_PG_SETUP)) {
+        *all_durablep = 0;
+        return 1;
     }
+    return 0;
+}
+
+/*
+ * Step 3: sleep in poll() until the socket is ready for the current
+ * state, rows worth a batch arrive (wake_fd), a partial batch is due, or
+ * the next connection attempt is.  Returns the revents of the socket (0
+ * when there is none).
+ */
+static short wait_for_work(struct sl_sink_pg *sink, int64_t now)
+{
+    struct pollfd pfd[2];
+    int nfd = 1, timeout = 1000;
+    uint64_t junk;
+    size_t want = SIZE_MAX;
+
+    pfd[0].fd = sink->wake_fd;
+    pfd[0].events = POLLIN;
+    pfd[0].revents = 0;
+    if (sink->conn && PQsocket(sink->conn) >= 0) {
+        int ev = POLLIN;
+
+        if (conn_state(sink) == SL_SINK_PG_CONNECTING)
+            ev = sink->connect_events;
+        else if (PQflush(sink->conn) == 1)
+            ev |= POLLOUT;
+        pfd[1].fd = PQsocket(sink->conn);
+        pfd[1].events = (short)ev;
+        pfd[1].revents = 0;
+        nfd = 2;
+    }
+    if (!sink->conn && sink->next_connect_ms - now < timeout)
+        timeout = (int)(sink->next_connect_ms - now);
+    if (sink->forming && sink->forming->n) {
+        int64_t left = sink->forming_since_ms + sink->flush_ms - now;
+
+        if (left < timeout)
+            timeout = (int)left;
+    }
+    if (timeout < 0)
+        timeout = 0;
+    /* Rows worth waking for: the first (its flush clock starts), or
+     * enough to fill the forming batch; none while batches are at
+     * their limit (a result wakes us through the socket). */
+    if (sink->pending.len + sink->inflight.len <= (size_t)sink->max_inflight)
+        want = sink->forming && sink->forming->n &&
+                       sink->forming->n < (size_t)sink->batch_rows
+                   ? (size_t)sink->batch_rows - sink->forming->n
+                   : 1;
+    atomic_store(&sink->wake_at, want);
+    atomic_store(&sink->sleeping, 1);
+    atomic_thread_fence(memory_order_seq_cst); /* see submit() */
+    if (!sink->backlog_done && sl_queue_depth(sink->backlog) >= want)
+        timeout = 0;
+    if (poll(pfd, (nfds_t)nfd, timeout) < 0 && errno != EINTR)
+        sl_log(SL_LOG_ERROR, COMPONENT, "poll: %s", strerror(errno));
+    atomic_store(&sink->sleeping, 0);
+    if (pfd[0].revents & POLLIN)
+        (void)!read(sink->wake_fd, &junk, sizeof(junk));
+    return nfd == 2 ? pfd[1].revents : 0;
+}
+
+/*
+ * Step 4: the socket is ready: go on connecting, or read results (of the
+ * setup batch or of row batches).  Then give up a connection that has
+ * not reached READY within CONNECT_TIMEOUT_MS.
+ */
+static void on_socket(struct sl_sink_pg *sink, short revents)
+{
+    enum sl_sink_pg_state st;
+
+    if (sink->conn && revents) {
+        if (conn_state(sink) == SL_SINK_PG_CONNECTING)
+            conn_continue(sink);
+        else
+            read_results(sink);
+    }
+    st = conn_state(sink);
+    if (sink->conn && (st == SL_SINK_PG_CONNECTING || st == SL_SINK_PG_SETUP) &&
+        sl_mono_ms() >= sink->connect_deadline_ms)
+        conn_lost(sink, "cannot connect", "timed out");
+}
+
+/*
+ * After the loop: close the connection, give back (with -SL_ECANCELED)
+ * every row not known durable, and tell drain() the outcome.
+ */
+static void sink_finish(struct sl_sink_pg *sink, int all_durable)
+{
     if (sink->conn) {
         PQfinish(sink->conn);
         sink->conn = NULL;
@@ -981,6 +1022,28 @@ static void *sink_main(void *arg)
     sink->all_durable = all_durable;
     pthread_cond_broadcast(&sink->cv);
     pthread_mutex_unlock(&sink->mu);
+}
+
+static void *sink_main(void *arg)
+{
+    struct sl_sink_pg *sink = arg;
+    int all_durable = 1;
+
+    for (;;) {
+        int stop = atomic_load(&sink->stop_now);
+        int64_t now;
+
+        intake(sink);
+        now = sl_mono_ms();
+        close_if_due(sink, stop, now);
+        if (work_over(sink, stop, &all_durable))
+            break;
+        if (!sink->conn && now >= sink->next_connect_ms)
+            conn_start(sink);
+        send_pending(sink);
+        on_socket(sink, wait_for_work(sink, now));
+    }
+    sink_finish(sink, all_durable);
     return NULL;
 }
 

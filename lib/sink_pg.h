@@ -64,7 +64,8 @@ struct sl_sink_pg_conf {
 /* Connection state, as shown in metrics. */
 enum sl_sink_pg_state {
     SL_SINK_PG_DISCONNECTED, /* waiting to (re)connect */
-    SL_SINK_PG_CONNECTING,   /* connecting, TLS, auth, setup */
+    SL_SINK_PG_CONNECTING,   /* connecting, TLS, auth */
+    SL_SINK_PG_SETUP,        /* connected; tables, prepared statements */
     SL_SINK_PG_READY,        /* pipeline open, writing */
     SL_SINK_PG_STOPPED,      /* thread has exited */
 };
@@ -152,8 +153,5 @@ struct sl_histo;
 void sl_sink_pg_histos(const struct sl_sink_pg *sink,
                        const struct sl_histo **rowsp,
                        const struct sl_histo **secondsp);
-
-/* "disconnected", "connecting", "ready", "stopped".  Static. */
-const char *sl_sink_pg_state_name(enum sl_sink_pg_state state);
 
 #endif
