@@ -60,14 +60,10 @@ static int backend_init(struct sl_infer_backend *be,
                         const struct sl_config_backend *bc, char *errstr,
                         size_t errstr_size)
 {
-    const char *suffix = "";
+    const char *suffix = sl_infer_proto_of(bc->kind)->path;
     int err;
 
     be->conf = bc;
-    if (bc->kind == SL_CONFIG_BACKEND_OPENAI_CHAT)
-        suffix = "/chat/completions";
-    else if (bc->kind == SL_CONFIG_BACKEND_OPENAI_EMBEDDINGS)
-        suffix = "/embeddings";
     size_t ulen = strlen(bc->url);
     while (*suffix && ulen > 0 && bc->url[ulen - 1] == '/')
         ulen--;

@@ -13,8 +13,6 @@
 #include "infer_int.h"
 
 #include "err.h"
-#include "jsonptr.h"
-#include "jsontext.h"
 #include "log.h"
 #include "retry.h"
 #include "template.h"
@@ -698,7 +696,7 @@ static int req_send(struct sl_infer_worker *w, struct req *req)
     atomic_fetch_add_explicit(&be->stats.requests, 1, memory_order_relaxed);
     if (req->attempts > 1)
         atomic_fetch_add_explicit(&be->stats.retries, 1, memory_order_relaxed);
-    if (bc->kind == SL_CONFIG_BACKEND_OPENAI_EMBEDDINGS) {
+    if (sl_infer_proto_of(bc->kind)->render_batch) {
         atomic_fetch_add_explicit(&be->stats.batches, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&be->stats.batched_inputs, req->nattached,
                                   memory_order_relaxed);
@@ -743,131 +741,22 @@ static void req_admit(struct sl_infer_worker *w, struct req *req, int64_t now)
 
 /* ---- replies ---- */
 
-/*
- * jansson's error text, made valid UTF-8: it can quote reply bytes or cut
- * a character in half, and it ends up in the row's errors JSON.
- */
-static const char *jansson_why(const json_error_t *jerr, char *buf, size_t size)
-{
-    return sl_utf8_printable(jerr->text, strlen(jerr->text), buf, size);
-}
-
 /* The value of a 2xx reply for the calls of 'req', or an error. */
 static int parse_reply(struct sl_infer_worker *w, struct req *req,
                        json_t **valuesp, struct call_err *ce)
 {
-    const struct sl_config_backend *bc = bconf(w, req->be);
-    json_error_t jerr;
-    json_t *reply, *v = NULL;
+    json_int_t tokens;
 
-    *valuesp = NULL;
-    reply = json_loadb(req->resp ? req->resp : "", req->resp_len, 0, &jerr);
-    if (!reply) {
+    if (sl_infer_proto_parse(bconf(w, req->be), req->resp, req->resp_len,
+                             req->ncalls, valuesp, &tokens, ce->text,
+                             sizeof(ce->text)) < 0) {
         ce->ec = SL_INFER_EC_BAD_JSON;
-        char why[sizeof(jerr.text) * 2];
-        snprintf(ce->text, sizeof(ce->text),
-                 "reply is not valid JSON: %s at byte %d",
-                 jansson_why(&jerr, why, sizeof(why)), jerr.position);
         return -1;
     }
-    json_t *values = json_array();
-    ce->ec = SL_INFER_EC_BAD_JSON;
-    switch (bc->kind) {
-    case SL_CONFIG_BACKEND_HTTP_JSON: {
-        char ptr[128];
-        int err = sl_jsonptr_get(reply, bc->result_pointer, &v);
-        if (err) {
-            snprintf(ce->text, sizeof(ce->text),
-                     "result_pointer '%s' names nothing in the reply",
-                     sl_utf8_printable(bc->result_pointer,
-                                       strlen(bc->result_pointer), ptr,
-                                       sizeof(ptr)));
-            goto bad;
-        }
-        json_array_append(values, v);
-        break;
-    }
-    case SL_CONFIG_BACKEND_OPENAI_CHAT: {
-        json_t *content = json_object_get(
-            json_object_get(
-                json_array_get(json_object_get(reply, "choices"), 0),
-                "message"),
-            "content");
-        json_t *usage = json_object_get(reply, "usage");
-        if (!json_is_string(content)) {
-            snprintf(ce->text, sizeof(ce->text),
-                     "reply has no string choices[0].message.content");
-            goto bad;
-        }
-        if (bc->response_format == SL_CONFIG_RESPONSE_JSON) {
-            v = json_loadb(json_string_value(content),
-                           json_string_length(content), 0, &jerr);
-            if (!json_is_object(v)) {
-                json_decref(v);
-                char why[sizeof(jerr.text) * 2];
-                snprintf(ce->text, sizeof(ce->text),
-                         "response_format json: the content is not a JSON "
-                         "object (%s)",
-                         v ? "another JSON value"
-                           : jansson_why(&jerr, why, sizeof(why)));
-                goto bad;
-            }
-        } else {
-            v = json_incref(content);
-        }
-        json_t *u = json_object();
-        json_object_set(u, "prompt_tokens",
-                        json_object_get(usage, "prompt_tokens"));
-        json_object_set(u, "completion_tokens",
-                        json_object_get(usage, "completion_tokens"));
-        json_array_append_new(
-            values, json_pack("{s:o, s:o}", "content", v, "usage", u));
-        json_int_t total =
-            json_integer_value(json_object_get(usage, "total_tokens"));
-        if (!total &&
-            __builtin_add_overflow(
-                json_integer_value(json_object_get(u, "prompt_tokens")),
-                json_integer_value(json_object_get(u, "completion_tokens")),
-                &total))
-            total = INT64_MAX; /* absurd usage: exhaust the budget */
-        sl_limiter_debit_tokens(w->inf->be[req->be].limiter, total,
+    if (tokens >= 0)
+        sl_limiter_debit_tokens(w->inf->be[req->be].limiter, tokens,
                                 sl_mono_ms());
-        break;
-    }
-    case SL_CONFIG_BACKEND_OPENAI_EMBEDDINGS: {
-        json_t *data = json_object_get(reply, "data"), *item;
-        size_t i;
-        if (!json_is_array(data) || json_array_size(data) != req->ncalls) {
-            snprintf(ce->text, sizeof(ce->text),
-                     "reply has %zu embeddings for %zu inputs",
-                     json_array_size(data), req->ncalls);
-            goto bad;
-        }
-        for (i = 0; i < req->ncalls; i++)
-            json_array_append_new(values, json_null());
-        json_array_foreach(data, i, item)
-        {
-            json_t *idx = json_object_get(item, "index");
-            json_t *emb = json_object_get(item, "embedding");
-            size_t k =
-                json_is_integer(idx) ? (size_t)json_integer_value(idx) : i;
-            if (k >= req->ncalls || !json_is_array(emb)) {
-                snprintf(ce->text, sizeof(ce->text),
-                         "reply's data[%zu] has no valid index/embedding", i);
-                goto bad;
-            }
-            json_array_set(values, k, emb);
-        }
-        break;
-    }
-    }
-    json_decref(reply);
-    *valuesp = values;
     return 0;
-bad:
-    json_decref(values);
-    json_decref(reply);
-    return -1;
 }
 
 static void observe_latency(struct sl_infer_backend *be, int64_t ms)
@@ -1000,10 +889,7 @@ static int batch_flush(struct sl_infer_worker *w, size_t be)
     }
     for (size_t i = 0; i < b->n; i++)
         json_array_append(inputs, b->calls[i]->input);
-    json_t *body = json_pack("{s:s, s:o, s:s}", "model", bc->model, "input",
-                             inputs, "encoding_format", "float");
-    char *text = body ? sl_jsontext_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
+    char *text = sl_infer_proto_of(bc->kind)->render_batch(bc, inputs);
     struct req *req = text ? req_new(w, be, b->n, text) : NULL;
     if (!req)
         return -SL_ENOMEM;
@@ -1013,62 +899,6 @@ static int batch_flush(struct sl_infer_worker *w, size_t be)
     }
     b->n = 0;
     return 0;
-}
-
-/* Build the request body of a chat or http-json call. */
-static int render_body(struct sl_infer_worker *w, struct job *job, size_t be,
-                       char **bodyp, char *errstr, size_t errstr_size)
-{
-    const struct sl_config_backend *bc = bconf(w, be);
-    int err = 0;
-
-    *bodyp = NULL;
-    if (bc->kind == SL_CONFIG_BACKEND_HTTP_JSON) {
-        if (bc->method == SL_CONFIG_HTTP_GET)
-            return 0;
-        if (!bc->body) {
-            *bodyp =
-                sl_jsontext_dumps(job->doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
-            return *bodyp ? 0 : -SL_ENOMEM;
-        }
-        return sl_template_render_json(bc->body, job->doc, bodyp, errstr,
-                                       errstr_size);
-    }
-    /* openai-chat */
-    json_t *msgs = json_array();
-    for (size_t i = 0; msgs && i < bc->message_cnt; i++) {
-        static const char *const roles[] = {"system", "user", "assistant"};
-        char *content;
-        err =
-            sl_template_render(bc->messages[i].content, job->doc,
-                               SL_TEMPLATE_TEXT, &content, errstr, errstr_size);
-        if (err)
-            break;
-        json_t *m = json_pack("{s:s, s:s}", "role", roles[bc->messages[i].role],
-                              "content", content);
-        free(content);
-        if (!m) {
-            err = sl_seterr(-SL_EDECODE, errstr, errstr_size,
-                            "messages[%zu] is not valid UTF-8", i);
-            break;
-        }
-        json_array_append_new(msgs, m);
-    }
-    if (err || !msgs) {
-        json_decref(msgs);
-        return err ? err : -SL_ENOMEM;
-    }
-    json_t *body = json_pack("{s:s, s:o, s:f}", "model", bc->model, "messages",
-                             msgs, "temperature", bc->temperature);
-    if (body && bc->max_tokens > 0)
-        json_object_set_new(body, "max_tokens", json_integer(bc->max_tokens));
-    if (body && bc->response_format == SL_CONFIG_RESPONSE_JSON)
-        json_object_set_new(body, "response_format",
-                            json_pack("{s:s}", "type", "json_object"));
-    *bodyp = body ? sl_jsontext_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER)
-                  : NULL;
-    json_decref(body);
-    return *bodyp ? 0 : -SL_ENOMEM;
 }
 
 static void job_start_step(struct sl_infer_worker *w, struct job *job)
@@ -1103,21 +933,18 @@ static void job_start_step(struct sl_infer_worker *w, struct job *job)
         struct call *call = &job->calls[i];
         size_t be = w->inf->step_be[job->step][i];
         const struct sl_config_backend *bc = bconf(w, be);
+        const struct sl_infer_proto *proto = sl_infer_proto_of(bc->kind);
         char *body = NULL;
         int err;
 
         call->job = job;
         call->be = be;
         job->ncalls++;
-        if (bc->kind == SL_CONFIG_BACKEND_OPENAI_EMBEDDINGS) {
-            err = sl_template_render_value(bc->input, job->doc, &call->input,
-                                           errstr, sizeof(errstr));
-            if (!err && !json_is_string(call->input))
-                err = sl_seterr(-SL_EDECODE, errstr, sizeof(errstr),
-                                "input does not render to a string");
-        } else {
-            err = render_body(w, job, be, &body, errstr, sizeof(errstr));
-        }
+        if (proto->render_batch)
+            err = proto->render_input(bc, job->doc, &call->input, errstr,
+                                      sizeof(errstr));
+        else
+            err = proto->render(bc, job->doc, &body, errstr, sizeof(errstr));
         if (err) {
             free(body);
             json_decref(call->input);
@@ -1149,7 +976,7 @@ static void job_start_step(struct sl_infer_worker *w, struct job *job)
                 return;
             }
             req_attach(req, call);
-        } else if (bc->kind != SL_CONFIG_BACKEND_OPENAI_EMBEDDINGS) {
+        } else if (!proto->render_batch) {
             struct req *req = req_new(w, be, 1, NULL); /* GET */
             if (!req) {
                 job_finish(w, job, "inference", "out of memory");
@@ -1198,7 +1025,7 @@ struct sl_infer_worker *sl_infer_worker_new(struct sl_infer *inf,
         goto nomem;
     for (size_t i = 0; i < inf->be_cnt; i++) {
         const struct sl_config_backend *bc = inf->be[i].conf;
-        if (bc->kind != SL_CONFIG_BACKEND_OPENAI_EMBEDDINGS)
+        if (!sl_infer_proto_of(bc->kind)->render_batch)
             continue;
         w->batches[i].calls =
             calloc((size_t)bc->batch_max, sizeof(*w->batches[i].calls));
