@@ -7,8 +7,10 @@
  * not yet handed over, so nothing is skipped or handed over twice.
  */
 #include "source_kafka.h"
+#include "source_kafka_waker.h"
 #include "clock.h"
 #include "err.h"
+#include "hash.h"
 #include "log.h"
 #include "tracker.h"
 
@@ -20,25 +22,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BUCKETS 256          /* partition table hash buckets */
-#define ACK_CACHE 64         /* direct-mapped partition cache for acks */
-#define BATCH 1000           /* messages taken per poll, at most */
-#define WAIT_SLICE_MS 100    /* ack wait step while a revoke drains */
-#define WAKE_TIMEOUT_MS 1000 /* bound on a fetcher wake-up request */
-
-/*
- * librdkafka before 2.4 stops fetching a partition while its local queue
- * is above queued.min.messages or queued.max.messages.kbytes (counted
- * over the whole consumer queue), and looks again only when its broker
- * thread next wakes up: up to a second later (2.4 made this
- * fetch.queue.backoff.ms).  A source that drains faster than that refill
- * then starves for most of every second.  Any request to the broker wakes
- * its thread, so when we empty the queue a helper thread sends a cheap
- * one (ListOffsets, through rd_kafka_query_watermark_offsets()); it runs
- * off the source thread because the reply can queue behind a Fetch that
- * the broker holds for up to fetch.wait.max.ms.
- */
-#define WAKE_BEFORE_VERSION 0x02040000
+#define BUCKETS 256       /* partition table hash buckets */
+#define ACK_CACHE 64      /* direct-mapped partition cache for acks */
+#define BATCH 1000        /* messages taken per poll, at most */
+#define WAIT_SLICE_MS 100 /* ack wait step while a revoke drains */
 
 /*
  * librdkafka prefetches up to 100000 messages or 64 MiB by default, and
@@ -51,19 +38,6 @@
  */
 #define PREFETCH_MSGS "10000" /* queued.min.messages */
 #define PREFETCH_KB "4096"    /* queued.max.messages.kbytes */
-
-/* The helper thread that wakes librdkafka's fetcher; see above. */
-struct waker {
-    rd_kafka_t *rk;       /* the consumer, borrowed */
-    pthread_t thread;     /* runs waker_main() */
-    bool started;         /* 'thread' was created */
-    pthread_mutex_t lock; /* guards the fields below */
-    pthread_cond_t cond;  /* a wake-up was asked, or stop */
-    bool pending;         /* a wake-up is asked or under way */
-    bool stop;            /* leave waker_main() */
-    char topic[256];      /* partition to query (its leader is woken) */
-    int32_t partition;    /* its id */
-};
 
 /* One assigned partition; owned by the source thread. */
 struct part {
@@ -110,28 +84,28 @@ struct kafka_source {
      * the handle lives), acks by partition number.  Cleared whenever a
      * part is removed.
      */
-    const rd_kafka_topic_t *last_rkt;  /* topic handle of 'last' */
-    const char *last_name;             /* rd_kafka_topic_name(last_rkt) */
-    struct part *last;                 /* part of the last message taken */
-    struct part *ack_cache[ACK_CACHE]; /* partition % ACK_CACHE -> part */
-    struct waker *waker;               /* librdkafka < 2.4, else NULL */
-    bool taking;                       /* the last poll returned messages */
-    rd_kafka_queue_t *rkq;             /* the consumer queue */
-    rd_kafka_message_t *rkms[BATCH];   /* one poll's messages */
-    unsigned wake_next;                /* round robin over the leaders */
-    struct kstats st;                  /* counters */
+    const rd_kafka_topic_t *last_rkt;    /* topic handle of 'last' */
+    const char *last_name;               /* rd_kafka_topic_name(last_rkt) */
+    struct part *last;                   /* part of the last message taken */
+    struct part *ack_cache[ACK_CACHE];   /* partition % ACK_CACHE -> part */
+    struct sl_source_kafka_waker *waker; /* librdkafka < 2.4, else NULL */
+    bool taking;                         /* the last poll returned messages */
+    rd_kafka_queue_t *rkq;               /* the consumer queue */
+    rd_kafka_message_t *rkms[BATCH];     /* one poll's messages */
+    unsigned wake_next;                  /* round robin over the leaders */
+    struct kstats st;                    /* counters */
 };
 
 /* ------------------------------------------------------------------ */
 /* Partition table                                                      */
 
+/* In memory only: nothing persistent depends on the bucket. */
 static unsigned bucket_of(const char *topic, int32_t partition)
 {
-    uint32_t h = 2166136261u;
-    for (const unsigned char *s = (const unsigned char *)topic; *s; s++)
-        h = (h ^ *s) * 16777619u;
-    h = (h ^ (uint32_t)partition) * 16777619u;
-    return h % BUCKETS;
+    uint64_t h = sl_fnv1a64(SL_FNV1A64_INIT, topic, strlen(topic));
+
+    h = sl_fnv1a64(h, &partition, sizeof(partition));
+    return (unsigned)(h % BUCKETS);
 }
 
 static struct part *lookup(struct kafka_source *ks, const char *topic,
@@ -553,98 +527,28 @@ static void flush_held(struct kafka_source *ks, int *wait)
     }
 }
 
-static void *waker_main(void *arg)
-{
-    struct waker *w = arg;
-    char topic[sizeof(w->topic)];
-    int32_t partition;
-    int64_t lo, hi;
-
-    pthread_mutex_lock(&w->lock);
-    for (;;) {
-        while (!w->pending && !w->stop)
-            pthread_cond_wait(&w->cond, &w->lock);
-        if (w->stop)
-            break;
-        memcpy(topic, w->topic, sizeof(topic));
-        partition = w->partition;
-        pthread_mutex_unlock(&w->lock);
-        /* The answer does not matter: sending the request wakes the thread. */
-        rd_kafka_query_watermark_offsets(w->rk, topic, partition, &lo, &hi,
-                                         WAKE_TIMEOUT_MS);
-        pthread_mutex_lock(&w->lock);
-        w->pending = false;
-    }
-    pthread_mutex_unlock(&w->lock);
-    return NULL;
-}
-
-/* Start the waker; NULL (no waker, only slower) when it cannot start. */
-static struct waker *waker_new(rd_kafka_t *rk)
-{
-    struct waker *w = calloc(1, sizeof(*w));
-
-    if (!w)
-        return NULL;
-    w->rk = rk;
-    pthread_mutex_init(&w->lock, NULL);
-    pthread_cond_init(&w->cond, NULL);
-    if (pthread_create(&w->thread, NULL, waker_main, w) != 0) {
-        pthread_cond_destroy(&w->cond);
-        pthread_mutex_destroy(&w->lock);
-        free(w);
-        return NULL;
-    }
-    pthread_setname_np(w->thread, "sl-kafka-waker");
-    w->started = true;
-    return w;
-}
-
-/* Stop and free the waker, waiting for a request under way.  NULL: no-op. */
-static void waker_destroy(struct waker *w)
-{
-    if (!w)
-        return;
-    pthread_mutex_lock(&w->lock);
-    w->stop = true;
-    pthread_cond_signal(&w->cond);
-    pthread_mutex_unlock(&w->lock);
-    if (w->started)
-        pthread_join(w->thread, NULL);
-    pthread_cond_destroy(&w->cond);
-    pthread_mutex_destroy(&w->lock);
-    free(w);
-}
-
 /*
  * We emptied librdkafka's queue while taking: its fetcher may be asleep
- * for up to a second (see WAKE_BEFORE_VERSION).  Ask the waker to wake
- * the broker thread of one assigned partition's leader, a different one
- * each time, so that with several brokers each is woken in turn.  Never
- * waits: a wake-up already under way is enough.
+ * for up to a second (librdkafka < 2.4; see source_kafka_waker.c).  Ask
+ * the waker to wake the broker thread of one assigned partition's
+ * leader, a different one each time, so that with several brokers each
+ * is woken in turn.  Never waits: a wake-up already under way is enough.
  */
 static void wake_fetcher(struct kafka_source *ks)
 {
-    struct waker *w = ks->waker;
     unsigned i = 0, want;
 
-    if (!w || ks->part_cnt == 0)
+    if (!ks->waker || ks->part_cnt == 0 ||
+        sl_source_kafka_waker_busy(ks->waker))
         return;
-    pthread_mutex_lock(&w->lock);
-    if (!w->pending) {
-        want = ks->wake_next++ % (unsigned)ks->part_cnt;
-        FOREACH_PART(ks, p)
-        {
-            if (i++ != want)
-                continue;
-            snprintf(w->topic, sizeof(w->topic), "%s", p->topic);
-            w->partition = p->partition;
-            w->pending = true;
-            pthread_cond_signal(&w->cond);
-            break;
-        }
+    want = ks->wake_next++ % (unsigned)ks->part_cnt;
+    FOREACH_PART(ks, p)
+    {
+        if (i++ != want)
+            continue;
+        sl_source_kafka_waker_wake(ks->waker, p->topic, p->partition);
+        break;
     }
-    pthread_mutex_unlock(&w->lock);
 }
 
 static int kafka_poll(struct sl_source *src, int timeout_ms)
@@ -982,7 +886,8 @@ static void kafka_destroy(void *impl)
 
     if (!ks)
         return;
-    waker_destroy(ks->waker); /* before the consumer it borrows */
+    sl_source_kafka_waker_destroy(
+        ks->waker); /* before the consumer it borrows */
     ks->waker = NULL;
     if (ks->rk) {
         ks->closing = true;
@@ -1130,8 +1035,7 @@ struct sl_source *sl_source_kafka_new(const struct sl_source_kafka_conf *conf,
     }
     rd_kafka_poll_set_consumer(ks->rk);
     ks->rkq = rd_kafka_queue_get_consumer(ks->rk);
-    if (rd_kafka_version() < WAKE_BEFORE_VERSION)
-        ks->waker = waker_new(ks->rk);
+    ks->waker = sl_source_kafka_waker_new(ks->rk);
     topics = rd_kafka_topic_partition_list_new((int)conf->topic_cnt);
     for (size_t i = 0; i < conf->topic_cnt; i++)
         rd_kafka_topic_partition_list_add(topics, conf->topics[i],
