@@ -17,11 +17,21 @@
 const char *sl_infer_errclass_name(enum sl_infer_errclass ec)
 {
     static const char *const names[] = {
-#define SL_INFER_EC_NAME(name, text) text,
+#define SL_INFER_EC_NAME(name, text, code) text,
         SL_INFER_ERRCLASSES(SL_INFER_EC_NAME)
 #undef SL_INFER_EC_NAME
     };
     return (unsigned)ec < SL_INFER_EC_COUNT ? names[ec] : "unknown";
+}
+
+int sl_infer_errclass_err(enum sl_infer_errclass ec)
+{
+    static const int codes[] = {
+#define SL_INFER_EC_CODE(name, text, code) -SL_##code,
+        SL_INFER_ERRCLASSES(SL_INFER_EC_CODE)
+#undef SL_INFER_EC_CODE
+    };
+    return (unsigned)ec < SL_INFER_EC_COUNT ? codes[ec] : -SL_EINVAL;
 }
 
 /*

@@ -781,8 +781,7 @@ static bool req_retry(struct sl_infer_worker *w, struct req *req,
 
     if (req->attempts >= rc->max_attempts)
         return false;
-    if (ce->ec != SL_INFER_EC_TIMEOUT && ce->ec != SL_INFER_EC_CONNECT &&
-        ce->ec != SL_INFER_EC_HTTP_5XX && ce->ec != SL_INFER_EC_HTTP_429)
+    if (!sl_err_retriable(sl_infer_errclass_err(ce->ec)))
         return false;
     if (req->retry_after[0])
         delay = sl_retry_after_ms(req->retry_after, (int64_t)time(NULL),

@@ -305,10 +305,17 @@ void sl_sink_pg_encode_dead(const struct sl_row *row,
 
 /* ---- errors and bisection ---- */
 
+int sl_sink_pg_sqlstate_err(const char *sqlstate)
+{
+    if (sqlstate &&
+        (strncmp(sqlstate, "22", 2) == 0 || strncmp(sqlstate, "23", 2) == 0))
+        return -SL_EDATA;
+    return -SL_EDB;
+}
+
 int sl_sink_pg_is_data_error(const char *sqlstate)
 {
-    return sqlstate &&
-           (strncmp(sqlstate, "22", 2) == 0 || strncmp(sqlstate, "23", 2) == 0);
+    return !sl_err_retriable(sl_sink_pg_sqlstate_err(sqlstate));
 }
 
 void sl_sink_pg_bisect(size_t n, size_t *firstp)

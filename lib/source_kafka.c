@@ -818,23 +818,31 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac,
 /* ------------------------------------------------------------------ */
 /* Commit, close, destroy                                               */
 
-/* Commit errors that pass once the group or its coordinator settles. */
-static bool commit_retriable(rd_kafka_resp_err_t err)
+/*
+ * A commit error as an SL_E* code: the ones that pass once the group or
+ * its coordinator settles are retriable (sl_err_retriable()); any other
+ * is -SL_EKAFKA, which is not.
+ */
+static int commit_err(rd_kafka_resp_err_t err)
 {
     switch (err) {
+    case RD_KAFKA_RESP_ERR_NO_ERROR:
+        return 0;
     case RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS:
     case RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION:
     case RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID:
     case RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE:
     case RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS:
     case RD_KAFKA_RESP_ERR_NOT_COORDINATOR:
-    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
     case RD_KAFKA_RESP_ERR__WAIT_COORD:
+        return -SL_EAGAIN;
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
     case RD_KAFKA_RESP_ERR__TIMED_OUT:
+        return -SL_ETIMEDOUT;
     case RD_KAFKA_RESP_ERR__TRANSPORT:
-        return true;
+        return -SL_ECONN;
     default:
-        return false;
+        return -SL_EKAFKA;
     }
 }
 
@@ -858,7 +866,7 @@ static int kafka_commit(struct sl_source *src, bool final)
     int64_t deadline = sl_mono_ms() + ks->revoke_timeout_ms;
     for (;;) {
         err = rd_kafka_commit(ks->rk, NULL, 0);
-        if (!commit_retriable(err) || sl_mono_ms() >= deadline)
+        if (!sl_err_retriable(commit_err(err)) || sl_mono_ms() >= deadline)
             break;
         rd_kafka_message_t *m = rd_kafka_consumer_poll(ks->rk, 100);
         if (m)
