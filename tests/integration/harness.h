@@ -45,12 +45,18 @@
 
 /* ---- time ---- */
 
-static inline int64_t h_now_ms(void)
+/* Monotonic time in microseconds (durations) and milliseconds (deadlines). */
+static inline int64_t h_now_us(void)
 {
     struct timespec ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static inline int64_t h_now_ms(void)
+{
+    return h_now_us() / 1000;
 }
 
 /* The pause between two looks at a condition (never synchronisation). */
