@@ -67,6 +67,17 @@ static inline void h_pause(void)
     nanosleep(&ts, NULL);
 }
 
+/*
+ * Let 'ms' pass on purpose (a breaker's open_ms, a rate window), where
+ * the test is about time itself; never to wait for a condition.
+ */
+static inline void h_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+    nanosleep(&ts, NULL);
+}
+
 /* A name no other run or test uses: prefix_pid_time_counter. */
 static inline void h_unique(char *buf, size_t size, const char *prefix)
 {
