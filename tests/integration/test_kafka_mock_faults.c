@@ -6,7 +6,7 @@
  * never fails, and the group ends committed at the log end.  Needs no
  * server: the mock brokers run in this process.
  */
-#include "cmocka_shim.h"
+#include "kafka_member.h"
 
 #include "clock.h"
 #include "err.h"
@@ -51,7 +51,7 @@ struct tee {
     _Atomic int fatal;         /* "fatal consumer error" */
 };
 
-static struct tee tee;
+static struct tee logtee;
 
 /* Count the interesting lines, echo warnings and errors to stderr. */
 static void *tee_main(void *arg)
@@ -84,10 +84,11 @@ static void *tee_main(void *arg)
 /* Before any thread logs. */
 static void tee_start(void)
 {
-    memset(&tee, 0, sizeof(tee));
-    assert_int_equal(pipe(tee.fds), 0);
-    assert_int_equal(pthread_create(&tee.thread, NULL, tee_main, &tee), 0);
-    sl_log_set_fd(tee.fds[1]);
+    memset(&logtee, 0, sizeof(logtee));
+    assert_int_equal(pipe(logtee.fds), 0);
+    assert_int_equal(pthread_create(&logtee.thread, NULL, tee_main, &logtee),
+                     0);
+    sl_log_set_fd(logtee.fds[1]);
     if (getenv("SLUICE_TEST_LOG"))
         sl_log_set_level(SL_LOG_DEBUG);
 }
@@ -96,8 +97,8 @@ static void tee_start(void)
 static void tee_stop(void)
 {
     sl_log_set_fd(2);
-    close(tee.fds[1]);
-    pthread_join(tee.thread, NULL);
+    close(logtee.fds[1]);
+    pthread_join(logtee.thread, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -207,71 +208,9 @@ static size_t pending(rd_kafka_mock_cluster_t *mc, int16_t api)
 /* ------------------------------------------------------------------ */
 /* Members: a source and a thread that pops and acks in random order    */
 
-static _Atomic int acked_cnt[PARTS][PER]; /* acks per (partition,offset) */
-static _Atomic int distinct;              /* (partition,offset) acked */
-static _Atomic int ack_us_per_msg;        /* the sink latency now */
-
-struct member {
-    struct sl_queue *q;     /* its queue */
-    struct sl_source *src;  /* its source */
-    pthread_t thread;       /* pops and acks */
-    bool running;           /* started, not yet left */
-    uint64_t commit_errors; /* failed commits, read at close */
-    unsigned seed;          /* for the random order */
-    _Atomic long popped;    /* messages popped */
-};
-
-static struct member members[MEMBERS];
-
-static void record_ack(const struct sl_msg *msg)
-{
-    int p = msg->origin.partition;
-    int64_t off = msg->origin.offset;
-    if (!(p >= 0 && p < PARTS && off >= 0 && off < PER))
-        fail_msg("acked an unknown position: partition %d offset %lld", p,
-                 (long long)off);
-    if (atomic_fetch_add(&acked_cnt[p][off], 1) == 0)
-        atomic_fetch_add(&distinct, 1);
-}
-
-/*
- * Pop in batches of up to 8, hold each batch for a sink's latency (so the
- * stream lasts long enough for the faults to land mid-stream), then ack
- * it shuffled.
- */
-static void *member_main(void *arg)
-{
-    struct member *m = arg;
-    struct sl_msg *batch[8];
-    int n = 0;
-
-    for (;;) {
-        void *item;
-        int rc = sl_queue_pop(m->q, &item, n ? 5 : 100);
-        if (rc == 0 && item) {
-            batch[n++] = item;
-            atomic_fetch_add(&m->popped, 1);
-        }
-        if (n && (n == 8 || rc != 0 || !item)) {
-            for (int i = n - 1; i > 0; i--) {
-                int j = (int)(rand_r(&m->seed) % (unsigned)(i + 1));
-                struct sl_msg *t = batch[i];
-                batch[i] = batch[j];
-                batch[j] = t;
-            }
-            usleep((useconds_t)(n * atomic_load(&ack_us_per_msg)));
-            for (int i = 0; i < n; i++) {
-                record_ack(batch[i]);
-                sl_source_ack(batch[i]);
-            }
-            n = 0;
-        }
-        if (rc == 0 && !item)
-            return NULL; /* sentinel */
-        if (rc == -SL_ECLOSED)
-            return NULL;
-    }
-}
+static struct km_acks acks;        /* of both members */
+static _Atomic int ack_us_per_msg; /* the sink latency now */
+static struct km_member members[MEMBERS];
 
 static const struct sl_kafka_property fast_group[] = {
     /* The mock holds a rebalance open for session.timeout.ms - 1 s. */
@@ -282,7 +221,7 @@ static const struct sl_kafka_property fast_group[] = {
     {"debug", "cgrp"}, /* last: only with SLUICE_TEST_LOG set */
 };
 
-static void member_start(struct member *m, const char *bootstraps,
+static void member_start(struct km_member *m, const char *bootstraps,
                          const char *topic, const char *group, unsigned seed)
 {
     const char *topics[] = {topic};
@@ -300,34 +239,14 @@ static void member_start(struct member *m, const char *bootstraps,
     };
     char err[512];
 
-    m->q = sl_queue_new(64, (void (*)(void *))sl_msg_destroy);
-    m->seed = seed;
+    m->acks = &acks;
+    m->us_per_msg = &ack_us_per_msg;
+    m->q = km_queue_new();
     m->src = sl_source_kafka_new(&conf, m->q, err, sizeof(err));
     if (!m->src)
         fail_msg("sl_source_kafka_new: %s", err);
     assert_int_equal(sl_source_start(m->src, err, sizeof(err)), 0);
-    assert_int_equal(pthread_create(&m->thread, NULL, member_main, m), 0);
-    m->running = true;
-}
-
-/* Leave: stop, let the member drain to the sentinel, then close. */
-static void member_leave(struct member *m)
-{
-    char err[512];
-    int rc;
-
-    sl_source_stop(m->src, 1);
-    pthread_join(m->thread, NULL);
-    rc = sl_source_close(m->src);
-    if (rc != 0) {
-        sl_source_error(m->src, err, sizeof(err));
-        fail_msg("sl_source_close: %s (%s)", sl_strerror(rc), err);
-    }
-    /* Commit errors along the way (retried at the next interval). */
-    m->commit_errors = atomic_load(&sl_source_stats(m->src)->errors);
-    sl_source_destroy(m->src);
-    sl_queue_destroy(m->q);
-    m->running = false;
+    km_member_run(m, seed);
 }
 
 /* No running member's source has failed. */
@@ -359,7 +278,7 @@ struct cond {
 
 static bool acked_at_least(const struct cond *c)
 {
-    return atomic_load(&distinct) >= c->target;
+    return atomic_load(&acks.distinct) >= c->target;
 }
 
 static bool stacks_drained(const struct cond *c)
@@ -409,23 +328,15 @@ static void wait_for(const struct cond *c)
             break;
         if (sl_mono_ms() > deadline)
             fail_msg("not reached within %d ms: %s (%d of %d acked)", WAIT_MS,
-                     c->what, atomic_load(&distinct), COUNT);
+                     c->what, atomic_load(&acks.distinct), COUNT);
         usleep(10000);
     }
     print_message("%6lld ms  %s (%d acked)\n", (long long)(sl_mono_ms() - t0),
-                  c->what, atomic_load(&distinct));
+                  c->what, atomic_load(&acks.distinct));
 }
 
 /* ------------------------------------------------------------------ */
 /* The test                                                             */
-
-static void unique_name(char *buf, size_t size, const char *prefix)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(buf, size, "%s-%ld-%lld%09ld", prefix, (long)getpid(),
-             (long long)ts.tv_sec, ts.tv_nsec);
-}
 
 static void report(rd_kafka_mock_cluster_t *mc)
 {
@@ -444,12 +355,13 @@ static void report(rd_kafka_mock_cluster_t *mc)
                       "%s\n",
                       in->cnt, in->name, in->cnt - left, list);
     }
-    print_message("log: %d COMMITFAIL (auto-commit failed, retried at the "
-                  "next interval), %d revoke commit(s) failed, %d final "
-                  "commit(s) failed, %d rebalance error(s), %d fatal\n",
-                  atomic_load(&tee.commit_fail), atomic_load(&tee.revoke_fail),
-                  atomic_load(&tee.final_fail), atomic_load(&tee.rebalance_err),
-                  atomic_load(&tee.fatal));
+    print_message(
+        "log: %d COMMITFAIL (auto-commit failed, retried at the "
+        "next interval), %d revoke commit(s) failed, %d final "
+        "commit(s) failed, %d rebalance error(s), %d fatal\n",
+        atomic_load(&logtee.commit_fail), atomic_load(&logtee.revoke_fail),
+        atomic_load(&logtee.final_fail), atomic_load(&logtee.rebalance_err),
+        atomic_load(&logtee.fatal));
 }
 
 static void test_commit_and_join_errors(void **state)
@@ -461,9 +373,10 @@ static void test_commit_and_join_errors(void **state)
     rd_kafka_mock_cluster_t *mc;
     const char *bootstraps;
 
-    unique_name(topic, sizeof(topic), "sluice-mock-faults");
-    unique_name(group, sizeof(group), "sluice-mock-faults-g");
+    h_unique(topic, sizeof(topic), "sluice-mock-faults");
+    h_unique(group, sizeof(group), "sluice-mock-faults-g");
     atomic_store(&ack_us_per_msg, FAST_US_PER_MSG);
+    km_acks_init(&acks, PARTS, PER);
     tee_start();
 
     mrk = client(RD_KAFKA_PRODUCER, NULL, NULL);
@@ -551,19 +464,19 @@ static void test_commit_and_join_errors(void **state)
      * The joiner may find its partitions already consumed: the first
      * member takes a partition's prefetched run at once.
      */
-    member_leave(&members[1]);
-    member_leave(&members[0]);
+    km_member_leave(&members[1]);
+    km_member_leave(&members[0]);
     assert_int_equal(members[0].commit_errors, 0);
     assert_int_equal(members[1].commit_errors, 0);
 
     long dups = 0;
     for (int p = 0; p < PARTS; p++)
         for (int o = 0; o < PER; o++) {
-            if (atomic_load(&acked_cnt[p][o]) < 1)
+            if (km_acks_at(&acks, p, o) < 1)
                 fail_msg("partition %d offset %d never acked", p, o);
-            dups += atomic_load(&acked_cnt[p][o]) - 1;
+            dups += km_acks_at(&acks, p, o) - 1;
         }
-    assert_int_equal(atomic_load(&distinct), COUNT);
+    assert_int_equal(atomic_load(&acks.distinct), COUNT);
     print_message("all %d messages acked; %ld redelivered\n", COUNT, dups);
 
     /* After close, still committed at the log end. */
@@ -589,7 +502,8 @@ static void test_commit_and_join_errors(void **state)
     rd_kafka_mock_cluster_destroy(mc);
     rd_kafka_destroy(mrk);
     tee_stop();
-    assert_int_equal(atomic_load(&tee.fatal), 0);
+    km_acks_free(&acks);
+    assert_int_equal(atomic_load(&logtee.fatal), 0);
     print_message("mock faults test: %lld ms\n",
                   (long long)(sl_mono_ms() - t0));
 }
