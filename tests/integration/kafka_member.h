@@ -4,7 +4,8 @@
  * against librdkafka's mock cluster): a source with its queue, and a
  * thread that pops in batches of up to 8, holds each batch as a sink
  * would, then acks it shuffled, counting every ack per (partition,
- * offset).  Header-only, like harness.h.
+ * offset); and the client and producer that feed it.  Header-only, like
+ * harness.h.
  */
 #ifndef SL_TEST_KAFKA_MEMBER_H
 #define SL_TEST_KAFKA_MEMBER_H
@@ -19,6 +20,72 @@
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
 #include <stdatomic.h>
+
+/*
+ * A client of 'bootstraps' (NULL: none, for the mock cluster's own
+ * handle), in consumer group 'group' (or NULL).
+ */
+static inline rd_kafka_t *km_client(rd_kafka_type_t type,
+                                    const char *bootstraps, const char *group)
+{
+    char err[512];
+    rd_kafka_conf_t *kc = rd_kafka_conf_new();
+    rd_kafka_t *rk;
+
+    if (bootstraps)
+        assert_int_equal(rd_kafka_conf_set(kc, "bootstrap.servers", bootstraps,
+                                           err, sizeof(err)),
+                         RD_KAFKA_CONF_OK);
+    if (group)
+        assert_int_equal(
+            rd_kafka_conf_set(kc, "group.id", group, err, sizeof(err)),
+            RD_KAFKA_CONF_OK);
+    if (type == RD_KAFKA_PRODUCER)
+        assert_int_equal(
+            rd_kafka_conf_set(kc, "linger.ms", "5", err, sizeof(err)),
+            RD_KAFKA_CONF_OK);
+    rk = rd_kafka_new(type, kc, err, sizeof(err));
+    if (!rk)
+        fail_msg("kafka: %s", err);
+    return rk;
+}
+
+/*
+ * Produce 'count' JSON messages of 'size' bytes ({"n":i,"pad":"xx..."}) to
+ * 'topic', message i to partition i % 'partitions', and flush.
+ */
+static inline void km_produce(const char *bootstraps, const char *topic,
+                              int partitions, int count, size_t size)
+{
+    rd_kafka_t *rk = km_client(RD_KAFKA_PRODUCER, bootstraps, NULL);
+    char *buf = malloc(size + 64);
+
+    assert_non_null(buf);
+    for (int i = 0; i < count; i++) {
+        int len = snprintf(buf, size + 64, "{\"n\":%d,\"pad\":\"", i);
+        while ((size_t)len < size - 2)
+            buf[len++] = 'x';
+        buf[len++] = '"';
+        buf[len++] = '}';
+        for (;;) {
+            rd_kafka_resp_err_t err = rd_kafka_producev(
+                rk, RD_KAFKA_V_TOPIC(topic),
+                RD_KAFKA_V_PARTITION(i % partitions),
+                RD_KAFKA_V_VALUE(buf, (size_t)len),
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+            if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                rd_kafka_poll(rk, 10);
+                continue;
+            }
+            assert_int_equal(err, 0);
+            break;
+        }
+        rd_kafka_poll(rk, 0);
+    }
+    assert_int_equal(rd_kafka_flush(rk, 60000), 0);
+    free(buf);
+    rd_kafka_destroy(rk);
+}
 
 /* Acks per (partition, offset): 'parts' partitions of 'per' messages. */
 struct km_acks {

@@ -104,60 +104,6 @@ static void tee_stop(void)
 /* ------------------------------------------------------------------ */
 /* Mock cluster                                                         */
 
-static rd_kafka_t *client(rd_kafka_type_t type, const char *bootstraps,
-                          const char *group)
-{
-    char err[512];
-    rd_kafka_conf_t *kc = rd_kafka_conf_new();
-    rd_kafka_t *rk;
-
-    if (bootstraps)
-        assert_int_equal(rd_kafka_conf_set(kc, "bootstrap.servers", bootstraps,
-                                           err, sizeof(err)),
-                         RD_KAFKA_CONF_OK);
-    if (group)
-        assert_int_equal(
-            rd_kafka_conf_set(kc, "group.id", group, err, sizeof(err)),
-            RD_KAFKA_CONF_OK);
-    if (type == RD_KAFKA_PRODUCER)
-        assert_int_equal(
-            rd_kafka_conf_set(kc, "linger.ms", "5", err, sizeof(err)),
-            RD_KAFKA_CONF_OK);
-    rk = rd_kafka_new(type, kc, err, sizeof(err));
-    if (!rk)
-        fail_msg("kafka: %s", err);
-    return rk;
-}
-
-/* COUNT messages of ~100 bytes, round robin over the partitions. */
-static void produce(const char *bootstraps, const char *topic)
-{
-    rd_kafka_t *rk = client(RD_KAFKA_PRODUCER, bootstraps, NULL);
-    char buf[128];
-
-    for (int i = 0; i < COUNT; i++) {
-        int len = snprintf(buf, sizeof(buf),
-                           "{\"n\":%d,\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-                           "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}",
-                           i);
-        for (;;) {
-            rd_kafka_resp_err_t err = rd_kafka_producev(
-                rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(i % PARTS),
-                RD_KAFKA_V_VALUE(buf, (size_t)len),
-                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-            if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-                rd_kafka_poll(rk, 10);
-                continue;
-            }
-            assert_int_equal(err, 0);
-            break;
-        }
-        rd_kafka_poll(rk, 0);
-    }
-    assert_int_equal(rd_kafka_flush(rk, 30000), 0);
-    rd_kafka_destroy(rk);
-}
-
 /* Errors pushed onto the coordinator's stack, per API, for the report. */
 struct injected {
     int16_t api;                  /* API key */
@@ -379,19 +325,19 @@ static void test_commit_and_join_errors(void **state)
     km_acks_init(&acks, PARTS, PER);
     tee_start();
 
-    mrk = client(RD_KAFKA_PRODUCER, NULL, NULL);
+    mrk = km_client(RD_KAFKA_PRODUCER, NULL, NULL);
     mc = rd_kafka_mock_cluster_new(mrk, BROKERS);
     assert_non_null(mc);
     bootstraps = rd_kafka_mock_cluster_bootstraps(mc);
     assert_int_equal(rd_kafka_mock_topic_create(mc, topic, PARTS, 1), 0);
     assert_int_equal(rd_kafka_mock_coordinator_set(mc, "group", group, COORD),
                      0);
-    produce(bootstraps, topic);
+    km_produce(bootstraps, topic, PARTS, COUNT, 100);
     print_message("mock cluster %s: produced %d messages to %d partitions in "
                   "%lld ms\n",
                   bootstraps, COUNT, PARTS, (long long)(sl_mono_ms() - t0));
     /* A client of the group that never joins it: reads committed offsets. */
-    rk = client(RD_KAFKA_CONSUMER, bootstraps, group);
+    rk = km_client(RD_KAFKA_CONSUMER, bootstraps, group);
 
     /* The first member's JoinGroup fails twice before it gets in. */
     static const rd_kafka_resp_err_t join_errs[] = {

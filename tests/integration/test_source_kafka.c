@@ -27,25 +27,7 @@ static const char *brokers(void)
 
 static rd_kafka_t *client(rd_kafka_type_t type, const char *group)
 {
-    char err[512];
-    rd_kafka_conf_t *kc = rd_kafka_conf_new();
-    rd_kafka_t *rk;
-
-    assert_int_equal(
-        rd_kafka_conf_set(kc, "bootstrap.servers", brokers(), err, sizeof(err)),
-        RD_KAFKA_CONF_OK);
-    if (group)
-        assert_int_equal(
-            rd_kafka_conf_set(kc, "group.id", group, err, sizeof(err)),
-            RD_KAFKA_CONF_OK);
-    if (type == RD_KAFKA_PRODUCER)
-        assert_int_equal(
-            rd_kafka_conf_set(kc, "linger.ms", "20", err, sizeof(err)),
-            RD_KAFKA_CONF_OK);
-    rk = rd_kafka_new(type, kc, err, sizeof(err));
-    if (!rk)
-        fail_msg("kafka: %s", err);
-    return rk;
+    return km_client(type, brokers(), group);
 }
 
 static void create_topic(const char *topic, int partitions)
@@ -78,36 +60,9 @@ static void create_topic(const char *topic, int partitions)
     rd_kafka_destroy(rk);
 }
 
-/* 'count' messages of ~'size' bytes, round robin over the partitions. */
 static void produce(const char *topic, int partitions, int count, size_t size)
 {
-    rd_kafka_t *rk = client(RD_KAFKA_PRODUCER, NULL);
-    char *buf = malloc(size + 64);
-
-    for (int i = 0; i < count; i++) {
-        int len = snprintf(buf, size + 64, "{\"n\":%d,\"pad\":\"", i);
-        while ((size_t)len < size - 2)
-            buf[len++] = 'x';
-        buf[len++] = '"';
-        buf[len++] = '}';
-        for (;;) {
-            rd_kafka_resp_err_t err = rd_kafka_producev(
-                rk, RD_KAFKA_V_TOPIC(topic),
-                RD_KAFKA_V_PARTITION(i % partitions),
-                RD_KAFKA_V_VALUE(buf, (size_t)len),
-                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-            if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-                rd_kafka_poll(rk, 10);
-                continue;
-            }
-            assert_int_equal(err, 0);
-            break;
-        }
-        rd_kafka_poll(rk, 0);
-    }
-    assert_int_equal(rd_kafka_flush(rk, 60000), 0);
-    free(buf);
-    rd_kafka_destroy(rk);
+    km_produce(brokers(), topic, partitions, count, size);
 }
 
 static const struct sl_kafka_property fast_group[] = {
