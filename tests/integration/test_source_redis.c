@@ -5,7 +5,7 @@
  * dead list consumer's processing list is reaped.  Keys are unique per
  * run and deleted at the end.
  */
-#include "cmocka_shim.h"
+#include "harness.h"
 
 #include "clock.h"
 #include "err.h"
@@ -23,13 +23,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DEFAULT_URL "redis://127.0.0.1:56379"
 #define DEADLINE_MS 30000 /* for any condition we wait on */
 
 static const char *redis_url(void)
 {
+    static char url[96];
     const char *v = getenv("SLUICE_REDIS_URL");
-    return v && *v ? v : DEFAULT_URL;
+
+    if (v && *v)
+        return v;
+    snprintf(url, sizeof(url), "redis://%s", H_REDIS);
+    return url;
 }
 
 static redisContext *raw_connect(void)
@@ -80,15 +84,18 @@ static long long pending_count(redisContext *ctx, const char *key,
     return n;
 }
 
-static void unique_name(char *buf, size_t size, const char *prefix)
+/* XADD 'n' entries {"n": i} with pipelining. */
+/* Wait up to DEADLINE_MS for 'group' of 'key' to have no pending entry. */
+static void wait_no_pending(redisContext *ctx, const char *key,
+                            const char *group)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(buf, size, "%s-%ld-%lld%09ld", prefix, (long)getpid(),
-             (long long)ts.tv_sec, ts.tv_nsec);
+    int64_t deadline = h_now_ms() + DEADLINE_MS;
+
+    while (pending_count(ctx, key, group) != 0 && h_now_ms() < deadline)
+        h_pause();
+    assert_int_equal(pending_count(ctx, key, group), 0);
 }
 
-/* XADD 'n' entries {"n": i} with pipelining. */
 static void produce_stream(redisContext *ctx, const char *key, int from, int n)
 {
     char payload[64];
@@ -218,7 +225,7 @@ static void test_stream_claim_from_dead_consumer(void **state)
     redisContext *ctx = raw_connect();
     int64_t t0 = sl_mono_ms();
 
-    unique_name(key, sizeof(key), "sluice-test-claim");
+    h_unique(key, sizeof(key), "sluice-test-claim");
     produce_stream(ctx, key, 0, N);
 
     struct sl_source_redis_conf conf = stream_conf(key, "A");
@@ -273,10 +280,7 @@ static void test_stream_claim_from_dead_consumer(void **state)
     }
     assert_int_equal(b_seen.cnt, N - A_ACK);
     /* Nothing pending once B's acks are flushed (every 100 ms). */
-    deadline = sl_mono_ms() + DEADLINE_MS;
-    while (pending_count(ctx, key, "g") != 0 && sl_mono_ms() < deadline)
-        usleep(10000);
-    assert_int_equal(pending_count(ctx, key, "g"), 0);
+    wait_no_pending(ctx, key, "g");
     assert_null(pop(qb, 300)); /* nothing more comes */
     assert_int_equal(sl_source_close(b), 0);
     sl_source_redis_get_stats(b, &st);
@@ -313,7 +317,7 @@ static void test_stream_max_deliveries(void **state)
     redisContext *ctx = raw_connect();
     int64_t t0 = sl_mono_ms();
 
-    unique_name(key, sizeof(key), "sluice-test-poison");
+    h_unique(key, sizeof(key), "sluice-test-poison");
     const char *mk[] = {"XGROUP", "CREATE", key, "g", "0", "MKSTREAM"};
     freeReplyObject(raw(ctx, 6, mk));
     const char *add[] = {"XADD", key, "*", "payload", "poison"};
@@ -347,10 +351,7 @@ static void test_stream_max_deliveries(void **state)
                         "delivered 6 times, more than max_deliveries (3)");
     assert_memory_equal(msg->payload, "poison", 6);
     sl_source_ack(msg);
-    int64_t deadline = sl_mono_ms() + DEADLINE_MS;
-    while (pending_count(ctx, key, "g") != 0 && sl_mono_ms() < deadline)
-        usleep(10000);
-    assert_int_equal(pending_count(ctx, key, "g"), 0);
+    wait_no_pending(ctx, key, "g");
     assert_int_equal(sl_source_close(src), 0);
     struct sl_source_redis_stats st;
     sl_source_redis_get_stats(src, &st);
@@ -411,7 +412,7 @@ static void test_stream_nogroup_recovery(void **state)
 
     assert_true(logfd >= 0);
     sl_log_set_fd(logfd); /* no other source thread runs now */
-    unique_name(key, sizeof(key), "sluice-test-nogroup");
+    h_unique(key, sizeof(key), "sluice-test-nogroup");
     struct sl_source_redis_conf conf = stream_conf(key, "D");
     struct sl_queue *q = sl_queue_new(100, (void (*)(void *))sl_msg_destroy);
     struct sl_source *src =
@@ -427,10 +428,7 @@ static void test_stream_nogroup_recovery(void **state)
     struct idset seen = {0};
     assert_int_equal(drain(q, 10, &seen), 10);
     assert_int_equal(idset_dups(&seen), 0);
-    int64_t deadline = sl_mono_ms() + DEADLINE_MS;
-    while (pending_count(ctx, key, "g") != 0 && sl_mono_ms() < deadline)
-        usleep(10000);
-    assert_int_equal(pending_count(ctx, key, "g"), 0);
+    wait_no_pending(ctx, key, "g");
     assert_null(pop(q, 300));
     assert_int_equal(sl_source_close(src), 0);
     struct sl_source_redis_stats st;
@@ -485,7 +483,7 @@ static void test_stream_reconnect(void **state)
     redisContext *ctx = raw_connect();
     int64_t t0 = sl_mono_ms();
 
-    unique_name(key, sizeof(key), "sluice-test-reconnect");
+    h_unique(key, sizeof(key), "sluice-test-reconnect");
     snprintf(name, sizeof(name), "sluice:%s:R", key);
     struct sl_source_redis_conf conf = stream_conf(key, "R");
     struct sl_queue *q = sl_queue_new(100, (void (*)(void *))sl_msg_destroy);
@@ -506,10 +504,7 @@ static void test_stream_reconnect(void **state)
     struct idset seen = {0};
     assert_int_equal(drain(q, N, &seen), N);
     assert_int_equal(idset_dups(&seen), 0);
-    int64_t deadline = sl_mono_ms() + DEADLINE_MS;
-    while (pending_count(ctx, key, "g") != 0 && sl_mono_ms() < deadline)
-        usleep(10000);
-    assert_int_equal(pending_count(ctx, key, "g"), 0);
+    wait_no_pending(ctx, key, "g");
     assert_int_equal(sl_source_close(src), 0);
     struct sl_source_redis_stats st;
     sl_source_redis_get_stats(src, &st);
@@ -548,7 +543,7 @@ static void test_list_reaper(void **state)
     redisContext *ctx = raw_connect();
     int64_t t0 = sl_mono_ms();
 
-    unique_name(key, sizeof(key), "sluice-test-list");
+    h_unique(key, sizeof(key), "sluice-test-list");
     snprintf(proc_a, sizeof(proc_a), "%s:processing:A", key);
     snprintf(proc_b, sizeof(proc_b), "%s:processing:B", key);
     snprintf(proc_w, sizeof(proc_w), "%s:processing:W", key);
