@@ -6,6 +6,7 @@
  * never fails, and the group ends committed at the log end.  Needs no
  * server: the mock brokers run in this process.
  */
+#include "harness.h"
 #include "kafka_member.h"
 
 #include "clock.h"

@@ -5,6 +5,7 @@
  * growing memory, and then every message arrives once, in order.
  * Needs `scripts/services start kafka`.
  */
+#include "harness.h"
 #include "kafka_member.h"
 
 #include "clock.h"
