@@ -7,6 +7,7 @@
  */
 #include "infer_worker_int.h"
 
+#include "dlist.h"
 #include "err.h"
 #include "log.h"
 #include "retry.h"
@@ -31,21 +32,10 @@ static void req_set_state(struct sl_infer_worker *w, struct req *req,
     req->state = state;
     if (was == is)
         return;
-    if (is) {
-        req->wprev = NULL;
-        req->wnext = w->waitq;
-        if (w->waitq)
-            w->waitq->wprev = req;
-        w->waitq = req;
-        return;
-    }
-    if (req->wprev)
-        req->wprev->wnext = req->wnext;
+    if (is)
+        SL_DLIST_PUSH(w->waitq, req, wprev, wnext);
     else
-        w->waitq = req->wnext;
-    if (req->wnext)
-        req->wnext->wprev = req->wprev;
-    req->wprev = req->wnext = NULL;
+        SL_DLIST_UNLINK(w->waitq, req, wprev, wnext);
 }
 
 struct req *sl_infer_req_new(struct sl_infer_worker *w, size_t be,
@@ -62,10 +52,7 @@ struct req *sl_infer_req_new(struct sl_infer_worker *w, size_t be,
     req->body = body;
     req->due_ms = sl_mono_ms();
     req_set_state(w, req, REQ_WAIT);
-    req->next = w->reqs;
-    if (w->reqs)
-        w->reqs->prev = req;
-    w->reqs = req;
+    SL_DLIST_PUSH(w->reqs, req, prev, next);
     return req;
 }
 
@@ -204,12 +191,7 @@ void sl_infer_req_sweep(struct sl_infer_worker *w)
         next = req->next;
         if (req->state != REQ_DEAD)
             continue;
-        if (req->prev)
-            req->prev->next = req->next;
-        else
-            w->reqs = req->next;
-        if (req->next)
-            req->next->prev = req->prev;
+        SL_DLIST_UNLINK(w->reqs, req, prev, next);
         free(req->calls);
         free(req->body);
         free(req->resp);

@@ -14,6 +14,7 @@
  */
 #include "infer_worker_int.h"
 
+#include "dlist.h"
 #include "err.h"
 #include "log.h"
 #include "template.h"
@@ -36,13 +37,7 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp);
 
 static void job_unlink(struct sl_infer_worker *w, struct job *job)
 {
-    if (job->prev)
-        job->prev->next = job->next;
-    else
-        w->jobs = job->next;
-    if (job->next)
-        job->next->prev = job->prev;
-    job->prev = job->next = NULL;
+    SL_DLIST_UNLINK(w->jobs, job, prev, next);
 }
 
 static void job_free(struct job *job)
@@ -469,10 +464,7 @@ static struct job *job_new(struct sl_infer_worker *w, void *item,
         job_free(job);
         return NULL;
     }
-    job->next = w->jobs;
-    if (w->jobs)
-        w->jobs->prev = job;
-    w->jobs = job;
+    SL_DLIST_PUSH(w->jobs, job, prev, next);
     w->njobs++;
     return job;
 }
