@@ -6,8 +6,8 @@
  */
 #include "sink_pg_int.h"
 #include "err.h"
+#include "strbuf.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -346,57 +346,6 @@ int sl_sink_pg_columns_check(const struct sl_sink_pg_columns *c, char *errstr,
 
 /* ---- SQL text ---- */
 
-struct sbuf {
-    char *p;
-    size_t len, cap;
-    int failed;
-};
-
-static void sb_add(struct sbuf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void sb_add(struct sbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    if (b->failed)
-        return;
-    for (;;) {
-        va_start(ap, fmt);
-        n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0,
-                      fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->failed = 1;
-            return;
-        }
-        if (b->p && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = b->cap ? b->cap * 2 : 512;
-        while (cap <= b->len + (size_t)n)
-            cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->failed = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-}
-
-static char *sb_done(struct sbuf *b)
-{
-    if (b->failed) {
-        free(b->p);
-        return NULL;
-    }
-    return b->p;
-}
-
 /* Logical columns in parameter order, with types and defaults. */
 static const struct {
     size_t off;       /* offsetof in struct sl_sink_pg_columns */
@@ -444,68 +393,71 @@ static const char *col_name(const struct sl_sink_pg_columns *cols, int i)
 char *sl_sink_pg_sql_insert(const char *qtable,
                             const struct sl_sink_pg_columns *cols)
 {
-    struct sbuf b = {0};
+    struct sl_strbuf b = {0};
     int i;
 
-    sb_add(&b, "INSERT INTO %s (", qtable);
+    sl_strbuf_addf(&b, "INSERT INTO %s (", qtable);
     for (i = 0; i < SL_SINK_PG_NCOLS; i++)
-        sb_add(&b, "%s\"%s\"", i ? ", " : "", col_name(cols, i));
-    sb_add(&b, ") SELECT * FROM unnest(");
+        sl_strbuf_addf(&b, "%s\"%s\"", i ? ", " : "", col_name(cols, i));
+    sl_strbuf_addf(&b, ") SELECT * FROM unnest(");
     for (i = 0; i < SL_SINK_PG_NCOLS; i++)
-        sb_add(&b, "%s$%d::%s", i ? ", " : "", i + 1, cols_def[i].arr);
-    sb_add(&b, ") ON CONFLICT DO NOTHING");
-    return sb_done(&b);
+        sl_strbuf_addf(&b, "%s$%d::%s", i ? ", " : "", i + 1, cols_def[i].arr);
+    sl_strbuf_addf(&b, ") ON CONFLICT DO NOTHING");
+    return sl_strbuf_done(&b);
 }
 
 char *sl_sink_pg_sql_create(const char *qtable,
                             const struct sl_sink_pg_columns *cols)
 {
-    struct sbuf b = {0};
+    struct sl_strbuf b = {0};
     int i;
 
-    sb_add(&b, "CREATE TABLE IF NOT EXISTS %s (id bigserial PRIMARY KEY",
-           qtable);
+    sl_strbuf_addf(
+        &b, "CREATE TABLE IF NOT EXISTS %s (id bigserial PRIMARY KEY", qtable);
     for (i = 0; i < SL_SINK_PG_NCOLS; i++)
-        sb_add(&b, ", \"%s\" %s%s", col_name(cols, i), cols_def[i].type,
-               cols_def[i].ddl);
-    sb_add(&b, ", processed_at timestamptz NOT NULL DEFAULT now(), UNIQUE (");
+        sl_strbuf_addf(&b, ", \"%s\" %s%s", col_name(cols, i), cols_def[i].type,
+                       cols_def[i].ddl);
+    sl_strbuf_addf(
+        &b, ", processed_at timestamptz NOT NULL DEFAULT now(), UNIQUE (");
     for (i = 0; i < 5; i++)
-        sb_add(&b, "%s\"%s\"", i ? ", " : "", col_name(cols, i));
-    sb_add(&b, "))");
-    return sb_done(&b);
+        sl_strbuf_addf(&b, "%s\"%s\"", i ? ", " : "", col_name(cols, i));
+    sl_strbuf_addf(&b, "))");
+    return sl_strbuf_done(&b);
 }
 
 char *sl_sink_pg_sql_create_dead(const char *qtable)
 {
-    struct sbuf b = {0};
+    struct sl_strbuf b = {0};
 
-    sb_add(&b,
-           "CREATE TABLE IF NOT EXISTS %s (id bigserial PRIMARY KEY, "
-           "source text NOT NULL, topic text NOT NULL, "
-           "partition integer NOT NULL, \"offset\" bigint NOT NULL, "
-           "entry_id text NOT NULL DEFAULT '', key bytea, payload bytea, "
-           "stage text NOT NULL, error text, sqlstate text, "
-           "attempts integer NOT NULL DEFAULT 1, "
-           "first_seen timestamptz NOT NULL DEFAULT now(), "
-           "last_seen timestamptz NOT NULL DEFAULT now(), "
-           "UNIQUE (source, topic, partition, \"offset\", entry_id))",
-           qtable);
-    return sb_done(&b);
+    sl_strbuf_addf(
+        &b,
+        "CREATE TABLE IF NOT EXISTS %s (id bigserial PRIMARY KEY, "
+        "source text NOT NULL, topic text NOT NULL, "
+        "partition integer NOT NULL, \"offset\" bigint NOT NULL, "
+        "entry_id text NOT NULL DEFAULT '', key bytea, payload bytea, "
+        "stage text NOT NULL, error text, sqlstate text, "
+        "attempts integer NOT NULL DEFAULT 1, "
+        "first_seen timestamptz NOT NULL DEFAULT now(), "
+        "last_seen timestamptz NOT NULL DEFAULT now(), "
+        "UNIQUE (source, topic, partition, \"offset\", entry_id))",
+        qtable);
+    return sl_strbuf_done(&b);
 }
 
 char *sl_sink_pg_sql_insert_dead(const char *qtable)
 {
-    struct sbuf b = {0};
+    struct sl_strbuf b = {0};
 
-    sb_add(&b,
-           "INSERT INTO %s AS d (source, topic, partition, \"offset\", "
-           "entry_id, key, payload, stage, error, sqlstate, attempts) "
-           "VALUES ($1::text, $2::text, $3::int4, $4::int8, $5::text, "
-           "$6::bytea, $7::bytea, $8::text, $9::text, $10::text, $11::int4) "
-           "ON CONFLICT (source, topic, partition, \"offset\", entry_id) "
-           "DO UPDATE SET attempts = d.attempts + 1, last_seen = now(), "
-           "error = EXCLUDED.error, sqlstate = EXCLUDED.sqlstate, "
-           "stage = EXCLUDED.stage",
-           qtable);
-    return sb_done(&b);
+    sl_strbuf_addf(
+        &b,
+        "INSERT INTO %s AS d (source, topic, partition, \"offset\", "
+        "entry_id, key, payload, stage, error, sqlstate, attempts) "
+        "VALUES ($1::text, $2::text, $3::int4, $4::int8, $5::text, "
+        "$6::bytea, $7::bytea, $8::text, $9::text, $10::text, $11::int4) "
+        "ON CONFLICT (source, topic, partition, \"offset\", entry_id) "
+        "DO UPDATE SET attempts = d.attempts + 1, last_seen = now(), "
+        "error = EXCLUDED.error, sqlstate = EXCLUDED.sqlstate, "
+        "stage = EXCLUDED.stage",
+        qtable);
+    return sl_strbuf_done(&b);
 }
