@@ -521,6 +521,19 @@ static inline void h_mock_stop(struct h_mock *m)
     h_kill(&m->proc);
 }
 
+/* Stop 'm' and remove its directory (the port file and the log). */
+static inline void h_mock_cleanup(struct h_mock *m)
+{
+    char path[128];
+
+    h_mock_stop(m);
+    snprintf(path, sizeof(path), "%s/port", m->dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/mock.log", m->dir);
+    unlink(path);
+    rmdir(m->dir);
+}
+
 /*
  * The mock's sentiment rule (cmd/mock-infer/model.c, README): count words
  * (runs of non-space) that, trimmed of ASCII punctuation and lowercased,

@@ -43,15 +43,8 @@ static int start_mock(void **state)
 
 static int stop_mock(void **state)
 {
-    char path[128];
-
     (void)state;
-    h_mock_stop(&mock);
-    snprintf(path, sizeof(path), "%s/port", mock.dir);
-    unlink(path);
-    snprintf(path, sizeof(path), "%s/mock.log", mock.dir);
-    unlink(path);
-    rmdir(mock.dir);
+    h_mock_cleanup(&mock);
     curl_global_cleanup();
     return 0;
 }

@@ -191,14 +191,7 @@ static int start_server(void **state)
 static int stop_server(void **state)
 {
     (void)state;
-    char path[128];
-
-    h_mock_stop(&srv);
-    snprintf(path, sizeof(path), "%s/port", srv.dir);
-    unlink(path);
-    snprintf(path, sizeof(path), "%s/mock.log", srv.dir);
-    unlink(path);
-    rmdir(srv.dir);
+    h_mock_cleanup(&srv);
     curl_global_cleanup();
     return 0;
 }
