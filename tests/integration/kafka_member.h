@@ -129,6 +129,49 @@ static inline void km_record_ack(struct km_acks *a, const struct sl_msg *msg)
         atomic_fetch_add(&a->distinct, 1);
 }
 
+/*
+ * Every position was acked at least once (fail naming the first that was
+ * not); returns how many acks were redeliveries.
+ */
+static inline long km_acks_dups(struct km_acks *a)
+{
+    long dups = 0;
+
+    for (int p = 0; p < a->parts; p++)
+        for (int o = 0; o < a->per; o++) {
+            if (km_acks_at(a, p, o) < 1)
+                fail_msg("partition %d offset %d never acked", p, o);
+            dups += km_acks_at(a, p, o) - 1;
+        }
+    return dups;
+}
+
+/*
+ * What the group of 'rk' committed for 'topic' ('parts' partitions) is
+ * the log end of every partition, and that end is 'per'.
+ */
+static inline void km_assert_committed_to_end(rd_kafka_t *rk, const char *topic,
+                                              int parts, int64_t per)
+{
+    rd_kafka_topic_partition_list_t *l =
+        rd_kafka_topic_partition_list_new(parts);
+
+    for (int p = 0; p < parts; p++)
+        rd_kafka_topic_partition_list_add(l, topic, p);
+    assert_int_equal(rd_kafka_committed(rk, l, 10000), 0);
+    for (int p = 0; p < parts; p++) {
+        int64_t lo, hi;
+        assert_int_equal(
+            rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000), 0);
+        assert_int_equal(hi, per);
+        assert_int_equal(l->elems[p].err, 0);
+        if (l->elems[p].offset != hi)
+            fail_msg("partition %d: committed %lld, log end %lld", p,
+                     (long long)l->elems[p].offset, (long long)hi);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
 /* Wait up to 'timeout_ms' for 'target' distinct acks; fail otherwise. */
 static inline void km_wait_distinct(struct km_acks *a, int target,
                                     int timeout_ms)

@@ -416,33 +416,12 @@ static void test_commit_and_join_errors(void **state)
     assert_int_equal(members[0].commit_errors, 0);
     assert_int_equal(members[1].commit_errors, 0);
 
-    long dups = 0;
-    for (int p = 0; p < PARTS; p++)
-        for (int o = 0; o < PER; o++) {
-            if (km_acks_at(&acks, p, o) < 1)
-                fail_msg("partition %d offset %d never acked", p, o);
-            dups += km_acks_at(&acks, p, o) - 1;
-        }
+    long dups = km_acks_dups(&acks);
     assert_int_equal(atomic_load(&acks.distinct), COUNT);
     print_message("all %d messages acked; %ld redelivered\n", COUNT, dups);
 
     /* After close, still committed at the log end. */
-    rd_kafka_topic_partition_list_t *l =
-        rd_kafka_topic_partition_list_new(PARTS);
-    for (int p = 0; p < PARTS; p++)
-        rd_kafka_topic_partition_list_add(l, topic, p);
-    assert_int_equal(rd_kafka_committed(rk, l, 10000), 0);
-    for (int p = 0; p < PARTS; p++) {
-        int64_t lo, hi;
-        assert_int_equal(
-            rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000), 0);
-        assert_int_equal(hi, PER);
-        assert_int_equal(l->elems[p].err, 0);
-        if (l->elems[p].offset != hi)
-            fail_msg("partition %d: committed %lld, log end %lld", p,
-                     (long long)l->elems[p].offset, (long long)hi);
-    }
-    rd_kafka_topic_partition_list_destroy(l);
+    km_assert_committed_to_end(rk, topic, PARTS, PER);
     rd_kafka_destroy(rk);
 
     report(mc);

@@ -173,31 +173,14 @@ static void test_group_rebalance(void **state)
     km_member_leave(&m[1]);
     km_member_leave(&m[2]);
 
-    long dups = 0;
-    for (int p = 0; p < A_PARTS; p++)
-        for (int o = 0; o < A_PER; o++) {
-            assert_true(km_acks_at(&acks, p, o) >= 1);
-            dups += km_acks_at(&acks, p, o) - 1;
-        }
+    long dups = km_acks_dups(&acks);
     print_message("all %d messages acked; %ld redelivered across "
                   "rebalances\n",
                   A_COUNT, dups);
 
     /* What the group committed, seen from a separate handle. */
     rd_kafka_t *rk = client(RD_KAFKA_CONSUMER, group);
-    rd_kafka_topic_partition_list_t *l =
-        rd_kafka_topic_partition_list_new(A_PARTS);
-    for (int p = 0; p < A_PARTS; p++)
-        rd_kafka_topic_partition_list_add(l, topic, p);
-    assert_int_equal(rd_kafka_committed(rk, l, 10000), 0);
-    for (int p = 0; p < A_PARTS; p++) {
-        int64_t lo, hi;
-        assert_int_equal(
-            rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000), 0);
-        assert_int_equal(l->elems[p].offset, hi);
-        assert_int_equal(hi, A_PER);
-    }
-    rd_kafka_topic_partition_list_destroy(l);
+    km_assert_committed_to_end(rk, topic, A_PARTS, A_PER);
     rd_kafka_destroy(rk);
     km_acks_free(&acks);
     print_message("group test: %lld ms\n", (long long)(sl_mono_ms() - t0));

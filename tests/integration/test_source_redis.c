@@ -172,6 +172,24 @@ static struct sl_source_redis_conf stream_conf(const char *key,
     return conf;
 }
 
+/* A started Redis source (a list's, or a stream's) over a new queue of
+ * 'cap' messages, in *qp. */
+static struct sl_source *start_source(bool list,
+                                      const struct sl_source_redis_conf *conf,
+                                      size_t cap, struct sl_queue **qp)
+{
+    char err[512];
+    struct sl_queue *q = sl_queue_new(cap, (void (*)(void *))sl_msg_destroy);
+    struct sl_source *src =
+        list ? sl_source_redis_list_new(conf, q, err, sizeof(err))
+             : sl_source_redis_stream_new(conf, q, err, sizeof(err));
+
+    assert_non_null(src);
+    assert_int_equal(sl_source_start(src, err, sizeof(err)), 0);
+    *qp = q;
+    return src;
+}
+
 static void test_url_and_password_file(void **state)
 {
     (void)state;
@@ -221,7 +239,7 @@ static void test_stream_claim_from_dead_consumer(void **state)
 {
     (void)state;
     enum { N = 2000, A_POP = 300, A_ACK = 100 };
-    char key[128], err[256];
+    char key[128];
     redisContext *ctx = raw_connect();
     int64_t t0 = sl_mono_ms();
 
@@ -229,11 +247,8 @@ static void test_stream_claim_from_dead_consumer(void **state)
     produce_stream(ctx, key, 0, N);
 
     struct sl_source_redis_conf conf = stream_conf(key, "A");
-    struct sl_queue *qa = sl_queue_new(500, (void (*)(void *))sl_msg_destroy);
-    struct sl_source *a =
-        sl_source_redis_stream_new(&conf, qa, err, sizeof(err));
-    assert_non_null(a);
-    assert_int_equal(sl_source_start(a, err, sizeof(err)), 0);
+    struct sl_queue *qa;
+    struct sl_source *a = start_source(false, &conf, 500, &qa);
     struct idset a_acked = {0};
     struct sl_msg *held[A_POP];
     for (int i = 0; i < A_POP; i++) {
@@ -260,11 +275,8 @@ static void test_stream_claim_from_dead_consumer(void **state)
     assert_int_equal(idset_dups(&a_acked), 0);
 
     conf.consumer = "B";
-    struct sl_queue *qb = sl_queue_new(1000, (void (*)(void *))sl_msg_destroy);
-    struct sl_source *b =
-        sl_source_redis_stream_new(&conf, qb, err, sizeof(err));
-    assert_non_null(b);
-    assert_int_equal(sl_source_start(b, err, sizeof(err)), 0);
+    struct sl_queue *qb;
+    struct sl_source *b = start_source(false, &conf, 1000, &qb);
     struct idset b_seen = {0};
     size_t retried = 0;
     int64_t deadline = sl_mono_ms() + DEADLINE_MS;
@@ -313,7 +325,7 @@ static void test_stream_claim_from_dead_consumer(void **state)
 static void test_stream_max_deliveries(void **state)
 {
     (void)state;
-    char key[128], err[256], id[48];
+    char key[128], id[48];
     redisContext *ctx = raw_connect();
     int64_t t0 = sl_mono_ms();
 
@@ -336,11 +348,8 @@ static void test_stream_max_deliveries(void **state)
     struct sl_source_redis_conf conf = stream_conf(key, "C");
     conf.max_deliveries = 3;
     conf.min_idle_ms = 1;
-    struct sl_queue *q = sl_queue_new(16, (void (*)(void *))sl_msg_destroy);
-    struct sl_source *src =
-        sl_source_redis_stream_new(&conf, q, err, sizeof(err));
-    assert_non_null(src);
-    assert_int_equal(sl_source_start(src, err, sizeof(err)), 0);
+    struct sl_queue *q;
+    struct sl_source *src = start_source(false, &conf, 16, &q);
     struct sl_msg *msg = pop(q, DEADLINE_MS);
     assert_non_null(msg);
     assert_string_equal(msg->origin.entry_id, id);
@@ -404,7 +413,7 @@ static int count_in_file(const char *path, const char *needle)
 static void test_stream_nogroup_recovery(void **state)
 {
     (void)state;
-    char key[128], err[256];
+    char key[128];
     char logpath[] = "/tmp/sluice-redis-log-XXXXXX";
     redisContext *ctx = raw_connect();
     int64_t t0 = sl_mono_ms();
@@ -414,11 +423,8 @@ static void test_stream_nogroup_recovery(void **state)
     sl_log_set_fd(logfd); /* no other source thread runs now */
     h_unique(key, sizeof(key), "sluice-test-nogroup");
     struct sl_source_redis_conf conf = stream_conf(key, "D");
-    struct sl_queue *q = sl_queue_new(100, (void (*)(void *))sl_msg_destroy);
-    struct sl_source *src =
-        sl_source_redis_stream_new(&conf, q, err, sizeof(err));
-    assert_non_null(src);
-    assert_int_equal(sl_source_start(src, err, sizeof(err)), 0);
+    struct sl_queue *q;
+    struct sl_source *src = start_source(false, &conf, 100, &q);
     produce_stream(ctx, key, 0, 10);
     assert_int_equal(drain(q, 10, NULL), 10);
 
@@ -479,18 +485,15 @@ static void test_stream_reconnect(void **state)
 {
     (void)state;
     enum { N = 50 };
-    char key[128], err[256], name[192];
+    char key[128], name[192];
     redisContext *ctx = raw_connect();
     int64_t t0 = sl_mono_ms();
 
     h_unique(key, sizeof(key), "sluice-test-reconnect");
     snprintf(name, sizeof(name), "sluice:%s:R", key);
     struct sl_source_redis_conf conf = stream_conf(key, "R");
-    struct sl_queue *q = sl_queue_new(100, (void (*)(void *))sl_msg_destroy);
-    struct sl_source *src =
-        sl_source_redis_stream_new(&conf, q, err, sizeof(err));
-    assert_non_null(src);
-    assert_int_equal(sl_source_start(src, err, sizeof(err)), 0);
+    struct sl_queue *q;
+    struct sl_source *src = start_source(false, &conf, 100, &q);
     produce_stream(ctx, key, 0, N);
     struct sl_msg *held[N];
     for (int i = 0; i < N; i++) {
@@ -538,7 +541,7 @@ static void test_list_reaper(void **state)
 {
     (void)state;
     enum { N = 500, A_POP = 30 };
-    char key[128], err[256], proc_a[192], proc_b[192], proc_w[192];
+    char key[128], proc_a[192], proc_b[192], proc_w[192];
     char payload[64];
     redisContext *ctx = raw_connect();
     int64_t t0 = sl_mono_ms();
@@ -566,10 +569,8 @@ static void test_list_reaper(void **state)
     conf.heartbeat_ms = 200;
     conf.max_inflight = 100;
     conf.commit_interval_ms = 100;
-    struct sl_queue *qa = sl_queue_new(50, (void (*)(void *))sl_msg_destroy);
-    struct sl_source *a = sl_source_redis_list_new(&conf, qa, err, sizeof(err));
-    assert_non_null(a);
-    assert_int_equal(sl_source_start(a, err, sizeof(err)), 0);
+    struct sl_queue *qa;
+    struct sl_source *a = start_source(true, &conf, 50, &qa);
     struct sl_msg *held[A_POP];
     for (int i = 0; i < A_POP; i++) {
         held[i] = pop(qa, DEADLINE_MS);
@@ -589,10 +590,8 @@ static void test_list_reaper(void **state)
     long long a_held = llen(ctx, proc_a);
     assert_int_equal(a_held, conf.max_inflight);
     conf.consumer = "W";
-    struct sl_queue *qw = sl_queue_new(1, (void (*)(void *))sl_msg_destroy);
-    struct sl_source *w = sl_source_redis_list_new(&conf, qw, err, sizeof(err));
-    assert_non_null(w);
-    assert_int_equal(sl_source_start(w, err, sizeof(err)), 0);
+    struct sl_queue *qw;
+    struct sl_source *w = start_source(true, &conf, 1, &qw);
     usleep(3 * 200 * 1000 * 2); /* the thing under test: 2 x expiry */
     struct sl_source_redis_stats st;
     sl_source_redis_get_stats(w, &st);
@@ -612,10 +611,8 @@ static void test_list_reaper(void **state)
     assert_int_equal(llen(ctx, proc_a), a_held);
 
     conf.consumer = "B";
-    struct sl_queue *qb = sl_queue_new(1000, (void (*)(void *))sl_msg_destroy);
-    struct sl_source *b = sl_source_redis_list_new(&conf, qb, err, sizeof(err));
-    assert_non_null(b);
-    assert_int_equal(sl_source_start(b, err, sizeof(err)), 0);
+    struct sl_queue *qb;
+    struct sl_source *b = start_source(true, &conf, 1000, &qb);
     struct idset seen = {0};
     deadline = sl_mono_ms() + DEADLINE_MS;
     while (seen.cnt < N && sl_mono_ms() < deadline) {
