@@ -818,6 +818,17 @@ static inline PGconn *h_db(void)
     return c;
 }
 
+/* PQexec() of printf-formatted SQL, its text left in sql[size]. */
+static inline PGresult *h_pg_vexec(PGconn *c, char *sql, size_t size,
+                                   const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+static inline PGresult *h_pg_vexec(PGconn *c, char *sql, size_t size,
+                                   const char *fmt, va_list ap)
+{
+    vsnprintf(sql, size, fmt, ap);
+    return PQexec(c, sql);
+}
+
 /* The first column of the first row of a query as an integer; -1 when the
  * query failed (a table not created yet) or returned nothing. */
 static inline long long h_pg_int(PGconn *c, const char *fmt, ...)
@@ -828,9 +839,8 @@ static inline long long h_pg_int(PGconn *c, const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(sql, sizeof(sql), fmt, ap);
+    PGresult *res = h_pg_vexec(c, sql, sizeof(sql), fmt, ap);
     va_end(ap);
-    PGresult *res = PQexec(c, sql);
     long long v = -1;
     if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0 &&
         !PQgetisnull(res, 0, 0))
@@ -848,9 +858,8 @@ static inline PGresult *h_pg_query(PGconn *c, const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(sql, sizeof(sql), fmt, ap);
+    PGresult *res = h_pg_vexec(c, sql, sizeof(sql), fmt, ap);
     va_end(ap);
-    PGresult *res = PQexec(c, sql);
     if (PQresultStatus(res) != PGRES_TUPLES_OK &&
         PQresultStatus(res) != PGRES_COMMAND_OK)
         fail_msg("%s: %s", sql, PQresultErrorMessage(res));
