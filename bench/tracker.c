@@ -75,7 +75,7 @@ static void run(const char *name, enum order order, unsigned skip_pct,
         }
     }
     dt = now_s() - t0;
-    sl_tracker_get_stats(t, &st);
+    sl_tracker_stats(t, &st);
     printf("%-22s %8" PRId64 " %10" PRId64 " %8.3f %10.2f %8.1f %10" PRIu64
            " %8" PRId64 "\n",
            name, capacity, acks, dt, (double)acks / dt / 1e6,

@@ -24,7 +24,7 @@
     X(EHTTP, true, "HTTP error status")                                        \
     X(EDB, true, "database error")                                             \
     X(EDATA, false, "bad data")                                                \
-    X(EKAFKA, true, "Kafka error")                                             \
+    X(EKAFKA, false, "Kafka error")                                            \
     X(EREDIS, true, "Redis error")                                             \
     X(EDECODE, false, "cannot decode message")                                 \
     X(ENOTFOUND, false, "not found")                                           \
@@ -55,7 +55,10 @@ const char *sl_err_name(int err);
 
 /*
  * True when the operation that failed with 'err' may succeed if tried
- * again later (timeouts, lost connections, rate limits).  Any thread.
+ * again later (timeouts, lost connections, rate limits).  The one answer
+ * to "retry?": a module translates its library's codes into SL_E* once
+ * (the engine's error classes, Kafka's commit errors, PostgreSQL's
+ * SQLSTATE) and asks here.  Any thread.
  */
 bool sl_err_retriable(int err);
 

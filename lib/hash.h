@@ -1,6 +1,7 @@
 /*
  * FNV-1a 64: the one hash for in-memory tables (in-flight ids, ordering
- * lanes) and for mock-infer's documented deterministic outputs.
+ * lanes, the Kafka source's partitions) and for mock-infer's documented
+ * deterministic outputs.
  */
 #ifndef SL_HASH_H
 #define SL_HASH_H

@@ -17,11 +17,21 @@
 const char *sl_infer_errclass_name(enum sl_infer_errclass ec)
 {
     static const char *const names[] = {
-#define SL_INFER_EC_NAME(name, text) text,
+#define SL_INFER_EC_NAME(name, text, code) text,
         SL_INFER_ERRCLASSES(SL_INFER_EC_NAME)
 #undef SL_INFER_EC_NAME
     };
     return (unsigned)ec < SL_INFER_EC_COUNT ? names[ec] : "unknown";
+}
+
+int sl_infer_errclass_err(enum sl_infer_errclass ec)
+{
+    static const int codes[] = {
+#define SL_INFER_EC_CODE(name, text, code) -SL_##code,
+        SL_INFER_ERRCLASSES(SL_INFER_EC_CODE)
+#undef SL_INFER_EC_CODE
+    };
+    return (unsigned)ec < SL_INFER_EC_COUNT ? codes[ec] : -SL_EINVAL;
 }
 
 /*
@@ -60,14 +70,10 @@ static int backend_init(struct sl_infer_backend *be,
                         const struct sl_config_backend *bc, char *errstr,
                         size_t errstr_size)
 {
-    const char *suffix = "";
+    const char *suffix = sl_infer_proto_of(bc->kind)->path;
     int err;
 
     be->conf = bc;
-    if (bc->kind == SL_CONFIG_BACKEND_OPENAI_CHAT)
-        suffix = "/chat/completions";
-    else if (bc->kind == SL_CONFIG_BACKEND_OPENAI_EMBEDDINGS)
-        suffix = "/embeddings";
     size_t ulen = strlen(bc->url);
     while (*suffix && ulen > 0 && bc->url[ulen - 1] == '/')
         ulen--;

@@ -17,22 +17,26 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-/* X(name, text): error classes of a backend call, as in errors JSON. */
+/*
+ * X(name, text, code): error classes of a backend call, their name in the
+ * errors JSON, and the SL_E* code whose sl_err_retriable() decides whether
+ * a call that failed so is tried again.
+ */
 #define SL_INFER_ERRCLASSES(X)                                                 \
-    X(TIMEOUT, "timeout")           /* request or low-speed timeout */         \
-    X(CONNECT, "connect")           /* connect, reset, nothing received */     \
-    X(HTTP_5XX, "http_5xx")         /* 5xx status */                           \
-    X(HTTP_429, "http_429")         /* 429 Too Many Requests */                \
-    X(HTTP_4XX, "http_4xx")         /* other 4xx: never retried */             \
-    X(BAD_JSON, "bad_json")         /* reply not JSON or not as expected */    \
-    X(TOO_LARGE, "too_large")       /* reply past max_response_bytes */        \
-    X(BREAKER_OPEN, "breaker_open") /* failed fast, breaker open */            \
-    X(DEADLINE, "deadline")         /* the step's deadline_ms passed */        \
-    X(INPUT, "input")               /* the message cannot be rendered */       \
-    X(INTERNAL, "internal")         /* out of memory, curl setup failure */
+    X(TIMEOUT, "timeout", ETIMEDOUT)    /* request or low-speed timeout */     \
+    X(CONNECT, "connect", ECONN)        /* connect, reset, nothing received */ \
+    X(HTTP_5XX, "http_5xx", EHTTP)      /* 5xx status */                       \
+    X(HTTP_429, "http_429", ERATELIMIT) /* 429 Too Many Requests */            \
+    X(HTTP_4XX, "http_4xx", EPROTO)     /* other 4xx: never retried */         \
+    X(BAD_JSON, "bad_json", EPROTO)    /* reply not JSON or not as expected */ \
+    X(TOO_LARGE, "too_large", ETOOBIG) /* reply past max_response_bytes */     \
+    X(BREAKER_OPEN, "breaker_open", EBREAKER) /* failed fast, breaker open */  \
+    X(DEADLINE, "deadline", EDEADLINE) /* the step's deadline_ms passed */     \
+    X(INPUT, "input", EDECODE)         /* the message cannot be rendered */    \
+    X(INTERNAL, "internal", ENOMEM)    /* out of memory, curl setup failure */
 
 enum sl_infer_errclass {
-#define SL_INFER_EC_ENUM(name, text) SL_INFER_EC_##name,
+#define SL_INFER_EC_ENUM(name, text, code) SL_INFER_EC_##name,
     SL_INFER_ERRCLASSES(SL_INFER_EC_ENUM)
 #undef SL_INFER_EC_ENUM
         SL_INFER_EC_COUNT
@@ -40,6 +44,13 @@ enum sl_infer_errclass {
 
 /* "timeout", "http_5xx" ...; static, never NULL.  Any thread. */
 const char *sl_infer_errclass_name(enum sl_infer_errclass ec);
+
+/*
+ * The SL_E* code (negative) of class 'ec', the third column above: whether
+ * a failure of that class is retried is sl_err_retriable() of it.  Any
+ * thread.
+ */
+int sl_infer_errclass_err(enum sl_infer_errclass ec);
 
 /* Counters of one backend, for metrics.  Relaxed atomics, any thread. */
 struct sl_infer_stats {

@@ -1,6 +1,7 @@
 /*
- * Internals shared by infer.c (the shared engine) and infer_worker.c (the
- * per-thread engine).  Not for other modules.
+ * Internals shared by infer.c (the shared engine), infer_worker.c (the
+ * per-thread engine) and infer_proto.c (the backend protocols).  Not for
+ * other modules.
  */
 #ifndef SL_INFER_INT_H
 #define SL_INFER_INT_H
@@ -40,5 +41,50 @@ struct sl_infer {
     size_t be_cnt;               /* number of backends */
     size_t **step_be;            /* per step: backend indices */
 };
+
+/*
+ * A backend kind's protocol (infer_proto.c).  A kind either renders one
+ * request body per call ('render'), or renders each call's input
+ * ('render_input') and sends the inputs of many calls in one request
+ * ('render_batch').  Functions are pure: any thread.
+ */
+struct sl_infer_proto {
+    const char *path; /* added to the backend's url ("" for none) */
+    /*
+     * The body for one call from payload 'doc' into *bodyp (malloc'd;
+     * NULL: no body, a GET).  0, -SL_ENOMEM, or another code with errstr
+     * saying why the payload does not fit the templates.
+     */
+    int (*render)(const struct sl_config_backend *bc, const json_t *doc,
+                  char **bodyp, char *errstr, size_t errstr_size);
+    /* Batched kinds: one call's input, as render() returns. */
+    int (*render_input)(const struct sl_config_backend *bc, const json_t *doc,
+                        json_t **inputp, char *errstr, size_t errstr_size);
+    /* Batched kinds: the body for 'inputs' (stolen); NULL: no memory. */
+    char *(*render_batch)(const struct sl_config_backend *bc, json_t *inputs);
+    /*
+     * Append to 'values' one value per call ('ncalls') from 'reply', and
+     * set *tokensp to the tokens the reply used (left alone when the kind
+     * does not count them).  0, or -1 with text saying what is wrong.
+     */
+    int (*parse)(const struct sl_config_backend *bc, json_t *reply,
+                 size_t ncalls, json_t *values, json_int_t *tokensp, char *text,
+                 size_t text_size);
+};
+
+/* The protocol of 'kind'; never NULL.  Any thread. */
+const struct sl_infer_proto *
+sl_infer_proto_of(enum sl_config_backend_kind kind);
+
+/*
+ * The values of a 2xx reply resp[resp_len] to the 'ncalls' calls of one
+ * request of backend 'bc': 0 with *valuesp a JSON array of 'ncalls' values
+ * (owned by the caller) and *tokensp the tokens used (-1: not counted);
+ * or -1 with *valuesp NULL and text saying why the reply is bad (class
+ * bad_json).  Any thread.
+ */
+int sl_infer_proto_parse(const struct sl_config_backend *bc, const char *resp,
+                         size_t resp_len, size_t ncalls, json_t **valuesp,
+                         json_int_t *tokensp, char *text, size_t text_size);
 
 #endif

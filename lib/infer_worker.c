@@ -4,167 +4,40 @@
  * (job) runs its steps in order; a step fans out to its backends (calls);
  * a call is carried by a request (req), which for embeddings batches the
  * calls of many jobs.  Requests wait for admission (cap, rate, breaker)
- * or for a retry timer in the worker's wait list; nothing blocks.
+ * or for a retry timer in the worker's wait list; nothing blocks.  This
+ * file holds the jobs, their steps and the event loop; infer_req.c the
+ * requests.
  *
  * libcurl is driven by its socket interface: an epoll set holds the
  * sockets it asks for and an eventfd for wake-ups, so a wake-up costs
  * the sockets that are ready, not a walk over every transfer.
  */
-#include "infer_int.h"
+#include "infer_worker_int.h"
 
+#include "dlist.h"
 #include "err.h"
-#include "jsonptr.h"
-#include "jsontext.h"
 #include "log.h"
-#include "retry.h"
 #include "template.h"
-#include "utf8.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
-#define ERRTEXT 512      /* longest error message kept */
-#define BODY_SHOWN 160   /* bytes of an error reply quoted in messages */
-#define BUSY_RETRY_MS 1  /* at the concurrency cap: look again this soon */
-#define EASY_FREE_MAX 64 /* idle easy handles kept for reuse */
-#define EVENTS_MAX 64    /* socket events taken per epoll_wait() */
-
-struct job;
-struct req;
-
-/* One backend of one step of one job. */
-struct call {
-    struct job *job; /* owner */
-    size_t be;       /* backend index */
-    struct req *req; /* carrying request; NULL when none */
-    size_t slot;     /* index in req->calls */
-    json_t *input;   /* embeddings: the rendered input (a string) */
-    bool in_batch;   /* waiting in the worker's batch of 'be' */
-    bool done;       /* finished: succeeded, failed or cancelled */
-    int attempts;    /* HTTP attempts made for it */
-};
-
-struct job {
-    struct job *prev, *next; /* in w->jobs, or w->finished (next only) */
-    json_t *doc;             /* the payload document; owned */
-    void *item;              /* handed back to done() */
-    sl_infer_done_fn done;   /* completion callback */
-    void *arg;               /* its argument */
-    size_t step;             /* current step */
-    struct call *calls;      /* the step's calls; ncalls */
-    size_t ncalls;           /* number of calls */
-    size_t nleft;            /* calls not yet done */
-    int64_t start_ms;        /* submit time */
-    int64_t step_start_ms;   /* start of the current step */
-    int64_t deadline_ms;     /* absolute step deadline; 0: none */
-    json_t *results;         /* {backend: value} */
-    json_t *errors;          /* {backend: error} */
-    json_t *timings;         /* {backend: ms} */
-    bool partial;            /* some backend failed, on_error partial */
-    bool failed;             /* finished FAILED */
-    bool finished;           /* moved to w->finished */
-    char *reason;            /* FAILED: why; owned */
-    const char *stage;       /* FAILED: "decode" or "inference" */
-    int fail_class;          /* FAILED by a backend: its class; else -1 */
-};
-
-enum req_state {
-    REQ_NEW,     /* just made, in no list yet */
-    REQ_WAIT,    /* in w->waitq: admission or retry timer */
-    REQ_RUNNING, /* in the multi handle */
-    REQ_DONE,    /* being completed: not to be freed by a detach */
-    REQ_DEAD,    /* released; freed by the next sweep */
-};
-
-struct req {
-    struct req *prev, *next;   /* in w->reqs */
-    struct req *wprev, *wnext; /* in w->waitq while REQ_WAIT */
-    size_t be;                 /* backend index */
-    enum req_state state;      /* see above */
-    struct call **calls;       /* ncalls; NULL entries were detached */
-    size_t ncalls;             /* calls carried */
-    size_t nattached;          /* calls not detached */
-    char *body;                /* request body; owned; NULL for GET */
-    int64_t due_ms;            /* REQ_WAIT: when to try again */
-    int attempts;              /* attempts started */
-    int64_t sent_ms;           /* start of the current attempt */
-    CURL *easy;                /* REQ_RUNNING: the transfer */
-    char *resp;                /* reply bytes, NUL-terminated */
-    size_t resp_len;           /* bytes in resp */
-    size_t resp_cap;           /* bytes allocated */
-    size_t resp_max;           /* max_response_bytes */
-    bool too_large;            /* the reply passed max_response_bytes */
-    char retry_after[64];      /* the reply's Retry-After, or "" */
-    bool holds_slot;           /* holds a limiter slot */
-    bool holds_breaker;        /* admitted by the breaker: must record */
-};
-
-/* Calls of one embeddings backend waiting to be sent together. */
-struct batch {
-    struct call **calls; /* n calls, room for batch_max */
-    size_t n;            /* calls waiting */
-    int64_t first_ms;    /* when the oldest was added */
-};
-
-struct sl_infer_worker {
-    struct sl_infer *inf;           /* shared engine */
-    CURLM *multi;                   /* all transfers of this worker */
-    struct job *jobs;               /* jobs in flight (doubly linked) */
-    struct job *finished;           /* to deliver, in order (singly linked) */
-    struct job **finished_tail;     /* where to append */
-    struct req *reqs;               /* every request (doubly linked) */
-    struct req *waitq;              /* the REQ_WAIT ones (doubly linked) */
-    int64_t deadline_due_ms;        /* no job deadline passes before this */
-    int64_t curl_due_ms;            /* libcurl's timer; -1 when none */
-    int epfd;                       /* epoll set: sockets and wake_fd */
-    int wake_fd;                    /* eventfd of sl_infer_worker_wakeup() */
-    struct batch *batches;          /* per backend (embeddings only) */
-    int njobs;                      /* submitted, not yet delivered */
-    uint64_t rng;                   /* jitter state */
-    CURL *easy_free[EASY_FREE_MAX]; /* idle handles for reuse */
-    int easy_free_cnt;              /* how many */
-    bool delivering;                /* inside done(): no re-entrant progress */
-};
-
-/* An error of one call, before it becomes JSON. */
-struct call_err {
-    enum sl_infer_errclass ec; /* class */
-    long status;               /* HTTP status, 0 when none */
-    char text[ERRTEXT];        /* message */
-};
-
 static void job_start_step(struct sl_infer_worker *w, struct job *job);
-static void req_release(struct sl_infer_worker *w, struct req *req,
-                        enum sl_breaker_outcome outcome);
-static void log_breaker(struct sl_infer_worker *w, size_t be, int state);
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
                      void *socketp);
 static int on_timer(CURLM *multi, long timeout_ms, void *userp);
 
 /* ---- jobs ---- */
 
-static const struct sl_config_backend *bconf(struct sl_infer_worker *w,
-                                             size_t be)
-{
-    return w->inf->be[be].conf;
-}
-
 static void job_unlink(struct sl_infer_worker *w, struct job *job)
 {
-    if (job->prev)
-        job->prev->next = job->next;
-    else
-        w->jobs = job->next;
-    if (job->next)
-        job->next->prev = job->prev;
-    job->prev = job->next = NULL;
+    SL_DLIST_UNLINK(w->jobs, job, prev, next);
 }
 
 static void job_free(struct job *job)
@@ -200,7 +73,7 @@ static void call_detach(struct sl_infer_worker *w, struct call *call)
         req->calls[call->slot] = NULL;
         call->req = NULL;
         if (--req->nattached == 0 && req->state != REQ_DONE)
-            req_release(w, req, SL_BREAKER_CANCEL);
+            sl_infer_req_release(w, req, SL_BREAKER_CANCEL);
     }
 }
 
@@ -294,13 +167,6 @@ static void job_step_done(struct sl_infer_worker *w, struct job *job)
     job_start_step(w, job);
 }
 
-static void stats_error(struct sl_infer_worker *w, size_t be,
-                        enum sl_infer_errclass ec)
-{
-    atomic_fetch_add_explicit(&w->inf->be[be].stats.errors[ec], 1,
-                              memory_order_relaxed);
-}
-
 /* Record the error of backend 'name' in job->errors ('status' 0: none). */
 static void job_set_error(struct job *job, const char *name,
                           enum sl_infer_errclass ec, long status,
@@ -318,8 +184,8 @@ static void job_set_error(struct job *job, const char *name,
  * Finish one call with a value (owned; stolen) or an error.  May finish
  * the step and the job.
  */
-static void call_finish(struct sl_infer_worker *w, struct call *call,
-                        json_t *value, const struct call_err *ce)
+void sl_infer_call_finish(struct sl_infer_worker *w, struct call *call,
+                          json_t *value, const struct call_err *ce)
 {
     struct job *job = call->job;
     const struct sl_config_step *st = &w->inf->cfg->steps[job->step];
@@ -354,638 +220,6 @@ static void call_finish(struct sl_infer_worker *w, struct call *call,
         job_step_done(w, job);
 }
 
-/* ---- requests ---- */
-
-/* Set the state of 'req', keeping w->waitq the list of waiting ones. */
-static void req_set_state(struct sl_infer_worker *w, struct req *req,
-                          enum req_state state)
-{
-    bool was = req->state == REQ_WAIT, is = state == REQ_WAIT;
-
-    req->state = state;
-    if (was == is)
-        return;
-    if (is) {
-        req->wprev = NULL;
-        req->wnext = w->waitq;
-        if (w->waitq)
-            w->waitq->wprev = req;
-        w->waitq = req;
-        return;
-    }
-    if (req->wprev)
-        req->wprev->wnext = req->wnext;
-    else
-        w->waitq = req->wnext;
-    if (req->wnext)
-        req->wnext->wprev = req->wprev;
-    req->wprev = req->wnext = NULL;
-}
-
-static struct req *req_new(struct sl_infer_worker *w, size_t be, size_t ncalls,
-                           char *body)
-{
-    struct req *req = calloc(1, sizeof(*req));
-
-    if (!req || !(req->calls = calloc(ncalls, sizeof(*req->calls)))) {
-        free(req);
-        free(body);
-        return NULL;
-    }
-    req->be = be;
-    req->body = body;
-    req->due_ms = sl_mono_ms();
-    req_set_state(w, req, REQ_WAIT);
-    req->next = w->reqs;
-    if (w->reqs)
-        w->reqs->prev = req;
-    w->reqs = req;
-    return req;
-}
-
-static void req_attach(struct req *req, struct call *call)
-{
-    call->req = req;
-    call->slot = req->ncalls;
-    req->calls[req->ncalls++] = call;
-    req->nattached++;
-}
-
-static void easy_put(struct sl_infer_worker *w, CURL *easy)
-{
-    if (w->easy_free_cnt < EASY_FREE_MAX) {
-        curl_easy_reset(easy);
-        w->easy_free[w->easy_free_cnt++] = easy;
-    } else {
-        curl_easy_cleanup(easy);
-    }
-}
-
-/* ---- failure lines ---- */
-
-/*
- * What happens to the calls of 'req' once it gives up, as their steps say
- * (the first attached call's step: a request serves one backend).
- */
-static const char *give_up_action(struct sl_infer_worker *w, struct req *req)
-{
-    for (size_t i = 0; i < req->ncalls; i++) {
-        if (!req->calls[i])
-            continue;
-        const struct sl_config_step *st =
-            &w->inf->cfg->steps[req->calls[i]->job->step];
-        if (st->mode == SL_CONFIG_MODE_FIRST)
-            return "giving up, another backend of the step may answer";
-        if (st->on_error == SL_CONFIG_ON_ERROR_PARTIAL)
-            return "giving up, the result records the error (on_error: "
-                   "partial)";
-        break;
-    }
-    return "giving up, the message fails (dead letter, or the gateway's "
-           "error answer)";
-}
-
-/*
- * The warn line of a failure of backend 'be' of class 'ce->ec', rate
- * limited per backend and class: 'attempt' made out of 'max_attempts'
- * (0: say how many were made), then 'action'.  The worker's thread; the
- * limits are shared with the other workers.
- */
-static void log_failure(struct sl_infer_worker *w, size_t be,
-                        const struct call_err *ce, int attempt,
-                        int max_attempts, const char *action)
-{
-    struct sl_infer_backend *b = &w->inf->be[be];
-    const char *name = b->conf->name;
-    const char *cls = sl_infer_errclass_name(ce->ec);
-
-    if (!sl_log_enabled(SL_LOG_WARN))
-        return;
-    json_t *f = json_pack("{s:s, s:s, s:i}", "backend", name, "class", cls,
-                          "attempt", attempt);
-    if (max_attempts > 0)
-        sl_log_limited(&b->log[ce->ec], sl_mono_ms(), SL_LOG_WARN, "infer", f,
-                       "backend '%s' failed (%s) on attempt %d of %d: %s; %s",
-                       name, cls, attempt, max_attempts, ce->text, action);
-    else
-        sl_log_limited(&b->log[ce->ec], sl_mono_ms(), SL_LOG_WARN, "infer", f,
-                       "backend '%s' failed (%s) after %d attempt(s): %s; %s",
-                       name, cls, attempt, ce->text, action);
-    json_decref(f);
-}
-
-/* The line of a breaker that opened or closed ('state'). */
-static void log_breaker(struct sl_infer_worker *w, size_t be, int state)
-{
-    struct sl_infer_backend *b = &w->inf->be[be];
-    const struct sl_config_breaker *bc = &b->conf->breaker;
-    json_t *f = json_pack("{s:s, s:s}", "backend", b->conf->name, "breaker",
-                          sl_breaker_state_name(state));
-
-    if (state == SL_BREAKER_OPEN)
-        sl_log_limited(&b->log[SL_INFER_LOG_BREAKER_OPEN], sl_mono_ms(),
-                       SL_LOG_WARN, "infer", f,
-                       "backend '%s': circuit breaker open; its calls fail "
-                       "fast for %d ms, then %d probe(s) test it",
-                       b->conf->name, bc->open_ms,
-                       bc->half_open_probes > 0 ? bc->half_open_probes : 1);
-    else
-        sl_log_limited(&b->log[SL_INFER_LOG_BREAKER_CLOSED], sl_mono_ms(),
-                       SL_LOG_WARN, "infer", f,
-                       "backend '%s': circuit breaker closed; a probe "
-                       "succeeded, calls pass again",
-                       b->conf->name);
-    json_decref(f);
-}
-
-/* Stop the transfer of 'req' and give back what it holds. */
-static void req_stop(struct sl_infer_worker *w, struct req *req,
-                     enum sl_breaker_outcome outcome)
-{
-    struct sl_infer_backend *be = &w->inf->be[req->be];
-
-    if (req->easy) {
-        curl_multi_remove_handle(w->multi, req->easy);
-        easy_put(w, req->easy);
-        req->easy = NULL;
-    }
-    if (req->holds_slot) {
-        sl_limiter_release(be->limiter);
-        req->holds_slot = false;
-    }
-    if (req->holds_breaker) {
-        int moved = sl_breaker_record(be->breaker, outcome, sl_mono_ms());
-        req->holds_breaker = false;
-        if (moved >= 0)
-            log_breaker(w, req->be, moved);
-    }
-}
-
-/* Release 'req' for good; freed by the next sweep. */
-static void req_release(struct sl_infer_worker *w, struct req *req,
-                        enum sl_breaker_outcome outcome)
-{
-    req_stop(w, req, outcome);
-    for (size_t i = 0; i < req->ncalls; i++) {
-        if (req->calls[i]) {
-            req->calls[i]->req = NULL;
-            req->calls[i] = NULL;
-        }
-    }
-    req->nattached = 0;
-    req_set_state(w, req, REQ_DEAD);
-}
-
-static void req_sweep(struct sl_infer_worker *w)
-{
-    struct req *req = w->reqs, *next;
-
-    for (; req; req = next) {
-        next = req->next;
-        if (req->state != REQ_DEAD)
-            continue;
-        if (req->prev)
-            req->prev->next = req->next;
-        else
-            w->reqs = req->next;
-        if (req->next)
-            req->next->prev = req->prev;
-        free(req->calls);
-        free(req->body);
-        free(req->resp);
-        free(req);
-    }
-}
-
-/* Fail every call still carried by 'req' with 'ce', and release it. */
-static void req_fail(struct sl_infer_worker *w, struct req *req,
-                     const struct call_err *ce, enum sl_breaker_outcome outcome)
-{
-    req_stop(w, req, outcome);
-    req_set_state(w, req, REQ_DONE);
-    stats_error(w, req->be, ce->ec);
-    for (size_t i = 0; i < req->ncalls; i++) {
-        struct call *call = req->calls[i];
-        if (call) {
-            call->attempts = req->attempts;
-            call_finish(w, call, NULL, ce);
-        }
-    }
-    req_release(w, req, SL_BREAKER_CANCEL);
-}
-
-static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
-{
-    struct req *req = arg;
-    size_t n = size * nmemb;
-
-    if (req->resp_len + n > req->resp_max) {
-        req->too_large = true;
-        return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
-    }
-    if (req->resp_len + n + 1 > req->resp_cap) {
-        size_t cap = req->resp_cap ? req->resp_cap : 4096;
-        while (cap < req->resp_len + n + 1)
-            cap *= 2;
-        char *p = realloc(req->resp, cap);
-        if (!p)
-            return 0;
-        req->resp = p;
-        req->resp_cap = cap;
-    }
-    memcpy(req->resp + req->resp_len, data, n);
-    req->resp_len += n;
-    req->resp[req->resp_len] = '\0';
-    return n;
-}
-
-static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
-{
-    struct req *req = arg;
-    size_t n = size * nmemb;
-    static const char name[] = "retry-after:";
-
-    if (n > sizeof(name) - 1 && !strncasecmp(data, name, sizeof(name) - 1)) {
-        const char *v = data + sizeof(name) - 1;
-        size_t len = n - (sizeof(name) - 1);
-        while (len > 0 && (*v == ' ' || *v == '\t')) {
-            v++;
-            len--;
-        }
-        while (len > 0 &&
-               (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == ' '))
-            len--;
-        if (len >= sizeof(req->retry_after))
-            len = sizeof(req->retry_after) - 1;
-        memcpy(req->retry_after, v, len);
-        req->retry_after[len] = '\0';
-    }
-    return n;
-}
-
-static void log_request(struct sl_infer_worker *w, struct req *req)
-{
-    struct sl_infer_backend *be = &w->inf->be[req->be];
-    json_t *f = json_object();
-
-    if (!f)
-        return;
-    json_object_set_new(f, "backend", json_string(be->conf->name));
-    json_object_set_new(f, "url", json_string(be->url));
-    json_object_set_new(f, "attempt", json_integer(req->attempts));
-    json_object_set_new(f, "inputs", json_integer((json_int_t)req->ncalls));
-    if (be->has_key) /* sl_log_fields() redacts it by its name */
-        json_object_set_new(f, "authorization", json_string("Bearer"));
-    sl_log_fields(SL_LOG_DEBUG, "infer", f, "request to backend '%s'",
-                  be->conf->name);
-    json_decref(f);
-}
-
-/* Start an attempt of admitted 'req'.  Returns 0 or -SL_ENOMEM. */
-static int req_send(struct sl_infer_worker *w, struct req *req)
-{
-    struct sl_infer_backend *be = &w->inf->be[req->be];
-    const struct sl_config_backend *bc = be->conf;
-    CURL *e =
-        w->easy_free_cnt ? w->easy_free[--w->easy_free_cnt] : curl_easy_init();
-
-    if (!e)
-        return -SL_ENOMEM;
-    req->resp_len = 0;
-    if (req->resp)
-        req->resp[0] = '\0';
-    req->too_large = false;
-    req->retry_after[0] = '\0';
-    req->resp_max = (size_t)bc->max_response_bytes;
-    curl_easy_setopt(e, CURLOPT_URL, be->url);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, req);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, be->headers);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, req);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, req);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)bc->timeout_ms);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
-                     (long)bc->connect_timeout_ms);
-    if (bc->low_speed_time_ms > 0 && bc->low_speed_bytes_per_s > 0) {
-        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT,
-                         (long)bc->low_speed_bytes_per_s);
-        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME,
-                         (long)((bc->low_speed_time_ms + 999) / 1000));
-    }
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
-    if (bc->kind == SL_CONFIG_BACKEND_HTTP_JSON &&
-        bc->method == SL_CONFIG_HTTP_GET) {
-        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-    } else {
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body ? req->body : "");
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE,
-                         (long)(req->body ? strlen(req->body) : 0));
-        if (bc->kind == SL_CONFIG_BACKEND_HTTP_JSON &&
-            bc->method == SL_CONFIG_HTTP_PUT)
-            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
-    }
-    if (curl_multi_add_handle(w->multi, e) != CURLM_OK) {
-        curl_easy_cleanup(e);
-        return -SL_ENOMEM;
-    }
-    req->easy = e;
-    req_set_state(w, req, REQ_RUNNING);
-    req->attempts++;
-    req->sent_ms = sl_mono_ms();
-    atomic_fetch_add_explicit(&be->stats.requests, 1, memory_order_relaxed);
-    if (req->attempts > 1)
-        atomic_fetch_add_explicit(&be->stats.retries, 1, memory_order_relaxed);
-    if (bc->kind == SL_CONFIG_BACKEND_OPENAI_EMBEDDINGS) {
-        atomic_fetch_add_explicit(&be->stats.batches, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&be->stats.batched_inputs, req->nattached,
-                                  memory_order_relaxed);
-    }
-    if (sl_log_enabled(SL_LOG_DEBUG))
-        log_request(w, req);
-    return 0;
-}
-
-/* Try to admit waiting 'req' at 'now'; start it when admitted. */
-static void req_admit(struct sl_infer_worker *w, struct req *req, int64_t now)
-{
-    struct sl_infer_backend *be = &w->inf->be[req->be];
-    struct call_err ce = {0};
-    int64_t wait_ms;
-
-    if (sl_breaker_allow(be->breaker, now)) {
-        ce.ec = SL_INFER_EC_BREAKER_OPEN;
-        snprintf(ce.text, sizeof(ce.text),
-                 "circuit breaker of backend '%s' is open; not called",
-                 be->conf->name);
-        log_failure(w, req->be, &ce, req->attempts, 0, give_up_action(w, req));
-        req_fail(w, req, &ce, SL_BREAKER_CANCEL);
-        return;
-    }
-    int err = sl_limiter_try_acquire(be->limiter, now, &wait_ms);
-    if (err) {
-        sl_breaker_record(be->breaker, SL_BREAKER_CANCEL, now);
-        req->due_ms = now + (err == -SL_EBUSY ? BUSY_RETRY_MS : wait_ms);
-        return;
-    }
-    req->holds_slot = true;
-    req->holds_breaker = true;
-    if (req_send(w, req)) {
-        ce.ec = SL_INFER_EC_INTERNAL;
-        snprintf(ce.text, sizeof(ce.text), "cannot start a request: %s",
-                 sl_strerror(-SL_ENOMEM));
-        log_failure(w, req->be, &ce, req->attempts, 0, give_up_action(w, req));
-        req_fail(w, req, &ce, SL_BREAKER_CANCEL);
-    }
-}
-
-/* ---- replies ---- */
-
-/*
- * jansson's error text, made valid UTF-8: it can quote reply bytes or cut
- * a character in half, and it ends up in the row's errors JSON.
- */
-static const char *jansson_why(const json_error_t *jerr, char *buf, size_t size)
-{
-    return sl_utf8_printable(jerr->text, strlen(jerr->text), buf, size);
-}
-
-/* The value of a 2xx reply for the calls of 'req', or an error. */
-static int parse_reply(struct sl_infer_worker *w, struct req *req,
-                       json_t **valuesp, struct call_err *ce)
-{
-    const struct sl_config_backend *bc = bconf(w, req->be);
-    json_error_t jerr;
-    json_t *reply, *v = NULL;
-
-    *valuesp = NULL;
-    reply = json_loadb(req->resp ? req->resp : "", req->resp_len, 0, &jerr);
-    if (!reply) {
-        ce->ec = SL_INFER_EC_BAD_JSON;
-        char why[sizeof(jerr.text) * 2];
-        snprintf(ce->text, sizeof(ce->text),
-                 "reply is not valid JSON: %s at byte %d",
-                 jansson_why(&jerr, why, sizeof(why)), jerr.position);
-        return -1;
-    }
-    json_t *values = json_array();
-    ce->ec = SL_INFER_EC_BAD_JSON;
-    switch (bc->kind) {
-    case SL_CONFIG_BACKEND_HTTP_JSON: {
-        char ptr[128];
-        int err = sl_jsonptr_get(reply, bc->result_pointer, &v);
-        if (err) {
-            snprintf(ce->text, sizeof(ce->text),
-                     "result_pointer '%s' names nothing in the reply",
-                     sl_utf8_printable(bc->result_pointer,
-                                       strlen(bc->result_pointer), ptr,
-                                       sizeof(ptr)));
-            goto bad;
-        }
-        json_array_append(values, v);
-        break;
-    }
-    case SL_CONFIG_BACKEND_OPENAI_CHAT: {
-        json_t *content = json_object_get(
-            json_object_get(
-                json_array_get(json_object_get(reply, "choices"), 0),
-                "message"),
-            "content");
-        json_t *usage = json_object_get(reply, "usage");
-        if (!json_is_string(content)) {
-            snprintf(ce->text, sizeof(ce->text),
-                     "reply has no string choices[0].message.content");
-            goto bad;
-        }
-        if (bc->response_format == SL_CONFIG_RESPONSE_JSON) {
-            v = json_loadb(json_string_value(content),
-                           json_string_length(content), 0, &jerr);
-            if (!json_is_object(v)) {
-                json_decref(v);
-                char why[sizeof(jerr.text) * 2];
-                snprintf(ce->text, sizeof(ce->text),
-                         "response_format json: the content is not a JSON "
-                         "object (%s)",
-                         v ? "another JSON value"
-                           : jansson_why(&jerr, why, sizeof(why)));
-                goto bad;
-            }
-        } else {
-            v = json_incref(content);
-        }
-        json_t *u = json_object();
-        json_object_set(u, "prompt_tokens",
-                        json_object_get(usage, "prompt_tokens"));
-        json_object_set(u, "completion_tokens",
-                        json_object_get(usage, "completion_tokens"));
-        json_array_append_new(
-            values, json_pack("{s:o, s:o}", "content", v, "usage", u));
-        json_int_t total =
-            json_integer_value(json_object_get(usage, "total_tokens"));
-        if (!total &&
-            __builtin_add_overflow(
-                json_integer_value(json_object_get(u, "prompt_tokens")),
-                json_integer_value(json_object_get(u, "completion_tokens")),
-                &total))
-            total = INT64_MAX; /* absurd usage: exhaust the budget */
-        sl_limiter_debit_tokens(w->inf->be[req->be].limiter, total,
-                                sl_mono_ms());
-        break;
-    }
-    case SL_CONFIG_BACKEND_OPENAI_EMBEDDINGS: {
-        json_t *data = json_object_get(reply, "data"), *item;
-        size_t i;
-        if (!json_is_array(data) || json_array_size(data) != req->ncalls) {
-            snprintf(ce->text, sizeof(ce->text),
-                     "reply has %zu embeddings for %zu inputs",
-                     json_array_size(data), req->ncalls);
-            goto bad;
-        }
-        for (i = 0; i < req->ncalls; i++)
-            json_array_append_new(values, json_null());
-        json_array_foreach(data, i, item)
-        {
-            json_t *idx = json_object_get(item, "index");
-            json_t *emb = json_object_get(item, "embedding");
-            size_t k =
-                json_is_integer(idx) ? (size_t)json_integer_value(idx) : i;
-            if (k >= req->ncalls || !json_is_array(emb)) {
-                snprintf(ce->text, sizeof(ce->text),
-                         "reply's data[%zu] has no valid index/embedding", i);
-                goto bad;
-            }
-            json_array_set(values, k, emb);
-        }
-        break;
-    }
-    }
-    json_decref(reply);
-    *valuesp = values;
-    return 0;
-bad:
-    json_decref(values);
-    json_decref(reply);
-    return -1;
-}
-
-static void observe_latency(struct sl_infer_backend *be, int64_t ms)
-{
-    sl_histo_observe(&be->stats.latency, (double)ms / 1000.0);
-}
-
-/* A quoted, printable head of the reply, for error messages. */
-static const char *reply_head(struct req *req, char *buf, size_t size)
-{
-    return sl_utf8_printable(
-        req->resp ? req->resp : "",
-        req->resp_len < BODY_SHOWN ? req->resp_len : BODY_SHOWN, buf, size);
-}
-
-/* Retry 'req' later when the class and budget allow; true when queued. */
-static bool req_retry(struct sl_infer_worker *w, struct req *req,
-                      const struct call_err *ce, int64_t now)
-{
-    const struct sl_config_retry *rc = &bconf(w, req->be)->retry;
-    int64_t delay = -1;
-
-    if (req->attempts >= rc->max_attempts)
-        return false;
-    if (ce->ec != SL_INFER_EC_TIMEOUT && ce->ec != SL_INFER_EC_CONNECT &&
-        ce->ec != SL_INFER_EC_HTTP_5XX && ce->ec != SL_INFER_EC_HTTP_429)
-        return false;
-    if (req->retry_after[0])
-        delay = sl_retry_after_ms(req->retry_after, (int64_t)time(NULL),
-                                  rc->retry_after_max_ms);
-    if (delay < 0)
-        delay = sl_retry_backoff_ms(rc, req->attempts, &w->rng);
-    stats_error(w, req->be, ce->ec);
-    req->due_ms = now + delay;
-    req_set_state(w, req, REQ_WAIT);
-    return true;
-}
-
-/* A transfer of 'req' ended with 'rc'. */
-static void req_complete(struct sl_infer_worker *w, struct req *req,
-                         CURLcode rc)
-{
-    struct sl_infer_backend *be = &w->inf->be[req->be];
-    struct call_err ce = {0};
-    int64_t now = sl_mono_ms();
-    long status = 0;
-    char head[BODY_SHOWN * 4 + 8];
-    enum sl_breaker_outcome outcome = SL_BREAKER_FAILURE;
-
-    curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
-    observe_latency(be, now - req->sent_ms);
-    if (rc == CURLE_OK && status >= 200 && status < 300) {
-        json_t *values;
-        req_stop(w, req, SL_BREAKER_SUCCESS);
-        req_set_state(w, req, REQ_DONE);
-        if (parse_reply(w, req, &values, &ce) == 0) {
-            atomic_fetch_add_explicit(&be->stats.successes, 1,
-                                      memory_order_relaxed);
-            for (size_t i = 0; i < req->ncalls; i++) {
-                struct call *call = req->calls[i];
-                if (call) {
-                    call->attempts = req->attempts;
-                    call_finish(w, call, json_incref(json_array_get(values, i)),
-                                NULL);
-                }
-            }
-            json_decref(values);
-            req_release(w, req, SL_BREAKER_CANCEL);
-            return;
-        }
-        log_failure(w, req->be, &ce, req->attempts,
-                    be->conf->retry.max_attempts, give_up_action(w, req));
-        req_fail(w, req, &ce, SL_BREAKER_CANCEL); /* bad_json: no retry */
-        return;
-    }
-    if (rc == CURLE_WRITE_ERROR && req->too_large) {
-        ce.ec = SL_INFER_EC_TOO_LARGE;
-        snprintf(ce.text, sizeof(ce.text),
-                 "reply larger than max_response_bytes (%d)",
-                 be->conf->max_response_bytes);
-    } else if (rc == CURLE_OPERATION_TIMEDOUT) {
-        ce.ec = SL_INFER_EC_TIMEOUT;
-        snprintf(ce.text, sizeof(ce.text),
-                 "%s (timeout_ms %d, at least %d "
-                 "bytes/s over %d ms)",
-                 curl_easy_strerror(rc), be->conf->timeout_ms,
-                 be->conf->low_speed_bytes_per_s, be->conf->low_speed_time_ms);
-    } else if (rc != CURLE_OK) {
-        ce.ec = SL_INFER_EC_CONNECT;
-        snprintf(ce.text, sizeof(ce.text), "%s", curl_easy_strerror(rc));
-    } else {
-        ce.status = status;
-        ce.ec = status == 429   ? SL_INFER_EC_HTTP_429
-                : status >= 500 ? SL_INFER_EC_HTTP_5XX
-                                : SL_INFER_EC_HTTP_4XX;
-        if (ce.ec != SL_INFER_EC_HTTP_5XX)
-            outcome = SL_BREAKER_SUCCESS; /* the server is alive */
-        snprintf(ce.text, sizeof(ce.text), "HTTP %ld: %s", status,
-                 reply_head(req, head, sizeof(head)));
-    }
-    req_stop(w, req, outcome);
-    if (req_retry(w, req, &ce, now)) {
-        char action[64];
-        for (size_t i = 0; i < req->ncalls; i++)
-            if (req->calls[i])
-                req->calls[i]->attempts = req->attempts;
-        snprintf(action, sizeof(action), "retrying in %lld ms",
-                 (long long)(req->due_ms - now));
-        log_failure(w, req->be, &ce, req->attempts,
-                    be->conf->retry.max_attempts, action);
-        return;
-    }
-    log_failure(w, req->be, &ce, req->attempts, be->conf->retry.max_attempts,
-                give_up_action(w, req));
-    req_fail(w, req, &ce, SL_BREAKER_CANCEL);
-}
-
 /* ---- steps ---- */
 
 /* Add embeddings 'call' to its backend's batch; send a full batch. */
@@ -1001,75 +235,16 @@ static int batch_flush(struct sl_infer_worker *w, size_t be)
     }
     for (size_t i = 0; i < b->n; i++)
         json_array_append(inputs, b->calls[i]->input);
-    json_t *body = json_pack("{s:s, s:o, s:s}", "model", bc->model, "input",
-                             inputs, "encoding_format", "float");
-    char *text = body ? sl_jsontext_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-    struct req *req = text ? req_new(w, be, b->n, text) : NULL;
+    char *text = sl_infer_proto_of(bc->kind)->render_batch(bc, inputs);
+    struct req *req = text ? sl_infer_req_new(w, be, b->n, text) : NULL;
     if (!req)
         return -SL_ENOMEM;
     for (size_t i = 0; i < b->n; i++) {
         b->calls[i]->in_batch = false;
-        req_attach(req, b->calls[i]);
+        sl_infer_req_attach(req, b->calls[i]);
     }
     b->n = 0;
     return 0;
-}
-
-/* Build the request body of a chat or http-json call. */
-static int render_body(struct sl_infer_worker *w, struct job *job, size_t be,
-                       char **bodyp, char *errstr, size_t errstr_size)
-{
-    const struct sl_config_backend *bc = bconf(w, be);
-    int err = 0;
-
-    *bodyp = NULL;
-    if (bc->kind == SL_CONFIG_BACKEND_HTTP_JSON) {
-        if (bc->method == SL_CONFIG_HTTP_GET)
-            return 0;
-        if (!bc->body) {
-            *bodyp =
-                sl_jsontext_dumps(job->doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
-            return *bodyp ? 0 : -SL_ENOMEM;
-        }
-        return sl_template_render_json(bc->body, job->doc, bodyp, errstr,
-                                       errstr_size);
-    }
-    /* openai-chat */
-    json_t *msgs = json_array();
-    for (size_t i = 0; msgs && i < bc->message_cnt; i++) {
-        static const char *const roles[] = {"system", "user", "assistant"};
-        char *content;
-        err =
-            sl_template_render(bc->messages[i].content, job->doc,
-                               SL_TEMPLATE_TEXT, &content, errstr, errstr_size);
-        if (err)
-            break;
-        json_t *m = json_pack("{s:s, s:s}", "role", roles[bc->messages[i].role],
-                              "content", content);
-        free(content);
-        if (!m) {
-            err = sl_seterr(-SL_EDECODE, errstr, errstr_size,
-                            "messages[%zu] is not valid UTF-8", i);
-            break;
-        }
-        json_array_append_new(msgs, m);
-    }
-    if (err || !msgs) {
-        json_decref(msgs);
-        return err ? err : -SL_ENOMEM;
-    }
-    json_t *body = json_pack("{s:s, s:o, s:f}", "model", bc->model, "messages",
-                             msgs, "temperature", bc->temperature);
-    if (body && bc->max_tokens > 0)
-        json_object_set_new(body, "max_tokens", json_integer(bc->max_tokens));
-    if (body && bc->response_format == SL_CONFIG_RESPONSE_JSON)
-        json_object_set_new(body, "response_format",
-                            json_pack("{s:s}", "type", "json_object"));
-    *bodyp = body ? sl_jsontext_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER)
-                  : NULL;
-    json_decref(body);
-    return *bodyp ? 0 : -SL_ENOMEM;
 }
 
 static void job_start_step(struct sl_infer_worker *w, struct job *job)
@@ -1104,21 +279,18 @@ static void job_start_step(struct sl_infer_worker *w, struct job *job)
         struct call *call = &job->calls[i];
         size_t be = w->inf->step_be[job->step][i];
         const struct sl_config_backend *bc = bconf(w, be);
+        const struct sl_infer_proto *proto = sl_infer_proto_of(bc->kind);
         char *body = NULL;
         int err;
 
         call->job = job;
         call->be = be;
         job->ncalls++;
-        if (bc->kind == SL_CONFIG_BACKEND_OPENAI_EMBEDDINGS) {
-            err = sl_template_render_value(bc->input, job->doc, &call->input,
-                                           errstr, sizeof(errstr));
-            if (!err && !json_is_string(call->input))
-                err = sl_seterr(-SL_EDECODE, errstr, sizeof(errstr),
-                                "input does not render to a string");
-        } else {
-            err = render_body(w, job, be, &body, errstr, sizeof(errstr));
-        }
+        if (proto->render_batch)
+            err = proto->render_input(bc, job->doc, &call->input, errstr,
+                                      sizeof(errstr));
+        else
+            err = proto->render(bc, job->doc, &body, errstr, sizeof(errstr));
         if (err) {
             free(body);
             json_decref(call->input);
@@ -1144,19 +316,19 @@ static void job_start_step(struct sl_infer_worker *w, struct job *job)
             continue;
         }
         if (body) {
-            struct req *req = req_new(w, be, 1, body);
+            struct req *req = sl_infer_req_new(w, be, 1, body);
             if (!req) {
                 job_finish(w, job, "inference", "out of memory");
                 return;
             }
-            req_attach(req, call);
-        } else if (bc->kind != SL_CONFIG_BACKEND_OPENAI_EMBEDDINGS) {
-            struct req *req = req_new(w, be, 1, NULL); /* GET */
+            sl_infer_req_attach(req, call);
+        } else if (!proto->render_batch) {
+            struct req *req = sl_infer_req_new(w, be, 1, NULL); /* GET */
             if (!req) {
                 job_finish(w, job, "inference", "out of memory");
                 return;
             }
-            req_attach(req, call);
+            sl_infer_req_attach(req, call);
         }
     }
     job->nleft = job->ncalls - nfailed;
@@ -1199,7 +371,7 @@ struct sl_infer_worker *sl_infer_worker_new(struct sl_infer *inf,
         goto nomem;
     for (size_t i = 0; i < inf->be_cnt; i++) {
         const struct sl_config_backend *bc = inf->be[i].conf;
-        if (bc->kind != SL_CONFIG_BACKEND_OPENAI_EMBEDDINGS)
+        if (!sl_infer_proto_of(bc->kind)->render_batch)
             continue;
         w->batches[i].calls =
             calloc((size_t)bc->batch_max, sizeof(*w->batches[i].calls));
@@ -1258,8 +430,8 @@ void sl_infer_worker_destroy(struct sl_infer_worker *w)
     }
     for (struct req *req = w->reqs; req; req = req->next)
         if (req->state != REQ_DEAD)
-            req_release(w, req, SL_BREAKER_CANCEL);
-    req_sweep(w);
+            sl_infer_req_release(w, req, SL_BREAKER_CANCEL);
+    sl_infer_req_sweep(w);
     for (int i = 0; i < w->easy_free_cnt; i++)
         curl_easy_cleanup(w->easy_free[i]);
     if (w->multi)
@@ -1293,10 +465,7 @@ static struct job *job_new(struct sl_infer_worker *w, void *item,
         job_free(job);
         return NULL;
     }
-    job->next = w->jobs;
-    if (w->jobs)
-        w->jobs->prev = job;
-    w->jobs = job;
+    SL_DLIST_PUSH(w->jobs, job, prev, next);
     w->njobs++;
     return job;
 }
@@ -1360,8 +529,8 @@ static void run_deadlines(struct sl_infer_worker *w, int64_t now)
                  st->name, st->deadline_ms);
         job->deadline_ms = 0;
         size_t step = job->step;
-        /* call_finish() may finish the job or start its next step (which
-         * replaces job->calls): stop when either happened. */
+        /* sl_infer_call_finish() may finish the job or start its next step
+         * (which replaces job->calls): stop when either happened. */
         for (size_t i = 0;
              i < job->ncalls && job->step == step && !job->finished; i++) {
             if (job->calls[i].done)
@@ -1370,14 +539,15 @@ static void run_deadlines(struct sl_infer_worker *w, int64_t now)
             if (job->calls[i].req)
                 job->calls[i].attempts = job->calls[i].req->attempts;
             stats_error(w, job->calls[i].be, SL_INFER_EC_DEADLINE);
-            log_failure(w, job->calls[i].be, &ce, job->calls[i].attempts, 0,
-                        st->mode == SL_CONFIG_MODE_ALL &&
-                                st->on_error == SL_CONFIG_ON_ERROR_PARTIAL
-                            ? "the result records the error (on_error: "
-                              "partial)"
-                            : "the message fails (dead letter, or the "
-                              "gateway's error answer)");
-            call_finish(w, &job->calls[i], NULL, &ce);
+            sl_infer_log_failure(
+                w, job->calls[i].be, &ce, job->calls[i].attempts, 0,
+                st->mode == SL_CONFIG_MODE_ALL &&
+                        st->on_error == SL_CONFIG_ON_ERROR_PARTIAL
+                    ? "the result records the error (on_error: "
+                      "partial)"
+                    : "the message fails (dead letter, or the "
+                      "gateway's error answer)");
+            sl_infer_call_finish(w, &job->calls[i], NULL, &ce);
         }
         /* Its next step may have a deadline of its own. */
         if (!job->finished && job->deadline_ms && job->deadline_ms < next)
@@ -1408,7 +578,7 @@ static int64_t run_due(struct sl_infer_worker *w, int64_t now)
     for (; req; req = rnext) {
         rnext = req->wnext; /* admission takes it off the list */
         if (req->due_ms <= now) {
-            req_admit(w, req, now);
+            sl_infer_req_admit(w, req, now);
             /* A refusal can fail a job and release its other requests,
              * 'rnext' among them: then start again from the head. */
             if (rnext && rnext->state != REQ_WAIT)
@@ -1474,7 +644,7 @@ static void collect(struct sl_infer_worker *w)
         struct req *req = NULL;
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&req);
         if (req && req->easy == m->easy_handle)
-            req_complete(w, req, m->data.result);
+            sl_infer_req_complete(w, req, m->data.result);
     }
 }
 
@@ -1562,7 +732,7 @@ int sl_infer_worker_progress(struct sl_infer_worker *w, int timeout_ms)
         run_due(w, now);
         drive(w, now);
     }
-    req_sweep(w);
+    sl_infer_req_sweep(w);
     deliver(w);
     return w->njobs;
 }

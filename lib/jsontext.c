@@ -5,6 +5,7 @@
  * each real in the fewest digits that read back as the same double.
  */
 #include "jsontext.h"
+#include "strbuf.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -115,33 +116,8 @@ int sl_jsontext_precision(const json_t *j)
     return j ? need(j, PREC_MIN) : PREC_MIN;
 }
 
-/* A growing output buffer. */
-struct out {
-    char *p;    /* text so far, NUL-terminated when done */
-    size_t len; /* bytes used */
-    size_t cap; /* bytes allocated */
-};
-
-static int put(struct out *o, const char *s, size_t n)
-{
-    if (o->len + n + 1 > o->cap) {
-        size_t cap = o->cap ? o->cap : 256;
-        while (cap < o->len + n + 1)
-            cap *= 2;
-        char *p = realloc(o->p, cap);
-        if (!p)
-            return -1;
-        o->p = p;
-        o->cap = cap;
-    }
-    memcpy(o->p + o->len, s, n);
-    o->len += n;
-    o->p[o->len] = '\0';
-    return 0;
-}
-
 /* A scalar as jansson prints it with 'flags'. */
-static int put_scalar(struct out *o, const json_t *j, size_t flags)
+static int put_scalar(struct sl_strbuf *o, const json_t *j, size_t flags)
 {
     char buf[SCALAR_BUF];
     size_t n = json_dumpb(j, buf, sizeof(buf), flags | JSON_ENCODE_ANY);
@@ -149,19 +125,20 @@ static int put_scalar(struct out *o, const json_t *j, size_t flags)
     if (n == 0)
         return -1; /* a non-finite real, or out of memory */
     if (n <= sizeof(buf))
-        return put(o, buf, n);
+        return sl_strbuf_add(o, buf, n);
     char *big = malloc(n);
     if (!big)
         return -1;
     int rc = json_dumpb(j, big, n, flags | JSON_ENCODE_ANY) == n
-                 ? put(o, big, n)
+                 ? sl_strbuf_add(o, big, n)
                  : -1;
     free(big);
     return rc;
 }
 
 /* 'j' as compact text, each real in its own shortest precision. */
-static int put_value(struct out *o, const json_t *j, size_t flags, int depth)
+static int put_value(struct sl_strbuf *o, const json_t *j, size_t flags,
+                     int depth)
 {
     const char *key;
     json_t *v;
@@ -171,32 +148,34 @@ static int put_value(struct out *o, const json_t *j, size_t flags, int depth)
         return -1;
     switch (json_typeof(j)) {
     case JSON_OBJECT:
-        if (put(o, "{", 1))
+        if (sl_strbuf_add(o, "{", 1))
             return -1;
         i = 0;
         json_object_foreach((json_t *)j, key, v)
         {
             json_t *k = json_stringn_nocheck(key, strlen(key));
-            int rc = !k || (i++ && put(o, ",", 1)) || put_scalar(o, k, flags) ||
-                     put(o, ":", 1) || put_value(o, v, flags, depth + 1);
+            int rc = !k || (i++ && sl_strbuf_add(o, ",", 1)) ||
+                     put_scalar(o, k, flags) || sl_strbuf_add(o, ":", 1) ||
+                     put_value(o, v, flags, depth + 1);
             json_decref(k);
             if (rc)
                 return -1;
         }
-        return put(o, "}", 1);
+        return sl_strbuf_add(o, "}", 1);
     case JSON_ARRAY:
-        if (put(o, "[", 1))
+        if (sl_strbuf_add(o, "[", 1))
             return -1;
         json_array_foreach((json_t *)j, i, v)
         {
-            if ((i && put(o, ",", 1)) || put_value(o, v, flags, depth + 1))
+            if ((i && sl_strbuf_add(o, ",", 1)) ||
+                put_value(o, v, flags, depth + 1))
                 return -1;
         }
-        return put(o, "]", 1);
+        return sl_strbuf_add(o, "]", 1);
     case JSON_REAL: {
         char text[REAL_TEXT];
         size_t n = real_json(json_real_value(j), text);
-        return n ? put(o, text, n) : -1;
+        return n ? sl_strbuf_add(o, text, n) : -1;
     }
     default:
         return put_scalar(o, j, flags);
@@ -216,10 +195,10 @@ char *sl_jsontext_dumps(const json_t *j, size_t flags)
                                  JSON_REAL_PRECISION(sl_jsontext_precision(j)));
     if (!(flags & JSON_ENCODE_ANY) && !json_is_object(j) && !json_is_array(j))
         return NULL; /* as json_dumps() */
-    struct out o = {0};
-    if (put_value(&o, j, flags & SCALAR_FLAGS, 0) || put(&o, "", 0)) {
-        free(o.p);
+    struct sl_strbuf o = {0};
+    if (put_value(&o, j, flags & SCALAR_FLAGS, 0)) {
+        sl_strbuf_free(&o);
         return NULL;
     }
-    return o.p;
+    return sl_strbuf_done(&o);
 }

@@ -77,15 +77,26 @@ void sl_queue_destroy(struct sl_queue *q)
 }
 
 /*
- * Spin, without the lock, until 'ready' holds or the rounds run out; then
+ * What a waiter waits for: room for a push ('want_room'), or an item to
+ * pop.  Reads the count without the lock: a hint outside it, the answer
+ * under it.
+ */
+static bool ready(const struct sl_queue *q, bool want_room)
+{
+    size_t n = atomic_load_explicit(&q->count, memory_order_relaxed);
+
+    return want_room ? n < q->capacity : n > 0;
+}
+
+/*
+ * Spin, without the lock, until ready() holds or the rounds run out; then
  * the caller takes the lock and checks again.  Saves a sleep and a
  * wake-up when the other side is only a moment behind.
  */
 static void spin_until(const struct sl_queue *q, bool want_room)
 {
     for (int i = 0; i < SPIN_ROUNDS; i++) {
-        size_t n = atomic_load_explicit(&q->count, memory_order_relaxed);
-        if (want_room ? n < q->capacity : n > 0)
+        if (ready(q, want_room))
             return;
         if (atomic_load_explicit(&q->closed, memory_order_relaxed))
             return;
@@ -95,7 +106,7 @@ static void spin_until(const struct sl_queue *q, bool want_room)
 }
 
 /*
- * Wait on 'cond' until 'ready' is true, the queue closes or the deadline
+ * Wait on 'cond' until ready() holds, the queue closes or the deadline
  * passes.  Called and returns with the lock held.  Returns 0 when ready,
  * -SL_ECLOSED or -SL_ETIMEDOUT.
  */
@@ -106,8 +117,7 @@ static int wait_for(struct sl_queue *q, pthread_cond_t *cond, int *waiters,
     bool have_deadline = false;
 
     for (;;) {
-        size_t n = atomic_load_explicit(&q->count, memory_order_relaxed);
-        if (want_room ? n < q->capacity : n > 0)
+        if (ready(q, want_room))
             return 0;
         if (atomic_load(&q->closed))
             return -SL_ECLOSED;
@@ -129,8 +139,7 @@ static int wait_for(struct sl_queue *q, pthread_cond_t *cond, int *waiters,
                      : pthread_cond_wait(cond, &q->lock);
         (*waiters)--;
         if (rc == ETIMEDOUT) {
-            n = atomic_load_explicit(&q->count, memory_order_relaxed);
-            if (want_room ? n < q->capacity : n > 0)
+            if (ready(q, want_room))
                 return 0;
             return atomic_load(&q->closed) ? -SL_ECLOSED : -SL_ETIMEDOUT;
         }

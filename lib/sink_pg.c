@@ -16,7 +16,6 @@
 #include <libpq-fe.h>
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -24,43 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define COMPONENT "sink"
-#define PG_EPOCH_US 946684800000000LL /* 2000-01-01 in Unix microseconds */
 #define QNAME_MAX 160
 #define CONNECT_TIMEOUT_MS 10000 /* connect, authenticate and set up */
-
-enum batch_kind {
-    BATCH_ROWS,  /* rows to insert */
-    BATCH_SETUP, /* CREATE TABLE + PREPARE after connecting */
-};
-
-/* A transaction: its rows, and what came back for it. */
-struct batch {
-    struct batch *next;   /* in the pending or in-flight list */
-    enum batch_kind kind; /* rows or setup */
-    struct sl_row **rows; /* rows; owned */
-    size_t n;             /* rows used */
-    size_t cap;           /* rows allocated */
-    size_t n_result;      /* result rows among them */
-    int64_t sent_us;      /* monotonic, when sent; for latency */
-    int nstmt;            /* statements sent before the sync */
-    int got;              /* statement results received */
-    int expect_null;      /* a statement's result is awaiting its NULL */
-    int err_stmt;         /* first failed statement, or -1 */
-    char sqlstate[6];     /* its SQLSTATE */
-    char errmsg[256];     /* its message, first line */
-    long affected;        /* rows the results INSERT inserted */
-};
-
-/* A FIFO of batches. */
-struct blist {
-    struct batch *head; /* oldest */
-    struct batch *tail; /* newest */
-    size_t len;         /* batches in the list */
-};
 
 struct sl_sink_pg {
     /* configuration, immutable after new() */
@@ -109,17 +76,16 @@ struct sl_sink_pg {
     atomic_uint_fast64_t n_reconnects; /* connections after the first */
     atomic_uint_fast64_t n_failed;     /* rows given back with an error */
     atomic_uint_fast64_t n_held;       /* rows held, not yet acked */
-    atomic_int state;                  /* enum sl_sink_pg_state */
+    atomic_int state; /* enum sl_sink_pg_state; set_state() only */
 
     /* sink thread only */
     PGconn *conn;                /* current connection, or NULL */
     int connect_events;          /* poll events PQconnectPoll wants */
     int64_t connect_deadline_ms; /* give up connecting and set up then */
-    int in_setup;                /* setup batch not yet synced */
-    struct batch *forming;       /* batch being filled, or NULL */
+    struct sl_pgbatch *forming;  /* batch being filled, or NULL */
     int64_t forming_since_ms;    /* when its first row came */
-    struct blist pending;        /* closed, not sent */
-    struct blist inflight;       /* sent, awaiting sync */
+    struct sl_pgblist pending;   /* closed, not sent */
+    struct sl_pgblist inflight;  /* sent, awaiting sync */
     int backlog_done;            /* backlog closed and empty */
     int attempt;                 /* failed connects in a row */
     int64_t next_connect_ms;     /* monotonic time of next attempt */
@@ -137,99 +103,11 @@ void sl_sink_pg_histos(const struct sl_sink_pg *sink,
     *secondsp = &sink->h_seconds;
 }
 
-const char *sl_sink_pg_state_name(enum sl_sink_pg_state state)
-{
-    switch (state) {
-    case SL_SINK_PG_DISCONNECTED:
-        return "disconnected";
-    case SL_SINK_PG_CONNECTING:
-        return "connecting";
-    case SL_SINK_PG_READY:
-        return "ready";
-    case SL_SINK_PG_STOPPED:
-        return "stopped";
-    }
-    return "unknown";
-}
-
 /* ---- batches ---- */
 
-static struct batch *batch_new(enum batch_kind kind, size_t cap)
-{
-    struct batch *b = calloc(1, sizeof(*b));
-
-    if (!b)
-        return NULL;
-    b->kind = kind;
-    b->err_stmt = -1;
-    if (cap) {
-        b->rows = calloc(cap, sizeof(*b->rows));
-        if (!b->rows) {
-            free(b);
-            return NULL;
-        }
-        b->cap = cap;
-    }
-    return b;
-}
-
-/* Forget the previous attempt's outcome before (re)sending. */
-static void batch_reset_result(struct batch *b)
-{
-    b->nstmt = b->got = b->expect_null = 0;
-    b->err_stmt = -1;
-    b->sqlstate[0] = b->errmsg[0] = '\0';
-    b->affected = 0;
-}
-
-static void batch_free(struct batch *b)
-{
-    size_t i;
-
-    if (!b)
-        return;
-    for (i = 0; i < b->n; i++)
-        sl_row_destroy(b->rows[i]);
-    free(b->rows);
-    free(b);
-}
-
-static void blist_push(struct blist *l, struct batch *b)
-{
-    b->next = NULL;
-    if (l->tail)
-        l->tail->next = b;
-    else
-        l->head = b;
-    l->tail = b;
-    l->len++;
-}
-
-static void blist_push_front(struct blist *l, struct batch *b)
-{
-    b->next = l->head;
-    l->head = b;
-    if (!l->tail)
-        l->tail = b;
-    l->len++;
-}
-
-static struct batch *blist_pop(struct blist *l)
-{
-    struct batch *b = l->head;
-
-    if (!b)
-        return NULL;
-    l->head = b->next;
-    if (!l->head)
-        l->tail = NULL;
-    l->len--;
-    b->next = NULL;
-    return b;
-}
-
 /* Give every row of 'b' back through ack_cb with 'err', and free 'b'. */
-static void batch_give_back(struct sl_sink_pg *sink, struct batch *b, int err)
+static void batch_give_back(struct sl_sink_pg *sink, struct sl_pgbatch *b,
+                            int err)
 {
     size_t i;
 
@@ -244,21 +122,10 @@ static void batch_give_back(struct sl_sink_pg *sink, struct batch *b, int err)
         atomic_fetch_sub(&sink->n_held, 1);
     }
     b->n = 0;
-    batch_free(b);
+    sl_pgbatch_free(b);
 }
 
 /* ---- logging ---- */
-
-static void first_line(const char *s, char *buf, size_t size)
-{
-    size_t n = 0;
-
-    while (s && s[n] && s[n] != '\n' && n + 1 < size) {
-        buf[n] = s[n];
-        n++;
-    }
-    buf[n] = '\0';
-}
 
 static size_t rows_held(const struct sl_sink_pg *sink)
 {
@@ -267,8 +134,37 @@ static size_t rows_held(const struct sl_sink_pg *sink)
 
 /* ---- connection ---- */
 
+/*
+ * The connection's states, in the order a connection goes through them:
+ *
+ *   DISCONNECTED --conn_start()--> CONNECTING --PQconnectPoll OK-->
+ *   SETUP --setup batch synced--> READY
+ *
+ * and from CONNECTING, SETUP or READY back to DISCONNECTED through
+ * conn_lost(); STOPPED when the thread ends.  Only READY sends batches.
+ */
+static const char *const state_names[] = {
+    [SL_SINK_PG_DISCONNECTED] = "disconnected",
+    [SL_SINK_PG_CONNECTING] = "connecting",
+    [SL_SINK_PG_SETUP] = "setup",
+    [SL_SINK_PG_READY] = "ready",
+    [SL_SINK_PG_STOPPED] = "stopped",
+};
+
+static enum sl_sink_pg_state conn_state(const struct sl_sink_pg *sink)
+{
+    return (enum sl_sink_pg_state)atomic_load(&sink->state);
+}
+
+/* Every change of state goes through here, so that it can be traced. */
 static void set_state(struct sl_sink_pg *sink, enum sl_sink_pg_state st)
 {
+    enum sl_sink_pg_state old = conn_state(sink);
+
+    if (old == st)
+        return;
+    sl_log(SL_LOG_DEBUG, COMPONENT, "postgres %s: %s -> %s", sink->where,
+           state_names[old], state_names[st]);
     atomic_store(&sink->state, (int)st);
 }
 
@@ -281,20 +177,21 @@ static void set_state(struct sl_sink_pg *sink, enum sl_sink_pg_state st)
 static void conn_lost(struct sl_sink_pg *sink, const char *what,
                       const char *cause)
 {
-    struct batch *b, *rev = NULL;
+    struct sl_pgbatch *b, *rev = NULL;
     int64_t cap;
     int delay;
     char line[256];
 
-    first_line(cause && *cause ? cause : "unknown cause", line, sizeof(line));
+    sl_sink_pg_first_line(cause && *cause ? cause : "unknown cause", line,
+                          sizeof(line));
     if (sink->conn) {
         PQfinish(sink->conn);
         sink->conn = NULL;
     }
     /* Re-queue in-flight batches in order, ahead of unsent ones. */
-    while ((b = blist_pop(&sink->inflight))) {
-        if (b->kind == BATCH_SETUP) {
-            batch_free(b);
+    while ((b = sl_pgblist_pop(&sink->inflight))) {
+        if (b->kind == SL_PGBATCH_SETUP) {
+            sl_pgbatch_free(b);
             continue;
         }
         b->next = rev;
@@ -303,10 +200,9 @@ static void conn_lost(struct sl_sink_pg *sink, const char *what,
     while (rev) {
         b = rev;
         rev = rev->next;
-        batch_reset_result(b);
-        blist_push_front(&sink->pending, b);
+        sl_pgbatch_reset_result(b);
+        sl_pgblist_push_front(&sink->pending, b);
     }
-    sink->in_setup = 0;
     set_state(sink, SL_SINK_PG_DISCONNECTED);
 
     cap = (int64_t)sink->backoff_min_ms
@@ -351,7 +247,7 @@ static void conn_start(struct sl_sink_pg *sink)
 static void send_setup(struct sl_sink_pg *sink)
 {
     PGconn *conn = sink->conn;
-    struct batch *b = batch_new(BATCH_SETUP, 0);
+    struct sl_pgbatch *b = sl_pgbatch_new(SL_PGBATCH_SETUP, 0);
     static const Oid ins_types[SL_SINK_PG_NCOLS] = {
         SL_PG_OID_TEXT_ARRAY,       SL_PG_OID_TEXT_ARRAY,
         SL_PG_OID_INT4_ARRAY,       SL_PG_OID_INT8_ARRAY,
@@ -385,8 +281,8 @@ static void send_setup(struct sl_sink_pg *sink)
                              SL_SINK_PG_DEAD_NPARAMS, dead_types);
     b->nstmt += ok;
     ok = ok && PQpipelineSync(conn);
-    blist_push(&sink->inflight, b);
-    sink->in_setup = 1;
+    sl_pgblist_push(&sink->inflight, b);
+    set_state(sink, SL_SINK_PG_SETUP);
     if (!ok)
         conn_lost(sink, "cannot send setup", PQerrorMessage(conn));
 }
@@ -399,7 +295,7 @@ static void on_notice(void *arg, const char *message)
     (void)arg;
     if (!sl_log_enabled(SL_LOG_DEBUG))
         return;
-    first_line(message, line, sizeof(line));
+    sl_sink_pg_first_line(message, line, sizeof(line));
     sl_log(SL_LOG_DEBUG, COMPONENT, "postgres notice: %s", line);
 }
 
@@ -433,130 +329,31 @@ static void conn_continue(struct sl_sink_pg *sink)
 
 /* ---- sending ---- */
 
-static int64_t pg_time(int64_t unix_us)
-{
-    return unix_us - PG_EPOCH_US;
-}
-
-static int add_str(struct sl_pgarr *a, const char *s)
-{
-    return sl_pgarr_add(a, s, s ? strlen(s) : 0);
-}
-
-static int add_jsonb(struct sl_pgarr *a, const char *s)
-{
-    return sl_pgarr_add_jsonb(a, s, s ? strlen(s) : 0);
-}
-
-/* Build the array parameters for the result rows of 'b'. */
-static int build_arrays(struct sl_sink_pg *sink, struct batch *b)
-{
-    static const uint32_t elem[SL_SINK_PG_NCOLS] = {
-        SL_PG_OID_TEXT,       SL_PG_OID_TEXT,  SL_PG_OID_INT4,  SL_PG_OID_INT8,
-        SL_PG_OID_TEXT,       SL_PG_OID_TEXT,  SL_PG_OID_JSONB, SL_PG_OID_BYTEA,
-        SL_PG_OID_JSONB,      SL_PG_OID_JSONB, SL_PG_OID_JSONB, SL_PG_OID_TEXT,
-        SL_PG_OID_TIMESTAMPTZ};
-    struct sl_pgarr *a = sink->arr;
-    int rc = 0, i;
-    size_t r;
-
-    for (i = 0; i < SL_SINK_PG_NCOLS; i++)
-        rc |= sl_pgarr_begin(&a[i], elem[i]);
-    for (r = 0; r < b->n && rc == 0; r++) {
-        const struct sl_row *row = b->rows[r];
-        const struct sl_msg *msg = row->msg;
-        const struct sl_origin *o = &msg->origin;
-
-        if (row->kind != SL_ROW_RESULT)
-            continue;
-        rc |= add_str(&a[0], sl_source_kind_name(o->kind));
-        rc |= sl_pgarr_add(&a[1], o->topic ? o->topic : "",
-                           o->topic ? strlen(o->topic) : 0);
-        rc |= sl_pgarr_add_i32(&a[2], o->partition);
-        rc |= sl_pgarr_add_i64(&a[3], o->offset);
-        rc |= sl_pgarr_add(&a[4], o->entry_id, strlen(o->entry_id));
-        rc |= sl_pgarr_add(&a[5], msg->key, msg->key_len);
-        if (row->payload_json) {
-            rc |= sl_pgarr_add_jsonb(&a[6], (const char *)msg->payload,
-                                     msg->payload_len);
-            rc |= sl_pgarr_add(&a[7], NULL, 0);
-        } else {
-            rc |= sl_pgarr_add(&a[6], NULL, 0);
-            rc |= sl_pgarr_add(&a[7], msg->payload, msg->payload_len);
-        }
-        rc |= add_jsonb(&a[8], row->results);
-        rc |= add_jsonb(&a[9], row->errors);
-        rc |= add_jsonb(&a[10], row->timings);
-        rc |= sl_pgarr_add(&a[11], row->worker,
-                           row->worker ? strlen(row->worker) : 0);
-        if (msg->recv_time_us)
-            rc |= sl_pgarr_add_i64(&a[12], pg_time(msg->recv_time_us));
-        else
-            rc |= sl_pgarr_add(&a[12], NULL, 0);
-    }
-    for (i = 0; i < SL_SINK_PG_NCOLS; i++)
-        sl_pgarr_finish(&a[i]);
-    return rc ? -SL_ENOMEM : 0;
-}
-
-static void be32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-}
-
 static int send_dead(struct sl_sink_pg *sink, const struct sl_row *row)
 {
-    const struct sl_msg *msg = row->msg;
-    const struct sl_origin *o = &msg->origin;
-    unsigned char part[4], off[8], att[4];
-    const char *vals[SL_SINK_PG_DEAD_NPARAMS];
-    int lens[SL_SINK_PG_DEAD_NPARAMS];
     static const int fmts[SL_SINK_PG_DEAD_NPARAMS] = {1, 1, 1, 1, 1, 1,
                                                       1, 1, 1, 1, 1};
-    const char *src = sl_source_kind_name(o->kind);
-    const char *stage = sl_row_stage_name(row->stage);
-    const char *err = row->error ? row->error : "";
+    struct sl_sink_pg_dead_params p;
 
-    be32(part, (uint32_t)o->partition);
-    be32(off, (uint32_t)((uint64_t)o->offset >> 32));
-    be32(off + 4, (uint32_t)o->offset);
-    be32(att, row->attempts);
-    vals[0] = src, lens[0] = (int)strlen(src);
-    vals[1] = o->topic ? o->topic : "";
-    lens[1] = (int)strlen(vals[1]);
-    vals[2] = (const char *)part, lens[2] = 4;
-    vals[3] = (const char *)off, lens[3] = 8;
-    vals[4] = o->entry_id, lens[4] = (int)strlen(o->entry_id);
-    vals[5] = msg->key, lens[5] = (int)msg->key_len;
-    vals[6] = (const char *)msg->payload, lens[6] = (int)msg->payload_len;
-    if (!vals[6])
-        vals[6] = "", lens[6] = 0;
-    vals[7] = stage, lens[7] = (int)strlen(stage);
-    vals[8] = err, lens[8] = (int)strlen(err);
-    vals[9] = row->sqlstate[0] ? row->sqlstate : NULL;
-    lens[9] = (int)strlen(row->sqlstate);
-    vals[10] = (const char *)att, lens[10] = 4;
+    sl_sink_pg_encode_dead(row, &p);
     return PQsendQueryPrepared(sink->conn, "sl_dead", SL_SINK_PG_DEAD_NPARAMS,
-                               vals, lens, fmts, 0);
+                               p.vals, p.lens, fmts, 0);
 }
 
 /* Send 'b' as one transaction: the pipeline's implicit one, to the sync. */
-static int send_batch(struct sl_sink_pg *sink, struct batch *b)
+static int send_batch(struct sl_sink_pg *sink, struct sl_pgbatch *b)
 {
     const char *vals[SL_SINK_PG_NCOLS];
     int lens[SL_SINK_PG_NCOLS], fmts[SL_SINK_PG_NCOLS];
     size_t r;
     int i;
 
-    batch_reset_result(b);
+    sl_pgbatch_reset_result(b);
     b->n_result = 0;
     for (r = 0; r < b->n; r++)
         b->n_result += b->rows[r]->kind == SL_ROW_RESULT;
     if (b->n_result) {
-        if (build_arrays(sink, b) < 0)
+        if (sl_sink_pg_encode_results(sink->arr, b->rows, b->n) < 0)
             return -SL_ENOMEM;
         for (i = 0; i < SL_SINK_PG_NCOLS; i++) {
             vals[i] = (const char *)sink->arr[i].buf;
@@ -583,48 +380,10 @@ static int send_batch(struct sl_sink_pg *sink, struct batch *b)
 
 /* ---- results ---- */
 
-/* The row sent as statement 'stmt' of 'b' (results INSERT is first). */
-static size_t dead_row_of_stmt(const struct batch *b, int stmt)
-{
-    int k = b->n_result ? 1 : 0;
-    size_t r;
-
-    for (r = 0; r < b->n; r++) {
-        if (b->rows[r]->kind != SL_ROW_DEAD)
-            continue;
-        if (k == stmt)
-            return r;
-        k++;
-    }
-    return b->n;
-}
-
-/* Move rows [from, to) of 'b' matching 'kind' (or all: -1) into 'nb'. */
-static void move_rows(struct batch *b, struct batch *nb, int kind, size_t from,
-                      size_t to)
-{
-    size_t r, k = 0, w = 0, idx = 0;
-
-    for (r = 0; r < b->n; r++) {
-        struct sl_row *row = b->rows[r];
-        int match = kind < 0 || (int)row->kind == kind;
-
-        if (match) {
-            idx = k++;
-            if (idx >= from && idx < to) {
-                nb->rows[nb->n++] = row;
-                continue;
-            }
-        }
-        b->rows[w++] = row;
-    }
-    b->n = w;
-}
-
 /* A data error in 'b': split it, or turn its bad row into a dead letter. */
-static void batch_data_error(struct sl_sink_pg *sink, struct batch *b)
+static void batch_data_error(struct sl_sink_pg *sink, struct sl_pgbatch *b)
 {
-    struct batch *nb;
+    struct sl_pgbatch *nb;
     size_t first;
 
     if (b->err_stmt == 0 && b->n_result > 0) {
@@ -647,23 +406,23 @@ static void batch_data_error(struct sl_sink_pg *sink, struct batch *b)
                 (void)sl_row_make_dead(row, SL_STAGE_SINK, b->errmsg,
                                        b->sqlstate);
             }
-            blist_push_front(&sink->pending, b);
+            sl_pgblist_push_front(&sink->pending, b);
             return;
         }
         sl_sink_pg_bisect(b->n_result, &first);
-        nb = batch_new(BATCH_ROWS, b->n);
+        nb = sl_pgbatch_new(SL_PGBATCH_ROWS, b->n);
         if (!nb) {
-            blist_push_front(&sink->pending, b); /* retry whole */
+            sl_pgblist_push_front(&sink->pending, b); /* retry whole */
             return;
         }
         /* nb: result rows [first, n_result); b keeps the rest + dead. */
-        move_rows(b, nb, SL_ROW_RESULT, first, b->n_result);
-        blist_push_front(&sink->pending, nb);
-        blist_push_front(&sink->pending, b);
+        sl_pgbatch_move_rows(b, nb, SL_ROW_RESULT, first, b->n_result);
+        sl_pgblist_push_front(&sink->pending, nb);
+        sl_pgblist_push_front(&sink->pending, b);
         return;
     }
     /* A dead-letter row was refused: give that one up, resend the rest. */
-    size_t r = dead_row_of_stmt(b, b->err_stmt);
+    size_t r = sl_pgbatch_dead_row(b, b->err_stmt);
 
     if (r < b->n) {
         struct sl_row *row = b->rows[r];
@@ -674,33 +433,32 @@ static void batch_data_error(struct sl_sink_pg *sink, struct batch *b)
                "message is not acked",
                sl_origin_format(&row->msg->origin, org, sizeof(org)),
                b->sqlstate, b->errmsg);
-        nb = batch_new(BATCH_ROWS, 1);
+        nb = sl_pgbatch_new(SL_PGBATCH_ROWS, 1);
         if (nb) {
-            move_rows(b, nb, -1, r, r + 1);
+            sl_pgbatch_move_rows(b, nb, -1, r, r + 1);
             batch_give_back(sink, nb, -SL_EDATA);
         }
     }
     if (b->n)
-        blist_push_front(&sink->pending, b);
+        sl_pgblist_push_front(&sink->pending, b);
     else
-        batch_free(b);
+        sl_pgbatch_free(b);
 }
 
 /* The sync of 'b' arrived: everything in it is durable, or it failed. */
-static void batch_done(struct sl_sink_pg *sink, struct batch *b)
+static void batch_done(struct sl_sink_pg *sink, struct sl_pgbatch *b)
 {
-    if (b->kind == BATCH_SETUP) {
+    if (b->kind == SL_PGBATCH_SETUP) {
         if (b->err_stmt >= 0) {
             char cause[300];
 
             snprintf(cause, sizeof(cause), "SQLSTATE %s: %s", b->sqlstate,
                      b->errmsg);
-            batch_free(b);
+            sl_pgbatch_free(b);
             conn_lost(sink, "cannot set up tables", cause);
             return;
         }
-        batch_free(b);
-        sink->in_setup = 0;
+        sl_pgbatch_free(b);
         set_state(sink, SL_SINK_PG_READY);
         if (sink->ever_connected)
             atomic_fetch_add(&sink->n_reconnects, 1);
@@ -736,7 +494,7 @@ static void batch_done(struct sl_sink_pg *sink, struct batch *b)
 
     snprintf(cause, sizeof(cause), "SQLSTATE %s: %s",
              b->sqlstate[0] ? b->sqlstate : "?????", b->errmsg);
-    blist_push_front(&sink->inflight, b); /* conn_lost re-queues it */
+    sl_pgblist_push_front(&sink->inflight, b); /* conn_lost re-queues it */
     conn_lost(sink, "batch failed", cause);
 }
 
@@ -750,7 +508,7 @@ static int read_results(struct sl_sink_pg *sink)
         return -1;
     }
     while (sink->conn && sink->inflight.head) {
-        struct batch *b = sink->inflight.head;
+        struct sl_pgbatch *b = sink->inflight.head;
         PGresult *res;
         ExecStatusType st;
 
@@ -770,23 +528,24 @@ static int read_results(struct sl_sink_pg *sink)
         st = PQresultStatus(res);
         if (st == PGRES_PIPELINE_SYNC) {
             PQclear(res);
-            blist_pop(&sink->inflight);
+            sl_pgblist_pop(&sink->inflight);
             batch_done(sink, b);
             continue;
         }
         b->expect_null = 1;
         if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
-            if (b->kind == BATCH_ROWS && b->got == 0 && b->n_result)
+            if (b->kind == SL_PGBATCH_ROWS && b->got == 0 && b->n_result)
                 b->affected = strtol(PQcmdTuples(res), NULL, 10);
         } else if (st != PGRES_PIPELINE_ABORTED && b->err_stmt < 0) {
             const char *ss = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
             b->err_stmt = b->got;
             snprintf(b->sqlstate, sizeof(b->sqlstate), "%s", ss ? ss : "");
-            first_line(PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
-                           ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
-                           : PQresultErrorMessage(res),
-                       b->errmsg, sizeof(b->errmsg));
+            sl_sink_pg_first_line(
+                PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
+                    ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
+                    : PQresultErrorMessage(res),
+                b->errmsg, sizeof(b->errmsg));
         }
         b->got++;
         PQclear(res);
@@ -803,7 +562,7 @@ static int read_results(struct sl_sink_pg *sink)
 static void close_forming(struct sl_sink_pg *sink)
 {
     if (sink->forming && sink->forming->n) {
-        blist_push(&sink->pending, sink->forming);
+        sl_pgblist_push(&sink->pending, sink->forming);
         sink->forming = NULL;
     }
 }
@@ -817,7 +576,8 @@ static void intake(struct sl_sink_pg *sink)
     while (!sink->backlog_done && sink->pending.len + sink->inflight.len <=
                                       (size_t)sink->max_inflight) {
         if (!sink->forming) {
-            sink->forming = batch_new(BATCH_ROWS, (size_t)sink->batch_rows);
+            sink->forming =
+                sl_pgbatch_new(SL_PGBATCH_ROWS, (size_t)sink->batch_rows);
             if (!sink->forming)
                 return;
         }
@@ -841,15 +601,15 @@ static void intake(struct sl_sink_pg *sink)
 
 static void send_pending(struct sl_sink_pg *sink)
 {
-    struct batch *b;
+    struct sl_pgbatch *b;
     int rc;
 
-    while (sink->conn && atomic_load(&sink->state) == SL_SINK_PG_READY &&
+    while (sink->conn && conn_state(sink) == SL_SINK_PG_READY &&
            !atomic_load(&sink->stop_now) && sink->pending.head &&
            sink->inflight.len < (size_t)sink->max_inflight) {
-        b = blist_pop(&sink->pending);
+        b = sl_pgblist_pop(&sink->pending);
         rc = send_batch(sink, b);
-        blist_push(&sink->inflight, b);
+        sl_pgblist_push(&sink->inflight, b);
         if (rc < 0) {
             conn_lost(sink, "cannot send batch",
                       rc == -SL_ENOMEM ? "out of memory"
@@ -861,14 +621,14 @@ static void send_pending(struct sl_sink_pg *sink)
 
 static void give_back_all(struct sl_sink_pg *sink, int err)
 {
-    struct batch *b;
+    struct sl_pgbatch *b;
 
     close_forming(sink);
-    batch_free(sink->forming); /* empty if any */
+    sl_pgbatch_free(sink->forming); /* empty if any */
     sink->forming = NULL;
-    while ((b = blist_pop(&sink->inflight)))
+    while ((b = sl_pgblist_pop(&sink->inflight)))
         batch_give_back(sink, b, err);
-    while ((b = blist_pop(&sink->pending)))
+    while ((b = sl_pgblist_pop(&sink->pending)))
         batch_give_back(sink, b, err);
     /* Rows still in the (closed) backlog come back too, never silently. */
     for (;;) {
@@ -886,99 +646,129 @@ static void give_back_all(struct sl_sink_pg *sink, int err)
     }
 }
 
-static void *sink_main(void *arg)
+/*
+ * Step 1 of the loop, after intake(): close the forming batch when it is
+ * old enough or nothing more will come.
+ */
+static void close_if_due(struct sl_sink_pg *sink, int stop, int64_t now)
 {
-    struct sl_sink_pg *sink = arg;
-    int all_durable = 1;
+    if (sink->forming && sink->forming->n &&
+        (sink->backlog_done || stop ||
+         now - sink->forming_since_ms >= sink->flush_ms))
+        close_forming(sink);
+}
 
-    for (;;) {
-        struct pollfd pfd[2];
-        int nfd = 1, timeout = 1000, stop = atomic_load(&sink->stop_now);
-        int64_t now;
-        uint64_t junk;
-
-        intake(sink);
-        now = sl_mono_ms();
-        if (sink->forming && sink->forming->n &&
-            (sink->backlog_done || stop ||
-             now - sink->forming_since_ms >= sink->flush_ms))
-            close_forming(sink);
-        if (sink->backlog_done && (!sink->forming || !sink->forming->n) &&
-            !sink->pending.head && !sink->inflight.head)
-            break; /* everything durable */
-        if (stop && (!sink->conn || !sink->inflight.head ||
-                     (sink->inflight.len == 1 && sink->in_setup))) {
-            all_durable = 0; /* shield: in-flight batches ran to the end */
-            break;
-        }
-
-        if (!sink->conn && now >= sink->next_connect_ms)
-            conn_start(sink);
-        send_pending(sink);
-
-        pfd[0].fd = sink->wake_fd;
-        pfd[0].events = POLLIN;
-        pfd[0].revents = 0;
-        if (sink->conn && PQsocket(sink->conn) >= 0) {
-            int ev = POLLIN;
-
-            if (atomic_load(&sink->state) == SL_SINK_PG_CONNECTING &&
-                !sink->in_setup)
-                ev = sink->connect_events;
-            else if (PQflush(sink->conn) == 1)
-                ev |= POLLOUT;
-            pfd[1].fd = PQsocket(sink->conn);
-            pfd[1].events = (short)ev;
-            pfd[1].revents = 0;
-            nfd = 2;
-        }
-        if (!sink->conn && sink->next_connect_ms - now < timeout)
-            timeout = (int)(sink->next_connect_ms - now);
-        if (sink->forming && sink->forming->n) {
-            int64_t left = sink->forming_since_ms + sink->flush_ms - now;
-
-            if (left < timeout)
-                timeout = (int)left;
-        }
-        if (timeout < 0)
-            timeout = 0;
-        /* Rows worth waking for: the first (its flush clock starts), or
-         * enough to fill the forming batch; none while batches are at
-         * their limit (a result wakes us through the socket). */
-        size_t want = SIZE_MAX;
-        if (sink->pending.len + sink->inflight.len <=
-            (size_t)sink->max_inflight)
-            want = sink->forming && sink->forming->n &&
-                           sink->forming->n < (size_t)sink->batch_rows
-                       ? (size_t)sink->batch_rows - sink->forming->n
-                       : 1;
-        atomic_store(&sink->wake_at, want);
-        atomic_store(&sink->sleeping, 1);
-        atomic_thread_fence(memory_order_seq_cst); /* see submit() */
-        if (!sink->backlog_done && sl_queue_depth(sink->backlog) >= want)
-            timeout = 0;
-        if (poll(pfd, (nfds_t)nfd, timeout) < 0 && errno != EINTR)
-            sl_log(SL_LOG_ERROR, COMPONENT, "poll: %s", strerror(errno));
-        atomic_store(&sink->sleeping, 0);
-        if (pfd[0].revents & POLLIN)
-            (void)!read(sink->wake_fd, &junk, sizeof(junk));
-        if (nfd == 2 && sink->conn && pfd[1].revents) {
-            if (atomic_load(&sink->state) == SL_SINK_PG_CONNECTING &&
-                !sink->in_setup)
-                conn_continue(sink);
-            else
-                read_results(sink);
-        }
-        if (sink->conn && atomic_load(&sink->state) == SL_SINK_PG_CONNECTING &&
-            sl_mono_ms() >= sink->connect_deadline_ms)
-            conn_lost(sink, "cannot connect", "timed out");
+/*
+ * Step 2: is the work over?  1 when everything is durable, or when the
+ * drain deadline passed ('stop') and no batch is left in flight on a
+ * connection (*all_durablep is then 0: a batch in flight runs to its
+ * end, the rest is given back).  0 to go on.
+ */
+static int work_over(const struct sl_sink_pg *sink, int stop, int *all_durablep)
+{
+    if (sink->backlog_done && (!sink->forming || !sink->forming->n) &&
+        !sink->pending.head && !sink->inflight.head)
+        return 1; /* everything durable */
+    if (stop && (!sink->conn || !sink->inflight.head ||
+                 conn_state(sink) == SL_SINK_PG_SETUP)) {
+        *all_durablep = 0;
+        return 1;
     }
+    return 0;
+}
+
+/*
+ * Step 3: sleep in poll() until the socket is ready for the current
+ * state, rows worth a batch arrive (wake_fd), a partial batch is due, or
+ * the next connection attempt is.  Returns the revents of the socket (0
+ * when there is none).
+ */
+static short wait_for_work(struct sl_sink_pg *sink, int64_t now)
+{
+    struct pollfd pfd[2];
+    int nfd = 1, timeout = 1000;
+    uint64_t junk;
+    size_t want = SIZE_MAX;
+
+    pfd[0].fd = sink->wake_fd;
+    pfd[0].events = POLLIN;
+    pfd[0].revents = 0;
+    if (sink->conn && PQsocket(sink->conn) >= 0) {
+        int ev = POLLIN;
+
+        if (conn_state(sink) == SL_SINK_PG_CONNECTING)
+            ev = sink->connect_events;
+        else if (PQflush(sink->conn) == 1)
+            ev |= POLLOUT;
+        pfd[1].fd = PQsocket(sink->conn);
+        pfd[1].events = (short)ev;
+        pfd[1].revents = 0;
+        nfd = 2;
+    }
+    if (!sink->conn && sink->next_connect_ms - now < timeout)
+        timeout = (int)(sink->next_connect_ms - now);
+    if (sink->forming && sink->forming->n) {
+        int64_t left = sink->forming_since_ms + sink->flush_ms - now;
+
+        if (left < timeout)
+            timeout = (int)left;
+    }
+    if (timeout < 0)
+        timeout = 0;
+    /* Rows worth waking for: the first (its flush clock starts), or
+     * enough to fill the forming batch; none while batches are at
+     * their limit (a result wakes us through the socket). */
+    if (sink->pending.len + sink->inflight.len <= (size_t)sink->max_inflight)
+        want = sink->forming && sink->forming->n &&
+                       sink->forming->n < (size_t)sink->batch_rows
+                   ? (size_t)sink->batch_rows - sink->forming->n
+                   : 1;
+    atomic_store(&sink->wake_at, want);
+    atomic_store(&sink->sleeping, 1);
+    atomic_thread_fence(memory_order_seq_cst); /* see submit() */
+    if (!sink->backlog_done && sl_queue_depth(sink->backlog) >= want)
+        timeout = 0;
+    if (poll(pfd, (nfds_t)nfd, timeout) < 0 && errno != EINTR)
+        sl_log(SL_LOG_ERROR, COMPONENT, "poll: %s", strerror(errno));
+    atomic_store(&sink->sleeping, 0);
+    if (pfd[0].revents & POLLIN)
+        (void)!read(sink->wake_fd, &junk, sizeof(junk));
+    return nfd == 2 ? pfd[1].revents : 0;
+}
+
+/*
+ * Step 4: the socket is ready: go on connecting, or read results (of the
+ * setup batch or of row batches).  Then give up a connection that has
+ * not reached READY within CONNECT_TIMEOUT_MS.
+ */
+static void on_socket(struct sl_sink_pg *sink, short revents)
+{
+    enum sl_sink_pg_state st;
+
+    if (sink->conn && revents) {
+        if (conn_state(sink) == SL_SINK_PG_CONNECTING)
+            conn_continue(sink);
+        else
+            read_results(sink);
+    }
+    st = conn_state(sink);
+    if (sink->conn && (st == SL_SINK_PG_CONNECTING || st == SL_SINK_PG_SETUP) &&
+        sl_mono_ms() >= sink->connect_deadline_ms)
+        conn_lost(sink, "cannot connect", "timed out");
+}
+
+/*
+ * After the loop: close the connection, give back (with -SL_ECANCELED)
+ * every row not known durable, and tell drain() the outcome.
+ */
+static void sink_finish(struct sl_sink_pg *sink, int all_durable)
+{
     if (sink->conn) {
         PQfinish(sink->conn);
         sink->conn = NULL;
     }
     if (sink->forming && !sink->forming->n) {
-        batch_free(sink->forming);
+        sl_pgbatch_free(sink->forming);
         sink->forming = NULL;
     }
     if (!all_durable || sink->pending.head || sink->forming ||
@@ -992,6 +782,28 @@ static void *sink_main(void *arg)
     sink->all_durable = all_durable;
     pthread_cond_broadcast(&sink->cv);
     pthread_mutex_unlock(&sink->mu);
+}
+
+static void *sink_main(void *arg)
+{
+    struct sl_sink_pg *sink = arg;
+    int all_durable = 1;
+
+    for (;;) {
+        int stop = atomic_load(&sink->stop_now);
+        int64_t now;
+
+        intake(sink);
+        now = sl_mono_ms();
+        close_if_due(sink, stop, now);
+        if (work_over(sink, stop, &all_durable))
+            break;
+        if (!sink->conn && now >= sink->next_connect_ms)
+            conn_start(sink);
+        send_pending(sink);
+        on_socket(sink, wait_for_work(sink, now));
+    }
+    sink_finish(sink, all_durable);
     return NULL;
 }
 
@@ -1000,143 +812,6 @@ static void *sink_main(void *arg)
 static char *dup_or(const char *s, const char *dflt)
 {
     return strdup(s ? s : dflt);
-}
-
-/*
- * Read the password named by 'conf' (lib/secret.h rules); *pwp is NULL when
- * none is set.
- */
-static int read_password(const struct sl_sink_pg_conf *conf, char **pwp,
-                         char *errstr, size_t errstr_size)
-{
-    struct sl_secret_src src = {conf->password_env, conf->password_file};
-
-    return sl_secret_read(&src, 0,
-                          src.env && *src.env ? "postgres password_env"
-                                              : "postgres password_file",
-                          pwp, errstr, errstr_size);
-}
-
-/* libpq's reading of 'dsn' (PQconninfoFree it); errstr says why not. */
-/*
- * libpq quotes a bad URI whole in its error ("invalid IPv6 host address
- * in URI: \"postgresql://u:secret@[::1\""): mask a URI's password, and
- * any password=... value, in 'line' before it is shown.
- */
-static void mask_passwords(char *line)
-{
-    for (char *p = line; (p = strstr(p, "://")) != NULL;) {
-        char *user = p + 3, *end = user + strcspn(user, "/?#\" ");
-        char *at = memchr(user, '@', (size_t)(end - user));
-        char *colon = at ? memchr(user, ':', (size_t)(at - user)) : NULL;
-        if (colon)
-            memset(colon + 1, '*', (size_t)(at - colon - 1));
-        p = end;
-    }
-    for (char *p = line; (p = strstr(p, "password=")) != NULL;) {
-        p += strlen("password=");
-        for (; *p && *p != ' ' && *p != '"' && *p != '&'; p++)
-            *p = '*';
-    }
-}
-
-static int parse_dsn(const char *dsn, PQconninfoOption **optsp, char *errstr,
-                     size_t errstr_size)
-{
-    char *err = NULL;
-
-    *optsp = PQconninfoParse(dsn, &err);
-    if (!*optsp) {
-        char line[256];
-
-        first_line(err ? err : "out of memory", line, sizeof(line));
-        PQfreemem(err);
-        mask_passwords(line);
-        return sl_seterr(-SL_ECONFIG, errstr, errstr_size, "postgres dsn: %s",
-                         line);
-    }
-    return 0;
-}
-
-/* The value 'opts' has for 'keyword': NULL when the DSN did not set it. */
-static const char *dsn_value(const PQconninfoOption *opts, const char *keyword)
-{
-    for (; opts->keyword; opts++)
-        if (!strcmp(opts->keyword, keyword))
-            return opts->val;
-    return NULL;
-}
-
-int sl_sink_pg_conn_params(const char *dsn, const char *app,
-                           const char *password, const char **keys,
-                           const char **vals, int *servicep, char *errstr,
-                           size_t errstr_size)
-{
-    static const char *const defaults[][2] = {
-        {"keepalives", SL_SINK_PG_KEEPALIVES},
-        {"keepalives_idle", SL_SINK_PG_KEEPALIVES_IDLE},
-        {"keepalives_interval", SL_SINK_PG_KEEPALIVES_INTERVAL},
-        {"keepalives_count", SL_SINK_PG_KEEPALIVES_COUNT},
-        {"tcp_user_timeout", SL_SINK_PG_TCP_USER_TIMEOUT},
-    };
-    PQconninfoOption *opts;
-    const char *service;
-    size_t i;
-    int k = 0, rc;
-
-    keys[0] = vals[0] = NULL;
-    *servicep = 0;
-    if ((rc = parse_dsn(dsn, &opts, errstr, errstr_size)) < 0)
-        return rc;
-    service = dsn_value(opts, "service");
-    if (!service || !*service)
-        service = getenv("PGSERVICE");
-    *servicep = service && *service;
-    /* Ahead of dbname: were the DSN to set one after all, it would win. */
-    for (i = 0; i < sizeof(defaults) / sizeof(defaults[0]) && !*servicep; i++) {
-        if (dsn_value(opts, defaults[i][0]))
-            continue;
-        keys[k] = defaults[i][0], vals[k++] = defaults[i][1];
-    }
-    PQconninfoFree(opts);
-    keys[k] = "dbname", vals[k++] = dsn;
-    keys[k] = "application_name", vals[k++] = app;
-    if (password)
-        keys[k] = "password", vals[k++] = password;
-    keys[k] = NULL, vals[k] = NULL;
-    return k;
-}
-
-/* "host:port/dbname as user" from the DSN; never the password. */
-static int describe_dsn(const char *dsn, char **wherep, char *errstr,
-                        size_t errstr_size)
-{
-    char buf[512];
-    const char *host = NULL, *port = NULL, *db = NULL, *user = NULL;
-    PQconninfoOption *opts, *o;
-    int rc;
-
-    *wherep = NULL;
-    if ((rc = parse_dsn(dsn, &opts, errstr, errstr_size)) < 0)
-        return rc;
-    for (o = opts; o->keyword; o++) {
-        if (!o->val)
-            continue;
-        if (!strcmp(o->keyword, "host") || !strcmp(o->keyword, "hostaddr"))
-            host = host ? host : o->val;
-        else if (!strcmp(o->keyword, "port"))
-            port = o->val;
-        else if (!strcmp(o->keyword, "dbname"))
-            db = o->val;
-        else if (!strcmp(o->keyword, "user"))
-            user = o->val;
-    }
-    snprintf(buf, sizeof(buf), "%s:%s/%s as %s", host ? host : "(socket)",
-             port ? port : "5432", db ? db : "(default)",
-             user ? user : "(default)");
-    PQconninfoFree(opts);
-    *wherep = strdup(buf);
-    return *wherep ? 0 : -SL_ENOMEM;
 }
 
 static void sink_free(struct sl_sink_pg *sink)
@@ -1168,27 +843,6 @@ static void free_row_item(void *item)
     sl_row_destroy(item);
 }
 
-static int check_columns(const struct sl_sink_pg_columns *c, char *errstr,
-                         size_t errstr_size)
-{
-    const char *const *names = (const char *const *)c;
-    size_t i, n = sizeof(*c) / sizeof(const char *);
-    int rc;
-
-    for (i = 0; i < n; i++) {
-        if (!names[i])
-            continue;
-        if (strchr(names[i], '.'))
-            return sl_seterr(-SL_ECONFIG, errstr, errstr_size,
-                             "postgres column name \"%.80s\" has a dot",
-                             names[i]);
-        rc = sl_sink_pg_ident_check(names[i], "column", errstr, errstr_size);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
-}
-
 struct sl_sink_pg *sl_sink_pg_new(const struct sl_sink_pg_conf *conf,
                                   sl_sink_pg_ack_cb *ack_cb, void *ack_arg,
                                   int *errp, char *errstr, size_t errstr_size)
@@ -1212,7 +866,8 @@ struct sl_sink_pg *sl_sink_pg_new(const struct sl_sink_pg_conf *conf,
             0 ||
         (err = sl_sink_pg_ident_check(dead, "dead_letter_table", errstr,
                                       errstr_size)) < 0 ||
-        (err = check_columns(&conf->columns, errstr, errstr_size)) < 0)
+        (err = sl_sink_pg_columns_check(&conf->columns, errstr, errstr_size)) <
+            0)
         goto fail0;
     if (conf->batch_rows < 0 || conf->flush_ms < 0 ||
         conf->max_batches_inflight < 0 || conf->backlog_rows < 0) {
@@ -1258,9 +913,10 @@ struct sl_sink_pg *sl_sink_pg_new(const struct sl_sink_pg_conf *conf,
     sink->rng = (unsigned)sl_now_us() ^ (unsigned)(uintptr_t)sink;
     atomic_init(&sink->state, SL_SINK_PG_DISCONNECTED);
 
-    if ((rc = describe_dsn(conf->dsn ? conf->dsn : "", &sink->where, errstr,
-                           errstr_size)) < 0 ||
-        (rc = read_password(conf, &sink->password, errstr, errstr_size)) < 0) {
+    if ((rc = sl_sink_pg_describe_dsn(conf->dsn ? conf->dsn : "", &sink->where,
+                                      errstr, errstr_size)) < 0 ||
+        (rc = sl_sink_pg_read_password(conf, &sink->password, errstr,
+                                       errstr_size)) < 0) {
         err = rc;
         goto fail1;
     }

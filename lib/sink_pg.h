@@ -34,12 +34,15 @@ struct sl_sink_pg_columns {
  * Unless it sets them, the sink adds keepalives=1 keepalives_idle=10
  * keepalives_interval=5 keepalives_count=3 tcp_user_timeout=30000, so that
  * a connection gone silent (partition, dead host) is declared lost within
- * about 30 s and the sink reconnects and resends.  So is one whose server
- * leaves sent data unread for 30 s (raise tcp_user_timeout in the DSN if
- * such stalls are expected).  tcp_user_timeout=0 in the DSN turns that
- * one off; keepalives=0 turns off both (libpq sets tcp_user_timeout only
- * on a connection with keepalives).  When a service is named (service= or
- * PGSERVICE) none is added: the service file decides.
+ * about 30 s and the sink reconnects and resends (once tcp_user_timeout is
+ * set, Linux also ends a probed idle connection when that long has passed
+ * without a reply).  The price: so is one whose server leaves sent data
+ * unread for 30 s (a zero window, e.g. a backend waiting on a lock with
+ * more batches queued behind it than the socket buffers hold); raise
+ * tcp_user_timeout in the DSN if such stalls are expected.  tcp_user_timeout=0
+ * in the DSN turns that one off; keepalives=0 turns off both (libpq sets
+ * tcp_user_timeout only on a connection with keepalives).  When a service is
+ * named (service= or PGSERVICE) none is added: the service file decides.
  */
 struct sl_sink_pg_conf {
     const char *dsn;               /* libpq conninfo, without password */
@@ -61,7 +64,8 @@ struct sl_sink_pg_conf {
 /* Connection state, as shown in metrics. */
 enum sl_sink_pg_state {
     SL_SINK_PG_DISCONNECTED, /* waiting to (re)connect */
-    SL_SINK_PG_CONNECTING,   /* connecting, TLS, auth, setup */
+    SL_SINK_PG_CONNECTING,   /* connecting, TLS, auth */
+    SL_SINK_PG_SETUP,        /* connected; tables, prepared statements */
     SL_SINK_PG_READY,        /* pipeline open, writing */
     SL_SINK_PG_STOPPED,      /* thread has exited */
 };
@@ -149,8 +153,5 @@ struct sl_histo;
 void sl_sink_pg_histos(const struct sl_sink_pg *sink,
                        const struct sl_histo **rowsp,
                        const struct sl_histo **secondsp);
-
-/* "disconnected", "connecting", "ready", "stopped".  Static. */
-const char *sl_sink_pg_state_name(enum sl_sink_pg_state state);
 
 #endif

@@ -1,8 +1,9 @@
 /*
  * Internals of the PostgreSQL sink shared by its files and its unit
- * tests: identifier checks, SQL text, binary array parameters, the
- * bisection of failed batches and the connection parameters.  Not part
- * of the public API.
+ * tests: identifier checks, SQL text, parameters and the bisection of
+ * failed batches (sink_pg_sql.c); connection parameters, DSN and password
+ * (sink_pg_conn.c); the batches the thread keeps (sink_pg_batch.c).  Not
+ * part of the public API.
  */
 #ifndef SL_SINK_PG_INT_H
 #define SL_SINK_PG_INT_H
@@ -28,6 +29,9 @@
 
 /* Number of columns of the results INSERT (and of its parameters). */
 #define SL_SINK_PG_NCOLS 13
+
+/* Number of parameters of the dead-letter upsert. */
+#define SL_SINK_PG_DEAD_NPARAMS 11
 
 /*
  * Check that 'name' is [schema.]ident with each part matching
@@ -78,9 +82,45 @@ void sl_pgarr_reset(struct sl_pgarr *a);
 void sl_pgarr_free(struct sl_pgarr *a);
 
 /*
- * Data errors are bisected and end as dead letters; every other error
- * is treated as the connection's problem and the batch is resent.
- * True for SQLSTATE classes 22 (data exception) and 23 (integrity).
+ * Check the column names of 'c' (NULL: default): each a plain identifier,
+ * no schema.  Returns 0 or -SL_ECONFIG with errstr naming the column.
+ */
+int sl_sink_pg_columns_check(const struct sl_sink_pg_columns *c, char *errstr,
+                             size_t errstr_size);
+
+/*
+ * Fill a[0..SL_SINK_PG_NCOLS) (begun afresh, buffers kept) with the
+ * columns of the SL_ROW_RESULT rows among rows[0..n), in the order of
+ * sl_sink_pg_sql_insert()'s parameters.  0 or -SL_ENOMEM.  Sink thread.
+ */
+int sl_sink_pg_encode_results(struct sl_pgarr *a, struct sl_row *const *rows,
+                              size_t n);
+
+/* The dead-letter upsert's parameters for one row, all in binary format. */
+struct sl_sink_pg_dead_params {
+    const char *vals[SL_SINK_PG_DEAD_NPARAMS]; /* borrow the row, or point into
+                                                  the below */
+    int lens[SL_SINK_PG_DEAD_NPARAMS];         /* bytes of each */
+    unsigned char part[4];                     /* partition, int4 */
+    unsigned char off[8];                      /* offset, int8 */
+    unsigned char att[4];                      /* attempts, int4 */
+};
+
+/* Fill *p for 'row'; valid while both live.  Sink thread. */
+void sl_sink_pg_encode_dead(const struct sl_row *row,
+                            struct sl_sink_pg_dead_params *p);
+
+/*
+ * A failed statement's SQLSTATE as an SL_E* code: -SL_EDATA for classes
+ * 22 (data exception) and 23 (integrity), -SL_EDB for any other (and for
+ * NULL).  Any thread.
+ */
+int sl_sink_pg_sqlstate_err(const char *sqlstate);
+
+/*
+ * Data errors (not retriable: sl_err_retriable()) are bisected and end as
+ * dead letters; every other error is treated as the connection's problem
+ * and the batch is resent.  Any thread.
  */
 int sl_sink_pg_is_data_error(const char *sqlstate);
 
@@ -108,21 +148,13 @@ char *sl_sink_pg_sql_create_dead(const char *qtable);
 /* The dead-letter upsert: 11 scalar parameters. */
 char *sl_sink_pg_sql_insert_dead(const char *qtable);
 
-/* Parameter types of the dead-letter upsert. */
-#define SL_SINK_PG_DEAD_NPARAMS 11
-
 /*
  * Connection defaults so that a silent connection (a partition, a dead
  * host: no RST, no FIN) fails in about 30 s rather than after the
- * kernel's many minutes.  Keepalive probes start after 10 s without
- * traffic, every 5 s; tcp_user_timeout (ms) bounds how long sent data may
- * stay unacknowledged, and once it is set Linux also ends a probed idle
- * connection when that long has passed without a reply.  The price: it
- * also ends a connection whose server leaves our data unread (a zero
- * window) that long, e.g. a backend waiting on a lock with more batches
- * queued behind it than the socket buffers hold; the sink then resends.
- * A DSN that sets one of them wins for that one (libpq ignores
- * tcp_user_timeout when keepalives=0).
+ * kernel's many minutes; what each does, and what a DSN may change, is
+ * said once, above struct sl_sink_pg_conf in sink_pg.h.  Keepalive probes
+ * start after 10 s without traffic, every 5 s; tcp_user_timeout bounds
+ * how long sent data may stay unacknowledged.
  */
 #define SL_SINK_PG_KEEPALIVES "1"
 #define SL_SINK_PG_KEEPALIVES_IDLE "10"     /* s */
@@ -152,5 +184,90 @@ int sl_sink_pg_conn_params(const char *dsn, const char *app,
                            const char *password, const char **keys,
                            const char **vals, int *servicep, char *errstr,
                            size_t errstr_size);
+
+/*
+ * Copy the first line of 's' (NULL: empty) into buf[size], cut to fit.
+ * Any thread.
+ */
+void sl_sink_pg_first_line(const char *s, char *buf, size_t size);
+
+/*
+ * Read the password named by 'conf' (password_env or password_file, with
+ * the rules of lib/secret.h) into *pwp (sl_secret_free() it); *pwp is NULL
+ * when neither is set.  Returns 0 or -SL_ESECRET / -SL_ENOMEM with errstr
+ * naming the setting.  Any thread.
+ */
+int sl_sink_pg_read_password(const struct sl_sink_pg_conf *conf, char **pwp,
+                             char *errstr, size_t errstr_size);
+
+/*
+ * "host:port/dbname as user" from 'dsn', for logs; never the password.
+ * Returns 0 with *wherep malloc'd, or -SL_ECONFIG ("postgres dsn: ...",
+ * any password in libpq's reason masked) / -SL_ENOMEM with *wherep NULL.
+ * Any thread.
+ */
+int sl_sink_pg_describe_dsn(const char *dsn, char **wherep, char *errstr,
+                            size_t errstr_size);
+
+/* ---- batches (sink_pg_batch.c); the sink thread's own ---- */
+
+enum sl_pgbatch_kind {
+    SL_PGBATCH_ROWS,  /* rows to insert */
+    SL_PGBATCH_SETUP, /* CREATE TABLE + PREPARE after connecting */
+};
+
+/* A transaction: its rows, and what came back for it. */
+struct sl_pgbatch {
+    struct sl_pgbatch *next;   /* in the pending or in-flight list */
+    enum sl_pgbatch_kind kind; /* rows or setup */
+    struct sl_row **rows;      /* rows; owned */
+    size_t n;                  /* rows used */
+    size_t cap;                /* rows allocated */
+    size_t n_result;           /* result rows among them */
+    int64_t sent_us;           /* monotonic, when sent; for latency */
+    int nstmt;                 /* statements sent before the sync */
+    int got;                   /* statement results received */
+    int expect_null;           /* a statement's result is awaiting its NULL */
+    int err_stmt;              /* first failed statement, or -1 */
+    char sqlstate[6];          /* its SQLSTATE */
+    char errmsg[256];          /* its message, first line */
+    long affected;             /* rows the results INSERT inserted */
+};
+
+/* A FIFO of batches. */
+struct sl_pgblist {
+    struct sl_pgbatch *head; /* oldest */
+    struct sl_pgbatch *tail; /* newest */
+    size_t len;              /* batches in the list */
+};
+
+/* A batch of 'kind' with room for 'cap' rows (0: none).  NULL: no memory. */
+struct sl_pgbatch *sl_pgbatch_new(enum sl_pgbatch_kind kind, size_t cap);
+
+/* Forget the previous attempt's outcome before (re)sending. */
+void sl_pgbatch_reset_result(struct sl_pgbatch *b);
+
+/* Destroy 'b' and the rows it still holds.  NULL is a no-op. */
+void sl_pgbatch_free(struct sl_pgbatch *b);
+
+/* Append 'b' to 'l' / put it at the front / take the oldest (or NULL). */
+void sl_pgblist_push(struct sl_pgblist *l, struct sl_pgbatch *b);
+void sl_pgblist_push_front(struct sl_pgblist *l, struct sl_pgbatch *b);
+struct sl_pgbatch *sl_pgblist_pop(struct sl_pgblist *l);
+
+/*
+ * The index of the row sent as statement 'stmt' of 'b' (the results
+ * INSERT, when there are result rows, is statement 0; then one per dead
+ * letter); b->n when there is none.
+ */
+size_t sl_pgbatch_dead_row(const struct sl_pgbatch *b, int stmt);
+
+/*
+ * Move the rows of 'b' matching 'kind' (enum sl_row_kind, or -1 for all)
+ * whose rank among those is in [from, to) into 'nb' (room enough), keeping
+ * the order of both.
+ */
+void sl_pgbatch_move_rows(struct sl_pgbatch *b, struct sl_pgbatch *nb, int kind,
+                          size_t from, size_t to);
 
 #endif

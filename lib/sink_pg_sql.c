@@ -1,12 +1,13 @@
 /*
  * PostgreSQL sink, SQL side: identifier checks and quoting, the text of
- * the CREATE/INSERT statements, and array parameters in binary format so
- * that no value is ever pasted into SQL and no escaping can go wrong.
+ * the CREATE/INSERT statements, and the parameters (rows as arrays in
+ * binary format, dead letters as binary scalars) so that no value is ever
+ * pasted into SQL and no escaping can go wrong.
  */
 #include "sink_pg_int.h"
 #include "err.h"
+#include "strbuf.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,12 +202,120 @@ void sl_pgarr_free(struct sl_pgarr *a)
     memset(a, 0, sizeof(*a));
 }
 
+/* ---- parameters ---- */
+
+#define PG_EPOCH_US 946684800000000LL /* 2000-01-01 in Unix microseconds */
+
+static int64_t pg_time(int64_t unix_us)
+{
+    return unix_us - PG_EPOCH_US;
+}
+
+static int add_str(struct sl_pgarr *a, const char *s)
+{
+    return sl_pgarr_add(a, s, s ? strlen(s) : 0);
+}
+
+static int add_jsonb(struct sl_pgarr *a, const char *s)
+{
+    return sl_pgarr_add_jsonb(a, s, s ? strlen(s) : 0);
+}
+
+int sl_sink_pg_encode_results(struct sl_pgarr *a, struct sl_row *const *rows,
+                              size_t n)
+{
+    static const uint32_t elem[SL_SINK_PG_NCOLS] = {
+        SL_PG_OID_TEXT,       SL_PG_OID_TEXT,  SL_PG_OID_INT4,  SL_PG_OID_INT8,
+        SL_PG_OID_TEXT,       SL_PG_OID_TEXT,  SL_PG_OID_JSONB, SL_PG_OID_BYTEA,
+        SL_PG_OID_JSONB,      SL_PG_OID_JSONB, SL_PG_OID_JSONB, SL_PG_OID_TEXT,
+        SL_PG_OID_TIMESTAMPTZ};
+    int rc = 0, i;
+    size_t r;
+
+    for (i = 0; i < SL_SINK_PG_NCOLS; i++)
+        rc |= sl_pgarr_begin(&a[i], elem[i]);
+    for (r = 0; r < n && rc == 0; r++) {
+        const struct sl_row *row = rows[r];
+        const struct sl_msg *msg = row->msg;
+        const struct sl_origin *o = &msg->origin;
+
+        if (row->kind != SL_ROW_RESULT)
+            continue;
+        rc |= add_str(&a[0], sl_source_kind_name(o->kind));
+        rc |= sl_pgarr_add(&a[1], o->topic ? o->topic : "",
+                           o->topic ? strlen(o->topic) : 0);
+        rc |= sl_pgarr_add_i32(&a[2], o->partition);
+        rc |= sl_pgarr_add_i64(&a[3], o->offset);
+        rc |= sl_pgarr_add(&a[4], o->entry_id, strlen(o->entry_id));
+        rc |= sl_pgarr_add(&a[5], msg->key, msg->key_len);
+        if (row->payload_json) {
+            rc |= sl_pgarr_add_jsonb(&a[6], (const char *)msg->payload,
+                                     msg->payload_len);
+            rc |= sl_pgarr_add(&a[7], NULL, 0);
+        } else {
+            rc |= sl_pgarr_add(&a[6], NULL, 0);
+            rc |= sl_pgarr_add(&a[7], msg->payload, msg->payload_len);
+        }
+        rc |= add_jsonb(&a[8], row->results);
+        rc |= add_jsonb(&a[9], row->errors);
+        rc |= add_jsonb(&a[10], row->timings);
+        rc |= sl_pgarr_add(&a[11], row->worker,
+                           row->worker ? strlen(row->worker) : 0);
+        if (msg->recv_time_us)
+            rc |= sl_pgarr_add_i64(&a[12], pg_time(msg->recv_time_us));
+        else
+            rc |= sl_pgarr_add(&a[12], NULL, 0);
+    }
+    for (i = 0; i < SL_SINK_PG_NCOLS; i++)
+        sl_pgarr_finish(&a[i]);
+    return rc ? -SL_ENOMEM : 0;
+}
+
+void sl_sink_pg_encode_dead(const struct sl_row *row,
+                            struct sl_sink_pg_dead_params *p)
+{
+    const struct sl_msg *msg = row->msg;
+    const struct sl_origin *o = &msg->origin;
+    const char *src = sl_source_kind_name(o->kind);
+    const char *stage = sl_row_stage_name(row->stage);
+    const char *err = row->error ? row->error : "";
+    const char **vals = p->vals;
+    int *lens = p->lens;
+
+    put32(p->part, (uint32_t)o->partition);
+    put32(p->off, (uint32_t)((uint64_t)o->offset >> 32));
+    put32(p->off + 4, (uint32_t)o->offset);
+    put32(p->att, row->attempts);
+    vals[0] = src, lens[0] = (int)strlen(src);
+    vals[1] = o->topic ? o->topic : "";
+    lens[1] = (int)strlen(vals[1]);
+    vals[2] = (const char *)p->part, lens[2] = 4;
+    vals[3] = (const char *)p->off, lens[3] = 8;
+    vals[4] = o->entry_id, lens[4] = (int)strlen(o->entry_id);
+    vals[5] = msg->key, lens[5] = (int)msg->key_len;
+    vals[6] = (const char *)msg->payload, lens[6] = (int)msg->payload_len;
+    if (!vals[6])
+        vals[6] = "", lens[6] = 0;
+    vals[7] = stage, lens[7] = (int)strlen(stage);
+    vals[8] = err, lens[8] = (int)strlen(err);
+    vals[9] = row->sqlstate[0] ? row->sqlstate : NULL;
+    lens[9] = (int)strlen(row->sqlstate);
+    vals[10] = (const char *)p->att, lens[10] = 4;
+}
+
 /* ---- errors and bisection ---- */
+
+int sl_sink_pg_sqlstate_err(const char *sqlstate)
+{
+    if (sqlstate &&
+        (strncmp(sqlstate, "22", 2) == 0 || strncmp(sqlstate, "23", 2) == 0))
+        return -SL_EDATA;
+    return -SL_EDB;
+}
 
 int sl_sink_pg_is_data_error(const char *sqlstate)
 {
-    return sqlstate &&
-           (strncmp(sqlstate, "22", 2) == 0 || strncmp(sqlstate, "23", 2) == 0);
+    return !sl_err_retriable(sl_sink_pg_sqlstate_err(sqlstate));
 }
 
 void sl_sink_pg_bisect(size_t n, size_t *firstp)
@@ -214,58 +323,28 @@ void sl_sink_pg_bisect(size_t n, size_t *firstp)
     *firstp = n / 2 ? n / 2 : 1;
 }
 
+int sl_sink_pg_columns_check(const struct sl_sink_pg_columns *c, char *errstr,
+                             size_t errstr_size)
+{
+    const char *const *names = (const char *const *)c;
+    size_t i, n = sizeof(*c) / sizeof(const char *);
+    int rc;
+
+    for (i = 0; i < n; i++) {
+        if (!names[i])
+            continue;
+        if (strchr(names[i], '.'))
+            return sl_seterr(-SL_ECONFIG, errstr, errstr_size,
+                             "postgres column name \"%.80s\" has a dot",
+                             names[i]);
+        rc = sl_sink_pg_ident_check(names[i], "column", errstr, errstr_size);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 /* ---- SQL text ---- */
-
-struct sbuf {
-    char *p;
-    size_t len, cap;
-    int failed;
-};
-
-static void sb_add(struct sbuf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void sb_add(struct sbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    if (b->failed)
-        return;
-    for (;;) {
-        va_start(ap, fmt);
-        n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0,
-                      fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->failed = 1;
-            return;
-        }
-        if (b->p && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = b->cap ? b->cap * 2 : 512;
-        while (cap <= b->len + (size_t)n)
-            cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->failed = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-}
-
-static char *sb_done(struct sbuf *b)
-{
-    if (b->failed) {
-        free(b->p);
-        return NULL;
-    }
-    return b->p;
-}
 
 /* Logical columns in parameter order, with types and defaults. */
 static const struct {
@@ -314,68 +393,71 @@ static const char *col_name(const struct sl_sink_pg_columns *cols, int i)
 char *sl_sink_pg_sql_insert(const char *qtable,
                             const struct sl_sink_pg_columns *cols)
 {
-    struct sbuf b = {0};
+    struct sl_strbuf b = {0};
     int i;
 
-    sb_add(&b, "INSERT INTO %s (", qtable);
+    sl_strbuf_addf(&b, "INSERT INTO %s (", qtable);
     for (i = 0; i < SL_SINK_PG_NCOLS; i++)
-        sb_add(&b, "%s\"%s\"", i ? ", " : "", col_name(cols, i));
-    sb_add(&b, ") SELECT * FROM unnest(");
+        sl_strbuf_addf(&b, "%s\"%s\"", i ? ", " : "", col_name(cols, i));
+    sl_strbuf_addf(&b, ") SELECT * FROM unnest(");
     for (i = 0; i < SL_SINK_PG_NCOLS; i++)
-        sb_add(&b, "%s$%d::%s", i ? ", " : "", i + 1, cols_def[i].arr);
-    sb_add(&b, ") ON CONFLICT DO NOTHING");
-    return sb_done(&b);
+        sl_strbuf_addf(&b, "%s$%d::%s", i ? ", " : "", i + 1, cols_def[i].arr);
+    sl_strbuf_addf(&b, ") ON CONFLICT DO NOTHING");
+    return sl_strbuf_done(&b);
 }
 
 char *sl_sink_pg_sql_create(const char *qtable,
                             const struct sl_sink_pg_columns *cols)
 {
-    struct sbuf b = {0};
+    struct sl_strbuf b = {0};
     int i;
 
-    sb_add(&b, "CREATE TABLE IF NOT EXISTS %s (id bigserial PRIMARY KEY",
-           qtable);
+    sl_strbuf_addf(
+        &b, "CREATE TABLE IF NOT EXISTS %s (id bigserial PRIMARY KEY", qtable);
     for (i = 0; i < SL_SINK_PG_NCOLS; i++)
-        sb_add(&b, ", \"%s\" %s%s", col_name(cols, i), cols_def[i].type,
-               cols_def[i].ddl);
-    sb_add(&b, ", processed_at timestamptz NOT NULL DEFAULT now(), UNIQUE (");
+        sl_strbuf_addf(&b, ", \"%s\" %s%s", col_name(cols, i), cols_def[i].type,
+                       cols_def[i].ddl);
+    sl_strbuf_addf(
+        &b, ", processed_at timestamptz NOT NULL DEFAULT now(), UNIQUE (");
     for (i = 0; i < 5; i++)
-        sb_add(&b, "%s\"%s\"", i ? ", " : "", col_name(cols, i));
-    sb_add(&b, "))");
-    return sb_done(&b);
+        sl_strbuf_addf(&b, "%s\"%s\"", i ? ", " : "", col_name(cols, i));
+    sl_strbuf_addf(&b, "))");
+    return sl_strbuf_done(&b);
 }
 
 char *sl_sink_pg_sql_create_dead(const char *qtable)
 {
-    struct sbuf b = {0};
+    struct sl_strbuf b = {0};
 
-    sb_add(&b,
-           "CREATE TABLE IF NOT EXISTS %s (id bigserial PRIMARY KEY, "
-           "source text NOT NULL, topic text NOT NULL, "
-           "partition integer NOT NULL, \"offset\" bigint NOT NULL, "
-           "entry_id text NOT NULL DEFAULT '', key bytea, payload bytea, "
-           "stage text NOT NULL, error text, sqlstate text, "
-           "attempts integer NOT NULL DEFAULT 1, "
-           "first_seen timestamptz NOT NULL DEFAULT now(), "
-           "last_seen timestamptz NOT NULL DEFAULT now(), "
-           "UNIQUE (source, topic, partition, \"offset\", entry_id))",
-           qtable);
-    return sb_done(&b);
+    sl_strbuf_addf(
+        &b,
+        "CREATE TABLE IF NOT EXISTS %s (id bigserial PRIMARY KEY, "
+        "source text NOT NULL, topic text NOT NULL, "
+        "partition integer NOT NULL, \"offset\" bigint NOT NULL, "
+        "entry_id text NOT NULL DEFAULT '', key bytea, payload bytea, "
+        "stage text NOT NULL, error text, sqlstate text, "
+        "attempts integer NOT NULL DEFAULT 1, "
+        "first_seen timestamptz NOT NULL DEFAULT now(), "
+        "last_seen timestamptz NOT NULL DEFAULT now(), "
+        "UNIQUE (source, topic, partition, \"offset\", entry_id))",
+        qtable);
+    return sl_strbuf_done(&b);
 }
 
 char *sl_sink_pg_sql_insert_dead(const char *qtable)
 {
-    struct sbuf b = {0};
+    struct sl_strbuf b = {0};
 
-    sb_add(&b,
-           "INSERT INTO %s AS d (source, topic, partition, \"offset\", "
-           "entry_id, key, payload, stage, error, sqlstate, attempts) "
-           "VALUES ($1::text, $2::text, $3::int4, $4::int8, $5::text, "
-           "$6::bytea, $7::bytea, $8::text, $9::text, $10::text, $11::int4) "
-           "ON CONFLICT (source, topic, partition, \"offset\", entry_id) "
-           "DO UPDATE SET attempts = d.attempts + 1, last_seen = now(), "
-           "error = EXCLUDED.error, sqlstate = EXCLUDED.sqlstate, "
-           "stage = EXCLUDED.stage",
-           qtable);
-    return sb_done(&b);
+    sl_strbuf_addf(
+        &b,
+        "INSERT INTO %s AS d (source, topic, partition, \"offset\", "
+        "entry_id, key, payload, stage, error, sqlstate, attempts) "
+        "VALUES ($1::text, $2::text, $3::int4, $4::int8, $5::text, "
+        "$6::bytea, $7::bytea, $8::text, $9::text, $10::text, $11::int4) "
+        "ON CONFLICT (source, topic, partition, \"offset\", entry_id) "
+        "DO UPDATE SET attempts = d.attempts + 1, last_seen = now(), "
+        "error = EXCLUDED.error, sqlstate = EXCLUDED.sqlstate, "
+        "stage = EXCLUDED.stage",
+        qtable);
+    return sl_strbuf_done(&b);
 }

@@ -4,41 +4,19 @@
  * (enable.auto.offset.store=false) only up to the acked prefix and
  * auto-committed, and committed synchronously on revoke and close.
  * Backpressure pauses partitions and seeks them back to the first offset
- * not yet handed over, so nothing is skipped or handed over twice.
+ * not yet handed over, so nothing is skipped or handed over twice.  The
+ * table of assigned partitions is in source_kafka_parts.c, the fetch
+ * waker for librdkafka < 2.4 in source_kafka_waker.c.
  */
-#include "source_kafka.h"
+#include "source_kafka_int.h"
+
 #include "clock.h"
 #include "err.h"
 #include "log.h"
-#include "tracker.h"
 
-#include <librdkafka/rdkafka.h>
-
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define BUCKETS 256          /* partition table hash buckets */
-#define ACK_CACHE 64         /* direct-mapped partition cache for acks */
-#define BATCH 1000           /* messages taken per poll, at most */
-#define WAIT_SLICE_MS 100    /* ack wait step while a revoke drains */
-#define WAKE_TIMEOUT_MS 1000 /* bound on a fetcher wake-up request */
-
-/*
- * librdkafka before 2.4 stops fetching a partition while its local queue
- * is above queued.min.messages or queued.max.messages.kbytes (counted
- * over the whole consumer queue), and looks again only when its broker
- * thread next wakes up: up to a second later (2.4 made this
- * fetch.queue.backoff.ms).  A source that drains faster than that refill
- * then starves for most of every second.  Any request to the broker wakes
- * its thread, so when we empty the queue a helper thread sends a cheap
- * one (ListOffsets, through rd_kafka_query_watermark_offsets()); it runs
- * off the source thread because the reply can queue behind a Fetch that
- * the broker holds for up to fetch.wait.max.ms.
- */
-#define WAKE_BEFORE_VERSION 0x02040000
 
 /*
  * librdkafka prefetches up to 100000 messages or 64 MiB by default, and
@@ -51,194 +29,6 @@
  */
 #define PREFETCH_MSGS "10000" /* queued.min.messages */
 #define PREFETCH_KB "4096"    /* queued.max.messages.kbytes */
-
-/* The helper thread that wakes librdkafka's fetcher; see above. */
-struct waker {
-    rd_kafka_t *rk;       /* the consumer, borrowed */
-    pthread_t thread;     /* runs waker_main() */
-    bool started;         /* 'thread' was created */
-    pthread_mutex_t lock; /* guards the fields below */
-    pthread_cond_t cond;  /* a wake-up was asked, or stop */
-    bool pending;         /* a wake-up is asked or under way */
-    bool stop;            /* leave waker_main() */
-    char topic[256];      /* partition to query (its leader is woken) */
-    int32_t partition;    /* its id */
-};
-
-/* One assigned partition; owned by the source thread. */
-struct part {
-    struct part *next;         /* hash chain */
-    char *topic;               /* owned */
-    int32_t partition;         /* partition id */
-    struct sl_tracker *trk;    /* dispatched/acked offsets */
-    int64_t next_offset;       /* first offset not yet taken in this
-                                  assignment; -1 before the first */
-    struct sl_msg *held;       /* taken but not yet queued, or NULL */
-    bool held_dispatched;      /* 'held' is recorded in 'trk' */
-    bool dirty;                /* acks arrived since the last store */
-    bool revoking;             /* being revoked: take nothing more */
-    _Atomic bool paused;       /* fetching paused (read by metrics) */
-    _Atomic int64_t inflight;  /* pushed, not acked (read by metrics) */
-    _Atomic int64_t committed; /* stored next offset, -1 unknown */
-};
-
-struct kstats {
-    _Atomic uint64_t assignments, revocations, lost, pauses, resumes;
-    _Atomic uint64_t stale_acks, dropped, oversize, empty, errors;
-    _Atomic int32_t assigned;
-};
-
-struct kafka_source {
-    rd_kafka_t *rk;                /* the consumer */
-    struct sl_source *src;         /* back pointer, borrowed */
-    size_t max_bytes;              /* per message payload */
-    int64_t window;                /* tracker capacity per partition */
-    int revoke_timeout_ms;         /* drain bound on revoke */
-    bool queue_full;               /* every partition paused for the queue */
-    bool closing;                  /* final commit under way: no waiting */
-    bool closed;                   /* rd_kafka_consumer_close() done */
-    bool fatal;                    /* librdkafka raised a fatal error */
-    int held_cnt;                  /* partitions with a held message */
-    rd_kafka_resp_err_t last_err;  /* last consumer error logged */
-    pthread_mutex_t lock;          /* guards the table's shape for readers */
-    struct part *buckets[BUCKETS]; /* topic+partition -> part */
-    size_t part_cnt;               /* assigned partitions */
-    /*
-     * Lookup caches, so that the per-message paths skip hashing the topic
-     * name: fetched messages come in runs from one partition (keyed on
-     * librdkafka's topic handle and its name pointer, both stable while
-     * the handle lives), acks by partition number.  Cleared whenever a
-     * part is removed.
-     */
-    const rd_kafka_topic_t *last_rkt;  /* topic handle of 'last' */
-    const char *last_name;             /* rd_kafka_topic_name(last_rkt) */
-    struct part *last;                 /* part of the last message taken */
-    struct part *ack_cache[ACK_CACHE]; /* partition % ACK_CACHE -> part */
-    struct waker *waker;               /* librdkafka < 2.4, else NULL */
-    bool taking;                       /* the last poll returned messages */
-    rd_kafka_queue_t *rkq;             /* the consumer queue */
-    rd_kafka_message_t *rkms[BATCH];   /* one poll's messages */
-    unsigned wake_next;                /* round robin over the leaders */
-    struct kstats st;                  /* counters */
-};
-
-/* ------------------------------------------------------------------ */
-/* Partition table                                                      */
-
-static unsigned bucket_of(const char *topic, int32_t partition)
-{
-    uint32_t h = 2166136261u;
-    for (const unsigned char *s = (const unsigned char *)topic; *s; s++)
-        h = (h ^ *s) * 16777619u;
-    h = (h ^ (uint32_t)partition) * 16777619u;
-    return h % BUCKETS;
-}
-
-static struct part *lookup(struct kafka_source *ks, const char *topic,
-                           int32_t partition)
-{
-    struct part *p = ks->buckets[bucket_of(topic, partition)];
-    for (; p; p = p->next)
-        if (p->partition == partition && !strcmp(p->topic, topic))
-            return p;
-    return NULL;
-}
-
-static struct part *part_add(struct kafka_source *ks, const char *topic,
-                             int32_t partition)
-{
-    struct part *p = calloc(1, sizeof(*p));
-    if (!p)
-        return NULL;
-    p->topic = strdup(topic);
-    p->trk = sl_tracker_new(ks->window);
-    if (!p->topic || !p->trk) {
-        free(p->topic);
-        sl_tracker_destroy(p->trk);
-        free(p);
-        return NULL;
-    }
-    p->partition = partition;
-    p->next_offset = -1;
-    atomic_init(&p->committed, -1);
-    unsigned b = bucket_of(topic, partition);
-    pthread_mutex_lock(&ks->lock);
-    p->next = ks->buckets[b];
-    ks->buckets[b] = p;
-    ks->part_cnt++;
-    atomic_store(&ks->st.assigned, (int32_t)ks->part_cnt);
-    pthread_mutex_unlock(&ks->lock);
-    return p;
-}
-
-static void part_free(struct kafka_source *ks, struct part *p)
-{
-    if (p->held) {
-        sl_msg_destroy(p->held);
-        ks->held_cnt--;
-    }
-    sl_tracker_destroy(p->trk);
-    free(p->topic);
-    free(p);
-}
-
-/* The part of a fetched message, through the one-entry cache. */
-static struct part *lookup_rkm(struct kafka_source *ks,
-                               const rd_kafka_message_t *rkm, const char *topic)
-{
-    struct part *p = ks->last;
-
-    if (p && ks->last_rkt == rkm->rkt && ks->last_name == topic &&
-        p->partition == rkm->partition)
-        return p;
-    p = lookup(ks, topic, rkm->partition);
-    if (p) {
-        ks->last = p;
-        ks->last_rkt = rkm->rkt;
-        ks->last_name = topic;
-    }
-    return p;
-}
-
-/* The part an acked message came from, through the direct-mapped cache. */
-static struct part *lookup_ack(struct kafka_source *ks, const char *topic,
-                               int32_t partition)
-{
-    struct part **slot = &ks->ack_cache[(uint32_t)partition % ACK_CACHE];
-    struct part *p = *slot;
-
-    if (p && p->partition == partition && !strcmp(p->topic, topic))
-        return p;
-    p = lookup(ks, topic, partition);
-    if (p)
-        *slot = p;
-    return p;
-}
-
-static void part_remove(struct kafka_source *ks, struct part *p)
-{
-    unsigned b = bucket_of(p->topic, p->partition);
-
-    ks->last = NULL;
-    ks->last_rkt = NULL;
-    ks->last_name = NULL;
-    memset(ks->ack_cache, 0, sizeof(ks->ack_cache));
-    pthread_mutex_lock(&ks->lock);
-    for (struct part **pp = &ks->buckets[b]; *pp; pp = &(*pp)->next) {
-        if (*pp == p) {
-            *pp = p->next;
-            ks->part_cnt--;
-            break;
-        }
-    }
-    atomic_store(&ks->st.assigned, (int32_t)ks->part_cnt);
-    pthread_mutex_unlock(&ks->lock);
-    part_free(ks, p);
-}
-
-#define FOREACH_PART(ks, p)                                                    \
-    for (unsigned b_ = 0; b_ < BUCKETS; b_++)                                  \
-        for (struct part *p = (ks)->buckets[b_]; p; p = p->next)
 
 static void update_paused_stat(struct kafka_source *ks)
 {
@@ -356,7 +146,7 @@ static void store_dirty(struct kafka_source *ks)
     rd_kafka_resp_err_t err = rd_kafka_offsets_store(ks->rk, l);
     for (int i = 0; i < l->cnt; i++) {
         rd_kafka_topic_partition_t *e = &l->elems[i];
-        struct part *p = lookup(ks, e->topic, e->partition);
+        struct part *p = sl_source_kafka_part_find(ks, e->topic, e->partition);
         if (!p)
             continue;
         if (e->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -482,7 +272,7 @@ static int take(struct kafka_source *ks, rd_kafka_message_t *rkm,
         return consumer_error(ks, rkm);
     ks->last_err = RD_KAFKA_RESP_ERR_NO_ERROR;
     topic = rd_kafka_topic_name(rkm->rkt);
-    p = lookup_rkm(ks, rkm, topic);
+    p = sl_source_kafka_part_of_rkm(ks, rkm, topic);
     /*
      * Not ours, paused, or already taken in this assignment: it was
      * fetched before a pause or seek and comes again from next_offset.
@@ -553,98 +343,28 @@ static void flush_held(struct kafka_source *ks, int *wait)
     }
 }
 
-static void *waker_main(void *arg)
-{
-    struct waker *w = arg;
-    char topic[sizeof(w->topic)];
-    int32_t partition;
-    int64_t lo, hi;
-
-    pthread_mutex_lock(&w->lock);
-    for (;;) {
-        while (!w->pending && !w->stop)
-            pthread_cond_wait(&w->cond, &w->lock);
-        if (w->stop)
-            break;
-        memcpy(topic, w->topic, sizeof(topic));
-        partition = w->partition;
-        pthread_mutex_unlock(&w->lock);
-        /* The answer does not matter: sending the request wakes the thread. */
-        rd_kafka_query_watermark_offsets(w->rk, topic, partition, &lo, &hi,
-                                         WAKE_TIMEOUT_MS);
-        pthread_mutex_lock(&w->lock);
-        w->pending = false;
-    }
-    pthread_mutex_unlock(&w->lock);
-    return NULL;
-}
-
-/* Start the waker; NULL (no waker, only slower) when it cannot start. */
-static struct waker *waker_new(rd_kafka_t *rk)
-{
-    struct waker *w = calloc(1, sizeof(*w));
-
-    if (!w)
-        return NULL;
-    w->rk = rk;
-    pthread_mutex_init(&w->lock, NULL);
-    pthread_cond_init(&w->cond, NULL);
-    if (pthread_create(&w->thread, NULL, waker_main, w) != 0) {
-        pthread_cond_destroy(&w->cond);
-        pthread_mutex_destroy(&w->lock);
-        free(w);
-        return NULL;
-    }
-    pthread_setname_np(w->thread, "sl-kafka-waker");
-    w->started = true;
-    return w;
-}
-
-/* Stop and free the waker, waiting for a request under way.  NULL: no-op. */
-static void waker_destroy(struct waker *w)
-{
-    if (!w)
-        return;
-    pthread_mutex_lock(&w->lock);
-    w->stop = true;
-    pthread_cond_signal(&w->cond);
-    pthread_mutex_unlock(&w->lock);
-    if (w->started)
-        pthread_join(w->thread, NULL);
-    pthread_cond_destroy(&w->cond);
-    pthread_mutex_destroy(&w->lock);
-    free(w);
-}
-
 /*
  * We emptied librdkafka's queue while taking: its fetcher may be asleep
- * for up to a second (see WAKE_BEFORE_VERSION).  Ask the waker to wake
- * the broker thread of one assigned partition's leader, a different one
- * each time, so that with several brokers each is woken in turn.  Never
- * waits: a wake-up already under way is enough.
+ * for up to a second (librdkafka < 2.4; see source_kafka_waker.c).  Ask
+ * the waker to wake the broker thread of one assigned partition's
+ * leader, a different one each time, so that with several brokers each
+ * is woken in turn.  Never waits: a wake-up already under way is enough.
  */
 static void wake_fetcher(struct kafka_source *ks)
 {
-    struct waker *w = ks->waker;
     unsigned i = 0, want;
 
-    if (!w || ks->part_cnt == 0)
+    if (!ks->waker || ks->part_cnt == 0 ||
+        sl_source_kafka_waker_busy(ks->waker))
         return;
-    pthread_mutex_lock(&w->lock);
-    if (!w->pending) {
-        want = ks->wake_next++ % (unsigned)ks->part_cnt;
-        FOREACH_PART(ks, p)
-        {
-            if (i++ != want)
-                continue;
-            snprintf(w->topic, sizeof(w->topic), "%s", p->topic);
-            w->partition = p->partition;
-            w->pending = true;
-            pthread_cond_signal(&w->cond);
-            break;
-        }
+    want = ks->wake_next++ % (unsigned)ks->part_cnt;
+    FOREACH_PART(ks, p)
+    {
+        if (i++ != want)
+            continue;
+        sl_source_kafka_waker_wake(ks->waker, p->topic, p->partition);
+        break;
     }
-    pthread_mutex_unlock(&w->lock);
 }
 
 static int kafka_poll(struct sl_source *src, int timeout_ms)
@@ -711,7 +431,8 @@ static int kafka_poll(struct sl_source *src, int timeout_ms)
 static void kafka_acked(struct sl_source *src, struct sl_msg *msg)
 {
     struct kafka_source *ks = sl_source_impl(src);
-    struct part *p = lookup_ack(ks, msg->origin.topic, msg->origin.partition);
+    struct part *p = sl_source_kafka_part_of_ack(ks, msg->origin.topic,
+                                                 msg->origin.partition);
 
     /*
      * A partition no longer ours (revoked past the timeout, or lost):
@@ -738,8 +459,8 @@ static void assign(struct kafka_source *ks,
 
     for (int i = 0; i < parts->cnt; i++) {
         rd_kafka_topic_partition_t *e = &parts->elems[i];
-        if (!lookup(ks, e->topic, e->partition) &&
-            !part_add(ks, e->topic, e->partition))
+        if (!sl_source_kafka_part_find(ks, e->topic, e->partition) &&
+            !sl_source_kafka_part_add(ks, e->topic, e->partition))
             sl_log(SL_LOG_ERROR, "kafka",
                    "out of memory tracking %s [%d]; its messages will not "
                    "be processed here",
@@ -761,8 +482,8 @@ static void assign(struct kafka_source *ks,
            parts->cnt, ks->part_cnt);
     if (ks->queue_full) {
         for (int i = 0; i < parts->cnt; i++) {
-            struct part *p =
-                lookup(ks, parts->elems[i].topic, parts->elems[i].partition);
+            struct part *p = sl_source_kafka_part_find(
+                ks, parts->elems[i].topic, parts->elems[i].partition);
             if (p)
                 pause_part(ks, p);
         }
@@ -794,8 +515,8 @@ static void revoke(struct kafka_source *ks,
         return;
     }
     for (int i = 0; i < parts->cnt; i++) {
-        struct part *p =
-            lookup(ks, parts->elems[i].topic, parts->elems[i].partition);
+        struct part *p = sl_source_kafka_part_find(ks, parts->elems[i].topic,
+                                                   parts->elems[i].partition);
         ps[i] = p;
         if (!p)
             continue;
@@ -847,7 +568,7 @@ static void revoke(struct kafka_source *ks,
     }
     for (int i = 0; i < parts->cnt; i++)
         if (ps[i])
-            part_remove(ks, ps[i]);
+            sl_source_kafka_part_remove(ks, ps[i]);
     free(ps);
     atomic_fetch_add(&ks->st.revocations, 1);
     update_paused_stat(ks);
@@ -914,23 +635,31 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac,
 /* ------------------------------------------------------------------ */
 /* Commit, close, destroy                                               */
 
-/* Commit errors that pass once the group or its coordinator settles. */
-static bool commit_retriable(rd_kafka_resp_err_t err)
+/*
+ * A commit error as an SL_E* code: the ones that pass once the group or
+ * its coordinator settles are retriable (sl_err_retriable()); any other
+ * is -SL_EKAFKA, which is not.
+ */
+static int commit_err(rd_kafka_resp_err_t err)
 {
     switch (err) {
+    case RD_KAFKA_RESP_ERR_NO_ERROR:
+        return 0;
     case RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS:
     case RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION:
     case RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID:
     case RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE:
     case RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS:
     case RD_KAFKA_RESP_ERR_NOT_COORDINATOR:
-    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
     case RD_KAFKA_RESP_ERR__WAIT_COORD:
+        return -SL_EAGAIN;
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
     case RD_KAFKA_RESP_ERR__TIMED_OUT:
+        return -SL_ETIMEDOUT;
     case RD_KAFKA_RESP_ERR__TRANSPORT:
-        return true;
+        return -SL_ECONN;
     default:
-        return false;
+        return -SL_EKAFKA;
     }
 }
 
@@ -954,7 +683,7 @@ static int kafka_commit(struct sl_source *src, bool final)
     int64_t deadline = sl_mono_ms() + ks->revoke_timeout_ms;
     for (;;) {
         err = rd_kafka_commit(ks->rk, NULL, 0);
-        if (!commit_retriable(err) || sl_mono_ms() >= deadline)
+        if (!sl_err_retriable(commit_err(err)) || sl_mono_ms() >= deadline)
             break;
         rd_kafka_message_t *m = rd_kafka_consumer_poll(ks->rk, 100);
         if (m)
@@ -982,7 +711,8 @@ static void kafka_destroy(void *impl)
 
     if (!ks)
         return;
-    waker_destroy(ks->waker); /* before the consumer it borrows */
+    sl_source_kafka_waker_destroy(
+        ks->waker); /* before the consumer it borrows */
     ks->waker = NULL;
     if (ks->rk) {
         ks->closing = true;
@@ -996,7 +726,7 @@ static void kafka_destroy(void *impl)
         struct part *p = ks->buckets[b], *next;
         for (; p; p = next) {
             next = p->next;
-            part_free(ks, p);
+            sl_source_kafka_part_free(ks, p);
         }
     }
     pthread_mutex_destroy(&ks->lock);
@@ -1131,8 +861,7 @@ struct sl_source *sl_source_kafka_new(const struct sl_source_kafka_conf *conf,
     }
     rd_kafka_poll_set_consumer(ks->rk);
     ks->rkq = rd_kafka_queue_get_consumer(ks->rk);
-    if (rd_kafka_version() < WAKE_BEFORE_VERSION)
-        ks->waker = waker_new(ks->rk);
+    ks->waker = sl_source_kafka_waker_new(ks->rk);
     topics = rd_kafka_topic_partition_list_new((int)conf->topic_cnt);
     for (size_t i = 0; i < conf->topic_cnt; i++)
         rd_kafka_topic_partition_list_add(topics, conf->topics[i],

@@ -6,35 +6,12 @@
 #include "template.h"
 
 #include "err.h"
+#include "strbuf.h"
 #include "utf8.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-struct buf {
-    char *data; /* NUL-terminated when cap > 0 */
-    size_t len; /* bytes used */
-    size_t cap; /* bytes allocated */
-};
-
-static int buf_add(struct buf *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->data, cap);
-        if (!p)
-            return -SL_ENOMEM;
-        b->data = p;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return 0;
-}
 
 int sl_template_parse_payload(const void *payload, size_t len, int raw,
                               json_t **docp, char *errstr, size_t errstr_size)
@@ -143,16 +120,16 @@ static const json_t *probe_value(const struct probe *probe, const char *s,
     return e - s == 1 && *s == '.' ? probe->whole : probe->field;
 }
 
-static int append_value(struct buf *b, const json_t *v,
+static int append_value(struct sl_strbuf *b, const json_t *v,
                         enum sl_template_mode mode)
 {
     if (mode == SL_TEMPLATE_TEXT && json_is_string(v))
-        return buf_add(b, json_string_value(v), json_string_length(v));
+        return sl_strbuf_add(b, json_string_value(v), json_string_length(v));
     char *text =
         json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
     if (!text)
         return -SL_ENOMEM;
-    int err = buf_add(b, text, strlen(text));
+    int err = sl_strbuf_add(b, text, strlen(text));
     free(text);
     return err;
 }
@@ -162,19 +139,19 @@ static int render(const char *tpl, const json_t *doc, const struct probe *probe,
                   enum sl_template_mode mode, char **outp, char *errstr,
                   size_t errstr_size)
 {
-    struct buf b = {0};
+    struct sl_strbuf b = {0};
     const char *p = tpl;
     int err = 0;
 
     *outp = NULL;
-    err = buf_add(&b, "", 0);
+    err = sl_strbuf_add(&b, "", 0);
     while (!err) {
         const char *open = strstr(p, "{{");
         if (!open) {
-            err = buf_add(&b, p, strlen(p));
+            err = sl_strbuf_add(&b, p, strlen(p));
             break;
         }
-        err = buf_add(&b, p, (size_t)(open - p));
+        err = sl_strbuf_add(&b, p, (size_t)(open - p));
         if (err)
             break;
         const char *s = open + 2, *close = strstr(s, "}}");
@@ -196,10 +173,10 @@ static int render(const char *tpl, const json_t *doc, const struct probe *probe,
     if (err) {
         if (err == -SL_ENOMEM)
             sl_seterr(err, errstr, errstr_size, "out of memory");
-        free(b.data);
+        sl_strbuf_free(&b);
         return err;
     }
-    *outp = b.data;
+    *outp = b.p;
     return 0;
 }
 

@@ -236,8 +236,7 @@ uint32_t sl_tracker_generation(const struct sl_tracker *t)
     return t->gen;
 }
 
-void sl_tracker_get_stats(const struct sl_tracker *t,
-                          struct sl_tracker_stats *st)
+void sl_tracker_stats(const struct sl_tracker *t, struct sl_tracker_stats *st)
 {
     bool any = t->started && t->last >= t->floor;
 

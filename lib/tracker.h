@@ -42,7 +42,7 @@ struct sl_tracker;
 /* next_pos for sl_tracker_reset(): the first dispatch sets the start. */
 #define SL_TRACKER_POS_ANY ((int64_t)-1)
 
-/* Counters and positions for metrics and logs; see sl_tracker_get_stats(). */
+/* Counters and positions for metrics and logs; see sl_tracker_stats(). */
 struct sl_tracker_stats {
     int64_t capacity;        /* window size in positions */
     int64_t last_dispatched; /* newest dispatched position; -1 if none */
@@ -152,7 +152,6 @@ int sl_tracker_reset(struct sl_tracker *t, int64_t next_pos);
 uint32_t sl_tracker_generation(const struct sl_tracker *t);
 
 /* Fill *st with the tracker's positions and counters.  Owning thread. */
-void sl_tracker_get_stats(const struct sl_tracker *t,
-                          struct sl_tracker_stats *st);
+void sl_tracker_stats(const struct sl_tracker *t, struct sl_tracker_stats *st);
 
 #endif

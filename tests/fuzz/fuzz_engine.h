@@ -1,13 +1,16 @@
 /*
  * A model-server engine for the fuzz targets, without any network: the
- * per-thread half (lib/infer_worker.c) is compiled into the target so that
- * its file-local reply parsing and body rendering can be called directly.
- * Include this once, from a fuzz_*.c file; the library's own copy of
- * infer_worker.o is then never linked (every symbol it defines is here).
+ * per-thread half (lib/infer_worker.c and lib/infer_req.c) is compiled
+ * into the target so that its file-local reply handling (parse_reply,
+ * on_header) can be called directly; body rendering is the protocols'
+ * table (lib/infer_proto.c, sl_infer_proto_of()).  Include this once,
+ * from a fuzz_*.c file; the library's own infer_worker.o and infer_req.o
+ * are then never linked (every symbol they define is here).
  */
 #ifndef SL_FUZZ_ENGINE_H
 #define SL_FUZZ_ENGINE_H
 
+#include "../../lib/infer_req.c"
 #include "../../lib/infer_worker.c"
 
 #include "config.h"

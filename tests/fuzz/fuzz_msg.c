@@ -55,7 +55,6 @@ static void check_clean(const char *s)
 static void render_backend(size_t be, json_t *doc)
 {
     const struct sl_config_backend *bc = &fuzz_cfg->backends[be];
-    struct job job = {.doc = doc};
     char errstr[ERRTEXT];
     char *body = NULL;
     json_t *v = NULL;
@@ -72,7 +71,8 @@ static void render_backend(size_t be, json_t *doc)
             check_clean(errstr);
         return;
     }
-    err = render_body(&fuzz_w, &job, be, &body, errstr, sizeof(errstr));
+    err = sl_infer_proto_of(bc->kind)->render(bc, doc, &body, errstr,
+                                              sizeof(errstr));
     if (err) {
         if (body)
             abort();

@@ -1,7 +1,7 @@
 /*
- * Fuzz the parsing of model-server replies (lib/infer_worker.c
- * parse_reply): chat completions (text and response_format json),
- * embeddings batches and http-json replies with a fuzzed result_pointer.
+ * Fuzz the parsing of model-server replies (lib/infer_req.c parse_reply,
+ * lib/infer_proto.c per kind): chat completions (text and response_format
+ * json), embeddings batches and http-json replies with a fuzzed result_pointer.
  *
  * Input: byte 0 picks the backend, byte 1 the number of inputs of an
  * embeddings batch (1..8); for http-json the JSON pointer runs to the

@@ -1,6 +1,6 @@
 /*
  * Fuzz Retry-After handling: the header as libcurl hands it to
- * on_header() (lib/infer_worker.c), then sl_retry_after_ms() on what was
+ * on_header() (lib/infer_req.c), then sl_retry_after_ms() on what was
  * kept, and sl_retry_after_ms() on the raw input; plus the backoff with
  * parameters inside the schema's ranges.
  *

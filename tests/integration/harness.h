@@ -45,18 +45,35 @@
 
 /* ---- time ---- */
 
-static inline int64_t h_now_ms(void)
+/* Monotonic time in microseconds (durations) and milliseconds (deadlines). */
+static inline int64_t h_now_us(void)
 {
     struct timespec ts;
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static inline int64_t h_now_ms(void)
+{
+    return h_now_us() / 1000;
 }
 
 /* The pause between two looks at a condition (never synchronisation). */
 static inline void h_pause(void)
 {
     struct timespec ts = {0, H_POLL_MS * 1000000L};
+
+    nanosleep(&ts, NULL);
+}
+
+/*
+ * Let 'ms' pass on purpose (a breaker's open_ms, a rate window), where
+ * the test is about time itself; never to wait for a condition.
+ */
+static inline void h_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 
     nanosleep(&ts, NULL);
 }
@@ -511,6 +528,19 @@ static inline void h_mock_stop(struct h_mock *m)
     h_kill(&m->proc);
 }
 
+/* Stop 'm' and remove its directory (the port file and the log). */
+static inline void h_mock_cleanup(struct h_mock *m)
+{
+    char path[128];
+
+    h_mock_stop(m);
+    snprintf(path, sizeof(path), "%s/port", m->dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/mock.log", m->dir);
+    unlink(path);
+    rmdir(m->dir);
+}
+
 /*
  * The mock's sentiment rule (cmd/mock-infer/model.c, README): count words
  * (runs of non-space) that, trimmed of ASCII punctuation and lowercased,
@@ -795,6 +825,17 @@ static inline PGconn *h_db(void)
     return c;
 }
 
+/* PQexec() of printf-formatted SQL, its text left in sql[size]. */
+static inline PGresult *h_pg_vexec(PGconn *c, char *sql, size_t size,
+                                   const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+static inline PGresult *h_pg_vexec(PGconn *c, char *sql, size_t size,
+                                   const char *fmt, va_list ap)
+{
+    vsnprintf(sql, size, fmt, ap);
+    return PQexec(c, sql);
+}
+
 /* The first column of the first row of a query as an integer; -1 when the
  * query failed (a table not created yet) or returned nothing. */
 static inline long long h_pg_int(PGconn *c, const char *fmt, ...)
@@ -805,9 +846,8 @@ static inline long long h_pg_int(PGconn *c, const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(sql, sizeof(sql), fmt, ap);
+    PGresult *res = h_pg_vexec(c, sql, sizeof(sql), fmt, ap);
     va_end(ap);
-    PGresult *res = PQexec(c, sql);
     long long v = -1;
     if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0 &&
         !PQgetisnull(res, 0, 0))
@@ -825,9 +865,8 @@ static inline PGresult *h_pg_query(PGconn *c, const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(sql, sizeof(sql), fmt, ap);
+    PGresult *res = h_pg_vexec(c, sql, sizeof(sql), fmt, ap);
     va_end(ap);
-    PGresult *res = PQexec(c, sql);
     if (PQresultStatus(res) != PGRES_TUPLES_OK &&
         PQresultStatus(res) != PGRES_COMMAND_OK)
         fail_msg("%s: %s", sql, PQresultErrorMessage(res));

@@ -5,7 +5,7 @@
  * and the survivors drain and exit 0.  Needs `scripts/services start kafka
  * postgres`; prints rows/s.
  */
-#include "cmocka_shim.h"
+#include "harness.h"
 
 #include "clock.h"
 
@@ -21,8 +21,6 @@
 #define MESSAGES 60000
 #define KILL_AFTER 20000   /* rows landed before a replica is killed */
 #define DEADLINE_MS 300000 /* the whole scenario */
-#define DEFAULT_PG_DSN "host=127.0.0.1 port=55432 dbname=sluice user=postgres"
-#define DEFAULT_BROKERS "127.0.0.1:59092"
 
 static char srcdir[1024]; /* the repository */
 static char bindir[1024]; /* sluice and mock-infer */
@@ -54,24 +52,10 @@ static int run(const char *cmd)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
-/* A single number from 'sql'; -1 when the query fails (no table yet). */
-static long long query_num(PGconn *pg, const char *sql)
-{
-    PGresult *res = PQexec(pg, sql);
-    long long n = -1;
-
-    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-        !PQgetisnull(res, 0, 0))
-        n = atoll(PQgetvalue(res, 0, 0));
-    PQclear(res);
-    return n;
-}
-
+/* Rows landed so far; -1 before the table exists. */
 static long long rows(PGconn *pg)
 {
-    char sql[256];
-    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", name);
-    return query_num(pg, sql);
+    return h_pg_int(pg, "SELECT count(*) FROM %s", name);
 }
 
 /* A worker that exited although nobody stopped it (scripts/cluster writes
@@ -98,7 +82,6 @@ static long long wait_rows(PGconn *pg, long long want, int64_t deadline)
     int dead;
 
     while ((n = rows(pg)) < want && sl_mono_ms() < deadline) {
-        struct timespec ts = {0, 50 * 1000000L};
         if ((dead = exited_worker())) {
             char cmd[1024];
             snprintf(
@@ -110,7 +93,7 @@ static long long wait_rows(PGconn *pg, long long want, int64_t deadline)
             fail_msg("worker-%d exited by itself with %lld rows landed", dead,
                      n);
         }
-        nanosleep(&ts, NULL);
+        h_pause();
     }
     return n;
 }
@@ -159,13 +142,9 @@ static void write_pipeline(const char *path)
 static int setup(void **state)
 {
     (void)state;
-    struct timespec ts;
-
     snprintf(srcdir, sizeof(srcdir), "%s", env_or("SLUICE_SOURCE_DIR", "."));
-    snprintf(bindir, sizeof(bindir), "%s", env_or("SLUICE_BINARY_DIR", "."));
-    clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(name, sizeof(name), "deploy_scale_%ld_%lld", (long)getpid(),
-             (long long)ts.tv_sec);
+    snprintf(bindir, sizeof(bindir), "%s", h_bindir());
+    h_unique(name, sizeof(name), "deploy_scale");
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/sluice-deploy-XXXXXX");
     if (!mkdtemp(tmpdir))
         return -1;
@@ -180,7 +159,7 @@ static void delete_topic(void)
     rd_kafka_t *rk;
 
     rd_kafka_conf_set(conf, "bootstrap.servers",
-                      env_or("SLUICE_KAFKA_BROKERS", DEFAULT_BROKERS), errstr,
+                      env_or("SLUICE_KAFKA_BROKERS", H_KAFKA), errstr,
                       sizeof(errstr));
     if (!(rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr))))
         return;
@@ -208,7 +187,7 @@ static int teardown(void **state)
         run(cmd);
         cluster_up = 0;
     }
-    pg = PQconnectdb(env_or("SLUICE_PG_DSN", DEFAULT_PG_DSN));
+    pg = PQconnectdb(env_or("SLUICE_PG_DSN", H_PG_DSN));
     if (PQstatus(pg) == CONNECTION_OK) {
         snprintf(cmd, sizeof(cmd), "DROP TABLE IF EXISTS %s, %s_dead_letters",
                  name, name);
@@ -223,17 +202,17 @@ static int teardown(void **state)
 static void test_scale_out_with_a_crash(void **state)
 {
     (void)state;
-    const char *brokers = env_or("SLUICE_KAFKA_BROKERS", DEFAULT_BROKERS);
-    char pipeline[512], cmd[4096], sql[512];
+    const char *brokers = env_or("SLUICE_KAFKA_BROKERS", H_KAFKA);
+    char pipeline[512], cmd[4096];
     int64_t t0, deadline = sl_mono_ms() + DEADLINE_MS;
-    PGconn *pg = PQconnectdb(env_or("SLUICE_PG_DSN", DEFAULT_PG_DSN));
+    PGconn *pg = PQconnectdb(env_or("SLUICE_PG_DSN", H_PG_DSN));
 
     if (PQstatus(pg) != CONNECTION_OK)
         fail_msg("postgres: %s(scripts/services start postgres)",
                  PQerrorMessage(pg));
 
     /* The same endpoints for the workers as for this test. */
-    setenv("PG_DSN", env_or("SLUICE_PG_DSN", DEFAULT_PG_DSN), 1);
+    setenv("PG_DSN", env_or("SLUICE_PG_DSN", H_PG_DSN), 1);
     setenv("KAFKA_BROKERS", brokers, 1);
     setenv("KAFKA_GROUP", name, 1);
     setenv("SLUICE_LOG_LEVEL", "info", 1);
@@ -288,14 +267,11 @@ static void test_scale_out_with_a_crash(void **state)
     cluster_up = 0;
     assert_int_equal(run(cmd), 0);
 
-    snprintf(sql, sizeof(sql), "SELECT count(DISTINCT payload->>'seq') FROM %s",
-             name);
-    long long distinct = query_num(pg, sql);
-    snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s_dead_letters", name);
-    long long dead = query_num(pg, sql);
-    snprintf(sql, sizeof(sql),
-             "SELECT count(DISTINCT split_part(worker, '/', 1)) FROM %s", name);
-    long long writers = query_num(pg, sql);
+    long long distinct =
+        h_pg_int(pg, "SELECT count(DISTINCT payload->>'seq') FROM %s", name);
+    long long dead = h_pg_int(pg, "SELECT count(*) FROM %s_dead_letters", name);
+    long long writers = h_pg_int(
+        pg, "SELECT count(DISTINCT split_part(worker, '/', 1)) FROM %s", name);
     n = rows(pg);
     print_message("rows %lld, distinct messages %lld, dead letters %lld, "
                   "replicas that wrote rows %lld\n",

@@ -4,7 +4,7 @@
  * results, mode first, embeddings micro-batching and concurrency within
  * one worker.
  */
-#include "cmocka_shim.h"
+#include "harness.h"
 
 #include "clock.h"
 #include "config.h"
@@ -13,132 +13,30 @@
 #include "log.h"
 #include "msg.h"
 
-#include <curl/curl.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <math.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
-
 #define START_DEADLINE_MS 10000
 
-static pid_t mock_pid;
-static char mock_dir[64], port_file[96], log_file[96], base[64];
-
-static void pause_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000,
-                          .tv_nsec = (ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
-static size_t collect(char *data, size_t size, size_t nmemb, void *arg)
-{
-    char **out = arg;
-    size_t n = size * nmemb, old = *out ? strlen(*out) : 0;
-    char *p = realloc(*out, old + n + 1);
-    if (!p)
-        return 0;
-    memcpy(p + old, data, n);
-    p[old + n] = '\0';
-    *out = p;
-    return n;
-}
-
-/* GET base+path; the body (owned) or NULL. */
-static char *http_get(const char *path)
-{
-    CURL *c = curl_easy_init();
-    char url[256], *body = NULL;
-    long status = 0;
-
-    snprintf(url, sizeof(url), "%s%s", base, path);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 1000L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    if (curl_easy_perform(c) != CURLE_OK ||
-        (curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status),
-         status != 200)) {
-        free(body);
-        body = NULL;
-    }
-    curl_easy_cleanup(c);
-    return body;
-}
-
-static json_int_t mock_endpoint_count(const char *ep)
-{
-    char *text = http_get("/stats");
-    json_t *j = text ? json_loads(text, 0, NULL) : NULL;
-    json_int_t n = json_integer_value(
-        json_object_get(json_object_get(j, "endpoints"), ep));
-    json_decref(j);
-    free(text);
-    return n;
-}
+static struct h_mock mock; /* mock-infer, the backends of every test */
 
 static int start_mock(void **state)
 {
-    const char *bindir = getenv("SLUICE_BINARY_DIR");
-    char bin[4096];
-    unsigned port = 0;
+    static const char *const args[] = {"--huge-bytes",
+                                       "1048576",
+                                       "--trickle-interval-ms",
+                                       "400",
+                                       "--timeout-hold-ms",
+                                       "10000",
+                                       NULL};
 
     (void)state;
-    if (!bindir)
-        return -1;
-    snprintf(bin, sizeof(bin), "%s/mock-infer", bindir);
-    snprintf(mock_dir, sizeof(mock_dir), "/tmp/sl-test-infer.XXXXXX");
-    if (!mkdtemp(mock_dir))
-        return -1;
-    snprintf(port_file, sizeof(port_file), "%s/port", mock_dir);
-    snprintf(log_file, sizeof(log_file), "%s/stderr", mock_dir);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     sl_log_set_level(SL_LOG_ERROR);
-    pid_t parent = getpid();
-    mock_pid = fork();
-    if (mock_pid < 0)
+    if (h_mock_start_args(&mock, args) != 0)
         return -1;
-    if (mock_pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int fd = open(log_file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0)
-            dup2(fd, STDERR_FILENO);
-        execl(bin, bin, "--listen", "127.0.0.1:0", "--port-file", port_file,
-              "--threads", "4", "--huge-bytes", "1048576",
-              "--trickle-interval-ms", "400", "--timeout-hold-ms", "10000",
-              (char *)NULL);
-        _exit(127);
-    }
-    int64_t deadline = sl_mono_ms() + START_DEADLINE_MS;
-    for (;;) {
-        FILE *f = fopen(port_file, "r");
-        if (f) {
-            int ok = fscanf(f, "%u", &port) == 1 && port > 0;
-            fclose(f);
-            if (ok)
-                break;
-        }
-        if (sl_mono_ms() > deadline)
-            return -1;
-        pause_ms(10);
-    }
-    snprintf(base, sizeof(base), "http://127.0.0.1:%u", port);
-    while (sl_mono_ms() < deadline) {
-        char *b = http_get("/healthz");
-        free(b);
-        if (b)
+    int64_t deadline = h_now_ms() + START_DEADLINE_MS;
+    while (h_now_ms() < deadline) {
+        if (h_get(mock.port, "/healthz", NULL) == 200)
             return 0;
-        pause_ms(10);
+        h_pause();
     }
     return -1;
 }
@@ -146,13 +44,7 @@ static int start_mock(void **state)
 static int stop_mock(void **state)
 {
     (void)state;
-    if (mock_pid > 0) {
-        kill(mock_pid, SIGKILL);
-        waitpid(mock_pid, NULL, 0);
-    }
-    unlink(port_file);
-    unlink(log_file);
-    rmdir(mock_dir);
+    h_mock_cleanup(&mock);
     curl_global_cleanup();
     return 0;
 }
@@ -206,7 +98,7 @@ static void rig_up(struct rig *r, const char *yaml)
 
     for (const char *p = yaml; *p && o < sizeof(text) - 80; p++) {
         if (p[0] == '@' && p[1] == 'B') {
-            o += (size_t)snprintf(text + o, sizeof(text) - o, "%s", base);
+            o += (size_t)snprintf(text + o, sizeof(text) - o, "%s", mock.url);
             p++;
         } else {
             text[o++] = *p;
@@ -519,12 +411,12 @@ static void test_breaker(void **state)
     run_one(&r, &o[2]); /* fails fast */
     assert_int_equal(o[2].status, SL_INFER_FAILED);
     assert_string_equal(err_class(&o[2], "sentiment"), "breaker_open");
-    pause_ms(350);
+    h_sleep_ms(350);
     assert_int_equal(sl_infer_breaker_state(r.inf, 0), SL_BREAKER_HALF_OPEN);
     run_one(&r, &o[3]); /* the probe gets the 3rd 500: open again */
     assert_string_equal(err_class(&o[3], "sentiment"), "http_5xx");
     assert_int_equal(sl_infer_breaker_state(r.inf, 0), SL_BREAKER_OPEN);
-    pause_ms(350);
+    h_sleep_ms(350);
     run_one(&r, &o[4]); /* the probe succeeds: closed */
     assert_int_equal(o[4].status, SL_INFER_OK);
     assert_int_equal(sl_infer_breaker_state(r.inf, 0), SL_BREAKER_CLOSED);
@@ -672,13 +564,13 @@ static void test_embeddings_batching(void **state)
                "    batch_max: 16\n"
                "    batch_wait_ms: 5\n"
                "steps:\n  - name: s\n    backends: [embed]\n");
-    json_int_t before = mock_endpoint_count("embeddings");
+    json_int_t before = h_mock_calls(&mock, "embeddings");
     for (int i = 0; i < N; i++) {
         snprintf(payload, sizeof(payload), "{\"text\": \"document %d\"}", i);
         submit_text(&r, payload, &o[i]);
     }
     drain(&r, 10000);
-    json_int_t calls = mock_endpoint_count("embeddings") - before;
+    json_int_t calls = h_mock_calls(&mock, "embeddings") - before;
     assert_true(calls >= 7 && calls <= 20); /* ceil(100/16) = 7 */
     for (int i = 0; i < N; i++) {
         assert_int_equal(o[i].status, SL_INFER_OK);
@@ -758,7 +650,7 @@ static char log_path[128]; /* where the engine's log goes */
 /* Send the log (at warn) to a fresh file. */
 static void log_capture(void)
 {
-    snprintf(log_path, sizeof(log_path), "%s/log", mock_dir);
+    snprintf(log_path, sizeof(log_path), "%s/log", mock.dir);
     int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     assert_true(fd >= 0);
     sl_log_set_fd(fd);
@@ -896,7 +788,7 @@ static void test_failure_lines_breaker_closes(void **state)
                "steps:\n  - name: s\n    backends: [flaky]\n");
     run_one(&r, &o[0]);
     assert_int_equal(o[0].status, SL_INFER_FAILED);
-    pause_ms(150); /* open_ms passed: the next call is the probe */
+    h_sleep_ms(150); /* open_ms passed: the next call is the probe */
     run_one(&r, &o[1]);
     assert_int_equal(o[1].status, SL_INFER_OK);
     outcome_clear(&o[0]);

@@ -6,7 +6,8 @@
  * never fails, and the group ends committed at the log end.  Needs no
  * server: the mock brokers run in this process.
  */
-#include "cmocka_shim.h"
+#include "harness.h"
+#include "kafka_member.h"
 
 #include "clock.h"
 #include "err.h"
@@ -51,7 +52,7 @@ struct tee {
     _Atomic int fatal;         /* "fatal consumer error" */
 };
 
-static struct tee tee;
+static struct tee logtee;
 
 /* Count the interesting lines, echo warnings and errors to stderr. */
 static void *tee_main(void *arg)
@@ -84,10 +85,11 @@ static void *tee_main(void *arg)
 /* Before any thread logs. */
 static void tee_start(void)
 {
-    memset(&tee, 0, sizeof(tee));
-    assert_int_equal(pipe(tee.fds), 0);
-    assert_int_equal(pthread_create(&tee.thread, NULL, tee_main, &tee), 0);
-    sl_log_set_fd(tee.fds[1]);
+    memset(&logtee, 0, sizeof(logtee));
+    assert_int_equal(pipe(logtee.fds), 0);
+    assert_int_equal(pthread_create(&logtee.thread, NULL, tee_main, &logtee),
+                     0);
+    sl_log_set_fd(logtee.fds[1]);
     if (getenv("SLUICE_TEST_LOG"))
         sl_log_set_level(SL_LOG_DEBUG);
 }
@@ -96,66 +98,12 @@ static void tee_start(void)
 static void tee_stop(void)
 {
     sl_log_set_fd(2);
-    close(tee.fds[1]);
-    pthread_join(tee.thread, NULL);
+    close(logtee.fds[1]);
+    pthread_join(logtee.thread, NULL);
 }
 
 /* ------------------------------------------------------------------ */
 /* Mock cluster                                                         */
-
-static rd_kafka_t *client(rd_kafka_type_t type, const char *bootstraps,
-                          const char *group)
-{
-    char err[512];
-    rd_kafka_conf_t *kc = rd_kafka_conf_new();
-    rd_kafka_t *rk;
-
-    if (bootstraps)
-        assert_int_equal(rd_kafka_conf_set(kc, "bootstrap.servers", bootstraps,
-                                           err, sizeof(err)),
-                         RD_KAFKA_CONF_OK);
-    if (group)
-        assert_int_equal(
-            rd_kafka_conf_set(kc, "group.id", group, err, sizeof(err)),
-            RD_KAFKA_CONF_OK);
-    if (type == RD_KAFKA_PRODUCER)
-        assert_int_equal(
-            rd_kafka_conf_set(kc, "linger.ms", "5", err, sizeof(err)),
-            RD_KAFKA_CONF_OK);
-    rk = rd_kafka_new(type, kc, err, sizeof(err));
-    if (!rk)
-        fail_msg("kafka: %s", err);
-    return rk;
-}
-
-/* COUNT messages of ~100 bytes, round robin over the partitions. */
-static void produce(const char *bootstraps, const char *topic)
-{
-    rd_kafka_t *rk = client(RD_KAFKA_PRODUCER, bootstraps, NULL);
-    char buf[128];
-
-    for (int i = 0; i < COUNT; i++) {
-        int len = snprintf(buf, sizeof(buf),
-                           "{\"n\":%d,\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-                           "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}",
-                           i);
-        for (;;) {
-            rd_kafka_resp_err_t err = rd_kafka_producev(
-                rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(i % PARTS),
-                RD_KAFKA_V_VALUE(buf, (size_t)len),
-                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-            if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-                rd_kafka_poll(rk, 10);
-                continue;
-            }
-            assert_int_equal(err, 0);
-            break;
-        }
-        rd_kafka_poll(rk, 0);
-    }
-    assert_int_equal(rd_kafka_flush(rk, 30000), 0);
-    rd_kafka_destroy(rk);
-}
 
 /* Errors pushed onto the coordinator's stack, per API, for the report. */
 struct injected {
@@ -207,71 +155,9 @@ static size_t pending(rd_kafka_mock_cluster_t *mc, int16_t api)
 /* ------------------------------------------------------------------ */
 /* Members: a source and a thread that pops and acks in random order    */
 
-static _Atomic int acked_cnt[PARTS][PER]; /* acks per (partition,offset) */
-static _Atomic int distinct;              /* (partition,offset) acked */
-static _Atomic int ack_us_per_msg;        /* the sink latency now */
-
-struct member {
-    struct sl_queue *q;     /* its queue */
-    struct sl_source *src;  /* its source */
-    pthread_t thread;       /* pops and acks */
-    bool running;           /* started, not yet left */
-    uint64_t commit_errors; /* failed commits, read at close */
-    unsigned seed;          /* for the random order */
-    _Atomic long popped;    /* messages popped */
-};
-
-static struct member members[MEMBERS];
-
-static void record_ack(const struct sl_msg *msg)
-{
-    int p = msg->origin.partition;
-    int64_t off = msg->origin.offset;
-    if (!(p >= 0 && p < PARTS && off >= 0 && off < PER))
-        fail_msg("acked an unknown position: partition %d offset %lld", p,
-                 (long long)off);
-    if (atomic_fetch_add(&acked_cnt[p][off], 1) == 0)
-        atomic_fetch_add(&distinct, 1);
-}
-
-/*
- * Pop in batches of up to 8, hold each batch for a sink's latency (so the
- * stream lasts long enough for the faults to land mid-stream), then ack
- * it shuffled.
- */
-static void *member_main(void *arg)
-{
-    struct member *m = arg;
-    struct sl_msg *batch[8];
-    int n = 0;
-
-    for (;;) {
-        void *item;
-        int rc = sl_queue_pop(m->q, &item, n ? 5 : 100);
-        if (rc == 0 && item) {
-            batch[n++] = item;
-            atomic_fetch_add(&m->popped, 1);
-        }
-        if (n && (n == 8 || rc != 0 || !item)) {
-            for (int i = n - 1; i > 0; i--) {
-                int j = (int)(rand_r(&m->seed) % (unsigned)(i + 1));
-                struct sl_msg *t = batch[i];
-                batch[i] = batch[j];
-                batch[j] = t;
-            }
-            usleep((useconds_t)(n * atomic_load(&ack_us_per_msg)));
-            for (int i = 0; i < n; i++) {
-                record_ack(batch[i]);
-                sl_source_ack(batch[i]);
-            }
-            n = 0;
-        }
-        if (rc == 0 && !item)
-            return NULL; /* sentinel */
-        if (rc == -SL_ECLOSED)
-            return NULL;
-    }
-}
+static struct km_acks acks;        /* of both members */
+static _Atomic int ack_us_per_msg; /* the sink latency now */
+static struct km_member members[MEMBERS];
 
 static const struct sl_kafka_property fast_group[] = {
     /* The mock holds a rebalance open for session.timeout.ms - 1 s. */
@@ -282,7 +168,7 @@ static const struct sl_kafka_property fast_group[] = {
     {"debug", "cgrp"}, /* last: only with SLUICE_TEST_LOG set */
 };
 
-static void member_start(struct member *m, const char *bootstraps,
+static void member_start(struct km_member *m, const char *bootstraps,
                          const char *topic, const char *group, unsigned seed)
 {
     const char *topics[] = {topic};
@@ -300,34 +186,14 @@ static void member_start(struct member *m, const char *bootstraps,
     };
     char err[512];
 
-    m->q = sl_queue_new(64, (void (*)(void *))sl_msg_destroy);
-    m->seed = seed;
+    m->acks = &acks;
+    m->us_per_msg = &ack_us_per_msg;
+    m->q = km_queue_new();
     m->src = sl_source_kafka_new(&conf, m->q, err, sizeof(err));
     if (!m->src)
         fail_msg("sl_source_kafka_new: %s", err);
     assert_int_equal(sl_source_start(m->src, err, sizeof(err)), 0);
-    assert_int_equal(pthread_create(&m->thread, NULL, member_main, m), 0);
-    m->running = true;
-}
-
-/* Leave: stop, let the member drain to the sentinel, then close. */
-static void member_leave(struct member *m)
-{
-    char err[512];
-    int rc;
-
-    sl_source_stop(m->src, 1);
-    pthread_join(m->thread, NULL);
-    rc = sl_source_close(m->src);
-    if (rc != 0) {
-        sl_source_error(m->src, err, sizeof(err));
-        fail_msg("sl_source_close: %s (%s)", sl_strerror(rc), err);
-    }
-    /* Commit errors along the way (retried at the next interval). */
-    m->commit_errors = atomic_load(&sl_source_stats(m->src)->errors);
-    sl_source_destroy(m->src);
-    sl_queue_destroy(m->q);
-    m->running = false;
+    km_member_run(m, seed);
 }
 
 /* No running member's source has failed. */
@@ -359,7 +225,7 @@ struct cond {
 
 static bool acked_at_least(const struct cond *c)
 {
-    return atomic_load(&distinct) >= c->target;
+    return atomic_load(&acks.distinct) >= c->target;
 }
 
 static bool stacks_drained(const struct cond *c)
@@ -409,23 +275,15 @@ static void wait_for(const struct cond *c)
             break;
         if (sl_mono_ms() > deadline)
             fail_msg("not reached within %d ms: %s (%d of %d acked)", WAIT_MS,
-                     c->what, atomic_load(&distinct), COUNT);
+                     c->what, atomic_load(&acks.distinct), COUNT);
         usleep(10000);
     }
     print_message("%6lld ms  %s (%d acked)\n", (long long)(sl_mono_ms() - t0),
-                  c->what, atomic_load(&distinct));
+                  c->what, atomic_load(&acks.distinct));
 }
 
 /* ------------------------------------------------------------------ */
 /* The test                                                             */
-
-static void unique_name(char *buf, size_t size, const char *prefix)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(buf, size, "%s-%ld-%lld%09ld", prefix, (long)getpid(),
-             (long long)ts.tv_sec, ts.tv_nsec);
-}
 
 static void report(rd_kafka_mock_cluster_t *mc)
 {
@@ -444,12 +302,13 @@ static void report(rd_kafka_mock_cluster_t *mc)
                       "%s\n",
                       in->cnt, in->name, in->cnt - left, list);
     }
-    print_message("log: %d COMMITFAIL (auto-commit failed, retried at the "
-                  "next interval), %d revoke commit(s) failed, %d final "
-                  "commit(s) failed, %d rebalance error(s), %d fatal\n",
-                  atomic_load(&tee.commit_fail), atomic_load(&tee.revoke_fail),
-                  atomic_load(&tee.final_fail), atomic_load(&tee.rebalance_err),
-                  atomic_load(&tee.fatal));
+    print_message(
+        "log: %d COMMITFAIL (auto-commit failed, retried at the "
+        "next interval), %d revoke commit(s) failed, %d final "
+        "commit(s) failed, %d rebalance error(s), %d fatal\n",
+        atomic_load(&logtee.commit_fail), atomic_load(&logtee.revoke_fail),
+        atomic_load(&logtee.final_fail), atomic_load(&logtee.rebalance_err),
+        atomic_load(&logtee.fatal));
 }
 
 static void test_commit_and_join_errors(void **state)
@@ -461,24 +320,25 @@ static void test_commit_and_join_errors(void **state)
     rd_kafka_mock_cluster_t *mc;
     const char *bootstraps;
 
-    unique_name(topic, sizeof(topic), "sluice-mock-faults");
-    unique_name(group, sizeof(group), "sluice-mock-faults-g");
+    h_unique(topic, sizeof(topic), "sluice-mock-faults");
+    h_unique(group, sizeof(group), "sluice-mock-faults-g");
     atomic_store(&ack_us_per_msg, FAST_US_PER_MSG);
+    km_acks_init(&acks, PARTS, PER);
     tee_start();
 
-    mrk = client(RD_KAFKA_PRODUCER, NULL, NULL);
+    mrk = km_client(RD_KAFKA_PRODUCER, NULL, NULL);
     mc = rd_kafka_mock_cluster_new(mrk, BROKERS);
     assert_non_null(mc);
     bootstraps = rd_kafka_mock_cluster_bootstraps(mc);
     assert_int_equal(rd_kafka_mock_topic_create(mc, topic, PARTS, 1), 0);
     assert_int_equal(rd_kafka_mock_coordinator_set(mc, "group", group, COORD),
                      0);
-    produce(bootstraps, topic);
+    km_produce(bootstraps, topic, PARTS, COUNT, 100);
     print_message("mock cluster %s: produced %d messages to %d partitions in "
                   "%lld ms\n",
                   bootstraps, COUNT, PARTS, (long long)(sl_mono_ms() - t0));
     /* A client of the group that never joins it: reads committed offsets. */
-    rk = client(RD_KAFKA_CONSUMER, bootstraps, group);
+    rk = km_client(RD_KAFKA_CONSUMER, bootstraps, group);
 
     /* The first member's JoinGroup fails twice before it gets in. */
     static const rd_kafka_resp_err_t join_errs[] = {
@@ -551,45 +411,25 @@ static void test_commit_and_join_errors(void **state)
      * The joiner may find its partitions already consumed: the first
      * member takes a partition's prefetched run at once.
      */
-    member_leave(&members[1]);
-    member_leave(&members[0]);
+    km_member_leave(&members[1]);
+    km_member_leave(&members[0]);
     assert_int_equal(members[0].commit_errors, 0);
     assert_int_equal(members[1].commit_errors, 0);
 
-    long dups = 0;
-    for (int p = 0; p < PARTS; p++)
-        for (int o = 0; o < PER; o++) {
-            if (atomic_load(&acked_cnt[p][o]) < 1)
-                fail_msg("partition %d offset %d never acked", p, o);
-            dups += atomic_load(&acked_cnt[p][o]) - 1;
-        }
-    assert_int_equal(atomic_load(&distinct), COUNT);
+    long dups = km_acks_dups(&acks);
+    assert_int_equal(atomic_load(&acks.distinct), COUNT);
     print_message("all %d messages acked; %ld redelivered\n", COUNT, dups);
 
     /* After close, still committed at the log end. */
-    rd_kafka_topic_partition_list_t *l =
-        rd_kafka_topic_partition_list_new(PARTS);
-    for (int p = 0; p < PARTS; p++)
-        rd_kafka_topic_partition_list_add(l, topic, p);
-    assert_int_equal(rd_kafka_committed(rk, l, 10000), 0);
-    for (int p = 0; p < PARTS; p++) {
-        int64_t lo, hi;
-        assert_int_equal(
-            rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000), 0);
-        assert_int_equal(hi, PER);
-        assert_int_equal(l->elems[p].err, 0);
-        if (l->elems[p].offset != hi)
-            fail_msg("partition %d: committed %lld, log end %lld", p,
-                     (long long)l->elems[p].offset, (long long)hi);
-    }
-    rd_kafka_topic_partition_list_destroy(l);
+    km_assert_committed_to_end(rk, topic, PARTS, PER);
     rd_kafka_destroy(rk);
 
     report(mc);
     rd_kafka_mock_cluster_destroy(mc);
     rd_kafka_destroy(mrk);
     tee_stop();
-    assert_int_equal(atomic_load(&tee.fatal), 0);
+    km_acks_free(&acks);
+    assert_int_equal(atomic_load(&logtee.fatal), 0);
     print_message("mock faults test: %lld ms\n",
                   (long long)(sl_mono_ms() - t0));
 }

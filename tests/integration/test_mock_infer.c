@@ -3,41 +3,18 @@
  * checks over HTTP that every route gives its documented answer, that each
  * fault looks to a client as it should, and that SIGTERM stops it cleanly.
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <setjmp.h>
-#include <cmocka.h>
+#include "harness.h"
 
-#include <curl/curl.h>
-#include <errno.h>
-#include <fcntl.h>
+#include "hash.h"
+
 #include <jansson.h>
-#include <signal.h>
-#include <stdbool.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <strings.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #define START_DEADLINE_MS 10000 /* port file and /healthz */
 #define EXIT_DEADLINE_MS 10000  /* exit after SIGTERM */
 #define BODY_KEEP (1024 * 1024) /* bytes of a reply kept for checks */
 #define HUGE_BYTES (64ULL * 1024 * 1024)
 
-struct server {
-    pid_t pid;          /* mock-infer, or 0 once reaped */
-    char dir[64];       /* temporary directory */
-    char port_file[96]; /* --port-file */
-    char log_file[96];  /* its stderr */
-    char base[64];      /* "http://127.0.0.1:PORT" */
-};
-
-static struct server srv;
+static struct h_mock srv; /* the server under test */
 
 struct reply {
     CURLcode rc;          /* curl's result */
@@ -50,31 +27,10 @@ struct reply {
     long connects;        /* new connections made */
 };
 
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static void pause_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000,
-                          .tv_nsec = (ms % 1000) * 1000000};
-
-    nanosleep(&ts, NULL);
-}
-
+/* The documented hash of mock-infer's deterministic outputs. */
 static uint64_t fnv1a64(const char *s)
 {
-    uint64_t h = 0xcbf29ce484222325ULL;
-
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 0x100000001b3ULL;
-    }
-    return h;
+    return sl_fnv1a64(SL_FNV1A64_INIT, s, strlen(s));
 }
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
@@ -138,7 +94,7 @@ static void perform(CURL *curl, const struct call *c, struct reply *rep)
     if (own)
         curl = curl_easy_init();
     assert_non_null(curl);
-    snprintf(url, sizeof(url), "%s%s", srv.base, c->path);
+    snprintf(url, sizeof(url), "%s%s", srv.url, c->path);
     curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
     if (!strcmp(c->method, "POST")) {
@@ -158,9 +114,9 @@ static void perform(CURL *curl, const struct call *c, struct reply *rep)
     curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, c->low_speed_time);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
 
-    int64_t t0 = mono_us();
+    int64_t t0 = h_now_us();
     rep->rc = curl_easy_perform(curl);
-    rep->elapsed_us = mono_us() - t0;
+    rep->elapsed_us = h_now_us() - t0;
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &rep->status);
     curl_easy_getinfo(curl, CURLINFO_NUM_CONNECTS, &rep->connects);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, NULL);
@@ -206,82 +162,14 @@ static void expect_body(const char *path, const char *body,
     reply_free(&rep);
 }
 
-static bool read_port(unsigned *portp)
-{
-    FILE *f = fopen(srv.port_file, "r");
-    bool ok;
-
-    if (!f)
-        return false;
-    ok = fscanf(f, "%u", portp) == 1 && *portp > 0;
-    fclose(f);
-    return ok;
-}
-
-static bool server_exited(int *statusp)
-{
-    return srv.pid > 0 && waitpid(srv.pid, statusp, WNOHANG) == srv.pid;
-}
-
-static void kill_server(void)
-{
-    if (srv.pid > 0) {
-        kill(srv.pid, SIGKILL);
-        waitpid(srv.pid, NULL, 0);
-        srv.pid = 0;
-    }
-}
-
+/* Start mock-infer and wait until /healthz answers "ok". */
 static int start_server(void **state)
 {
-    const char *bindir = getenv("SLUICE_BINARY_DIR");
-    char bin[4096];
-    unsigned port = 0;
-    int status;
-
     (void)state;
-    if (!bindir) {
-        fprintf(stderr, "SLUICE_BINARY_DIR is not set (run under ctest)\n");
-        return -1;
-    }
-    snprintf(bin, sizeof(bin), "%s/mock-infer", bindir);
-    snprintf(srv.dir, sizeof(srv.dir), "/tmp/sl-mock-infer.XXXXXX");
-    if (!mkdtemp(srv.dir))
-        return -1;
-    snprintf(srv.port_file, sizeof(srv.port_file), "%s/port", srv.dir);
-    snprintf(srv.log_file, sizeof(srv.log_file), "%s/stderr", srv.dir);
     curl_global_init(CURL_GLOBAL_DEFAULT);
-
-    pid_t parent = getpid();
-    srv.pid = fork();
-    if (srv.pid < 0)
+    if (h_mock_start(&srv) != 0)
         return -1;
-    if (srv.pid == 0) {
-        /* Die with the test, whatever happens to it. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int fd = open(srv.log_file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0)
-            dup2(fd, STDERR_FILENO);
-        execl(bin, bin, "--listen", "127.0.0.1:0", "--port-file", srv.port_file,
-              "--threads", "2", (char *)NULL);
-        fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
-        _exit(127);
-    }
-
-    int64_t deadline = mono_us() + START_DEADLINE_MS * 1000LL;
-    while (!read_port(&port)) {
-        if (server_exited(&status) || mono_us() > deadline) {
-            fprintf(stderr, "mock-infer did not write %s; see %s\n",
-                    srv.port_file, srv.log_file);
-            srv.pid = 0;
-            kill_server();
-            return -1;
-        }
-        pause_ms(10);
-    }
-    snprintf(srv.base, sizeof(srv.base), "http://127.0.0.1:%u", port);
+    int64_t deadline = h_now_ms() + START_DEADLINE_MS;
     for (;;) {
         struct call c = {
             .method = "GET", .path = "/healthz", .timeout_ms = 1000};
@@ -292,21 +180,18 @@ static int start_server(void **state)
         reply_free(&rep);
         if (ok)
             return 0;
-        if (mono_us() > deadline) {
-            kill_server();
+        if (h_now_ms() > deadline) {
+            h_mock_stop(&srv);
             return -1;
         }
-        pause_ms(10);
+        h_pause();
     }
 }
 
 static int stop_server(void **state)
 {
     (void)state;
-    kill_server();
-    unlink(srv.port_file);
-    unlink(srv.log_file);
-    rmdir(srv.dir);
+    h_mock_cleanup(&srv);
     curl_global_cleanup();
     return 0;
 }
@@ -699,24 +584,19 @@ static void test_stats(void **state)
 static void test_sigterm(void **state)
 {
     (void)state;
-    int status = 0;
-    bool exited = false;
+    char log[128];
 
     /* A request held by 'timeout' must not keep it from stopping. */
     struct reply rep;
     fault_call("timeout", NULL, &rep, 200);
     reply_free(&rep);
 
-    assert_int_equal(kill(srv.pid, SIGTERM), 0);
-    int64_t deadline = mono_us() + EXIT_DEADLINE_MS * 1000LL;
-    while (!(exited = server_exited(&status)) && mono_us() < deadline)
-        pause_ms(10);
-    assert_true(exited);
-    srv.pid = 0;
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(kill(srv.proc.pid, SIGTERM), 0);
+    assert_true(h_wait_exit(&srv.proc, EXIT_DEADLINE_MS));
+    assert_int_equal(srv.proc.status, 0); /* exited, with status 0 */
 
-    FILE *f = fopen(srv.log_file, "r");
+    snprintf(log, sizeof(log), "%s/mock.log", srv.dir);
+    FILE *f = fopen(log, "r");
     char line[8192];
     json_t *summary = NULL;
     assert_non_null(f);

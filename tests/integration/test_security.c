@@ -58,22 +58,6 @@ static struct {
 
 /* ---- helpers ---- */
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void pause_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000,
-                          .tv_nsec = (ms % 1000) * 1000000};
-
-    nanosleep(&ts, NULL);
-}
-
 /* The whole file 'path', NUL-terminated ("" when missing); free(). */
 static char *slurp(const char *path, size_t *lenp)
 {
@@ -159,7 +143,7 @@ static pid_t spawn(const char *tag, const char *const argv[],
 /* Wait up to 'ms' for 'pid'; returns its exit code, or -1 on timeout. */
 static int wait_exit(pid_t pid, int64_t ms)
 {
-    int64_t deadline = mono_ms() + ms;
+    int64_t deadline = h_now_ms() + ms;
     int status;
 
     for (;;) {
@@ -167,9 +151,9 @@ static int wait_exit(pid_t pid, int64_t ms)
         if (r == pid)
             return WIFEXITED(status) ? WEXITSTATUS(status)
                                      : 128 + WTERMSIG(status);
-        if (mono_ms() > deadline)
+        if (h_now_ms() > deadline)
             return -1;
-        pause_ms(20);
+        h_sleep_ms(20);
     }
 }
 
@@ -194,58 +178,17 @@ static char *tag_file(const char *tag, const char *ext, size_t *lenp)
 static char *wait_log(const char *tag, pid_t pid, const char *needle,
                       int64_t ms)
 {
-    int64_t deadline = mono_ms() + ms;
+    int64_t deadline = h_now_ms() + ms;
 
     for (;;) {
         char *log = tag_file(tag, "err", NULL);
         if (strstr(log, needle))
             return log;
         free(log);
-        if (mono_ms() > deadline || (pid > 0 && waitpid(pid, NULL, WNOHANG)))
+        if (h_now_ms() > deadline || (pid > 0 && waitpid(pid, NULL, WNOHANG)))
             return NULL;
-        pause_ms(50);
+        h_sleep_ms(50);
     }
-}
-
-struct body {
-    char *data; /* NUL-terminated */
-    size_t len; /* bytes */
-};
-
-static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
-{
-    struct body *b = arg;
-    size_t n = size * nmemb;
-    char *p = realloc(b->data, b->len + n + 1);
-
-    if (!p)
-        return 0;
-    memcpy(p + b->len, data, n);
-    b->data = p;
-    b->len += n;
-    b->data[b->len] = '\0';
-    return n;
-}
-
-/* GET 'url'; returns the HTTP status and the body in *b (free b->data). */
-static long http_get(const char *url, struct body *b)
-{
-    CURL *c = curl_easy_init();
-    long status = 0;
-
-    memset(b, 0, sizeof(*b));
-    assert_non_null(c);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(c);
-    if (!b->data)
-        b->data = calloc(1, 1);
-    return status;
 }
 
 /* Run 'sql' on the shared server as postgres; fails the test on error. */
@@ -296,12 +239,12 @@ static long pg_rows(const char *conninfo, const char *table)
 static bool wait_rows(const char *conninfo, const char *table, long n,
                       int64_t ms)
 {
-    int64_t deadline = mono_ms() + ms;
+    int64_t deadline = h_now_ms() + ms;
 
     while (pg_rows(conninfo, table) != n) {
-        if (mono_ms() > deadline)
+        if (h_now_ms() > deadline)
             return false;
-        pause_ms(100);
+        h_sleep_ms(100);
     }
     return true;
 }
@@ -408,14 +351,14 @@ static int setup(void **state)
     const char *argv[] = {bin,           "--listen", "127.0.0.1:0",
                           "--port-file", port_file,  NULL};
     g.mock = spawn("mock", argv, NULL, NULL);
-    int64_t deadline = mono_ms() + START_MS;
+    int64_t deadline = h_now_ms() + START_MS;
     while (!read_port(port_file, &g.mock_port)) {
-        if (mono_ms() > deadline || waitpid(g.mock, NULL, WNOHANG)) {
+        if (h_now_ms() > deadline || waitpid(g.mock, NULL, WNOHANG)) {
             fprintf(stderr, "mock-infer did not start; see %s/mock.err\n",
                     g.dir);
             return -1;
         }
-        pause_ms(20);
+        h_sleep_ms(20);
     }
 
     /* A role with a password; local auth is trust, so it is passed but
@@ -473,7 +416,7 @@ static void check_running(const char *tag, pid_t pid)
 {
     char path[64], url[128];
     size_t len;
-    struct body b;
+    struct h_reply b;
 
     snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
     char *cmdline = slurp(path, &len);
@@ -489,13 +432,13 @@ static void check_running(const char *tag, pid_t pid)
     static const char *const paths[] = {"/metrics", "/healthz", "/readyz"};
     for (size_t i = 0; i < 3; i++) {
         snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", port, paths[i]);
-        long status = http_get(url, &b);
+        h_http(url, NULL, NULL, &b);
         if (i == 0) {
-            assert_int_equal(status, 200);
-            assert_non_null(strstr(b.data, "# TYPE"));
+            assert_int_equal(b.status, 200);
+            assert_non_null(strstr(b.body, "# TYPE"));
         }
-        assert_no_secret(paths[i], b.data, b.len);
-        free(b.data);
+        assert_no_secret(paths[i], b.body, b.len);
+        free(b.body);
     }
 }
 
@@ -542,13 +485,13 @@ static void test_no_secret_file_source(void **state)
 
     /* The source opens the FIFO for reading; then we can write. */
     int fd = -1;
-    int64_t deadline = mono_ms() + START_MS;
+    int64_t deadline = h_now_ms() + START_MS;
     while ((fd = open(fifo, O_WRONLY | O_NONBLOCK)) < 0) {
-        if (mono_ms() > deadline || waitpid(pid, NULL, WNOHANG)) {
+        if (h_now_ms() > deadline || waitpid(pid, NULL, WNOHANG)) {
             char *log = tag_file("file", "err", NULL);
             fail_msg("sluice never opened its input: %s", log);
         }
-        pause_ms(20);
+        h_sleep_ms(20);
     }
     fcntl(fd, F_SETFL, 0);
     static const char lines[] = "{\"text\": \"I love it\"}\n"
@@ -613,16 +556,16 @@ static void test_no_secret_redis_source(void **state)
     g.redis = spawn("redis", rargv, NULL, conf);
 
     redisContext *rc = NULL;
-    int64_t deadline = mono_ms() + START_MS;
+    int64_t deadline = h_now_ms() + START_MS;
     for (;;) {
         rc = redisConnect("127.0.0.1", REDIS_PORT);
         if (rc && !rc->err)
             break;
         redisFree(rc);
         rc = NULL;
-        if (mono_ms() > deadline)
+        if (h_now_ms() > deadline)
             fail_msg("private redis-server did not start");
-        pause_ms(50);
+        h_sleep_ms(50);
     }
     redis_cmd(rc, "AUTH %s", SECRET_REDIS);
     snprintf(key, sizeof(key), "sec-%d", g.uniq);
@@ -859,11 +802,11 @@ static struct {
 static void serve_one(int c)
 {
     size_t start = wire.len, want = 0;
-    int64_t deadline = mono_ms() + 5000;
+    int64_t deadline = h_now_ms() + 5000;
 
     for (;;) {
         struct pollfd pfd = {.fd = c, .events = POLLIN};
-        if (mono_ms() > deadline || poll(&pfd, 1, 100) < 0)
+        if (h_now_ms() > deadline || poll(&pfd, 1, 100) < 0)
             break;
         if (!(pfd.revents & (POLLIN | POLLHUP)))
             continue;
@@ -1255,7 +1198,7 @@ static void test_pg_tls_verify_full(void **state)
         fail_msg("no TLS host name error logged:\n%s", log);
     }
     free(log);
-    pause_ms(1000); /* it keeps retrying; give it the chance to misbehave */
+    h_sleep_ms(1000); /* it keeps retrying; give it the chance to misbehave */
     kill(pid, SIGTERM);
     int code = wait_exit(pid, EXIT_MS);
     if (code < 0)

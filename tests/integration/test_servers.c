@@ -4,37 +4,14 @@
  * is consumed back unchanged. If one of these fails, every other
  * integration test will too: start them with `scripts/services start`.
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <setjmp.h>
-#include <cmocka.h>
+#include "harness.h"
 
 #include <hiredis/hiredis.h>
-#include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-#include <unistd.h>
-
-#define DEFAULT_PG_DSN "host=127.0.0.1 port=55432 dbname=sluice user=postgres"
-#define DEFAULT_REDIS_HOST "127.0.0.1"
-#define DEFAULT_REDIS_PORT 56379
-#define DEFAULT_KAFKA_BROKERS "127.0.0.1:59092"
 #define HINT "is it running? start it with `scripts/services start`"
 
 #define KAFKA_DEADLINE_MS 30000 /* whole round trip, create to consume */
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static const char *env_or(const char *name, const char *fallback)
 {
@@ -43,20 +20,10 @@ static const char *env_or(const char *name, const char *fallback)
     return v && *v ? v : fallback;
 }
 
-/* A name no other run of this test uses: pid plus wall clock in ns. */
-static void unique_name(char *buf, size_t size, const char *prefix)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(buf, size, "%s-%ld-%lld%09ld", prefix, (long)getpid(),
-             (long long)ts.tv_sec, ts.tv_nsec);
-}
-
 static void test_postgres_select_1(void **state)
 {
     (void)state;
-    const char *dsn = env_or("SLUICE_PG_DSN", DEFAULT_PG_DSN);
+    const char *dsn = env_or("SLUICE_PG_DSN", H_PG_DSN);
     char conninfo[512];
     PGconn *conn;
     PGresult *res;
@@ -90,8 +57,8 @@ static void redis_endpoint(char *host, size_t host_size, int *port)
     const char *url = getenv("SLUICE_REDIS_URL");
     const char *p, *colon;
 
-    snprintf(host, host_size, "%s", DEFAULT_REDIS_HOST);
-    *port = DEFAULT_REDIS_PORT;
+    snprintf(host, host_size, "127.0.0.1");
+    *port = h_port("SLUICE_REDIS_PORT", 56379);
     if (!url || strncmp(url, "redis://", 8) != 0)
         return;
     p = url + 8;
@@ -252,8 +219,8 @@ static void kafka_create_topic(rd_kafka_t *rk, const char *topic)
 static void test_kafka_round_trip(void **state)
 {
     (void)state;
-    const char *brokers = env_or("SLUICE_KAFKA_BROKERS", DEFAULT_KAFKA_BROKERS);
-    int64_t deadline = mono_ms() + KAFKA_DEADLINE_MS;
+    const char *brokers = env_or("SLUICE_KAFKA_BROKERS", H_KAFKA);
+    int64_t deadline = h_now_ms() + KAFKA_DEADLINE_MS;
     struct delivery dr = {0, RD_KAFKA_RESP_ERR_NO_ERROR};
     char topic[128], group[128], payload[128];
     rd_kafka_t *producer, *consumer;
@@ -261,9 +228,9 @@ static void test_kafka_round_trip(void **state)
     rd_kafka_resp_err_t err;
     int got = 0;
 
-    unique_name(topic, sizeof(topic), "sluice-test-servers");
-    unique_name(group, sizeof(group), "sluice-test-servers-group");
-    unique_name(payload, sizeof(payload), "payload");
+    h_unique(topic, sizeof(topic), "sluice-test-servers");
+    h_unique(group, sizeof(group), "sluice-test-servers-group");
+    h_unique(payload, sizeof(payload), "payload");
 
     producer = kafka_new(RD_KAFKA_PRODUCER, brokers, NULL, &dr);
     kafka_require_broker(producer, brokers);
@@ -275,7 +242,7 @@ static void test_kafka_round_trip(void **state)
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
     if (err)
         fail_msg("kafka: produce to %s: %s", topic, rd_kafka_err2str(err));
-    err = rd_kafka_flush(producer, (int)(deadline - mono_ms()));
+    err = rd_kafka_flush(producer, (int)(deadline - h_now_ms()));
     if (err || !dr.done || dr.err) {
         print_error("kafka: delivery to %s failed: flush %s, report %s\n",
                     topic, rd_kafka_err2str(err),
@@ -294,7 +261,7 @@ static void test_kafka_round_trip(void **state)
     rd_kafka_topic_partition_list_destroy(parts);
     assert_int_equal(err, RD_KAFKA_RESP_ERR_NO_ERROR);
 
-    while (!got && mono_ms() < deadline) {
+    while (!got && h_now_ms() < deadline) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(consumer, 500);
 
         if (!m)

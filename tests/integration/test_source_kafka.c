@@ -5,7 +5,8 @@
  * growing memory, and then every message arrives once, in order.
  * Needs `scripts/services start kafka`.
  */
-#include "cmocka_shim.h"
+#include "harness.h"
+#include "kafka_member.h"
 
 #include "clock.h"
 #include "err.h"
@@ -19,43 +20,15 @@
 #include <string.h>
 #include <unistd.h>
 
-#define DEFAULT_BROKERS "127.0.0.1:59092"
-
 static const char *brokers(void)
 {
     const char *v = getenv("SLUICE_KAFKA_BROKERS");
-    return v && *v ? v : DEFAULT_BROKERS;
-}
-
-static void unique_name(char *buf, size_t size, const char *prefix)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(buf, size, "%s-%ld-%lld%09ld", prefix, (long)getpid(),
-             (long long)ts.tv_sec, ts.tv_nsec);
+    return v && *v ? v : H_KAFKA;
 }
 
 static rd_kafka_t *client(rd_kafka_type_t type, const char *group)
 {
-    char err[512];
-    rd_kafka_conf_t *kc = rd_kafka_conf_new();
-    rd_kafka_t *rk;
-
-    assert_int_equal(
-        rd_kafka_conf_set(kc, "bootstrap.servers", brokers(), err, sizeof(err)),
-        RD_KAFKA_CONF_OK);
-    if (group)
-        assert_int_equal(
-            rd_kafka_conf_set(kc, "group.id", group, err, sizeof(err)),
-            RD_KAFKA_CONF_OK);
-    if (type == RD_KAFKA_PRODUCER)
-        assert_int_equal(
-            rd_kafka_conf_set(kc, "linger.ms", "20", err, sizeof(err)),
-            RD_KAFKA_CONF_OK);
-    rk = rd_kafka_new(type, kc, err, sizeof(err));
-    if (!rk)
-        fail_msg("kafka: %s", err);
-    return rk;
+    return km_client(type, brokers(), group);
 }
 
 static void create_topic(const char *topic, int partitions)
@@ -88,36 +61,9 @@ static void create_topic(const char *topic, int partitions)
     rd_kafka_destroy(rk);
 }
 
-/* 'count' messages of ~'size' bytes, round robin over the partitions. */
 static void produce(const char *topic, int partitions, int count, size_t size)
 {
-    rd_kafka_t *rk = client(RD_KAFKA_PRODUCER, NULL);
-    char *buf = malloc(size + 64);
-
-    for (int i = 0; i < count; i++) {
-        int len = snprintf(buf, size + 64, "{\"n\":%d,\"pad\":\"", i);
-        while ((size_t)len < size - 2)
-            buf[len++] = 'x';
-        buf[len++] = '"';
-        buf[len++] = '}';
-        for (;;) {
-            rd_kafka_resp_err_t err = rd_kafka_producev(
-                rk, RD_KAFKA_V_TOPIC(topic),
-                RD_KAFKA_V_PARTITION(i % partitions),
-                RD_KAFKA_V_VALUE(buf, (size_t)len),
-                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-            if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-                rd_kafka_poll(rk, 10);
-                continue;
-            }
-            assert_int_equal(err, 0);
-            break;
-        }
-        rd_kafka_poll(rk, 0);
-    }
-    assert_int_equal(rd_kafka_flush(rk, 60000), 0);
-    free(buf);
-    rd_kafka_destroy(rk);
+    km_produce(brokers(), topic, partitions, count, size);
 }
 
 static const struct sl_kafka_property fast_group[] = {
@@ -156,99 +102,29 @@ static struct sl_source *kafka_source(const char *topic, const char *group,
 #define A_COUNT 6000
 #define A_PER (A_COUNT / A_PARTS)
 
-static _Atomic int acked_cnt[A_PARTS][A_PER]; /* acks per (partition,off) */
-static _Atomic int distinct;                  /* (partition,offset) acked */
+static struct km_acks acks; /* of the group's members */
 
-struct member {
-    struct sl_queue *q;    /* its queue */
-    struct sl_source *src; /* its source */
-    pthread_t thread;      /* pops and acks */
-    unsigned seed;         /* for the random order and delays */
-    _Atomic long popped;   /* messages popped */
-};
-
-static void record_ack(const struct sl_msg *msg)
+/* A member that holds each batch up to 2 ms before acking it. */
+static void member_start(struct km_member *m, const char *topic,
+                         const char *group, unsigned seed)
 {
-    int p = msg->origin.partition;
-    int64_t off = msg->origin.offset;
-    assert_true(p >= 0 && p < A_PARTS && off >= 0 && off < A_PER);
-    if (atomic_fetch_add(&acked_cnt[p][off], 1) == 0)
-        atomic_fetch_add(&distinct, 1);
-}
-
-/* Pop in batches of up to 8, ack each batch shuffled, a little later. */
-static void *member_main(void *arg)
-{
-    struct member *m = arg;
-    struct sl_msg *batch[8];
-    int n = 0;
-
-    for (;;) {
-        void *item;
-        int rc = sl_queue_pop(m->q, &item, n ? 5 : 100);
-        if (rc == 0 && item) {
-            batch[n++] = item;
-            atomic_fetch_add(&m->popped, 1);
-        }
-        if (n && (n == 8 || rc != 0 || !item)) {
-            for (int i = n - 1; i > 0; i--) {
-                int j = (int)(rand_r(&m->seed) % (unsigned)(i + 1));
-                struct sl_msg *t = batch[i];
-                batch[i] = batch[j];
-                batch[j] = t;
-            }
-            usleep(rand_r(&m->seed) % 2000);
-            for (int i = 0; i < n; i++) {
-                record_ack(batch[i]);
-                sl_source_ack(batch[i]);
-            }
-            n = 0;
-        }
-        if (rc == 0 && !item)
-            return NULL; /* sentinel */
-        if (rc == -SL_ECLOSED)
-            return NULL;
-    }
-}
-
-static void member_start(struct member *m, const char *topic, const char *group,
-                         unsigned seed)
-{
-    m->q = sl_queue_new(64, (void (*)(void *))sl_msg_destroy);
-    m->seed = seed;
+    m->acks = &acks;
+    m->jitter_us = 2000;
+    m->q = km_queue_new();
     m->src = kafka_source(topic, group, m->q, 256);
-    pthread_create(&m->thread, NULL, member_main, m);
-}
-
-/* Leave: stop, let the member drain to the sentinel, then close. */
-static void member_leave(struct member *m)
-{
-    sl_source_stop(m->src, 1);
-    pthread_join(m->thread, NULL);
-    assert_int_equal(sl_source_close(m->src), 0);
-    sl_source_destroy(m->src);
-    sl_queue_destroy(m->q);
-}
-
-static void wait_distinct(int target, int timeout_ms)
-{
-    int64_t deadline = sl_mono_ms() + timeout_ms;
-    while (atomic_load(&distinct) < target && sl_mono_ms() < deadline)
-        usleep(10000);
-    if (atomic_load(&distinct) < target)
-        fail_msg("only %d of %d messages acked within %d ms",
-                 atomic_load(&distinct), target, timeout_ms);
+    km_member_run(m, seed);
 }
 
 static void test_group_rebalance(void **state)
 {
     (void)state;
     char topic[128], group[128];
-    struct member m[3] = {0};
+    struct km_member m[3] = {0};
     int64_t t0 = sl_mono_ms();
 
-    unique_name(topic, sizeof(topic), "sluice-test-src-group");
-    unique_name(group, sizeof(group), "sluice-test-src-group-g");
+    h_unique(topic, sizeof(topic), "sluice-test-src-group");
+    h_unique(group, sizeof(group), "sluice-test-src-group-g");
+    km_acks_init(&acks, A_PARTS, A_PER);
     create_topic(topic, A_PARTS);
     produce(topic, A_PARTS, A_COUNT, 100);
     print_message("produced %d messages in %lld ms\n", A_COUNT,
@@ -256,7 +132,7 @@ static void test_group_rebalance(void **state)
 
     member_start(&m[0], topic, group, 1);
     member_start(&m[1], topic, group, 2);
-    wait_distinct(A_COUNT / 5, 60000);
+    km_wait_distinct(&acks, A_COUNT / 5, 60000);
     member_start(&m[2], topic, group, 3); /* joins mid-stream */
     /* The group takes the joiner in (a fast pair may have drained the
      * topic by then: the assignment still comes). */
@@ -264,9 +140,9 @@ static void test_group_rebalance(void **state)
     for (int64_t end = sl_mono_ms() + 60000;
          js.assignments == 0 && sl_mono_ms() < end; usleep(10000))
         sl_source_kafka_get_stats(m[2].src, &js);
-    wait_distinct(A_COUNT / 2, 60000);
-    member_leave(&m[0]); /* leaves midway */
-    wait_distinct(A_COUNT, 90000);
+    km_wait_distinct(&acks, A_COUNT / 2, 60000);
+    km_member_leave(&m[0]); /* leaves midway */
+    km_wait_distinct(&acks, A_COUNT, 90000);
 
     struct sl_source_kafka_stats st1, st2;
     sl_source_kafka_get_stats(m[1].src, &st1);
@@ -294,35 +170,19 @@ static void test_group_rebalance(void **state)
             break;
         usleep(50000);
     }
-    member_leave(&m[1]);
-    member_leave(&m[2]);
+    km_member_leave(&m[1]);
+    km_member_leave(&m[2]);
 
-    long dups = 0;
-    for (int p = 0; p < A_PARTS; p++)
-        for (int o = 0; o < A_PER; o++) {
-            assert_true(atomic_load(&acked_cnt[p][o]) >= 1);
-            dups += atomic_load(&acked_cnt[p][o]) - 1;
-        }
+    long dups = km_acks_dups(&acks);
     print_message("all %d messages acked; %ld redelivered across "
                   "rebalances\n",
                   A_COUNT, dups);
 
     /* What the group committed, seen from a separate handle. */
     rd_kafka_t *rk = client(RD_KAFKA_CONSUMER, group);
-    rd_kafka_topic_partition_list_t *l =
-        rd_kafka_topic_partition_list_new(A_PARTS);
-    for (int p = 0; p < A_PARTS; p++)
-        rd_kafka_topic_partition_list_add(l, topic, p);
-    assert_int_equal(rd_kafka_committed(rk, l, 10000), 0);
-    for (int p = 0; p < A_PARTS; p++) {
-        int64_t lo, hi;
-        assert_int_equal(
-            rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000), 0);
-        assert_int_equal(l->elems[p].offset, hi);
-        assert_int_equal(hi, A_PER);
-    }
-    rd_kafka_topic_partition_list_destroy(l);
+    km_assert_committed_to_end(rk, topic, A_PARTS, A_PER);
     rd_kafka_destroy(rk);
+    km_acks_free(&acks);
     print_message("group test: %lld ms\n", (long long)(sl_mono_ms() - t0));
 }
 
@@ -355,8 +215,8 @@ static void test_backpressure(void **state)
     int64_t expect[B_PARTS] = {0};
     int64_t t0 = sl_mono_ms();
 
-    unique_name(topic, sizeof(topic), "sluice-test-src-bp");
-    unique_name(group, sizeof(group), "sluice-test-src-bp-g");
+    h_unique(topic, sizeof(topic), "sluice-test-src-bp");
+    h_unique(group, sizeof(group), "sluice-test-src-bp-g");
     create_topic(topic, B_PARTS);
     produce(topic, B_PARTS, B_COUNT, 200);
     print_message("produced %d messages in %lld ms\n", B_COUNT,

@@ -5,7 +5,7 @@
  * dead list consumer's processing list is reaped.  Keys are unique per
  * run and deleted at the end.
  */
-#include "cmocka_shim.h"
+#include "harness.h"
 
 #include "clock.h"
 #include "err.h"
@@ -23,13 +23,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DEFAULT_URL "redis://127.0.0.1:56379"
 #define DEADLINE_MS 30000 /* for any condition we wait on */
 
 static const char *redis_url(void)
 {
+    static char url[96];
     const char *v = getenv("SLUICE_REDIS_URL");
-    return v && *v ? v : DEFAULT_URL;
+
+    if (v && *v)
+        return v;
+    snprintf(url, sizeof(url), "redis://%s", H_REDIS);
+    return url;
 }
 
 static redisContext *raw_connect(void)
@@ -80,15 +84,18 @@ static long long pending_count(redisContext *ctx, const char *key,
     return n;
 }
 
-static void unique_name(char *buf, size_t size, const char *prefix)
+/* XADD 'n' entries {"n": i} with pipelining. */
+/* Wait up to DEADLINE_MS for 'group' of 'key' to have no pending entry. */
+static void wait_no_pending(redisContext *ctx, const char *key,
+                            const char *group)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(buf, size, "%s-%ld-%lld%09ld", prefix, (long)getpid(),
-             (long long)ts.tv_sec, ts.tv_nsec);
+    int64_t deadline = h_now_ms() + DEADLINE_MS;
+
+    while (pending_count(ctx, key, group) != 0 && h_now_ms() < deadline)
+        h_pause();
+    assert_int_equal(pending_count(ctx, key, group), 0);
 }
 
-/* XADD 'n' entries {"n": i} with pipelining. */
 static void produce_stream(redisContext *ctx, const char *key, int from, int n)
 {
     char payload[64];
@@ -165,6 +172,24 @@ static struct sl_source_redis_conf stream_conf(const char *key,
     return conf;
 }
 
+/* A started Redis source (a list's, or a stream's) over a new queue of
+ * 'cap' messages, in *qp. */
+static struct sl_source *start_source(bool list,
+                                      const struct sl_source_redis_conf *conf,
+                                      size_t cap, struct sl_queue **qp)
+{
+    char err[512];
+    struct sl_queue *q = sl_queue_new(cap, (void (*)(void *))sl_msg_destroy);
+    struct sl_source *src =
+        list ? sl_source_redis_list_new(conf, q, err, sizeof(err))
+             : sl_source_redis_stream_new(conf, q, err, sizeof(err));
+
+    assert_non_null(src);
+    assert_int_equal(sl_source_start(src, err, sizeof(err)), 0);
+    *qp = q;
+    return src;
+}
+
 static void test_url_and_password_file(void **state)
 {
     (void)state;
@@ -214,19 +239,16 @@ static void test_stream_claim_from_dead_consumer(void **state)
 {
     (void)state;
     enum { N = 2000, A_POP = 300, A_ACK = 100 };
-    char key[128], err[256];
+    char key[128];
     redisContext *ctx = raw_connect();
     int64_t t0 = sl_mono_ms();
 
-    unique_name(key, sizeof(key), "sluice-test-claim");
+    h_unique(key, sizeof(key), "sluice-test-claim");
     produce_stream(ctx, key, 0, N);
 
     struct sl_source_redis_conf conf = stream_conf(key, "A");
-    struct sl_queue *qa = sl_queue_new(500, (void (*)(void *))sl_msg_destroy);
-    struct sl_source *a =
-        sl_source_redis_stream_new(&conf, qa, err, sizeof(err));
-    assert_non_null(a);
-    assert_int_equal(sl_source_start(a, err, sizeof(err)), 0);
+    struct sl_queue *qa;
+    struct sl_source *a = start_source(false, &conf, 500, &qa);
     struct idset a_acked = {0};
     struct sl_msg *held[A_POP];
     for (int i = 0; i < A_POP; i++) {
@@ -253,11 +275,8 @@ static void test_stream_claim_from_dead_consumer(void **state)
     assert_int_equal(idset_dups(&a_acked), 0);
 
     conf.consumer = "B";
-    struct sl_queue *qb = sl_queue_new(1000, (void (*)(void *))sl_msg_destroy);
-    struct sl_source *b =
-        sl_source_redis_stream_new(&conf, qb, err, sizeof(err));
-    assert_non_null(b);
-    assert_int_equal(sl_source_start(b, err, sizeof(err)), 0);
+    struct sl_queue *qb;
+    struct sl_source *b = start_source(false, &conf, 1000, &qb);
     struct idset b_seen = {0};
     size_t retried = 0;
     int64_t deadline = sl_mono_ms() + DEADLINE_MS;
@@ -273,10 +292,7 @@ static void test_stream_claim_from_dead_consumer(void **state)
     }
     assert_int_equal(b_seen.cnt, N - A_ACK);
     /* Nothing pending once B's acks are flushed (every 100 ms). */
-    deadline = sl_mono_ms() + DEADLINE_MS;
-    while (pending_count(ctx, key, "g") != 0 && sl_mono_ms() < deadline)
-        usleep(10000);
-    assert_int_equal(pending_count(ctx, key, "g"), 0);
+    wait_no_pending(ctx, key, "g");
     assert_null(pop(qb, 300)); /* nothing more comes */
     assert_int_equal(sl_source_close(b), 0);
     sl_source_redis_get_stats(b, &st);
@@ -309,11 +325,11 @@ static void test_stream_claim_from_dead_consumer(void **state)
 static void test_stream_max_deliveries(void **state)
 {
     (void)state;
-    char key[128], err[256], id[48];
+    char key[128], id[48];
     redisContext *ctx = raw_connect();
     int64_t t0 = sl_mono_ms();
 
-    unique_name(key, sizeof(key), "sluice-test-poison");
+    h_unique(key, sizeof(key), "sluice-test-poison");
     const char *mk[] = {"XGROUP", "CREATE", key, "g", "0", "MKSTREAM"};
     freeReplyObject(raw(ctx, 6, mk));
     const char *add[] = {"XADD", key, "*", "payload", "poison"};
@@ -332,11 +348,8 @@ static void test_stream_max_deliveries(void **state)
     struct sl_source_redis_conf conf = stream_conf(key, "C");
     conf.max_deliveries = 3;
     conf.min_idle_ms = 1;
-    struct sl_queue *q = sl_queue_new(16, (void (*)(void *))sl_msg_destroy);
-    struct sl_source *src =
-        sl_source_redis_stream_new(&conf, q, err, sizeof(err));
-    assert_non_null(src);
-    assert_int_equal(sl_source_start(src, err, sizeof(err)), 0);
+    struct sl_queue *q;
+    struct sl_source *src = start_source(false, &conf, 16, &q);
     struct sl_msg *msg = pop(q, DEADLINE_MS);
     assert_non_null(msg);
     assert_string_equal(msg->origin.entry_id, id);
@@ -347,10 +360,7 @@ static void test_stream_max_deliveries(void **state)
                         "delivered 6 times, more than max_deliveries (3)");
     assert_memory_equal(msg->payload, "poison", 6);
     sl_source_ack(msg);
-    int64_t deadline = sl_mono_ms() + DEADLINE_MS;
-    while (pending_count(ctx, key, "g") != 0 && sl_mono_ms() < deadline)
-        usleep(10000);
-    assert_int_equal(pending_count(ctx, key, "g"), 0);
+    wait_no_pending(ctx, key, "g");
     assert_int_equal(sl_source_close(src), 0);
     struct sl_source_redis_stats st;
     sl_source_redis_get_stats(src, &st);
@@ -403,7 +413,7 @@ static int count_in_file(const char *path, const char *needle)
 static void test_stream_nogroup_recovery(void **state)
 {
     (void)state;
-    char key[128], err[256];
+    char key[128];
     char logpath[] = "/tmp/sluice-redis-log-XXXXXX";
     redisContext *ctx = raw_connect();
     int64_t t0 = sl_mono_ms();
@@ -411,13 +421,10 @@ static void test_stream_nogroup_recovery(void **state)
 
     assert_true(logfd >= 0);
     sl_log_set_fd(logfd); /* no other source thread runs now */
-    unique_name(key, sizeof(key), "sluice-test-nogroup");
+    h_unique(key, sizeof(key), "sluice-test-nogroup");
     struct sl_source_redis_conf conf = stream_conf(key, "D");
-    struct sl_queue *q = sl_queue_new(100, (void (*)(void *))sl_msg_destroy);
-    struct sl_source *src =
-        sl_source_redis_stream_new(&conf, q, err, sizeof(err));
-    assert_non_null(src);
-    assert_int_equal(sl_source_start(src, err, sizeof(err)), 0);
+    struct sl_queue *q;
+    struct sl_source *src = start_source(false, &conf, 100, &q);
     produce_stream(ctx, key, 0, 10);
     assert_int_equal(drain(q, 10, NULL), 10);
 
@@ -427,10 +434,7 @@ static void test_stream_nogroup_recovery(void **state)
     struct idset seen = {0};
     assert_int_equal(drain(q, 10, &seen), 10);
     assert_int_equal(idset_dups(&seen), 0);
-    int64_t deadline = sl_mono_ms() + DEADLINE_MS;
-    while (pending_count(ctx, key, "g") != 0 && sl_mono_ms() < deadline)
-        usleep(10000);
-    assert_int_equal(pending_count(ctx, key, "g"), 0);
+    wait_no_pending(ctx, key, "g");
     assert_null(pop(q, 300));
     assert_int_equal(sl_source_close(src), 0);
     struct sl_source_redis_stats st;
@@ -481,18 +485,15 @@ static void test_stream_reconnect(void **state)
 {
     (void)state;
     enum { N = 50 };
-    char key[128], err[256], name[192];
+    char key[128], name[192];
     redisContext *ctx = raw_connect();
     int64_t t0 = sl_mono_ms();
 
-    unique_name(key, sizeof(key), "sluice-test-reconnect");
+    h_unique(key, sizeof(key), "sluice-test-reconnect");
     snprintf(name, sizeof(name), "sluice:%s:R", key);
     struct sl_source_redis_conf conf = stream_conf(key, "R");
-    struct sl_queue *q = sl_queue_new(100, (void (*)(void *))sl_msg_destroy);
-    struct sl_source *src =
-        sl_source_redis_stream_new(&conf, q, err, sizeof(err));
-    assert_non_null(src);
-    assert_int_equal(sl_source_start(src, err, sizeof(err)), 0);
+    struct sl_queue *q;
+    struct sl_source *src = start_source(false, &conf, 100, &q);
     produce_stream(ctx, key, 0, N);
     struct sl_msg *held[N];
     for (int i = 0; i < N; i++) {
@@ -506,10 +507,7 @@ static void test_stream_reconnect(void **state)
     struct idset seen = {0};
     assert_int_equal(drain(q, N, &seen), N);
     assert_int_equal(idset_dups(&seen), 0);
-    int64_t deadline = sl_mono_ms() + DEADLINE_MS;
-    while (pending_count(ctx, key, "g") != 0 && sl_mono_ms() < deadline)
-        usleep(10000);
-    assert_int_equal(pending_count(ctx, key, "g"), 0);
+    wait_no_pending(ctx, key, "g");
     assert_int_equal(sl_source_close(src), 0);
     struct sl_source_redis_stats st;
     sl_source_redis_get_stats(src, &st);
@@ -543,12 +541,12 @@ static void test_list_reaper(void **state)
 {
     (void)state;
     enum { N = 500, A_POP = 30 };
-    char key[128], err[256], proc_a[192], proc_b[192], proc_w[192];
+    char key[128], proc_a[192], proc_b[192], proc_w[192];
     char payload[64];
     redisContext *ctx = raw_connect();
     int64_t t0 = sl_mono_ms();
 
-    unique_name(key, sizeof(key), "sluice-test-list");
+    h_unique(key, sizeof(key), "sluice-test-list");
     snprintf(proc_a, sizeof(proc_a), "%s:processing:A", key);
     snprintf(proc_b, sizeof(proc_b), "%s:processing:B", key);
     snprintf(proc_w, sizeof(proc_w), "%s:processing:W", key);
@@ -571,10 +569,8 @@ static void test_list_reaper(void **state)
     conf.heartbeat_ms = 200;
     conf.max_inflight = 100;
     conf.commit_interval_ms = 100;
-    struct sl_queue *qa = sl_queue_new(50, (void (*)(void *))sl_msg_destroy);
-    struct sl_source *a = sl_source_redis_list_new(&conf, qa, err, sizeof(err));
-    assert_non_null(a);
-    assert_int_equal(sl_source_start(a, err, sizeof(err)), 0);
+    struct sl_queue *qa;
+    struct sl_source *a = start_source(true, &conf, 50, &qa);
     struct sl_msg *held[A_POP];
     for (int i = 0; i < A_POP; i++) {
         held[i] = pop(qa, DEADLINE_MS);
@@ -594,10 +590,8 @@ static void test_list_reaper(void **state)
     long long a_held = llen(ctx, proc_a);
     assert_int_equal(a_held, conf.max_inflight);
     conf.consumer = "W";
-    struct sl_queue *qw = sl_queue_new(1, (void (*)(void *))sl_msg_destroy);
-    struct sl_source *w = sl_source_redis_list_new(&conf, qw, err, sizeof(err));
-    assert_non_null(w);
-    assert_int_equal(sl_source_start(w, err, sizeof(err)), 0);
+    struct sl_queue *qw;
+    struct sl_source *w = start_source(true, &conf, 1, &qw);
     usleep(3 * 200 * 1000 * 2); /* the thing under test: 2 x expiry */
     struct sl_source_redis_stats st;
     sl_source_redis_get_stats(w, &st);
@@ -617,10 +611,8 @@ static void test_list_reaper(void **state)
     assert_int_equal(llen(ctx, proc_a), a_held);
 
     conf.consumer = "B";
-    struct sl_queue *qb = sl_queue_new(1000, (void (*)(void *))sl_msg_destroy);
-    struct sl_source *b = sl_source_redis_list_new(&conf, qb, err, sizeof(err));
-    assert_non_null(b);
-    assert_int_equal(sl_source_start(b, err, sizeof(err)), 0);
+    struct sl_queue *qb;
+    struct sl_source *b = start_source(true, &conf, 1000, &qb);
     struct idset seen = {0};
     deadline = sl_mono_ms() + DEADLINE_MS;
     while (seen.cnt < N && sl_mono_ms() < deadline) {

@@ -4,6 +4,7 @@
 #include "cmocka_shim.h"
 
 #include "err.h"
+#include "infer.h"
 
 #include <errno.h>
 #include <string.h>
@@ -33,6 +34,27 @@ static void test_retriable(void **state)
     assert_false(sl_err_retriable(-9999));
 }
 
+/*
+ * The engine's retries follow the table: a backend call is tried again
+ * after a timeout, a lost connection, a 5xx or a 429, never after another
+ * 4xx, a bad reply or one too large.
+ */
+static void test_engine_retries_follow_the_table(void **state)
+{
+    static const enum sl_infer_errclass again[] = {
+        SL_INFER_EC_TIMEOUT, SL_INFER_EC_CONNECT, SL_INFER_EC_HTTP_5XX,
+        SL_INFER_EC_HTTP_429};
+    static const enum sl_infer_errclass never[] = {
+        SL_INFER_EC_HTTP_4XX, SL_INFER_EC_BAD_JSON, SL_INFER_EC_TOO_LARGE,
+        SL_INFER_EC_DEADLINE, SL_INFER_EC_INPUT,    SL_INFER_EC_INTERNAL};
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(again) / sizeof(again[0]); i++)
+        assert_true(sl_err_retriable(sl_infer_errclass_err(again[i])));
+    for (size_t i = 0; i < sizeof(never) / sizeof(never[0]); i++)
+        assert_false(sl_err_retriable(sl_infer_errclass_err(never[i])));
+}
+
 static void test_errno_translation(void **state)
 {
     (void)state;
@@ -58,6 +80,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_strerror_and_names),
         cmocka_unit_test(test_retriable),
+        cmocka_unit_test(test_engine_retries_follow_the_table),
         cmocka_unit_test(test_errno_translation),
         cmocka_unit_test(test_seterr),
     };

@@ -505,6 +505,69 @@ static void test_backpressure_when_down(void **state)
     sl_sink_pg_destroy(NULL);
 }
 
+/* The whole log written so far to 'path' (free it). */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *buf = calloc(1, 65536);
+    size_t n;
+
+    assert_non_null(f);
+    assert_non_null(buf);
+    n = fread(buf, 1, 65535, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/*
+ * Every change of the connection's state is one debug line, old -> new:
+ * with the server down, the sink goes disconnected -> connecting ->
+ * disconnected (and again), and to stopped at the end; never to setup or
+ * ready.
+ */
+static void test_state_changes_traced(void **state)
+{
+    struct sl_sink_pg_conf conf = {0};
+    struct sl_sink_pg *sink;
+    char path[] = "/tmp/sl-test-sink-trace.XXXXXX", errstr[256];
+    int fd = mkstemp(path), counts[2] = {0, 0};
+    char *text = NULL;
+
+    (void)state;
+    assert_true(fd >= 0);
+    sl_log_set_fd(fd);
+    sl_log_set_level(SL_LOG_DEBUG);
+    conf.dsn = "host=127.0.0.1 port=1 dbname=none user=none";
+    conf.reconnect_min_ms = 10;
+    conf.reconnect_max_ms = 20;
+    sink = sl_sink_pg_new(&conf, on_ack, counts, NULL, errstr, sizeof(errstr));
+    assert_non_null(sink);
+    for (int i = 0; i < 500; i++) { /* up to 5 s: two failed attempts */
+        free(text);
+        text = slurp(path);
+        char *again = strstr(text, "connecting -> disconnected");
+        if (again && strstr(again + 1, "connecting -> disconnected"))
+            break;
+        usleep(10000);
+    }
+    sl_sink_pg_destroy(sink);
+    sl_log_set_level(SL_LOG_ERROR);
+    sl_log_set_fd(STDERR_FILENO);
+    free(text);
+    text = slurp(path);
+    assert_non_null(strstr(text, "\"postgres 127.0.0.1:1/none as none: "
+                                 "disconnected -> connecting\""));
+    assert_non_null(strstr(text, "\"postgres 127.0.0.1:1/none as none: "
+                                 "connecting -> disconnected\""));
+    assert_non_null(strstr(text, " -> stopped\""));
+    assert_null(strstr(text, "-> setup"));
+    assert_null(strstr(text, "-> ready"));
+    free(text);
+    close(fd);
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -520,6 +583,7 @@ int main(void)
         cmocka_unit_test(test_conn_params_libpq),
         cmocka_unit_test(test_bad_dsn_error),
         cmocka_unit_test(test_backpressure_when_down),
+        cmocka_unit_test(test_state_changes_traced),
     };
 
     sl_log_set_level(SL_LOG_ERROR);

@@ -133,7 +133,7 @@ static void test_window_full(void **state)
     for (int64_t pos = 0; pos < 4; pos++)
         assert_int_equal(sl_tracker_dispatch(t, pos), 0);
     assert_int_equal(sl_tracker_dispatch(t, 4), -SL_EBUSY);
-    sl_tracker_get_stats(t, &st);
+    sl_tracker_stats(t, &st);
     assert_int_equal(st.busy, 1);
     assert_int_equal(st.last_dispatched, 3); /* nothing recorded */
     assert_int_equal(st.window_used, 4);
@@ -179,7 +179,7 @@ static void test_duplicate_ack(void **state)
     assert_int_equal(sl_tracker_ack(t, 1), -SL_ENOTFOUND);
     commit(t, 1);
     assert_int_equal(sl_tracker_inflight(t), 1);
-    sl_tracker_get_stats(t, &st);
+    sl_tracker_stats(t, &st);
     assert_int_equal(st.acked, 2);
     assert_int_equal(st.bad_acks, 3);
     assert_int_equal(st.unacked, 1);
@@ -215,7 +215,7 @@ static void test_bad_dispatch(void **state)
     assert_int_equal(sl_tracker_dispatch(t, 5), 0);
     assert_int_equal(sl_tracker_dispatch(t, 5), -SL_EINVAL);
     assert_int_equal(sl_tracker_dispatch(t, 4), -SL_EINVAL);
-    sl_tracker_get_stats(t, &st);
+    sl_tracker_stats(t, &st);
     assert_int_equal(st.dispatched, 1);
     assert_int_equal(st.last_dispatched, 5);
     sl_tracker_destroy(t);
@@ -278,7 +278,7 @@ static void test_reset(void **state)
     assert_int_equal(sl_tracker_ack(t, 999), -SL_ESTATE);
     assert_int_equal(sl_tracker_ack(t, 1000), 0);
     commit(t, 1000);
-    sl_tracker_get_stats(t, &st);
+    sl_tracker_stats(t, &st);
     assert_int_equal(st.generation, 2);
     assert_int_equal(st.dispatched, 7);
     assert_int_equal(st.acked, 3);
@@ -292,7 +292,7 @@ static void test_stats(void **state)
     struct sl_tracker_stats st;
     (void)state;
 
-    sl_tracker_get_stats(t, &st);
+    sl_tracker_stats(t, &st);
     assert_int_equal(st.capacity, 100);
     assert_int_equal(st.last_dispatched, -1);
     assert_int_equal(st.lowest_unacked, -1);
@@ -303,7 +303,7 @@ static void test_stats(void **state)
     assert_int_equal(sl_tracker_dispatch(t, 42), 0);
     assert_int_equal(sl_tracker_dispatch(t, 50), 0);
     assert_int_equal(sl_tracker_ack(t, 42), 0);
-    sl_tracker_get_stats(t, &st);
+    sl_tracker_stats(t, &st);
     assert_int_equal(st.last_dispatched, 50);
     assert_int_equal(st.lowest_unacked, 40);
     assert_int_equal(st.commit_point, 39);
@@ -521,7 +521,7 @@ static void prop_one_round(void)
     /* Everything acked: the commit point is the last dispatched position. */
     check_against_model(t, &m);
     struct sl_tracker_stats st;
-    sl_tracker_get_stats(t, &st);
+    sl_tracker_stats(t, &st);
     CHECK(st.acked == PROP_POSITIONS);
     prop_busy += st.busy;
     prop_bad_acks += st.bad_acks;

@@ -1,0 +1,265 @@
+/*
+ * The backend protocols of the inference engine: for each backend kind,
+ * the path added to its url, how a call's request body (or, for a kind
+ * whose calls share a request, its input) is rendered from the payload,
+ * and how a 2xx reply becomes one value per call.  A new kind is its
+ * functions here, one row of the table at the end, and its schema entry
+ * (config_schema.c).
+ */
+#include "infer_int.h"
+
+#include "err.h"
+#include "jsonptr.h"
+#include "jsontext.h"
+#include "template.h"
+#include "utf8.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * jansson's error text, made valid UTF-8: it can quote reply bytes or cut
+ * a character in half, and it ends up in the row's errors JSON.
+ */
+static const char *jansson_why(const json_error_t *jerr, char *buf, size_t size)
+{
+    return sl_utf8_printable(jerr->text, strlen(jerr->text), buf, size);
+}
+
+/* ---- http-json: any JSON endpoint ---- */
+
+static int http_json_render(const struct sl_config_backend *bc,
+                            const json_t *doc, char **bodyp, char *errstr,
+                            size_t errstr_size)
+{
+    *bodyp = NULL;
+    if (bc->method == SL_CONFIG_HTTP_GET)
+        return 0;
+    if (!bc->body) {
+        *bodyp = sl_jsontext_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        return *bodyp ? 0 : -SL_ENOMEM;
+    }
+    return sl_template_render_json(bc->body, doc, bodyp, errstr, errstr_size);
+}
+
+static int http_json_parse(const struct sl_config_backend *bc, json_t *reply,
+                           size_t ncalls, json_t *values, json_int_t *tokensp,
+                           char *text, size_t text_size)
+{
+    char ptr[128];
+    json_t *v = NULL;
+
+    (void)ncalls;
+    (void)tokensp;
+    if (sl_jsonptr_get(reply, bc->result_pointer, &v)) {
+        snprintf(
+            text, text_size, "result_pointer '%s' names nothing in the reply",
+            sl_utf8_printable(bc->result_pointer, strlen(bc->result_pointer),
+                              ptr, sizeof(ptr)));
+        return -1;
+    }
+    json_array_append(values, v);
+    return 0;
+}
+
+/* ---- openai-chat: POST {url}/chat/completions ---- */
+
+static int chat_render(const struct sl_config_backend *bc, const json_t *doc,
+                       char **bodyp, char *errstr, size_t errstr_size)
+{
+    int err = 0;
+
+    *bodyp = NULL;
+    json_t *msgs = json_array();
+    for (size_t i = 0; msgs && i < bc->message_cnt; i++) {
+        static const char *const roles[] = {"system", "user", "assistant"};
+        char *content;
+        err = sl_template_render(bc->messages[i].content, doc, SL_TEMPLATE_TEXT,
+                                 &content, errstr, errstr_size);
+        if (err)
+            break;
+        json_t *m = json_pack("{s:s, s:s}", "role", roles[bc->messages[i].role],
+                              "content", content);
+        free(content);
+        if (!m) {
+            err = sl_seterr(-SL_EDECODE, errstr, errstr_size,
+                            "messages[%zu] is not valid UTF-8", i);
+            break;
+        }
+        json_array_append_new(msgs, m);
+    }
+    if (err || !msgs) {
+        json_decref(msgs);
+        return err ? err : -SL_ENOMEM;
+    }
+    json_t *body = json_pack("{s:s, s:o, s:f}", "model", bc->model, "messages",
+                             msgs, "temperature", bc->temperature);
+    if (body && bc->max_tokens > 0)
+        json_object_set_new(body, "max_tokens", json_integer(bc->max_tokens));
+    if (body && bc->response_format == SL_CONFIG_RESPONSE_JSON)
+        json_object_set_new(body, "response_format",
+                            json_pack("{s:s}", "type", "json_object"));
+    *bodyp = body ? sl_jsontext_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER)
+                  : NULL;
+    json_decref(body);
+    return *bodyp ? 0 : -SL_ENOMEM;
+}
+
+static int chat_parse(const struct sl_config_backend *bc, json_t *reply,
+                      size_t ncalls, json_t *values, json_int_t *tokensp,
+                      char *text, size_t text_size)
+{
+    json_error_t jerr;
+    json_t *v;
+    json_t *content = json_object_get(
+        json_object_get(json_array_get(json_object_get(reply, "choices"), 0),
+                        "message"),
+        "content");
+    json_t *usage = json_object_get(reply, "usage");
+
+    (void)ncalls;
+    if (!json_is_string(content)) {
+        snprintf(text, text_size,
+                 "reply has no string choices[0].message.content");
+        return -1;
+    }
+    if (bc->response_format == SL_CONFIG_RESPONSE_JSON) {
+        v = json_loadb(json_string_value(content), json_string_length(content),
+                       0, &jerr);
+        if (!json_is_object(v)) {
+            json_decref(v);
+            char why[sizeof(jerr.text) * 2];
+            snprintf(text, text_size,
+                     "response_format json: the content is not a JSON "
+                     "object (%s)",
+                     v ? "another JSON value"
+                       : jansson_why(&jerr, why, sizeof(why)));
+            return -1;
+        }
+    } else {
+        v = json_incref(content);
+    }
+    json_t *u = json_object();
+    json_object_set(u, "prompt_tokens",
+                    json_object_get(usage, "prompt_tokens"));
+    json_object_set(u, "completion_tokens",
+                    json_object_get(usage, "completion_tokens"));
+    json_array_append_new(values,
+                          json_pack("{s:o, s:o}", "content", v, "usage", u));
+    json_int_t total =
+        json_integer_value(json_object_get(usage, "total_tokens"));
+    if (!total &&
+        __builtin_add_overflow(
+            json_integer_value(json_object_get(u, "prompt_tokens")),
+            json_integer_value(json_object_get(u, "completion_tokens")),
+            &total))
+        total = INT64_MAX; /* absurd usage: exhaust the budget */
+    *tokensp = total;
+    return 0;
+}
+
+/* ---- openai-embeddings: POST {url}/embeddings, calls batched ---- */
+
+static int embeddings_input(const struct sl_config_backend *bc,
+                            const json_t *doc, json_t **inputp, char *errstr,
+                            size_t errstr_size)
+{
+    int err =
+        sl_template_render_value(bc->input, doc, inputp, errstr, errstr_size);
+
+    if (!err && !json_is_string(*inputp))
+        err = sl_seterr(-SL_EDECODE, errstr, errstr_size,
+                        "input does not render to a string");
+    return err;
+}
+
+static char *embeddings_batch(const struct sl_config_backend *bc,
+                              json_t *inputs)
+{
+    json_t *body = json_pack("{s:s, s:o, s:s}", "model", bc->model, "input",
+                             inputs, "encoding_format", "float");
+    char *text = body ? sl_jsontext_dumps(body, JSON_COMPACT) : NULL;
+
+    json_decref(body);
+    return text;
+}
+
+static int embeddings_parse(const struct sl_config_backend *bc, json_t *reply,
+                            size_t ncalls, json_t *values, json_int_t *tokensp,
+                            char *text, size_t text_size)
+{
+    json_t *data = json_object_get(reply, "data"), *item;
+    size_t i;
+
+    (void)bc;
+    (void)tokensp;
+    if (!json_is_array(data) || json_array_size(data) != ncalls) {
+        snprintf(text, text_size, "reply has %zu embeddings for %zu inputs",
+                 json_array_size(data), ncalls);
+        return -1;
+    }
+    for (i = 0; i < ncalls; i++)
+        json_array_append_new(values, json_null());
+    json_array_foreach(data, i, item)
+    {
+        json_t *idx = json_object_get(item, "index");
+        json_t *emb = json_object_get(item, "embedding");
+        size_t k = json_is_integer(idx) ? (size_t)json_integer_value(idx) : i;
+        if (k >= ncalls || !json_is_array(emb)) {
+            snprintf(text, text_size,
+                     "reply's data[%zu] has no valid index/embedding", i);
+            return -1;
+        }
+        json_array_set(values, k, emb);
+    }
+    return 0;
+}
+
+/* ---- the table ---- */
+
+static const struct sl_infer_proto protos[] = {
+    [SL_CONFIG_BACKEND_OPENAI_CHAT] = {.path = "/chat/completions",
+                                       .render = chat_render,
+                                       .parse = chat_parse},
+    [SL_CONFIG_BACKEND_OPENAI_EMBEDDINGS] = {.path = "/embeddings",
+                                             .render_input = embeddings_input,
+                                             .render_batch = embeddings_batch,
+                                             .parse = embeddings_parse},
+    [SL_CONFIG_BACKEND_HTTP_JSON] = {.path = "",
+                                     .render = http_json_render,
+                                     .parse = http_json_parse},
+};
+
+const struct sl_infer_proto *sl_infer_proto_of(enum sl_config_backend_kind kind)
+{
+    return &protos[kind];
+}
+
+int sl_infer_proto_parse(const struct sl_config_backend *bc, const char *resp,
+                         size_t resp_len, size_t ncalls, json_t **valuesp,
+                         json_int_t *tokensp, char *text, size_t text_size)
+{
+    json_error_t jerr;
+    json_t *reply, *values;
+
+    *valuesp = NULL;
+    *tokensp = -1;
+    reply = json_loadb(resp ? resp : "", resp_len, 0, &jerr);
+    if (!reply) {
+        char why[sizeof(jerr.text) * 2];
+        snprintf(text, text_size, "reply is not valid JSON: %s at byte %d",
+                 jansson_why(&jerr, why, sizeof(why)), jerr.position);
+        return -1;
+    }
+    values = json_array();
+    if (sl_infer_proto_of(bc->kind)->parse(bc, reply, ncalls, values, tokensp,
+                                           text, text_size) < 0) {
+        json_decref(values);
+        json_decref(reply);
+        return -1;
+    }
+    json_decref(reply);
+    *valuesp = values;
+    return 0;
+}
