@@ -10,6 +10,7 @@
 #include "gateway.h"
 #include "http_server.h"
 #include "infer.h"
+#include "lag.h"
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
@@ -358,6 +359,7 @@ static void teardown(struct runner *r)
 {
     /* The HTTP server first: no handler may run once the parts go. */
     sl_http_server_destroy(r->http);
+    sl_lag_destroy(r->lag);
     sl_gateway_destroy(r->gw);
     sl_pool_destroy(r->pool);
     sl_sink_pg_destroy(r->sink);
@@ -446,6 +448,11 @@ static int start_parts(struct runner *r, const struct sl_run_opts *opts)
             return 1;
         }
         r->src_started = true;
+        /* Without it /metrics only lacks the lag: not fatal. */
+        r->lag = sl_lag_start(cfg, r->src, err, sizeof(err));
+        if (!r->lag && (cfg->source.kind == SL_CONFIG_SOURCE_KAFKA ||
+                        cfg->source.kind == SL_CONFIG_SOURCE_REDIS_STREAM))
+            sl_log(SL_LOG_WARN, "run", "consumer lag not watched: %s", err);
     }
 
     char host[128];
@@ -570,6 +577,8 @@ static bool drain(struct runner *r, sigset_t *sigs)
     int rc = 0;
 
     atomic_store(&r->draining, true);
+    /* Its queries must end before the source closes. */
+    sl_lag_stop(r->lag);
     /* Sentinels after the last message: one per worker. */
     if (r->src_started)
         sl_source_stop(r->src, cfg->workers.threads);

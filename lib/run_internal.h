@@ -22,6 +22,8 @@ struct runner {
                                      writes no rows */
     struct sl_infer *inf;         /* shared inference state */
     struct sl_pool *pool;         /* the workers; NULL without a source */
+    struct sl_lag *lag;           /* consumer lag watcher; NULL for a
+                                     source without one */
     bool src_started;             /* its thread runs: it sends sentinels */
     struct sl_gateway *gw;        /* POST /v1/process; NULL when off */
     struct sl_http_server *http;  /* /metrics, /healthz, /readyz, gateway */

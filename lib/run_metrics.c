@@ -3,10 +3,12 @@
  * help, when it is shown, how its samples are made); a scrape takes one
  * snapshot of the parts' counters and renders the table in order.
  */
+#include "clock.h"
 #include "err.h"
 #include "gateway.h"
 #include "http_server.h"
 #include "infer.h"
+#include "lag.h"
 #include "metrics.h"
 #include "queue.h"
 #include "run_internal.h"
@@ -15,12 +17,84 @@
 #include "source_kafka.h"
 #include "source_redis.h"
 
+#include <dirent.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#ifndef SLUICE_COMMIT
+#define SLUICE_COMMIT "unknown" /* set by CMake for this file */
+#endif
 
 #define MAX_PARTITIONS 1024 /* Kafka partitions shown in /metrics */
 #define MAX_BYTES (4 << 20) /* a scrape larger than this answers 500 */
+
+/* The process as /proc/self tells it; a field is -1 when unreadable. */
+struct proc {
+    double cpu_seconds;   /* user + system time */
+    double rss_bytes;     /* resident set */
+    double vsize_bytes;   /* virtual memory */
+    double start_seconds; /* start, seconds since the Unix epoch */
+    double open_fds;      /* entries of /proc/self/fd */
+    double max_fds;       /* RLIMIT_NOFILE soft limit */
+};
+
+/*
+ * Read 'pr' as the Prometheus client libraries define the process_*
+ * families: utime, stime, starttime, vsize and rss of /proc/self/stat
+ * (the boot time from /proc/stat), the entries of /proc/self/fd.
+ */
+static void read_proc(struct proc *pr)
+{
+    char buf[1024];
+    long tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+    FILE *f;
+
+    *pr = (struct proc){-1, -1, -1, -1, -1, -1};
+    if ((f = fopen("/proc/self/stat", "r"))) {
+        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        buf[n] = '\0';
+        fclose(f);
+        /* The fields after the command name, which may hold spaces. */
+        char *rest = strrchr(buf, ')');
+        unsigned long utime, stime, vsize;
+        unsigned long long start;
+        long rss;
+        if (rest && tick > 0 &&
+            sscanf(rest + 2,
+                   "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d "
+                   "%*d %*d %*d %*d %*d %llu %lu %ld",
+                   &utime, &stime, &start, &vsize, &rss) == 5) {
+            pr->cpu_seconds = (double)(utime + stime) / (double)tick;
+            pr->vsize_bytes = (double)vsize;
+            pr->rss_bytes = (double)rss * (double)page;
+            if ((f = fopen("/proc/stat", "r"))) {
+                unsigned long long btime;
+                while (fgets(buf, sizeof(buf), f))
+                    if (sscanf(buf, "btime %llu", &btime) == 1)
+                        pr->start_seconds =
+                            (double)btime + (double)start / (double)tick;
+                fclose(f);
+            }
+        }
+    }
+    DIR *d = opendir("/proc/self/fd");
+    if (d) {
+        struct dirent *e;
+        int n = 0;
+        while ((e = readdir(d)))
+            if (e->d_name[0] != '.')
+                n++;
+        closedir(d);
+        pr->open_fds = n - 1; /* not the one reading the directory */
+    }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        pr->max_fds = rl.rlim_cur == RLIM_INFINITY ? -1 : (double)rl.rlim_cur;
+}
 
 /* What one scrape reads, taken once at its start.  HTTP server thread. */
 struct scrape {
@@ -35,6 +109,10 @@ struct scrape {
     const struct sl_histo *rows_h;           /* sink: rows per batch */
     const struct sl_histo *latency_h;        /* sink: seconds per batch */
     const struct sl_gateway_stats *gs;       /* NULL without a gateway */
+    struct sl_lag_entry *lag;                /* the last lag refresh; owned */
+    size_t nlag;                             /* entries in 'lag' */
+    int64_t lag_ms;                          /* sl_mono_ms() it was measured */
+    struct proc proc;                        /* this process */
 };
 
 /*
@@ -78,6 +156,17 @@ static bool has_sink(const struct scrape *s)
 static bool has_gateway(const struct scrape *s)
 {
     return s->gs != NULL;
+}
+
+static bool has_lag(const struct scrape *s)
+{
+    return s->r->lag != NULL;
+}
+
+static bool is_redis_stream(const struct scrape *s)
+{
+    return has_lag(s) &&
+           s->r->cfg->source.kind == SL_CONFIG_SOURCE_REDIS_STREAM;
 }
 
 /* ---- values of unlabelled families ---- */
@@ -315,6 +404,88 @@ static void http_responses(const struct scrape *s, const char *name)
     }
 }
 
+/*
+ * Kafka: one sample per partition assigned now that the last refresh
+ * measured (one just assigned shows from the refresh that follows the
+ * rebalance; one taken away is gone at once).  Redis: one per stream.
+ */
+static void source_lag(const struct scrape *s, const char *name)
+{
+    for (size_t i = 0; i < s->nlag; i++) {
+        const struct sl_lag_entry *e = &s->lag[i];
+        char part[16];
+        bool assigned = false;
+        if (e->lag < 0)
+            continue; /* Redis could not tell: see lag.c */
+        if (e->partition < 0) {
+            sl_prom_sample(s->p, name, (double)e->lag, "stream", e->topic,
+                           "group", s->r->cfg->source.redis.group, NULL);
+            continue;
+        }
+        for (size_t j = 0; j < s->nparts && !assigned; j++)
+            assigned = s->parts[j].partition == e->partition &&
+                       !strcmp(s->parts[j].topic, e->topic);
+        if (!assigned)
+            continue;
+        snprintf(part, sizeof(part), "%d", (int)e->partition);
+        sl_prom_sample(s->p, name, (double)e->lag, "topic", e->topic,
+                       "partition", part, NULL);
+    }
+}
+static void source_pending(const struct scrape *s, const char *name)
+{
+    for (size_t i = 0; i < s->nlag; i++)
+        if (s->lag[i].pending >= 0)
+            sl_prom_sample(s->p, name, (double)s->lag[i].pending, "stream",
+                           s->lag[i].topic, "group",
+                           s->r->cfg->source.redis.group, NULL);
+}
+
+static void source_lag_age(const struct scrape *s, const char *name)
+{
+    if (s->lag_ms > 0)
+        sl_prom_sample(s->p, name, (double)(sl_mono_ms() - s->lag_ms) / 1000.0,
+                       NULL);
+}
+
+static void build_info(const struct scrape *s, const char *name)
+{
+    (void)s;
+    sl_prom_sample(s->p, name, 1, "version", SLUICE_VERSION, "commit",
+                   SLUICE_COMMIT, NULL);
+}
+
+/* A process_* value; left out when /proc could not tell. */
+static void proc_field(const struct scrape *s, const char *name, double v)
+{
+    if (v >= 0)
+        sl_prom_sample(s->p, name, v, NULL);
+}
+static void proc_cpu(const struct scrape *s, const char *name)
+{
+    proc_field(s, name, s->proc.cpu_seconds);
+}
+static void proc_rss(const struct scrape *s, const char *name)
+{
+    proc_field(s, name, s->proc.rss_bytes);
+}
+static void proc_vsize(const struct scrape *s, const char *name)
+{
+    proc_field(s, name, s->proc.vsize_bytes);
+}
+static void proc_start(const struct scrape *s, const char *name)
+{
+    proc_field(s, name, s->proc.start_seconds);
+}
+static void proc_fds(const struct scrape *s, const char *name)
+{
+    proc_field(s, name, s->proc.open_fds);
+}
+static void proc_max_fds(const struct scrape *s, const char *name)
+{
+    proc_field(s, name, s->proc.max_fds);
+}
+
 /* ---- the table ---- */
 
 static const struct family families[] = {
@@ -377,6 +548,20 @@ static const struct family families[] = {
      redis_acked, NULL},
     {"sluice_redis_reconnects_total", "counter", "Reconnections to Redis.",
      is_redis, redis_reconnects, NULL},
+    {"sluice_source_lag_messages", "gauge",
+     "Messages the group is behind, refreshed every 2 s and after a "
+     "rebalance: Kafka per assigned partition (high watermark minus the "
+     "committed offset), Redis Streams per group (XINFO GROUPS lag: not yet "
+     "delivered).",
+     has_lag, NULL, source_lag},
+    {"sluice_source_pending_messages", "gauge",
+     "Redis Streams: entries delivered to the group and not yet acked "
+     "(XINFO GROUPS pending).",
+     is_redis_stream, NULL, source_pending},
+    {"sluice_source_lag_age_seconds", "gauge",
+     "Seconds since the lag shown was measured (at most the 2 s refresh "
+     "period plus the time the brokers take to answer).",
+     has_lag, NULL, source_lag_age},
     /* the sink */
     {"sluice_sink_rows_written_total", "counter",
      "Rows inserted into the results table.", has_sink, sink_written, NULL},
@@ -435,6 +620,23 @@ static const struct family families[] = {
     {"sluice_http_responses_total", "counter",
      "Answers of the HTTP listener by status, every path.", NULL, NULL,
      http_responses},
+    /* the build and the process */
+    {"sluice_build_info", "gauge",
+     "Always 1; the labels name the version and the commit built.", NULL, NULL,
+     build_info},
+    {"process_cpu_seconds_total", "counter",
+     "Total user and system CPU time spent in seconds.", NULL, NULL, proc_cpu},
+    {"process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+     NULL, NULL, proc_rss},
+    {"process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
+     NULL, NULL, proc_vsize},
+    {"process_start_time_seconds", "gauge",
+     "Start time of the process since unix epoch in seconds.", NULL, NULL,
+     proc_start},
+    {"process_open_fds", "gauge", "Number of open file descriptors.", NULL,
+     NULL, proc_fds},
+    {"process_max_fds", "gauge", "Maximum number of open file descriptors.",
+     NULL, NULL, proc_max_fds},
 };
 
 /* Take the scrape's snapshot.  Returns 0 or -SL_ENOMEM. */
@@ -462,6 +664,12 @@ static int snapshot(struct scrape *s, struct runner *r, struct sl_prom *p)
     }
     if (r->gw)
         s->gs = sl_gateway_stats(r->gw);
+    if (r->lag) {
+        if (!(s->lag = calloc(MAX_PARTITIONS, sizeof(*s->lag))))
+            return -SL_ENOMEM;
+        s->nlag = sl_lag_get(r->lag, s->lag, MAX_PARTITIONS, &s->lag_ms);
+    }
+    read_proc(&s->proc);
     return 0;
 }
 
@@ -472,7 +680,11 @@ void sl_run_metrics_serve(void *arg, const struct sl_http_request *req,
     struct sl_prom p;
     (void)req;
 
+    s.parts = NULL;
+    s.lag = NULL;
     if (sl_prom_init(&p, MAX_BYTES) < 0 || snapshot(&s, arg, &p) < 0) {
+        free(s.parts);
+        free(s.lag);
         sl_prom_free(&p);
         sl_http_response_text(res, 500, "text/plain", "out of memory\n");
         return;
@@ -488,6 +700,7 @@ void sl_run_metrics_serve(void *arg, const struct sl_http_request *req,
             f->samples(&s, f->name);
     }
     free(s.parts);
+    free(s.lag);
     if (p.truncated) {
         sl_prom_free(&p);
         sl_http_response_text(res, 500, "text/plain",

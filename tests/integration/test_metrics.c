@@ -1,0 +1,414 @@
+/*
+ * The metrics operators scale and alert on, against real servers: the
+ * consumer lag sluice shows agrees with the lag computed here from the
+ * broker (Kafka: committed offsets and watermarks through librdkafka;
+ * Redis: XINFO GROUPS) and with the rows in the table, at several moments
+ * of a drain slowed by mock-infer; after a rebalance each replica shows
+ * only its own partitions; sluice_build_info and the process_* families
+ * are there and plausible.
+ */
+#include "harness.h"
+
+#include <hiredis/hiredis.h>
+#include <librdkafka/rdkafka.h>
+
+#define N 600          /* messages drained */
+#define INTERVAL 2000  /* SL_LAG_INTERVAL_MS (lib/lag.h) */
+#define LAND_MS 120000 /* deadline of the drain */
+
+enum kind { KAFKA, REDIS };
+
+static struct h_mock mock;
+static char dir[64];     /* this run's files */
+static char sluice[512]; /* the binary under test */
+
+static void write_pipeline(const char *path, enum kind kind, const char *name,
+                           const char *group, const char *table)
+{
+    char yaml[4096], src[512];
+
+    if (kind == KAFKA)
+        snprintf(src, sizeof(src),
+                 "  kind: kafka\n"
+                 "  kafka:\n"
+                 "    brokers: %s\n"
+                 "    topics: [%s]\n"
+                 "    group: %s\n"
+                 "    auto_offset_reset: earliest\n",
+                 H_KAFKA, name, group);
+    else
+        snprintf(src, sizeof(src),
+                 "  kind: redis-stream\n"
+                 "  redis:\n"
+                 "    url: redis://%s\n"
+                 "    key: %s\n"
+                 "    group: %s\n"
+                 "    count: 8\n",
+                 H_REDIS, name, group);
+    /* 2 in flight x 40 ms: about 50 messages/s, a drain of seconds. */
+    snprintf(yaml, sizeof(yaml),
+             "version: 1\n"
+             "name: test-metrics\n"
+             "source:\n%s"
+             "queue:\n  capacity: 16\n"
+             "workers:\n  threads: 1\n  max_inflight: 2\n"
+             "backends:\n"
+             "  sentiment:\n"
+             "    kind: http-json\n"
+             "    url: %s/predict/sentiment\n"
+             "    body: '{\"text\": {{text}}}'\n"
+             "    result_pointer: /label\n"
+             "    headers:\n      X-Mock-Latency-Ms: \"40\"\n"
+             "steps:\n"
+             "  - name: analyse\n"
+             "    backends: [sentiment]\n"
+             "sink:\n"
+             "  postgres:\n"
+             "    dsn: %s\n"
+             "    table: %s\n"
+             "    dead_letter_table: %s_dead\n"
+             "    create_table: true\n"
+             "    batch_rows: 50\n"
+             "    flush_ms: 20\n"
+             "http:\n  listen: 127.0.0.1:0\n",
+             src, mock.url, H_PG_DSN, table, table);
+    h_write_file(path, yaml);
+}
+
+static void produce(enum kind kind, const char *name, int n)
+{
+    char cmd[2048], out[2048];
+
+    if (kind == KAFKA)
+        snprintf(cmd, sizeof(cmd),
+                 "%s produce kafka://%s/%s --partitions 2 --generate %d 2>&1",
+                 sluice, H_KAFKA, name, n);
+    else
+        snprintf(cmd, sizeof(cmd),
+                 "%s produce redis://%s/%s --generate %d 2>&1", sluice, H_REDIS,
+                 name, n);
+    int rc = h_shell(cmd, out, sizeof(out));
+    if (rc != 0)
+        fail_msg("%s: exit %d: %s", cmd, rc, out);
+}
+
+/* ---- the truth, from the servers ---- */
+
+struct truth {
+    enum kind kind;
+    const char *name;  /* topic or stream */
+    const char *group; /* consumer group */
+    rd_kafka_t *rk;    /* Kafka: a consumer of the group that never joins */
+    redisContext *rc;  /* Redis */
+};
+
+static void truth_open(struct truth *t)
+{
+    char err[512];
+
+    if (t->kind == KAFKA) {
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", H_KAFKA,
+                                           err, sizeof(err)),
+                         RD_KAFKA_CONF_OK);
+        assert_int_equal(
+            rd_kafka_conf_set(conf, "group.id", t->group, err, sizeof(err)),
+            RD_KAFKA_CONF_OK);
+        t->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+        if (!t->rk)
+            fail_msg("rd_kafka_new: %s", err);
+    } else {
+        char host[64];
+        int port;
+        assert_int_equal(sscanf(H_REDIS, "%63[^:]:%d", host, &port), 2);
+        t->rc = redisConnect(host, port);
+        assert_true(t->rc && !t->rc->err);
+    }
+}
+
+static void truth_close(struct truth *t)
+{
+    if (t->rk)
+        rd_kafka_destroy(t->rk);
+    if (t->rc)
+        redisFree(t->rc);
+}
+
+/*
+ * Messages not yet committed: Kafka, the high watermark minus the
+ * committed offset (the low watermark while nothing is) over both
+ * partitions; Redis, XINFO GROUPS lag + pending (N before the group
+ * exists).
+ */
+static long long true_lag(struct truth *t)
+{
+    long long lag = 0;
+
+    if (t->kind == KAFKA) {
+        rd_kafka_topic_partition_list_t *l =
+            rd_kafka_topic_partition_list_new(2);
+        for (int p = 0; p < 2; p++)
+            rd_kafka_topic_partition_list_add(l, t->name, p);
+        assert_int_equal(rd_kafka_committed(t->rk, l, 10000), 0);
+        for (int p = 0; p < 2; p++) {
+            int64_t lo, hi, off = l->elems[p].offset;
+            assert_int_equal(rd_kafka_query_watermark_offsets(t->rk, t->name, p,
+                                                              &lo, &hi, 10000),
+                             0);
+            lag += hi - (off >= 0 ? off : lo);
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+        return lag;
+    }
+    redisReply *r = redisCommand(t->rc, "XINFO GROUPS %s", t->name);
+    assert_non_null(r);
+    lag = N;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        redisReply *g = r->element[i];
+        bool ours = false;
+        long long sum = 0;
+        for (size_t j = 0; j + 1 < g->elements; j += 2) {
+            const char *k = g->element[j]->str;
+            redisReply *v = g->element[j + 1];
+            if (!strcmp(k, "name"))
+                ours = !strcmp(v->str, t->group);
+            else if (!strcmp(k, "lag") || !strcmp(k, "pending")) {
+                assert_int_equal(v->type, REDIS_REPLY_INTEGER);
+                sum += v->integer;
+            }
+        }
+        if (ours)
+            lag = sum;
+    }
+    freeReplyObject(r);
+    return lag;
+}
+
+/* ---- the drain ---- */
+
+/* One look at the truth. */
+struct look {
+    int64_t done;  /* h_now_ms() once true_lag() returned */
+    long long lag; /* true_lag() */
+};
+
+/*
+ * Every sample of 'name' in 'text' is a number >= 0; returns their sum
+ * and their count in *count.
+ */
+static double lag_of(const char *text, const char *name, int *count)
+{
+    double sum = h_prom_sum(text, name, count);
+    size_t n = strlen(name);
+    for (const char *s = text; s && *s;) {
+        if (!strncmp(s, name, n) && s[n] == '{')
+            assert_true(strtod(strstr(s, "} ") + 2, NULL) >= 0);
+        s = strchr(s, '\n');
+        if (s)
+            s++;
+    }
+    return sum;
+}
+
+/*
+ * Drain N messages through sluice and compare, at each look, the lag it
+ * shows (M, from a refresh at most INTERVAL old) with the truth before
+ * and after the scrape and with the table: the truth never rises during
+ * a drain, so truth-after <= M <= the truth one interval (plus slack)
+ * before; and nothing is committed before its row is durable, so
+ * M >= N - rows.  Returns the port of the still running replica.
+ */
+static int drain_and_compare(enum kind kind, struct h_proc *proc,
+                             struct truth *t, const char *table)
+{
+    char yaml[256];
+    static struct look looks[4096];
+    size_t nlooks = 0;
+    double seen[8];
+    int distinct = 0;
+    PGconn *db = h_db();
+
+    snprintf(yaml, sizeof(yaml), "%s/%s.yaml", dir, t->name);
+    write_pipeline(yaml, kind, t->name, t->group, table);
+    produce(kind, t->name, N);
+    int port = h_sluice_start(proc, dir, yaml, "a");
+    int64_t end = h_now_ms() + LAND_MS;
+    const char *family = "sluice_source_lag_messages";
+    for (;;) {
+        assert_true(h_now_ms() < end);
+        long long before = true_lag(t);
+        int64_t t1 = h_now_ms();
+        if (nlooks < sizeof(looks) / sizeof(looks[0]))
+            looks[nlooks++] = (struct look){t1, before};
+        char *text = NULL;
+        assert_int_equal(h_get(port, "/metrics", &text), 200);
+        long long rows = h_pg_int(db, "SELECT count(*) FROM %s", table);
+        if (rows < 0)
+            rows = 0; /* the table is not created yet */
+        long long after = true_lag(t);
+        int count = 0;
+        double m = lag_of(text, family, &count);
+        double age = h_prom_value(text, "sluice_source_lag_age_seconds");
+        if (kind == REDIS) {
+            int pc = 0;
+            m += h_prom_sum(text, "sluice_source_pending_messages", &pc);
+            count = count && pc ? 1 : 0;
+        }
+        free(text);
+        if (count != (kind == KAFKA ? 2 : 1))
+            continue; /* no refresh yet */
+        /* The truth when the value shown was measured, or before. */
+        assert_true(age >= 0 && age * 1000 <= INTERVAL + 30000);
+        long long bound = N;
+        for (size_t i = 0; i < nlooks; i++)
+            if (looks[i].done <= t1 - (int64_t)(age * 1000) - 1)
+                bound = looks[i].lag;
+        if (!(m >= (double)after && m <= (double)bound &&
+              m >= (double)(N - rows)))
+            fail_msg("lag shown %.0f (%.3f s old); true lag %lld after the "
+                     "scrape, %lld when it was measured; %lld of %d rows "
+                     "durable",
+                     m, age, after, bound, rows, N);
+        if (m > 0 && distinct < 8 && (distinct == 0 || seen[distinct - 1] != m))
+            seen[distinct++] = m;
+        if (m == 0 && after == 0 && rows == N)
+            break;
+        h_pause();
+    }
+    /* Several moments of the drain, not just its two ends. */
+    assert_true(distinct >= 3);
+    PQfinish(db);
+    return port;
+}
+
+static void test_kafka_lag(void **state)
+{
+    (void)state;
+    char topic[96], group[96], table[96];
+    struct h_proc a, b;
+
+    h_unique(topic, sizeof(topic), "metrics_lag");
+    h_unique(group, sizeof(group), "metrics_lag_g");
+    h_unique(table, sizeof(table), "metrics_lag_t");
+    struct truth t = {KAFKA, topic, group, NULL, NULL};
+    truth_open(&t);
+    int pa = drain_and_compare(KAFKA, &a, &t, table);
+
+    /* A second replica joins: each shows its own partition only. */
+    char yaml[256];
+    snprintf(yaml, sizeof(yaml), "%s/%s.yaml", dir, topic);
+    int pb = h_sluice_start(&b, dir, yaml, "b");
+    int64_t end = h_now_ms() + 60000;
+    while (h_metric(pa, "sluice_kafka_partitions_assigned") != 1 ||
+           h_metric(pb, "sluice_kafka_partitions_assigned") != 1) {
+        assert_true(h_now_ms() < end);
+        h_pause();
+    }
+    char *text = NULL;
+    int count = 0;
+    assert_int_equal(h_get(pa, "/metrics", &text), 200);
+    lag_of(text, "sluice_source_lag_messages", &count);
+    free(text);
+    assert_int_equal(count, 1); /* the revoked partition is gone at once */
+    end = h_now_ms() + INTERVAL + 30000;
+    for (;;) { /* the new one within a refresh */
+        assert_int_equal(h_get(pb, "/metrics", &text), 200);
+        double m = lag_of(text, "sluice_source_lag_messages", &count);
+        free(text);
+        if (count == 1 && m == 0)
+            break;
+        assert_true(h_now_ms() < end);
+        h_pause();
+    }
+    h_sluice_stop(&b, 30000);
+    h_sluice_stop(&a, 30000);
+    truth_close(&t);
+}
+
+static void test_redis_lag(void **state)
+{
+    (void)state;
+    char key[96], group[96], table[96];
+    struct h_proc a;
+
+    h_unique(key, sizeof(key), "metrics_lag");
+    h_unique(group, sizeof(group), "metrics_lag_g");
+    h_unique(table, sizeof(table), "metrics_lag_r");
+    struct truth t = {REDIS, key, group, NULL, NULL};
+    truth_open(&t);
+    drain_and_compare(REDIS, &a, &t, table);
+    h_sluice_stop(&a, 30000);
+    truth_close(&t);
+}
+
+/* sluice_build_info names what `sluice version` says; process_* hold. */
+static void test_build_and_process(void **state)
+{
+    (void)state;
+    char key[96], group[96], table[96], yaml[256], cmd[600], out[512];
+    char version[64], commit[64], series[256];
+    struct h_proc a;
+
+    snprintf(cmd, sizeof(cmd), "%s version", sluice);
+    assert_int_equal(h_shell(cmd, out, sizeof(out)), 0);
+    assert_int_equal(
+        sscanf(out, "sluice %63s (commit %63[^,]", version, commit), 2);
+    h_unique(key, sizeof(key), "metrics_proc");
+    h_unique(group, sizeof(group), "metrics_proc_g");
+    h_unique(table, sizeof(table), "metrics_proc_t");
+    snprintf(yaml, sizeof(yaml), "%s/%s.yaml", dir, key);
+    write_pipeline(yaml, REDIS, key, group, table);
+    time_t started = time(NULL);
+    int port = h_sluice_start(&a, dir, yaml, "p");
+    char *text = NULL;
+    assert_int_equal(h_get(port, "/metrics", &text), 200);
+    assert_true(h_prom_check(text) > 0);
+    snprintf(series, sizeof(series),
+             "sluice_build_info{version=\"%s\",commit=\"%s\"}", version,
+             commit);
+    assert_true(h_prom_value(text, series) == 1);
+    double start = h_prom_value(text, "process_start_time_seconds");
+    /* The boot time in /proc/stat is whole seconds and drifts a little
+     * from the wall clock. */
+    if (!(start >= (double)started - 5 && start <= (double)time(NULL) + 5))
+        fail_msg("process_start_time_seconds %.3f; started at %lld", start,
+                 (long long)started);
+    assert_true(h_prom_value(text, "process_resident_memory_bytes") > 1e6);
+    assert_true(h_prom_value(text, "process_cpu_seconds_total") >= 0);
+    double fds = h_prom_value(text, "process_open_fds");
+    assert_true(fds >= 3 && fds < h_prom_value(text, "process_max_fds"));
+    free(text);
+    h_sluice_stop(&a, 30000);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    h_require_postgres();
+    h_require_redis();
+    h_require_kafka();
+    h_tmpdir(dir, sizeof(dir));
+    snprintf(sluice, sizeof(sluice), "%s/sluice", h_bindir());
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    return h_mock_start(&mock) == 0 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    h_mock_stop(&mock);
+    curl_global_cleanup();
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_build_and_process),
+        cmocka_unit_test(test_redis_lag),
+        cmocka_unit_test(test_kafka_lag),
+    };
+    if (getenv("SLUICE_TEST_FILTER")) /* e.g. "*redis*" */
+        cmocka_set_test_filter(getenv("SLUICE_TEST_FILTER"));
+    return h_status(cmocka_run_group_tests(tests, setup, teardown));
+}
