@@ -5,7 +5,8 @@
  * Redis: XINFO GROUPS) and with the rows in the table, at several moments
  * of a drain slowed by mock-infer; after a rebalance each replica shows
  * only its own partitions; sluice_build_info and the process_* families
- * are there and plausible.
+ * are there and plausible; the Grafana dashboard and the alert rules
+ * under deploy/ name only metrics a worker exports.
  */
 #include "harness.h"
 
@@ -23,7 +24,7 @@ static char dir[64];     /* this run's files */
 static char sluice[512]; /* the binary under test */
 
 static void write_pipeline(const char *path, enum kind kind, const char *name,
-                           const char *group, const char *table)
+                           const char *group, const char *table, bool gateway)
 {
     char yaml[4096], src[512];
 
@@ -70,8 +71,9 @@ static void write_pipeline(const char *path, enum kind kind, const char *name,
              "    create_table: true\n"
              "    batch_rows: 50\n"
              "    flush_ms: 20\n"
-             "http:\n  listen: 127.0.0.1:0\n",
-             src, mock.url, H_PG_DSN, table, table);
+             "http:\n  listen: 127.0.0.1:0\n%s",
+             src, mock.url, H_PG_DSN, table, table,
+             gateway ? "gateway:\n  enabled: true\n" : "");
     h_write_file(path, yaml);
 }
 
@@ -229,7 +231,7 @@ static int drain_and_compare(enum kind kind, struct h_proc *proc,
     PGconn *db = h_db();
 
     snprintf(yaml, sizeof(yaml), "%s/%s.yaml", dir, t->name);
-    write_pipeline(yaml, kind, t->name, t->group, table);
+    write_pipeline(yaml, kind, t->name, t->group, table, false);
     produce(kind, t->name, N);
     int port = h_sluice_start(proc, dir, yaml, "a");
     int64_t end = h_now_ms() + LAND_MS;
@@ -357,7 +359,7 @@ static void test_build_and_process(void **state)
     h_unique(group, sizeof(group), "metrics_proc_g");
     h_unique(table, sizeof(table), "metrics_proc_t");
     snprintf(yaml, sizeof(yaml), "%s/%s.yaml", dir, key);
-    write_pipeline(yaml, REDIS, key, group, table);
+    write_pipeline(yaml, REDIS, key, group, table, false);
     time_t started = time(NULL);
     int port = h_sluice_start(&a, dir, yaml, "p");
     char *text = NULL;
@@ -379,6 +381,159 @@ static void test_build_and_process(void **state)
     assert_true(fds >= 3 && fds < h_prom_value(text, "process_max_fds"));
     free(text);
     h_sluice_stop(&a, 30000);
+}
+
+/* ---- the dashboard and the alerts ---- */
+
+/* Whether 'text' has a sample line of 'series' (with or without labels). */
+static bool has_sample(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *s = text; s && *s;) {
+        if (!strncmp(s, series, n) && (s[n] == '{' || s[n] == ' '))
+            return true;
+        s = strchr(s, '\n');
+        if (s)
+            s++;
+    }
+    return false;
+}
+
+/* The type of family 'name' in 'text' ("counter" ...), or "" if absent. */
+static const char *type_of(const char *text, const char *name, char *buf,
+                           size_t size)
+{
+    char want[300];
+    snprintf(want, sizeof(want), "# TYPE %s ", name);
+    const char *t = strstr(text, want);
+    buf[0] = '\0';
+    if (t)
+        sscanf(t + strlen(want), "%31s", buf);
+    (void)size;
+    return buf;
+}
+
+/*
+ * The series 'name' is exported by one of the scrapes: as a family with
+ * a sample, or as the _bucket, _sum or _count of a histogram family.
+ */
+static bool exported(char *const *texts, int ntexts, const char *name)
+{
+    static const char *const suffixes[] = {"_bucket", "_sum", "_count"};
+    char type[32], base[256];
+
+    for (int i = 0; i < ntexts; i++) {
+        if (*type_of(texts[i], name, type, sizeof(type)) &&
+            strcmp(type, "histogram") && has_sample(texts[i], name))
+            return true;
+        for (int k = 0; k < 3; k++) {
+            size_t n = strlen(name), sl = strlen(suffixes[k]);
+            if (n <= sl || strcmp(name + n - sl, suffixes[k]))
+                continue;
+            snprintf(base, sizeof(base), "%.*s", (int)(n - sl), name);
+            if (!strcmp(type_of(texts[i], base, type, sizeof(type)),
+                        "histogram") &&
+                has_sample(texts[i], name))
+                return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * Every metric name (sluice_*, process_*) in 'file' is exported by one of
+ * the scrapes; returns how many names the file has.
+ */
+static int check_names(const char *file, char *const *texts, int ntexts)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", getenv("SLUICE_SOURCE_DIR"), file);
+    char *body = h_read_file(path);
+    int names = 0;
+    assert_non_null(body);
+    for (const char *s = body; *s;) {
+        bool start = (s == body || !(isalnum((unsigned char)s[-1]) ||
+                                     s[-1] == '_' || s[-1] == ':'));
+        if (start &&
+            (!strncmp(s, "sluice_", 7) || !strncmp(s, "process_", 8))) {
+            char name[256];
+            size_t n = 0;
+            while (
+                (isalnum((unsigned char)s[n]) || s[n] == '_' || s[n] == ':') &&
+                n + 1 < sizeof(name))
+                n++;
+            snprintf(name, sizeof(name), "%.*s", (int)n, s);
+            if (!exported(texts, ntexts, name))
+                fail_msg("%s names %s, which no worker exports", file, name);
+            names++;
+            s += n;
+        } else {
+            s++;
+        }
+    }
+    free(body);
+    return names;
+}
+
+/*
+ * deploy/grafana/sluice.json and deploy/prometheus/alerts.yaml name only
+ * metrics a worker exports: one with a Kafka source and the gateway, one
+ * with a Redis Streams source (its pending count); promtool accepts the
+ * rules.
+ */
+static void test_dashboard_and_alerts(void **state)
+{
+    (void)state;
+    char topic[96], key[96], group[96], table[96], yk[256], yr[256];
+    struct h_proc k, r;
+    char *texts[2] = {NULL, NULL};
+
+    h_unique(topic, sizeof(topic), "metrics_dash");
+    h_unique(key, sizeof(key), "metrics_dash");
+    h_unique(group, sizeof(group), "metrics_dash_g");
+    h_unique(table, sizeof(table), "metrics_dash_t");
+    produce(KAFKA, topic, 10);
+    snprintf(yk, sizeof(yk), "%s/%s-k.yaml", dir, topic);
+    snprintf(yr, sizeof(yr), "%s/%s-r.yaml", dir, key);
+    write_pipeline(yk, KAFKA, topic, group, table, true);
+    write_pipeline(yr, REDIS, key, group, table, false);
+    int pk = h_sluice_start(&k, dir, yk, "dk");
+    int pr = h_sluice_start(&r, dir, yr, "dr");
+    /* Once the lag of both is known, every family has its samples. */
+    int64_t end = h_now_ms() + 60000;
+    for (;;) {
+        for (int i = 0; i < 2; i++) {
+            free(texts[i]);
+            texts[i] = NULL;
+            assert_int_equal(h_get(i ? pr : pk, "/metrics", &texts[i]), 200);
+        }
+        if (has_sample(texts[0], "sluice_source_lag_messages") &&
+            has_sample(texts[1], "sluice_source_pending_messages"))
+            break;
+        assert_true(h_now_ms() < end);
+        h_pause();
+    }
+    assert_true(check_names("deploy/grafana/sluice.json", texts, 2) >= 20);
+    assert_true(check_names("deploy/prometheus/alerts.yaml", texts, 2) >= 5);
+    free(texts[0]);
+    free(texts[1]);
+    h_sluice_stop(&r, 30000);
+    h_sluice_stop(&k, 30000);
+
+    char cmd[700], out[2048];
+    if (h_shell("command -v promtool", out, sizeof(out)) != 0) {
+        if (h_ci())
+            fail_msg("promtool is missing: scripts/setup installs it "
+                     "(Debian package prometheus)");
+        printf("promtool not installed (scripts/setup installs it): rules "
+               "not checked\n");
+        return;
+    }
+    snprintf(cmd, sizeof(cmd),
+             "promtool check rules %s/deploy/prometheus/alerts.yaml 2>&1",
+             getenv("SLUICE_SOURCE_DIR"));
+    if (h_shell(cmd, out, sizeof(out)) != 0)
+        fail_msg("%s:\n%s", cmd, out);
 }
 
 static int setup(void **state)
@@ -407,6 +562,7 @@ int main(void)
         cmocka_unit_test(test_build_and_process),
         cmocka_unit_test(test_redis_lag),
         cmocka_unit_test(test_kafka_lag),
+        cmocka_unit_test(test_dashboard_and_alerts),
     };
     if (getenv("SLUICE_TEST_FILTER")) /* e.g. "*redis*" */
         cmocka_set_test_filter(getenv("SLUICE_TEST_FILTER"));
