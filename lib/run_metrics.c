@@ -455,6 +455,17 @@ static void build_info(const struct scrape *s, const char *name)
                    SLUICE_COMMIT, NULL);
 }
 
+static void replica_info(const struct scrape *s, const char *name)
+{
+    const struct sl_config *cfg = s->r->cfg;
+    sl_prom_sample(s->p, name, 1, "replica", s->r->replica_id, "pipeline",
+                   cfg->name, "source",
+                   cfg->source.present
+                       ? sl_config_source_kind_name(cfg->source.kind)
+                       : "none",
+                   NULL);
+}
+
 /* A process_* value; left out when /proc could not tell. */
 static void proc_field(const struct scrape *s, const char *name, double v)
 {
@@ -624,6 +635,10 @@ static const struct family families[] = {
     {"sluice_build_info", "gauge",
      "Always 1; the labels name the version and the commit built.", NULL, NULL,
      build_info},
+    {"sluice_replica_info", "gauge",
+     "Always 1; the labels name this replica (--replica-id), its pipeline "
+     "and its source kind.",
+     NULL, NULL, replica_info},
     {"process_cpu_seconds_total", "counter",
      "Total user and system CPU time spent in seconds.", NULL, NULL, proc_cpu},
     {"process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
