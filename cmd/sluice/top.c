@@ -22,8 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DEFAULT_URL "http://127.0.0.1:9464/metrics" /* http.listen's default   \
-                                                     */
+/* The default http.listen's metrics. */
+#define DEFAULT_URL "http://127.0.0.1:9464/metrics"
 #define MAX_URLS 32
 #define MAX_BODY (8 << 20) /* a larger /metrics is cut off */
 #define MAX_SAMPLES 20000  /* per scrape */
