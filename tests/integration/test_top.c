@@ -176,7 +176,10 @@ static void test_top_two_replicas(void **state)
         assert_true(lag == N && inflight == 3); /* nothing acked */
         break;
     }
-    printf("%s", screen); /* what an operator saw, for the log */
+    size_t len = strlen(screen); /* what an operator saw, for the log */
+    while (len && screen[len - 1] == '\n')
+        len--;
+    printf("%.*s\n", (int)len, screen);
     assert_non_null(strstr(screen, "2 replicas"));
     assert_true(screen_line(screen, "top-b", line, sizeof(line)));
 
@@ -221,6 +224,32 @@ static void test_top_two_replicas(void **state)
     h_sluice_stop(&b, 30000);
 }
 
+/* Usage errors exit 2 with one line and a hint; --once says who is down. */
+static void test_top_cli(void **state)
+{
+    (void)state;
+    char cmd[700], out[4096];
+
+    snprintf(cmd, sizeof(cmd), "%s top --interval 5 2>&1", sluice);
+    assert_int_equal(h_shell(cmd, out, sizeof(out)), 2);
+    assert_string_equal(out, "sluice top: --interval wants milliseconds from "
+                             "100 to 60000, not '5'\n"
+                             "Try 'sluice top --help'.\n");
+    snprintf(cmd, sizeof(cmd), "%s help top", sluice);
+    assert_int_equal(h_shell(cmd, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "Usage: sluice top [options] [URL...]"));
+    snprintf(cmd, sizeof(cmd), "%s --help", sluice);
+    assert_int_equal(h_shell(cmd, out, sizeof(out)), 0);
+    assert_non_null(strstr(out, "\n  top [URL...]     a live view"));
+    /* Nothing listens on port 1: one plain view, exit 1. */
+    snprintf(cmd, sizeof(cmd), "%s top --once --interval 100 127.0.0.1:1 2>&1",
+             sluice);
+    assert_int_equal(h_shell(cmd, out, sizeof(out)), 1);
+    assert_non_null(strstr(out, "127.0.0.1:1 "));
+    assert_non_null(strstr(out, "unreachable: "));
+    assert_null(strchr(out, '\033'));
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -255,6 +284,7 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_top_cli),
         cmocka_unit_test(test_top_two_replicas),
     };
     return h_status(cmocka_run_group_tests(tests, setup, teardown));
