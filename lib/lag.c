@@ -18,7 +18,7 @@
 #include <time.h>
 
 #define MAX_ENTRIES 1024 /* partitions watched */
-#define QUERY_MS 5000    /* per broker request */
+#define QUERY_MS 5000    /* a refresh, all requests together */
 #define TICK_MS 200      /* how often a rebalance is looked for */
 
 struct sl_lag {

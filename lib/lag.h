@@ -37,8 +37,8 @@ struct sl_lag *sl_lag_start(const struct sl_config *cfg, struct sl_source *src,
                             char *errstr, size_t errstr_size);
 
 /*
- * Stop the thread and wait for it (a query under way ends within its
- * timeout); the last values stay readable.  Call before
+ * Stop the thread and wait for it (a refresh under way ends within 5 s);
+ * the last values stay readable.  Call before
  * sl_source_close().  NULL is a no-op.  Main thread.
  */
 void sl_lag_stop(struct sl_lag *lag);

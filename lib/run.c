@@ -577,8 +577,6 @@ static bool drain(struct runner *r, sigset_t *sigs)
     int rc = 0;
 
     atomic_store(&r->draining, true);
-    /* Its queries must end before the source closes. */
-    sl_lag_stop(r->lag);
     /* Sentinels after the last message: one per worker. */
     if (r->src_started)
         sl_source_stop(r->src, cfg->workers.threads);
@@ -614,6 +612,7 @@ static bool drain(struct runner *r, sigset_t *sigs)
         sl_log(SL_LOG_WARN, "run",
                "shutdown deadline passed: rows not yet durable are given up "
                "and their messages not acked");
+    sl_lag_stop(r->lag); /* its queries end before the source closes */
     if (r->src)
         if (sl_source_close(r->src) != 0 && !sl_source_error(r->src, NULL, 0))
             sl_log(SL_LOG_WARN, "run",

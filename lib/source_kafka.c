@@ -1227,7 +1227,8 @@ int sl_source_kafka_query_offsets(struct sl_source *src,
     }
     pthread_mutex_unlock(&ks->lock);
     /* Blocking requests: the group coordinator (OffsetFetch), then each
-     * partition's leader (ListOffsets). */
+     * partition's leader (ListOffsets), all within 'timeout_ms'. */
+    int64_t deadline = sl_mono_ms() + timeout_ms;
     rd_kafka_resp_err_t err = l->cnt ? rd_kafka_committed(ks->rk, l, timeout_ms)
                                      : RD_KAFKA_RESP_ERR_NO_ERROR;
     if (err) {
@@ -1240,8 +1241,11 @@ int sl_source_kafka_query_offsets(struct sl_source *src,
         rd_kafka_topic_partition_t *e = &l->elems[i];
         struct sl_source_kafka_offsets *o = &out[n];
         int64_t stored = out[i].stored, lo = -1, hi = -1;
+        int64_t left = deadline - sl_mono_ms();
+        if (left <= 0)
+            break; /* the rest wait for the next call */
         if (rd_kafka_query_watermark_offsets(ks->rk, e->topic, e->partition,
-                                             &lo, &hi, timeout_ms) ||
+                                             &lo, &hi, (int)left) ||
             lo < 0 || hi < 0)
             continue; /* left out until its leader answers */
         snprintf(o->topic, sizeof(o->topic), "%s", e->topic);

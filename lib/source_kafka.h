@@ -115,9 +115,9 @@ void sl_source_kafka_get_stats(struct sl_source *src,
 
 /*
  * Ask the brokers for the group's committed offsets and the watermarks of
- * up to 'max' partitions assigned now, waiting up to 'timeout_ms' per
- * request.  Returns how many entries of 'out' were filled (a partition
- * whose leader did not answer is left out), or -SL_EKAFKA / -SL_ENOMEM
+ * up to 'max' partitions assigned now, within about 'timeout_ms' in all.
+ * Returns how many entries of 'out' were filled (a partition whose leader
+ * did not answer in time is left out), or -SL_EKAFKA / -SL_ENOMEM
  * with errstr filled.  Blocks: call it from a thread that may wait (not
  * the source thread, not an HTTP handler).  Any such thread, until
  * sl_source_close().

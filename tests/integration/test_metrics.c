@@ -11,6 +11,7 @@
 #include "harness.h"
 
 #include <hiredis/hiredis.h>
+#include <jansson.h>
 #include <librdkafka/rdkafka.h>
 
 #define N 600          /* messages drained */
@@ -475,11 +476,70 @@ static int check_names(const char *file, char *const *texts, int ntexts)
     return names;
 }
 
+/* 'in' with every 'from' replaced by 'to', into 'out' (size > 0). */
+static void replace_all(const char *in, const char *from, const char *to,
+                        char *out, size_t size)
+{
+    size_t n = 0, fl = strlen(from), tl = strlen(to);
+    while (*in && n + 1 < size) {
+        if (!strncmp(in, from, fl) && n + tl + 1 < size) {
+            memcpy(out + n, to, tl);
+            n += tl;
+            in += fl;
+        } else {
+            out[n++] = *in++;
+        }
+    }
+    out[n] = '\0';
+}
+
+/*
+ * Every query of the dashboard as a recording rule in 'path', its Grafana
+ * variables replaced ($job: any; $__rate_interval: 5m), for promtool to
+ * parse.  Returns the number of queries.
+ */
+static int dashboard_as_rules(const char *path)
+{
+    char file[512], a[4096], b[4096];
+    json_error_t jerr;
+    snprintf(file, sizeof(file), "%s/deploy/grafana/sluice.json",
+             getenv("SLUICE_SOURCE_DIR"));
+    json_t *dash = json_load_file(file, 0, &jerr);
+    if (!dash)
+        fail_msg("%s:%d: %s", file, jerr.line, jerr.text);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "groups:\n  - name: dashboard\n    rules:\n");
+    size_t i, j;
+    json_t *panel, *target;
+    int n = 0;
+    json_array_foreach(json_object_get(dash, "panels"), i, panel)
+    {
+        json_array_foreach(json_object_get(panel, "targets"), j, target)
+        {
+            const char *expr =
+                json_string_value(json_object_get(target, "expr"));
+            assert_non_null(expr);
+            replace_all(expr, "$__rate_interval", "5m", a, sizeof(a));
+            replace_all(a, "$job", ".*", b, sizeof(b));
+            json_t *q = json_string(b); /* a JSON string is YAML too */
+            char *quoted = json_dumps(q, JSON_ENCODE_ANY);
+            fprintf(f, "      - record: dashboard:query_%d\n        expr: %s\n",
+                    ++n, quoted);
+            free(quoted);
+            json_decref(q);
+        }
+    }
+    fclose(f);
+    json_decref(dash);
+    return n;
+}
+
 /*
  * deploy/grafana/sluice.json and deploy/prometheus/alerts.yaml name only
  * metrics a worker exports: one with a Kafka source and the gateway, one
  * with a Redis Streams source (its pending count); promtool accepts the
- * rules.
+ * rules and parses every query of the dashboard.
  */
 static void test_dashboard_and_alerts(void **state)
 {
@@ -534,6 +594,14 @@ static void test_dashboard_and_alerts(void **state)
              getenv("SLUICE_SOURCE_DIR"));
     if (h_shell(cmd, out, sizeof(out)) != 0)
         fail_msg("%s:\n%s", cmd, out);
+    char rules[128];
+    snprintf(rules, sizeof(rules), "%s/dashboard-rules.yaml", dir);
+    assert_true(dashboard_as_rules(rules) >= 20);
+    snprintf(cmd, sizeof(cmd), "promtool check rules %s 2>&1", rules);
+    if (h_shell(cmd, out, sizeof(out)) != 0)
+        fail_msg("a query of deploy/grafana/sluice.json does not parse: "
+                 "%s:\n%s",
+                 cmd, out);
 }
 
 static int setup(void **state)

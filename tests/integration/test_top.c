@@ -219,7 +219,6 @@ static void test_top_two_replicas(void **state)
     if (!strstr(screen, "EXIT=0") || !strstr(screen, "MODE=icanon") ||
         !strstr(screen, "MODE=echo") || strstr(screen, "REPLICA"))
         fail_msg("after q:\n%s", screen);
-    tmux("kill-server", out, sizeof(out));
     h_kill(&a); /* its messages wait on the model for minutes */
     h_sluice_stop(&b, 30000);
 }
@@ -273,8 +272,12 @@ static int teardown(void **state)
 {
     (void)state;
     char out[256];
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd), "tmux -L %s kill-server 2>/dev/null", sock);
+    char cmd[512];
+    /* kill-server leaves its socket file behind: remove it too. */
+    snprintf(cmd, sizeof(cmd),
+             "tmux -L %s kill-server 2>/dev/null; rm -f \"${TMUX_TMPDIR:-/tmp}"
+             "/tmux-$(id -u)/%s\"",
+             sock, sock);
     h_shell(cmd, out, sizeof(out));
     h_mock_stop(&mock);
     curl_global_cleanup();
