@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -271,6 +272,7 @@ struct out {
     char buf[64 << 10]; /* the frame; lines past it are dropped */
     size_t len;         /* bytes used */
     bool ansi;          /* clear each line's end (live view) */
+    int width;          /* cut lines to this many bytes; 0: never */
 };
 
 static void put(struct out *o, const char *fmt, ...)
@@ -283,6 +285,8 @@ static void put(struct out *o, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
+    if (o->width > 0 && (size_t)o->width < sizeof(line))
+        line[o->width] = '\0'; /* a wrapped line would shift the view */
     int n = snprintf(o->buf + o->len, sizeof(o->buf) - o->len, "%s%s\n", line,
                      o->ansi ? "\033[K" : "");
     if (n > 0 && o->len + (size_t)n < sizeof(o->buf))
@@ -629,7 +633,11 @@ int sl_cmd_top(int argc, char **argv)
     for (int frame = 0; !stop_signal; frame++) {
         fetch_all(urls, n, cur, timeout);
         if (!once || frame == 1) {
+            struct winsize ws;
             o.len = 0;
+            o.width = o.ansi && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0
+                          ? ws.ws_col
+                          : 0;
             if (o.ansi)
                 o.len = (size_t)snprintf(o.buf, sizeof(o.buf), "\033[H");
             render(&o, urls, n, cur, prev, interval);
