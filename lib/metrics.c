@@ -88,7 +88,7 @@ static void put_number(struct sl_prom *p, double v)
     else if (v == floor(v) && fabs(v) < 9e15)
         snprintf(num, sizeof(num), "%.0f", v);
     else
-        snprintf(num, sizeof(num), "%.6g", v);
+        snprintf(num, sizeof(num), "%.15g", v); /* a timestamp keeps its ms */
     puts_(p, num);
 }
 

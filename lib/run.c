@@ -4,11 +4,13 @@
  * input, and stop them in the opposite order by sentinel.
  */
 #include "run.h"
+#include "run_internal.h"
 #include "clock.h"
 #include "err.h"
 #include "gateway.h"
 #include "http_server.h"
 #include "infer.h"
+#include "lag.h"
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
@@ -32,34 +34,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SUBMIT_WAIT_MS 100  /* per try when the sink's backlog is full */
-#define MAX_PARTITIONS 1024 /* Kafka partitions shown in /metrics */
-
-struct runner {
-    const struct sl_config *cfg;
-    char replica_id[128];         /* names rows, groups and logs */
-    struct sl_queue *q;           /* source -> workers; NULL without one */
-    struct sl_source *src;        /* NULL for a gateway-only pipeline */
-    struct sl_sink_pg *sink;      /* PostgreSQL; NULL for a gateway that
-                                     writes no rows */
-    struct sl_infer *inf;         /* shared inference state */
-    struct sl_pool *pool;         /* the workers; NULL without a source */
-    bool src_started;             /* its thread runs: it sends sentinels */
-    struct sl_gateway *gw;        /* POST /v1/process; NULL when off */
-    struct sl_http_server *http;  /* /metrics, /healthz, /readyz, gateway */
-    _Atomic bool draining;        /* shutdown started: /readyz says 503 */
-    _Atomic bool hard_stop;       /* second signal: give up waiting */
-    _Atomic int64_t inflight;     /* messages in the workers */
-    _Atomic uint64_t processed;   /* rows handed to the sink */
-    _Atomic uint64_t failed;      /* dead letters handed to the sink */
-    _Atomic uint64_t redelivered; /* messages seen with attempts > 1 */
-    _Atomic uint64_t not_durable; /* rows the sink gave back undone */
-    _Atomic uint64_t given_up;    /* messages dropped without an ack: never
-                                     durable (the sink gave them back, or
-                                     no row could be made or handed over) */
-    char fatal[512];              /* the first fatal cause, "" when none;
-                                     logged last.  Main thread */
-};
+#define SUBMIT_WAIT_MS 100 /* per try when the sink's backlog is full */
 
 /* Record the first fatal cause; it is logged last.  Main thread. */
 static void set_fatal(struct runner *r, const char *fmt, ...)
@@ -331,290 +306,6 @@ static struct sl_sink_pg *make_sink(struct runner *r, char *err, size_t errsz)
 
 /* ---- observability ---- */
 
-/* A family with one unlabelled sample. */
-static void prom_one(struct sl_prom *p, const char *name, const char *type,
-                     const char *help, double value)
-{
-    sl_prom_family(p, name, type, help);
-    sl_prom_sample(p, name, value, NULL);
-}
-
-static void metrics_messages(struct runner *r, struct sl_prom *p)
-{
-    uint64_t consumed = 0, acked = 0;
-
-    if (r->src) {
-        struct sl_source_stats *st = sl_source_stats(r->src);
-        consumed = atomic_load(&st->consumed);
-        acked = atomic_load(&st->acked);
-    }
-    prom_one(p, "sluice_messages_consumed_total", "counter",
-             "Messages taken from the source into the queue.",
-             (double)consumed);
-    prom_one(p, "sluice_messages_acked_total", "counter",
-             "Messages durable in PostgreSQL and acked to the source.",
-             (double)acked);
-    prom_one(p, "sluice_messages_processed_total", "counter",
-             "Messages whose results went to the sink.",
-             (double)atomic_load(&r->processed));
-    prom_one(p, "sluice_messages_failed_total", "counter",
-             "Messages whose processing failed; they go to the dead-letter "
-             "table.",
-             (double)atomic_load(&r->failed));
-    prom_one(p, "sluice_messages_retried_total", "counter",
-             "Messages processed again after an earlier delivery that was "
-             "never acked (delivery count > 1).",
-             (double)atomic_load(&r->redelivered));
-    prom_one(p, "sluice_messages_not_durable_total", "counter",
-             "Messages the sink gave back undone; not acked, so redelivered "
-             "unless the source cannot (file, stdin).",
-             (double)atomic_load(&r->not_durable));
-    prom_one(p, "sluice_inflight", "gauge", "Messages in the workers now.",
-             (double)atomic_load(&r->inflight));
-    prom_one(p, "sluice_queue_depth", "gauge",
-             "Messages waiting in the bounded queue.",
-             r->q ? (double)sl_queue_depth(r->q) : 0);
-    prom_one(p, "sluice_draining", "gauge", "1 once shutdown started.",
-             atomic_load(&r->draining) ? 1 : 0);
-}
-
-static void metrics_source(struct runner *r, struct sl_prom *p)
-{
-    if (!r->src)
-        return;
-    struct sl_source_stats *st = sl_source_stats(r->src);
-    prom_one(p, "sluice_source_errors_total", "counter",
-             "Fetch or commit errors of the source.",
-             (double)atomic_load(&st->errors));
-    prom_one(p, "sluice_source_paused", "gauge",
-             "1 while fetching is paused by backpressure.",
-             (double)atomic_load(&st->paused));
-
-    enum sl_config_source_kind kind = r->cfg->source.kind;
-    if (kind == SL_CONFIG_SOURCE_KAFKA) {
-        struct sl_source_kafka_partition *parts =
-            calloc(MAX_PARTITIONS, sizeof(*parts));
-        if (!parts)
-            return;
-        size_t n = sl_source_kafka_partitions(r->src, parts, MAX_PARTITIONS);
-        if (n > MAX_PARTITIONS)
-            n = MAX_PARTITIONS;
-        static const char *const fam[][3] = {
-            {"sluice_kafka_committed_offset", "gauge",
-             "Next offset to read as stored for commit, per assigned "
-             "partition (-1 until known)."},
-            {"sluice_kafka_lag", "gauge",
-             "High watermark minus committed offset (-1 if unknown)."},
-            {"sluice_kafka_inflight", "gauge",
-             "Messages of the partition handed over and not yet acked."},
-        };
-        for (int f = 0; f < 3; f++) {
-            sl_prom_family(p, fam[f][0], fam[f][1], fam[f][2]);
-            for (size_t i = 0; i < n; i++) {
-                char part[16];
-                snprintf(part, sizeof(part), "%d", (int)parts[i].partition);
-                double v = f == 0   ? (double)parts[i].committed
-                           : f == 1 ? (double)parts[i].lag
-                                    : (double)parts[i].inflight;
-                sl_prom_sample(p, fam[f][0], v, "topic", parts[i].topic,
-                               "partition", part, NULL);
-            }
-        }
-        free(parts);
-        struct sl_source_kafka_stats ks;
-        sl_source_kafka_get_stats(r->src, &ks);
-        prom_one(p, "sluice_kafka_partitions_assigned", "gauge",
-                 "Partitions assigned to this replica now.",
-                 (double)ks.assigned);
-        prom_one(p, "sluice_kafka_rebalances_total", "counter",
-                 "Rebalances that assigned partitions to this replica.",
-                 (double)ks.assignments);
-    } else if (kind == SL_CONFIG_SOURCE_REDIS_STREAM ||
-               kind == SL_CONFIG_SOURCE_REDIS_LIST) {
-        struct sl_source_redis_stats rs;
-        sl_source_redis_get_stats(r->src, &rs);
-        prom_one(p, "sluice_redis_redelivered_total", "counter",
-                 "Own pending entries read again after a restart.",
-                 (double)rs.redelivered);
-        prom_one(p, "sluice_redis_claimed_total", "counter",
-                 "Entries taken over from idle consumers (XAUTOCLAIM) or "
-                 "reaped from dead ones.",
-                 (double)(rs.claimed + rs.reaped));
-        prom_one(p, "sluice_redis_acked_total", "counter",
-                 "Entries acknowledged on the server (XACK or LREM).",
-                 (double)rs.acked);
-        prom_one(p, "sluice_redis_reconnects_total", "counter",
-                 "Reconnections to Redis.", (double)rs.reconnects);
-    }
-}
-
-static void metrics_sink(struct runner *r, struct sl_prom *p)
-{
-    struct sl_sink_pg_stats ss;
-
-    if (!r->sink)
-        return;
-    sl_sink_pg_stats(r->sink, &ss);
-    prom_one(p, "sluice_sink_rows_written_total", "counter",
-             "Rows inserted into the results table.", (double)ss.rows_written);
-    prom_one(p, "sluice_sink_duplicates_skipped_total", "counter",
-             "Redelivered rows skipped by ON CONFLICT DO NOTHING.",
-             (double)ss.duplicates);
-    prom_one(p, "sluice_sink_dead_letters_total", "counter",
-             "Rows written to the dead-letter table.", (double)ss.dead_letters);
-    prom_one(p, "sluice_sink_rows_failed_total", "counter",
-             "Rows the sink gave back with an error.", (double)ss.rows_failed);
-    prom_one(p, "sluice_sink_rows_held", "gauge",
-             "Rows taken from the backlog and not yet durable.",
-             (double)ss.rows_held);
-    prom_one(p, "sluice_sink_batches_total", "counter",
-             "Transactions committed.", (double)ss.batches);
-    const struct sl_histo *h_rows, *h_seconds;
-    sl_sink_pg_histos(r->sink, &h_rows, &h_seconds);
-    sl_prom_family(p, "sluice_sink_batch_rows", "histogram",
-                   "Rows per committed batch (results, duplicates and dead "
-                   "letters).");
-    sl_prom_histo(p, "sluice_sink_batch_rows", h_rows, NULL);
-    sl_prom_family(p, "sluice_sink_batch_latency_seconds", "histogram",
-                   "Time from sending a batch to its COMMIT.");
-    sl_prom_histo(p, "sluice_sink_batch_latency_seconds", h_seconds, NULL);
-    prom_one(p, "sluice_sink_reconnects_total", "counter",
-             "PostgreSQL connections after the first.", (double)ss.reconnects);
-    prom_one(p, "sluice_sink_connected", "gauge",
-             "1 when the sink's connection is ready.",
-             ss.state == SL_SINK_PG_READY ? 1 : 0);
-}
-
-static void metrics_backends(struct runner *r, struct sl_prom *p)
-{
-    static const char *const fam[][3] = {
-        {"sluice_backend_requests_total", "counter", "HTTP attempts sent."},
-        {"sluice_backend_successes_total", "counter", "Attempts that worked."},
-        {"sluice_backend_retries_total", "counter",
-         "Attempts after the first."},
-        {"sluice_backend_errors_total", "counter", "Failed attempts by class."},
-        {"sluice_backend_circuit_state", "gauge",
-         "Breaker state: 0 closed, 1 open, 2 half-open."},
-    };
-
-    for (int f = 0; f < 5; f++) {
-        sl_prom_family(p, fam[f][0], fam[f][1], fam[f][2]);
-        for (size_t i = 0; i < r->cfg->backend_cnt; i++) {
-            const struct sl_infer_stats *bs = sl_infer_stats(r->inf, i);
-            const char *name = r->cfg->backends[i].name;
-            if (f == 0)
-                sl_prom_sample(p, fam[f][0], (double)atomic_load(&bs->requests),
-                               "backend", name, NULL);
-            else if (f == 1)
-                sl_prom_sample(p, fam[f][0],
-                               (double)atomic_load(&bs->successes), "backend",
-                               name, NULL);
-            else if (f == 2)
-                sl_prom_sample(p, fam[f][0], (double)atomic_load(&bs->retries),
-                               "backend", name, NULL);
-            else if (f == 3)
-                for (int e = 0; e < SL_INFER_EC_COUNT; e++)
-                    sl_prom_sample(p, fam[f][0],
-                                   (double)atomic_load(&bs->errors[e]),
-                                   "backend", name, "class",
-                                   sl_infer_errclass_name(e), NULL);
-            else
-                sl_prom_sample(p, fam[f][0],
-                               (double)sl_infer_breaker_state(r->inf, i),
-                               "backend", name, NULL);
-        }
-    }
-    sl_prom_family(p, "sluice_backend_latency_seconds", "histogram",
-                   "Latency of each HTTP attempt.");
-    for (size_t i = 0; i < r->cfg->backend_cnt; i++) {
-        sl_prom_histo(p, "sluice_backend_latency_seconds",
-                      &sl_infer_stats(r->inf, i)->latency, "backend",
-                      r->cfg->backends[i].name, NULL);
-    }
-}
-
-static void metrics_gateway(struct runner *r, struct sl_prom *p)
-{
-    if (!r->gw)
-        return;
-    const struct sl_gateway_stats *gs = sl_gateway_stats(r->gw);
-    static const struct {
-        const char *code;
-        size_t off;
-    } codes[] = {
-        {"200", offsetof(struct sl_gateway_stats, ok)},
-        {"400", offsetof(struct sl_gateway_stats, bad_request)},
-        {"415", offsetof(struct sl_gateway_stats, unsupported)},
-        {"429", offsetof(struct sl_gateway_stats, rejected)},
-        {"502", offsetof(struct sl_gateway_stats, failed)},
-        {"503", offsetof(struct sl_gateway_stats, unavailable)},
-        {"504", offsetof(struct sl_gateway_stats, timed_out)},
-    };
-    sl_prom_family(p, "sluice_gateway_responses_total", "counter",
-                   "Answers of POST /v1/process by status.");
-    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
-        const _Atomic uint64_t *c =
-            (const _Atomic uint64_t *)((const char *)gs + codes[i].off);
-        sl_prom_sample(p, "sluice_gateway_responses_total",
-                       (double)atomic_load(c), "code", codes[i].code, NULL);
-    }
-    prom_one(p, "sluice_gateway_inflight", "gauge",
-             "Gateway requests being processed now.",
-             (double)atomic_load(&gs->inflight));
-    prom_one(p, "sluice_gateway_rows_total", "counter",
-             "Gateway rows handed to the sink (gateway.write_rows).",
-             (double)atomic_load(&gs->rows));
-    sl_prom_family(p, "sluice_gateway_latency_seconds", "histogram",
-                   "Time to answer a successful POST /v1/process.");
-    sl_prom_histo(p, "sluice_gateway_latency_seconds", &gs->latency, NULL);
-}
-
-/* Every answer of the listener by status, the server's own 404, 405 and
- * 413 included; statuses never sent are left out. */
-static void metrics_http(struct runner *r, struct sl_prom *p)
-{
-    sl_prom_family(p, "sluice_http_responses_total", "counter",
-                   "Answers of the HTTP listener by status, every path.");
-    for (int code = 100; code <= 599; code++) {
-        uint64_t n = sl_http_server_responses(r->http, code);
-        char c[12];
-        if (!n)
-            continue;
-        snprintf(c, sizeof(c), "%d", code);
-        sl_prom_sample(p, "sluice_http_responses_total", (double)n, "code", c,
-                       NULL);
-    }
-}
-
-static void serve_metrics(void *arg, const struct sl_http_request *req,
-                          struct sl_http_response *res)
-{
-    struct runner *r = arg;
-    struct sl_prom p;
-    (void)req;
-
-    if (sl_prom_init(&p, 4 << 20) < 0) {
-        sl_http_response_text(res, 500, "text/plain", "out of memory\n");
-        return;
-    }
-    metrics_messages(r, &p);
-    metrics_source(r, &p);
-    metrics_sink(r, &p);
-    metrics_backends(r, &p);
-    metrics_gateway(r, &p);
-    metrics_http(r, &p);
-    if (p.truncated) {
-        sl_prom_free(&p);
-        sl_http_response_text(res, 500, "text/plain",
-                              "metrics exceed their buffer\n");
-        return;
-    }
-    res->status = 200;
-    res->content_type = "text/plain; version=0.0.4";
-    res->body = p.buf; /* handed to the server, which frees it */
-    res->body_len = p.len;
-}
-
 static void serve_healthz(void *arg, const struct sl_http_request *req,
                           struct sl_http_response *res)
 {
@@ -668,6 +359,7 @@ static void teardown(struct runner *r)
 {
     /* The HTTP server first: no handler may run once the parts go. */
     sl_http_server_destroy(r->http);
+    sl_lag_destroy(r->lag);
     sl_gateway_destroy(r->gw);
     sl_pool_destroy(r->pool);
     sl_sink_pg_destroy(r->sink);
@@ -722,7 +414,7 @@ static int start_parts(struct runner *r, const struct sl_run_opts *opts)
         set_fatal(r, "http: %s", err);
         return 1;
     }
-    sl_http_server_route(r->http, "GET", "/metrics", serve_metrics, r);
+    sl_http_server_route(r->http, "GET", "/metrics", sl_run_metrics_serve, r);
     sl_http_server_route(r->http, "GET", "/healthz", serve_healthz, r);
     sl_http_server_route(r->http, "GET", "/readyz", serve_readyz, r);
     if (gateway)
@@ -756,6 +448,11 @@ static int start_parts(struct runner *r, const struct sl_run_opts *opts)
             return 1;
         }
         r->src_started = true;
+        /* Without it /metrics only lacks the lag: not fatal. */
+        r->lag = sl_lag_start(cfg, r->src, err, sizeof(err));
+        if (!r->lag && (cfg->source.kind == SL_CONFIG_SOURCE_KAFKA ||
+                        cfg->source.kind == SL_CONFIG_SOURCE_REDIS_STREAM))
+            sl_log(SL_LOG_WARN, "run", "consumer lag not watched: %s", err);
     }
 
     char host[128];
@@ -915,6 +612,7 @@ static bool drain(struct runner *r, sigset_t *sigs)
         sl_log(SL_LOG_WARN, "run",
                "shutdown deadline passed: rows not yet durable are given up "
                "and their messages not acked");
+    sl_lag_stop(r->lag); /* its queries end before the source closes */
     if (r->src)
         if (sl_source_close(r->src) != 0 && !sl_source_error(r->src, NULL, 0))
             sl_log(SL_LOG_WARN, "run",

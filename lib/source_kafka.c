@@ -934,3 +934,57 @@ void sl_source_kafka_get_stats(struct sl_source *src,
     st->errors = atomic_load(&ks->st.errors);
     st->assigned = atomic_load(&ks->st.assigned);
 }
+
+int sl_source_kafka_query_offsets(struct sl_source *src,
+                                  struct sl_source_kafka_offsets *out,
+                                  size_t max, int timeout_ms, char *errstr,
+                                  size_t errstr_size)
+{
+    struct kafka_source *ks = sl_source_impl(src);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
+    size_t n = 0;
+
+    if (!l)
+        return sl_seterr(-SL_ENOMEM, errstr, errstr_size, "out of memory");
+    pthread_mutex_lock(&ks->lock);
+    FOREACH_PART(ks, p)
+    {
+        if ((size_t)l->cnt >= max)
+            break;
+        rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
+        out[l->cnt - 1].stored = atomic_load(&p->committed);
+    }
+    pthread_mutex_unlock(&ks->lock);
+    /* Blocking requests: the group coordinator (OffsetFetch), then each
+     * partition's leader (ListOffsets), all within 'timeout_ms'. */
+    int64_t deadline = sl_mono_ms() + timeout_ms;
+    rd_kafka_resp_err_t err = l->cnt ? rd_kafka_committed(ks->rk, l, timeout_ms)
+                                     : RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (err) {
+        rd_kafka_topic_partition_list_destroy(l);
+        return sl_seterr(-SL_EKAFKA, errstr, errstr_size,
+                         "cannot read committed offsets: %s",
+                         rd_kafka_err2str(err));
+    }
+    for (int i = 0; i < l->cnt; i++) {
+        rd_kafka_topic_partition_t *e = &l->elems[i];
+        struct sl_source_kafka_offsets *o = &out[n];
+        int64_t stored = out[i].stored, lo = -1, hi = -1;
+        int64_t left = deadline - sl_mono_ms();
+        if (left <= 0)
+            break; /* the rest wait for the next call */
+        if (rd_kafka_query_watermark_offsets(ks->rk, e->topic, e->partition,
+                                             &lo, &hi, (int)left) ||
+            lo < 0 || hi < 0)
+            continue; /* left out until its leader answers */
+        snprintf(o->topic, sizeof(o->topic), "%s", e->topic);
+        o->partition = e->partition;
+        o->committed = !e->err && e->offset >= 0 ? e->offset : -1;
+        o->stored = stored;
+        o->low = lo;
+        o->high = hi;
+        n++;
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return (int)n;
+}

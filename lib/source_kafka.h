@@ -59,6 +59,17 @@ struct sl_source_kafka_partition {
     bool paused;            /* fetching paused by backpressure */
 };
 
+/* One assigned partition's offsets as the brokers have them. */
+struct sl_source_kafka_offsets {
+    char topic[256];   /* topic name (truncated past 255 bytes) */
+    int32_t partition; /* partition id */
+    int64_t committed; /* the group's committed offset; -1 when none */
+    int64_t stored;    /* next offset stored for commit here; -1 until
+                          known (the first message taken) */
+    int64_t low;       /* low watermark (first offset kept) */
+    int64_t high;      /* high watermark (log end offset) */
+};
+
 /* Counters for metrics and tests.  See sl_source_kafka_get_stats(). */
 struct sl_source_kafka_stats {
     uint64_t assignments; /* rebalances that assigned partitions to us */
@@ -101,5 +112,19 @@ size_t sl_source_kafka_partitions(struct sl_source *src,
 /* Fill *st with the source's Kafka counters.  Any thread. */
 void sl_source_kafka_get_stats(struct sl_source *src,
                                struct sl_source_kafka_stats *st);
+
+/*
+ * Ask the brokers for the group's committed offsets and the watermarks of
+ * up to 'max' partitions assigned now, within about 'timeout_ms' in all.
+ * Returns how many entries of 'out' were filled (a partition whose leader
+ * did not answer in time is left out), or -SL_EKAFKA / -SL_ENOMEM
+ * with errstr filled.  Blocks: call it from a thread that may wait (not
+ * the source thread, not an HTTP handler).  Any such thread, until
+ * sl_source_close().
+ */
+int sl_source_kafka_query_offsets(struct sl_source *src,
+                                  struct sl_source_kafka_offsets *out,
+                                  size_t max, int timeout_ms, char *errstr,
+                                  size_t errstr_size);
 
 #endif

@@ -29,6 +29,12 @@ int sl_cmd_produce(int argc, char **argv);
 /* sluice run PIPELINE: the worker; 0 clean drain, 1 fatal, 2 bad file. */
 int sl_cmd_run(int argc, char **argv);
 
+/*
+ * sluice top [URL...]: a live view of workers' /metrics until 'q' or a
+ * signal; 0, 1 when --once found a worker unreachable, 2 for bad usage.
+ */
+int sl_cmd_top(int argc, char **argv);
+
 /* sluice version: sluice's build and every linked library's version. */
 int sl_cmd_version(int argc, char **argv);
 

@@ -1,6 +1,6 @@
 /*
  * sluice: the command-line entry point.  Dispatches to the sub-commands
- * (run, check, config-reference, produce, version) and prints help.
+ * (run, check, config-reference, produce, top, version) and prints help.
  */
 #include "commands.h"
 
@@ -31,6 +31,9 @@ static const char usage[] =
     "                   allowed values and meaning, as Markdown\n"
     "  produce TARGET   feed a Kafka topic or a Redis stream or list from\n"
     "                   JSON lines or a generator (--generate N)\n"
+    "  top [URL...]     a live view of running workers' /metrics: per\n"
+    "                   replica messages/s in and out, lag, in flight, sink\n"
+    "                   batch latency; breakers and errors per backend\n"
     "  version          print sluice's version, build type and commit and\n"
     "                   the version of every library it links\n"
     "  help [COMMAND]   print this help, or COMMAND's\n"
@@ -86,6 +89,7 @@ static int cmd_help(int argc, char **argv)
         {"check", sl_cmd_check},
         {"config-reference", sl_cmd_config_reference},
         {"produce", sl_cmd_produce},
+        {"top", sl_cmd_top},
         {"version", sl_cmd_version},
     };
 
@@ -118,6 +122,8 @@ int main(int argc, char **argv)
         return sl_cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "produce"))
         return sl_cmd_produce(argc - 1, argv + 1);
+    if (!strcmp(cmd, "top"))
+        return sl_cmd_top(argc - 1, argv + 1);
     if (!strcmp(cmd, "check"))
         return sl_cmd_check(argc - 1, argv + 1);
     if (!strcmp(cmd, "config-reference"))

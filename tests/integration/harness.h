@@ -801,6 +801,33 @@ static inline double h_prom_value(const char *text, const char *series)
     return NAN;
 }
 
+/*
+ * The sum of every sample of family 'name' (with or without labels; not
+ * its _bucket/_sum/_count lines); their number in *count when not NULL.
+ */
+static inline double h_prom_sum(const char *text, const char *name, int *count)
+{
+    size_t n = strlen(name);
+    double sum = 0;
+    int k = 0;
+
+    for (const char *s = text; s && *s;) {
+        if (!strncmp(s, name, n) && (s[n] == '{' || s[n] == ' ')) {
+            const char *sp = s[n] == ' ' ? s + n : strstr(s, "} ");
+            if (sp) {
+                sum += strtod(sp + (*sp == '}' ? 2 : 1), NULL);
+                k++;
+            }
+        }
+        s = strchr(s, '\n');
+        if (s)
+            s++;
+    }
+    if (count)
+        *count = k;
+    return sum;
+}
+
 /* Scrape /metrics and return 'series', NAN when absent or unreachable. */
 static inline double h_metric(int port, const char *series)
 {
