@@ -788,12 +788,21 @@ def expect_outcomes(sc, expect, unlabeled_dl=0):
 def metrics(worker):
     """{name: value} of the worker's /metrics (unlabelled samples summed)."""
     import urllib.request
-    m = re.search(r"metrics on \S+ \(port (\d+)\)", worker.log_text())
-    if not m:
-        return {}
+    # "listening on http://HOST:PORT" (a worker in a network namespace
+    # listens on its own address); the older "metrics on ... (port N)"
+    m = re.findall(r"listening on http://([^\s:]+):(\d+)", worker.log_text())
+    if m:
+        host, port = m[-1]  # the log is appended to: the last run
+    else:
+        m = re.search(r"metrics on \S+ \(port (\d+)\)", worker.log_text())
+        if not m:
+            return {}
+        host, port = "127.0.0.1", m.group(1)
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
     try:
-        with urllib.request.urlopen("http://127.0.0.1:%s/metrics" %
-                                    m.group(1), timeout=5) as r:
+        with urllib.request.urlopen("http://%s:%s/metrics" % (host, port),
+                                    timeout=5) as r:
             text = r.read().decode()
     except OSError:
         return {}
