@@ -533,6 +533,9 @@ class Scenario:
         self.mocks = []
         self.cleanups = []
         self.stopped = []  # workers stopped on purpose mid-scenario
+        # servers of its own, gone after cleanup (tests/fault/netlab.py):
+        # nothing to drop, and their addresses must not be tried any more
+        self.own_servers = False
         self.t0 = time.monotonic()
 
     def mock(self, *args, host="127.0.0.1", prefix=()):
@@ -651,7 +654,7 @@ def main(name, body):
         print("%s | - | - | - | - | - | SKIP: %s" % (name, skipped),
               flush=True)
         sys.exit(EXIT_SKIP)
-    if res.ok and not os.environ.get("FAULT_KEEP"):
+    if res.ok and not os.environ.get("FAULT_KEEP") and not sc.own_servers:
         drop_tables(sc.table, sc.dl)
     elif not res.ok:
         log("tables kept: %s %s; logs in %s" % (sc.table, sc.dl, sc.dir))

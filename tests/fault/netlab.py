@@ -128,6 +128,7 @@ class Lab:
         self.netems = []
         remove_leftovers()
         sc.cleanups.append(self.close)
+        sc.own_servers = True
         self._build()
 
     # ---- addresses and commands ------------------------------------------

@@ -213,11 +213,28 @@ def pg_cut(sc):
         bad.append("RSS grew while paused: %s KiB" % mem)
     if prod.wait(180) != 0:
         raise Fail("producer failed (see %s/produce.log)" % sc.dir)
-    sc.wait_landed(n, 120)
+    try:
+        sc.wait_landed(n, 120)
+    except Fail:
+        stuck_report(r0)
+        raise
     log("all landed %.1f s after the heal" % (time.monotonic() - t0 - cut_s))
     term_all((r0,), bad)
     return sc.finish(n, expect_dead=0, extra_fail=bad,
                      rss_max_mib=None if is_asan_build() else RSS_MAX_MIB)
+
+
+def stuck_report(w):
+    """What a worker that stopped making progress is doing, for the log."""
+    m = metrics(w)
+    log("%s metrics: %s" % (w.name, ", ".join(
+        "%s %g" % (k[7:], v) for k, v in sorted(m.items())
+        if k.startswith("sluice_") and not k.endswith(("_bucket", "_sum")))))
+    log("pg_stat_activity: %s" % (psql(
+        "SELECT string_agg(format('%s %s %s %s', pid, state, "
+        "coalesce(wait_event, '-'), left(query, 50)), ' / ') "
+        "FROM pg_stat_activity WHERE datname = 'sluice' "
+        "AND pid <> pg_backend_pid()", check=False) or "").strip())
 
 
 # ---- slow-links --------------------------------------------------------------------
