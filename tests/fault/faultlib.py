@@ -180,8 +180,9 @@ def produce(target, n=None, partitions=None, rate=None, file=None, extra=()):
     log(p.stdout.strip() or p.stderr.strip())
 
 
-def produce_bg(target, n, partitions=None, rate=None, logpath=None):
-    cmd = [SLUICE, "produce", target, "--generate", str(n)]
+def produce_bg(target, n, partitions=None, rate=None, logpath=None,
+               prefix=()):
+    cmd = list(prefix) + [SLUICE, "produce", target, "--generate", str(n)]
     if partitions:
         cmd += ["--partitions", str(partitions)]
     if rate:

@@ -51,8 +51,8 @@ def _run(argv, check=True, timeout=60, quiet=False):
     p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                        stdin=subprocess.DEVNULL)
     if check and p.returncode != 0:
-        raise Fail("%s failed (exit %d): %s" % (" ".join(argv), p.returncode,
-                                                (p.stderr or p.stdout).strip()))
+        raise Fail("%s failed (exit %d): %s" % (
+            " ".join(argv), p.returncode, (p.stderr or p.stdout).strip()))
     if p.returncode != 0 and not quiet:
         log("note: %s: %s" % (" ".join(argv), p.stderr.strip()))
     return p
@@ -158,8 +158,8 @@ class Lab:
         for h in self.hosts:
             ns, veth = self.ns(h), PREFIX + h
             _run(["ip", "netns", "add", ns])
-            p = _run(["ip", "link", "add", veth, "type", "veth", "peer", "name",
-                      "eth0", "netns", ns], check=False)
+            p = _run(["ip", "link", "add", veth, "type", "veth", "peer",
+                      "name", "eth0", "netns", ns], check=False)
             if p.returncode != 0:
                 raise Skip("cannot create a veth pair (kernel without veth?): "
                            "%s" % p.stderr.strip())
@@ -194,7 +194,7 @@ class Lab:
         finally:
             s.close()
 
-    # ---- servers ----------------------------------------------------------
+    # ---- servers ------------------------------------------------------------
 
     def _services_env(self, server):
         e = dict(os.environ)
@@ -240,7 +240,7 @@ class Lab:
             for s in servers), time.monotonic() - t0))
         return {s: (self.addr(SERVER_HOST[s]), PORTS[s]) for s in servers}
 
-    # ---- faults ------------------------------------------------------------
+    # ---- faults -------------------------------------------------------------
 
     def _neigh(self, host, peer, on):
         ns = self.ns(host)
@@ -290,7 +290,7 @@ class Lab:
                 raise Fail("%s: %s" % (" ".join(argv), err))
         log("netlab: netem %s on %s's link (both directions)" % (spec, host))
 
-    # ---- teardown --------------------------------------------------------------
+    # ---- teardown -----------------------------------------------------------
 
     def close(self):
         t0 = time.monotonic()
@@ -309,7 +309,8 @@ class Lab:
             _run(["ip", "netns", "del", self.ns(h)], check=False)
         for h in self.hosts:
             if os.path.exists("/sys/class/net/" + PREFIX + h):
-                _run(["ip", "link", "del", PREFIX + h], check=False)
+                _run(["ip", "link", "del", PREFIX + h], check=False,
+                     quiet=True)  # may go with its namespace meanwhile
         _run(["ip", "link", "del", BRIDGE], check=False)
         left = [n for n in _namespaces() if n.startswith(PREFIX)]
         if left:
