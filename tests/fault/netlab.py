@@ -22,9 +22,13 @@ Servers run inside their namespace through scripts/services with
 SLUICE_HOST (the namespace's address) and SLUICE_RUN (a private state
 directory under the scenario's log directory).  Everything is named with
 the prefix "slnl-" and removed by close(), which Lab() registers with the
-scenario's cleanups; a previous crashed run's leftovers (namespaces and
-links with that prefix, the processes inside them) are removed first.
+scenario's cleanups.  One lab at a time per machine: Lab() waits for the
+lock LOCK (held until close(), released by the kernel if the process
+dies), so whatever carries the prefix once it has the lock is a crashed
+run's leftover (namespaces, links, the processes inside those
+namespaces), removed first.
 """
+import fcntl
 import os
 import shutil
 import signal
@@ -40,6 +44,8 @@ NET = "10.231.0."  # the lab's own /24
 DRIVER = NET + "1"  # the bridge: the test driver in the root namespace
 SERVICES = os.path.join(ROOT, "scripts", "services")
 NOBODY_MAC = "02:00:00:5e:ff:fe"  # locally administered, owned by no one
+LOCK = "/tmp/sluice-netlab.lock"
+LOCK_WAIT_S = 900
 
 # host -> last octet; replicas are r0, r1, ... (21 + i)
 FIXED = {"pg": 11, "redis": 12, "kafka": 13, "model": 14}
@@ -95,6 +101,26 @@ def _kill_ns_processes(ns, grace):
             return
 
 
+def _lock():
+    """The lab lock (another run's lab is in use while someone holds it)."""
+    f = open(LOCK, "a")
+    deadline = time.monotonic() + LOCK_WAIT_S
+    waited = False
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return f
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                f.close()
+                raise Fail("netlab: %s still locked after %d s (another "
+                           "run's lab)" % (LOCK, LOCK_WAIT_S))
+            if not waited:
+                log("netlab: waiting for another run's lab (%s)" % LOCK)
+                waited = True
+            time.sleep(0.5)
+
+
 def remove_leftovers():
     """Remove every namespace and link named with the lab's prefix (a
     previous run that crashed before its cleanup)."""
@@ -125,7 +151,7 @@ class Lab:
         os.chmod(self.dir, 0o755)  # PostgreSQL runs as 'postgres'
         self.hosts = list(hosts)
         self.servers = []  # (server, env) started, for close()
-        self.netems = []
+        self.lock = _lock()
         remove_leftovers()
         sc.cleanups.append(self.close)
         sc.own_servers = True
@@ -315,4 +341,5 @@ class Lab:
         left = [n for n in _namespaces() if n.startswith(PREFIX)]
         if left:
             log("netlab: namespaces left after close: %s" % left)
+        self.lock.close()  # releases the flock
         log("netlab: removed in %.1f s" % (time.monotonic() - t0))

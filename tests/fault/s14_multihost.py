@@ -84,11 +84,11 @@ def term_all(ws, bad):
                                                           w.last_lines()))
 
 
-def kafka_pipeline(sc, mock, topic, props=None, extra=""):
+def kafka_pipeline(sc, mock, topic, props=None, extra="", sink_extra=""):
     return sc.pipeline(
         kafka_source(topic, "g_" + sc.uniq, props=props),
         extra, "workers:\n  threads: 2\n  max_inflight: 32\n",
-        sentiment_backend(mock.url), sink(sc.table, sc.dl),
+        sentiment_backend(mock.url), sink(sc.table, sc.dl, sink_extra),
         head="shutdown_timeout_ms: 20000\n")
 
 
@@ -99,7 +99,7 @@ def uncommitted(topic, group):
     every partition's commit is at its end.  Run after all replicas left.
     """
     p = subprocess.run(
-        ["kcat", "-b", faultlib.KAFKA, "-G", group + "", "-X",
+        ["kcat", "-b", faultlib.KAFKA, "-G", group, "-X",
          "auto.offset.reset=earliest", "-X", "enable.auto.commit=false",
          "-e", "-q", "-f", "%p:%o\n", topic],
         capture_output=True, text=True, timeout=120)
@@ -178,14 +178,8 @@ def pg_cut(sc):
                    mock_args=("--latency-ms", "1"))
     topic = sc.uniq
     kafka_create_topic(topic, 4)
-    pipe = kafka_pipeline(sc, mock, topic,
-                          extra="queue:\n  capacity: 512\n")
-    with open(pipe) as f:
-        text = f.read()
-    with open(pipe, "w") as f:
-        f.write(text.replace("    dead_letter_table: %s\n" % sc.dl,
-                             "    dead_letter_table: %s\n"
-                             "    backlog_rows: 2000\n" % sc.dl))
+    pipe = kafka_pipeline(sc, mock, topic, extra="queue:\n  capacity: 512\n",
+                          sink_extra="    backlog_rows: 2000\n")
     r0 = replica(sc, lab, pipe, "r0")
     prod = produce_bg("kafka://%s/%s" % (faultlib.KAFKA, topic), n,
                       rate=rate, logpath=os.path.join(sc.dir, "produce.log"),
@@ -220,7 +214,7 @@ def pg_cut(sc):
     try:
         sc.wait_landed(n, 120)
     except Fail:
-        stuck_report(r0)
+        stuck_report(sc, r0)
         raise
     log("all landed %.1f s after the heal" % (time.monotonic() - t0 - cut_s))
     term_all((r0,), bad)
@@ -228,9 +222,18 @@ def pg_cut(sc):
                      rss_max_mib=None if is_asan_build() else RSS_MAX_MIB)
 
 
-def stuck_report(w):
+def landed_count(sc):
+    """The checker's view, or why it has none."""
+    try:
+        return "%d" % landed(sc.table, sc.dl)
+    except Exception as e:  # noqa: BLE001 - a report, not a check
+        return "unknown (%s)" % e
+
+
+def stuck_report(sc, w):
     """What a worker that stopped making progress is doing, for the log."""
     m = metrics(w)
+    log("%s of the rows and dead letters landed" % landed_count(sc))
     log("%s metrics: %s" % (w.name, ", ".join(
         "%s %g" % (k[7:], v) for k, v in sorted(m.items())
         if k.startswith("sluice_") and not k.endswith(("_bucket", "_sum")))))
@@ -261,7 +264,7 @@ def slow_links(sc):
         sc.wait_landed(n, 150)
     except Fail:
         for w in ws:
-            stuck_report(w)
+            stuck_report(sc, w)
         raise
     log("three replicas drained %d over the slow links in %.1f s" %
         (n, time.monotonic() - t0))
