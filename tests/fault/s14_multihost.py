@@ -8,7 +8,8 @@ its own servers there and ends with the checker (lost 0, duplicated 0):
   broker-partition  two replicas on a 4-partition topic; r0 is cut off from
                     the broker for 15 s (session timeout 6 s): it logs its
                     partitions lost, r1 takes all four, r0 rejoins after the
-                    heal and gets some back; afterwards a fresh consumer of
+                    heal, gets some back and works on them while the stream
+                    goes on; afterwards a fresh consumer of
                     the group (kcat) finds nothing after the committed
                     offsets: no stale commit moved a partition back
   pg-cut            one replica cut off from PostgreSQL for 30 s while the
@@ -111,7 +112,9 @@ def uncommitted(topic, group):
 # ---- broker-partition -------------------------------------------------------
 
 def broker_partition(sc):
-    n, cut_s = 15000, 15
+    # 45 s of production: r0 rejoins (10-15 s after the heal) while the
+    # stream still goes on, so it works on its new partitions again
+    n, rate, cut_s = 13500, 300, 15
     lab, mock = up(sc, ["pg", "kafka", "model", "r0", "r1"],
                    ["postgres", "kafka"])
     topic, group = sc.uniq, "g_" + sc.uniq
@@ -128,10 +131,10 @@ def broker_partition(sc):
     # the producer runs in the broker's namespace: a crashed run's leftover
     # cleanup ends it with the namespace
     prod = produce_bg("kafka://%s/%s" % (faultlib.KAFKA, topic), n,
-                      rate=750, logpath=os.path.join(sc.dir, "produce.log"),
+                      rate=rate, logpath=os.path.join(sc.dir, "produce.log"),
                       prefix=lab.prefix("kafka"))
     sc.cleanups.append(lambda: prod.poll() is None and prod.kill())
-    sc.wait_landed(2000, 60)
+    sc.wait_landed(1500, 60)
     bad = sc.check_left(n, "when r0 was cut off from the broker")
     before = landed(sc.table, sc.dl)
     lab.partition("r0", "kafka")
@@ -155,11 +158,19 @@ def broker_partition(sc):
     wait_for(lambda: sc.check_workers() or (
         r0.count_log(r"assigned \d+ partition") > rejoins and
         assigned_total(r0) > 0), 90, "r0 rejoined with partitions")
-    log("r0 rejoined: %d, r1: %d partition(s)" % (assigned_total(r0),
-                                                  assigned_total(r1)))
+    producing = prod.poll() is None
+    done_before = metrics(r0).get("sluice_messages_processed_total", 0)
+    log("r0 rejoined: %d, r1: %d partition(s); %d left to land" % (
+        assigned_total(r0), assigned_total(r1), sc.left(n)))
     if prod.wait(180) != 0:
         raise Fail("producer failed (see %s/produce.log)" % sc.dir)
     sc.wait_landed(n, 120)
+    after = metrics(r0).get("sluice_messages_processed_total", 0) - \
+        done_before
+    log("r0 processed %d after rejoining" % after)
+    if producing and after <= 0:
+        bad.append("r0 processed nothing after rejoining while the stream "
+                   "went on")
     term_all((r0, r1), bad)
     stale = uncommitted(topic, group)
     log("a fresh consumer of the group got %d message(s) after the commits"
