@@ -32,8 +32,25 @@ HOST = "127.0.0.1"
 PG_PORT = int(os.environ.get("SLUICE_PG_PORT", "55432"))
 REDIS_PORT = int(os.environ.get("SLUICE_REDIS_PORT", "56379"))
 KAFKA_PORT = int(os.environ.get("SLUICE_KAFKA_PORT", "59092"))
+PG_HOST = REDIS_HOST = HOST
 PG_DSN = "host=%s port=%d dbname=sluice user=postgres" % (HOST, PG_PORT)
 KAFKA = "%s:%d" % (HOST, KAFKA_PORT)
+
+
+def use_servers(pg=None, redis=None, kafka=None):
+    """
+    Point the helpers below (psql, redis-cli, pipeline snippets, the
+    checker) at other servers, each a (host, port): the multi-host
+    scenarios run their own inside network namespaces.
+    """
+    global PG_HOST, PG_PORT, PG_DSN, REDIS_HOST, REDIS_PORT, KAFKA
+    if pg:
+        PG_HOST, PG_PORT = pg
+        PG_DSN = "host=%s port=%d dbname=sluice user=postgres" % pg
+    if redis:
+        REDIS_HOST, REDIS_PORT = redis
+    if kafka:
+        KAFKA = "%s:%d" % kafka
 OUT = os.environ.get("FAULT_OUT") or "/tmp/sluice-fault"
 
 SEQ_RE = re.compile(rb'"seq\\?"\s*:\s*(\d+)')  # also inside a JSON string
@@ -41,6 +58,15 @@ SEQ_RE = re.compile(rb'"seq\\?"\s*:\s*(\d+)')  # also inside a JSON string
 
 class Fail(Exception):
     """A scenario's expectation did not hold."""
+
+
+class Skip(Exception):
+    """The scenario cannot run here (a missing kernel feature or tool); the
+    reason says which.  Never a pass: the table line says SKIP and `run`
+    counts it apart (and fails under CI=true)."""
+
+
+EXIT_SKIP = 77
 
 
 def log(*a):
@@ -53,7 +79,7 @@ def log(*a):
 def psql(sql, db="sluice", check=True, timeout=60):
     """Run 'sql'; returns stdout (unaligned, tuples only)."""
     p = subprocess.run(
-        ["psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h", HOST,
+        ["psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h", PG_HOST,
          "-p", str(PG_PORT), "-U", "postgres", "-d", db, "-c", sql],
         capture_output=True, text=True, timeout=timeout)
     if check and p.returncode != 0:
@@ -154,8 +180,9 @@ def produce(target, n=None, partitions=None, rate=None, file=None, extra=()):
     log(p.stdout.strip() or p.stderr.strip())
 
 
-def produce_bg(target, n, partitions=None, rate=None, logpath=None):
-    cmd = [SLUICE, "produce", target, "--generate", str(n)]
+def produce_bg(target, n, partitions=None, rate=None, logpath=None,
+               prefix=()):
+    cmd = list(prefix) + [SLUICE, "produce", target, "--generate", str(n)]
     if partitions:
         cmd += ["--partitions", str(partitions)]
     if rate:
@@ -170,7 +197,7 @@ def kafka_create_topic(topic, partitions):
 
 
 def redis_cli(*args, check=True):
-    p = subprocess.run(["redis-cli", "-h", HOST, "-p", str(REDIS_PORT)] +
+    p = subprocess.run(["redis-cli", "-h", REDIS_HOST, "-p", str(REDIS_PORT)] +
                        [str(a) for a in args], capture_output=True, text=True,
                        timeout=30)
     if check and p.returncode != 0:
@@ -256,18 +283,19 @@ RSS = RssSampler()
 class Mock:
     """A mock-infer server on a free port."""
 
-    def __init__(self, workdir, *args):
+    def __init__(self, workdir, *args, host="127.0.0.1", prefix=()):
         self.portfile = os.path.join(workdir, "mock.port.%d" % id(self))
         if os.path.exists(self.portfile):
             os.unlink(self.portfile)
         self.logf = open(os.path.join(workdir, "mock-infer.log"), "ab")
         self.p = subprocess.Popen(
-            [MOCK, "--listen", "127.0.0.1:0", "--port-file", self.portfile] +
-            list(args), stdout=self.logf, stderr=subprocess.STDOUT)
+            list(prefix) + [MOCK, "--listen", host + ":0", "--port-file",
+                            self.portfile] + list(args),
+            stdout=self.logf, stderr=subprocess.STDOUT)
         wait_for(lambda: os.path.exists(self.portfile) and
                  open(self.portfile).read().strip(), 10, "mock-infer port")
         self.port = int(open(self.portfile).read().strip())
-        self.url = "http://127.0.0.1:%d" % self.port
+        self.url = "http://%s:%d" % (host, self.port)
 
     def stats(self):
         import urllib.request
@@ -287,13 +315,15 @@ class Mock:
 class Worker:
     """One `sluice run` process; its log goes to WORKDIR/NAME.log."""
 
-    def __init__(self, workdir, pipeline, name="w", replica=None, env=None):
+    def __init__(self, workdir, pipeline, name="w", replica=None, env=None,
+                 prefix=(), listen="127.0.0.1:0"):
         self.name = name
         self.path = os.path.join(workdir, "%s.log" % name)
         self.logf = open(self.path, "ab")
         e = dict(os.environ)
         e.update(env or {})
-        cmd = [SLUICE, "run", pipeline, "--listen", "127.0.0.1:0"]
+        # prefix: e.g. `ip netns exec NS`, which execs: the pid is sluice's
+        cmd = list(prefix) + [SLUICE, "run", pipeline, "--listen", listen]
         if replica:
             cmd += ["--replica-id", replica]
         self.p = subprocess.Popen(cmd, stdout=self.logf,
@@ -362,7 +392,7 @@ def kafka_source(topic, group, instance=None, props=None, extra=""):
 def redis_stream_source(stream, group, extra_redis="", extra=""):
     return ("source:\n  kind: redis-stream\n%s  redis:\n"
             "    url: redis://%s:%d\n    key: %s\n    group: %s\n%s" %
-            (extra, HOST, REDIS_PORT, stream, group, extra_redis))
+            (extra, REDIS_HOST, REDIS_PORT, stream, group, extra_redis))
 
 
 def file_source(path, extra=""):
@@ -504,16 +534,20 @@ class Scenario:
         self.mocks = []
         self.cleanups = []
         self.stopped = []  # workers stopped on purpose mid-scenario
+        # servers of its own, gone after cleanup (tests/fault/netlab.py):
+        # nothing to drop, and their addresses must not be tried any more
+        self.own_servers = False
         self.t0 = time.monotonic()
 
-    def mock(self, *args):
-        m = Mock(self.dir, *args)
+    def mock(self, *args, host="127.0.0.1", prefix=()):
+        m = Mock(self.dir, *args, host=host, prefix=prefix)
         self.mocks.append(m)
         return m
 
-    def worker(self, pipeline, name=None, replica=None, env=None):
+    def worker(self, pipeline, name=None, replica=None, env=None, prefix=(),
+               listen="127.0.0.1:0"):
         w = Worker(self.dir, pipeline, name or "w%d" % len(self.workers),
-                   replica, env)
+                   replica, env, prefix, listen)
         self.workers.append(w)
         return w
 
@@ -596,12 +630,16 @@ def main(name, body):
     """
     Run body(sc) -> Result; print the table line; exit 0 on PASS.  An
     exception is a FAIL line with the reason.  Tables are dropped on PASS
-    (FAULT_KEEP=1 keeps them) and kept for inspection on FAIL.
+    (FAULT_KEEP=1 keeps them) and kept for inspection on FAIL.  Skip: a
+    SKIP line with the reason, exit EXIT_SKIP.
     """
     sc = Scenario(name)
-    res = None
+    res = skipped = None
     try:
         res = body(sc)
+    except Skip as e:
+        log("SKIP:", e)
+        skipped = str(e)
     except Fail as e:
         log("FAIL:", e)
         res = Result(name, 0, 0, 0, 0, 0, False, [str(e)], RSS.worst_kb, [])
@@ -613,7 +651,11 @@ def main(name, body):
     finally:
         sc.cleanup()
         RSS.stop()
-    if res.ok and not os.environ.get("FAULT_KEEP"):
+    if skipped is not None:
+        print("%s | - | - | - | - | - | SKIP: %s" % (name, skipped),
+              flush=True)
+        sys.exit(EXIT_SKIP)
+    if res.ok and not os.environ.get("FAULT_KEEP") and not sc.own_servers:
         drop_tables(sc.table, sc.dl)
     elif not res.ok:
         log("tables kept: %s %s; logs in %s" % (sc.table, sc.dl, sc.dir))
@@ -750,12 +792,21 @@ def expect_outcomes(sc, expect, unlabeled_dl=0):
 def metrics(worker):
     """{name: value} of the worker's /metrics (unlabelled samples summed)."""
     import urllib.request
-    m = re.search(r"metrics on \S+ \(port (\d+)\)", worker.log_text())
-    if not m:
-        return {}
+    # "listening on http://HOST:PORT" (a worker in a network namespace
+    # listens on its own address); the older "metrics on ... (port N)"
+    m = re.findall(r"listening on http://([^\s:]+):(\d+)", worker.log_text())
+    if m:
+        host, port = m[-1]  # the log is appended to: the last run
+    else:
+        m = re.search(r"metrics on \S+ \(port (\d+)\)", worker.log_text())
+        if not m:
+            return {}
+        host, port = "127.0.0.1", m.group(1)
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
     try:
-        with urllib.request.urlopen("http://127.0.0.1:%s/metrics" %
-                                    m.group(1), timeout=5) as r:
+        with urllib.request.urlopen("http://%s:%s/metrics" % (host, port),
+                                    timeout=5) as r:
             text = r.read().decode()
     except OSError:
         return {}
