@@ -74,7 +74,8 @@ def create_sql(table):
 
 
 def insert_sql(table):
-    return 'INSERT INTO %s (%s) SELECT * FROM unnest(%s) ON CONFLICT DO NOTHING' % (
+    return ("INSERT INTO %s (%s) SELECT * FROM unnest(%s) "
+            "ON CONFLICT DO NOTHING") % (
         table, ", ".join('"%s"' % c for c in COLUMNS),
         ", ".join("$%d::%s" % (i + 1, t) for i, t in enumerate(ARRAY_TYPES)))
 
