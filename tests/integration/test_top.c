@@ -74,7 +74,7 @@ static void write_down(const char *path)
 
 static void tmux(const char *args, char *out, size_t size)
 {
-    char cmd[2048];
+    char cmd[4096];
     snprintf(cmd, sizeof(cmd), "tmux -L %s %s 2>&1", sock, args);
     int rc = h_shell(cmd, out, size);
     if (rc != 0)
