@@ -6,6 +6,7 @@ PostgreSQL is reached through psql.
 """
 import json
 import os
+import shutil
 import re
 import signal
 import subprocess
@@ -529,6 +530,9 @@ class Scenario:
         self.table = "f_" + self.uniq
         self.dl = self.table + "_dl"
         self.dir = os.path.join(OUT, name)
+        # A run's logs only: workers append to theirs (a restarted worker
+        # keeps one log), so a previous run's lines would be read as ours.
+        shutil.rmtree(self.dir, ignore_errors=True)
         os.makedirs(self.dir, exist_ok=True)
         self.workers = []
         self.mocks = []
