@@ -53,9 +53,9 @@ PORTS = {"postgres": 5432, "redis": 6379, "kafka": 9092}
 SERVER_HOST = {"postgres": "pg", "redis": "redis", "kafka": "kafka"}
 
 
-def _run(argv, check=True, timeout=60, quiet=False):
+def _run(argv, check=True, timeout=60, quiet=False, env=None):
     p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                       stdin=subprocess.DEVNULL)
+                       stdin=subprocess.DEVNULL, env=env)
     if check and p.returncode != 0:
         raise Fail("%s failed (exit %d): %s" % (
             " ".join(argv), p.returncode, (p.stderr or p.stdout).strip()))
@@ -322,8 +322,10 @@ class Lab:
         t0 = time.monotonic()
         for s, env in self.servers:  # data removed; pg shut down cleanly
             try:
+                # Its own state directory and ports: without them services
+                # would stop the servers of the checkout (the run's own).
                 _run(self.prefix(SERVER_HOST[s]) + [SERVICES, "stop", s],
-                     check=False, timeout=90)
+                     check=False, timeout=90, env=env)
             except subprocess.TimeoutExpired:
                 log("netlab: stopping %s timed out" % s)
             # as_pg's alternative directory for PostgreSQL, if one was made
