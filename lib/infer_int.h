@@ -96,6 +96,20 @@ int sl_infer_proto_parse(const struct sl_config_backend *bc, const char *resp,
                          size_t text_size);
 
 /*
+ * The error class of a non-2xx HTTP status: http_429, http_5xx (>= 500)
+ * or http_4xx (anything else).  Any thread.
+ */
+enum sl_infer_errclass sl_infer_proto_status_class(long status);
+
+/*
+ * When reply header line data[n] (as libcurl hands it, with its CRLF) is
+ * Retry-After, its value without surrounding blanks into out[size]
+ * (truncated) and true; else false and out untouched.  Any thread.
+ */
+bool sl_infer_proto_retry_after(const char *data, size_t n, char *out,
+                                size_t size);
+
+/*
  * Call i's share of the usage 'u' of a request carrying 'ncalls' calls:
  * each count split evenly, the remainder going one token each to the first
  * calls, so that the shares add up to 'u'.  -1 counts stay -1.

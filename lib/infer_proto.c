@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /*
  * jansson's error text, made valid UTF-8: it can quote reply bytes or cut
@@ -265,6 +266,39 @@ static int embeddings_parse(const struct sl_config_backend *bc, json_t *reply,
     }
     usage_read(reply, usage);
     return 0;
+}
+
+/* ---- errors ---- */
+
+enum sl_infer_errclass sl_infer_proto_status_class(long status)
+{
+    return status == 429   ? SL_INFER_EC_HTTP_429
+           : status >= 500 ? SL_INFER_EC_HTTP_5XX
+                           : SL_INFER_EC_HTTP_4XX;
+}
+
+bool sl_infer_proto_retry_after(const char *data, size_t n, char *out,
+                                size_t size)
+{
+    static const char name[] = "retry-after:";
+
+    if (n <= sizeof(name) - 1 || strncasecmp(data, name, sizeof(name) - 1) ||
+        size == 0)
+        return false;
+    const char *v = data + sizeof(name) - 1;
+    size_t len = n - (sizeof(name) - 1);
+    while (len > 0 && (*v == ' ' || *v == '\t')) {
+        v++;
+        len--;
+    }
+    while (len > 0 && (v[len - 1] == '\r' || v[len - 1] == '\n' ||
+                       v[len - 1] == ' ' || v[len - 1] == '\t'))
+        len--;
+    if (len >= size)
+        len = size - 1;
+    memcpy(out, v, len);
+    out[len] = '\0';
+    return true;
 }
 
 /* ---- the table ---- */

@@ -245,23 +245,9 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
 {
     struct req *req = arg;
     size_t n = size * nmemb;
-    static const char name[] = "retry-after:";
 
-    if (n > sizeof(name) - 1 && !strncasecmp(data, name, sizeof(name) - 1)) {
-        const char *v = data + sizeof(name) - 1;
-        size_t len = n - (sizeof(name) - 1);
-        while (len > 0 && (*v == ' ' || *v == '\t')) {
-            v++;
-            len--;
-        }
-        while (len > 0 &&
-               (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == ' '))
-            len--;
-        if (len >= sizeof(req->retry_after))
-            len = sizeof(req->retry_after) - 1;
-        memcpy(req->retry_after, v, len);
-        req->retry_after[len] = '\0';
-    }
+    sl_infer_proto_retry_after(data, n, req->retry_after,
+                               sizeof(req->retry_after));
     return n;
 }
 
@@ -510,9 +496,7 @@ void sl_infer_req_complete(struct sl_infer_worker *w, struct req *req,
         snprintf(ce.text, sizeof(ce.text), "%s", curl_easy_strerror(rc));
     } else {
         ce.status = status;
-        ce.ec = status == 429   ? SL_INFER_EC_HTTP_429
-                : status >= 500 ? SL_INFER_EC_HTTP_5XX
-                                : SL_INFER_EC_HTTP_4XX;
+        ce.ec = sl_infer_proto_status_class(status);
         if (ce.ec != SL_INFER_EC_HTTP_5XX)
             outcome = SL_BREAKER_SUCCESS; /* the server is alive */
         snprintf(ce.text, sizeof(ce.text), "HTTP %ld: %s", status,
