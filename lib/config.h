@@ -257,6 +257,8 @@ struct sl_config_columns {
     char *timings;      /* per-backend timings (jsonb) */
     char *worker;       /* replica id and worker */
     char *processed_at; /* timestamptz */
+    /* extra real[] columns: column name -> backend whose result fills it */
+    struct sl_config_kvlist vectors;
 };
 
 struct sl_config_postgres {

@@ -915,6 +915,15 @@ static const struct sl_config_key columns_keys[] = {
            "Column for each backend's time and the total, in ms (`jsonb`)."),
     COLUMN(worker,
            "Column for the replica id and worker that processed the message."),
+    {"vectors", SL_KT_KVMAP, FIELD(vectors), .max = 16, .check = &chk_column,
+     .desc = "Extra `real[]` columns, `column: backend`: each row's result of "
+             "that backend, a JSON array of numbers such as an "
+             "`openai-embeddings` vector, also stored as a `real[]` (float4) "
+             "array, to query and index without parsing JSON. NULL when the "
+             "row has no result of that backend; a result that is not an "
+             "array of numbers sends the row to the dead-letter table. A "
+             "table sluice creates gets these columns; add them to an "
+             "existing one (`ALTER TABLE ... ADD COLUMN embedding real[]`)."},
     COLUMN(
         processed_at,
         "Accepted but not used yet: rows never write this column, and a table "
@@ -1038,6 +1047,44 @@ static struct fy_node *step_backend_node(struct fy_node *root, size_t i,
     return fy_node_sequence_get_by_index(n, (int)j);
 }
 
+/*
+ * Each sink.postgres.columns.vectors entry names a backend whose result
+ * can be an array: not openai-chat (its result is an object).
+ */
+static void check_vectors(struct sl_config_ctx *ctx,
+                          const struct sl_config *cfg, struct fy_node *root)
+{
+    const struct sl_config_kvlist *vl = &cfg->sink.postgres.columns.vectors;
+    struct fy_node *vn = sl_config_lookup(
+        sl_config_lookup(
+            sl_config_lookup(sl_config_lookup(root, "sink"), "postgres"),
+            "columns"),
+        "vectors");
+    char p[256];
+
+    for (size_t i = 0; i < vl->cnt; i++) {
+        const struct sl_config_kv *kv = &vl->items[i];
+        const struct sl_config_backend *b =
+            kv->value ? sl_config_backend_find(cfg, kv->value) : NULL;
+        struct fy_node *n =
+            vn && fy_node_is_mapping(vn)
+                ? fy_node_mapping_lookup_by_string(vn, kv->key, FY_NT)
+                : NULL;
+
+        snprintf(p, sizeof(p), "sink.postgres.columns.vectors.%s", kv->key);
+        if (!b)
+            sl_config_report(ctx, n, root, p,
+                             "unknown backend '%s': a vector column takes "
+                             "the result of one of the pipeline's backends",
+                             kv->value ? kv->value : "");
+        else if (b->kind == SL_CONFIG_BACKEND_OPENAI_CHAT)
+            sl_config_report(ctx, n, root, p,
+                             "backend '%s' is openai-chat, whose result is an "
+                             "object, not an array of numbers",
+                             kv->value);
+    }
+}
+
 static void check_root(struct sl_config_ctx *ctx, void *obj,
                        struct fy_node *root, const char *path)
 {
@@ -1076,6 +1123,8 @@ static void check_root(struct sl_config_ctx *ctx, void *obj,
             "sink.postgres or set write_rows to false");
     }
 
+    if (cfg->sink.present)
+        check_vectors(ctx, cfg, root);
     for (size_t i = 0; i < cfg->step_cnt; i++) {
         const struct sl_config_step *st = &cfg->steps[i];
 

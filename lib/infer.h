@@ -61,6 +61,8 @@ struct sl_infer_stats {
     struct sl_histo latency;                        /* seconds per attempt */
     atomic_uint_fast64_t batches;        /* embeddings: batch requests */
     atomic_uint_fast64_t batched_inputs; /* embeddings: inputs sent */
+    atomic_uint_fast64_t tokens_prompt;  /* OpenAI kinds: usage reported */
+    atomic_uint_fast64_t tokens_completion;
 };
 
 enum sl_infer_status {

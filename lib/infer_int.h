@@ -42,6 +42,13 @@ struct sl_infer {
     size_t **step_be;            /* per step: backend indices */
 };
 
+/* The model tokens a reply reports (its "usage"); -1: not reported. */
+struct sl_infer_usage {
+    json_int_t prompt;     /* usage.prompt_tokens */
+    json_int_t completion; /* usage.completion_tokens (0 for embeddings) */
+    json_int_t total;      /* usage.total_tokens, else prompt + completion */
+};
+
 /*
  * A backend kind's protocol (infer_proto.c).  A kind either renders one
  * request body per call ('render'), or renders each call's input
@@ -64,12 +71,12 @@ struct sl_infer_proto {
     char *(*render_batch)(const struct sl_config_backend *bc, json_t *inputs);
     /*
      * Append to 'values' one value per call ('ncalls') from 'reply', and
-     * set *tokensp to the tokens the reply used (left alone when the kind
+     * set *usage to the tokens the reply used (left alone when the kind
      * does not count them).  0, or -1 with text saying what is wrong.
      */
     int (*parse)(const struct sl_config_backend *bc, json_t *reply,
-                 size_t ncalls, json_t *values, json_int_t *tokensp, char *text,
-                 size_t text_size);
+                 size_t ncalls, json_t *values, struct sl_infer_usage *usage,
+                 char *text, size_t text_size);
 };
 
 /* The protocol of 'kind'; never NULL.  Any thread. */
@@ -79,12 +86,41 @@ sl_infer_proto_of(enum sl_config_backend_kind kind);
 /*
  * The values of a 2xx reply resp[resp_len] to the 'ncalls' calls of one
  * request of backend 'bc': 0 with *valuesp a JSON array of 'ncalls' values
- * (owned by the caller) and *tokensp the tokens used (-1: not counted);
- * or -1 with *valuesp NULL and text saying why the reply is bad (class
- * bad_json).  Any thread.
+ * (owned by the caller) and *usage the tokens it used (all -1 when the
+ * reply reports none); or -1 with *valuesp NULL and text saying why the
+ * reply is bad (class bad_json).  Any thread.
  */
 int sl_infer_proto_parse(const struct sl_config_backend *bc, const char *resp,
                          size_t resp_len, size_t ncalls, json_t **valuesp,
-                         json_int_t *tokensp, char *text, size_t text_size);
+                         struct sl_infer_usage *usage, char *text,
+                         size_t text_size);
+
+/*
+ * The error class of a non-2xx HTTP status: http_429, http_5xx (>= 500)
+ * or http_4xx (anything else).  Any thread.
+ */
+enum sl_infer_errclass sl_infer_proto_status_class(long status);
+
+/*
+ * When reply header line data[n] (as libcurl hands it, with its CRLF) is
+ * Retry-After, its value without surrounding blanks into out[size]
+ * (truncated) and true; else false and out untouched.  Any thread.
+ */
+bool sl_infer_proto_retry_after(const char *data, size_t n, char *out,
+                                size_t size);
+
+/*
+ * Call i's share of the usage 'u' of a request carrying 'ncalls' calls:
+ * each count split evenly, the remainder going one token each to the first
+ * calls, so that the shares add up to 'u'.  -1 counts stay -1.
+ */
+struct sl_infer_usage sl_infer_usage_share(const struct sl_infer_usage *u,
+                                           size_t ncalls, size_t i);
+
+/*
+ * 'u' as {"prompt_tokens", "completion_tokens", "total_tokens"} (new
+ * reference), or NULL when it reports nothing.
+ */
+json_t *sl_infer_usage_json(const struct sl_infer_usage *u);
 
 #endif

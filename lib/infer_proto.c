@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /*
  * jansson's error text, made valid UTF-8: it can quote reply bytes or cut
@@ -44,14 +45,15 @@ static int http_json_render(const struct sl_config_backend *bc,
 }
 
 static int http_json_parse(const struct sl_config_backend *bc, json_t *reply,
-                           size_t ncalls, json_t *values, json_int_t *tokensp,
-                           char *text, size_t text_size)
+                           size_t ncalls, json_t *values,
+                           struct sl_infer_usage *usage, char *text,
+                           size_t text_size)
 {
     char ptr[128];
     json_t *v = NULL;
 
     (void)ncalls;
-    (void)tokensp;
+    (void)usage;
     if (sl_jsonptr_get(reply, bc->result_pointer, &v)) {
         snprintf(
             text, text_size, "result_pointer '%s' names nothing in the reply",
@@ -61,6 +63,62 @@ static int http_json_parse(const struct sl_config_backend *bc, json_t *reply,
     }
     json_array_append(values, v);
     return 0;
+}
+
+/* ---- usage: the OpenAI "usage" object, shared by both OpenAI kinds ---- */
+
+/* usage.<key> when a non-negative integer, else -1. */
+static json_int_t usage_count(const json_t *usage, const char *key)
+{
+    const json_t *n = json_object_get(usage, key);
+
+    return json_is_integer(n) && json_integer_value(n) >= 0
+               ? json_integer_value(n)
+               : -1;
+}
+
+/*
+ * The token counts of 'reply's "usage" into *u; left alone when it has
+ * none.  A missing completion_tokens is 0 (embeddings report none), a
+ * missing total_tokens the sum (saturated: absurd usage exhausts a token
+ * budget rather than wrapping).
+ */
+static void usage_read(const json_t *reply, struct sl_infer_usage *u)
+{
+    const json_t *usage = json_object_get(reply, "usage");
+    json_int_t p = usage_count(usage, "prompt_tokens");
+    json_int_t c = usage_count(usage, "completion_tokens");
+    json_int_t t = usage_count(usage, "total_tokens");
+
+    if (p < 0 && c < 0 && t < 0)
+        return;
+    u->prompt = p < 0 ? 0 : p;
+    u->completion = c < 0 ? 0 : c;
+    if (t < 0 && __builtin_add_overflow(u->prompt, u->completion, &t))
+        t = INT64_MAX;
+    u->total = t;
+}
+
+struct sl_infer_usage sl_infer_usage_share(const struct sl_infer_usage *u,
+                                           size_t ncalls, size_t i)
+{
+    json_int_t n = ncalls ? (json_int_t)ncalls : 1, k = (json_int_t)i;
+    struct sl_infer_usage s;
+
+    s.prompt = u->prompt < 0 ? -1 : u->prompt / n + (k < u->prompt % n);
+    s.completion =
+        u->completion < 0 ? -1 : u->completion / n + (k < u->completion % n);
+    s.total = u->total < 0 ? -1 : u->total / n + (k < u->total % n);
+    return s;
+}
+
+json_t *sl_infer_usage_json(const struct sl_infer_usage *u)
+{
+    if (u->total < 0)
+        return NULL;
+    return json_pack("{s:I, s:I, s:I}", "prompt_tokens", u->prompt,
+                     "completion_tokens", u->completion, "total_tokens",
+                     u->total);
 }
 
 /* ---- openai-chat: POST {url}/chat/completions ---- */
@@ -107,8 +165,9 @@ static int chat_render(const struct sl_config_backend *bc, const json_t *doc,
 }
 
 static int chat_parse(const struct sl_config_backend *bc, json_t *reply,
-                      size_t ncalls, json_t *values, json_int_t *tokensp,
-                      char *text, size_t text_size)
+                      size_t ncalls, json_t *values,
+                      struct sl_infer_usage *usage_out, char *text,
+                      size_t text_size)
 {
     json_error_t jerr;
     json_t *v;
@@ -147,15 +206,7 @@ static int chat_parse(const struct sl_config_backend *bc, json_t *reply,
                     json_object_get(usage, "completion_tokens"));
     json_array_append_new(values,
                           json_pack("{s:o, s:o}", "content", v, "usage", u));
-    json_int_t total =
-        json_integer_value(json_object_get(usage, "total_tokens"));
-    if (!total &&
-        __builtin_add_overflow(
-            json_integer_value(json_object_get(u, "prompt_tokens")),
-            json_integer_value(json_object_get(u, "completion_tokens")),
-            &total))
-        total = INT64_MAX; /* absurd usage: exhaust the budget */
-    *tokensp = total;
+    usage_read(reply, usage_out);
     return 0;
 }
 
@@ -186,14 +237,14 @@ static char *embeddings_batch(const struct sl_config_backend *bc,
 }
 
 static int embeddings_parse(const struct sl_config_backend *bc, json_t *reply,
-                            size_t ncalls, json_t *values, json_int_t *tokensp,
-                            char *text, size_t text_size)
+                            size_t ncalls, json_t *values,
+                            struct sl_infer_usage *usage, char *text,
+                            size_t text_size)
 {
     json_t *data = json_object_get(reply, "data"), *item;
     size_t i;
 
     (void)bc;
-    (void)tokensp;
     if (!json_is_array(data) || json_array_size(data) != ncalls) {
         snprintf(text, text_size, "reply has %zu embeddings for %zu inputs",
                  json_array_size(data), ncalls);
@@ -213,7 +264,41 @@ static int embeddings_parse(const struct sl_config_backend *bc, json_t *reply,
         }
         json_array_set(values, k, emb);
     }
+    usage_read(reply, usage);
     return 0;
+}
+
+/* ---- errors ---- */
+
+enum sl_infer_errclass sl_infer_proto_status_class(long status)
+{
+    return status == 429   ? SL_INFER_EC_HTTP_429
+           : status >= 500 ? SL_INFER_EC_HTTP_5XX
+                           : SL_INFER_EC_HTTP_4XX;
+}
+
+bool sl_infer_proto_retry_after(const char *data, size_t n, char *out,
+                                size_t size)
+{
+    static const char name[] = "retry-after:";
+
+    if (n <= sizeof(name) - 1 || strncasecmp(data, name, sizeof(name) - 1) ||
+        size == 0)
+        return false;
+    const char *v = data + sizeof(name) - 1;
+    size_t len = n - (sizeof(name) - 1);
+    while (len > 0 && (*v == ' ' || *v == '\t')) {
+        v++;
+        len--;
+    }
+    while (len > 0 && (v[len - 1] == '\r' || v[len - 1] == '\n' ||
+                       v[len - 1] == ' ' || v[len - 1] == '\t'))
+        len--;
+    if (len >= size)
+        len = size - 1;
+    memcpy(out, v, len);
+    out[len] = '\0';
+    return true;
 }
 
 /* ---- the table ---- */
@@ -238,13 +323,14 @@ const struct sl_infer_proto *sl_infer_proto_of(enum sl_config_backend_kind kind)
 
 int sl_infer_proto_parse(const struct sl_config_backend *bc, const char *resp,
                          size_t resp_len, size_t ncalls, json_t **valuesp,
-                         json_int_t *tokensp, char *text, size_t text_size)
+                         struct sl_infer_usage *usage, char *text,
+                         size_t text_size)
 {
     json_error_t jerr;
     json_t *reply, *values;
 
     *valuesp = NULL;
-    *tokensp = -1;
+    usage->prompt = usage->completion = usage->total = -1;
     reply = json_loadb(resp ? resp : "", resp_len, 0, &jerr);
     if (!reply) {
         char why[sizeof(jerr.text) * 2];
@@ -253,7 +339,7 @@ int sl_infer_proto_parse(const struct sl_config_backend *bc, const char *resp,
         return -1;
     }
     values = json_array();
-    if (sl_infer_proto_of(bc->kind)->parse(bc, reply, ncalls, values, tokensp,
+    if (sl_infer_proto_of(bc->kind)->parse(bc, reply, ncalls, values, usage,
                                            text, text_size) < 0) {
         json_decref(values);
         json_decref(reply);

@@ -245,23 +245,9 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
 {
     struct req *req = arg;
     size_t n = size * nmemb;
-    static const char name[] = "retry-after:";
 
-    if (n > sizeof(name) - 1 && !strncasecmp(data, name, sizeof(name) - 1)) {
-        const char *v = data + sizeof(name) - 1;
-        size_t len = n - (sizeof(name) - 1);
-        while (len > 0 && (*v == ' ' || *v == '\t')) {
-            v++;
-            len--;
-        }
-        while (len > 0 &&
-               (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == ' '))
-            len--;
-        if (len >= sizeof(req->retry_after))
-            len = sizeof(req->retry_after) - 1;
-        memcpy(req->retry_after, v, len);
-        req->retry_after[len] = '\0';
-    }
+    sl_infer_proto_retry_after(data, n, req->retry_after,
+                               sizeof(req->retry_after));
     return n;
 }
 
@@ -388,21 +374,31 @@ void sl_infer_req_admit(struct sl_infer_worker *w, struct req *req, int64_t now)
 
 /* ---- replies ---- */
 
-/* The value of a 2xx reply for the calls of 'req', or an error. */
+/*
+ * The value of a 2xx reply for the calls of 'req' and the tokens it used
+ * (debited and counted), or an error.
+ */
 static int parse_reply(struct sl_infer_worker *w, struct req *req,
-                       json_t **valuesp, struct call_err *ce)
+                       json_t **valuesp, struct sl_infer_usage *usage,
+                       struct call_err *ce)
 {
-    json_int_t tokens;
+    struct sl_infer_backend *be = &w->inf->be[req->be];
 
     if (sl_infer_proto_parse(bconf(w, req->be), req->resp, req->resp_len,
-                             req->ncalls, valuesp, &tokens, ce->text,
+                             req->ncalls, valuesp, usage, ce->text,
                              sizeof(ce->text)) < 0) {
         ce->ec = SL_INFER_EC_BAD_JSON;
         return -1;
     }
-    if (tokens >= 0)
-        sl_limiter_debit_tokens(w->inf->be[req->be].limiter, tokens,
-                                sl_mono_ms());
+    if (usage->total >= 0) {
+        sl_limiter_debit_tokens(be->limiter, usage->total, sl_mono_ms());
+        atomic_fetch_add_explicit(&be->stats.tokens_prompt,
+                                  (uint_fast64_t)usage->prompt,
+                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&be->stats.tokens_completion,
+                                  (uint_fast64_t)usage->completion,
+                                  memory_order_relaxed);
+    }
     return 0;
 }
 
@@ -456,15 +452,19 @@ void sl_infer_req_complete(struct sl_infer_worker *w, struct req *req,
     observe_latency(be, now - req->sent_ms);
     if (rc == CURLE_OK && status >= 200 && status < 300) {
         json_t *values;
+        struct sl_infer_usage usage;
         req_stop(w, req, SL_BREAKER_SUCCESS);
         req_set_state(w, req, REQ_DONE);
-        if (parse_reply(w, req, &values, &ce) == 0) {
+        if (parse_reply(w, req, &values, &usage, &ce) == 0) {
             atomic_fetch_add_explicit(&be->stats.successes, 1,
                                       memory_order_relaxed);
             for (size_t i = 0; i < req->ncalls; i++) {
                 struct call *call = req->calls[i];
                 if (call) {
+                    struct sl_infer_usage share =
+                        sl_infer_usage_share(&usage, req->ncalls, i);
                     call->attempts = req->attempts;
+                    sl_infer_call_usage(w, call, &share);
                     sl_infer_call_finish(
                         w, call, json_incref(json_array_get(values, i)), NULL);
                 }
@@ -496,9 +496,7 @@ void sl_infer_req_complete(struct sl_infer_worker *w, struct req *req,
         snprintf(ce.text, sizeof(ce.text), "%s", curl_easy_strerror(rc));
     } else {
         ce.status = status;
-        ce.ec = status == 429   ? SL_INFER_EC_HTTP_429
-                : status >= 500 ? SL_INFER_EC_HTTP_5XX
-                                : SL_INFER_EC_HTTP_4XX;
+        ce.ec = sl_infer_proto_status_class(status);
         if (ce.ec != SL_INFER_EC_HTTP_5XX)
             outcome = SL_BREAKER_SUCCESS; /* the server is alive */
         snprintf(ce.text, sizeof(ce.text), "HTTP %ld: %s", status,

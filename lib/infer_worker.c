@@ -180,6 +180,24 @@ static void job_set_error(struct job *job, const char *name,
     json_object_set_new(job->errors, name, e ? e : json_null());
 }
 
+void sl_infer_call_usage(struct sl_infer_worker *w, struct call *call,
+                         const struct sl_infer_usage *u)
+{
+    json_t *j = sl_infer_usage_json(u), *all;
+
+    if (!j || call->done)
+        goto out;
+    all = json_object_get(call->job->timings, "usage");
+    if (!all) {
+        all = json_object();
+        if (json_object_set_new(call->job->timings, "usage", all))
+            goto out;
+    }
+    json_object_set(all, bconf(w, call->be)->name, j);
+out:
+    json_decref(j);
+}
+
 /*
  * Finish one call with a value (owned; stolen) or an error.  May finish
  * the step and the job.

@@ -147,6 +147,14 @@ static inline void stats_error(struct sl_infer_worker *w, size_t be,
 void sl_infer_call_finish(struct sl_infer_worker *w, struct call *call,
                           json_t *value, const struct call_err *ce);
 
+/*
+ * Record the tokens 'u' a call used in its job's timings, under
+ * "usage": {backend: {prompt_tokens, completion_tokens, total_tokens}}
+ * (nothing when 'u' reports none).  Before sl_infer_call_finish().
+ */
+void sl_infer_call_usage(struct sl_infer_worker *w, struct call *call,
+                         const struct sl_infer_usage *u);
+
 /* ---- requests (infer_req.c) ---- */
 
 /*

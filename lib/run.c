@@ -276,6 +276,13 @@ static struct sl_sink_pg *make_sink(struct runner *r, char *err, size_t errsz)
     char app[192];
 
     snprintf(app, sizeof(app), "sluice-%s", r->replica_id);
+    struct sl_sink_pg_vector vecs[16]; /* columns.vectors: at most 16 */
+    size_t nvec = 0;
+
+    for (size_t i = 0; i < c->vectors.cnt && nvec < 16; i++, nvec++) {
+        vecs[nvec].column = c->vectors.items[i].key;
+        vecs[nvec].backend = c->vectors.items[i].value;
+    }
     struct sl_sink_pg_conf sc = {
         .dsn = pg->dsn,
         .password_env = pg->password_env,
@@ -299,6 +306,8 @@ static struct sl_sink_pg *make_sink(struct runner *r, char *err, size_t errsz)
                     .errors = c->errors,
                     .timings = c->timings,
                     .worker = c->worker},
+        .vectors = vecs,
+        .vector_cnt = nvec,
     };
     int rc;
     return sl_sink_pg_new(&sc, on_durable, r, &rc, err, errsz);

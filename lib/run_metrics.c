@@ -351,6 +351,17 @@ static void backend_errors(const struct scrape *s, const char *name)
                            sl_infer_errclass_name(e), NULL);
     }
 }
+static void backend_tokens(const struct scrape *s, const char *name)
+{
+    for (size_t i = 0; i < s->r->cfg->backend_cnt; i++) {
+        const struct sl_infer_stats *bs = sl_infer_stats(s->r->inf, i);
+        const char *be = s->r->cfg->backends[i].name;
+        sl_prom_sample(s->p, name, LOAD(bs->tokens_prompt), "backend", be,
+                       "type", "prompt", NULL);
+        sl_prom_sample(s->p, name, LOAD(bs->tokens_completion), "backend", be,
+                       "type", "completion", NULL);
+    }
+}
 static void backend_breaker(const struct scrape *s, const char *name)
 {
     for (size_t i = 0; i < s->r->cfg->backend_cnt; i++)
@@ -609,6 +620,9 @@ static const struct family families[] = {
      NULL, NULL, backend_retries},
     {"sluice_backend_errors_total", "counter", "Failed attempts by class.",
      NULL, NULL, backend_errors},
+    {"sluice_backend_tokens_total", "counter",
+     "Model tokens the replies' usage reports (OpenAI kinds).", NULL, NULL,
+     backend_tokens},
     {"sluice_backend_circuit_state", "gauge",
      "Breaker state: 0 closed, 1 open, 2 half-open.", NULL, NULL,
      backend_breaker},

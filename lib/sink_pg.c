@@ -867,7 +867,10 @@ struct sl_sink_pg *sl_sink_pg_new(const struct sl_sink_pg_conf *conf,
         (err = sl_sink_pg_ident_check(dead, "dead_letter_table", errstr,
                                       errstr_size)) < 0 ||
         (err = sl_sink_pg_columns_check(&conf->columns, errstr, errstr_size)) <
-            0)
+            0 ||
+        (err = sl_sink_pg_vectors_check(&conf->columns, conf->vectors,
+                                        conf->vector_cnt, errstr,
+                                        errstr_size)) < 0)
         goto fail0;
     if (conf->batch_rows < 0 || conf->flush_ms < 0 ||
         conf->max_batches_inflight < 0 || conf->backlog_rows < 0) {
@@ -922,10 +925,12 @@ struct sl_sink_pg *sl_sink_pg_new(const struct sl_sink_pg_conf *conf,
     }
     sink->dsn = dup_or(conf->dsn, "");
     sink->app_name = dup_or(conf->application_name, "sluice-sink");
-    sink->sql_insert = sl_sink_pg_sql_insert(qt, &conf->columns);
+    sink->sql_insert = sl_sink_pg_sql_insert(qt, &conf->columns, conf->vectors,
+                                             conf->vector_cnt);
     sink->sql_dead = sl_sink_pg_sql_insert_dead(qd);
     if (conf->create_table) {
-        sink->sql_create = sl_sink_pg_sql_create(qt, &conf->columns);
+        sink->sql_create = sl_sink_pg_sql_create(
+            qt, &conf->columns, conf->vectors, conf->vector_cnt);
         sink->sql_create_dead = sl_sink_pg_sql_create_dead(qd);
     }
     sink->backlog =

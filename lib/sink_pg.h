@@ -44,6 +44,15 @@ struct sl_sink_pg_columns {
  * tcp_user_timeout only on a connection with keepalives).  When a service is
  * named (service= or PGSERVICE) none is added: the service file decides.
  */
+/*
+ * An extra `real[]` column of the results table, filled with one backend's
+ * result when that is a JSON array of numbers (an embedding).
+ */
+struct sl_sink_pg_vector {
+    const char *column;  /* column name */
+    const char *backend; /* key of the result in the row's results */
+};
+
 struct sl_sink_pg_conf {
     const char *dsn;               /* libpq conninfo, without password */
     const char *password_env;      /* env var holding the password, or NULL */
@@ -58,7 +67,10 @@ struct sl_sink_pg_conf {
     int reconnect_min_ms;          /* first backoff cap; 100 when 0 */
     int reconnect_max_ms;          /* backoff cap; 10000 when 0 */
     const char *application_name;  /* "sluice-sink" when NULL */
-    struct sl_sink_pg_columns columns; /* results table column names */
+    struct sl_sink_pg_columns columns;       /* results table column names */
+    const struct sl_sink_pg_vector *vectors; /* vector_cnt extra real[]
+                                                columns; read by new() */
+    size_t vector_cnt;
 };
 
 /* Connection state, as shown in metrics. */

@@ -133,14 +133,29 @@ void sl_sink_pg_bisect(size_t n, size_t *firstp);
 /*
  * The SQL text for the results INSERT with UNNEST over SL_SINK_PG_NCOLS
  * array parameters, into quoted table 'qtable' with column names from
- * 'cols' (NULL fields: defaults).  Returns malloc'd text or NULL.
+ * 'cols' (NULL fields: defaults), and the 'nvec' real[] columns 'vecs'
+ * computed from the results parameter: NULL when the row has no result of
+ * that backend, its elements cast to real in order when the result is an
+ * array (an element that is not a number, or a result that is not an
+ * array, fails the row as a data error).  Returns malloc'd text or NULL.
  */
 char *sl_sink_pg_sql_insert(const char *qtable,
-                            const struct sl_sink_pg_columns *cols);
+                            const struct sl_sink_pg_columns *cols,
+                            const struct sl_sink_pg_vector *vecs, size_t nvec);
 
 /* CREATE TABLE IF NOT EXISTS for the results table. */
 char *sl_sink_pg_sql_create(const char *qtable,
-                            const struct sl_sink_pg_columns *cols);
+                            const struct sl_sink_pg_columns *cols,
+                            const struct sl_sink_pg_vector *vecs, size_t nvec);
+
+/*
+ * Check the names of 'nvec' vector columns: identifiers without a dot,
+ * none a logical column's name in 'cols' or another vector's, each with a
+ * backend.  0 or -SL_ECONFIG with errstr.
+ */
+int sl_sink_pg_vectors_check(const struct sl_sink_pg_columns *cols,
+                             const struct sl_sink_pg_vector *vecs, size_t nvec,
+                             char *errstr, size_t errstr_size);
 
 /* CREATE TABLE IF NOT EXISTS for the dead-letter table. */
 char *sl_sink_pg_sql_create_dead(const char *qtable);

@@ -390,24 +390,95 @@ static const char *col_name(const struct sl_sink_pg_columns *cols, int i)
     return n ? n : cols_def[i].name;
 }
 
+/* Index of the results parameter in cols_def. */
+#define RESULTS_COL 8
+
+/* 's' as an SQL string literal: quotes doubled. */
+static void add_literal(struct sl_strbuf *b, const char *s)
+{
+    sl_strbuf_addf(b, "'");
+    for (; *s; s++)
+        sl_strbuf_addf(b, *s == '\'' ? "''" : "%c", *s);
+    sl_strbuf_addf(b, "'");
+}
+
 char *sl_sink_pg_sql_insert(const char *qtable,
-                            const struct sl_sink_pg_columns *cols)
+                            const struct sl_sink_pg_columns *cols,
+                            const struct sl_sink_pg_vector *vecs, size_t nvec)
 {
     struct sl_strbuf b = {0};
     int i;
+    size_t v;
 
     sl_strbuf_addf(&b, "INSERT INTO %s (", qtable);
     for (i = 0; i < SL_SINK_PG_NCOLS; i++)
         sl_strbuf_addf(&b, "%s\"%s\"", i ? ", " : "", col_name(cols, i));
-    sl_strbuf_addf(&b, ") SELECT * FROM unnest(");
+    for (v = 0; v < nvec; v++)
+        sl_strbuf_addf(&b, ", \"%s\"", vecs[v].column);
+    sl_strbuf_addf(&b, ") SELECT u.*");
+    /* r: the row's results; CASE: NULL when it has no such result. */
+    for (v = 0; v < nvec; v++) {
+        sl_strbuf_addf(&b, ", CASE WHEN u.c%d ? ", RESULTS_COL + 1);
+        add_literal(&b, vecs[v].backend);
+        sl_strbuf_addf(&b,
+                       " THEN ARRAY(SELECT e.v::real FROM "
+                       "jsonb_array_elements_text(u.c%d -> ",
+                       RESULTS_COL + 1);
+        add_literal(&b, vecs[v].backend);
+        sl_strbuf_addf(&b, ") WITH ORDINALITY AS e(v, n) ORDER BY e.n) END");
+    }
+    sl_strbuf_addf(&b, " FROM unnest(");
     for (i = 0; i < SL_SINK_PG_NCOLS; i++)
         sl_strbuf_addf(&b, "%s$%d::%s", i ? ", " : "", i + 1, cols_def[i].arr);
+    sl_strbuf_addf(&b, ") AS u(");
+    for (i = 0; i < SL_SINK_PG_NCOLS; i++)
+        sl_strbuf_addf(&b, "%sc%d", i ? ", " : "", i + 1);
     sl_strbuf_addf(&b, ") ON CONFLICT DO NOTHING");
     return sl_strbuf_done(&b);
 }
 
+int sl_sink_pg_vectors_check(const struct sl_sink_pg_columns *cols,
+                             const struct sl_sink_pg_vector *vecs, size_t nvec,
+                             char *errstr, size_t errstr_size)
+{
+    for (size_t v = 0; v < nvec; v++) {
+        const char *c = vecs[v].column;
+        int rc;
+        if (!c || !vecs[v].backend || !*vecs[v].backend)
+            return sl_seterr(-SL_ECONFIG, errstr, errstr_size,
+                             "postgres vector column %zu has no column name "
+                             "or no backend",
+                             v);
+        if (strchr(c, '.'))
+            return sl_seterr(-SL_ECONFIG, errstr, errstr_size,
+                             "postgres column name \"%.80s\" has a dot", c);
+        rc = sl_sink_pg_ident_check(c, "column", errstr, errstr_size);
+        if (rc < 0)
+            return rc;
+        for (int i = 0; i < SL_SINK_PG_NCOLS; i++)
+            if (!strcmp(c, col_name(cols, i)))
+                return sl_seterr(-SL_ECONFIG, errstr, errstr_size,
+                                 "postgres vector column \"%.80s\" is also "
+                                 "the %s column",
+                                 c, cols_def[i].name);
+        if (!strcmp(c, "id") || !strcmp(c, "processed_at"))
+            return sl_seterr(-SL_ECONFIG, errstr, errstr_size,
+                             "postgres vector column \"%s\" is a column "
+                             "sluice's table has already",
+                             c);
+        for (size_t k = 0; k < v; k++)
+            if (!strcmp(c, vecs[k].column))
+                return sl_seterr(-SL_ECONFIG, errstr, errstr_size,
+                                 "postgres vector column \"%.80s\" is given "
+                                 "twice",
+                                 c);
+    }
+    return 0;
+}
+
 char *sl_sink_pg_sql_create(const char *qtable,
-                            const struct sl_sink_pg_columns *cols)
+                            const struct sl_sink_pg_columns *cols,
+                            const struct sl_sink_pg_vector *vecs, size_t nvec)
 {
     struct sl_strbuf b = {0};
     int i;
@@ -417,6 +488,8 @@ char *sl_sink_pg_sql_create(const char *qtable,
     for (i = 0; i < SL_SINK_PG_NCOLS; i++)
         sl_strbuf_addf(&b, ", \"%s\" %s%s", col_name(cols, i), cols_def[i].type,
                        cols_def[i].ddl);
+    for (size_t v = 0; v < nvec; v++)
+        sl_strbuf_addf(&b, ", \"%s\" real[]", vecs[v].column);
     sl_strbuf_addf(
         &b, ", processed_at timestamptz NOT NULL DEFAULT now(), UNIQUE (");
     for (i = 0; i < 5; i++)

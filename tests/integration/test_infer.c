@@ -580,9 +580,20 @@ static void test_embeddings_batching(void **state)
         for (unsigned j = 0; j < 8; j++)
             assert_true(fabs(json_real_value(json_array_get(vec, j)) -
                              embed_value(text, j)) < 1e-9);
+        /* mock-infer counts words: a batch of n uses 2n, 2 per message */
+        json_t *u =
+            json_object_get(json_object_get(o[i].timings, "usage"), "embed");
+        assert_int_equal(
+            json_integer_value(json_object_get(u, "prompt_tokens")), 2);
+        assert_int_equal(
+            json_integer_value(json_object_get(u, "completion_tokens")), 0);
+        assert_int_equal(json_integer_value(json_object_get(u, "total_tokens")),
+                         2);
         outcome_clear(&o[i]);
     }
     const struct sl_infer_stats *st = sl_infer_stats(r.inf, 0);
+    assert_int_equal(atomic_load(&st->tokens_prompt), 2 * N);
+    assert_int_equal(atomic_load(&st->tokens_completion), 0);
     assert_int_equal(atomic_load(&st->batched_inputs), N);
     assert_int_equal((json_int_t)atomic_load(&st->batches), calls);
     rig_down(&r);
@@ -610,8 +621,23 @@ static void test_chat_json(void **state)
     assert_string_equal(json_string_value(json_object_get(
                             json_object_get(v, "content"), "label")),
                         "positive");
-    assert_true(json_integer_value(json_object_get(json_object_get(v, "usage"),
-                                                   "prompt_tokens")) > 0);
+    json_t *u = json_object_get(v, "usage");
+    json_int_t prompt = json_integer_value(json_object_get(u, "prompt_tokens"));
+    json_int_t completion =
+        json_integer_value(json_object_get(u, "completion_tokens"));
+    assert_true(prompt > 0 && completion > 0);
+    /* the same counts in the row's timings.usage and in the metrics */
+    json_t *tu = json_object_get(json_object_get(o.timings, "usage"), "chat");
+    assert_int_equal(json_integer_value(json_object_get(tu, "prompt_tokens")),
+                     prompt);
+    assert_int_equal(
+        json_integer_value(json_object_get(tu, "completion_tokens")),
+        completion);
+    assert_int_equal(json_integer_value(json_object_get(tu, "total_tokens")),
+                     prompt + completion);
+    const struct sl_infer_stats *st = sl_infer_stats(r.inf, 0);
+    assert_int_equal(atomic_load(&st->tokens_prompt), prompt);
+    assert_int_equal(atomic_load(&st->tokens_completion), completion);
     outcome_clear(&o);
     rig_down(&r);
 }

