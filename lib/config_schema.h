@@ -1,7 +1,7 @@
 /*
  * Private to the config loader: the shape of the schema tables (one row per
  * key: name, type, range, default, where the value goes) shared by the
- * walker in config.c and the tables in config_schema.c.
+ * walker in config_walk.c and the tables in config_schema.c.
  */
 #ifndef SL_CONFIG_SCHEMA_H
 #define SL_CONFIG_SCHEMA_H
