@@ -153,7 +153,7 @@ static void on_done(void *arg, void *item, const struct sl_infer_result *res)
     r->timings = json_deep_copy(res->timings);
     if (res->status == SL_INFER_FAILED) {
         r->reason = strdup(res->reason ? res->reason : "failed");
-        r->decode = res->stage && !strcmp(res->stage, "decode");
+        r->decode = res->stage == SL_STAGE_DECODE;
         r->deadline = res->fail_class == SL_INFER_EC_DEADLINE;
     }
     if (!r->results || !r->errors || !r->timings ||

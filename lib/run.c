@@ -100,14 +100,10 @@ static void on_done(void *arg, void *item, const struct sl_infer_result *res)
     if (msg->attempts > 1)
         atomic_fetch_add(&r->redelivered, 1);
     if (res->status == SL_INFER_FAILED) {
-        enum sl_row_stage stage = SL_STAGE_INFERENCE;
-        const char *s = msg->error ? msg->error_stage : res->stage;
-        if (s && !strcmp(s, "decode"))
-            stage = SL_STAGE_DECODE;
-        else if (s && !strcmp(s, "redelivery"))
-            stage = SL_STAGE_REDELIVERY;
-        row = sl_row_new_dead(msg, stage, msg->error ? msg->error : res->reason,
-                              "", msg->attempts);
+        /* A message the source marked failed: res->stage is its own. */
+        row = sl_row_new_dead(msg, res->stage,
+                              msg->error ? msg->error : res->reason, "",
+                              msg->attempts);
         atomic_fetch_add(&r->failed, 1);
     } else {
         /* The result is lent for this callback; the row takes its own.

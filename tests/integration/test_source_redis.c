@@ -11,6 +11,7 @@
 #include "err.h"
 #include "log.h"
 #include "redis_conn.h"
+#include "row.h"
 #include "source_redis.h"
 
 #include <hiredis/hiredis.h>
@@ -355,7 +356,7 @@ static void test_stream_max_deliveries(void **state)
     assert_string_equal(msg->origin.entry_id, id);
     assert_int_equal(msg->attempts, 6);
     assert_non_null(msg->error);
-    assert_string_equal(msg->error_stage, "redelivery");
+    assert_string_equal(sl_row_stage_name(msg->error_stage), "redelivery");
     assert_string_equal(msg->error,
                         "delivered 6 times, more than max_deliveries (3)");
     assert_memory_equal(msg->payload, "poison", 6);
