@@ -12,6 +12,7 @@
 #include "log.h"
 #include "msg.h"
 #include "row.h"
+#include "row_submit.h"
 #include "utf8.h"
 
 #include <jansson.h>
@@ -285,25 +286,23 @@ static int write_row(struct sl_gateway *gw, struct gw_req *r,
                         NULL, err, sizeof(err));
     if (rc < 0)
         return rc;
-    if (r->status == SL_INFER_FAILED)
-        row = sl_row_new_dead(msg, SL_STAGE_INFERENCE, r->reason, "", 1);
-    else
-        row = sl_row_new_result(msg, json_incref(r->results),
-                                json_incref(r->errors), json_incref(r->timings),
-                                gw->worker);
-    if (!row) {
+    /* Decode failures were answered 400 without a row. */
+    struct sl_infer_result res = {
+        .status = r->status,
+        .results = r->results,
+        .errors = r->errors,
+        .timings = r->timings,
+        .reason = r->reason,
+        .stage = SL_STAGE_INFERENCE,
+    };
+    if (!(row = sl_row_of_result(msg, &res, false, gw->worker))) {
         sl_msg_destroy(msg);
         return -SL_ENOMEM;
     }
-    int64_t end = sl_mono_ms() + SINK_WAIT_MS;
-    do {
-        rc = sl_sink_pg_submit(gw->sink, row, SINK_TRY_MS);
-        if (rc == 0) {
-            atomic_fetch_add(&gw->stats.rows, 1);
-            return 0;
-        }
-    } while (rc == -SL_ETIMEDOUT && sl_mono_ms() < end);
-    sl_row_destroy(row);
+    rc = sl_row_submit(gw->sink, row, SINK_TRY_MS, sl_mono_ms() + SINK_WAIT_MS,
+                       NULL);
+    if (rc == 0)
+        atomic_fetch_add(&gw->stats.rows, 1);
     return rc;
 }
 
