@@ -917,10 +917,11 @@ size_t sl_source_kafka_partitions(struct sl_source *src,
     return n;
 }
 
-void sl_source_kafka_get_stats(struct sl_source *src,
-                               struct sl_source_kafka_stats *st)
+void sl_source_kafka_stats(const struct sl_source *src,
+                           struct sl_source_kafka_stats *st)
 {
-    struct kafka_source *ks = sl_source_impl(src);
+    /* Atomic loads want a non-const pointer; nothing is written. */
+    struct kafka_source *ks = sl_source_impl((struct sl_source *)src);
 
     st->assignments = atomic_load(&ks->st.assignments);
     st->revocations = atomic_load(&ks->st.revocations);
