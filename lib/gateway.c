@@ -7,6 +7,7 @@
  */
 #include "gateway.h"
 #include "clock.h"
+#include "dlist.h"
 #include "err.h"
 #include "jsontext.h"
 #include "log.h"
@@ -117,17 +118,6 @@ static struct gw_req *req_new(json_t *doc)
     return r;
 }
 
-static void running_unlink(struct sl_gateway *gw, struct gw_req *r)
-{
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        gw->running = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    r->next = r->prev = NULL;
-}
-
 /* Mark 'r' done and tell its handler, or free it if abandoned.  Locked. */
 static void req_complete(struct gw_req *r)
 {
@@ -145,7 +135,7 @@ static void on_done(void *arg, void *item, const struct sl_infer_result *res)
     struct gw_req *r = item;
 
     pthread_mutex_lock(&gw->mu);
-    running_unlink(gw, r);
+    SL_DLIST_UNLINK(gw->running, r, prev, next);
     r->status = res->status;
     /* Copies: jansson values must not be shared between threads (even
      * their reference counts race), and the worker frees its own. */
@@ -181,11 +171,7 @@ static void *gw_main(void *arg)
             if (!gw->queue)
                 gw->queue_tail = &gw->queue;
             r->state = REQ_RUNNING;
-            r->prev = NULL;
-            r->next = gw->running;
-            if (gw->running)
-                gw->running->prev = r;
-            gw->running = r;
+            SL_DLIST_PUSH(gw->running, r, prev, next);
             json_t *doc = r->doc; /* from now on this thread's alone */
             r->doc = NULL;
             pthread_mutex_unlock(&gw->mu);
@@ -194,7 +180,7 @@ static void *gw_main(void *arg)
             json_decref(doc);
             pthread_mutex_lock(&gw->mu);
             if (rc < 0) {
-                running_unlink(gw, r);
+                SL_DLIST_UNLINK(gw->running, r, prev, next);
                 r->stop_status = 500;
                 r->stop_text = "out of memory";
                 req_complete(r);
