@@ -372,6 +372,47 @@ static void parse_strlist(struct sl_config_ctx *ctx,
     }
 }
 
+/* A KVMAP's or OBJMAP's entry count against k->max. */
+static void check_entries(struct sl_config_ctx *ctx,
+                          const struct sl_config_key *k, struct fy_node *map,
+                          const char *path)
+{
+    if ((long long)fy_node_mapping_item_count(map) > k->max)
+        sl_config_report_at(ctx, sl_config_node_mark(map), path,
+                            "expected at most %lld entries, got %d", k->max,
+                            fy_node_mapping_item_count(map));
+}
+
+/*
+ * The key of entry 'fynp' of a KVMAP or OBJMAP 'map' at 'path', its path
+ * in 'kpath' and its value (alias resolved) in *valp.  NULL after
+ * reporting a key that is not text, a duplicate, one k->check refuses or
+ * an unknown alias.
+ */
+static const char *map_entry(struct sl_config_ctx *ctx,
+                             const struct sl_config_key *k, struct fy_node *map,
+                             struct fy_node_pair *fynp, const char *path,
+                             char *kpath, struct fy_node **valp)
+{
+    struct fy_node *keyn = fy_node_pair_key(fynp);
+    const char *key = key_text(ctx, map, keyn, path);
+    bool bad;
+
+    if (!key)
+        return NULL;
+    sl_config_path_key(kpath, path, key);
+    if (duplicate_key(ctx, map, fynp, key, kpath))
+        return NULL;
+    if (k->check && !k->check->ok(key)) {
+        sl_config_report_at(ctx, sl_config_node_mark(keyn), kpath,
+                            "expected %s, got '%s'", k->check->expect, key);
+        return NULL;
+    }
+    if (!(*valp = deref(ctx, fy_node_pair_value(fynp), kpath, &bad)) && bad)
+        return NULL;
+    return key;
+}
+
 static void parse_kvmap(struct sl_config_ctx *ctx,
                         const struct sl_config_key *k,
                         struct sl_config_kvlist *kvl, struct fy_node *map,
@@ -382,27 +423,13 @@ static void parse_kvmap(struct sl_config_ctx *ctx,
     void *it = NULL;
     struct fy_node_pair *fynp;
 
-    if ((long long)fy_node_mapping_item_count(map) > k->max)
-        sl_config_report_at(ctx, sl_config_node_mark(map), path,
-                            "expected at most %lld entries, got %d", k->max,
-                            fy_node_mapping_item_count(map));
+    check_entries(ctx, k, map, path);
     while ((fynp = fy_node_mapping_iterate(map, &it)) != NULL) {
         struct fy_node *keyn = fy_node_pair_key(fynp), *val;
-        const char *key = key_text(ctx, map, keyn, path);
+        const char *key = map_entry(ctx, k, map, fynp, path, kpath, &val);
         char *value = NULL;
-        bool bad;
 
         if (!key)
-            continue;
-        sl_config_path_key(kpath, path, key);
-        if (duplicate_key(ctx, map, fynp, key, kpath))
-            continue;
-        if (k->check && !k->check->ok(key)) {
-            sl_config_report_at(ctx, sl_config_node_mark(keyn), kpath,
-                                "expected %s, got '%s'", k->check->expect, key);
-            continue;
-        }
-        if (!(val = deref(ctx, fy_node_pair_value(fynp), kpath, &bad)) && bad)
             continue;
         /* With k->sub, a value may also be a mapping: {value_env: NAME}. */
         if (k->sub && val && fy_node_is_mapping(val)) {
@@ -458,27 +485,13 @@ static void parse_objmap(struct sl_config_ctx *ctx,
     void *it = NULL;
     struct fy_node_pair *fynp;
 
-    if ((long long)fy_node_mapping_item_count(map) > k->max)
-        sl_config_report_at(ctx, sl_config_node_mark(map), path,
-                            "expected at most %lld entries, got %d", k->max,
-                            fy_node_mapping_item_count(map));
+    check_entries(ctx, k, map, path);
     while ((fynp = fy_node_mapping_iterate(map, &it)) != NULL) {
         struct fy_node *keyn = fy_node_pair_key(fynp), *val;
-        const char *key = key_text(ctx, map, keyn, path);
+        const char *key = map_entry(ctx, k, map, fynp, path, kpath, &val);
         char *elem;
-        bool bad;
 
         if (!key)
-            continue;
-        sl_config_path_key(kpath, path, key);
-        if (duplicate_key(ctx, map, fynp, key, kpath))
-            continue;
-        if (k->check && !k->check->ok(key)) {
-            sl_config_report_at(ctx, sl_config_node_mark(keyn), kpath,
-                                "expected %s, got '%s'", k->check->expect, key);
-            continue;
-        }
-        if (!(val = deref(ctx, fy_node_pair_value(fynp), kpath, &bad)) && bad)
             continue;
         if (!fy_node_is_mapping(val)) {
             sl_config_report_at(
