@@ -244,6 +244,19 @@ static void *grow(struct sl_config_ctx *ctx, void *slot, size_t *cntp,
     return arr + (*cntp)++ * size;
 }
 
+/* "expected <what k takes>, got <what val is>", at val (or the key). */
+static void report_expected(struct sl_config_ctx *ctx,
+                            const struct sl_config_key *k, struct fy_node *val,
+                            struct sl_config_mark keymark, const char *path)
+{
+    char exp[512], got[128];
+
+    sl_config_report_at(ctx, sl_config_mark_or(val, keymark), path,
+                        "expected %s, got %s",
+                        describe_key(k, exp, sizeof(exp)),
+                        sl_config_describe_node(val, NULL, got, sizeof(got)));
+}
+
 /* Read a scalar value of key 'k' into 'field'; false after an error. */
 static bool parse_scalar(struct sl_config_ctx *ctx,
                          const struct sl_config_key *k, void *field,
@@ -255,10 +268,7 @@ static bool parse_scalar(struct sl_config_ctx *ctx,
     int err;
 
     if (!fy_node_is_scalar(val)) {
-        sl_config_report_at(
-            ctx, sl_config_mark_or(val, keymark), path, "expected %s, got %s",
-            describe_key(k, exp, sizeof(exp)),
-            sl_config_describe_node(val, NULL, got, sizeof(got)));
+        report_expected(ctx, k, val, keymark, path);
         return false;
     }
     if (!(text = sl_config_interpolate(ctx, val, path)))
@@ -560,7 +570,6 @@ static bool parse_value(struct sl_config_ctx *ctx,
                         const char *path)
 {
     char *field = (char *)obj + k->off;
-    char exp[512], got[128];
     size_t before = ctx->nerr;
     bool bad;
 
@@ -576,10 +585,7 @@ static bool parse_value(struct sl_config_ctx *ctx,
     if (sl_config_is_null(val)) {
         if (!(k->flags & SL_KF_REQ))
             return true; /* as if not given: the default stays */
-        sl_config_report_at(
-            ctx, sl_config_mark_or(val, keymark), path, "expected %s, got %s",
-            describe_key(k, exp, sizeof(exp)),
-            sl_config_describe_node(val, NULL, got, sizeof(got)));
+        report_expected(ctx, k, val, keymark, path);
         return false;
     }
     switch (k->type) {
@@ -595,10 +601,7 @@ static bool parse_value(struct sl_config_ctx *ctx,
     case SL_KT_OBJMAP:
     case SL_KT_KVMAP:
         if (!fy_node_is_mapping(val)) {
-            sl_config_report_at(
-                ctx, sl_config_mark_or(val, keymark), path,
-                "expected %s, got %s", describe_key(k, exp, sizeof(exp)),
-                sl_config_describe_node(val, NULL, got, sizeof(got)));
+            report_expected(ctx, k, val, keymark, path);
             return false;
         }
         if (k->type == SL_KT_OBJ)
@@ -611,10 +614,7 @@ static bool parse_value(struct sl_config_ctx *ctx,
     case SL_KT_STRLIST:
     case SL_KT_OBJLIST:
         if (!fy_node_is_sequence(val)) {
-            sl_config_report_at(
-                ctx, sl_config_mark_or(val, keymark), path,
-                "expected %s, got %s", describe_key(k, exp, sizeof(exp)),
-                sl_config_describe_node(val, NULL, got, sizeof(got)));
+            report_expected(ctx, k, val, keymark, path);
             return false;
         }
         if (k->type == SL_KT_STRLIST)
