@@ -16,8 +16,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define SL_CONFIG_MAX_PATH 512 /* key paths in messages */
-
 /* One load: the file being read and where its errors go. */
 struct sl_config_ctx {
     const char *file;              /* name used in messages */
@@ -97,8 +95,5 @@ void sl_config_parse_obj(struct sl_config_ctx *ctx,
 /* The row of key 'name' in 's', or NULL. */
 const struct sl_config_key *sl_config_find_key(const struct sl_config_schema *s,
                                                const char *name);
-
-/* 'path' + ".key" into 'out' (SL_CONFIG_MAX_PATH bytes). */
-void sl_config_path_key(char *out, const char *path, const char *key);
 
 #endif
