@@ -241,7 +241,7 @@ static struct pass source_rate(const char *topic, long count, size_t capacity,
     sl_source_stop(src, 1);
     sl_source_close(src);
     struct sl_source_kafka_stats st;
-    sl_source_kafka_get_stats(src, &st);
+    sl_source_kafka_stats(src, &st);
     fprintf(stderr, "source: pauses %llu, dropped on refetch %llu\n",
             (unsigned long long)st.pauses, (unsigned long long)st.dropped);
     sl_source_destroy(src);

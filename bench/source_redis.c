@@ -184,7 +184,7 @@ int main(int argc, char **argv)
                                  (double)(sl_mono_ms() - t) / 1000.0};
     struct sl_source_redis_stats st;
     do {
-        sl_source_redis_get_stats(src, &st);
+        sl_source_redis_stats(src, &st);
         if ((long)st.acked < popped)
             usleep(1000);
     } while ((long)st.acked < popped && sl_mono_ms() < deadline);

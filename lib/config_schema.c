@@ -344,12 +344,6 @@ static const struct sl_config_strcheck chk_template = {
 
 /* ---- secrets ---- */
 
-/* "path.key" into out[512]. */
-static void key_path(char *out, const char *path, const char *key)
-{
-    snprintf(out, 512, "%s%s%s", path, *path ? "." : "", key);
-}
-
 /*
  * The secret named by keys 'env_key' (value 'env') and 'file_key' ('file')
  * of mapping 'map' at 'path': not both, and readable as `sluice run` will
@@ -361,10 +355,10 @@ static void check_secret_src(struct sl_config_ctx *ctx, struct fy_node *map,
                              const char *file)
 {
     struct sl_secret_src src = {env, file};
-    char p[512], why[768];
+    char p[SL_CONFIG_MAX_PATH], why[768];
 
     if (env && file) {
-        key_path(p, path, file_key);
+        sl_config_path_key(p, path, file_key);
         sl_config_report(
             ctx, fy_node_mapping_lookup_key_by_string(map, file_key, FY_NT),
             map, p, "give %s or %s, not both", env_key, file_key);
@@ -372,7 +366,7 @@ static void check_secret_src(struct sl_config_ctx *ctx, struct fy_node *map,
     }
     if (sl_secret_check(&src, why, sizeof(why)) == 0)
         return;
-    key_path(p, path, env ? env_key : file_key);
+    sl_config_path_key(p, path, env ? env_key : file_key);
     sl_config_report(ctx, sl_config_lookup(map, env ? env_key : file_key), map,
                      p, "%s", why);
 }

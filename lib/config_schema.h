@@ -1,7 +1,7 @@
 /*
  * Private to the config loader: the shape of the schema tables (one row per
  * key: name, type, range, default, where the value goes) shared by the
- * walker in config.c and the tables in config_schema.c.
+ * walker in config_walk.c and the tables in config_schema.c.
  */
 #ifndef SL_CONFIG_SCHEMA_H
 #define SL_CONFIG_SCHEMA_H
@@ -11,6 +11,8 @@
 #include <libfyaml.h>
 #include <stdbool.h>
 #include <stddef.h>
+
+#define SL_CONFIG_MAX_PATH 512 /* key paths in messages */
 
 enum sl_config_ktype {
     SL_KT_STR,     /* char * */
@@ -93,6 +95,9 @@ size_t sl_config_error_count(const struct sl_config_ctx *ctx);
 
 /* True for no node, or an empty, '~' or 'null' plain scalar. */
 bool sl_config_is_null(struct fy_node *fyn);
+
+/* 'path' + ".key" into 'out' (SL_CONFIG_MAX_PATH bytes; config_walk.c). */
+void sl_config_path_key(char *out, const char *path, const char *key);
 
 /* The value of 'key' in mapping 'map' (aliases resolved), or NULL. */
 struct fy_node *sl_config_lookup(struct fy_node *map, const char *key);

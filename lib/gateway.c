@@ -7,11 +7,13 @@
  */
 #include "gateway.h"
 #include "clock.h"
+#include "dlist.h"
 #include "err.h"
 #include "jsontext.h"
 #include "log.h"
 #include "msg.h"
 #include "row.h"
+#include "row_submit.h"
 #include "utf8.h"
 
 #include <jansson.h>
@@ -116,17 +118,6 @@ static struct gw_req *req_new(json_t *doc)
     return r;
 }
 
-static void running_unlink(struct sl_gateway *gw, struct gw_req *r)
-{
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        gw->running = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    r->next = r->prev = NULL;
-}
-
 /* Mark 'r' done and tell its handler, or free it if abandoned.  Locked. */
 static void req_complete(struct gw_req *r)
 {
@@ -144,7 +135,7 @@ static void on_done(void *arg, void *item, const struct sl_infer_result *res)
     struct gw_req *r = item;
 
     pthread_mutex_lock(&gw->mu);
-    running_unlink(gw, r);
+    SL_DLIST_UNLINK(gw->running, r, prev, next);
     r->status = res->status;
     /* Copies: jansson values must not be shared between threads (even
      * their reference counts race), and the worker frees its own. */
@@ -153,7 +144,7 @@ static void on_done(void *arg, void *item, const struct sl_infer_result *res)
     r->timings = json_deep_copy(res->timings);
     if (res->status == SL_INFER_FAILED) {
         r->reason = strdup(res->reason ? res->reason : "failed");
-        r->decode = res->stage && !strcmp(res->stage, "decode");
+        r->decode = res->stage == SL_STAGE_DECODE;
         r->deadline = res->fail_class == SL_INFER_EC_DEADLINE;
     }
     if (!r->results || !r->errors || !r->timings ||
@@ -180,11 +171,7 @@ static void *gw_main(void *arg)
             if (!gw->queue)
                 gw->queue_tail = &gw->queue;
             r->state = REQ_RUNNING;
-            r->prev = NULL;
-            r->next = gw->running;
-            if (gw->running)
-                gw->running->prev = r;
-            gw->running = r;
+            SL_DLIST_PUSH(gw->running, r, prev, next);
             json_t *doc = r->doc; /* from now on this thread's alone */
             r->doc = NULL;
             pthread_mutex_unlock(&gw->mu);
@@ -193,7 +180,7 @@ static void *gw_main(void *arg)
             json_decref(doc);
             pthread_mutex_lock(&gw->mu);
             if (rc < 0) {
-                running_unlink(gw, r);
+                SL_DLIST_UNLINK(gw->running, r, prev, next);
                 r->stop_status = 500;
                 r->stop_text = "out of memory";
                 req_complete(r);
@@ -285,25 +272,23 @@ static int write_row(struct sl_gateway *gw, struct gw_req *r,
                         NULL, err, sizeof(err));
     if (rc < 0)
         return rc;
-    if (r->status == SL_INFER_FAILED)
-        row = sl_row_new_dead(msg, SL_STAGE_INFERENCE, r->reason, "", 1);
-    else
-        row = sl_row_new_result(msg, json_incref(r->results),
-                                json_incref(r->errors), json_incref(r->timings),
-                                gw->worker);
-    if (!row) {
+    /* Decode failures were answered 400 without a row. */
+    struct sl_infer_result res = {
+        .status = r->status,
+        .results = r->results,
+        .errors = r->errors,
+        .timings = r->timings,
+        .reason = r->reason,
+        .stage = SL_STAGE_INFERENCE,
+    };
+    if (!(row = sl_row_of_result(msg, &res, false, gw->worker))) {
         sl_msg_destroy(msg);
         return -SL_ENOMEM;
     }
-    int64_t end = sl_mono_ms() + SINK_WAIT_MS;
-    do {
-        rc = sl_sink_pg_submit(gw->sink, row, SINK_TRY_MS);
-        if (rc == 0) {
-            atomic_fetch_add(&gw->stats.rows, 1);
-            return 0;
-        }
-    } while (rc == -SL_ETIMEDOUT && sl_mono_ms() < end);
-    sl_row_destroy(row);
+    rc = sl_row_submit(gw->sink, row, SINK_TRY_MS, sl_mono_ms() + SINK_WAIT_MS,
+                       NULL);
+    if (rc == 0)
+        atomic_fetch_add(&gw->stats.rows, 1);
     return rc;
 }
 

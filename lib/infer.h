@@ -83,8 +83,9 @@ struct sl_infer_result {
     json_t *timings;             /* {backend: ms, ..., "total": ms} */
     const char *reason;          /* FAILED: why, for the dead-letter table;
                                     else NULL */
-    const char *stage;           /* FAILED: "decode" (bad payload) or
-                                    "inference"; else NULL */
+    enum sl_row_stage stage;     /* FAILED: SL_STAGE_DECODE (bad payload),
+                                    _INFERENCE or the message's own
+                                    error_stage; else meaningless */
     int fail_class;              /* FAILED by a backend: the
                                     sl_infer_errclass of the failure named
                                     in 'reason' (SL_INFER_EC_DEADLINE: the

@@ -92,7 +92,7 @@ static void job_cancel_calls(struct sl_infer_worker *w, struct job *job)
 
 /* Finish 'job' (FAILED when 'reason' is not NULL) and queue its delivery. */
 static void job_finish(struct sl_infer_worker *w, struct job *job,
-                       const char *stage, const char *reason)
+                       enum sl_row_stage stage, const char *reason)
 {
     job_cancel_calls(w, job);
     job->finished = true;
@@ -157,8 +157,8 @@ static void job_step_done(struct sl_infer_worker *w, struct job *job)
             job_finish(
                 w, job,
                 ec && !strcmp(ec, sl_infer_errclass_name(SL_INFER_EC_INPUT))
-                    ? "decode"
-                    : "inference",
+                    ? SL_STAGE_DECODE
+                    : SL_STAGE_INFERENCE,
                 reason);
             return;
         }
@@ -276,7 +276,7 @@ static void job_start_step(struct sl_infer_worker *w, struct job *job)
     job->calls = NULL;
     job->ncalls = job->nleft = 0;
     if (job->step >= cfg->step_cnt) {
-        job_finish(w, job, NULL, NULL);
+        job_finish(w, job, SL_STAGE_INFERENCE, NULL); /* done: no stage */
         return;
     }
     const struct sl_config_step *st = &cfg->steps[job->step];
@@ -288,7 +288,7 @@ static void job_start_step(struct sl_infer_worker *w, struct job *job)
     job->calls =
         calloc(st->backends.cnt ? st->backends.cnt : 1, sizeof(*job->calls));
     if (!job->calls) {
-        job_finish(w, job, "inference", "out of memory");
+        job_finish(w, job, SL_STAGE_INFERENCE, "out of memory");
         return;
     }
     /* Render everything first: a bad payload sends no request at all. */
@@ -324,7 +324,9 @@ static void job_start_step(struct sl_infer_worker *w, struct job *job)
             if (err == -SL_ENOMEM ||
                 (st->mode == SL_CONFIG_MODE_ALL &&
                  st->on_error == SL_CONFIG_ON_ERROR_FAIL)) {
-                job_finish(w, job, err == -SL_ENOMEM ? "inference" : "decode",
+                job_finish(w, job,
+                           err == -SL_ENOMEM ? SL_STAGE_INFERENCE
+                                             : SL_STAGE_DECODE,
                            reason);
                 return;
             }
@@ -336,14 +338,14 @@ static void job_start_step(struct sl_infer_worker *w, struct job *job)
         if (body) {
             struct req *req = sl_infer_req_new(w, be, 1, body);
             if (!req) {
-                job_finish(w, job, "inference", "out of memory");
+                job_finish(w, job, SL_STAGE_INFERENCE, "out of memory");
                 return;
             }
             sl_infer_req_attach(req, call);
         } else if (!proto->render_batch) {
             struct req *req = sl_infer_req_new(w, be, 1, NULL); /* GET */
             if (!req) {
-                job_finish(w, job, "inference", "out of memory");
+                job_finish(w, job, SL_STAGE_INFERENCE, "out of memory");
                 return;
             }
             sl_infer_req_attach(req, call);
@@ -361,7 +363,7 @@ static void job_start_step(struct sl_infer_worker *w, struct job *job)
         call->in_batch = true;
         if (b->n >= (size_t)bconf(w, call->be)->batch_max &&
             batch_flush(w, call->be)) {
-            job_finish(w, job, "inference", "out of memory");
+            job_finish(w, job, SL_STAGE_INFERENCE, "out of memory");
             return;
         }
     }
@@ -497,14 +499,13 @@ int sl_infer_worker_submit(struct sl_infer_worker *w, struct sl_msg *msg,
     if (!job)
         return -SL_ENOMEM;
     if (msg->error) {
-        job_finish(w, job, msg->error_stage ? msg->error_stage : "decode",
-                   msg->error);
+        job_finish(w, job, msg->error_stage, msg->error);
         return 0;
     }
     int raw = w->inf->cfg->source.payload_format == SL_CONFIG_PAYLOAD_RAW;
     if (sl_template_parse_payload(msg->payload, msg->payload_len, raw,
                                   &job->doc, errstr, sizeof(errstr))) {
-        job_finish(w, job, "decode", errstr);
+        job_finish(w, job, SL_STAGE_DECODE, errstr);
         return 0;
     }
     job_start_step(w, job);
@@ -717,7 +718,7 @@ static void deliver(struct sl_infer_worker *w)
             .errors = job->errors,
             .timings = job->timings,
             .reason = job->failed ? job->reason : NULL,
-            .stage = job->failed ? job->stage : NULL,
+            .stage = job->stage,
             .fail_class = job->failed ? job->fail_class : -1,
         };
         w->njobs--;

@@ -55,7 +55,7 @@ struct job {
     bool failed;             /* finished FAILED */
     bool finished;           /* moved to w->finished */
     char *reason;            /* FAILED: why; owned */
-    const char *stage;       /* FAILED: "decode" or "inference" */
+    enum sl_row_stage stage; /* FAILED: where (msg.h) */
     int fail_class;          /* FAILED by a backend: its class; else -1 */
 };
 

@@ -159,7 +159,7 @@ static uint64_t assignment_epoch(struct sl_lag *lag)
     struct sl_source_kafka_stats ks;
     if (!lag->kafka)
         return 0;
-    sl_source_kafka_get_stats(lag->src, &ks);
+    sl_source_kafka_stats(lag->src, &ks);
     return ks.assignments + ks.revocations + ks.lost +
            ((uint64_t)(uint32_t)ks.assigned << 40);
 }

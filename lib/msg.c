@@ -109,8 +109,8 @@ int sl_msg_add_header(struct sl_msg *msg, const char *name, const void *value,
     return 0;
 }
 
-int sl_msg_set_error(struct sl_msg *msg, const char *stage, const char *fmt,
-                     ...)
+int sl_msg_set_error(struct sl_msg *msg, enum sl_row_stage stage,
+                     const char *fmt, ...)
 {
     char buf[1024];
     va_list ap;

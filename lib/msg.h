@@ -39,6 +39,18 @@ struct sl_header {
     size_t value_len; /* length of value, without the NUL */
 };
 
+/*
+ * Where a message failed and was dead-lettered: set by the source
+ * (decode, redelivery), the infer worker (decode, inference) or the sink;
+ * sl_row_stage_name() (row.h) names it.
+ */
+enum sl_row_stage {
+    SL_STAGE_DECODE,     /* payload could not be decoded */
+    SL_STAGE_INFERENCE,  /* backends failed past their retry budget */
+    SL_STAGE_SINK,       /* PostgreSQL refused the row (data error) */
+    SL_STAGE_REDELIVERY, /* delivered too many times */
+};
+
 struct sl_msg {
     struct sl_origin origin;   /* where it came from */
     char *key;                 /* key bytes plus a NUL; NULL when none */
@@ -52,12 +64,12 @@ struct sl_msg {
     char *error;               /* why it cannot be processed (set by the source:
                                   over the size cap, too many deliveries ...); the
                                   worker dead-letters it; owned; NULL when fine */
-    const char *error_stage;   /* "decode", "redelivery" ...; static */
-    struct sl_source *source;  /* the source to ack to; borrowed */
-    int64_t seq;               /* the source's position for the ack */
-    struct sl_msg *order_next; /* next message waiting for the same key or
-                                  partition (ordering modes); source
-                                  thread only */
+    enum sl_row_stage error_stage; /* with 'error': where it failed */
+    struct sl_source *source;      /* the source to ack to; borrowed */
+    int64_t seq;                   /* the source's position for the ack */
+    struct sl_msg *order_next;     /* next message waiting for the same key or
+                                      partition (ordering modes); source
+                                      thread only */
 };
 
 /* Limits applied when building a message. */
@@ -85,11 +97,12 @@ int sl_msg_new(struct sl_msg **msgp, enum sl_source_kind kind,
 
 /*
  * Mark 'msg' as one to dead-letter instead of processing: a copy of the
- * printf-formatted reason, with the stage ("decode", "redelivery").
+ * printf-formatted reason, with the stage (SL_STAGE_DECODE, ..._REDELIVERY).
  * Returns 0 or -SL_ENOMEM.
  */
-int sl_msg_set_error(struct sl_msg *msg, const char *stage, const char *fmt,
-                     ...) __attribute__((format(printf, 3, 4)));
+int sl_msg_set_error(struct sl_msg *msg, enum sl_row_stage stage,
+                     const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /*
  * Copy a header onto 'msg'.  Returns 0, -SL_ETOOBIG past

@@ -102,7 +102,7 @@ const char *sl_redis_conn_display(const struct sl_redis_conn *rc);
 
 /*
  * Counters shared by the Redis sources: the first member of each kind's
- * state, so that sl_source_redis_get_stats() reads either.  Written by
+ * state, so that sl_source_redis_stats() reads either.  Written by
  * the source thread, read by any.
  */
 struct sl_redis_counters {

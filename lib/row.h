@@ -17,13 +17,8 @@ enum sl_row_kind {
     SL_ROW_DEAD,   /* goes to the dead-letter table */
 };
 
-/* Where a dead letter was given up on. */
-enum sl_row_stage {
-    SL_STAGE_DECODE,     /* payload could not be decoded */
-    SL_STAGE_INFERENCE,  /* backends failed past their retry budget */
-    SL_STAGE_SINK,       /* PostgreSQL refused the row (data error) */
-    SL_STAGE_REDELIVERY, /* delivered too many times */
-};
+/* enum sl_row_stage (where a dead letter failed) is in msg.h: a message
+ * carries it from the source or the worker to its row. */
 
 struct sl_row {
     enum sl_row_kind kind;   /* result or dead letter */

@@ -16,6 +16,7 @@
 #include "pool.h"
 #include "queue.h"
 #include "row.h"
+#include "row_submit.h"
 #include "secret.h"
 #include "sink_pg.h"
 #include "source.h"
@@ -72,22 +73,6 @@ static void on_durable(void *arg, struct sl_msg *msg, int err)
     sl_msg_destroy(msg); /* not acked: redelivered, if the source can */
 }
 
-static void hand_to_sink(struct runner *r, struct sl_row *row)
-{
-    for (;;) {
-        int rc = sl_sink_pg_submit(r->sink, row, SUBMIT_WAIT_MS);
-        if (rc == 0)
-            return;
-        if (rc != -SL_ETIMEDOUT || atomic_load(&r->hard_stop)) {
-            /* Never acked: redelivered by the next run, if the source
-             * can. */
-            atomic_fetch_add(&r->given_up, 1);
-            sl_row_destroy(row);
-            return;
-        }
-    }
-}
-
 /* A message finished its steps.  Worker thread. */
 static void on_done(void *arg, void *item, const struct sl_infer_result *res)
 {
@@ -99,25 +84,12 @@ static void on_done(void *arg, void *item, const struct sl_infer_result *res)
     atomic_fetch_sub(&r->inflight, 1);
     if (msg->attempts > 1)
         atomic_fetch_add(&r->redelivered, 1);
-    if (res->status == SL_INFER_FAILED) {
-        enum sl_row_stage stage = SL_STAGE_INFERENCE;
-        const char *s = msg->error ? msg->error_stage : res->stage;
-        if (s && !strcmp(s, "decode"))
-            stage = SL_STAGE_DECODE;
-        else if (s && !strcmp(s, "redelivery"))
-            stage = SL_STAGE_REDELIVERY;
-        row = sl_row_new_dead(msg, stage, msg->error ? msg->error : res->reason,
-                              "", msg->attempts);
-        atomic_fetch_add(&r->failed, 1);
-    } else {
-        /* The result is lent for this callback; the row takes its own.
-         * A json payload was parsed by the engine: an object jsonb takes. */
-        bool parsed = w->r->cfg->source.payload_format != SL_CONFIG_PAYLOAD_RAW;
-        row = (parsed ? sl_row_new_result_json : sl_row_new_result)(
-            msg, json_incref(res->results), json_incref(res->errors),
-            json_incref(res->timings), w->name);
-        atomic_fetch_add(&r->processed, 1);
-    }
+    /* A json payload was parsed by the engine: an object jsonb takes. */
+    row = sl_row_of_result(
+        msg, res, r->cfg->source.payload_format != SL_CONFIG_PAYLOAD_RAW,
+        w->name);
+    atomic_fetch_add(
+        res->status == SL_INFER_FAILED ? &r->failed : &r->processed, 1);
     if (!row) {
         sl_log(SL_LOG_ERROR, "worker",
                "out of memory building a row; the message is not acked");
@@ -125,7 +97,10 @@ static void on_done(void *arg, void *item, const struct sl_infer_result *res)
         sl_msg_destroy(msg);
         return;
     }
-    hand_to_sink(r, row);
+    /* Never acked when the sink does not take it: redelivered by the
+     * next run, if the source can. */
+    if (sl_row_submit(r->sink, row, SUBMIT_WAIT_MS, -1, &r->hard_stop) < 0)
+        atomic_fetch_add(&r->given_up, 1);
 }
 
 static int w_init(void *arg, int id, void **statep)

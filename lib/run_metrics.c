@@ -682,9 +682,9 @@ static int snapshot(struct scrape *s, struct runner *r, struct sl_prom *p)
                 sl_source_kafka_partitions(r->src, s->parts, MAX_PARTITIONS);
             if (s->nparts > MAX_PARTITIONS)
                 s->nparts = MAX_PARTITIONS;
-            sl_source_kafka_get_stats(r->src, &s->ks);
+            sl_source_kafka_stats(r->src, &s->ks);
         } else if (is_redis(s)) {
-            sl_source_redis_get_stats(r->src, &s->rs);
+            sl_source_redis_stats(r->src, &s->rs);
         }
     }
     if (r->sink) {

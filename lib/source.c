@@ -308,14 +308,6 @@ static void lanes_free(struct sl_source *src)
     }
 }
 
-bool sl_source_stopping(struct sl_source *src)
-{
-    pthread_mutex_lock(&src->lock);
-    bool stop = src->stop;
-    pthread_mutex_unlock(&src->lock);
-    return stop;
-}
-
 void sl_source_ack(struct sl_msg *msg)
 {
     struct sl_source *src = msg->source;

@@ -110,9 +110,6 @@ int sl_source_start(struct sl_source *src, char *errstr, size_t errstr_size);
  */
 int sl_source_push(struct sl_source *src, struct sl_msg *msg, int timeout_ms);
 
-/* True once sl_source_stop() was called.  Any thread. */
-bool sl_source_stopping(struct sl_source *src);
-
 /*
  * Hand a durable message back; takes ownership.  Any thread (the sink's).
  * The source thread applies it (ops->acked) and commits in order.

@@ -125,7 +125,7 @@ static int file_poll(struct sl_source *src, int timeout_ms)
                 return rc;
             fs->pending->seq = fs->line;
             if (len == LINE_LONG)
-                sl_msg_set_error(fs->pending, "decode",
+                sl_msg_set_error(fs->pending, SL_STAGE_DECODE,
                                  "message of %zu bytes exceeds "
                                  "max_message_bytes (%zu)",
                                  total, fs->max_bytes);

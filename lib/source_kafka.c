@@ -302,12 +302,12 @@ static int take(struct kafka_source *ks, rd_kafka_message_t *rkm,
     msg->seq = rkm->offset;
     if (big) {
         atomic_fetch_add(&ks->st.oversize, 1);
-        sl_msg_set_error(msg, "decode",
+        sl_msg_set_error(msg, SL_STAGE_DECODE,
                          "message of %zu bytes exceeds max_message_bytes (%zu)",
                          rkm->len, ks->max_bytes);
     } else if (empty) {
         atomic_fetch_add(&ks->st.empty, 1);
-        sl_msg_set_error(msg, "decode", "empty message (no payload)");
+        sl_msg_set_error(msg, SL_STAGE_DECODE, "empty message (no payload)");
     }
     if (atomic_load(&p->committed) < 0)
         atomic_store(&p->committed, rkm->offset);
@@ -917,10 +917,11 @@ size_t sl_source_kafka_partitions(struct sl_source *src,
     return n;
 }
 
-void sl_source_kafka_get_stats(struct sl_source *src,
-                               struct sl_source_kafka_stats *st)
+void sl_source_kafka_stats(const struct sl_source *src,
+                           struct sl_source_kafka_stats *st)
 {
-    struct kafka_source *ks = sl_source_impl(src);
+    /* Atomic loads want a non-const pointer; nothing is written. */
+    struct kafka_source *ks = sl_source_impl((struct sl_source *)src);
 
     st->assignments = atomic_load(&ks->st.assignments);
     st->revocations = atomic_load(&ks->st.revocations);

@@ -70,7 +70,7 @@ struct sl_source_kafka_offsets {
     int64_t high;      /* high watermark (log end offset) */
 };
 
-/* Counters for metrics and tests.  See sl_source_kafka_get_stats(). */
+/* Counters for metrics and tests.  See sl_source_kafka_stats(). */
 struct sl_source_kafka_stats {
     uint64_t assignments; /* rebalances that assigned partitions to us */
     uint64_t revocations; /* rebalances that revoked partitions */
@@ -109,9 +109,9 @@ size_t sl_source_kafka_partitions(struct sl_source *src,
                                   struct sl_source_kafka_partition *out,
                                   size_t max);
 
-/* Fill *st with the source's Kafka counters.  Any thread. */
-void sl_source_kafka_get_stats(struct sl_source *src,
-                               struct sl_source_kafka_stats *st);
+/* Snapshot of the source's Kafka counters into *st.  Any thread. */
+void sl_source_kafka_stats(const struct sl_source *src,
+                           struct sl_source_kafka_stats *st);
 
 /*
  * Ask the brokers for the group's committed offsets and the watermarks of

@@ -88,10 +88,10 @@ sl_source_redis_list_new(const struct sl_source_redis_conf *conf,
                          struct sl_queue *q, char *errstr, size_t errstr_size);
 
 /*
- * Copy the counters of a Redis source (either kind) into *st.  Any
- * thread.
+ * Snapshot of the counters of a Redis source (either kind) into *st.
+ * Any thread.
  */
-void sl_source_redis_get_stats(struct sl_source *src,
-                               struct sl_source_redis_stats *st);
+void sl_source_redis_stats(const struct sl_source *src,
+                           struct sl_source_redis_stats *st);
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * What the Redis stream and list sources share: setup and teardown of the
  * common state, the in-flight window, queueing ready messages, backoff,
- * batched acks, and the counters of sl_source_redis_get_stats().
+ * batched acks, and the counters of sl_source_redis_stats().
  */
 #include "source_redis_common.h"
 #include "clock.h"
@@ -204,11 +204,12 @@ int sl_redis_src_send_batched(struct sl_redis_src *b, const char *what,
     return rc;
 }
 
-void sl_source_redis_get_stats(struct sl_source *src,
-                               struct sl_source_redis_stats *st)
+void sl_source_redis_stats(const struct sl_source *src,
+                           struct sl_source_redis_stats *st)
 {
     /* Both kinds' state starts with struct sl_redis_counters. */
-    struct sl_redis_counters *c = sl_source_impl(src);
+    /* Atomic loads want a non-const pointer; nothing is written. */
+    struct sl_redis_counters *c = sl_source_impl((struct sl_source *)src);
 
     st->read = atomic_load(&c->read);
     st->claimed = atomic_load(&c->claimed);

@@ -217,7 +217,7 @@ static void collect(struct list_source *ls, const redisReply *v)
         memcpy(copy, v->str, v->len);
         ls->big = big;
         ls->big[ls->big_cnt++] = (struct raw_value){msg, -1, copy, v->len};
-        sl_msg_set_error(msg, "decode",
+        sl_msg_set_error(msg, SL_STAGE_DECODE,
                          "message of %zu bytes exceeds max_message_bytes "
                          "(%zu)",
                          v->len, ls->b.max_bytes);

@@ -214,12 +214,12 @@ static int build_msg(struct stream_source *ss, const redisReply *entry,
     if (rc < 0)
         return rc;
     if (too_big)
-        sl_msg_set_error(*msgp, "decode",
+        sl_msg_set_error(*msgp, SL_STAGE_DECODE,
                          "message of %zu bytes exceeds max_message_bytes "
                          "(%zu)",
                          total, ss->b.max_bytes);
     else if (why)
-        sl_msg_set_error(*msgp, "decode", "%s", why);
+        sl_msg_set_error(*msgp, SL_STAGE_DECODE, "%s", why);
     if (payload && !json) {
         struct sl_msg_limits lim = {0, 0, MAX_HEADERS};
         for (size_t i = 0; i + 1 < fields->elements; i += 2) {
@@ -302,7 +302,7 @@ static size_t collect(struct stream_source *ss, const redisReply *entries,
     for (size_t i = from; i < ss->b.ready_cnt; i++) {
         struct sl_msg *msg = ss->b.ready[i];
         if (msg->attempts > (uint32_t)ss->max_deliveries && !msg->error) {
-            sl_msg_set_error(msg, "redelivery",
+            sl_msg_set_error(msg, SL_STAGE_REDELIVERY,
                              "delivered %u times, more than max_deliveries "
                              "(%d)",
                              msg->attempts, ss->max_deliveries);

@@ -1,8 +1,17 @@
 # shellcheck shell=bash
-# Helpers shared by scripts/services and scripts/cluster, sourced (not
-# run) after the sourcing script sets PROG, its name in messages:
-# messages, clocks, processes and ports.  One copy, so that the two
-# scripts cannot drift apart again.
+# Helpers shared by scripts/services, scripts/cluster and scripts/demo,
+# sourced (not run) after the sourcing script sets PROG, its name in
+# messages: the local servers' ports, messages, clocks, processes and
+# ports.  One copy, so that the scripts cannot drift apart again.
+
+# The ports of the local test servers (scripts/services starts them there;
+# `scripts/services env` prints them as export lines for the rest).  Each
+# can be moved (SLUICE_*_PORT, as tests/integration/harness.h and
+# tests/fault/faultlib.py read them) to run a second set beside the usual
+# one.
+PG_PORT=${SLUICE_PG_PORT:-55432}
+REDIS_PORT=${SLUICE_REDIS_PORT:-56379}
+KAFKA_PORT=${SLUICE_KAFKA_PORT:-59092}
 
 err() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 die() { err "$*"; exit 1; }

@@ -37,6 +37,9 @@
  * with SLUICE_PG_PORT, SLUICE_REDIS_PORT or SLUICE_KAFKA_PORT, as
  * tests/fault/faultlib.py does.
  */
+#define H_PG_PORT h_port("SLUICE_PG_PORT", 55432)
+#define H_REDIS_PORT h_port("SLUICE_REDIS_PORT", 56379)
+#define H_KAFKA_PORT h_port("SLUICE_KAFKA_PORT", 59092)
 #define H_PG_DSN h_pg_dsn() /* "host=127.0.0.1 port=55432 ..." */
 #define H_KAFKA h_kafka()   /* "127.0.0.1:59092" */
 #define H_REDIS h_redis()   /* "127.0.0.1:56379" */
@@ -106,8 +109,7 @@ static inline const char *h_pg_dsn(void)
     static char dsn[128];
 
     snprintf(dsn, sizeof(dsn),
-             "host=127.0.0.1 port=%d dbname=sluice user=postgres",
-             h_port("SLUICE_PG_PORT", 55432));
+             "host=127.0.0.1 port=%d dbname=sluice user=postgres", H_PG_PORT);
     return dsn;
 }
 
@@ -115,8 +117,7 @@ static inline const char *h_kafka(void)
 {
     static char addr[64];
 
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d",
-             h_port("SLUICE_KAFKA_PORT", 59092));
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", H_KAFKA_PORT);
     return addr;
 }
 
@@ -124,8 +125,7 @@ static inline const char *h_redis(void)
 {
     static char addr[64];
 
-    snprintf(addr, sizeof(addr), "127.0.0.1:%d",
-             h_port("SLUICE_REDIS_PORT", 56379));
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", H_REDIS_PORT);
     return addr;
 }
 
@@ -200,17 +200,17 @@ static inline void h_require_server(const char *name, int port)
 
 static inline void h_require_postgres(void)
 {
-    h_require_server("PostgreSQL", h_port("SLUICE_PG_PORT", 55432));
+    h_require_server("PostgreSQL", H_PG_PORT);
 }
 
 static inline void h_require_redis(void)
 {
-    h_require_server("Redis", h_port("SLUICE_REDIS_PORT", 56379));
+    h_require_server("Redis", H_REDIS_PORT);
 }
 
 static inline void h_require_kafka(void)
 {
-    h_require_server("Kafka", h_port("SLUICE_KAFKA_PORT", 59092));
+    h_require_server("Kafka", H_KAFKA_PORT);
 }
 
 /* How many tests h_skip() skipped in this executable. */

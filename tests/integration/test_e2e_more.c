@@ -307,8 +307,7 @@ static void test_redis_list(void **state)
     snprintf(proc, sizeof(proc), "%s:processing:c1", key);
     snprintf(target, sizeof(target), "redis://%s/%s?type=list", H_REDIS, key);
     produce(target, "--generate 500");
-    redisContext *rc = redisConnectWithTimeout(
-        "127.0.0.1", h_port("SLUICE_REDIS_PORT", 56379), tv);
+    redisContext *rc = redisConnectWithTimeout("127.0.0.1", H_REDIS_PORT, tv);
     assert_true(rc && !rc->err);
     assert_int_equal(llen(rc, key), LIST_N);
     assert_int_equal(h_mock_start(&m), 0);

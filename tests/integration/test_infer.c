@@ -12,6 +12,7 @@
 #include "infer.h"
 #include "log.h"
 #include "msg.h"
+#include "row.h"
 
 #define START_DEADLINE_MS 10000
 
@@ -71,7 +72,9 @@ static void on_done(void *arg, void *item, const struct sl_infer_result *res)
     o->timings = json_incref(res->timings);
     snprintf(o->reason, sizeof(o->reason), "%s",
              res->reason ? res->reason : "");
-    snprintf(o->stage, sizeof(o->stage), "%s", res->stage ? res->stage : "");
+    snprintf(o->stage, sizeof(o->stage), "%s",
+             res->status == SL_INFER_FAILED ? sl_row_stage_name(res->stage)
+                                            : "");
     o->done_ms = sl_mono_ms();
 }
 

@@ -243,7 +243,7 @@ static bool rebalanced(const struct cond *c)
 
     (void)c;
     for (int i = 0; i < MEMBERS; i++)
-        sl_source_kafka_get_stats(members[i].src, &st[i]);
+        sl_source_kafka_stats(members[i].src, &st[i]);
     return st[0].assigned > 0 && st[1].assigned > 0 &&
            st[0].assigned + st[1].assigned == PARTS;
 }
@@ -392,7 +392,7 @@ static void test_commit_and_join_errors(void **state)
 
     struct sl_source_kafka_stats st[MEMBERS];
     for (int i = 0; i < MEMBERS; i++)
-        sl_source_kafka_get_stats(members[i].src, &st[i]);
+        sl_source_kafka_stats(members[i].src, &st[i]);
     print_message(
         "member 0: %llu assignments, %llu revocations, %llu lost, popped %ld; "
         "member 1: %llu assignments, %llu revocations, %llu lost, popped %ld\n",

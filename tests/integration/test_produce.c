@@ -72,17 +72,16 @@ static void test_kafka(void **state)
 
     unique_name(topic, sizeof(topic), "sluice-test-produce");
     snprintf(cmd, sizeof(cmd),
-             "%s produce kafka://127.0.0.1:59092/%s --partitions 3 "
+             "%s produce kafka://%s/%s --partitions 3 "
              "--linger-ms 0 --generate %d 2>&1",
-             sluice, topic, COUNT);
+             sluice, H_KAFKA, topic, COUNT);
     int rc = run(cmd, out, sizeof(out));
     print_message("%s", out);
     assert_int_equal(rc, 0);
 
     char err[512];
     rd_kafka_conf_t *kc = rd_kafka_conf_new();
-    rd_kafka_conf_set(kc, "bootstrap.servers", "127.0.0.1:59092", err,
-                      sizeof(err));
+    rd_kafka_conf_set(kc, "bootstrap.servers", H_KAFKA, err, sizeof(err));
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
     assert_non_null(rk);
     int64_t total = 0;
@@ -104,15 +103,14 @@ static void test_redis_stream(void **state)
     int64_t t0 = sl_mono_ms();
 
     unique_name(stream, sizeof(stream), "sluice-test-produce");
-    snprintf(cmd, sizeof(cmd),
-             "%s produce redis://127.0.0.1:56379/%s --generate %d 2>&1", sluice,
-             stream, COUNT);
+    snprintf(cmd, sizeof(cmd), "%s produce redis://%s/%s --generate %d 2>&1",
+             sluice, H_REDIS, stream, COUNT);
     int rc = run(cmd, out, sizeof(out));
     print_message("%s", out);
     assert_int_equal(rc, 0);
 
     struct timeval tv = {5, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", 56379, tv);
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", H_REDIS_PORT, tv);
     assert_true(c && !c->err);
     redisReply *r = redisCommand(c, "XLEN %s", stream);
     assert_non_null(r);
@@ -138,9 +136,9 @@ static void test_redis_paced_messages_go_out_at_once(void **state)
 
     unique_name(stream, sizeof(stream), "sluice-test-produce-paced");
     snprintf(cmd, sizeof(cmd),
-             "exec %s produce redis://127.0.0.1:56379/%s --generate 20 "
+             "exec %s produce redis://%s/%s --generate 20 "
              "--rate 10 >/dev/null 2>&1",
-             sluice, stream);
+             sluice, H_REDIS, stream);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -148,7 +146,7 @@ static void test_redis_paced_messages_go_out_at_once(void **state)
         _exit(127);
     }
     struct timeval tv = {5, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", 56379, tv);
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", H_REDIS_PORT, tv);
     assert_true(c && !c->err);
     /* Until the producer (2 s of pacing) exits: look for its first
      * messages in the stream. */
@@ -195,9 +193,8 @@ static void test_bad_option_value(void **state)
     (void)state;
     char cmd[1500], out[1024];
 
-    snprintf(cmd, sizeof(cmd),
-             "%s produce kafka://127.0.0.1:59092/t --linger-ms -1 2>&1",
-             sluice);
+    snprintf(cmd, sizeof(cmd), "%s produce kafka://%s/t --linger-ms -1 2>&1",
+             sluice, H_KAFKA);
     assert_int_equal(run(cmd, out, sizeof(out)), 2);
     assert_non_null(strstr(out, "--linger-ms: expected a number in "
                                 "[0, 900000], got '-1'"));
@@ -211,7 +208,7 @@ static char acl_pass[96]; /* its password */
 static redisReply *redis_cmd(const char *fmt, const char *a, const char *b)
 {
     struct timeval tv = {5, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", 56379, tv);
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", H_REDIS_PORT, tv);
     redisReply *r;
 
     assert_true(c && !c->err);
@@ -260,15 +257,15 @@ static void test_redis_auth(void **state)
     /* The URL's user and password. */
     unique_name(stream, sizeof(stream), "sluice-test-produce-auth");
     snprintf(cmd, sizeof(cmd),
-             "%s produce redis://%s:%s@127.0.0.1:56379/%s --generate 5 2>&1",
-             sluice, acl_user, acl_pass, stream);
+             "%s produce redis://%s:%s@%s/%s --generate 5 2>&1", sluice,
+             acl_user, acl_pass, H_REDIS, stream);
     int rc = run(cmd, out, sizeof(out));
     print_message("%s", out);
     assert_int_equal(rc, 0);
     assert_null(strstr(out, acl_pass));
     snprintf(want, sizeof(want),
-             "produced 5 messages to redis://%s:***@127.0.0.1:56379/%s in ",
-             acl_user, stream);
+             "produced 5 messages to redis://%s:***@%s/%s in ", acl_user,
+             H_REDIS, stream);
     assert_non_null(strstr(out, want));
     assert_int_equal(xlen(stream), 5);
 
@@ -276,8 +273,8 @@ static void test_redis_auth(void **state)
     unique_name(stream, sizeof(stream), "sluice-test-produce-auth");
     snprintf(cmd, sizeof(cmd),
              "SL_TEST_REDIS_PW=%s %s produce --password-env=SL_TEST_REDIS_PW "
-             "redis://%s@127.0.0.1:56379/%s --generate 3 2>&1",
-             acl_pass, sluice, acl_user, stream);
+             "redis://%s@%s/%s --generate 3 2>&1",
+             acl_pass, sluice, acl_user, H_REDIS, stream);
     rc = run(cmd, out, sizeof(out));
     print_message("%s", out);
     assert_int_equal(rc, 0);
@@ -287,18 +284,18 @@ static void test_redis_auth(void **state)
     /* A wrong password: exit 1, the server's reason, no password. */
     unique_name(stream, sizeof(stream), "sluice-test-produce-auth");
     snprintf(cmd, sizeof(cmd),
-             "%s produce redis://%s:wrong-%s@127.0.0.1:56379/%s --generate 3 "
+             "%s produce redis://%s:wrong-%s@%s/%s --generate 3 "
              "2>&1",
-             sluice, acl_user, acl_pass, stream);
+             sluice, acl_user, acl_pass, H_REDIS, stream);
     rc = run(cmd, out, sizeof(out));
     print_message("%s", out);
     assert_int_equal(rc, 1);
     assert_null(strstr(out, acl_pass));
     snprintf(want, sizeof(want),
-             "sluice produce: redis: authentication to 127.0.0.1:56379 as "
+             "sluice produce: redis: authentication to %s as "
              "'%s' failed: WRONGPASS invalid username-password pair or user "
              "is disabled; nothing was sent\n",
-             acl_user);
+             H_REDIS, acl_user);
     assert_string_equal(out, want);
     assert_int_equal(xlen(stream), 0);
 }
@@ -307,18 +304,21 @@ static void test_redis_auth(void **state)
 static void test_kafka_password_not_printed(void **state)
 {
     (void)state;
-    char cmd[1500], out[2048];
+    char cmd[1500], out[2048], want[512];
 
     snprintf(cmd, sizeof(cmd),
-             "%s produce kafka://user:Secret-42@127.0.0.1:59092/t "
+             "%s produce kafka://user:Secret-42@%s/t "
              "--generate 1 --timeout-ms 2000 2>&1",
-             sluice);
+             sluice, H_KAFKA);
     assert_int_equal(run(cmd, out, sizeof(out)), 2);
-    assert_string_equal(out, "sluice produce: bad target "
-                             "'kafka://user:***@127.0.0.1:59092/t': a user or "
-                             "password is supported for redis:// targets "
-                             "only\n"
-                             "Try 'sluice produce --help'.\n");
+    snprintf(want, sizeof(want),
+             "sluice produce: bad target "
+             "'kafka://user:***@%s/t': a user or "
+             "password is supported for redis:// targets "
+             "only\n"
+             "Try 'sluice produce --help'.\n",
+             H_KAFKA);
+    assert_string_equal(out, want);
 }
 
 int main(void)

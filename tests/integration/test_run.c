@@ -168,25 +168,6 @@ static void check_rows(PGconn *db, const char *table)
     PQclear(res);
 }
 
-/* Sum of every sample of family 'name' (lines "name{...} v"). */
-static double prom_sum(const char *text, const char *name)
-{
-    size_t n = strlen(name);
-    double sum = 0;
-
-    for (const char *s = text; s && *s;) {
-        if (!strncmp(s, name, n) && s[n] == '{') {
-            const char *sp = strchr(s, ' ');
-            if (sp)
-                sum += strtod(sp + 1, NULL);
-        }
-        s = strchr(s, '\n');
-        if (s)
-            s++;
-    }
-    return sum;
-}
-
 /* /metrics once everything landed: valid text, counters equal to rows. */
 static void check_metrics(int port, enum kind kind, long long rows)
 {
@@ -202,7 +183,8 @@ static void check_metrics(int port, enum kind kind, long long rows)
             h_prom_value(text, "sluice_messages_acked_total") == COUNT;
         if (kind == KAFKA)
             settled = settled &&
-                      prom_sum(text, "sluice_kafka_committed_offset") == COUNT;
+                      h_prom_sum(text, "sluice_kafka_committed_offset", NULL) ==
+                          COUNT;
         if (settled || h_now_ms() > end)
             break;
         h_pause();
@@ -226,8 +208,9 @@ static void check_metrics(int port, enum kind kind, long long rows)
                                    "\"sentiment\"}") == 0);
     assert_true(h_prom_value(text, "sluice_sink_batch_rows_sum") == rows);
     if (kind == KAFKA) {
-        assert_true(prom_sum(text, "sluice_kafka_committed_offset") == COUNT);
-        assert_true(prom_sum(text, "sluice_kafka_lag") == 0);
+        assert_true(h_prom_sum(text, "sluice_kafka_committed_offset", NULL) ==
+                    COUNT);
+        assert_true(h_prom_sum(text, "sluice_kafka_lag", NULL) == 0);
         assert_true(h_prom_value(text, "sluice_kafka_partitions_assigned") ==
                     4);
     }

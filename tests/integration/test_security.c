@@ -30,7 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PG_ADMIN "host=127.0.0.1 port=55432 dbname=sluice user=postgres"
+#define PG_ADMIN H_PG_DSN
 #define PG_ROLE "sluice_sec"
 #define REDIS_PORT 56389  /* a private Redis with requirepass */
 #define TLS_PG_PORT 55442 /* a private PostgreSQL with ssl=on */
@@ -273,6 +273,16 @@ static unsigned metrics_port(const char *log)
 }
 
 /* Write a pipeline: 'source' and 'sink' are YAML blocks (indented). */
+/* The sink's dsn line for the shared PostgreSQL, without a user. */
+static const char *dsn_line(void)
+{
+    static char line[96];
+
+    snprintf(line, sizeof(line),
+             "    dsn: host=127.0.0.1 port=%d dbname=sluice", H_PG_PORT);
+    return line;
+}
+
 static void write_pipeline(const char *path, const char *source,
                            const char *backend_extra, const char *sink)
 {
@@ -366,8 +376,8 @@ static int setup(void **state)
     h_require_postgres();
     PGconn *conn = PQconnectdb(PG_ADMIN);
     if (PQstatus(conn) != CONNECTION_OK) {
-        fprintf(stderr, "PostgreSQL on 55432: %s(scripts/services start)\n",
-                PQerrorMessage(conn));
+        fprintf(stderr, "PostgreSQL on %d: %s(scripts/services start)\n",
+                H_PG_PORT, PQerrorMessage(conn));
         PQfinish(conn);
         return -1;
     }
@@ -471,10 +481,9 @@ static void test_no_secret_file_source(void **state)
     snprintf(src, sizeof(src), "source:\n  kind: file\n  file: {path: %s}\n",
              fifo);
     snprintf(sink, sizeof(sink),
-             "    dsn: host=127.0.0.1 port=55432 dbname=sluice user=" PG_ROLE
-             "\n    password_env: SEC_PG_PASSWORD\n"
+             "%s user=" PG_ROLE "\n    password_env: SEC_PG_PASSWORD\n"
              "    table: %s\n    dead_letter_table: %s\n",
-             table, dead);
+             dsn_line(), table, dead);
     write_pipeline(pipeline, src, "    api_key_env: SEC_API_KEY\n", sink);
 
     const char *env[] = {"SEC_PG_PASSWORD=" SECRET_PG,
@@ -587,10 +596,9 @@ static void test_no_secret_redis_source(void **state)
              "    password_env: SEC_REDIS_PASSWORD\n",
              REDIS_PORT, key);
     snprintf(sink, sizeof(sink),
-             "    dsn: host=127.0.0.1 port=55432 dbname=sluice user=" PG_ROLE
-             "\n    password_env: SEC_PG_PASSWORD\n"
+             "%s user=" PG_ROLE "\n    password_env: SEC_PG_PASSWORD\n"
              "    table: %s\n    dead_letter_table: %s\n",
-             table, dead);
+             dsn_line(), table, dead);
     write_pipeline(pipeline, src, "    api_key_env: SEC_API_KEY\n", sink);
     sluice_argv(argv, bin, sizeof(bin), pipeline);
 
@@ -641,11 +649,13 @@ static void test_inline_secret_not_echoed(void **state)
 
     (void)state;
     snprintf(pipeline, sizeof(pipeline), "%s/inline.yaml", g.dir);
-    write_pipeline(pipeline,
-                   "source:\n  kind: redis-stream\n  redis:\n"
-                   "    url: redis://:" SECRET_REDIS "@127.0.0.1:56379\n"
-                   "    key: k\n    group: g\n",
-                   "",
+    char src[256];
+    snprintf(src, sizeof(src),
+             "source:\n  kind: redis-stream\n  redis:\n"
+             "    url: redis://:" SECRET_REDIS "@%s\n"
+             "    key: k\n    group: g\n",
+             H_REDIS);
+    write_pipeline(pipeline, src, "",
                    "    dsn: host=127.0.0.1 password=" SECRET_PG "\n"
                    "    table: t\n    dead_letter_table: d\n");
     sluice_argv(argv, bin, sizeof(bin), pipeline);
@@ -721,23 +731,23 @@ static void test_secret_file_mode_refused(void **state)
     const char *file_src = "source:\n  kind: file\n  file: {path: /dev/null}\n";
     const char *env[] = {"SLUICE_LOG_LEVEL=debug", "SEC_PG_PASSWORD=" SECRET_PG,
                          NULL};
+    char sink_td[256]; /* a sink with tables t and d */
+    snprintf(sink_td, sizeof(sink_td),
+             "%s\n    table: t\n    dead_letter_table: d\n", dsn_line());
 
     /* api_key_file */
     snprintf(pipeline, sizeof(pipeline), "%s/keyfile.yaml", g.dir);
     snprintf(extra, sizeof(extra), "    api_key_file: %s\n", keyf);
-    write_pipeline(pipeline, file_src, extra,
-                   "    dsn: host=127.0.0.1 port=55432 dbname=sluice\n"
-                   "    table: t\n    dead_letter_table: d\n");
+    write_pipeline(pipeline, file_src, extra, sink_td);
     snprintf(why, sizeof(why), "file %s is readable by group or others", keyf);
     expect_refused("keyfile", pipeline, why, "backends.chat.api_key_file", env);
 
     /* postgres password_file */
     snprintf(pipeline, sizeof(pipeline), "%s/pgfile.yaml", g.dir);
     snprintf(sink, sizeof(sink),
-             "    dsn: host=127.0.0.1 port=55432 dbname=sluice user=" PG_ROLE
-             "\n    password_file: %s\n    table: t\n"
+             "%s user=" PG_ROLE "\n    password_file: %s\n    table: t\n"
              "    dead_letter_table: d\n",
-             pgf);
+             dsn_line(), pgf);
     write_pipeline(pipeline, file_src, "", sink);
     snprintf(why, sizeof(why), "file %s is readable by group or others", pgf);
     expect_refused("pgfile", pipeline, why, "sink.postgres.password_file", env);
@@ -746,12 +756,10 @@ static void test_secret_file_mode_refused(void **state)
     snprintf(pipeline, sizeof(pipeline), "%s/redisfile.yaml", g.dir);
     snprintf(src, sizeof(src),
              "source:\n  kind: redis-stream\n  redis:\n"
-             "    url: redis://127.0.0.1:56379\n    key: k\n    group: g\n"
+             "    url: redis://%s\n    key: k\n    group: g\n"
              "    password_file: %s\n",
-             redisf);
-    write_pipeline(pipeline, src, "",
-                   "    dsn: host=127.0.0.1 port=55432 dbname=sluice\n"
-                   "    table: t\n    dead_letter_table: d\n");
+             H_REDIS, redisf);
+    write_pipeline(pipeline, src, "", sink_td);
     snprintf(why, sizeof(why), "file %s is readable by group or others",
              redisf);
     expect_refused("redisfile", pipeline, why, "source.redis.password_file",
@@ -770,16 +778,15 @@ static void test_secret_file_mode_refused(void **state)
     /* A missing file, an unset variable: known before anything starts. */
     snprintf(pipeline, sizeof(pipeline), "%s/nokey.yaml", g.dir);
     snprintf(extra, sizeof(extra), "    api_key_file: %s/absent.key\n", g.dir);
-    write_pipeline(pipeline, file_src, extra,
-                   "    dsn: host=127.0.0.1 port=55432 dbname=sluice\n"
-                   "    table: t\n    dead_letter_table: d\n");
+    write_pipeline(pipeline, file_src, extra, sink_td);
     expect_refused("nokey", pipeline, "absent.key: cannot open: No such file",
                    "backends.chat.api_key_file", env);
     snprintf(pipeline, sizeof(pipeline), "%s/noenv.yaml", g.dir);
-    write_pipeline(pipeline, file_src, "    api_key_env: SEC_NOT_SET\n",
-                   "    dsn: host=127.0.0.1 port=55432 dbname=sluice\n"
-                   "    password_env: SEC_PG_PASSWORD\n"
-                   "    table: t\n    dead_letter_table: d\n");
+    snprintf(sink, sizeof(sink),
+             "%s\n    password_env: SEC_PG_PASSWORD\n"
+             "    table: t\n    dead_letter_table: d\n",
+             dsn_line());
+    write_pipeline(pipeline, file_src, "    api_key_env: SEC_NOT_SET\n", sink);
     expect_refused("noenv", pipeline,
                    "environment variable SEC_NOT_SET is not set",
                    "backends.chat.api_key_env", env);
@@ -904,10 +911,10 @@ static void write_header_pipeline(const char *path, const char *headers,
              "    headers:\n%s"
              "steps:\n  - {name: s, backends: [h]}\n"
              "sink:\n  postgres:\n"
-             "    dsn: host=127.0.0.1 port=55432 dbname=sluice user=postgres\n"
+             "%s user=postgres\n"
              "    table: %s\n    dead_letter_table: %s_dead\n"
              "http:\n  listen: 127.0.0.1:0\n",
-             input, wire.port, headers, table, table);
+             input, wire.port, headers, dsn_line(), table, table);
     write_file(path, 0600, text);
 }
 

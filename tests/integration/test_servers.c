@@ -58,7 +58,7 @@ static void redis_endpoint(char *host, size_t host_size, int *port)
     const char *p, *colon;
 
     snprintf(host, host_size, "127.0.0.1");
-    *port = h_port("SLUICE_REDIS_PORT", 56379);
+    *port = H_REDIS_PORT;
     if (!url || strncmp(url, "redis://", 8) != 0)
         return;
     p = url + 8;

@@ -7,8 +7,8 @@
  * from the sink's own socket) and their DSN overrides; and a network
  * that goes silent, in a network namespace of the test's own.
  *
- * Environment: SLUICE_PG_DSN (default host=127.0.0.1 port=55432
- * dbname=sluice user=postgres).  The restart tests drive pg_ctl:
+ * Environment: SLUICE_PG_DSN (default the harness's H_PG_DSN, which
+ * follows SLUICE_PG_PORT).  The restart tests drive pg_ctl:
  * SLUICE_PG_CTL is the command prefix (default: pg_ctl from
  * SLUICE_PG_BINDIR or /usr/lib/postgresql/15/bin with -D $SLUICE_PGDATA,
  * run as the postgres user when we are root); SLUICE_PGDATA defaults to
@@ -52,7 +52,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define DEFAULT_PG_DSN "host=127.0.0.1 port=55432 dbname=sluice user=postgres"
 #define N_STREAM 100000
 #define DEADLINE_MS 120000
 
@@ -65,7 +64,7 @@ static const char *env_or(const char *name, const char *fallback)
 
 static const char *dsn(void)
 {
-    return env_or("SLUICE_PG_DSN", DEFAULT_PG_DSN);
+    return env_or("SLUICE_PG_DSN", H_PG_DSN);
 }
 
 /* A table name no other run uses. */

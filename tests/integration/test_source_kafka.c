@@ -139,14 +139,14 @@ static void test_group_rebalance(void **state)
     struct sl_source_kafka_stats js = {0};
     for (int64_t end = sl_mono_ms() + 60000;
          js.assignments == 0 && sl_mono_ms() < end; usleep(10000))
-        sl_source_kafka_get_stats(m[2].src, &js);
+        sl_source_kafka_stats(m[2].src, &js);
     km_wait_distinct(&acks, A_COUNT / 2, 60000);
     km_member_leave(&m[0]); /* leaves midway */
     km_wait_distinct(&acks, A_COUNT, 90000);
 
     struct sl_source_kafka_stats st1, st2;
-    sl_source_kafka_get_stats(m[1].src, &st1);
-    sl_source_kafka_get_stats(m[2].src, &st2);
+    sl_source_kafka_stats(m[1].src, &st1);
+    sl_source_kafka_stats(m[2].src, &st2);
     print_message("member 1: %llu assignments %llu revocations; member 2: "
                   "%llu assignments; popped %ld/%ld/%ld\n",
                   (unsigned long long)st1.assignments,
@@ -233,14 +233,14 @@ static void test_backpressure(void **state)
     assert_int_equal(atomic_load(&sl_source_stats(src)->paused), 1);
     sleep(2); /* let the fetcher settle after the pause */
     long rss0 = rss_kib();
-    sl_source_kafka_get_stats(src, &st);
+    sl_source_kafka_stats(src, &st);
     uint64_t assignments = st.assignments;
     print_message("stalling %d s with max.poll.interval.ms=10000 "
                   "(rss %ld KiB)\n",
                   stall_s, rss0);
     sleep((unsigned)stall_s);
     long rss1 = rss_kib();
-    sl_source_kafka_get_stats(src, &st);
+    sl_source_kafka_stats(src, &st);
     print_message("after the stall: rss %ld KiB (%+ld), assignments %llu, "
                   "revocations %llu, lost %llu, pauses %llu\n",
                   rss1, rss1 - rss0, (unsigned long long)st.assignments,
@@ -276,7 +276,7 @@ static void test_backpressure(void **state)
     sl_source_stop(src, 1);
     assert_int_equal(sl_source_wait_stopped(src, 10000), 0);
     assert_int_equal(sl_source_close(src), 0);
-    sl_source_kafka_get_stats(src, &st);
+    sl_source_kafka_stats(src, &st);
     assert_int_equal(st.revocations, 1); /* only the close */
     sl_source_destroy(src);
     sl_queue_destroy(q);

@@ -11,6 +11,7 @@
 #include "err.h"
 #include "log.h"
 #include "redis_conn.h"
+#include "row.h"
 #include "source_redis.h"
 
 #include <hiredis/hiredis.h>
@@ -264,7 +265,7 @@ static void test_stream_claim_from_dead_consumer(void **state)
     /* A dies: its acks are flushed at close, the rest stays pending. */
     assert_int_equal(sl_source_close(a), 0);
     struct sl_source_redis_stats st;
-    sl_source_redis_get_stats(a, &st);
+    sl_source_redis_stats(a, &st);
     assert_int_equal(st.acked, A_ACK);
     for (int i = A_ACK; i < A_POP; i++)
         sl_msg_destroy(held[i]);
@@ -295,7 +296,7 @@ static void test_stream_claim_from_dead_consumer(void **state)
     wait_no_pending(ctx, key, "g");
     assert_null(pop(qb, 300)); /* nothing more comes */
     assert_int_equal(sl_source_close(b), 0);
-    sl_source_redis_get_stats(b, &st);
+    sl_source_redis_stats(b, &st);
     assert_true(st.claimed >= (uint64_t)(A_POP - A_ACK));
     assert_int_equal(st.claimed, (uint64_t)left);
     assert_int_equal(retried, (size_t)left);
@@ -355,7 +356,7 @@ static void test_stream_max_deliveries(void **state)
     assert_string_equal(msg->origin.entry_id, id);
     assert_int_equal(msg->attempts, 6);
     assert_non_null(msg->error);
-    assert_string_equal(msg->error_stage, "redelivery");
+    assert_string_equal(sl_row_stage_name(msg->error_stage), "redelivery");
     assert_string_equal(msg->error,
                         "delivered 6 times, more than max_deliveries (3)");
     assert_memory_equal(msg->payload, "poison", 6);
@@ -363,7 +364,7 @@ static void test_stream_max_deliveries(void **state)
     wait_no_pending(ctx, key, "g");
     assert_int_equal(sl_source_close(src), 0);
     struct sl_source_redis_stats st;
-    sl_source_redis_get_stats(src, &st);
+    sl_source_redis_stats(src, &st);
     assert_int_equal(st.dead_lettered, 1);
     print_message("max_deliveries: dead-lettered after 6 deliveries; %lld "
                   "ms\n",
@@ -438,7 +439,7 @@ static void test_stream_nogroup_recovery(void **state)
     assert_null(pop(q, 300));
     assert_int_equal(sl_source_close(src), 0);
     struct sl_source_redis_stats st;
-    sl_source_redis_get_stats(src, &st);
+    sl_source_redis_stats(src, &st);
     sl_log_set_fd(2);
     close(logfd);
     assert_int_equal(st.group_recreated, 1);
@@ -510,7 +511,7 @@ static void test_stream_reconnect(void **state)
     wait_no_pending(ctx, key, "g");
     assert_int_equal(sl_source_close(src), 0);
     struct sl_source_redis_stats st;
-    sl_source_redis_get_stats(src, &st);
+    sl_source_redis_stats(src, &st);
     assert_true(st.reconnects >= 1);
     assert_int_equal(st.acked, 2 * N);
     print_message("reconnect: connection killed with %d in flight, %llu "
@@ -594,7 +595,7 @@ static void test_list_reaper(void **state)
     struct sl_source *w = start_source(true, &conf, 1, &qw);
     usleep(3 * 200 * 1000 * 2); /* the thing under test: 2 x expiry */
     struct sl_source_redis_stats st;
-    sl_source_redis_get_stats(w, &st);
+    sl_source_redis_stats(w, &st);
     assert_int_equal(st.reaped, 0);
     assert_int_equal(llen(ctx, proc_a), a_held);
     long long w_held = llen(ctx, proc_w);
@@ -634,7 +635,7 @@ static void test_list_reaper(void **state)
     assert_int_equal(llen(ctx, proc_w), 0);
     assert_null(pop(qb, 300));
     assert_int_equal(sl_source_close(b), 0);
-    sl_source_redis_get_stats(b, &st);
+    sl_source_redis_stats(b, &st);
     assert_int_equal(st.reaped, (uint64_t)(a_held + w_held));
     assert_int_equal(idset_dups(&seen), 0);
     print_message("list: %d entries, A left %lld and W %lld in their "

@@ -8,6 +8,7 @@
 
 #include "clock.h"
 #include "err.h"
+#include "row.h"
 #include "source_file.h"
 
 #include <stdio.h>
@@ -54,7 +55,7 @@ static void test_lines_acks_and_sentinels(void **state)
     assert_int_equal(got[1]->payload_len, 7); /* the \r is dropped */
     assert_int_equal(got[2]->origin.offset, 4);
     assert_non_null(got[2]->error);
-    assert_string_equal(got[2]->error_stage, "decode");
+    assert_string_equal(sl_row_stage_name(got[2]->error_stage), "decode");
     assert_string_equal(got[2]->error, "message of 38 bytes exceeds "
                                        "max_message_bytes (16)");
     assert_int_equal(got[3]->origin.offset, 5);
