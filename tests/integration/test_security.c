@@ -32,10 +32,15 @@
 
 #define PG_ADMIN H_PG_DSN
 #define PG_ROLE "sluice_sec"
-#define REDIS_PORT 56389  /* a private Redis with requirepass */
-#define TLS_PG_PORT 55442 /* a private PostgreSQL with ssl=on */
-#define START_MS 15000    /* a child becomes ready within this */
-#define EXIT_MS 30000     /* a child exits within this */
+/* Private servers of this test, on ports below Linux's ephemeral range
+ * (32768-60999): there, a client connection of a test running beside it
+ * could hold the port and turn the test into a skip. */
+#define REDIS_PORT 31389  /* a private Redis with requirepass */
+#define TLS_PG_PORT 31442 /* a private PostgreSQL with ssl=on */
+#define SL_XSTR(x) #x
+#define SL_STR(x) SL_XSTR(x)
+#define START_MS 15000 /* a child becomes ready within this */
+#define EXIT_MS 30000  /* a child exits within this */
 
 /* Recognisable secrets: none may appear anywhere we look. */
 #define SECRET_PG "pw-sec-XYZZY-7a1f"
@@ -557,8 +562,9 @@ static void test_no_secret_redis_source(void **state)
     /* The password goes in through stdin, not the command line. */
     snprintf(conf, sizeof(conf), "%s/redis.conf", g.dir);
     write_file(conf, 0600,
-               "port 56389\nbind 127.0.0.1\nsave \"\"\nappendonly no\n"
-               "requirepass " SECRET_REDIS "\n");
+               "port " SL_STR(
+                   REDIS_PORT) "\nbind 127.0.0.1\nsave \"\"\nappendonly no\n"
+                               "requirepass " SECRET_REDIS "\n");
     const char *rargv[] = {"/usr/bin/redis-server", "-", NULL};
     if (access(rargv[0], X_OK) != 0)
         h_skip("%s is not installed", rargv[0]);
@@ -1119,7 +1125,7 @@ static const char *tls_pg_start(void)
     if (geteuid() == 0 && sh("id postgres >/dev/null 2>&1") != 0)
         return "running as root without a 'postgres' user for the server";
     if (!port_free(TLS_PG_PORT))
-        return "port 55442 is in use";
+        return "port " SL_STR(TLS_PG_PORT) " is in use";
     snprintf(g.tls_dir, sizeof(g.tls_dir), "/tmp/sl-sec-tls.XXXXXX");
     if (!mkdtemp(g.tls_dir)) {
         g.tls_dir[0] = '\0';
