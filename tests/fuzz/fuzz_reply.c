@@ -61,7 +61,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     req.resp_len = size;
     req.resp_cap = size + 1;
 
-    int rc = parse_reply(&fuzz_w, &req, &values, &ce);
+    struct sl_infer_usage usage;
+    int rc = parse_reply(&fuzz_w, &req, &values, &usage, &ce);
     if (rc == 0) {
         /* One value per call carried, whatever the reply said. */
         if (!json_is_array(values) || json_array_size(values) != req.ncalls)
