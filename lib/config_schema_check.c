@@ -12,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -300,6 +301,41 @@ const struct sl_config_strcheck sl_config_chk_template = {
 
 /* ---- cross-key checks ---- */
 
+enum place {
+    AT_VALUE, /* the value is wrong */
+    AT_KEY,   /* the key should not be there at all */
+};
+
+/*
+ * How every check below reports an error about key 'key' of mapping 'map',
+ * whose own key path is 'path': the message ends "at path.key" and points
+ * at the key's value or at the key itself ('at'), or at 'map' when the key
+ * is absent.
+ */
+static void report_key(struct sl_config_ctx *ctx, struct fy_node *map,
+                       const char *path, const char *key, enum place at,
+                       const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+static void report_key(struct sl_config_ctx *ctx, struct fy_node *map,
+                       const char *path, const char *key, enum place at,
+                       const char *fmt, ...)
+{
+    char p[SL_CONFIG_MAX_PATH], msg[1024];
+    struct fy_node *node = NULL;
+    va_list ap;
+
+    if (at == AT_VALUE)
+        node = sl_config_lookup(map, key);
+    else if (map && fy_node_is_mapping(map))
+        node = fy_node_mapping_lookup_key_by_string(map, key, FY_NT);
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    sl_config_path_key(p, path, key);
+    sl_config_report(ctx, node, map, p, "%s", msg);
+}
+
 /*
  * The secret named by keys 'env_key' (value 'env') and 'file_key' ('file')
  * of mapping 'map' at 'path': not both, and readable as `sluice run` will
@@ -311,20 +347,16 @@ static void check_secret_src(struct sl_config_ctx *ctx, struct fy_node *map,
                              const char *file)
 {
     struct sl_secret_src src = {env, file};
-    char p[SL_CONFIG_MAX_PATH], why[768];
+    char why[768];
 
     if (env && file) {
-        sl_config_path_key(p, path, file_key);
-        sl_config_report(
-            ctx, fy_node_mapping_lookup_key_by_string(map, file_key, FY_NT),
-            map, p, "give %s or %s, not both", env_key, file_key);
+        report_key(ctx, map, path, file_key, AT_KEY, "give %s or %s, not both",
+                   env_key, file_key);
         return;
     }
     if (sl_secret_check(&src, why, sizeof(why)) == 0)
         return;
-    sl_config_path_key(p, path, env ? env_key : file_key);
-    sl_config_report(ctx, sl_config_lookup(map, env ? env_key : file_key), map,
-                     p, "%s", why);
+    report_key(ctx, map, path, env ? env_key : file_key, AT_VALUE, "%s", why);
 }
 
 /* {value_env: NAME} or {value_file: PATH} as a header or property value. */
@@ -353,33 +385,28 @@ void sl_config_check_kafka(struct sl_config_ctx *ctx, void *obj,
     static const char managed[] = "enable.auto.offset.store";
     const struct sl_config_kafka *k = obj;
     struct fy_node *props = sl_config_lookup(map, "properties");
-    char p[512];
+    char pp[SL_CONFIG_MAX_PATH];
 
+    sl_config_path_key(pp, path, "properties");
     for (size_t i = 0; i < k->properties.cnt; i++) {
         const struct sl_config_kv *kv = &k->properties.items[i];
         if (!kv->value || !sl_config_kafka_property_is_secret(kv->key))
             continue;
-        snprintf(p, sizeof(p), "%s.properties.%s", path, kv->key);
-        sl_config_report(ctx, sl_config_lookup(props, kv->key), props, p,
-                         "kafka property '%s' carries a credential: it must "
-                         "not be written in the file, nor come from ${VAR}; "
-                         "write %s: {value_env: NAME} or {value_file: PATH}",
-                         kv->key, kv->key);
+        report_key(ctx, props, pp, kv->key, AT_VALUE,
+                   "kafka property '%s' carries a credential: it must not be "
+                   "written in the file, nor come from ${VAR}; write %s: "
+                   "{value_env: NAME} or {value_file: PATH}",
+                   kv->key, kv->key);
     }
 
     for (size_t i = 0; i < k->properties.cnt; i++) {
         const char *key = k->properties.items[i].key;
         if (!key || strcmp(key, managed))
             continue;
-        snprintf(p, sizeof(p), "%s.properties.%s", path, managed);
-        sl_config_report(
-            ctx,
-            props ? fy_node_mapping_lookup_key_by_string(props, managed, FY_NT)
-                  : NULL,
-            props ? props : map, p,
-            "kafka property '%s' is managed by sluice (offsets are stored "
-            "only once processed); remove it",
-            managed);
+        report_key(ctx, props, pp, managed, AT_KEY,
+                   "kafka property '%s' is managed by sluice (offsets are "
+                   "stored only once processed); remove it",
+                   managed);
         break;
     }
 }
@@ -397,14 +424,11 @@ void sl_config_check_retry(struct sl_config_ctx *ctx, void *obj,
                            struct fy_node *map, const char *path)
 {
     const struct sl_config_retry *r = obj;
-    char p[512];
 
-    if (r->base_ms > r->max_ms) {
-        snprintf(p, sizeof(p), "%s.base_ms", path);
-        sl_config_report(ctx, sl_config_lookup(map, "base_ms"), map, p,
-                         "base_ms (%d) must not exceed max_ms (%d)", r->base_ms,
-                         r->max_ms);
-    }
+    if (r->base_ms > r->max_ms)
+        report_key(ctx, map, path, "base_ms", AT_VALUE,
+                   "base_ms (%d) must not exceed max_ms (%d)", r->base_ms,
+                   r->max_ms);
 }
 
 /*
@@ -421,13 +445,12 @@ static void check_json_template(struct sl_config_ctx *ctx,
     const char *tpl = embeddings                               ? b->input
                       : b->kind == SL_CONFIG_BACKEND_HTTP_JSON ? b->body
                                                                : NULL;
-    char why[512], p[512];
+    char why[512];
 
     if (!tpl ||
         sl_template_check_json(tpl, embeddings, why, sizeof(why)) != -SL_EINVAL)
         return;
-    snprintf(p, sizeof(p), "%s.%s", path, key);
-    sl_config_report(ctx, sl_config_lookup(map, key), map, p, "%s", why);
+    report_key(ctx, map, path, key, AT_VALUE, "%s", why);
 }
 
 /*
@@ -440,42 +463,39 @@ void sl_config_check_backend(struct sl_config_ctx *ctx, void *obj,
 {
     const struct sl_config_backend *b = obj;
     struct fy_node *hmap = sl_config_lookup(map, "headers");
-    char p[512];
+    char hp[SL_CONFIG_MAX_PATH];
 
     check_secret_src(ctx, map, path, "api_key_env", b->api_key_env,
                      "api_key_file", b->api_key_file);
+    sl_config_path_key(hp, path, "headers");
     for (size_t i = 0; i < b->headers.cnt; i++) {
         const struct sl_config_kv *kv = &b->headers.items[i];
-        struct fy_node *keyn =
-            fy_node_mapping_lookup_key_by_string(hmap, kv->key, FY_NT);
 
-        snprintf(p, sizeof(p), "%s.headers.%s", path, kv->key);
         if (kv->value && !sl_config_header_value_ok(kv->value))
-            sl_config_report(ctx, sl_config_lookup(hmap, kv->key), hmap, p,
-                             "a header value must not hold CR, LF, NUL or "
-                             "another control character (it would end the "
-                             "header line and start another)");
+            report_key(ctx, hmap, hp, kv->key, AT_VALUE,
+                       "a header value must not hold CR, LF, NUL or another "
+                       "control character (it would end the header line and "
+                       "start another)");
         else if (kv->value && sl_config_header_is_secret(kv->key))
-            sl_config_report(ctx, sl_config_lookup(hmap, kv->key), hmap, p,
-                             "header '%s' carries a credential: it must not "
-                             "be written in the file, nor come from ${VAR}; "
-                             "write %s: {value_env: NAME} or {value_file: "
-                             "PATH}",
-                             kv->key, kv->key);
+            report_key(ctx, hmap, hp, kv->key, AT_VALUE,
+                       "header '%s' carries a credential: it must not be "
+                       "written in the file, nor come from ${VAR}; write %s: "
+                       "{value_env: NAME} or {value_file: PATH}",
+                       kv->key, kv->key);
         if ((b->api_key_env || b->api_key_file) &&
             !strcasecmp(kv->key, "Authorization"))
-            sl_config_report(ctx, keyn, hmap, p,
-                             "header '%s' and %s both set the Authorization "
-                             "header; keep one",
-                             kv->key,
-                             b->api_key_env ? "api_key_env" : "api_key_file");
+            report_key(ctx, hmap, hp, kv->key, AT_KEY,
+                       "header '%s' and %s both set the Authorization header; "
+                       "keep one",
+                       kv->key,
+                       b->api_key_env ? "api_key_env" : "api_key_file");
         for (size_t j = 0; j < i; j++) {
             if (strcasecmp(b->headers.items[j].key, kv->key))
                 continue;
-            sl_config_report(ctx, keyn, hmap, p,
-                             "duplicate header '%s' (header names are "
-                             "case-insensitive; also '%s')",
-                             kv->key, b->headers.items[j].key);
+            report_key(ctx, hmap, hp, kv->key, AT_KEY,
+                       "duplicate header '%s' (header names are "
+                       "case-insensitive; also '%s')",
+                       kv->key, b->headers.items[j].key);
             break;
         }
     }
@@ -519,28 +539,23 @@ static void check_vectors(struct sl_config_ctx *ctx,
             sl_config_lookup(sl_config_lookup(root, "sink"), "postgres"),
             "columns"),
         "vectors");
-    char p[256];
+    const char *path = "sink.postgres.columns.vectors";
 
     for (size_t i = 0; i < vl->cnt; i++) {
         const struct sl_config_kv *kv = &vl->items[i];
         const struct sl_config_backend *b =
             kv->value ? sl_config_backend_find(cfg, kv->value) : NULL;
-        struct fy_node *n =
-            vn && fy_node_is_mapping(vn)
-                ? fy_node_mapping_lookup_by_string(vn, kv->key, FY_NT)
-                : NULL;
 
-        snprintf(p, sizeof(p), "sink.postgres.columns.vectors.%s", kv->key);
         if (!b)
-            sl_config_report(ctx, n, root, p,
-                             "unknown backend '%s': a vector column takes "
-                             "the result of one of the pipeline's backends",
-                             kv->value ? kv->value : "");
+            report_key(ctx, vn, path, kv->key, AT_VALUE,
+                       "unknown backend '%s': a vector column takes the "
+                       "result of one of the pipeline's backends",
+                       kv->value ? kv->value : "");
         else if (b->kind == SL_CONFIG_BACKEND_OPENAI_CHAT)
-            sl_config_report(ctx, n, root, p,
-                             "backend '%s' is openai-chat, whose result is an "
-                             "object, not an array of numbers",
-                             kv->value);
+            report_key(ctx, vn, path, kv->key, AT_VALUE,
+                       "backend '%s' is openai-chat, whose result is an "
+                       "object, not an array of numbers",
+                       kv->value);
     }
 }
 
@@ -548,7 +563,7 @@ void sl_config_check_root(struct sl_config_ctx *ctx, void *obj,
                           struct fy_node *root, const char *path)
 {
     const struct sl_config *cfg = obj;
-    char p[256];
+    char p[SL_CONFIG_MAX_PATH];
 
     (void)path;
     /* After other errors gateway.enabled may just have failed to parse. */
@@ -563,24 +578,17 @@ void sl_config_check_root(struct sl_config_ctx *ctx, void *obj,
                          "'source' is present)");
     if (cfg->source.present &&
         sl_config_is_null(sl_config_lookup(root, "steps")))
-        sl_config_report(
-            ctx, fy_node_mapping_lookup_key_by_string(root, "steps", FY_NT),
-            root, "steps",
-            "missing required key 'steps' (required when "
-            "'source' is present)");
+        report_key(ctx, root, "", "steps", AT_KEY,
+                   "missing required key 'steps' (required when 'source' is "
+                   "present)");
     /* Gateway rows go to the sink.  With a source, the missing sink is
      * reported above already. */
     if (cfg->gateway.enabled && cfg->gateway.write_rows && !cfg->sink.present &&
-        !cfg->source.present) {
-        struct fy_node *gw = sl_config_lookup(root, "gateway");
-        sl_config_report(
-            ctx,
-            gw ? fy_node_mapping_lookup_key_by_string(gw, "write_rows", FY_NT)
-               : NULL,
-            gw ? gw : root, "gateway.write_rows",
-            "write_rows is true but the pipeline has no 'sink': add "
-            "sink.postgres or set write_rows to false");
-    }
+        !cfg->source.present)
+        report_key(ctx, sl_config_lookup(root, "gateway"), "gateway",
+                   "write_rows", AT_KEY,
+                   "write_rows is true but the pipeline has no 'sink': add "
+                   "sink.postgres or set write_rows to false");
 
     if (cfg->sink.present)
         check_vectors(ctx, cfg, root);
@@ -592,10 +600,10 @@ void sl_config_check_root(struct sl_config_ctx *ctx, void *obj,
                 struct fy_node *sn = sl_config_lookup(
                     root, "steps"); /* the sequence, then the item */
                 sn = sn ? fy_node_sequence_get_by_index(sn, (int)i) : NULL;
-                snprintf(p, sizeof(p), "steps[%zu].name", i);
-                sl_config_report(
-                    ctx, sn ? sl_config_lookup(sn, "name") : NULL, root, p,
-                    "duplicate step name '%s' (also steps[%zu])", st->name, k);
+                snprintf(p, sizeof(p), "steps[%zu]", i);
+                report_key(ctx, sn ? sn : root, p, "name", AT_VALUE,
+                           "duplicate step name '%s' (also steps[%zu])",
+                           st->name, k);
                 break;
             }
         }

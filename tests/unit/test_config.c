@@ -1259,6 +1259,36 @@ static void test_alias_errors_at_use(void **state)
                  NULL);
 }
 
+/* A vector column names a backend whose result can be an array; its
+ * errors are reported as every other check's (structure #16: an aliased
+ * value says where it is written, as at queue.capacity above). */
+static void test_vector_column_backend(void **state)
+{
+    (void)state;
+    parse_errors("version: 1\n"
+                 "name: a\n"
+                 "gateway: {enabled: true}\n"
+                 "backends:\n"
+                 "  chat: {kind: openai-chat, url: 'http://x/v1', model: m,\n"
+                 "         messages: [{role: user, content: hi}]}\n"
+                 "steps:\n"
+                 "  - {name: s, backends: [&c chat]}\n"
+                 "sink:\n"
+                 "  postgres:\n"
+                 "    columns:\n"
+                 "      vectors: {v1: nope, v2: chat, v3: *c}\n",
+                 "t.yaml:12:21: unknown backend 'nope': a vector column takes "
+                 "the result of one of the pipeline's backends at "
+                 "sink.postgres.columns.vectors.v1",
+                 "t.yaml:12:31: backend 'chat' is openai-chat, whose result is "
+                 "an object, not an array of numbers at "
+                 "sink.postgres.columns.vectors.v2",
+                 "t.yaml:12:41: backend 'chat' is openai-chat, whose result is "
+                 "an object, not an array of numbers (through alias '*c' to "
+                 "8:29) at sink.postgres.columns.vectors.v3",
+                 NULL);
+}
+
 /* hardening #8: whatever a ${VAR} or a block scalar holds, each error is
  * one line of text. */
 static void test_error_stays_one_line(void **state)
@@ -1900,6 +1930,7 @@ int main(void)
         cmocka_unit_test(test_json_template_probe),
         cmocka_unit_test(test_one_document),
         cmocka_unit_test(test_alias_errors_at_use),
+        cmocka_unit_test(test_vector_column_backend),
         cmocka_unit_test(test_error_stays_one_line),
         cmocka_unit_test(test_not_a_regular_file),
         cmocka_unit_test(test_log_format_key),
