@@ -4,6 +4,7 @@
  * to max_batches_inflight of them, acks a batch's messages after its
  * commit, bisects batches PostgreSQL refuses for data, and reconnects with
  * capped exponential backoff, resending every batch not known durable.
+ * The connection's states and their changes are in sink_pg_state.c.
  */
 #include "sink_pg_int.h"
 #include "clock.h"
@@ -27,73 +28,6 @@
 
 #define COMPONENT "sink"
 #define QNAME_MAX 160
-#define CONNECT_TIMEOUT_MS 10000 /* connect, authenticate and set up */
-
-struct sl_sink_pg {
-    /* configuration, immutable after new() */
-    char *dsn;                 /* conninfo without password; owned */
-    char *password;            /* from env or file, or NULL; owned */
-    char *app_name;            /* application_name; owned */
-    char *where;               /* "host:port/db as user" for logs; owned */
-    char *sql_insert;          /* results INSERT ... unnest */
-    char *sql_create;          /* CREATE TABLE results, or NULL */
-    char *sql_create_dead;     /* CREATE TABLE dead letters, or NULL */
-    char *sql_dead;            /* dead-letter upsert */
-    int batch_rows;            /* rows per batch */
-    int flush_ms;              /* max age of a partial batch */
-    int max_inflight;          /* batches sent, not yet durable */
-    int backoff_min_ms;        /* first backoff cap */
-    int backoff_max_ms;        /* backoff cap */
-    sl_sink_pg_ack_cb *ack_cb; /* gets each message back */
-    void *ack_arg;             /* for ack_cb */
-    /* PQconnectStartParams arguments (sl_sink_pg_conn_params()) */
-    const char *conn_keys[SL_SINK_PG_CONN_PARAMS]; /* keywords, then NULL */
-    const char *conn_vals[SL_SINK_PG_CONN_PARAMS]; /* borrow dsn, app_name */
-
-    /* shared with other threads */
-    struct sl_queue *backlog; /* rows from workers (bounded) */
-    int wake_fd;              /* eventfd: rows arrived, drain called */
-    atomic_int sleeping;      /* sink is (about to be) in poll() */
-    atomic_size_t wake_at;    /* while sleeping: backlog depth worth a wake */
-    atomic_int draining;      /* drain() called */
-    atomic_int stop_now;      /* drain deadline passed */
-    pthread_t thread;         /* the sink thread */
-    int thread_started;       /* thread must be joined */
-    pthread_mutex_t mu;       /* guards done, all_durable */
-    pthread_cond_t cv;        /* signalled when done */
-    int done;                 /* thread finished its work */
-    int all_durable;          /* and every row was durable */
-    int joined;               /* thread joined */
-
-    /* counters, any thread */
-    atomic_uint_fast64_t n_rows;       /* rows inserted */
-    atomic_uint_fast64_t n_dups;       /* skipped by ON CONFLICT */
-    atomic_uint_fast64_t n_dead;       /* dead letters written */
-    atomic_uint_fast64_t n_batches;    /* batches committed */
-    struct sl_histo h_rows;            /* rows per committed batch */
-    struct sl_histo h_seconds;         /* send to COMMIT, per batch */
-    atomic_uint_fast64_t latency_us;   /* sum of batch latencies */
-    atomic_uint_fast64_t n_reconnects; /* connections after the first */
-    atomic_uint_fast64_t n_failed;     /* rows given back with an error */
-    atomic_uint_fast64_t n_held;       /* rows held, not yet acked */
-    atomic_int state; /* enum sl_sink_pg_state; set_state() only */
-
-    /* sink thread only */
-    PGconn *conn;                /* current connection, or NULL */
-    int connect_events;          /* poll events PQconnectPoll wants */
-    int64_t connect_deadline_ms; /* give up connecting and set up then */
-    struct sl_pgbatch *forming;  /* batch being filled, or NULL */
-    int64_t forming_since_ms;    /* when its first row came */
-    struct sl_pgblist pending;   /* closed, not sent */
-    struct sl_pgblist inflight;  /* sent, awaiting sync */
-    int backlog_done;            /* backlog closed and empty */
-    int attempt;                 /* failed connects in a row */
-    int64_t next_connect_ms;     /* monotonic time of next attempt */
-    int ever_connected;          /* a connection has been ready */
-    char last_cause[256];        /* last logged failure cause */
-    unsigned rng;                /* rand_r state for jitter */
-    struct sl_pgarr arr[SL_SINK_PG_NCOLS]; /* parameter scratch */
-};
 
 void sl_sink_pg_histos(const struct sl_sink_pg *sink,
                        const struct sl_histo **rowsp,
@@ -123,208 +57,6 @@ static void batch_give_back(struct sl_sink_pg *sink, struct sl_pgbatch *b,
     }
     b->n = 0;
     sl_pgbatch_free(b);
-}
-
-/* ---- logging ---- */
-
-static size_t rows_held(const struct sl_sink_pg *sink)
-{
-    return (size_t)atomic_load(&sink->n_held);
-}
-
-/* ---- connection ---- */
-
-/*
- * The connection's states, in the order a connection goes through them:
- *
- *   DISCONNECTED --conn_start()--> CONNECTING --PQconnectPoll OK-->
- *   SETUP --setup batch synced--> READY
- *
- * and from CONNECTING, SETUP or READY back to DISCONNECTED through
- * conn_lost(); STOPPED when the thread ends.  Only READY sends batches.
- */
-static const char *const state_names[] = {
-    [SL_SINK_PG_DISCONNECTED] = "disconnected",
-    [SL_SINK_PG_CONNECTING] = "connecting",
-    [SL_SINK_PG_SETUP] = "setup",
-    [SL_SINK_PG_READY] = "ready",
-    [SL_SINK_PG_STOPPED] = "stopped",
-};
-
-static enum sl_sink_pg_state conn_state(const struct sl_sink_pg *sink)
-{
-    return (enum sl_sink_pg_state)atomic_load(&sink->state);
-}
-
-/* Every change of state goes through here, so that it can be traced. */
-static void set_state(struct sl_sink_pg *sink, enum sl_sink_pg_state st)
-{
-    enum sl_sink_pg_state old = conn_state(sink);
-
-    if (old == st)
-        return;
-    sl_log(SL_LOG_DEBUG, COMPONENT, "postgres %s: %s -> %s", sink->where,
-           state_names[old], state_names[st]);
-    atomic_store(&sink->state, (int)st);
-}
-
-/*
- * Close the connection after 'what' failed because of 'cause'; every
- * in-flight batch goes back to the front of the pending list, to be
- * resent (a COMMIT whose outcome is unknown is resolved by the
- * idempotent resend).  Logs once per change of cause.
- */
-static void conn_lost(struct sl_sink_pg *sink, const char *what,
-                      const char *cause)
-{
-    struct sl_pgbatch *b, *rev = NULL;
-    int64_t cap;
-    int delay;
-    char line[256];
-
-    sl_sink_pg_first_line(cause && *cause ? cause : "unknown cause", line,
-                          sizeof(line));
-    if (sink->conn) {
-        PQfinish(sink->conn);
-        sink->conn = NULL;
-    }
-    /* Re-queue in-flight batches in order, ahead of unsent ones. */
-    while ((b = sl_pgblist_pop(&sink->inflight))) {
-        if (b->kind == SL_PGBATCH_SETUP) {
-            sl_pgbatch_free(b);
-            continue;
-        }
-        b->next = rev;
-        rev = b;
-    }
-    while (rev) {
-        b = rev;
-        rev = rev->next;
-        sl_pgbatch_reset_result(b);
-        sl_pgblist_push_front(&sink->pending, b);
-    }
-    set_state(sink, SL_SINK_PG_DISCONNECTED);
-
-    cap = (int64_t)sink->backoff_min_ms
-          << (sink->attempt < 20 ? sink->attempt : 20);
-    if (cap > sink->backoff_max_ms)
-        cap = sink->backoff_max_ms;
-    delay = (int)(rand_r(&sink->rng) % (unsigned)(cap + 1));
-    sink->attempt++;
-    sink->next_connect_ms = sl_mono_ms() + delay;
-
-    if (strcmp(line, sink->last_cause) != 0) {
-        snprintf(sink->last_cause, sizeof(sink->last_cause), "%s", line);
-        sl_log(SL_LOG_WARN, COMPONENT,
-               "postgres %s: %s (%s); retrying in %d ms, %zu rows held, "
-               "not acked (repeats of this cause are not logged)",
-               sink->where, what, line, delay, rows_held(sink));
-    }
-}
-
-/*
- * Start connecting with the parameters built in new(): the DSN, expanded
- * by libpq, plus the keepalive and tcp_user_timeout defaults it does not
- * set, so that a silent peer ends in conn_lost() like any other.
- */
-static void conn_start(struct sl_sink_pg *sink)
-{
-    set_state(sink, SL_SINK_PG_CONNECTING);
-    sink->conn = PQconnectStartParams(sink->conn_keys, sink->conn_vals, 1);
-    if (!sink->conn) {
-        conn_lost(sink, "cannot connect", "out of memory");
-        return;
-    }
-    if (PQstatus(sink->conn) == CONNECTION_BAD) {
-        conn_lost(sink, "cannot connect", PQerrorMessage(sink->conn));
-        return;
-    }
-    sink->connect_events = POLLOUT; /* as if PGRES_POLLING_WRITING */
-    sink->connect_deadline_ms = sl_mono_ms() + CONNECT_TIMEOUT_MS;
-}
-
-/* Send the setup batch: tables and prepared statements. */
-static void send_setup(struct sl_sink_pg *sink)
-{
-    PGconn *conn = sink->conn;
-    struct sl_pgbatch *b = sl_pgbatch_new(SL_PGBATCH_SETUP, 0);
-    static const Oid ins_types[SL_SINK_PG_NCOLS] = {
-        SL_PG_OID_TEXT_ARRAY,       SL_PG_OID_TEXT_ARRAY,
-        SL_PG_OID_INT4_ARRAY,       SL_PG_OID_INT8_ARRAY,
-        SL_PG_OID_TEXT_ARRAY,       SL_PG_OID_TEXT_ARRAY,
-        SL_PG_OID_JSONB_ARRAY,      SL_PG_OID_BYTEA_ARRAY,
-        SL_PG_OID_JSONB_ARRAY,      SL_PG_OID_JSONB_ARRAY,
-        SL_PG_OID_JSONB_ARRAY,      SL_PG_OID_TEXT_ARRAY,
-        SL_PG_OID_TIMESTAMPTZ_ARRAY};
-    static const Oid dead_types[SL_SINK_PG_DEAD_NPARAMS] = {
-        SL_PG_OID_TEXT, SL_PG_OID_TEXT,  SL_PG_OID_INT4,  SL_PG_OID_INT8,
-        SL_PG_OID_TEXT, SL_PG_OID_BYTEA, SL_PG_OID_BYTEA, SL_PG_OID_TEXT,
-        SL_PG_OID_TEXT, SL_PG_OID_TEXT,  SL_PG_OID_INT4};
-    int ok = 1;
-
-    if (!b) {
-        conn_lost(sink, "cannot set up", "out of memory");
-        return;
-    }
-    if (sink->sql_create)
-        ok = ok && PQsendQueryParams(conn, sink->sql_create, 0, NULL, NULL,
-                                     NULL, NULL, 0),
-        b->nstmt += ok;
-    if (sink->sql_create_dead)
-        ok = ok && PQsendQueryParams(conn, sink->sql_create_dead, 0, NULL, NULL,
-                                     NULL, NULL, 0),
-        b->nstmt += ok;
-    ok = ok && PQsendPrepare(conn, "sl_ins", sink->sql_insert, SL_SINK_PG_NCOLS,
-                             ins_types);
-    b->nstmt += ok;
-    ok = ok && PQsendPrepare(conn, "sl_dead", sink->sql_dead,
-                             SL_SINK_PG_DEAD_NPARAMS, dead_types);
-    b->nstmt += ok;
-    ok = ok && PQpipelineSync(conn);
-    sl_pgblist_push(&sink->inflight, b);
-    set_state(sink, SL_SINK_PG_SETUP);
-    if (!ok)
-        conn_lost(sink, "cannot send setup", PQerrorMessage(conn));
-}
-
-/* Server notices ("relation already exists, skipping") at debug level. */
-static void on_notice(void *arg, const char *message)
-{
-    char line[256];
-
-    (void)arg;
-    if (!sl_log_enabled(SL_LOG_DEBUG))
-        return;
-    sl_sink_pg_first_line(message, line, sizeof(line));
-    sl_log(SL_LOG_DEBUG, COMPONENT, "postgres notice: %s", line);
-}
-
-/* PQconnectPoll step; on success, switch to pipeline mode and set up. */
-static void conn_continue(struct sl_sink_pg *sink)
-{
-    switch (PQconnectPoll(sink->conn)) {
-    case PGRES_POLLING_READING:
-        sink->connect_events = POLLIN;
-        return;
-    case PGRES_POLLING_WRITING:
-        sink->connect_events = POLLOUT;
-        return;
-    case PGRES_POLLING_FAILED:
-        conn_lost(sink, "cannot connect", PQerrorMessage(sink->conn));
-        return;
-    case PGRES_POLLING_OK:
-    default:
-        break;
-    }
-    PQsetNoticeProcessor(sink->conn, on_notice, NULL);
-    if (PQsetnonblocking(sink->conn, 1) != 0 ||
-        !PQenterPipelineMode(sink->conn)) {
-        conn_lost(sink, "cannot enter pipeline mode",
-                  PQerrorMessage(sink->conn));
-        return;
-    }
-    sink->connect_events = 0;
-    send_setup(sink);
 }
 
 /* ---- sending ---- */
@@ -455,17 +187,17 @@ static void batch_done(struct sl_sink_pg *sink, struct sl_pgbatch *b)
             snprintf(cause, sizeof(cause), "SQLSTATE %s: %s", b->sqlstate,
                      b->errmsg);
             sl_pgbatch_free(b);
-            conn_lost(sink, "cannot set up tables", cause);
+            sl_sink_pg_conn_lost(sink, "cannot set up tables", cause);
             return;
         }
         sl_pgbatch_free(b);
-        set_state(sink, SL_SINK_PG_READY);
+        sl_sink_pg_set_state(sink, SL_SINK_PG_READY);
         if (sink->ever_connected)
             atomic_fetch_add(&sink->n_reconnects, 1);
         sl_log(SL_LOG_INFO, COMPONENT,
                "postgres %s: connected (after %d failed attempts), %zu rows "
                "held",
-               sink->where, sink->attempt, rows_held(sink));
+               sink->where, sink->attempt, sl_sink_pg_rows_held(sink));
         sink->ever_connected = 1;
         sink->attempt = 0;
         sink->last_cause[0] = '\0';
@@ -495,7 +227,7 @@ static void batch_done(struct sl_sink_pg *sink, struct sl_pgbatch *b)
     snprintf(cause, sizeof(cause), "SQLSTATE %s: %s",
              b->sqlstate[0] ? b->sqlstate : "?????", b->errmsg);
     sl_pgblist_push_front(&sink->inflight, b); /* conn_lost re-queues it */
-    conn_lost(sink, "batch failed", cause);
+    sl_sink_pg_conn_lost(sink, "batch failed", cause);
 }
 
 /* Read what arrived; returns -1 when the connection was lost. */
@@ -504,7 +236,8 @@ static int read_results(struct sl_sink_pg *sink)
     int nulls = 0;
 
     if (!PQconsumeInput(sink->conn)) {
-        conn_lost(sink, "connection lost", PQerrorMessage(sink->conn));
+        sl_sink_pg_conn_lost(sink, "connection lost",
+                             PQerrorMessage(sink->conn));
         return -1;
     }
     while (sink->conn && sink->inflight.head) {
@@ -551,7 +284,8 @@ static int read_results(struct sl_sink_pg *sink)
         PQclear(res);
     }
     if (sink->conn && PQstatus(sink->conn) == CONNECTION_BAD) {
-        conn_lost(sink, "connection lost", PQerrorMessage(sink->conn));
+        sl_sink_pg_conn_lost(sink, "connection lost",
+                             PQerrorMessage(sink->conn));
         return -1;
     }
     return 0;
@@ -604,16 +338,16 @@ static void send_pending(struct sl_sink_pg *sink)
     struct sl_pgbatch *b;
     int rc;
 
-    while (sink->conn && conn_state(sink) == SL_SINK_PG_READY &&
+    while (sink->conn && sl_sink_pg_conn_state(sink) == SL_SINK_PG_READY &&
            !atomic_load(&sink->stop_now) && sink->pending.head &&
            sink->inflight.len < (size_t)sink->max_inflight) {
         b = sl_pgblist_pop(&sink->pending);
         rc = send_batch(sink, b);
         sl_pgblist_push(&sink->inflight, b);
         if (rc < 0) {
-            conn_lost(sink, "cannot send batch",
-                      rc == -SL_ENOMEM ? "out of memory"
-                                       : PQerrorMessage(sink->conn));
+            sl_sink_pg_conn_lost(sink, "cannot send batch",
+                                 rc == -SL_ENOMEM ? "out of memory"
+                                                  : PQerrorMessage(sink->conn));
             return;
         }
     }
@@ -670,7 +404,7 @@ static int work_over(const struct sl_sink_pg *sink, int stop, int *all_durablep)
         !sink->pending.head && !sink->inflight.head)
         return 1; /* everything durable */
     if (stop && (!sink->conn || !sink->inflight.head ||
-                 conn_state(sink) == SL_SINK_PG_SETUP)) {
+                 sl_sink_pg_conn_state(sink) == SL_SINK_PG_SETUP)) {
         *all_durablep = 0;
         return 1;
     }
@@ -696,7 +430,7 @@ static short wait_for_work(struct sl_sink_pg *sink, int64_t now)
     if (sink->conn && PQsocket(sink->conn) >= 0) {
         int ev = POLLIN;
 
-        if (conn_state(sink) == SL_SINK_PG_CONNECTING)
+        if (sl_sink_pg_conn_state(sink) == SL_SINK_PG_CONNECTING)
             ev = sink->connect_events;
         else if (PQflush(sink->conn) == 1)
             ev |= POLLOUT;
@@ -739,22 +473,22 @@ static short wait_for_work(struct sl_sink_pg *sink, int64_t now)
 /*
  * Step 4: the socket is ready: go on connecting, or read results (of the
  * setup batch or of row batches).  Then give up a connection that has
- * not reached READY within CONNECT_TIMEOUT_MS.
+ * not reached READY by its deadline (sl_sink_pg_conn_start()).
  */
 static void on_socket(struct sl_sink_pg *sink, short revents)
 {
     enum sl_sink_pg_state st;
 
     if (sink->conn && revents) {
-        if (conn_state(sink) == SL_SINK_PG_CONNECTING)
-            conn_continue(sink);
+        if (sl_sink_pg_conn_state(sink) == SL_SINK_PG_CONNECTING)
+            sl_sink_pg_conn_continue(sink);
         else
             read_results(sink);
     }
-    st = conn_state(sink);
+    st = sl_sink_pg_conn_state(sink);
     if (sink->conn && (st == SL_SINK_PG_CONNECTING || st == SL_SINK_PG_SETUP) &&
         sl_mono_ms() >= sink->connect_deadline_ms)
-        conn_lost(sink, "cannot connect", "timed out");
+        sl_sink_pg_conn_lost(sink, "cannot connect", "timed out");
 }
 
 /*
@@ -776,7 +510,7 @@ static void sink_finish(struct sl_sink_pg *sink, int all_durable)
         all_durable = 0;
         give_back_all(sink, -SL_ECANCELED);
     }
-    set_state(sink, SL_SINK_PG_STOPPED);
+    sl_sink_pg_set_state(sink, SL_SINK_PG_STOPPED);
     pthread_mutex_lock(&sink->mu);
     sink->done = 1;
     sink->all_durable = all_durable;
@@ -799,7 +533,7 @@ static void *sink_main(void *arg)
         if (work_over(sink, stop, &all_durable))
             break;
         if (!sink->conn && now >= sink->next_connect_ms)
-            conn_start(sink);
+            sl_sink_pg_conn_start(sink);
         send_pending(sink);
         on_socket(sink, wait_for_work(sink, now));
     }

@@ -2,14 +2,21 @@
  * Internals of the PostgreSQL sink shared by its files and its unit
  * tests: identifier checks, SQL text, parameters and the bisection of
  * failed batches (sink_pg_sql.c); connection parameters, DSN and password
- * (sink_pg_conn.c); the batches the thread keeps (sink_pg_batch.c).  Not
- * part of the public API.
+ * (sink_pg_conn.c); the batches the thread keeps (sink_pg_batch.c); the
+ * sink itself, whose thread runs in sink_pg.c and whose connection's
+ * states change in sink_pg_state.c.  Not part of the public API.
  */
 #ifndef SL_SINK_PG_INT_H
 #define SL_SINK_PG_INT_H
 
+#include "metrics.h"
+#include "queue.h"
 #include "sink_pg.h"
 
+#include <libpq-fe.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -284,5 +291,112 @@ size_t sl_pgbatch_dead_row(const struct sl_pgbatch *b, int stmt);
  */
 void sl_pgbatch_move_rows(struct sl_pgbatch *b, struct sl_pgbatch *nb, int kind,
                           size_t from, size_t to);
+
+/* ---- the sink (sink_pg.c; its connection in sink_pg_state.c) ---- */
+
+struct sl_sink_pg {
+    /* configuration, immutable after new() */
+    char *dsn;                 /* conninfo without password; owned */
+    char *password;            /* from env or file, or NULL; owned */
+    char *app_name;            /* application_name; owned */
+    char *where;               /* "host:port/db as user" for logs; owned */
+    char *sql_insert;          /* results INSERT ... unnest */
+    char *sql_create;          /* CREATE TABLE results, or NULL */
+    char *sql_create_dead;     /* CREATE TABLE dead letters, or NULL */
+    char *sql_dead;            /* dead-letter upsert */
+    int batch_rows;            /* rows per batch */
+    int flush_ms;              /* max age of a partial batch */
+    int max_inflight;          /* batches sent, not yet durable */
+    int backoff_min_ms;        /* first backoff cap */
+    int backoff_max_ms;        /* backoff cap */
+    sl_sink_pg_ack_cb *ack_cb; /* gets each message back */
+    void *ack_arg;             /* for ack_cb */
+    /* PQconnectStartParams arguments (sl_sink_pg_conn_params()) */
+    const char *conn_keys[SL_SINK_PG_CONN_PARAMS]; /* keywords, then NULL */
+    const char *conn_vals[SL_SINK_PG_CONN_PARAMS]; /* borrow dsn, app_name */
+
+    /* shared with other threads */
+    struct sl_queue *backlog; /* rows from workers (bounded) */
+    int wake_fd;              /* eventfd: rows arrived, drain called */
+    atomic_int sleeping;      /* sink is (about to be) in poll() */
+    atomic_size_t wake_at;    /* while sleeping: backlog depth worth a wake */
+    atomic_int draining;      /* drain() called */
+    atomic_int stop_now;      /* drain deadline passed */
+    pthread_t thread;         /* the sink thread */
+    int thread_started;       /* thread must be joined */
+    pthread_mutex_t mu;       /* guards done, all_durable */
+    pthread_cond_t cv;        /* signalled when done */
+    int done;                 /* thread finished its work */
+    int all_durable;          /* and every row was durable */
+    int joined;               /* thread joined */
+
+    /* counters, any thread */
+    atomic_uint_fast64_t n_rows;       /* rows inserted */
+    atomic_uint_fast64_t n_dups;       /* skipped by ON CONFLICT */
+    atomic_uint_fast64_t n_dead;       /* dead letters written */
+    atomic_uint_fast64_t n_batches;    /* batches committed */
+    struct sl_histo h_rows;            /* rows per committed batch */
+    struct sl_histo h_seconds;         /* send to COMMIT, per batch */
+    atomic_uint_fast64_t latency_us;   /* sum of batch latencies */
+    atomic_uint_fast64_t n_reconnects; /* connections after the first */
+    atomic_uint_fast64_t n_failed;     /* rows given back with an error */
+    atomic_uint_fast64_t n_held;       /* rows held, not yet acked */
+    atomic_int state; /* enum sl_sink_pg_state; set_state() only */
+
+    /* sink thread only */
+    PGconn *conn;                /* current connection, or NULL */
+    int connect_events;          /* poll events PQconnectPoll wants */
+    int64_t connect_deadline_ms; /* give up connecting and set up then */
+    struct sl_pgbatch *forming;  /* batch being filled, or NULL */
+    int64_t forming_since_ms;    /* when its first row came */
+    struct sl_pgblist pending;   /* closed, not sent */
+    struct sl_pgblist inflight;  /* sent, awaiting sync */
+    int backlog_done;            /* backlog closed and empty */
+    int attempt;                 /* failed connects in a row */
+    int64_t next_connect_ms;     /* monotonic time of next attempt */
+    int ever_connected;          /* a connection has been ready */
+    char last_cause[256];        /* last logged failure cause */
+    unsigned rng;                /* rand_r state for jitter */
+    struct sl_pgarr arr[SL_SINK_PG_NCOLS]; /* parameter scratch */
+};
+
+/* Rows taken from the backlog and not yet given back.  Any thread. */
+static inline size_t sl_sink_pg_rows_held(const struct sl_sink_pg *sink)
+{
+    return (size_t)atomic_load(&sink->n_held);
+}
+
+/*
+ * The connection's state machine (its diagram is in sink_pg_state.c); sink
+ * thread only, but for sl_sink_pg_conn_state().
+ */
+
+/* The state now.  Any thread (an atomic load). */
+enum sl_sink_pg_state sl_sink_pg_conn_state(const struct sl_sink_pg *sink);
+
+/* Change the state to 'st', logging the transition at debug. */
+void sl_sink_pg_set_state(struct sl_sink_pg *sink, enum sl_sink_pg_state st);
+
+/*
+ * Close the connection after 'what' failed because of 'cause' (its first
+ * line is logged, once per change of cause); in-flight batches go back to
+ * the front of the pending list, the state to DISCONNECTED, and the next
+ * attempt is scheduled after a jittered, capped backoff.
+ */
+void sl_sink_pg_conn_lost(struct sl_sink_pg *sink, const char *what,
+                          const char *cause);
+
+/*
+ * Start connecting (CONNECTING): the DSN plus the keepalive defaults
+ * (sl_sink_pg_conn_params()); a connection not READY within 10 s is given
+ * up by the thread.  A failure to start goes through conn_lost().
+ */
+void sl_sink_pg_conn_start(struct sl_sink_pg *sink);
+
+/*
+ * One PQconnectPoll step when the socket is ready; once connected, enter
+ * pipeline mode and send the setup batch (SETUP).
+ */
+void sl_sink_pg_conn_continue(struct sl_sink_pg *sink);
 
 #endif
