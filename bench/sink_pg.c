@@ -82,7 +82,6 @@ static double run_sink(int batch, long n, const char *table)
     struct sl_sink_pg *sink;
     struct sl_row **rows;
     char errstr[256], payload[256], key[32], dead[80];
-    int err;
     int64_t t0, t1;
     long i, done;
 
@@ -95,7 +94,7 @@ static double run_sink(int batch, long n, const char *table)
     conf.flush_ms = 5;
     conf.max_batches_inflight = 8;
     conf.backlog_rows = 20000;
-    sink = sl_sink_pg_new(&conf, on_ack, &a, &err, errstr, sizeof(errstr));
+    sink = sl_sink_pg_new(&conf, on_ack, &a, errstr, sizeof(errstr));
     if (!sink) {
         fprintf(stderr, "bench: %s\n", errstr);
         exit(1);

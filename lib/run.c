@@ -284,8 +284,7 @@ static struct sl_sink_pg *make_sink(struct runner *r, char *err, size_t errsz)
         .vectors = vecs,
         .vector_cnt = nvec,
     };
-    int rc;
-    return sl_sink_pg_new(&sc, on_durable, r, &rc, err, errsz);
+    return sl_sink_pg_new(&sc, on_durable, r, err, errsz);
 }
 
 /* ---- observability ---- */

@@ -579,7 +579,7 @@ static void free_row_item(void *item)
 
 struct sl_sink_pg *sl_sink_pg_new(const struct sl_sink_pg_conf *conf,
                                   sl_sink_pg_ack_cb *ack_cb, void *ack_arg,
-                                  int *errp, char *errstr, size_t errstr_size)
+                                  char *errstr, size_t errstr_size)
 {
     struct sl_sink_pg *sink;
     const char *table = conf && conf->table ? conf->table : "sluice_results";
@@ -587,30 +587,25 @@ struct sl_sink_pg *sl_sink_pg_new(const struct sl_sink_pg_conf *conf,
                                                        : "sluice_dead_letters";
     char qt[QNAME_MAX], qd[QNAME_MAX];
     pthread_condattr_t ca;
-    int rc, err = 0, service = 0;
+    int service = 0;
 
-    if (errp)
-        *errp = 0;
     if (!conf || !ack_cb) {
-        err = sl_seterr(-SL_EINVAL, errstr, errstr_size,
-                        "postgres sink: conf and ack_cb are required");
+        sl_seterr(-SL_EINVAL, errstr, errstr_size,
+                  "postgres sink: conf and ack_cb are required");
         goto fail0;
     }
-    if ((err = sl_sink_pg_ident_check(table, "table", errstr, errstr_size)) <
+    if (sl_sink_pg_ident_check(table, "table", errstr, errstr_size) < 0 ||
+        sl_sink_pg_ident_check(dead, "dead_letter_table", errstr, errstr_size) <
             0 ||
-        (err = sl_sink_pg_ident_check(dead, "dead_letter_table", errstr,
-                                      errstr_size)) < 0 ||
-        (err = sl_sink_pg_columns_check(&conf->columns, errstr, errstr_size)) <
-            0 ||
-        (err = sl_sink_pg_vectors_check(&conf->columns, conf->vectors,
-                                        conf->vector_cnt, errstr,
-                                        errstr_size)) < 0)
+        sl_sink_pg_columns_check(&conf->columns, errstr, errstr_size) < 0 ||
+        sl_sink_pg_vectors_check(&conf->columns, conf->vectors,
+                                 conf->vector_cnt, errstr, errstr_size) < 0)
         goto fail0;
     if (conf->batch_rows < 0 || conf->flush_ms < 0 ||
         conf->max_batches_inflight < 0 || conf->backlog_rows < 0) {
-        err = sl_seterr(-SL_ECONFIG, errstr, errstr_size,
-                        "postgres sink: batch_rows, flush_ms, "
-                        "max_batches_inflight and backlog_rows must be >= 0");
+        sl_seterr(-SL_ECONFIG, errstr, errstr_size,
+                  "postgres sink: batch_rows, flush_ms, "
+                  "max_batches_inflight and backlog_rows must be >= 0");
         goto fail0;
     }
     sl_sink_pg_ident_quote(table, qt, sizeof(qt));
@@ -618,7 +613,7 @@ struct sl_sink_pg *sl_sink_pg_new(const struct sl_sink_pg_conf *conf,
 
     sink = calloc(1, sizeof(*sink));
     if (!sink) {
-        err = sl_seterr(-SL_ENOMEM, errstr, errstr_size, "out of memory");
+        sl_seterr(-SL_ENOMEM, errstr, errstr_size, "out of memory");
         goto fail0;
     }
     sink->wake_fd = -1;
@@ -650,13 +645,11 @@ struct sl_sink_pg *sl_sink_pg_new(const struct sl_sink_pg_conf *conf,
     sink->rng = (unsigned)sl_now_us() ^ (unsigned)(uintptr_t)sink;
     atomic_init(&sink->state, SL_SINK_PG_DISCONNECTED);
 
-    if ((rc = sl_sink_pg_describe_dsn(conf->dsn ? conf->dsn : "", &sink->where,
-                                      errstr, errstr_size)) < 0 ||
-        (rc = sl_sink_pg_read_password(conf, &sink->password, errstr,
-                                       errstr_size)) < 0) {
-        err = rc;
+    if (sl_sink_pg_describe_dsn(conf->dsn ? conf->dsn : "", &sink->where,
+                                errstr, errstr_size) < 0 ||
+        sl_sink_pg_read_password(conf, &sink->password, errstr, errstr_size) <
+            0)
         goto fail1;
-    }
     sink->dsn = dup_or(conf->dsn, "");
     sink->app_name = dup_or(conf->application_name, "sluice-sink");
     sink->sql_insert = sl_sink_pg_sql_insert(qt, &conf->columns, conf->vectors,
@@ -674,15 +667,13 @@ struct sl_sink_pg *sl_sink_pg_new(const struct sl_sink_pg_conf *conf,
     if (!sink->dsn || !sink->app_name || !sink->sql_insert || !sink->sql_dead ||
         !sink->backlog || sink->wake_fd < 0 ||
         (conf->create_table && (!sink->sql_create || !sink->sql_create_dead))) {
-        err = sl_seterr(-SL_ENOMEM, errstr, errstr_size, "out of memory");
+        sl_seterr(-SL_ENOMEM, errstr, errstr_size, "out of memory");
         goto fail1;
     }
-    if ((rc = sl_sink_pg_conn_params(sink->dsn, sink->app_name, sink->password,
-                                     sink->conn_keys, sink->conn_vals, &service,
-                                     errstr, errstr_size)) < 0) {
-        err = rc;
+    if (sl_sink_pg_conn_params(sink->dsn, sink->app_name, sink->password,
+                               sink->conn_keys, sink->conn_vals, &service,
+                               errstr, errstr_size) < 0)
         goto fail1;
-    }
     if (service)
         sl_log(SL_LOG_INFO, COMPONENT,
                "postgres %s: a service is named (dsn or PGSERVICE), so the "
@@ -690,8 +681,8 @@ struct sl_sink_pg *sl_sink_pg_new(const struct sl_sink_pg_conf *conf,
                "applied; set them in the service file or the dsn",
                sink->where);
     if (pthread_create(&sink->thread, NULL, sink_main, sink) != 0) {
-        err = sl_seterr(-SL_ENOMEM, errstr, errstr_size,
-                        "postgres sink: cannot start thread");
+        sl_seterr(-SL_ENOMEM, errstr, errstr_size,
+                  "postgres sink: cannot start thread");
         goto fail1;
     }
     sink->thread_started = 1;
@@ -706,8 +697,6 @@ struct sl_sink_pg *sl_sink_pg_new(const struct sl_sink_pg_conf *conf,
 fail1:
     sink_free(sink);
 fail0:
-    if (errp)
-        *errp = err;
     return NULL;
 }
 

@@ -114,13 +114,12 @@ struct sl_sink_pg;
  * in the background and retries with backoff: a server that is down is
  * not an error here.
  *
- * Returns the sink, or NULL with errstr set (-SL_ECONFIG bad table name
- * or conf, -SL_ESECRET password unavailable or unsafe, -SL_ENOMEM), and
- * *errp (may be NULL) set to the code.  Main thread.
+ * Returns the sink, or NULL with errstr set: a bad table name or conf, a
+ * password unavailable or unsafe, no memory.  Main thread.
  */
 struct sl_sink_pg *sl_sink_pg_new(const struct sl_sink_pg_conf *conf,
                                   sl_sink_pg_ack_cb *ack_cb, void *ack_arg,
-                                  int *errp, char *errstr, size_t errstr_size);
+                                  char *errstr, size_t errstr_size);
 
 /*
  * Hand 'row' to the sink, waiting up to 'timeout_ms' (negative: for ever)

@@ -237,7 +237,6 @@ static struct sl_sink_pg *sink_new_dsn(const char *conninfo, const char *table,
 {
     struct sl_sink_pg_conf conf = {0};
     char errstr[256];
-    int err;
     struct sl_sink_pg *sink;
 
     conf.dsn = conninfo;
@@ -251,7 +250,7 @@ static struct sl_sink_pg *sink_new_dsn(const char *conninfo, const char *table,
     conf.reconnect_min_ms = 50;
     conf.reconnect_max_ms = 1000;
     conf.application_name = app;
-    sink = sl_sink_pg_new(&conf, on_ack, a, &err, errstr, sizeof(errstr));
+    sink = sl_sink_pg_new(&conf, on_ack, a, errstr, sizeof(errstr));
     if (!sink)
         fail_msg("sl_sink_pg_new: %s", errstr);
     return sink;
@@ -1175,8 +1174,8 @@ static int silent_child(const char *sock_path, const char *log_path,
         conf.reconnect_min_ms = 50;
         conf.reconnect_max_ms = 1000;
         conf.application_name = app;
-        ss[i].sink = sl_sink_pg_new(&conf, on_ack, &ss[i].a, NULL, errstr,
-                                    sizeof(errstr));
+        ss[i].sink =
+            sl_sink_pg_new(&conf, on_ack, &ss[i].a, errstr, sizeof(errstr));
         CHECK(ss[i].sink, "sl_sink_pg_new: %s", errstr);
         CHECK(silent_submit(ss[i].sink, 0) == 0, "submit");
     }
