@@ -128,9 +128,3 @@ void sl_limiter_debit_tokens(struct sl_limiter *l, int64_t tokens,
     l->model_tokens -= (double)tokens;
     pthread_mutex_unlock(&l->lock);
 }
-
-int sl_limiter_inflight(const struct sl_limiter *l)
-{
-    return atomic_load_explicit(&((struct sl_limiter *)l)->inflight,
-                                memory_order_relaxed);
-}

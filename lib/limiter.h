@@ -42,7 +42,4 @@ void sl_limiter_release(struct sl_limiter *l);
 void sl_limiter_debit_tokens(struct sl_limiter *l, int64_t tokens,
                              int64_t now_ms);
 
-/* Requests in flight right now.  Any thread. */
-int sl_limiter_inflight(const struct sl_limiter *l);
-
 #endif
