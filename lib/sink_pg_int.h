@@ -66,7 +66,8 @@ struct sl_pgarr {
     int has_null;       /* some element is NULL */
 };
 
-/* Start an empty array of element type 'elem_oid'.  0 or -SL_ENOMEM. */
+/* Start an empty array of element type 'elem_oid', keeping any buffer of a
+ * previous one.  0 or -SL_ENOMEM. */
 int sl_pgarr_begin(struct sl_pgarr *a, uint32_t elem_oid);
 
 /* Append one element of 'len' bytes ('data' NULL: SQL NULL). */
@@ -81,9 +82,6 @@ int sl_pgarr_add_jsonb(struct sl_pgarr *a, const char *text, size_t len);
 
 /* Patch the header (count, NULL flag); the array is ready to send. */
 void sl_pgarr_finish(struct sl_pgarr *a);
-
-/* Reset for reuse keeping the buffer. */
-void sl_pgarr_reset(struct sl_pgarr *a);
 
 /* Free the buffer.  Zeroed 'a' is fine. */
 void sl_pgarr_free(struct sl_pgarr *a);

@@ -189,13 +189,6 @@ void sl_pgarr_finish(struct sl_pgarr *a)
     put32(a->buf + 12, a->count);
 }
 
-void sl_pgarr_reset(struct sl_pgarr *a)
-{
-    a->len = 0;
-    a->count = 0;
-    a->has_null = 0;
-}
-
 void sl_pgarr_free(struct sl_pgarr *a)
 {
     free(a->buf);
