@@ -464,6 +464,27 @@ static inline int h_shell(const char *cmd, char *out, size_t size)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
+/*
+ * `<bindir>/sluice produce TARGET OPTIONS`, the words from 'fmt' (quote
+ * what the shell must not expand, such as a '?' in a target); fails the
+ * test, with what it printed, unless it exits 0.
+ */
+static inline void h_produce(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+static inline void h_produce(const char *fmt, ...)
+{
+    char words[1024], cmd[2048], out[2048];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(words, sizeof(words), fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof(cmd), "%s/sluice produce %s 2>&1", h_bindir(), words);
+    int rc = h_shell(cmd, out, sizeof(out));
+    if (rc != 0)
+        fail_msg("%s: exit %d: %s", cmd, rc, out);
+}
+
 /* ---- mock-infer ---- */
 
 struct h_mock {
@@ -541,6 +562,43 @@ static inline void h_mock_cleanup(struct h_mock *m)
     rmdir(m->dir);
 }
 
+/* ---- a test group of `sluice run` end to end ---- */
+
+#define H_NEED_PG 1u    /* h_require_postgres() */
+#define H_NEED_REDIS 2u /* h_require_redis() */
+#define H_NEED_KAFKA 4u /* h_require_kafka() */
+
+/*
+ * Group set-up: the servers in 'need' (H_NEED_*) must answer; a fresh
+ * directory for the group's files in dir[dir_size]; the binary under test
+ * in sluice[sluice_size] unless it is NULL; curl ready; and mock-infer
+ * started in 'mock' unless it is NULL.  0, or -1 when mock-infer did not start.
+ */
+static inline int h_group_setup(unsigned need, char *dir, size_t dir_size,
+                                char *sluice, size_t sluice_size,
+                                struct h_mock *mock)
+{
+    if (need & H_NEED_PG)
+        h_require_postgres();
+    if (need & H_NEED_REDIS)
+        h_require_redis();
+    if (need & H_NEED_KAFKA)
+        h_require_kafka();
+    h_tmpdir(dir, dir_size);
+    if (sluice)
+        snprintf(sluice, sluice_size, "%s/sluice", h_bindir());
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    return mock && h_mock_start(mock) < 0 ? -1 : 0;
+}
+
+/* Group tear-down after h_group_setup() with the same 'mock'. */
+static inline int h_group_teardown(struct h_mock *mock)
+{
+    if (mock)
+        h_mock_stop(mock);
+    curl_global_cleanup();
+    return 0;
+}
 /*
  * The mock's sentiment rule (cmd/mock-infer/model.c, README): count words
  * (runs of non-space) that, trimmed of ASCII punctuation and lowercased,

@@ -8,19 +8,7 @@
 
 #include <hiredis/hiredis.h>
 
-static char dir[64];     /* this run's files */
-static char sluice[512]; /* the binary under test */
-
-/* `sluice produce TARGET ARGS`; fails the test unless it exits 0. */
-static void produce(const char *target, const char *args)
-{
-    char cmd[2048], out[2048];
-
-    snprintf(cmd, sizeof(cmd), "%s produce '%s' %s 2>&1", sluice, target, args);
-    int rc = h_shell(cmd, out, sizeof(out));
-    if (rc != 0)
-        fail_msg("%s: exit %d: %s", cmd, rc, out);
-}
+static char dir[64]; /* this run's files */
 
 /* The sink section of a pipeline: 'table' and its dead letters. */
 static void sink_yaml(char *buf, size_t size, const char *table)
@@ -84,7 +72,7 @@ static void test_limiter_rates(void **state)
     h_unique(ta, sizeof(ta), "t_lim_rps");
     h_unique(tb, sizeof(tb), "t_lim_tpm");
     snprintf(target, sizeof(target), "kafka://%s/%s", H_KAFKA, topic);
-    produce(target, "--partitions 1 --generate 1500");
+    h_produce("'%s' --partitions 1 --generate 1500", target);
     assert_int_equal(h_mock_start(&ma), 0);
     assert_int_equal(h_mock_start(&mb), 0);
 
@@ -213,7 +201,7 @@ static void test_key_order_kafka(void **state)
     char args[512];
     snprintf(args, sizeof(args), "--partitions 1 --file '%s' --key-field key",
              input);
-    produce(target, args);
+    h_produce("'%s' %s", target, args);
     assert_int_equal(h_mock_start_args(&m, lat), 0);
 
     kafka_yaml(src, sizeof(src), topic, table, "  ordering: key\n");
@@ -306,7 +294,7 @@ static void test_redis_list(void **state)
     h_unique(table, sizeof(table), "t_list");
     snprintf(proc, sizeof(proc), "%s:processing:c1", key);
     snprintf(target, sizeof(target), "redis://%s/%s?type=list", H_REDIS, key);
-    produce(target, "--generate 500");
+    h_produce("'%s' --generate 500", target);
     redisContext *rc = redisConnectWithTimeout("127.0.0.1", H_REDIS_PORT, tv);
     assert_true(rc && !rc->err);
     assert_int_equal(llen(rc, key), LIST_N);
@@ -363,20 +351,14 @@ static void test_redis_list(void **state)
 static int setup(void **state)
 {
     (void)state;
-    h_require_postgres();
-    h_require_kafka();
-    h_require_redis();
-    snprintf(sluice, sizeof(sluice), "%s/sluice", h_bindir());
-    h_tmpdir(dir, sizeof(dir));
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    return 0;
+    return h_group_setup(H_NEED_PG | H_NEED_KAFKA | H_NEED_REDIS, dir,
+                         sizeof(dir), NULL, 0, NULL);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    curl_global_cleanup();
-    return 0;
+    return h_group_teardown(NULL);
 }
 
 int main(void)

@@ -338,14 +338,12 @@ static void test_saturated_429(void **state)
 static void test_source_and_gateway(void **state)
 {
     (void)state;
-    char table[96], stream[96], yaml[256], path[256], cmd[1024], out[1024];
+    char table[96], stream[96], yaml[256], path[256];
     struct h_proc proc;
 
     h_unique(table, sizeof(table), "gateway_both");
     h_unique(stream, sizeof(stream), "gateway-both");
-    snprintf(cmd, sizeof(cmd), "%s produce redis://%s/%s --generate 100 2>&1",
-             sluice, H_REDIS, stream);
-    assert_int_equal(h_shell(cmd, out, sizeof(out)), 0);
+    h_produce("redis://%s/%s --generate 100", H_REDIS, stream);
     snprintf(path, sizeof(path), "%s/%s.yaml", dir, table);
     write_pipeline(path, &(struct gw){.max_concurrency = 4, .table = table});
     char *text = h_read_file(path);
@@ -773,22 +771,14 @@ static void test_deadline_504(void **state)
 static int setup(void **state)
 {
     (void)state;
-    h_require_postgres();
-    h_require_redis();
-    snprintf(sluice, sizeof(sluice), "%s/sluice", h_bindir());
-    h_tmpdir(dir, sizeof(dir));
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    if (h_mock_start(&mock) < 0)
-        return -1;
-    return 0;
+    return h_group_setup(H_NEED_PG | H_NEED_REDIS, dir, sizeof(dir), sluice,
+                         sizeof(sluice), &mock);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    h_mock_stop(&mock);
-    curl_global_cleanup();
-    return 0;
+    return h_group_teardown(&mock);
 }
 
 /* hardening #7: under on_error partial a body that cannot be rendered for

@@ -78,23 +78,6 @@ static void write_pipeline(const char *path, enum kind kind, const char *name,
     h_write_file(path, yaml);
 }
 
-static void produce(enum kind kind, const char *name, int n)
-{
-    char cmd[2048], out[2048];
-
-    if (kind == KAFKA)
-        snprintf(cmd, sizeof(cmd),
-                 "%s produce kafka://%s/%s --partitions 2 --generate %d 2>&1",
-                 sluice, H_KAFKA, name, n);
-    else
-        snprintf(cmd, sizeof(cmd),
-                 "%s produce redis://%s/%s --generate %d 2>&1", sluice, H_REDIS,
-                 name, n);
-    int rc = h_shell(cmd, out, sizeof(out));
-    if (rc != 0)
-        fail_msg("%s: exit %d: %s", cmd, rc, out);
-}
-
 /* ---- the truth, from the servers ---- */
 
 struct truth {
@@ -233,7 +216,11 @@ static int drain_and_compare(enum kind kind, struct h_proc *proc,
 
     snprintf(yaml, sizeof(yaml), "%s/%s.yaml", dir, t->name);
     write_pipeline(yaml, kind, t->name, t->group, table, false);
-    produce(kind, t->name, N);
+    if (kind == KAFKA)
+        h_produce("kafka://%s/%s --partitions 2 --generate %d", H_KAFKA,
+                  t->name, N);
+    else
+        h_produce("redis://%s/%s --generate %d", H_REDIS, t->name, N);
     int port = h_sluice_start(proc, dir, yaml, "a");
     int64_t end = h_now_ms() + LAND_MS;
     const char *family = "sluice_source_lag_messages";
@@ -552,7 +539,7 @@ static void test_dashboard_and_alerts(void **state)
     h_unique(key, sizeof(key), "metrics_dash");
     h_unique(group, sizeof(group), "metrics_dash_g");
     h_unique(table, sizeof(table), "metrics_dash_t");
-    produce(KAFKA, topic, 10);
+    h_produce("kafka://%s/%s --partitions 2 --generate 10", H_KAFKA, topic);
     snprintf(yk, sizeof(yk), "%s/%s-k.yaml", dir, topic);
     snprintf(yr, sizeof(yr), "%s/%s-r.yaml", dir, key);
     write_pipeline(yk, KAFKA, topic, group, table, true);
@@ -607,21 +594,14 @@ static void test_dashboard_and_alerts(void **state)
 static int setup(void **state)
 {
     (void)state;
-    h_require_postgres();
-    h_require_redis();
-    h_require_kafka();
-    h_tmpdir(dir, sizeof(dir));
-    snprintf(sluice, sizeof(sluice), "%s/sluice", h_bindir());
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    return h_mock_start(&mock) == 0 ? 0 : -1;
+    return h_group_setup(H_NEED_PG | H_NEED_REDIS | H_NEED_KAFKA, dir,
+                         sizeof(dir), sluice, sizeof(sluice), &mock);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    h_mock_stop(&mock);
-    curl_global_cleanup();
-    return 0;
+    return h_group_teardown(&mock);
 }
 
 int main(void)

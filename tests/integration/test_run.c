@@ -95,21 +95,14 @@ static void write_pipeline(const char *path, const struct pipe *p)
     h_write_file(path, yaml);
 }
 
+/* 'n' generated messages to topic 'name' (4 partitions) or stream 'name'. */
 static void produce(enum kind kind, const char *name, int n)
 {
-    char cmd[2048], out[2048];
-
     if (kind == KAFKA)
-        snprintf(cmd, sizeof(cmd),
-                 "%s produce kafka://%s/%s --partitions 4 --generate %d 2>&1",
-                 sluice, H_KAFKA, name, n);
+        h_produce("kafka://%s/%s --partitions 4 --generate %d", H_KAFKA, name,
+                  n);
     else
-        snprintf(cmd, sizeof(cmd),
-                 "%s produce redis://%s/%s --generate %d 2>&1", sluice, H_REDIS,
-                 name, n);
-    int rc = h_shell(cmd, out, sizeof(out));
-    if (rc != 0)
-        fail_msg("%s: exit %d: %s", cmd, rc, out);
+        h_produce("redis://%s/%s --generate %d", H_REDIS, name, n);
 }
 
 /*
@@ -712,24 +705,16 @@ static void test_source_fatal_cause_last(void **state)
 static int setup(void **state)
 {
     (void)state;
-    h_require_postgres();
-    h_require_redis();
-    h_require_kafka();
+    int rc = h_group_setup(H_NEED_PG | H_NEED_REDIS | H_NEED_KAFKA, dir,
+                           sizeof(dir), sluice, sizeof(sluice), &mock);
     have_servers = 1;
-    snprintf(sluice, sizeof(sluice), "%s/sluice", h_bindir());
-    h_tmpdir(dir, sizeof(dir));
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    if (h_mock_start(&mock) < 0)
-        return -1;
-    return 0;
+    return rc;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    h_mock_stop(&mock);
-    curl_global_cleanup();
-    return 0;
+    return h_group_teardown(&mock);
 }
 
 int main(void)

@@ -123,10 +123,7 @@ static void test_top_two_replicas(void **state)
     h_unique(key, sizeof(key), "top");
     h_unique(group, sizeof(group), "top_g");
     h_unique(table, sizeof(table), "top_t");
-    snprintf(cmd, sizeof(cmd), "%s produce redis://%s/%s --generate %d 2>&1",
-             sluice, H_REDIS, key, N);
-    if (h_shell(cmd, out, sizeof(out)) != 0)
-        fail_msg("%s: %s", cmd, out);
+    h_produce("redis://%s/%s --generate %d", H_REDIS, key, N);
     snprintf(ya, sizeof(ya), "%s/a.yaml", dir);
     snprintf(yb, sizeof(yb), "%s/b.yaml", dir);
     write_slow(ya, key, group, table);
@@ -261,11 +258,8 @@ static int setup(void **state)
         printf("SKIPPED: tmux is not installed (scripts/setup installs it)\n");
         exit(H_SKIP_RC);
     }
-    h_tmpdir(dir, sizeof(dir));
     h_unique(sock, sizeof(sock), "sluice_top");
-    snprintf(sluice, sizeof(sluice), "%s/sluice", h_bindir());
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    return h_mock_start(&mock) == 0 ? 0 : -1;
+    return h_group_setup(0, dir, sizeof(dir), sluice, sizeof(sluice), &mock);
 }
 
 static int teardown(void **state)
@@ -279,9 +273,7 @@ static int teardown(void **state)
              "/tmux-$(id -u)/%s\"",
              sock, sock);
     h_shell(cmd, out, sizeof(out));
-    h_mock_stop(&mock);
-    curl_global_cleanup();
-    return 0;
+    return h_group_teardown(&mock);
 }
 
 int main(void)

@@ -13,20 +13,12 @@
 #define N 60  /* messages */
 #define DIM 8 /* mock-infer's embedding length */
 
-static char dir[64];     /* this run's files */
-static char sluice[512]; /* the binary under test */
+static char dir[64]; /* this run's files */
 
 /* Send 'n' generated messages to Redis list 'key' with `sluice produce`. */
 static void produce(const char *key, int n)
 {
-    char cmd[2048], out[2048];
-
-    snprintf(cmd, sizeof(cmd),
-             "%s produce 'redis://%s/%s?type=list' --generate %d 2>&1", sluice,
-             H_REDIS, key, n);
-    int rc = h_shell(cmd, out, sizeof(out));
-    if (rc != 0)
-        fail_msg("%s: exit %d: %s", cmd, rc, out);
+    h_produce("'redis://%s/%s?type=list' --generate %d", H_REDIS, key, n);
 }
 
 /* Run the pipeline reading 'key' into 'table' with 'vectors' (YAML flow
@@ -173,19 +165,14 @@ static void test_not_an_array(void **state)
 static int setup(void **state)
 {
     (void)state;
-    h_require_postgres();
-    h_require_redis();
-    snprintf(sluice, sizeof(sluice), "%s/sluice", h_bindir());
-    h_tmpdir(dir, sizeof(dir));
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    return 0;
+    return h_group_setup(H_NEED_PG | H_NEED_REDIS, dir, sizeof(dir), NULL, 0,
+                         NULL);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    curl_global_cleanup();
-    return 0;
+    return h_group_teardown(NULL);
 }
 
 int main(void)

@@ -78,13 +78,9 @@ static const char *const m_extra_texts[] = {
  */
 static inline int m_produce(const char *dir, const char *stream, int generated)
 {
-    char cmd[2048], out[2048], path[256];
+    char path[256];
 
-    snprintf(cmd, sizeof(cmd),
-             "%s/sluice produce redis://%s/%s --generate %d 2>&1", h_bindir(),
-             H_REDIS, stream, generated);
-    if (h_shell(cmd, out, sizeof(out)) != 0)
-        fail_msg("%s: %s", cmd, out);
+    h_produce("redis://%s/%s --generate %d", H_REDIS, stream, generated);
     snprintf(path, sizeof(path), "%s/%s-extra.jsonl", dir, stream);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
@@ -97,10 +93,7 @@ static inline int m_produce(const char *dir, const char *stream, int generated)
         json_decref(j);
     }
     assert_int_equal(fclose(f), 0);
-    snprintf(cmd, sizeof(cmd), "%s/sluice produce redis://%s/%s --file %s 2>&1",
-             h_bindir(), H_REDIS, stream, path);
-    if (h_shell(cmd, out, sizeof(out)) != 0)
-        fail_msg("%s: %s", cmd, out);
+    h_produce("redis://%s/%s --file %s", H_REDIS, stream, path);
     return generated + (int)M_EXTRA;
 }
 
@@ -118,7 +111,7 @@ static inline void m_produce_more(const char *dir, const char *stream,
         "was great",     "was terrible", "was okay",        "was not good",
         "was excellent", "was awful",    "was cheap",       "broke",
         "was amazing!",  "was so slow",  "was fine I guess"};
-    char cmd[2048], out[2048], path[256];
+    char path[256];
 
     snprintf(path, sizeof(path), "%s/%s-%d.jsonl", dir, stream, first);
     FILE *f = fopen(path, "w");
@@ -135,10 +128,7 @@ static inline void m_produce_more(const char *dir, const char *stream,
         json_decref(j);
     }
     assert_int_equal(fclose(f), 0);
-    snprintf(cmd, sizeof(cmd), "%s/sluice produce redis://%s/%s --file %s 2>&1",
-             h_bindir(), H_REDIS, stream, path);
-    if (h_shell(cmd, out, sizeof(out)) != 0)
-        fail_msg("%s: %s", cmd, out);
+    h_produce("redis://%s/%s --file %s", H_REDIS, stream, path);
 }
 
 /*
