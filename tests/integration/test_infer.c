@@ -279,24 +279,52 @@ static void test_500_retried_then_ok(void **state)
     rig_down(&r);
 }
 
+/*
+ * A message that one sentiment backend, set up with the YAML lines
+ * 'extra', fails: its error there has class 'class'; and, where given,
+ * 'attempts' were made, the message failed at 'stage' with each of
+ * 'reason' in its reason, within 'max_ms'.
+ */
+struct failing {
+    const char *extra;     /* the backend's extra YAML lines */
+    const char *class;     /* errors.sentiment.class */
+    int attempts;          /* errors.sentiment.attempts; 0: any */
+    const char *stage;     /* the failure stage; NULL: any */
+    const char *reason[3]; /* parts of the reason, NULL-ended */
+    int64_t max_ms;        /* took less; 0: any time */
+};
+
+static void one_failing(const struct failing *f)
+{
+    struct rig r = {0};
+    struct outcome o = {0};
+    int64_t t0 = sl_mono_ms();
+
+    one_backend(&r, f->extra, "x", &o);
+    assert_int_equal(o.status, SL_INFER_FAILED);
+    if (f->stage)
+        assert_string_equal(o.stage, f->stage);
+    for (int i = 0; f->reason[i]; i++)
+        assert_non_null(strstr(o.reason, f->reason[i]));
+    assert_string_equal(err_class(&o, "sentiment"), f->class);
+    if (f->attempts)
+        assert_int_equal(err_attempts(&o, "sentiment"), f->attempts);
+    if (f->max_ms)
+        assert_true(sl_mono_ms() - t0 < f->max_ms);
+    outcome_clear(&o);
+    rig_down(&r);
+}
+
 static void test_503_dead_letter(void **state)
 {
     (void)state;
-    struct rig r = {0};
-    struct outcome o = {0};
-
-    one_backend(&r,
-                "    headers: {X-Mock-Fault: '503', X-Mock-Retry-After: '0'}\n"
-                "    retry: {max_attempts: 3, base_ms: 5, max_ms: 20}\n",
-                "good", &o);
-    assert_int_equal(o.status, SL_INFER_FAILED);
-    assert_string_equal(o.stage, "inference");
-    assert_non_null(strstr(o.reason, "503"));
-    assert_non_null(strstr(o.reason, "after 3 attempt"));
-    assert_string_equal(err_class(&o, "sentiment"), "http_5xx");
-    assert_int_equal(err_attempts(&o, "sentiment"), 3);
-    outcome_clear(&o);
-    rig_down(&r);
+    one_failing(&(struct failing){
+        .extra = "    headers: {X-Mock-Fault: '503', X-Mock-Retry-After: '0'}\n"
+                 "    retry: {max_attempts: 3, base_ms: 5, max_ms: 20}\n",
+        .class = "http_5xx",
+        .attempts = 3,
+        .stage = "inference",
+        .reason = {"503", "after 3 attempt"}});
 }
 
 static void test_429_retry_after(void **state)
@@ -322,66 +350,38 @@ static void test_429_retry_after(void **state)
 static void test_timeout(void **state)
 {
     (void)state;
-    struct rig r = {0};
-    struct outcome o = {0};
-    int64_t t0 = sl_mono_ms();
-
-    one_backend(&r,
-                "    headers: {X-Mock-Fault: timeout}\n"
-                "    timeout_ms: 300\n"
-                "    retry: {max_attempts: 1}\n",
-                "x", &o);
-    assert_int_equal(o.status, SL_INFER_FAILED);
-    assert_string_equal(err_class(&o, "sentiment"), "timeout");
-    assert_true(sl_mono_ms() - t0 < 2000);
-    outcome_clear(&o);
-    rig_down(&r);
+    one_failing(&(struct failing){.extra =
+                                      "    headers: {X-Mock-Fault: timeout}\n"
+                                      "    timeout_ms: 300\n"
+                                      "    retry: {max_attempts: 1}\n",
+                                  .class = "timeout",
+                                  .max_ms = 2000});
 }
 
 static void test_trickle(void **state)
 {
     (void)state;
-    struct rig r = {0};
-    struct outcome o = {0};
-    int64_t t0 = sl_mono_ms();
-
-    one_backend(&r,
-                "    headers: {X-Mock-Fault: trickle}\n"
-                "    low_speed_bytes_per_s: 100\n"
-                "    low_speed_time_ms: 1000\n"
-                "    retry: {max_attempts: 1}\n",
-                "x", &o);
-    assert_int_equal(o.status, SL_INFER_FAILED);
-    assert_string_equal(err_class(&o, "sentiment"), "timeout");
-    assert_true(sl_mono_ms() - t0 < 5000);
-    outcome_clear(&o);
-    rig_down(&r);
+    one_failing(&(struct failing){.extra =
+                                      "    headers: {X-Mock-Fault: trickle}\n"
+                                      "    low_speed_bytes_per_s: 100\n"
+                                      "    low_speed_time_ms: 1000\n"
+                                      "    retry: {max_attempts: 1}\n",
+                                  .class = "timeout",
+                                  .max_ms = 5000});
 }
 
 static void test_bad_json_and_huge(void **state)
 {
     (void)state;
-    struct rig r = {0}, r2 = {0};
-    struct outcome o = {0}, o2 = {0};
-
-    one_backend(&r,
-                "    headers: {X-Mock-Fault: bad-json}\n"
-                "    retry: {max_attempts: 3, base_ms: 1}\n",
-                "x", &o);
-    assert_int_equal(o.status, SL_INFER_FAILED);
-    assert_string_equal(err_class(&o, "sentiment"), "bad_json");
-    assert_int_equal(err_attempts(&o, "sentiment"), 1); /* not retried */
-    one_backend(&r2,
-                "    headers: {X-Mock-Fault: huge}\n"
-                "    max_response_bytes: 65536\n"
-                "    retry: {max_attempts: 1}\n",
-                "x", &o2);
-    assert_int_equal(o2.status, SL_INFER_FAILED);
-    assert_string_equal(err_class(&o2, "sentiment"), "too_large");
-    outcome_clear(&o);
-    outcome_clear(&o2);
-    rig_down(&r);
-    rig_down(&r2);
+    one_failing(
+        &(struct failing){.extra = "    headers: {X-Mock-Fault: bad-json}\n"
+                                   "    retry: {max_attempts: 3, base_ms: 1}\n",
+                          .class = "bad_json",
+                          .attempts = 1}); /* not retried */
+    one_failing(&(struct failing){.extra = "    headers: {X-Mock-Fault: huge}\n"
+                                           "    max_response_bytes: 65536\n"
+                                           "    retry: {max_attempts: 1}\n",
+                                  .class = "too_large"});
 }
 
 static void run_one(struct rig *r, struct outcome *o)
