@@ -9,6 +9,7 @@
 
 #include "err.h"
 #include "redis_conn.h"
+#include "secret.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -855,22 +856,24 @@ int sl_cmd_produce(int argc, char **argv)
         goto out;
     }
     if (o.password_env) {
-        const char *pw = getenv(o.password_env);
+        struct sl_secret_src src = {o.password_env, NULL};
+        char why[512];
+
         if (t.password) {
             rc = sl_cli_usage_error("produce",
                                     "the target has a password and "
                                     "--password-env names another; give one");
             goto out;
         }
-        if (!pw || !*pw) {
-            rc = sl_cli_usage_error("produce",
-                                    "--password-env: environment variable "
-                                    "'%s' is %s",
-                                    o.password_env, pw ? "empty" : "not set");
+        /* The rules of every other secret (lib/secret.h). */
+        int serr = sl_secret_read(&src, 0, "--password-env", &t.password, why,
+                                  sizeof(why));
+        if (serr == -SL_ENOMEM) {
+            rc = 1;
             goto out;
         }
-        if (!(t.password = strdup(pw))) {
-            rc = 1;
+        if (serr < 0) {
+            rc = sl_cli_usage_error("produce", "%s", why);
             goto out;
         }
     }

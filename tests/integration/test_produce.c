@@ -198,6 +198,25 @@ static void test_bad_option_value(void **state)
     assert_int_equal(run(cmd, out, sizeof(out)), 2);
     assert_non_null(strstr(out, "--linger-ms: expected a number in "
                                 "[0, 900000], got '-1'"));
+
+    /* --password-env follows the rules of every secret (lib/secret.h):
+     * a variable not set, or holding only a line break, is refused. */
+    snprintf(cmd, sizeof(cmd),
+             "env -u SL_TEST_NO_PW %s produce --password-env SL_TEST_NO_PW "
+             "redis://u@%s/s --generate 1 2>&1",
+             sluice, H_REDIS);
+    assert_int_equal(run(cmd, out, sizeof(out)), 2);
+    assert_string_equal(out, "sluice produce: --password-env: environment "
+                             "variable SL_TEST_NO_PW is not set\n"
+                             "Try 'sluice produce --help'.\n");
+    snprintf(cmd, sizeof(cmd),
+             "SL_TEST_NL_PW='\n' %s produce --password-env SL_TEST_NL_PW "
+             "redis://u@%s/s --generate 1 2>&1",
+             sluice, H_REDIS);
+    assert_int_equal(run(cmd, out, sizeof(out)), 2);
+    assert_string_equal(out, "sluice produce: --password-env: environment "
+                             "variable SL_TEST_NL_PW is empty\n"
+                             "Try 'sluice produce --help'.\n");
 }
 
 /* ---- Redis authentication; a password is never printed ---- */
