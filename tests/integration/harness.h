@@ -646,6 +646,8 @@ struct h_reply {
     char *body;           /* NUL-terminated; free() */
     size_t len;           /* body bytes */
     char retry_after[32]; /* Retry-After, or "" */
+    char allow[64];       /* Allow, or "" */
+    char ctype[128];      /* Content-Type, or "" */
 };
 
 static inline size_t h_on_body(char *data, size_t size, size_t nmemb, void *arg)
@@ -663,41 +665,61 @@ static inline size_t h_on_body(char *data, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
+/* Copy header 'name' (with its colon) of 'data' into 'out' if it is it. */
+static inline void h_header_value(const char *data, size_t n, const char *name,
+                                  char *out, size_t size)
+{
+    size_t len = strlen(name), j = 0;
+
+    if (n <= len || strncasecmp(data, name, len))
+        return;
+    while (len < n && data[len] == ' ')
+        len++;
+    while (len < n && data[len] != '\r' && data[len] != '\n' && j + 1 < size)
+        out[j++] = data[len++];
+    out[j] = '\0';
+}
+
 static inline size_t h_on_header(char *data, size_t size, size_t nmemb,
                                  void *arg)
 {
     struct h_reply *rep = arg;
     size_t n = size * nmemb;
 
-    if (n > 12 && !strncasecmp(data, "Retry-After:", 12)) {
-        size_t i = 12, j = 0;
-        while (i < n && data[i] == ' ')
-            i++;
-        while (i < n && data[i] != '\r' && data[i] != '\n' &&
-               j + 1 < sizeof(rep->retry_after))
-            rep->retry_after[j++] = data[i++];
-        rep->retry_after[j] = '\0';
-    }
+    h_header_value(data, n, "Retry-After:", rep->retry_after,
+                   sizeof(rep->retry_after));
+    h_header_value(data, n, "Allow:", rep->allow, sizeof(rep->allow));
+    h_header_value(data, n, "Content-Type:", rep->ctype, sizeof(rep->ctype));
     return n;
 }
 
 /*
- * GET (body NULL) or POST 'body' to 'url', with extra 'header' (or NULL).
- * Fills *rep (free rep->body); rep->status 0 on a transport failure.
+ * 'method' (NULL: GET, or POST with a body; "HEAD" reads no body) to
+ * 'url' with 'body' (or NULL) sent as 'ctype' (NULL: no Content-Type
+ * header at all) and one more header 'header' (or NULL).  Fills *rep
+ * (free rep->body); rep->status 0 on a transport failure.
  */
-static inline void h_http(const char *url, const char *body, const char *header,
-                          struct h_reply *rep)
+static inline void h_request(const char *method, const char *url,
+                             const char *body, const char *ctype,
+                             const char *header, struct h_reply *rep)
 {
     CURL *c = curl_easy_init();
     struct curl_slist *hdrs = NULL;
+    char h[256];
 
     memset(rep, 0, sizeof(*rep));
     rep->body = calloc(1, 1);
     assert_non_null(c);
     curl_easy_setopt(c, CURLOPT_URL, url);
+    if (method && !strcmp(method, "HEAD"))
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    else if (method)
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     if (body) {
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+        snprintf(h, sizeof(h), "Content-Type:%s%s", ctype ? " " : "",
+                 ctype ? ctype : "");
+        hdrs = curl_slist_append(hdrs, h);
     }
     if (header)
         hdrs = curl_slist_append(hdrs, header);
@@ -712,6 +734,16 @@ static inline void h_http(const char *url, const char *body, const char *header,
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &rep->status);
     curl_slist_free_all(hdrs);
     curl_easy_cleanup(c);
+}
+
+/*
+ * GET (body NULL) or POST 'body' as JSON to 'url', with extra 'header' (or
+ * NULL).  Fills *rep as h_request() does.
+ */
+static inline void h_http(const char *url, const char *body, const char *header,
+                          struct h_reply *rep)
+{
+    h_request(NULL, url, body, "application/json", header, rep);
 }
 
 /* GET http://127.0.0.1:port/path: its status; the body in *bodyp if asked. */

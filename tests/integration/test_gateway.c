@@ -520,103 +520,27 @@ static void test_numbers_keep_precision(void **state)
 }
 
 /* An answer with the headers the error tests look at. */
-struct raw_reply {
-    long status;     /* 0: the transfer failed */
-    char *body;      /* NUL-terminated; free() */
-    size_t len;      /* body bytes */
-    char allow[64];  /* Allow, or "" */
-    char ctype[128]; /* Content-Type, or "" */
-};
-
-static size_t raw_body(char *data, size_t size, size_t nmemb, void *arg)
-{
-    struct raw_reply *rep = arg;
-    size_t n = size * nmemb;
-    char *b = realloc(rep->body, rep->len + n + 1);
-
-    if (!b)
-        return 0;
-    memcpy(b + rep->len, data, n);
-    rep->body = b;
-    rep->len += n;
-    rep->body[rep->len] = '\0';
-    return n;
-}
-
-/* Copy header 'name' (with its colon) of 'data' into 'out' if it is it. */
-static void raw_header_value(const char *data, size_t n, const char *name,
-                             char *out, size_t size)
-{
-    size_t len = strlen(name), j = 0;
-
-    if (n <= len || strncasecmp(data, name, len))
-        return;
-    while (len < n && data[len] == ' ')
-        len++;
-    while (len < n && data[len] != '\r' && data[len] != '\n' && j + 1 < size)
-        out[j++] = data[len++];
-    out[j] = '\0';
-}
-
-static size_t raw_header(char *data, size_t size, size_t nmemb, void *arg)
-{
-    struct raw_reply *rep = arg;
-    size_t n = size * nmemb;
-
-    raw_header_value(data, n, "Allow:", rep->allow, sizeof(rep->allow));
-    raw_header_value(data, n, "Content-Type:", rep->ctype, sizeof(rep->ctype));
-    return n;
-}
-
 /* 'method' 'path' with 'body' (or NULL) sent as 'ctype' (NULL: no
  * Content-Type header at all), with one more header 'extra' (or NULL). */
 static void raw_http_with(int port, const char *method, const char *path,
                           const char *ctype, const char *body,
-                          const char *extra, struct raw_reply *rep)
+                          const char *extra, struct h_reply *rep)
 {
-    CURL *c = curl_easy_init();
-    struct curl_slist *hdrs = NULL;
-    char url[256], h[256];
+    char url[256];
 
-    memset(rep, 0, sizeof(*rep));
-    rep->body = calloc(1, 1);
-    assert_non_null(c);
     snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    if (strcmp(method, "HEAD") == 0)
-        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-    else
-        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    if (body) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        snprintf(h, sizeof(h), "Content-Type:%s%s", ctype ? " " : "",
-                 ctype ? ctype : "");
-        hdrs = curl_slist_append(hdrs, h);
-    }
-    if (extra)
-        hdrs = curl_slist_append(hdrs, extra);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, raw_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, rep);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, raw_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, rep);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &rep->status);
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(c);
+    h_request(method, url, body, ctype, extra, rep);
 }
 
 static void raw_http(int port, const char *method, const char *path,
-                     const char *ctype, const char *body, struct raw_reply *rep)
+                     const char *ctype, const char *body, struct h_reply *rep)
 {
     raw_http_with(port, method, path, ctype, body, NULL, rep);
 }
 
 /* Expect 'status' with a JSON body {"error": "..."} that says 'says' and
  * names no library flag. */
-static void expect_json_error(const struct raw_reply *rep, long status,
+static void expect_json_error(const struct h_reply *rep, long status,
                               const char *says)
 {
     if (rep->status != status)
@@ -642,7 +566,7 @@ static void test_http_errors(void **state)
     (void)state;
     char yaml[256], big[8192];
     struct h_proc proc;
-    struct raw_reply rep;
+    struct h_reply rep;
 
     snprintf(yaml, sizeof(yaml), "%s/errors.yaml", dir);
     write_echo_pipeline(yaml, NULL, NULL, NULL);
@@ -739,7 +663,7 @@ static void test_deadline_504(void **state)
     (void)state;
     char yaml[256];
     struct h_proc proc;
-    struct raw_reply rep;
+    struct h_reply rep;
 
     snprintf(yaml, sizeof(yaml), "%s/deadline.yaml", dir);
     write_echo_pipeline(yaml, NULL, "      X-Mock-Latency-Ms: \"5000\"\n",
