@@ -564,6 +564,25 @@ static inline void h_mock_cleanup(struct h_mock *m)
 
 /* ---- a test group of `sluice run` end to end ---- */
 
+/*
+ * The "sink:" section of a test pipeline into buf[size]: PostgreSQL at
+ * H_PG_DSN, table 'table' and its dead letters 'table'_dead (created when
+ * missing), then the lines 'extra' under postgres ("    flush_ms: 10\n";
+ * "" for none).
+ */
+static inline void h_sink_yaml(char *buf, size_t size, const char *table,
+                               const char *extra)
+{
+    snprintf(buf, size,
+             "sink:\n"
+             "  postgres:\n"
+             "    dsn: %s\n"
+             "    table: %s\n"
+             "    dead_letter_table: %s_dead\n"
+             "    create_table: true\n%s",
+             H_PG_DSN, table, table, extra);
+}
+
 #define H_NEED_PG 1u    /* h_require_postgres() */
 #define H_NEED_REDIS 2u /* h_require_redis() */
 #define H_NEED_KAFKA 4u /* h_require_kafka() */

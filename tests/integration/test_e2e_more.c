@@ -13,15 +13,7 @@ static char dir[64]; /* this run's files */
 /* The sink section of a pipeline: 'table' and its dead letters. */
 static void sink_yaml(char *buf, size_t size, const char *table)
 {
-    snprintf(buf, size,
-             "sink:\n"
-             "  postgres:\n"
-             "    dsn: %s\n"
-             "    table: %s\n"
-             "    dead_letter_table: %s_dead\n"
-             "    batch_rows: 50\n"
-             "    flush_ms: 10\n",
-             H_PG_DSN, table, table);
+    h_sink_yaml(buf, size, table, "    batch_rows: 50\n    flush_ms: 10\n");
 }
 
 static void kafka_yaml(char *buf, size_t size, const char *topic,

@@ -43,15 +43,7 @@ static void write_pipeline(const char *path, const struct gw *g)
                  g->headers ? g->headers : "");
     }
     if (g->table)
-        snprintf(sink, sizeof(sink),
-                 "sink:\n"
-                 "  postgres:\n"
-                 "    dsn: %s\n"
-                 "    table: %s\n"
-                 "    dead_letter_table: %s_dead\n"
-                 "    create_table: true\n"
-                 "    flush_ms: 10\n",
-                 H_PG_DSN, g->table, g->table);
+        h_sink_yaml(sink, sizeof(sink), g->table, "    flush_ms: 10\n");
     snprintf(yaml, sizeof(yaml),
              "version: 1\n"
              "name: test-gateway\n"

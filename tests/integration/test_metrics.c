@@ -27,7 +27,10 @@ static char sluice[512]; /* the binary under test */
 static void write_pipeline(const char *path, enum kind kind, const char *name,
                            const char *group, const char *table, bool gateway)
 {
-    char yaml[4096], src[512];
+    char yaml[4096], src[512], snk[512];
+
+    h_sink_yaml(snk, sizeof(snk), table,
+                "    batch_rows: 50\n    flush_ms: 20\n");
 
     if (kind == KAFKA)
         snprintf(src, sizeof(src),
@@ -64,17 +67,9 @@ static void write_pipeline(const char *path, enum kind kind, const char *name,
              "steps:\n"
              "  - name: analyse\n"
              "    backends: [sentiment]\n"
-             "sink:\n"
-             "  postgres:\n"
-             "    dsn: %s\n"
-             "    table: %s\n"
-             "    dead_letter_table: %s_dead\n"
-             "    create_table: true\n"
-             "    batch_rows: 50\n"
-             "    flush_ms: 20\n"
+             "%s"
              "http:\n  listen: 127.0.0.1:0\n%s",
-             src, mock.url, H_PG_DSN, table, table,
-             gateway ? "gateway:\n  enabled: true\n" : "");
+             src, mock.url, snk, gateway ? "gateway:\n  enabled: true\n" : "");
     h_write_file(path, yaml);
 }
 

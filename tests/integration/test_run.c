@@ -35,7 +35,10 @@ struct pipe {
 
 static void write_pipeline(const char *path, const struct pipe *p)
 {
-    char yaml[4096], src[512], hdr[128] = "";
+    char yaml[4096], src[512], hdr[128] = "", snk[512];
+
+    h_sink_yaml(snk, sizeof(snk), p->table,
+                "    batch_rows: 500\n    flush_ms: 20\n");
 
     if (p->kind == KAFKA)
         snprintf(src, sizeof(src),
@@ -79,19 +82,11 @@ static void write_pipeline(const char *path, const struct pipe *p)
              "steps:\n"
              "  - name: analyse\n"
              "    backends: [sentiment, summary]\n"
-             "sink:\n"
-             "  postgres:\n"
-             "    dsn: %s\n"
-             "    table: %s\n"
-             "    dead_letter_table: %s_dead\n"
-             "    create_table: true\n"
-             "    batch_rows: 500\n"
-             "    flush_ms: 20\n"
+             "%s"
              "http:\n  listen: 127.0.0.1:0\n",
              p->shutdown_ms ? p->shutdown_ms : 30000, src,
              p->queue ? p->queue : 1024, p->threads ? p->threads : 2,
-             p->inflight ? p->inflight : 32, mock.url, hdr, mock.url, hdr,
-             H_PG_DSN, p->table, p->table);
+             p->inflight ? p->inflight : 32, mock.url, hdr, mock.url, hdr, snk);
     h_write_file(path, yaml);
 }
 

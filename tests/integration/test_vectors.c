@@ -28,11 +28,12 @@ static void run_pipeline(const char *key, const char *table,
                          const char *vectors, long long want,
                          long long want_dead)
 {
-    char yaml[4096], path[256];
+    char yaml[4096], path[256], snk[512];
     struct h_mock m;
     struct h_proc p;
 
     assert_int_equal(h_mock_start(&m), 0);
+    h_sink_yaml(snk, sizeof(snk), table, "");
     snprintf(yaml, sizeof(yaml),
              "version: 1\nname: vectors\n"
              "source:\n"
@@ -53,15 +54,11 @@ static void run_pipeline(const char *key, const char *table,
              "    body: '{\"text\": {{text}}}'\n"
              "    result_pointer: /label\n"
              "steps:\n  - name: s\n    backends: [embed, sentiment]\n"
-             "sink:\n"
-             "  postgres:\n"
-             "    dsn: %s\n"
-             "    table: %s\n"
-             "    dead_letter_table: %s_dead\n"
+             "%s"
              "    flush_ms: 10\n"
              "    columns:\n"
              "      vectors: %s\n",
-             H_REDIS, key, m.url, m.url, H_PG_DSN, table, table, vectors);
+             H_REDIS, key, m.url, m.url, snk, vectors);
     snprintf(path, sizeof(path), "%s/%s.yaml", dir, table);
     h_write_file(path, yaml);
     h_sluice_start(&p, dir, path, table);
