@@ -182,12 +182,13 @@ def produce(target, n=None, partitions=None, rate=None, file=None, extra=()):
 
 
 def produce_bg(target, n, partitions=None, rate=None, logpath=None,
-               prefix=()):
+               prefix=(), extra=()):
     cmd = list(prefix) + [SLUICE, "produce", target, "--generate", str(n)]
     if partitions:
         cmd += ["--partitions", str(partitions)]
     if rate:
         cmd += ["--rate", str(rate)]
+    cmd += list(extra)
     out = open(logpath, "wb") if logpath else subprocess.DEVNULL
     return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
 
@@ -346,6 +347,11 @@ class Worker:
         """SIGTERM and wait; returns the exit status."""
         self.signal(signal.SIGTERM)
         return self.wait(timeout)
+
+    def term_bad(self, timeout=60):
+        """SIGTERM and wait: [] on exit 0, else the failure to report."""
+        rc = self.term(timeout)
+        return [] if rc == 0 else ["exit %s after SIGTERM" % rc]
 
     def kill(self):
         self.signal(signal.SIGKILL)
@@ -560,6 +566,37 @@ class Scenario:
                               self.uniq.replace("_", "-")[:60], *parts,
                               head=head)
 
+    def kafka_pipeline(self, mock_args, *parts, sink_extra="", props=None,
+                       head="shutdown_timeout_ms: 20000\n"):
+        """
+        mock-infer started with 'mock_args', and the pipeline file of a
+        Kafka source reading topic self.uniq (group g_<uniq>) -> 'parts'
+        (queue, workers ...) -> the sentiment backend -> this scenario's
+        tables ('sink_extra' lines in sink.postgres).  Returns its path.
+        """
+        mock = self.mock(*mock_args)
+        return self.pipeline(
+            kafka_source(self.uniq, "g_" + self.uniq, props=props), *parts,
+            sentiment_backend(mock.url), sink(self.table, self.dl, sink_extra),
+            head=head)
+
+    def producer(self, target, n, rate=None, partitions=None, extra=()):
+        """
+        `sluice produce` of 'n' generated messages to 'target' in the
+        background, its output in produce.log, killed at cleanup if still
+        running; see wait_producer().
+        """
+        prod = produce_bg(target, n, partitions=partitions, rate=rate,
+                          logpath=os.path.join(self.dir, "produce.log"),
+                          extra=extra)
+        self.cleanups.append(lambda: prod.poll() is None and prod.kill())
+        return prod
+
+    def wait_producer(self, prod, timeout):
+        """Wait for a producer() to finish; Fail unless it exits 0."""
+        if prod.wait(timeout) != 0:
+            raise Fail("producer failed (see %s/produce.log)" % self.dir)
+
     def check_workers(self):
         """Fail at once when a worker we did not stop has exited."""
         for w in self.workers:
@@ -682,18 +719,13 @@ def kafka_stream(sc, n, faults, pipe=None, partitions=4, rate=2000,
     """
     topic = sc.uniq
     if pipe is None:
-        mock = sc.mock(*mock_args)
-        pipe = sc.pipeline(
-            kafka_source(topic, "g_" + sc.uniq, props=props),
-            "workers:\n  threads: 2\n  max_inflight: 64\n",
-            sentiment_backend(mock.url), sink(sc.table, sc.dl, sink_extra),
-            head=head)
+        pipe = sc.kafka_pipeline(
+            mock_args, "workers:\n  threads: 2\n  max_inflight: 64\n",
+            sink_extra=sink_extra, props=props, head=head)
     kafka_create_topic(topic, partitions)
     ws = [sc.worker(pipe, name="w%d" % i, replica="r%d-%s" % (i, sc.uniq))
           for i in range(workers)]
-    prod = produce_bg("kafka://%s/%s" % (KAFKA, topic), n, rate=rate,
-                      logpath=os.path.join(sc.dir, "produce.log"))
-    sc.cleanups.append(lambda: prod.poll() is None and prod.kill())
+    prod = sc.producer("kafka://%s/%s" % (KAFKA, topic), n, rate=rate)
     bad = []
     for threshold, fn in faults:
         wait_for(lambda: landed(sc.table, sc.dl) >= threshold or
@@ -703,8 +735,7 @@ def kafka_stream(sc, n, faults, pipe=None, partitions=4, rate=2000,
             w.check_alive()
         bad += sc.check_left(n, "for the fault at %d landed" % threshold)
         fn(sc, ws)
-    if prod.wait(timeout) != 0:
-        raise Fail("producer failed (see %s/produce.log)" % sc.dir)
+    sc.wait_producer(prod, timeout)
     wait_for(lambda: landed(sc.table, sc.dl) >= n or
              not all(w.alive() for w in ws if w not in sc.stopped), timeout,
              "%d landed" % n, interval=0.2)

@@ -18,15 +18,11 @@ N = 30000
 
 
 def body(sc):
-    mock = sc.mock("--latency-ms", "20")
     topic = sc.uniq
     produce("kafka://%s/%s" % (KAFKA, topic), n=N, partitions=4)
-    pipe = sc.pipeline(
-        kafka_source(topic, "g_" + sc.uniq),
-        "workers:\n  threads: 2\n  max_inflight: 32\n",
-        sentiment_backend(mock.url),
-        sink(sc.table, sc.dl, "    batch_rows: 200\n"),
-        head="shutdown_timeout_ms: 20000\n")
+    pipe = sc.kafka_pipeline(("--latency-ms", "20"),
+                             "workers:\n  threads: 2\n  max_inflight: 32\n",
+                             sink_extra="    batch_rows: 200\n")
     w = sc.worker(pipe)
     sc.wait_landed(N // 10, 60)
     first = landed(sc.table, sc.dl)

@@ -36,9 +36,7 @@ def body(sc):
         sentiment_backend(mock.url),
         sink(sc.table, sc.dl, "    batch_rows: 100\n    flush_ms: 5\n"),
         head="shutdown_timeout_ms: 20000\n")
-    prod = produce_bg("kafka://%s/%s" % (KAFKA, topic), N, rate=1500,
-                      logpath=os.path.join(sc.dir, "produce.log"))
-    sc.cleanups.append(lambda: prod.poll() is None and prod.kill())
+    prod = sc.producer("kafka://%s/%s" % (KAFKA, topic), N, rate=1500)
     kills = []
     for i in range(KILLS):
         w = sc.worker(pipe, name="w%d" % i)
@@ -59,8 +57,7 @@ def body(sc):
     log("landed at each of the %d SIGKILLs:" % len(kills), kills)
     if not kills:
         raise Fail("the stream landed before the first SIGKILL")
-    if prod.wait(120) != 0:
-        raise Fail("producer failed")
+    sc.wait_producer(prod, 120)
     w = sc.worker(pipe, name="final")
     sc.wait_landed(N, 180)
     rc = w.term(60)

@@ -20,20 +20,14 @@ RSS_MAX_MIB = int(os.environ.get("FAULT_RSS_MAX_MIB", "64"))
 
 
 def body(sc):
-    mock = sc.mock("--latency-ms", "1")
     topic = sc.uniq
     kafka_create_topic(topic, 4)
-    pipe = sc.pipeline(
-        kafka_source(topic, "g_" + sc.uniq),
-        "queue:\n  capacity: 512\n",
-        "workers:\n  threads: 2\n  max_inflight: 32\n",
-        sentiment_backend(mock.url),
-        sink(sc.table, sc.dl, "    backlog_rows: 2000\n"),
-        head="shutdown_timeout_ms: 20000\n")
+    pipe = sc.kafka_pipeline(("--latency-ms", "1"),
+                             "queue:\n  capacity: 512\n",
+                             "workers:\n  threads: 2\n  max_inflight: 32\n",
+                             sink_extra="    backlog_rows: 2000\n")
     w = sc.worker(pipe)
-    prod = produce_bg("kafka://%s/%s" % (KAFKA, topic), N, rate=RATE,
-                      logpath=os.path.join(sc.dir, "produce.log"))
-    sc.cleanups.append(lambda: prod.poll() is None and prod.kill())
+    prod = sc.producer("kafka://%s/%s" % (KAFKA, topic), N, rate=RATE)
     sc.wait_landed(1000, 60)
     bad = sc.check_left(N, "when PostgreSQL went down")
     log("stopping PostgreSQL for %d s" % DOWN_S)
@@ -49,12 +43,9 @@ def body(sc):
     finally:
         pg_start()
     log("PostgreSQL back")
-    if prod.wait(120) != 0:
-        raise Fail("producer failed")
+    sc.wait_producer(prod, 120)
     sc.wait_landed(N, 180)
-    rc = w.term(60)
-    if rc != 0:
-        bad.append("exit %s after SIGTERM" % rc)
+    bad += w.term_bad(60)
     got = [s for s in samples if s is not None]
     if len(got) >= 4 and got[-1] - got[len(got) // 2] > 0:
         bad.append("kept consuming while PostgreSQL was down: %s" % got)

@@ -27,9 +27,7 @@ def body(sc):
         sentiment_backend(mock.url), sink(sc.table, sc.dl),
         head="shutdown_timeout_ms: 20000\n")
     kafka_create_topic(topic, 6)
-    prod = produce_bg("kafka://%s/%s" % (KAFKA, topic), N, rate=1000,
-                      logpath=os.path.join(sc.dir, "produce.log"))
-    sc.cleanups.append(lambda: prod.poll() is None and prod.kill())
+    prod = sc.producer("kafka://%s/%s" % (KAFKA, topic), N, rate=1000)
     bad = []
     w0 = sc.worker(pipe, name="w0", replica="a-" + sc.uniq)
     sc.wait_landed(2000, 60)
@@ -50,8 +48,7 @@ def body(sc):
     w1.p.send_signal(signal.SIGSTOP)
     time.sleep(10)  # the fault: a replica frozen past its session
     w1.p.send_signal(signal.SIGCONT)
-    if prod.wait(120) != 0:
-        raise Fail("producer failed")
+    sc.wait_producer(prod, 120)
     sc.wait_landed(N, 180)
     for w in (w1, w2):
         w.check_alive()

@@ -20,15 +20,11 @@ RSS_MAX_MIB = int(os.environ.get("FAULT_RSS_MAX_MIB", "64"))
 
 
 def body(sc):
-    mock = sc.mock("--latency-ms", "50")
     topic = sc.uniq
     kafka_create_topic(topic, 2)
-    pipe = sc.pipeline(
-        kafka_source(topic, "g_" + sc.uniq),
-        "queue:\n  capacity: %d\n" % QUEUE,
-        "workers:\n  threads: 1\n  max_inflight: %d\n" % INFLIGHT,
-        sentiment_backend(mock.url), sink(sc.table, sc.dl),
-        head="shutdown_timeout_ms: 20000\n")
+    pipe = sc.kafka_pipeline(
+        ("--latency-ms", "50"), "queue:\n  capacity: %d\n" % QUEUE,
+        "workers:\n  threads: 1\n  max_inflight: %d\n" % INFLIGHT)
     w = sc.worker(pipe)
     produce("kafka://%s/%s" % (KAFKA, topic), n=N, rate=1600)
     bad = []
@@ -53,9 +49,7 @@ def body(sc):
     if worst_gap > bound:
         bad.append("consumed ran %d ahead of landed (bound %d)" %
                    (worst_gap, bound))
-    rc = w.term(60)
-    if rc != 0:
-        bad.append("exit %s after SIGTERM" % rc)
+    bad += w.term_bad(60)
     return sc.finish(N, expect_dead=0, extra_fail=bad,
                      rss_max_mib=None if is_asan_build() else RSS_MAX_MIB)
 
