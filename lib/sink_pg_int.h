@@ -116,13 +116,6 @@ void sl_sink_pg_encode_dead(const struct sl_row *row,
                             struct sl_sink_pg_dead_params *p);
 
 /*
- * A failed statement's SQLSTATE as an SL_E* code: -SL_EDATA for classes
- * 22 (data exception) and 23 (integrity), -SL_EDB for any other (and for
- * NULL).  Any thread.
- */
-int sl_sink_pg_sqlstate_err(const char *sqlstate);
-
-/*
  * Data errors (not retriable: sl_err_retriable()) are bisected and end as
  * dead letters; every other error is treated as the connection's problem
  * and the batch is resent.  Any thread.

@@ -298,7 +298,12 @@ void sl_sink_pg_encode_dead(const struct sl_row *row,
 
 /* ---- errors and bisection ---- */
 
-int sl_sink_pg_sqlstate_err(const char *sqlstate)
+/*
+ * A failed statement's SQLSTATE as an SL_E* code: -SL_EDATA for classes
+ * 22 (data exception) and 23 (integrity), -SL_EDB for any other (and for
+ * NULL).
+ */
+static int sqlstate_err(const char *sqlstate)
 {
     if (sqlstate &&
         (strncmp(sqlstate, "22", 2) == 0 || strncmp(sqlstate, "23", 2) == 0))
@@ -308,7 +313,7 @@ int sl_sink_pg_sqlstate_err(const char *sqlstate)
 
 int sl_sink_pg_is_data_error(const char *sqlstate)
 {
-    return !sl_err_retriable(sl_sink_pg_sqlstate_err(sqlstate));
+    return !sl_err_retriable(sqlstate_err(sqlstate));
 }
 
 void sl_sink_pg_bisect(size_t n, size_t *firstp)
