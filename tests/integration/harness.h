@@ -565,6 +565,18 @@ static inline void h_mock_cleanup(struct h_mock *m)
 /* ---- a test group of `sluice run` end to end ---- */
 
 /*
+ * mock-infer's sentiment backend as lines under "backends:" of a test
+ * pipeline: a printf format fragment whose one %s is mock-infer's URL
+ * (h_mock.url); more keys of the backend may follow it.
+ */
+#define H_SENTIMENT_BACKEND                                                    \
+    "  sentiment:\n"                                                           \
+    "    kind: http-json\n"                                                    \
+    "    url: %s/predict/sentiment\n"                                          \
+    "    body: '{\"text\": {{text}}}'\n"                                       \
+    "    result_pointer: /label\n"
+
+/*
  * The "sink:" section of a test pipeline into buf[size]: PostgreSQL at
  * H_PG_DSN, table 'table' and its dead letters 'table'_dead (created when
  * missing), then the lines 'extra' under postgres ("    flush_ms: 10\n";

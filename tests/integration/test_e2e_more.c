@@ -74,13 +74,7 @@ static void test_limiter_rates(void **state)
              "version: 1\nname: lim-rps\n%s"
              "queue:\n  capacity: 16\n"
              "workers:\n  threads: 1\n  max_inflight: 8\n"
-             "backends:\n"
-             "  sentiment:\n"
-             "    kind: http-json\n"
-             "    url: %s/predict/sentiment\n"
-             "    body: '{\"text\": {{text}}}'\n"
-             "    result_pointer: /label\n"
-             "    rate_limit_rps: %d\n"
+             "backends:\n" H_SENTIMENT_BACKEND "    rate_limit_rps: %d\n"
              "steps:\n  - name: s\n    backends: [sentiment]\n%s",
              src, ma.url, RPS, snk);
     snprintf(path_a, sizeof(path_a), "%s/%s.yaml", dir, ta);
@@ -190,10 +184,7 @@ static void test_key_order_kafka(void **state)
                     i, i, i);
     assert_int_equal(fclose(f), 0);
     snprintf(target, sizeof(target), "kafka://%s/%s", H_KAFKA, topic);
-    char args[512];
-    snprintf(args, sizeof(args), "--partitions 1 --file '%s' --key-field key",
-             input);
-    h_produce("'%s' %s", target, args);
+    h_produce("'%s' --partitions 1 --file '%s' --key-field key", target, input);
     assert_int_equal(h_mock_start_args(&m, lat), 0);
 
     kafka_yaml(src, sizeof(src), topic, table, "  ordering: key\n");
@@ -201,12 +192,7 @@ static void test_key_order_kafka(void **state)
     snprintf(yaml, sizeof(yaml),
              "version: 1\nname: ord\n%s"
              "workers:\n  threads: 2\n  max_inflight: 16\n"
-             "backends:\n"
-             "  sentiment:\n"
-             "    kind: http-json\n"
-             "    url: %s/predict/sentiment\n"
-             "    body: '{\"text\": {{text}}}'\n"
-             "    result_pointer: /label\n"
+             "backends:\n" H_SENTIMENT_BACKEND
              "steps:\n  - name: s\n    backends: [sentiment]\n%s",
              src, m.url, snk);
     snprintf(path, sizeof(path), "%s/%s.yaml", dir, table);
@@ -301,12 +287,7 @@ static void test_redis_list(void **state)
              "    url: redis://%s\n"
              "    key: %s\n"
              "    consumer: c1\n"
-             "backends:\n"
-             "  sentiment:\n"
-             "    kind: http-json\n"
-             "    url: %s/predict/sentiment\n"
-             "    body: '{\"text\": {{text}}}'\n"
-             "    result_pointer: /label\n"
+             "backends:\n" H_SENTIMENT_BACKEND
              "steps:\n  - name: s\n    backends: [sentiment]\n%s",
              H_REDIS, key, m.url, snk);
     snprintf(path, sizeof(path), "%s/%s.yaml", dir, table);

@@ -57,12 +57,7 @@ static void write_pipeline(const char *path, enum kind kind, const char *name,
              "source:\n%s"
              "queue:\n  capacity: 16\n"
              "workers:\n  threads: 1\n  max_inflight: 2\n"
-             "backends:\n"
-             "  sentiment:\n"
-             "    kind: http-json\n"
-             "    url: %s/predict/sentiment\n"
-             "    body: '{\"text\": {{text}}}'\n"
-             "    result_pointer: /label\n"
+             "backends:\n" H_SENTIMENT_BACKEND
              "    headers:\n      X-Mock-Latency-Ms: \"40\"\n"
              "steps:\n"
              "  - name: analyse\n"

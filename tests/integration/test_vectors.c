@@ -47,12 +47,7 @@ static void run_pipeline(const char *key, const char *table,
              "    kind: openai-embeddings\n"
              "    url: %s/v1\n"
              "    model: mock-embed\n"
-             "    batch_max: 16\n"
-             "  sentiment:\n"
-             "    kind: http-json\n"
-             "    url: %s/predict/sentiment\n"
-             "    body: '{\"text\": {{text}}}'\n"
-             "    result_pointer: /label\n"
+             "    batch_max: 16\n" H_SENTIMENT_BACKEND
              "steps:\n  - name: s\n    backends: [embed, sentiment]\n"
              "%s"
              "    flush_ms: 10\n"
