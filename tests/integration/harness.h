@@ -257,10 +257,14 @@ static inline void h_write_file(const char *path, const char *text)
     assert_int_equal(fclose(f), 0);
 }
 
-/* The whole file, NUL-terminated (free()), or NULL. */
-static inline char *h_read_file(const char *path)
+/*
+ * The whole file, NUL-terminated (free()), its length in *lenp when
+ * 'lenp' is not NULL (it may hold NUL bytes); NULL when it cannot be
+ * opened.
+ */
+static inline char *h_read_file_len(const char *path, size_t *lenp)
 {
-    FILE *f = fopen(path, "r");
+    FILE *f = fopen(path, "rb");
     char *buf = NULL;
     size_t len = 0, cap = 0, n;
 
@@ -277,7 +281,15 @@ static inline char *h_read_file(const char *path)
     } while (n > 0);
     buf[len] = '\0';
     fclose(f);
+    if (lenp)
+        *lenp = len;
     return buf;
+}
+
+/* The whole file, NUL-terminated (free()), or NULL. */
+static inline char *h_read_file(const char *path)
+{
+    return h_read_file_len(path, NULL);
 }
 
 /* A fresh temporary directory for one test's files. */
@@ -443,6 +455,20 @@ static inline int64_t h_sluice_stop(struct h_proc *p, int64_t limit_ms)
         h_dump_log(p->log, 4000);
     assert_int_equal(p->status, 0);
     return ms;
+}
+
+/*
+ * The last line of 'out', which must end with a line break (cut here, so
+ * that the line ends the string).
+ */
+static inline const char *h_last_line(char *out)
+{
+    size_t len = strlen(out);
+
+    assert_true(len > 0 && out[len - 1] == '\n');
+    out[len - 1] = '\0';
+    const char *last = strrchr(out, '\n');
+    return last ? last + 1 : out;
 }
 
 /* Run a shell command; its exit status, output (up to size) in 'out'. */

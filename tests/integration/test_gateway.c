@@ -852,11 +852,7 @@ static void test_busy_port_cause_last(void **state)
     int rc = h_shell(cmd, out, sizeof(out));
     print_message("exit %d:\n%s", rc, out);
     assert_int_equal(rc, 1);
-    size_t len = strlen(out);
-    assert_true(len > 0 && out[len - 1] == '\n');
-    out[len - 1] = '\0';
-    const char *last = strrchr(out, '\n');
-    last = last ? last + 1 : out;
+    const char *last = h_last_line(out);
     char want[128];
     snprintf(want, sizeof(want),
              "\"message\":\"http: 127.0.0.1:%d: cannot listen (Address "

@@ -683,11 +683,7 @@ static void test_source_fatal_cause_last(void **state)
     int rc = h_shell(cmd, out, sizeof(out));
     print_message("exit %d:\n%s", rc, out);
     assert_int_equal(rc, 1);
-    size_t len = strlen(out);
-    assert_true(len > 0 && out[len - 1] == '\n');
-    out[len - 1] = '\0';
-    const char *last = strrchr(out, '\n');
-    last = last ? last + 1 : out;
+    const char *last = h_last_line(out);
     snprintf(want, sizeof(want),
              "\"level\":\"error\",\"component\":\"run\",\"message\":\"%s: "
              "cannot read: Is a directory\"}",

@@ -66,28 +66,14 @@ static struct {
 /* The whole file 'path', NUL-terminated ("" when missing); free(). */
 static char *slurp(const char *path, size_t *lenp)
 {
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    size_t len = 0, cap = 0, n;
+    char *buf = h_read_file_len(path, lenp);
 
-    if (f) {
-        do {
-            if (len + 4096 + 1 > cap) {
-                cap = cap ? cap * 2 : 8192;
-                buf = realloc(buf, cap);
-                assert_non_null(buf);
-            }
-            n = fread(buf + len, 1, cap - len - 1, f);
-            len += n;
-        } while (n > 0);
-        fclose(f);
-    }
-    if (!buf)
+    if (!buf) {
         buf = calloc(1, 1);
-    assert_non_null(buf);
-    buf[len] = '\0';
-    if (lenp)
-        *lenp = len;
+        assert_non_null(buf);
+        if (lenp)
+            *lenp = 0;
+    }
     return buf;
 }
 
