@@ -28,19 +28,15 @@ extern const struct sl_config_strcheck sl_config_chk_template;
  * struct just read ('obj'), its mapping 'map' and its key path 'path';
  * each reports what it finds through sl_config_report().
  */
-void sl_config_check_kv_secret(struct sl_config_ctx *ctx, void *obj,
-                               struct fy_node *map, const char *path);
-void sl_config_check_kafka(struct sl_config_ctx *ctx, void *obj,
-                           struct fy_node *map, const char *path);
-void sl_config_check_redis(struct sl_config_ctx *ctx, void *obj,
-                           struct fy_node *map, const char *path);
-void sl_config_check_retry(struct sl_config_ctx *ctx, void *obj,
-                           struct fy_node *map, const char *path);
-void sl_config_check_backend(struct sl_config_ctx *ctx, void *obj,
-                             struct fy_node *map, const char *path);
-void sl_config_check_postgres(struct sl_config_ctx *ctx, void *obj,
-                              struct fy_node *map, const char *path);
-void sl_config_check_root(struct sl_config_ctx *ctx, void *obj,
-                          struct fy_node *root, const char *path);
+typedef void sl_config_check_fn(struct sl_config_ctx *ctx, void *obj,
+                                struct fy_node *map, const char *path);
+
+sl_config_check_fn sl_config_check_kv_secret;
+sl_config_check_fn sl_config_check_kafka;
+sl_config_check_fn sl_config_check_redis;
+sl_config_check_fn sl_config_check_retry;
+sl_config_check_fn sl_config_check_backend;
+sl_config_check_fn sl_config_check_postgres;
+sl_config_check_fn sl_config_check_root; /* 'map' is the document's root */
 
 #endif
