@@ -125,7 +125,8 @@ static void test_every_reply_lands(void **state)
     setenv("KAFKA_BROKERS", H_KAFKA, 1);
     setenv("KAFKA_GROUP", group, 1);
     setenv("PG_DSN", H_PG_DSN, 1);
-    setenv("SLUICE_LOG_LEVEL", "warn", 1);
+    setenv("SLUICE_LOG_LEVEL", "info",
+           1); /* h_sluice_start reads "listening on" */
 
     int64_t t0 = h_now_ms();
     int mport = h_sluice_start(&p, dir, yaml, "llm");
@@ -172,7 +173,7 @@ static void test_every_reply_lands(void **state)
                               "SELECT count(*) FROM %s WHERE %s IN "
                               "('positive', 'negative', 'neutral', "
                               "'unknown')",
-                              LABEL_SQL, name),
+                              name, LABEL_SQL),
                      N_REVIEWS);
     /* ... and most replies carry a label (a 135M model is no oracle, but
      * one that answered beside the point for most reviews would mean the
