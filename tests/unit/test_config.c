@@ -139,6 +139,8 @@ static void test_review_sentiment_values(void **state)
 
     (void)state;
     unsetenv("MODEL_URL");
+    unsetenv("MODEL_NAME");
+    unsetenv("MODEL_CONCURRENCY");
     unsetenv("KAFKA_BROKERS");
     assert_int_equal(
         sl_config_load("pipelines/review-sentiment.yaml", &cfg, NULL), 0);
@@ -154,12 +156,18 @@ static void test_review_sentiment_values(void **state)
     assert_null(sl_config_backend_find(cfg, "nope"));
     assert_int_equal(be->kind, SL_CONFIG_BACKEND_OPENAI_CHAT);
     assert_string_equal(be->url, "http://127.0.0.1:8080/v1");
-    assert_string_equal(be->model, "mock-sentiment");
-    assert_int_equal(be->response_format, SL_CONFIG_RESPONSE_JSON);
-    assert_int_equal(be->message_cnt, 2);
+    assert_string_equal(be->model, "smollm2");
+    assert_int_equal(be->response_format, SL_CONFIG_RESPONSE_TEXT);
+    assert_int_equal(be->max_tokens, 8);
+    assert_int_equal(be->max_concurrency, 64);
+    assert_int_equal(be->low_speed_time_ms, 0);
+    /* the instruction, three worked examples, the review */
+    assert_int_equal(be->message_cnt, 8);
     assert_int_equal(be->messages[0].role, SL_CONFIG_ROLE_SYSTEM);
-    assert_int_equal(be->messages[1].role, SL_CONFIG_ROLE_USER);
-    assert_string_equal(be->messages[1].content, "{{text}}");
+    assert_int_equal(be->messages[2].role, SL_CONFIG_ROLE_ASSISTANT);
+    assert_string_equal(be->messages[2].content, "negative");
+    assert_int_equal(be->messages[7].role, SL_CONFIG_ROLE_USER);
+    assert_string_equal(be->messages[7].content, "{{text}}");
     assert_int_equal(cfg->step_cnt, 1);
     assert_string_equal(cfg->steps[0].backends.items[0], "sentiment");
     assert_true(cfg->sink.present);
