@@ -94,14 +94,48 @@ static void easy_put(struct sl_infer_worker *w, size_t be, CURL *easy)
         curl_easy_cleanup(easy);
 }
 
+/* Whether a proxy variable libcurl reads is set. */
+static bool proxy_env(void)
+{
+    static const char *const names[] = {
+        "http_proxy",  "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
+        "all_proxy",   "ALL_PROXY",  "no_proxy",    "NO_PROXY",
+        "socks_proxy", "SOCKS_PROXY"};
+
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (getenv(names[i]))
+            return true;
+    return false;
+}
+
 /* Set what every request of backend 'be' shares on new handle 'e'. */
 static void easy_configure(struct sl_infer_worker *w, size_t be, CURL *e)
 {
     struct sl_infer_backend *b = &w->inf->be[be];
     const struct sl_config_backend *bc = b->conf;
 
-    curl_easy_setopt(e, CURLOPT_URL, b->url);
+    struct easy_pool *p = &w->pools[be];
+
+    /* Parsed once: libcurl copies a parsed URL per transfer instead of
+     * parsing the text again.  Without one, the text serves. */
+    if (!p->url && (p->url = curl_url()) &&
+        curl_url_set(p->url, CURLUPART_URL, b->url,
+                     CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME) !=
+            CURLUE_OK) {
+        curl_url_cleanup(p->url);
+        p->url = NULL;
+    }
+    if (p->url)
+        curl_easy_setopt(e, CURLOPT_CURLU, p->url);
+    else
+        curl_easy_setopt(e, CURLOPT_URL, b->url);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    if (!proxy_env()) {
+        /* What libcurl would find in the environment on every transfer:
+         * no proxy.  Said once, it looks no more. */
+        curl_easy_setopt(e, CURLOPT_PROXY, "");
+        curl_easy_setopt(e, CURLOPT_NOPROXY, "");
+    }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, b->headers);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);

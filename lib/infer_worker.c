@@ -444,10 +444,12 @@ void sl_infer_worker_destroy(struct sl_infer_worker *w)
     for (size_t b = 0; w->pools && b < w->inf->be_cnt; b++)
         for (int i = 0; i < w->pools[b].cnt; i++)
             curl_easy_cleanup(w->pools[b].easy[i]);
-    free(w->pools);
     /* Closes the cached connections through sl_infer_close_socket(). */
     if (w->multi)
         curl_multi_cleanup(w->multi);
+    for (size_t b = 0; w->pools && b < w->inf->be_cnt; b++)
+        curl_url_cleanup(w->pools[b].url);
+    free(w->pools);
     free(w->socks);
     if (w->epfd >= 0)
         close(w->epfd);
@@ -632,6 +634,13 @@ static void sock_forget(struct sl_infer_worker *w, curl_socket_t s)
     w->socks[s].in_set = w->socks[s].wanted = false;
 }
 
+/* An entry for socket 's' that is not registered and not ours. */
+static void sock_clear(struct sl_infer_worker *w, curl_socket_t s)
+{
+    if (s >= 0 && s < w->nsocks)
+        w->socks[s] = (struct sockw){0};
+}
+
 curl_socket_t sl_infer_open_socket(void *clientp, curlsocktype purpose,
                                    struct curl_sockaddr *addr)
 {
@@ -642,14 +651,16 @@ curl_socket_t sl_infer_open_socket(void *clientp, curlsocktype purpose,
         socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
     if (s < 0)
         return CURL_SOCKET_BAD;
-    if (s < w->nsocks) /* a new socket under a reused number */
-        w->socks[s].in_set = w->socks[s].wanted = false;
+    struct sockw *sw = sock_entry(w, s);
+    if (sw) /* a new socket, maybe under a reused number */
+        *sw = (struct sockw){.ours = true};
     return s;
 }
 
 int sl_infer_close_socket(void *clientp, curl_socket_t s)
 {
     sock_forget(clientp, s);
+    sock_clear(clientp, s);
     return close(s);
 }
 
@@ -669,8 +680,14 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
     (void)socketp;
 
     if (what == CURL_POLL_REMOVE) {
-        if (s >= 0 && s < w->nsocks)
-            w->socks[s].wanted = false;
+        if (s >= 0 && s < w->nsocks) {
+            if (w->socks[s].ours) {
+                w->socks[s].wanted = false; /* stays registered */
+            } else {
+                sock_forget(w, s);
+                sock_clear(w, s);
+            }
+        }
         return 0;
     }
     struct sockw *sw = sock_entry(w, s);
@@ -681,7 +698,7 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
     }
     ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) |
                 ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
-    if (sw->in_set && sw->events == ev.events) {
+    if (sw->ours && sw->in_set && sw->events == ev.events) {
         sw->wanted = true;
         return 0;
     }

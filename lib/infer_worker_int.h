@@ -100,20 +100,24 @@ struct req {
 struct easy_pool {
     CURL *easy[EASY_FREE_MAX]; /* idle handles */
     int cnt;                   /* how many */
+    CURLU *url;                /* the backend's URL, parsed once; or NULL */
 };
 
 /*
  * What the worker's epoll set holds for one socket number.  A socket
- * stays registered between transfers on its connection (libcurl says
- * CURL_POLL_REMOVE at each transfer's end): the next transfer's ADD
- * then costs no system call.  A socket libcurl opens starts unregistered
- * and one it closes is removed (CURLOPT_OPENSOCKETFUNCTION,
- * CURLOPT_CLOSESOCKETFUNCTION), so a reused number never inherits state.
+ * libcurl opened through sl_infer_open_socket() stays registered between
+ * transfers on its connection (libcurl says CURL_POLL_REMOVE at each
+ * transfer's end): the next transfer's ADD then costs no system call.
+ * It leaves the set when libcurl closes it (sl_infer_close_socket()), so a
+ * reused number never inherits state.  Any other socket (one libcurl
+ * makes without those callbacks, such as a resolver's) leaves the set at
+ * CURL_POLL_REMOVE, as before.
  */
 struct sockw {
     uint32_t events; /* registered events; valid when in_set */
     bool in_set;     /* registered in w->epfd */
     bool wanted;     /* libcurl watches it now */
+    bool ours;       /* opened by sl_infer_open_socket(), not yet closed */
 };
 
 /* Calls of one embeddings backend waiting to be sent together. */
