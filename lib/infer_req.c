@@ -20,6 +20,8 @@
 #include <time.h>
 
 static void log_breaker(struct sl_infer_worker *w, size_t be, int state);
+static size_t on_body(char *data, size_t size, size_t nmemb, void *arg);
+static size_t on_header(char *data, size_t size, size_t nmemb, void *arg);
 
 /* ---- requests ---- */
 
@@ -41,12 +43,29 @@ static void req_set_state(struct sl_infer_worker *w, struct req *req,
 struct req *sl_infer_req_new(struct sl_infer_worker *w, size_t be,
                              size_t ncalls, char *body)
 {
-    struct req *req = calloc(1, sizeof(*req));
+    struct req *req = w->req_free;
 
-    if (!req || !(req->calls = calloc(ncalls, sizeof(*req->calls)))) {
-        free(req);
-        free(body);
-        return NULL;
+    if (req && req->calls_cap >= ncalls) {
+        /* A kept one: its calls array and reply buffer serve again. */
+        struct call **calls = req->calls;
+        size_t calls_cap = req->calls_cap, resp_cap = req->resp_cap;
+        char *resp = req->resp;
+        w->req_free = req->next;
+        w->req_free_cnt--;
+        memset(req, 0, sizeof(*req));
+        memset(calls, 0, ncalls * sizeof(*calls));
+        req->calls = calls;
+        req->calls_cap = calls_cap;
+        req->resp = resp;
+        req->resp_cap = resp_cap;
+    } else {
+        req = calloc(1, sizeof(*req));
+        if (!req || !(req->calls = calloc(ncalls, sizeof(*req->calls)))) {
+            free(req);
+            free(body);
+            return NULL;
+        }
+        req->calls_cap = ncalls;
     }
     req->be = be;
     req->body = body;
@@ -64,13 +83,84 @@ void sl_infer_req_attach(struct req *req, struct call *call)
     req->nattached++;
 }
 
-static void easy_put(struct sl_infer_worker *w, CURL *easy)
+/* Keep idle 'easy' of backend 'be' configured for its next request. */
+static void easy_put(struct sl_infer_worker *w, size_t be, CURL *easy)
 {
-    if (w->easy_free_cnt < EASY_FREE_MAX) {
-        curl_easy_reset(easy);
-        w->easy_free[w->easy_free_cnt++] = easy;
-    } else {
+    struct easy_pool *p = &w->pools[be];
+
+    if (p->cnt < EASY_FREE_MAX)
+        p->easy[p->cnt++] = easy;
+    else
         curl_easy_cleanup(easy);
+}
+
+/* Whether a proxy variable libcurl reads is set. */
+static bool proxy_env(void)
+{
+    static const char *const names[] = {
+        "http_proxy",  "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
+        "all_proxy",   "ALL_PROXY",  "no_proxy",    "NO_PROXY",
+        "socks_proxy", "SOCKS_PROXY"};
+
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (getenv(names[i]))
+            return true;
+    return false;
+}
+
+/* Set what every request of backend 'be' shares on new handle 'e'. */
+static void easy_configure(struct sl_infer_worker *w, size_t be, CURL *e)
+{
+    struct sl_infer_backend *b = &w->inf->be[be];
+    const struct sl_config_backend *bc = b->conf;
+
+    struct easy_pool *p = &w->pools[be];
+
+    /* Parsed once: libcurl copies a parsed URL per transfer instead of
+     * parsing the text again.  Without one, the text serves. */
+    if (!p->url && (p->url = curl_url()) &&
+        curl_url_set(p->url, CURLUPART_URL, b->url,
+                     CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME) !=
+            CURLUE_OK) {
+        curl_url_cleanup(p->url);
+        p->url = NULL;
+    }
+    if (p->url)
+        curl_easy_setopt(e, CURLOPT_CURLU, p->url);
+    else
+        curl_easy_setopt(e, CURLOPT_URL, b->url);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    if (!proxy_env()) {
+        /* What libcurl would find in the environment on every transfer:
+         * no proxy.  Said once, it looks no more. */
+        curl_easy_setopt(e, CURLOPT_PROXY, "");
+        curl_easy_setopt(e, CURLOPT_NOPROXY, "");
+    }
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, b->headers);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, sl_infer_open_socket);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, w);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, sl_infer_close_socket);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, w);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)bc->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                     (long)bc->connect_timeout_ms);
+    if (bc->low_speed_time_ms > 0 && bc->low_speed_bytes_per_s > 0) {
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT,
+                         (long)bc->low_speed_bytes_per_s);
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME,
+                         (long)((bc->low_speed_time_ms + 999) / 1000));
+    }
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    if (bc->kind == SL_CONFIG_BACKEND_HTTP_JSON &&
+        bc->method == SL_CONFIG_HTTP_GET) {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+    } else if (bc->kind == SL_CONFIG_BACKEND_HTTP_JSON &&
+               bc->method == SL_CONFIG_HTTP_PUT) {
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
     }
 }
 
@@ -153,7 +243,7 @@ static void req_stop(struct sl_infer_worker *w, struct req *req,
 
     if (req->easy) {
         curl_multi_remove_handle(w->multi, req->easy);
-        easy_put(w, req->easy);
+        easy_put(w, req->be, req->easy);
         req->easy = NULL;
     }
     if (req->holds_slot) {
@@ -192,8 +282,20 @@ void sl_infer_req_sweep(struct sl_infer_worker *w)
         if (req->state != REQ_DEAD)
             continue;
         SL_DLIST_UNLINK(w->reqs, req, prev, next);
-        free(req->calls);
         free(req->body);
+        req->body = NULL;
+        if (req->resp_cap > RESP_KEEP_MAX) {
+            free(req->resp);
+            req->resp = NULL;
+            req->resp_cap = 0;
+        }
+        if (w->req_free_cnt < REQ_FREE_MAX) {
+            req->next = w->req_free;
+            w->req_free = req;
+            w->req_free_cnt++;
+            continue;
+        }
+        free(req->calls);
         free(req->resp);
         free(req);
     }
@@ -274,47 +376,28 @@ static int req_send(struct sl_infer_worker *w, struct req *req)
 {
     struct sl_infer_backend *be = &w->inf->be[req->be];
     const struct sl_config_backend *bc = be->conf;
-    CURL *e =
-        w->easy_free_cnt ? w->easy_free[--w->easy_free_cnt] : curl_easy_init();
+    struct easy_pool *pool = &w->pools[req->be];
+    CURL *e = pool->cnt ? pool->easy[--pool->cnt] : NULL;
 
-    if (!e)
-        return -SL_ENOMEM;
+    if (!e) {
+        if (!(e = curl_easy_init()))
+            return -SL_ENOMEM;
+        easy_configure(w, req->be, e);
+    }
     req->resp_len = 0;
     if (req->resp)
         req->resp[0] = '\0';
     req->too_large = false;
     req->retry_after[0] = '\0';
     req->resp_max = (size_t)bc->max_response_bytes;
-    curl_easy_setopt(e, CURLOPT_URL, be->url);
     curl_easy_setopt(e, CURLOPT_PRIVATE, req);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, be->headers);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, req);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, req);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)bc->timeout_ms);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
-                     (long)bc->connect_timeout_ms);
-    if (bc->low_speed_time_ms > 0 && bc->low_speed_bytes_per_s > 0) {
-        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT,
-                         (long)bc->low_speed_bytes_per_s);
-        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME,
-                         (long)((bc->low_speed_time_ms + 999) / 1000));
-    }
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
-    if (bc->kind == SL_CONFIG_BACKEND_HTTP_JSON &&
-        bc->method == SL_CONFIG_HTTP_GET) {
-        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-    } else {
+    if (bc->kind != SL_CONFIG_BACKEND_HTTP_JSON ||
+        bc->method != SL_CONFIG_HTTP_GET) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body ? req->body : "");
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE,
                          (long)(req->body ? strlen(req->body) : 0));
-        if (bc->kind == SL_CONFIG_BACKEND_HTTP_JSON &&
-            bc->method == SL_CONFIG_HTTP_PUT)
-            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
     }
     if (curl_multi_add_handle(w->multi, e) != CURLM_OK) {
         curl_easy_cleanup(e);

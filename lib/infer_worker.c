@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -387,7 +388,8 @@ struct sl_infer_worker *sl_infer_worker_new(struct sl_infer *inf,
     w->finished_tail = &w->finished;
     w->rng = (uint64_t)sl_now_us() ^ ((uint64_t)(uintptr_t)w << 16);
     w->batches = calloc(inf->be_cnt ? inf->be_cnt : 1, sizeof(*w->batches));
-    if (!w->batches)
+    w->pools = calloc(inf->be_cnt ? inf->be_cnt : 1, sizeof(*w->pools));
+    if (!w->batches || !w->pools)
         goto nomem;
     for (size_t i = 0; i < inf->be_cnt; i++) {
         const struct sl_config_backend *bc = inf->be[i].conf;
@@ -452,10 +454,23 @@ void sl_infer_worker_destroy(struct sl_infer_worker *w)
         if (req->state != REQ_DEAD)
             sl_infer_req_release(w, req, SL_BREAKER_CANCEL);
     sl_infer_req_sweep(w);
-    for (int i = 0; i < w->easy_free_cnt; i++)
-        curl_easy_cleanup(w->easy_free[i]);
+    while (w->req_free) {
+        struct req *req = w->req_free;
+        w->req_free = req->next;
+        free(req->calls);
+        free(req->resp);
+        free(req);
+    }
+    for (size_t b = 0; w->pools && b < w->inf->be_cnt; b++)
+        for (int i = 0; i < w->pools[b].cnt; i++)
+            curl_easy_cleanup(w->pools[b].easy[i]);
+    /* Closes the cached connections through sl_infer_close_socket(). */
     if (w->multi)
         curl_multi_cleanup(w->multi);
+    for (size_t b = 0; w->pools && b < w->inf->be_cnt; b++)
+        curl_url_cleanup(w->pools[b].url);
+    free(w->pools);
+    free(w->socks);
     if (w->epfd >= 0)
         close(w->epfd);
     if (w->wake_fd >= 0)
@@ -609,35 +624,117 @@ static int64_t run_due(struct sl_infer_worker *w, int64_t now)
     return next;
 }
 
-/* libcurl wants 'what' on socket 's' (CURLMOPT_SOCKETFUNCTION). */
+/* The entry of socket 's', grown as needed; NULL when out of memory. */
+static struct sockw *sock_entry(struct sl_infer_worker *w, curl_socket_t s)
+{
+    if (s < 0)
+        return NULL;
+    if (s >= w->nsocks) {
+        int n = w->nsocks ? w->nsocks : 64;
+        while (n <= s)
+            n *= 2;
+        struct sockw *p = realloc(w->socks, (size_t)n * sizeof(*p));
+        if (!p)
+            return NULL;
+        memset(p + w->nsocks, 0, (size_t)(n - w->nsocks) * sizeof(*p));
+        w->socks = p;
+        w->nsocks = n;
+    }
+    return &w->socks[s];
+}
+
+/* Take socket 's' out of the epoll set (if there). */
+static void sock_forget(struct sl_infer_worker *w, curl_socket_t s)
+{
+    if (s < 0 || s >= w->nsocks || !w->socks[s].in_set)
+        return;
+    /* ENOENT: closed already, and the kernel dropped it. */
+    epoll_ctl(w->epfd, EPOLL_CTL_DEL, s, NULL);
+    w->socks[s].in_set = w->socks[s].wanted = false;
+}
+
+/* An entry for socket 's' that is not registered and not ours. */
+static void sock_clear(struct sl_infer_worker *w, curl_socket_t s)
+{
+    if (s >= 0 && s < w->nsocks)
+        w->socks[s] = (struct sockw){0};
+}
+
+curl_socket_t sl_infer_open_socket(void *clientp, curlsocktype purpose,
+                                   struct curl_sockaddr *addr)
+{
+    struct sl_infer_worker *w = clientp;
+    (void)purpose;
+
+    curl_socket_t s =
+        socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+    if (s < 0)
+        return CURL_SOCKET_BAD;
+    struct sockw *sw = sock_entry(w, s);
+    if (sw) /* a new socket, maybe under a reused number */
+        *sw = (struct sockw){.ours = true};
+    return s;
+}
+
+int sl_infer_close_socket(void *clientp, curl_socket_t s)
+{
+    sock_forget(clientp, s);
+    sock_clear(clientp, s);
+    return close(s);
+}
+
+/*
+ * libcurl wants 'what' on socket 's' (CURLMOPT_SOCKETFUNCTION).  A socket
+ * stays in the epoll set when its transfer ends (CURL_POLL_REMOVE): the
+ * connection's next transfer usually wants the same events, and then
+ * costs no epoll_ctl().  An idle socket that turns readable (the peer
+ * closed it) is taken out by wait_events().
+ */
 static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp,
                      void *socketp)
 {
     struct sl_infer_worker *w = userp;
     struct epoll_event ev = {.data.fd = s};
     (void)easy;
+    (void)socketp;
 
     if (what == CURL_POLL_REMOVE) {
-        /* The socket may be closed already: then the kernel dropped it. */
-        epoll_ctl(w->epfd, EPOLL_CTL_DEL, s, NULL);
-        curl_multi_assign(w->multi, s, NULL);
+        if (s >= 0 && s < w->nsocks) {
+            if (w->socks[s].ours) {
+                w->socks[s].wanted = false; /* stays registered */
+            } else {
+                sock_forget(w, s);
+                sock_clear(w, s);
+            }
+        }
         return 0;
+    }
+    struct sockw *sw = sock_entry(w, s);
+    if (!sw) {
+        sl_log(SL_LOG_ERROR, "infer", "cannot watch socket %d: %s", s,
+               sl_strerror(-SL_ENOMEM));
+        return -1;
     }
     ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) |
                 ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
-    int op = socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (sw->ours && sw->in_set && sw->events == ev.events) {
+        sw->wanted = true;
+        return 0;
+    }
+    int op = sw->in_set ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
     if (epoll_ctl(w->epfd, op, s, &ev) < 0) {
         /* A number reused after a close libcurl did not report, or one
          * the kernel dropped: the other operation fits. */
         op = errno == ENOENT ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
         if (epoll_ctl(w->epfd, op, s, &ev) < 0) {
+            sw->in_set = sw->wanted = false;
             sl_log(SL_LOG_ERROR, "infer", "cannot watch socket %d: %s", s,
                    strerror(errno));
             return -1; /* libcurl fails the transfer */
         }
     }
-    if (!socketp)
-        curl_multi_assign(w->multi, s, w);
+    sw->in_set = sw->wanted = true;
+    sw->events = ev.events;
     return 0;
 }
 
@@ -693,6 +790,12 @@ static void wait_events(struct sl_infer_worker *w, int wait_ms)
             if (read(w->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
                 sl_log(SL_LOG_WARN, "infer", "wake-up read: %s",
                        strerror(errno));
+            continue;
+        }
+        if (fd >= w->nsocks || !w->socks[fd].wanted) {
+            /* An idle connection's socket: libcurl checks the connection
+             * before it reuses it; stop hearing about it. */
+            sock_forget(w, fd);
             continue;
         }
         int flags =

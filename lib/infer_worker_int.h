@@ -17,8 +17,10 @@
 #define ERRTEXT 512      /* longest error message kept */
 #define BODY_SHOWN 160   /* bytes of an error reply quoted in messages */
 #define BUSY_RETRY_MS 1  /* at the concurrency cap: look again this soon */
-#define EASY_FREE_MAX 64 /* idle easy handles kept for reuse */
-#define EVENTS_MAX 64    /* socket events taken per epoll_wait() */
+#define EASY_FREE_MAX 64 /* idle easy handles kept per backend */
+#define REQ_FREE_MAX 256 /* finished requests kept for reuse */
+#define RESP_KEEP_MAX (64 * 1024) /* largest reply buffer a kept req keeps */
+#define EVENTS_MAX 64             /* socket events taken per epoll_wait() */
 
 struct job;
 struct req;
@@ -74,13 +76,14 @@ struct req {
     enum req_state state;      /* see above */
     struct call **calls;       /* ncalls; NULL entries were detached */
     size_t ncalls;             /* calls carried */
+    size_t calls_cap;          /* room in calls (kept across reuse) */
     size_t nattached;          /* calls not detached */
     char *body;                /* request body; owned; NULL for GET */
     int64_t due_ms;            /* REQ_WAIT: when to try again */
     int attempts;              /* attempts started */
     int64_t sent_ms;           /* start of the current attempt */
     CURL *easy;                /* REQ_RUNNING: the transfer */
-    char *resp;                /* reply bytes, NUL-terminated */
+    char *resp;                /* reply bytes, NUL-terminated; kept */
     size_t resp_len;           /* bytes in resp */
     size_t resp_cap;           /* bytes allocated */
     size_t resp_max;           /* max_response_bytes */
@@ -88,6 +91,33 @@ struct req {
     char retry_after[64];      /* the reply's Retry-After, or "" */
     bool holds_slot;           /* holds a limiter slot */
     bool holds_breaker;        /* admitted by the breaker: must record */
+};
+
+/*
+ * Idle easy handles of one backend, configured for it (URL, headers,
+ * callbacks, timeouts): a request sets only its body and owner.
+ */
+struct easy_pool {
+    CURL *easy[EASY_FREE_MAX]; /* idle handles */
+    int cnt;                   /* how many */
+    CURLU *url;                /* the backend's URL, parsed once; or NULL */
+};
+
+/*
+ * What the worker's epoll set holds for one socket number.  A socket
+ * libcurl opened through sl_infer_open_socket() stays registered between
+ * transfers on its connection (libcurl says CURL_POLL_REMOVE at each
+ * transfer's end): the next transfer's ADD then costs no system call.
+ * It leaves the set when libcurl closes it (sl_infer_close_socket()), so a
+ * reused number never inherits state.  Any other socket (one libcurl
+ * makes without those callbacks, such as a resolver's) leaves the set at
+ * CURL_POLL_REMOVE, as before.
+ */
+struct sockw {
+    uint32_t events; /* registered events; valid when in_set */
+    bool in_set;     /* registered in w->epfd */
+    bool wanted;     /* libcurl watches it now */
+    bool ours;       /* opened by sl_infer_open_socket(), not yet closed */
 };
 
 /* Calls of one embeddings backend waiting to be sent together. */
@@ -98,23 +128,26 @@ struct batch {
 };
 
 struct sl_infer_worker {
-    struct sl_infer *inf;           /* shared engine */
-    CURLM *multi;                   /* all transfers of this worker */
-    struct job *jobs;               /* jobs in flight (doubly linked) */
-    struct job *finished;           /* to deliver, in order (singly linked) */
-    struct job **finished_tail;     /* where to append */
-    struct req *reqs;               /* every request (doubly linked) */
-    struct req *waitq;              /* the REQ_WAIT ones (doubly linked) */
-    int64_t deadline_due_ms;        /* no job deadline passes before this */
-    int64_t curl_due_ms;            /* libcurl's timer; -1 when none */
-    int epfd;                       /* epoll set: sockets and wake_fd */
-    int wake_fd;                    /* eventfd of sl_infer_worker_wakeup() */
-    struct batch *batches;          /* per backend (embeddings only) */
-    int njobs;                      /* submitted, not yet delivered */
-    uint64_t rng;                   /* jitter state */
-    CURL *easy_free[EASY_FREE_MAX]; /* idle handles for reuse */
-    int easy_free_cnt;              /* how many */
-    bool delivering;                /* inside done(): no re-entrant progress */
+    struct sl_infer *inf;       /* shared engine */
+    CURLM *multi;               /* all transfers of this worker */
+    struct job *jobs;           /* jobs in flight (doubly linked) */
+    struct job *finished;       /* to deliver, in order (singly linked) */
+    struct job **finished_tail; /* where to append */
+    struct req *reqs;           /* every request (doubly linked) */
+    struct req *waitq;          /* the REQ_WAIT ones (doubly linked) */
+    int64_t deadline_due_ms;    /* no job deadline passes before this */
+    int64_t curl_due_ms;        /* libcurl's timer; -1 when none */
+    int epfd;                   /* epoll set: sockets and wake_fd */
+    int wake_fd;                /* eventfd of sl_infer_worker_wakeup() */
+    struct batch *batches;      /* per backend (embeddings only) */
+    int njobs;                  /* submitted, not yet delivered */
+    uint64_t rng;               /* jitter state */
+    struct easy_pool *pools;    /* per backend: idle easy handles */
+    struct req *req_free;       /* finished requests kept for reuse */
+    int req_free_cnt;           /* how many */
+    struct sockw *socks;        /* per socket number; nsocks */
+    int nsocks;                 /* entries in socks */
+    bool delivering;            /* inside done(): no re-entrant progress */
 };
 
 /* An error of one call, before it becomes JSON. */
@@ -154,6 +187,15 @@ void sl_infer_call_finish(struct sl_infer_worker *w, struct call *call,
  */
 void sl_infer_call_usage(struct sl_infer_worker *w, struct call *call,
                          const struct sl_infer_usage *u);
+
+/* libcurl opens a socket for the worker 'clientp'
+ * (CURLOPT_OPENSOCKETFUNCTION): it starts outside the epoll set. */
+curl_socket_t sl_infer_open_socket(void *clientp, curlsocktype purpose,
+                                   struct curl_sockaddr *addr);
+
+/* libcurl closes socket 's' of the worker 'clientp'
+ * (CURLOPT_CLOSESOCKETFUNCTION): it leaves the epoll set. */
+int sl_infer_close_socket(void *clientp, curl_socket_t s);
 
 /* ---- requests (infer_req.c) ---- */
 
