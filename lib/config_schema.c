@@ -312,10 +312,13 @@ static const struct sl_config_key backend_keys[] = {
      INT(1, 600000, "5000"),
      .desc = "Limit (ms) on setting up the TCP (and TLS) connection."},
     {"low_speed_time_ms", SL_KT_INT, FIELD(low_speed_time_ms),
-     INT(0, 3600000, "10000"),
+     INT(0, 3600000, "0"),
      .desc = "An answer slower than `low_speed_bytes_per_s` for this long (ms, "
-             "rounded up to whole seconds) is aborted as a timeout. `0`: no "
-             "such check."},
+             "rounded up to whole seconds) is aborted as a timeout. `0` (the "
+             "default): no such check, `timeout_ms` alone limits an attempt "
+             "(a model server that does not stream sends no byte until its "
+             "answer is complete, which on a busy CPU server or behind a "
+             "queue of batches takes longer than any fixed stall limit)."},
     {"low_speed_bytes_per_s", SL_KT_INT, FIELD(low_speed_bytes_per_s),
      INT(0, 1073741824, "1"),
      .desc = "The speed below which an answer counts as stalled (see "

@@ -217,7 +217,7 @@ static void test_check_print_config(void **state)
            "    api_key: \"<from file key>\"\n"
            "    timeout_ms: 30000\n"
            "    connect_timeout_ms: 5000\n"
-           "    low_speed_time_ms: 10000\n"
+           "    low_speed_time_ms: 0\n"
            "    low_speed_bytes_per_s: 1\n"
            "    max_response_bytes: 4194304\n"
            "    max_concurrency: 64\n"
