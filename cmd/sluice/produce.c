@@ -60,6 +60,9 @@ static const char produce_usage[] =
     "                    0 sends each message at once, for latency runs)\n"
     "  --timeout-ms T    Kafka: delivery timeout per message; Redis: connect\n"
     "                    and reply timeout (default 30000)\n"
+    "  --delivery-log F  Kafka: write one line per delivery report to F:\n"
+    "                    'N PARTITION OFFSET' for message N (its seq, or\n"
+    "                    its line number from 0), 'N - ERROR' if it failed\n"
     "  --password-env NAME  Redis: the password is in environment\n"
     "                    variable NAME (with the URL's user, if any)\n"
     "  --help            print this help\n"
@@ -79,6 +82,7 @@ struct opts {
     int timeout_ms;           /* delivery / network timeout */
     int linger_ms;            /* Kafka linger.ms */
     const char *password_env; /* Redis: env var holding the password */
+    const char *delivery_log; /* Kafka: delivery reports to this file */
 };
 
 /* TARGET taken apart; user and password are %-decoded. */
@@ -92,6 +96,7 @@ struct target {
 };
 
 struct counts {
+    FILE *dlog;           /* --delivery-log, or NULL */
     long long sent;       /* handed to the client library */
     long long delivered;  /* acknowledged by the server */
     long long errors;     /* not delivered */
@@ -164,7 +169,7 @@ static uint64_t mix(uint64_t x)
 
 struct input {
     FILE *fp;        /* lines, or NULL when generating */
-    long long n;     /* generated so far */
+    long long n;     /* messages so far (generated, or lines read) */
     char *line;      /* getline buffer / generated JSON */
     size_t line_cap; /* its capacity */
     char *text;      /* generated text */
@@ -249,6 +254,7 @@ static int next_msg(const struct opts *o, struct input *in, size_t *len)
         in->line[n] = '\0';
         *len = (size_t)n;
         key_from_json(o, in, in->line, *len);
+        in->n++;
         return 1;
     }
 }
@@ -316,10 +322,18 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm,
 {
     (void)rk;
     struct counts *c = opaque;
+    long long n = (long long)(intptr_t)rkm->_private;
     if (rkm->err)
         note_err(c, "%s", rd_kafka_err2str(rkm->err));
     else
         c->delivered++;
+    if (!c->dlog)
+        return;
+    if (rkm->err)
+        fprintf(c->dlog, "%lld - %s\n", n, rd_kafka_err2str(rkm->err));
+    else
+        fprintf(c->dlog, "%lld %d %lld\n", n, (int)rkm->partition,
+                (long long)rkm->offset);
 }
 
 /* Broker-level errors (connection refused ...), kept for the summary. */
@@ -447,7 +461,9 @@ static int produce_kafka(const struct opts *o, const char *brokers,
             rd_kafka_resp_err_t err = rd_kafka_producev(
                 rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE(in->line, len),
                 RD_KAFKA_V_KEY(in->key_len ? in->key : NULL, in->key_len),
-                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_OPAQUE((void *)(intptr_t)(in->n - 1)),
+                RD_KAFKA_V_END);
             if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
                 rd_kafka_poll(rk, 100);
                 progress_show(pg, c, false);
@@ -624,6 +640,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         OPT_LINGER_MS,
         OPT_TIMEOUT_MS,
         OPT_PASSWORD_ENV,
+        OPT_DELIVERY_LOG,
     };
     static const struct option longopts[] = {
         {"file", required_argument, NULL, OPT_FILE},
@@ -635,6 +652,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {"linger-ms", required_argument, NULL, OPT_LINGER_MS},
         {"timeout-ms", required_argument, NULL, OPT_TIMEOUT_MS},
         {"password-env", required_argument, NULL, OPT_PASSWORD_ENV},
+        {"delivery-log", required_argument, NULL, OPT_DELIVERY_LOG},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -689,6 +707,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
             break;
         case OPT_PASSWORD_ENV:
             o->password_env = optarg;
+            break;
+        case OPT_DELIVERY_LOG:
+            o->delivery_log = optarg;
             break;
         default:
             return 2;
@@ -847,6 +868,11 @@ int sl_cmd_produce(int argc, char **argv)
     if ((rc = split_uri(o.target, kafka ? "kafka://" : "redis://", &t)) != 0)
         goto out;
     scrub_argv((char *)o.target); /* parsed: 't' holds copies */
+    if (!kafka && o.delivery_log) {
+        rc = sl_cli_usage_error("produce",
+                                "--delivery-log is for kafka:// targets only");
+        goto out;
+    }
     if (kafka && (t.user || t.password || o.password_env)) {
         rc = sl_cli_usage_error("produce",
                                 "bad target '%s': a user or password is "
@@ -929,6 +955,12 @@ int sl_cmd_produce(int argc, char **argv)
         }
     }
 
+    if (o.delivery_log && !(c.dlog = fopen(o.delivery_log, "w"))) {
+        fprintf(stderr, "sluice produce: %s: cannot open: %s\n", o.delivery_log,
+                strerror(errno));
+        rc = 1;
+        goto out;
+    }
     if (kafka) {
         rc = produce_kafka(&o, t.host, t.name, &in, &c, &pg);
     } else {
@@ -956,6 +988,11 @@ int sl_cmd_produce(int argc, char **argv)
         rc = 1;
     }
 out:
+    if (c.dlog && fclose(c.dlog) != 0 && rc == 0) {
+        fprintf(stderr, "sluice produce: %s: %s\n", o.delivery_log,
+                strerror(errno));
+        rc = 1;
+    }
     if (in.fp && in.fp != stdin)
         fclose(in.fp);
     free(in.line);
