@@ -182,12 +182,13 @@ def produce(target, n=None, partitions=None, rate=None, file=None, extra=()):
 
 
 def produce_bg(target, n, partitions=None, rate=None, logpath=None,
-               prefix=()):
+               prefix=(), extra=()):
     cmd = list(prefix) + [SLUICE, "produce", target, "--generate", str(n)]
     if partitions:
         cmd += ["--partitions", str(partitions)]
     if rate:
         cmd += ["--rate", str(rate)]
+    cmd += list(extra)
     out = open(logpath, "wb") if logpath else subprocess.DEVNULL
     return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
 
