@@ -236,14 +236,16 @@ def pg_cut(sc):
         sc.wait_landed(n, 120)
     except Fail as e:
         stuck_report(sc, r0)
+        gauges = partition_metrics(r0)
+        log("r0 stopped for the diagnosis: exit %s" % r0.term(60))
         raise Fail("%s; %s" % (e, where_lost(sc, lab, topic, parts, n, dlog,
-                                             r0)))
+                                             r0, gauges)))
     log("all landed %.1f s after the heal" % (time.monotonic() - t0 - cut_s))
     term_all((r0,), bad)
     res = sc.finish(n, expect_dead=0, extra_fail=bad,
                     rss_max_mib=None if is_asan_build() else RSS_MAX_MIB)
     if res.lost or res.dup:
-        res.why.append(where_lost(sc, lab, topic, parts, n, dlog, None))
+        res.why.append(where_lost(sc, lab, topic, parts, n, dlog, r0, {}))
     return res
 
 
@@ -315,14 +317,18 @@ def spans(nums):
     return ", ".join(out)
 
 
-def where_lost(sc, lab, topic, parts, n, dlog, w):
+def where_lost(sc, lab, topic, parts, n, dlog, w, gauges):
     """
-    Why rows are missing, from the three records that can disagree: the
+    Why rows are missing, from the records that can disagree: the
     producer's delivery reports (partition and offset the broker gave each
-    seq), the topic as read back from offset 0, and the rows (each keyed on
-    its partition and offset).  Logs the details (and w's per-partition
-    gauges and log lines about the partitions concerned) and returns a
-    one-line verdict naming the place of each missing seq.  The broker's
+    seq), the topic as read back from offset 0, the rows (each keyed on its
+    partition and offset) and the group's committed offsets (what a fresh
+    consumer of the group gets: a missing message there is redelivered, not
+    lost; one before the commits was committed without a row, lost).  Run
+    after worker w left the group; 'gauges' are its per-partition gauges
+    from before.  Logs the details (and w's log lines about the offsets
+    concerned) and returns a one-line verdict naming the place of each
+    missing seq.  The broker's
     partition directories are copied to the log directory (kafka-data/:
     segments and leader-epoch checkpoints, for kafka-dump-log).
     """
@@ -338,13 +344,13 @@ def where_lost(sc, lab, topic, parts, n, dlog, w):
         except OSError as e:
             log("  partition %d: no copy of %s: %s" % (p, d, e))
     try:
-        return _where_lost(sc, topic, parts, n, dlog, w)
+        return _where_lost(sc, topic, parts, n, dlog, w, gauges)
     except Exception as e:  # noqa: BLE001 - a report must not hide the fail
         log("diagnosis failed: %s: %s" % (type(e).__name__, e))
         return "no diagnosis (%s)" % e
 
 
-def _where_lost(sc, topic, parts, n, dlog, w):
+def _where_lost(sc, topic, parts, n, dlog, w, gauges):
     delivered, dl_errors = {}, []
     if os.path.exists(dlog):
         for ln in open(dlog):
@@ -380,10 +386,18 @@ def _where_lost(sc, topic, parts, n, dlog, w):
                 "%d..%d" % (offs[0], offs[-1]) if offs else "-",
                 spans(gaps) or "none", len(dr), dr[-1] if dr else "-",
                 len(got), spans(set(offs) - set(got)) or "none"))
-    if w is not None:
-        pm = partition_metrics(w)
+    if gauges:
         log("  %s per partition: %s" % (w.name, "; ".join(
-            "%s[%d]=%g" % (k[0][7:], k[1], v) for k, v in sorted(pm.items()))))
+            "%s[%d]=%g" % (k[0][7:], k[1], v)
+            for k, v in sorted(gauges.items()))))
+    redeliver = set()
+    for ln in uncommitted(topic, "g_" + sc.uniq):
+        p, _, o = ln.partition(":")
+        redeliver.add((int(p), int(o)))
+    log("  after the group's committed offsets: %d message(s)%s" % (
+        len(redeliver), " (%s)" % ", ".join(
+            "%d@%d" % po for po in sorted(redeliver)[:10])
+        if redeliver else ""))
     landed_seqs = set()
     for s in rows.values():
         if s.isdigit():
@@ -403,15 +417,19 @@ def _where_lost(sc, topic, parts, n, dlog, w):
                 s, " (reported at %d@%d)" % dr if dr else "")
         else:
             row = rows.get(at)
-            where = "in the topic at partition %d offset %d; %s" % (
+            fate = ("after the committed offset: redelivered on restart, "
+                    "not lost (stuck)" if at in redeliver else
+                    "before the committed offset: LOST")
+            where = "in the topic at partition %d offset %d; %s; %s" % (
                 at[0], at[1], "no row for that offset" if row is None else
-                "the row for that offset holds seq %s" % row)
-            short = "seq %d at %d@%d %s" % (
-                s, at[0], at[1], "never written" if row is None else
-                "row holds seq %s" % row)
+                "the row for that offset holds seq %s" % row, fate)
+            short = "seq %d at %d@%d %s, %s" % (
+                s, at[0], at[1], "no row" if row is None else
+                "row holds seq %s" % row,
+                "not committed" if at in redeliver else "committed past")
         log("  missing seq %d: %s" % (s, where))
         verdict.append(short)
-        if w is not None and at is not None:
+        if at is not None:
             pat = re.compile(r"\[%d\]" % at[0])
             hits = [ln for ln in w.log_text().splitlines()
                     if pat.search(ln) and re.search(
