@@ -232,6 +232,14 @@ def pg_cut(sc):
         bad.append("RSS grew while paused: %s KiB" % mem)
     if prod.wait(180) != 0:
         raise Fail("producer failed (see %s/produce.log)" % sc.dir)
+    # the broker's own count first: what the producer says it delivered
+    # must all be in the topic, or a shortfall is not the worker's
+    ends = end_offsets(topic, parts)
+    log("topic high watermarks after the producer: %s (%d in all)" % (
+        ends, sum(ends.values())))
+    if len(ends) == parts and sum(ends.values()) != n:
+        bad.append("the topic holds %d messages, the producer reported %d "
+                   "delivered" % (sum(ends.values()), n))
     try:
         sc.wait_landed(n, 120)
     except Fail as e:
