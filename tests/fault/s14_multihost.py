@@ -235,8 +235,9 @@ def pg_cut(sc):
     # the broker's own count first: what the producer says it delivered
     # must all be in the topic, or a shortfall is not the worker's
     ends = end_offsets(topic, parts)
-    log("topic high watermarks after the producer: %s (%d in all)" % (
-        ends, sum(ends.values())))
+    log("topic high watermarks after the producer: %s (%d in all); leader "
+        "epochs (epoch start-offset): %s" % (
+            ends, sum(ends.values()), leader_epochs(lab, topic, parts)))
     if len(ends) == parts and sum(ends.values()) != n:
         bad.append("the topic holds %d messages, the producer reported %d "
                    "delivered" % (sum(ends.values()), n))
@@ -288,6 +289,22 @@ def end_offsets(topic, parts):
     res = {}
     for m in re.finditer(r"\[(\d+)\]\s+offset\s+(-?\d+)", p.stdout):
         res[int(m.group(1))] = int(m.group(2))
+    return res
+
+
+def leader_epochs(lab, topic, parts):
+    """{partition: "epoch start-offset / ..."} from the broker's
+    leader-epoch-checkpoint files (more than one epoch: the leadership
+    moved, e.g. the broker was fenced and came back)."""
+    res = {}
+    data = os.path.join(lab.dir, "run-kafka", "kafka", "data")
+    for p in range(parts):
+        try:
+            with open(os.path.join(data, "%s-%d" % (topic, p),
+                                   "leader-epoch-checkpoint")) as f:
+                res[p] = " / ".join(f.read().split("\n")[2:]).strip(" /")
+        except OSError as e:
+            res[p] = "? (%s)" % e.strerror
     return res
 
 
@@ -346,11 +363,10 @@ def where_lost(sc, lab, topic, parts, n, dlog, w, gauges):
         try:
             shutil.copytree(d, os.path.join(sc.dir, "kafka-data",
                                             os.path.basename(d)))
-            with open(os.path.join(d, "leader-epoch-checkpoint")) as f:
-                log("  partition %d leader epochs (epoch start-offset): %s" %
-                    (p, " / ".join(f.read().split("\n")[2:]).strip(" /")))
         except OSError as e:
             log("  partition %d: no copy of %s: %s" % (p, d, e))
+    log("  leader epochs (epoch start-offset): %s" %
+        leader_epochs(lab, topic, parts))
     try:
         return _where_lost(sc, topic, parts, n, dlog, w, gauges)
     except Exception as e:  # noqa: BLE001 - a report must not hide the fail
