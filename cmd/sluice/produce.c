@@ -95,12 +95,31 @@ struct target {
     char *query;    /* after '?', or "" */
 };
 
+/*
+ * A message the client reported delivered without an offset: librdkafka
+ * takes a broker's DUPLICATE_SEQUENCE_NUMBER answer as "an earlier send
+ * was written", yet the broker may not hold it (seen with librdkafka 2.0
+ * and Kafka 4 on the first batch of a fresh topic).  Looked for in the
+ * topic at the end, and sent again if it is not there.
+ */
+struct unconfirmed {
+    long long n;       /* its seq or line number */
+    int32_t partition; /* where it was sent */
+    void *key;         /* copy, or NULL */
+    size_t key_len;    /* its length */
+    void *value;       /* copy */
+    size_t len;        /* its length */
+};
+
 struct counts {
-    FILE *dlog;           /* --delivery-log, or NULL */
-    long long sent;       /* handed to the client library */
-    long long delivered;  /* acknowledged by the server */
-    long long errors;     /* not delivered */
-    char first_err[1024]; /* first delivery error, for the summary */
+    FILE *dlog;              /* --delivery-log, or NULL */
+    struct unconfirmed *unc; /* reported delivered without an offset */
+    size_t unc_n, unc_cap;   /* used, allocated */
+    bool resent;             /* the unconfirmed were sent again: no more */
+    long long sent;          /* handed to the client library */
+    long long delivered;     /* acknowledged by the server */
+    long long errors;        /* not delivered */
+    char first_err[1024];    /* first delivery error, for the summary */
 };
 
 static int64_t now_us(void)
@@ -323,14 +342,48 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm,
     (void)rk;
     struct counts *c = opaque;
     long long n = (long long)(intptr_t)rkm->_private;
-    if (rkm->err)
+    if (!rkm->err && rkm->offset < 0 && !c->resent) {
+        if (c->unc_n == c->unc_cap) {
+            size_t cap = c->unc_cap ? c->unc_cap * 2 : 16;
+            struct unconfirmed *u = realloc(c->unc, cap * sizeof(*u));
+            if (!u) {
+                note_err(c, "out of memory");
+                return;
+            }
+            c->unc = u;
+            c->unc_cap = cap;
+        }
+        struct unconfirmed *u = &c->unc[c->unc_n];
+        *u = (struct unconfirmed){n,
+                                  rkm->partition,
+                                  NULL,
+                                  rkm->key_len,
+                                  malloc(rkm->len ? rkm->len : 1),
+                                  rkm->len};
+        if (rkm->key_len && (u->key = malloc(rkm->key_len)))
+            memcpy(u->key, rkm->key, rkm->key_len);
+        if (!u->value || (rkm->key_len && !u->key)) {
+            free(u->key);
+            free(u->value);
+            note_err(c, "out of memory");
+            return;
+        }
+        memcpy(u->value, rkm->payload, rkm->len);
+        c->unc_n++;
+        return; /* counted once found or sent again */
+    }
+    if (!rkm->err && rkm->offset < 0)
+        note_err(c, "delivery reported twice without an offset");
+    else if (rkm->err)
         note_err(c, "%s", rd_kafka_err2str(rkm->err));
     else
         c->delivered++;
     if (!c->dlog)
         return;
-    if (rkm->err)
-        fprintf(c->dlog, "%lld - %s\n", n, rd_kafka_err2str(rkm->err));
+    if (rkm->err || rkm->offset < 0)
+        fprintf(c->dlog, "%lld - %s\n", n,
+                rkm->err ? rd_kafka_err2str(rkm->err)
+                         : "delivered without an offset twice");
     else
         fprintf(c->dlog, "%lld %d %lld\n", n, (int)rkm->partition,
                 (long long)rkm->offset);
@@ -417,6 +470,112 @@ static int create_topic(rd_kafka_t *rk, const char *topic, int partitions,
     return rc;
 }
 
+/* The unconfirmed entry of 'p' holding this key and value, or NULL. */
+static struct unconfirmed *unc_match(struct counts *c, int32_t p,
+                                     const rd_kafka_message_t *m)
+{
+    for (size_t i = 0; i < c->unc_n; i++) {
+        struct unconfirmed *u = &c->unc[i];
+        if (u->value && u->partition == p && u->len == m->len &&
+            u->key_len == m->key_len && !memcmp(u->value, m->payload, m->len) &&
+            (!u->key_len || !memcmp(u->key, m->key, m->key_len)))
+            return u;
+    }
+    return NULL;
+}
+
+/*
+ * Settle the messages reported delivered without an offset: read their
+ * partitions from where messages of the last 'timeout_ms' + 5 s begin
+ * (offsets_for_times) to the end; one found there counts as delivered at
+ * its offset, one not found is sent again on 'rk' (its report then counts
+ * as usual).  Returns how many were sent again.
+ */
+static size_t settle_unconfirmed(const struct opts *o, const char *brokers,
+                                 const char *topic, rd_kafka_t *rk,
+                                 struct counts *c)
+{
+    rd_kafka_conf_t *kc = rd_kafka_conf_new();
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(4);
+    char buf[512];
+    int64_t since = now_us() / 1000 - o->timeout_ms - 5000;
+    int64_t deadline = mono_us() + (int64_t)(o->timeout_ms + 5000) * 1000;
+    size_t found = 0, resent = 0;
+    rd_kafka_t *rc;
+
+    if (kset(kc, "bootstrap.servers", brokers) ||
+        kset(kc, "group.id", "sluice-produce-settle") ||
+        kset(kc, "enable.auto.commit", "false") ||
+        kset(kc, "enable.partition.eof", "true") ||
+        !(rc = rd_kafka_new(RD_KAFKA_CONSUMER, kc, buf, sizeof(buf)))) {
+        rd_kafka_conf_destroy(kc);
+        rc = NULL;
+    }
+    for (size_t i = 0; rc && i < c->unc_n; i++)
+        if (!rd_kafka_topic_partition_list_find(l, topic, c->unc[i].partition))
+            rd_kafka_topic_partition_list_add(l, topic, c->unc[i].partition)
+                ->offset = since;
+    if (rc && rd_kafka_offsets_for_times(rc, l, o->timeout_ms) == 0) {
+        int ends = 0;
+        for (int i = 0; i < l->cnt; i++) {
+            if (l->elems[i].err || l->elems[i].offset < 0) {
+                l->elems[i].offset = RD_KAFKA_OFFSET_END; /* none since */
+                ends++;
+            }
+        }
+        if (ends < l->cnt && rd_kafka_assign(rc, l) == 0) {
+            int eof = ends;
+            while (eof < l->cnt && found < c->unc_n && mono_us() < deadline) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(rc, 200);
+                if (!m)
+                    continue;
+                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                    eof++;
+                } else if (!m->err) {
+                    struct unconfirmed *u = unc_match(c, m->partition, m);
+                    if (u) {
+                        if (c->dlog)
+                            fprintf(c->dlog, "%lld %d %lld\n", u->n,
+                                    (int)m->partition, (long long)m->offset);
+                        free(u->value);
+                        u->value = NULL;
+                        c->delivered++;
+                        found++;
+                    }
+                }
+                rd_kafka_message_destroy(m);
+            }
+        }
+    }
+    if (rc) {
+        rd_kafka_consumer_close(rc);
+        rd_kafka_destroy(rc);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    c->resent = true;
+    for (size_t i = 0; i < c->unc_n; i++) {
+        struct unconfirmed *u = &c->unc[i];
+        if (!u->value)
+            continue;
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(u->partition),
+            RD_KAFKA_V_VALUE(u->value, u->len),
+            RD_KAFKA_V_KEY(u->key, u->key_len),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_OPAQUE((void *)(intptr_t)u->n), RD_KAFKA_V_END);
+        if (err)
+            note_err(c, "%s", rd_kafka_err2str(err));
+        else
+            resent++;
+    }
+    fprintf(stderr,
+            "sluice produce: %zu message(s) reported delivered without an "
+            "offset (the broker answered 'duplicate sequence number'): %zu "
+            "found in the topic, %zu not found and sent again\n",
+            c->unc_n, found, resent);
+    return resent;
+}
+
 static int produce_kafka(const struct opts *o, const char *brokers,
                          const char *topic, struct input *in, struct counts *c,
                          struct progress *pg)
@@ -485,6 +644,12 @@ static int produce_kafka(const struct opts *o, const char *brokers,
     while (rd_kafka_outq_len(rk) > 0 && mono_us() < deadline) {
         rd_kafka_flush(rk, 200);
         progress_show(pg, c, false);
+    }
+    if (c->unc_n && rd_kafka_outq_len(rk) == 0 &&
+        settle_unconfirmed(o, brokers, topic, rk, c) > 0) {
+        deadline = mono_us() + (int64_t)(o->timeout_ms + 5000) * 1000;
+        while (rd_kafka_outq_len(rk) > 0 && mono_us() < deadline)
+            rd_kafka_flush(rk, 200);
     }
     if (rd_kafka_outq_len(rk) > 0)
         note_err(c, "%d message(s) still queued at exit",
@@ -988,6 +1153,11 @@ int sl_cmd_produce(int argc, char **argv)
         rc = 1;
     }
 out:
+    for (size_t i = 0; i < c.unc_n; i++) {
+        free(c.unc[i].key);
+        free(c.unc[i].value);
+    }
+    free(c.unc);
     if (c.dlog && fclose(c.dlog) != 0 && rc == 0) {
         fprintf(stderr, "sluice produce: %s: %s\n", o.delivery_log,
                 strerror(errno));
