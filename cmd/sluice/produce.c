@@ -68,6 +68,9 @@ static const char produce_usage[] =
     "  --help            print this help\n"
     "\n"
     "Every option also reads --name=value.\n"
+    "A Kafka delivery report without an offset (the broker answered\n"
+    "'duplicate sequence number') is checked: the message is looked for\n"
+    "in the topic at the end and sent again if it is not there.\n"
     "Prints a progress bar on a terminal, else one summary line.  Exit\n"
     "status: 0 when every message was delivered, 1 otherwise, 2 for usage.\n";
 
