@@ -112,6 +112,7 @@ struct unconfirmed {
     size_t key_len;    /* its length */
     void *value;       /* copy */
     size_t len;        /* its length */
+    int64_t at_ms;     /* when its report came (wall clock, ms) */
 };
 
 struct counts {
@@ -362,7 +363,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm,
                                   NULL,
                                   rkm->key_len,
                                   malloc(rkm->len ? rkm->len : 1),
-                                  rkm->len};
+                                  rkm->len,
+                                  now_us() / 1000};
         if (rkm->key_len && (u->key = malloc(rkm->key_len)))
             memcpy(u->key, rkm->key, rkm->key_len);
         if (!u->value || (rkm->key_len && !u->key)) {
@@ -489,10 +491,10 @@ static struct unconfirmed *unc_match(struct counts *c, int32_t p,
 
 /*
  * Settle the messages reported delivered without an offset: read their
- * partitions from where messages of the last 'timeout_ms' + 5 s begin
- * (offsets_for_times) to the end; one found there counts as delivered at
- * its offset, one not found is sent again on 'rk' (its report then counts
- * as usual).  Returns how many were sent again.
+ * partitions from where messages sent 'timeout_ms' + 5 s before the
+ * first such report begin (offsets_for_times) to the end; one found there
+ * counts as delivered at its offset, one not found is sent again on 'rk' (its
+ * report then counts as usual).  Returns how many were sent again.
  */
 static size_t settle_unconfirmed(const struct opts *o, const char *brokers,
                                  const char *topic, rd_kafka_t *rk,
@@ -501,7 +503,7 @@ static size_t settle_unconfirmed(const struct opts *o, const char *brokers,
     rd_kafka_conf_t *kc = rd_kafka_conf_new();
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(4);
     char buf[512];
-    int64_t since = now_us() / 1000 - o->timeout_ms - 5000;
+    int64_t since = now_us() / 1000;
     int64_t deadline = mono_us() + (int64_t)(o->timeout_ms + 5000) * 1000;
     size_t found = 0, resent = 0;
     rd_kafka_t *rc;
@@ -514,6 +516,10 @@ static size_t settle_unconfirmed(const struct opts *o, const char *brokers,
         rd_kafka_conf_destroy(kc);
         rc = NULL;
     }
+    /* A message goes out at most message.timeout.ms before its report. */
+    for (size_t i = 0; i < c->unc_n; i++)
+        if (c->unc[i].at_ms - o->timeout_ms - 5000 < since)
+            since = c->unc[i].at_ms - o->timeout_ms - 5000;
     for (size_t i = 0; rc && i < c->unc_n; i++)
         if (!rd_kafka_topic_partition_list_find(l, topic, c->unc[i].partition))
             rd_kafka_topic_partition_list_add(l, topic, c->unc[i].partition)
