@@ -525,16 +525,18 @@ static size_t settle_unconfirmed(const struct opts *o, const char *brokers,
             rd_kafka_topic_partition_list_add(l, topic, c->unc[i].partition)
                 ->offset = since;
     if (rc && rd_kafka_offsets_for_times(rc, l, o->timeout_ms) == 0) {
-        int ends = 0;
-        for (int i = 0; i < l->cnt; i++) {
-            if (l->elems[i].err || l->elems[i].offset < 0) {
-                l->elems[i].offset = RD_KAFKA_OFFSET_END; /* none since */
-                ends++;
-            }
-        }
-        if (ends < l->cnt && rd_kafka_assign(rc, l) == 0) {
-            int eof = ends;
-            while (eof < l->cnt && found < c->unc_n && mono_us() < deadline) {
+        /* Only partitions with messages since: the others hold none. */
+        rd_kafka_topic_partition_list_t *scan =
+            rd_kafka_topic_partition_list_new(l->cnt);
+        for (int i = 0; i < l->cnt; i++)
+            if (!l->elems[i].err && l->elems[i].offset >= 0)
+                rd_kafka_topic_partition_list_add(scan, topic,
+                                                  l->elems[i].partition)
+                    ->offset = l->elems[i].offset;
+        if (scan->cnt > 0 && rd_kafka_assign(rc, scan) == 0) {
+            int eof = 0;
+            while (eof < scan->cnt && found < c->unc_n &&
+                   mono_us() < deadline) {
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(rc, 200);
                 if (!m)
                     continue;
@@ -555,6 +557,7 @@ static size_t settle_unconfirmed(const struct opts *o, const char *brokers,
                 rd_kafka_message_destroy(m);
             }
         }
+        rd_kafka_topic_partition_list_destroy(scan);
     }
     if (rc) {
         rd_kafka_consumer_close(rc);
