@@ -311,6 +311,12 @@ static int take(struct kafka_source *ks, rd_kafka_message_t *rkm,
     }
     if (atomic_load(&p->committed) < 0)
         atomic_store(&p->committed, rkm->offset);
+    if (p->next_offset >= 0 && rkm->offset > p->next_offset)
+        sl_log(SL_LOG_DEBUG, "kafka",
+               "%s [%d]: offsets %lld..%lld not returned by the client "
+               "(compaction or transaction markers)",
+               topic, (int)rkm->partition, (long long)p->next_offset,
+               (long long)rkm->offset - 1);
     p->next_offset = rkm->offset + 1;
     rc = deliver(ks, p, msg, timeout_ms);
     if (rc != 0)

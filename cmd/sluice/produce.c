@@ -61,11 +61,17 @@ static const char produce_usage[] =
     "                    0 sends each message at once, for latency runs)\n"
     "  --timeout-ms T    Kafka: delivery timeout per message; Redis: connect\n"
     "                    and reply timeout (default 30000)\n"
+    "  --delivery-log F  Kafka: write one line per delivery report to F:\n"
+    "                    'N PARTITION OFFSET' for message N (its seq, or\n"
+    "                    its line number from 0), 'N - ERROR' if it failed\n"
     "  --password-env NAME  Redis: the password is in environment\n"
     "                    variable NAME (with the URL's user, if any)\n"
     "  --help            print this help\n"
     "\n"
     "Every option also reads --name=value.\n"
+    "A Kafka delivery report without an offset (the broker answered\n"
+    "'duplicate sequence number') is checked: the message is looked for\n"
+    "in the topic at the end and sent again if it is not there.\n"
     "Prints a progress bar on a terminal, else one summary line.  Exit\n"
     "status: 0 when every message was delivered, 1 otherwise, 2 for usage.\n";
 
@@ -80,6 +86,7 @@ struct opts {
     int timeout_ms;           /* delivery / network timeout */
     int linger_ms;            /* Kafka linger.ms */
     const char *password_env; /* Redis: env var holding the password */
+    const char *delivery_log; /* Kafka: delivery reports to this file */
 };
 
 /* TARGET taken apart; user and password are %-decoded. */
@@ -92,11 +99,32 @@ struct target {
     char *query;    /* after '?', or "" */
 };
 
+/*
+ * A message the client reported delivered without an offset: librdkafka
+ * takes a broker's DUPLICATE_SEQUENCE_NUMBER answer as "an earlier send
+ * was written", yet the broker may not hold it (seen with librdkafka 2.0
+ * and Kafka 4 on the first batch of a fresh topic).  Looked for in the
+ * topic at the end, and sent again if it is not there.
+ */
+struct unconfirmed {
+    long long n;       /* its seq or line number */
+    int32_t partition; /* where it was sent */
+    void *key;         /* copy, or NULL */
+    size_t key_len;    /* its length */
+    void *value;       /* copy */
+    size_t len;        /* its length */
+    int64_t at_ms;     /* when its report came (wall clock, ms) */
+};
+
 struct counts {
-    long long sent;       /* handed to the client library */
-    long long delivered;  /* acknowledged by the server */
-    long long errors;     /* not delivered */
-    char first_err[1024]; /* first delivery error, for the summary */
+    FILE *dlog;              /* --delivery-log, or NULL */
+    struct unconfirmed *unc; /* reported delivered without an offset */
+    size_t unc_n, unc_cap;   /* used, allocated */
+    bool resent;             /* the unconfirmed were sent again: no more */
+    long long sent;          /* handed to the client library */
+    long long delivered;     /* acknowledged by the server */
+    long long errors;        /* not delivered */
+    char first_err[1024];    /* first delivery error, for the summary */
 };
 
 static int64_t now_us(void)
@@ -165,7 +193,7 @@ static uint64_t mix(uint64_t x)
 
 struct input {
     FILE *fp;        /* lines, or NULL when generating */
-    long long n;     /* generated so far */
+    long long n;     /* messages so far (generated, or lines read) */
     char *line;      /* getline buffer / generated JSON */
     size_t line_cap; /* its capacity */
     char *text;      /* generated text */
@@ -250,6 +278,7 @@ static int next_msg(const struct opts *o, struct input *in, size_t *len)
         in->line[n] = '\0';
         *len = (size_t)n;
         key_from_json(o, in, in->line, *len);
+        in->n++;
         return 1;
     }
 }
@@ -317,10 +346,53 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *rkm,
 {
     (void)rk;
     struct counts *c = opaque;
-    if (rkm->err)
+    long long n = (long long)(intptr_t)rkm->_private;
+    if (!rkm->err && rkm->offset < 0 && !c->resent) {
+        if (c->unc_n == c->unc_cap) {
+            size_t cap = c->unc_cap ? c->unc_cap * 2 : 16;
+            struct unconfirmed *u = realloc(c->unc, cap * sizeof(*u));
+            if (!u) {
+                note_err(c, "out of memory");
+                return;
+            }
+            c->unc = u;
+            c->unc_cap = cap;
+        }
+        struct unconfirmed *u = &c->unc[c->unc_n];
+        *u = (struct unconfirmed){n,
+                                  rkm->partition,
+                                  NULL,
+                                  rkm->key_len,
+                                  malloc(rkm->len ? rkm->len : 1),
+                                  rkm->len,
+                                  now_us() / 1000};
+        if (rkm->key_len && (u->key = malloc(rkm->key_len)))
+            memcpy(u->key, rkm->key, rkm->key_len);
+        if (!u->value || (rkm->key_len && !u->key)) {
+            free(u->key);
+            free(u->value);
+            note_err(c, "out of memory");
+            return;
+        }
+        memcpy(u->value, rkm->payload, rkm->len);
+        c->unc_n++;
+        return; /* counted once found or sent again */
+    }
+    if (!rkm->err && rkm->offset < 0)
+        note_err(c, "delivery reported twice without an offset");
+    else if (rkm->err)
         note_err(c, "%s", rd_kafka_err2str(rkm->err));
     else
         c->delivered++;
+    if (!c->dlog)
+        return;
+    if (rkm->err || rkm->offset < 0)
+        fprintf(c->dlog, "%lld - %s\n", n,
+                rkm->err ? rd_kafka_err2str(rkm->err)
+                         : "delivered without an offset twice");
+    else
+        fprintf(c->dlog, "%lld %d %lld\n", n, (int)rkm->partition,
+                (long long)rkm->offset);
 }
 
 /* Broker-level errors (connection refused ...), kept for the summary. */
@@ -404,6 +476,119 @@ static int create_topic(rd_kafka_t *rk, const char *topic, int partitions,
     return rc;
 }
 
+/* The unconfirmed entry of 'p' holding this key and value, or NULL. */
+static struct unconfirmed *unc_match(struct counts *c, int32_t p,
+                                     const rd_kafka_message_t *m)
+{
+    for (size_t i = 0; i < c->unc_n; i++) {
+        struct unconfirmed *u = &c->unc[i];
+        if (u->value && u->partition == p && u->len == m->len &&
+            u->key_len == m->key_len && !memcmp(u->value, m->payload, m->len) &&
+            (!u->key_len || !memcmp(u->key, m->key, m->key_len)))
+            return u;
+    }
+    return NULL;
+}
+
+/*
+ * Settle the messages reported delivered without an offset: read their
+ * partitions from where messages sent 'timeout_ms' + 5 s before the
+ * first such report begin (offsets_for_times) to the end; one found there
+ * counts as delivered at its offset, one not found is sent again on 'rk' (its
+ * report then counts as usual).  Returns how many were sent again.
+ */
+static size_t settle_unconfirmed(const struct opts *o, const char *brokers,
+                                 const char *topic, rd_kafka_t *rk,
+                                 struct counts *c)
+{
+    rd_kafka_conf_t *kc = rd_kafka_conf_new();
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(4);
+    char buf[512];
+    int64_t since = now_us() / 1000;
+    int64_t deadline = mono_us() + (int64_t)(o->timeout_ms + 5000) * 1000;
+    size_t found = 0, resent = 0;
+    rd_kafka_t *rc;
+
+    if (kset(kc, "bootstrap.servers", brokers) ||
+        kset(kc, "group.id", "sluice-produce-settle") ||
+        kset(kc, "enable.auto.commit", "false") ||
+        kset(kc, "enable.partition.eof", "true") ||
+        !(rc = rd_kafka_new(RD_KAFKA_CONSUMER, kc, buf, sizeof(buf)))) {
+        rd_kafka_conf_destroy(kc);
+        rc = NULL;
+    }
+    /* A message goes out at most message.timeout.ms before its report. */
+    for (size_t i = 0; i < c->unc_n; i++)
+        if (c->unc[i].at_ms - o->timeout_ms - 5000 < since)
+            since = c->unc[i].at_ms - o->timeout_ms - 5000;
+    for (size_t i = 0; rc && i < c->unc_n; i++)
+        if (!rd_kafka_topic_partition_list_find(l, topic, c->unc[i].partition))
+            rd_kafka_topic_partition_list_add(l, topic, c->unc[i].partition)
+                ->offset = since;
+    if (rc && rd_kafka_offsets_for_times(rc, l, o->timeout_ms) == 0) {
+        /* Only partitions with messages since: the others hold none. */
+        rd_kafka_topic_partition_list_t *scan =
+            rd_kafka_topic_partition_list_new(l->cnt);
+        for (int i = 0; i < l->cnt; i++)
+            if (!l->elems[i].err && l->elems[i].offset >= 0)
+                rd_kafka_topic_partition_list_add(scan, topic,
+                                                  l->elems[i].partition)
+                    ->offset = l->elems[i].offset;
+        if (scan->cnt > 0 && rd_kafka_assign(rc, scan) == 0) {
+            int eof = 0;
+            while (eof < scan->cnt && found < c->unc_n &&
+                   mono_us() < deadline) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(rc, 200);
+                if (!m)
+                    continue;
+                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                    eof++;
+                } else if (!m->err) {
+                    struct unconfirmed *u = unc_match(c, m->partition, m);
+                    if (u) {
+                        if (c->dlog)
+                            fprintf(c->dlog, "%lld %d %lld\n", u->n,
+                                    (int)m->partition, (long long)m->offset);
+                        free(u->value);
+                        u->value = NULL;
+                        c->delivered++;
+                        found++;
+                    }
+                }
+                rd_kafka_message_destroy(m);
+            }
+        }
+        rd_kafka_topic_partition_list_destroy(scan);
+    }
+    if (rc) {
+        rd_kafka_consumer_close(rc);
+        rd_kafka_destroy(rc);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    c->resent = true;
+    for (size_t i = 0; i < c->unc_n; i++) {
+        struct unconfirmed *u = &c->unc[i];
+        if (!u->value)
+            continue;
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(u->partition),
+            RD_KAFKA_V_VALUE(u->value, u->len),
+            RD_KAFKA_V_KEY(u->key, u->key_len),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_OPAQUE((void *)(intptr_t)u->n), RD_KAFKA_V_END);
+        if (err)
+            note_err(c, "%s", rd_kafka_err2str(err));
+        else
+            resent++;
+    }
+    fprintf(stderr,
+            "sluice produce: %zu message(s) reported delivered without an "
+            "offset (the broker answered 'duplicate sequence number'): %zu "
+            "found in the topic, %zu not found and sent again\n",
+            c->unc_n, found, resent);
+    return resent;
+}
+
 static int produce_kafka(const struct opts *o, const char *brokers,
                          const char *topic, struct input *in, struct counts *c,
                          struct progress *pg)
@@ -448,7 +633,9 @@ static int produce_kafka(const struct opts *o, const char *brokers,
             rd_kafka_resp_err_t err = rd_kafka_producev(
                 rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_VALUE(in->line, len),
                 RD_KAFKA_V_KEY(in->key_len ? in->key : NULL, in->key_len),
-                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_OPAQUE((void *)(intptr_t)(in->n - 1)),
+                RD_KAFKA_V_END);
             if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
                 rd_kafka_poll(rk, 100);
                 progress_show(pg, c, false);
@@ -470,6 +657,12 @@ static int produce_kafka(const struct opts *o, const char *brokers,
     while (rd_kafka_outq_len(rk) > 0 && mono_us() < deadline) {
         rd_kafka_flush(rk, 200);
         progress_show(pg, c, false);
+    }
+    if (c->unc_n && rd_kafka_outq_len(rk) == 0 &&
+        settle_unconfirmed(o, brokers, topic, rk, c) > 0) {
+        deadline = mono_us() + (int64_t)(o->timeout_ms + 5000) * 1000;
+        while (rd_kafka_outq_len(rk) > 0 && mono_us() < deadline)
+            rd_kafka_flush(rk, 200);
     }
     if (rd_kafka_outq_len(rk) > 0)
         note_err(c, "%d message(s) still queued at exit",
@@ -625,6 +818,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         OPT_LINGER_MS,
         OPT_TIMEOUT_MS,
         OPT_PASSWORD_ENV,
+        OPT_DELIVERY_LOG,
     };
     static const struct option longopts[] = {
         {"file", required_argument, NULL, OPT_FILE},
@@ -636,6 +830,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
         {"linger-ms", required_argument, NULL, OPT_LINGER_MS},
         {"timeout-ms", required_argument, NULL, OPT_TIMEOUT_MS},
         {"password-env", required_argument, NULL, OPT_PASSWORD_ENV},
+        {"delivery-log", required_argument, NULL, OPT_DELIVERY_LOG},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -690,6 +885,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
             break;
         case OPT_PASSWORD_ENV:
             o->password_env = optarg;
+            break;
+        case OPT_DELIVERY_LOG:
+            o->delivery_log = optarg;
             break;
         default:
             return 2;
@@ -848,6 +1046,11 @@ int sl_cmd_produce(int argc, char **argv)
     if ((rc = split_uri(o.target, kafka ? "kafka://" : "redis://", &t)) != 0)
         goto out;
     scrub_argv((char *)o.target); /* parsed: 't' holds copies */
+    if (!kafka && o.delivery_log) {
+        rc = sl_cli_usage_error("produce",
+                                "--delivery-log is for kafka:// targets only");
+        goto out;
+    }
     if (kafka && (t.user || t.password || o.password_env)) {
         rc = sl_cli_usage_error("produce",
                                 "bad target '%s': a user or password is "
@@ -932,6 +1135,12 @@ int sl_cmd_produce(int argc, char **argv)
         }
     }
 
+    if (o.delivery_log && !(c.dlog = fopen(o.delivery_log, "w"))) {
+        fprintf(stderr, "sluice produce: %s: cannot open: %s\n", o.delivery_log,
+                strerror(errno));
+        rc = 1;
+        goto out;
+    }
     if (kafka) {
         rc = produce_kafka(&o, t.host, t.name, &in, &c, &pg);
     } else {
@@ -959,6 +1168,16 @@ int sl_cmd_produce(int argc, char **argv)
         rc = 1;
     }
 out:
+    for (size_t i = 0; i < c.unc_n; i++) {
+        free(c.unc[i].key);
+        free(c.unc[i].value);
+    }
+    free(c.unc);
+    if (c.dlog && fclose(c.dlog) != 0 && rc == 0) {
+        fprintf(stderr, "sluice produce: %s: %s\n", o.delivery_log,
+                strerror(errno));
+        rc = 1;
+    }
     if (in.fp && in.fp != stdin)
         fclose(in.fp);
     free(in.line);

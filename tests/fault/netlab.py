@@ -302,6 +302,8 @@ class Lab:
         'spec' (e.g. "delay 50ms 10ms loss 2%") on both directions of
         host's link: the root-side veth (towards host) and host's eth0.
         """
+        if shutil.which("modprobe"):  # a modular kernel: load it first
+            _run(["modprobe", "sch_netem"], check=False, quiet=True)
         for argv in (["tc", "qdisc", "add", "dev", PREFIX + host, "root",
                       "netem"] + spec.split(),
                      ["ip", "netns", "exec", self.ns(host), "tc", "qdisc",
@@ -310,9 +312,17 @@ class Lab:
             if p.returncode != 0:
                 err = p.stderr.strip()
                 if "unknown" in err.lower():
-                    raise Skip("the kernel lacks the netem qdisc (sch_netem: "
-                               "tc says '%s'); slow/lossy links cannot be "
-                               "simulated here" % err)
+                    rel = os.uname().release
+                    mods = "/lib/modules/" + rel
+                    raise Skip(
+                        "the kernel lacks the netem qdisc (sch_netem: tc "
+                        "says '%s'; kernel %s, %s); slow/lossy links cannot "
+                        "be simulated here" % (
+                            err, rel, "no %s to load it from" % mods
+                            if not os.path.isdir(mods) else
+                            "modprobe sch_netem did not provide it"
+                            if shutil.which("modprobe") else
+                            "no modprobe (kmod) to load it"))
                 raise Fail("%s: %s" % (" ".join(argv), err))
         log("netlab: netem %s on %s's link (both directions)" % (spec, host))
 

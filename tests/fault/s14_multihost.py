@@ -30,6 +30,7 @@ Usage: s14_multihost.py broker-partition|pg-cut|slow-links|redis-partition
 """
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -65,8 +66,13 @@ def up(sc, hosts, servers, mock_args=("--latency-ms", "2"), netem=()):
 
 
 def replica(sc, lab, pipe, host):
+    # FAULT_DEBUG=1: debug log lines (librdkafka's too, with the pipeline's
+    # kafka property 'debug') in HOST.log
+    env = {"SLUICE_LOG_LEVEL": "debug"} if os.environ.get(
+        "FAULT_DEBUG") == "1" else None
     return sc.worker(pipe, name=host, replica="%s-%s" % (host, sc.uniq),
-                     prefix=lab.prefix(host), listen=lab.addr(host) + ":0")
+                     prefix=lab.prefix(host), listen=lab.addr(host) + ":0",
+                     env=env)
 
 
 def assigned_total(w):
@@ -86,6 +92,8 @@ def term_all(ws, bad):
 
 
 def kafka_pipeline(sc, mock, topic, props=None, extra="", sink_extra=""):
+    if os.environ.get("FAULT_DEBUG") == "1":
+        props = dict(props or {}, debug="cgrp,topic,fetch")
     return sc.pipeline(
         kafka_source(topic, "g_" + sc.uniq, props=props),
         extra, "workers:\n  threads: 2\n  max_inflight: 32\n",
@@ -184,17 +192,19 @@ def broker_partition(sc):
 # ---- pg-cut -----------------------------------------------------------------
 
 def pg_cut(sc):
-    n, rate, cut_s = 6000, 150, 30
+    n, rate, cut_s, parts = 6000, 150, 30, 4
     lab, mock = up(sc, ["pg", "kafka", "model", "r0"], ["postgres", "kafka"],
                    mock_args=("--latency-ms", "1"))
     topic = sc.uniq
-    kafka_create_topic(topic, 4)
+    kafka_create_topic(topic, parts)
     pipe = kafka_pipeline(sc, mock, topic, extra="queue:\n  capacity: 512\n",
                           sink_extra="    backlog_rows: 2000\n")
     r0 = replica(sc, lab, pipe, "r0")
+    dlog = os.path.join(sc.dir, "delivery.log")
     prod = produce_bg("kafka://%s/%s" % (faultlib.KAFKA, topic), n,
                       rate=rate, logpath=os.path.join(sc.dir, "produce.log"),
-                      prefix=lab.prefix("kafka"))
+                      prefix=lab.prefix("kafka"),
+                      extra=("--delivery-log", dlog))
     sc.cleanups.append(lambda: prod.poll() is None and prod.kill())
     sc.wait_landed(1000, 90)
     bad = sc.check_left(n, "when PostgreSQL was cut off")
@@ -222,15 +232,240 @@ def pg_cut(sc):
         bad.append("RSS grew while paused: %s KiB" % mem)
     if prod.wait(180) != 0:
         raise Fail("producer failed (see %s/produce.log)" % sc.dir)
+    # the broker's own count first: what the producer says it delivered
+    # must all be in the topic, or a shortfall is not the worker's
+    ends = end_offsets(topic, parts)
+    log("topic high watermarks after the producer: %s (%d in all); leader "
+        "epochs (epoch start-offset): %s" % (
+            ends, sum(ends.values()), leader_epochs(lab, topic, parts)))
+    if len(ends) == parts and sum(ends.values()) != n:
+        bad.append("the topic holds %d messages, the producer reported %d "
+                   "delivered" % (sum(ends.values()), n))
     try:
         sc.wait_landed(n, 120)
-    except Fail:
+    except Fail as e:
         stuck_report(sc, r0)
-        raise
+        gauges = partition_metrics(r0)
+        log("r0 stopped for the diagnosis: exit %s" % r0.term(60))
+        raise Fail("%s; %s" % (e, where_lost(sc, lab, topic, parts, n, dlog,
+                                             r0, gauges)))
     log("all landed %.1f s after the heal" % (time.monotonic() - t0 - cut_s))
     term_all((r0,), bad)
-    return sc.finish(n, expect_dead=0, extra_fail=bad,
-                     rss_max_mib=None if is_asan_build() else RSS_MAX_MIB)
+    res = sc.finish(n, expect_dead=0, extra_fail=bad,
+                    rss_max_mib=None if is_asan_build() else RSS_MAX_MIB)
+    if res.lost or res.dup:
+        res.why.append(where_lost(sc, lab, topic, parts, n, dlog, r0, {}))
+    return res
+
+
+# ---- where a shortfall comes from --------------------------------------------
+
+def read_topic(topic):
+    """{(partition, offset): seq or None} of every message in 'topic',
+    read back from offset 0 to the end of each partition (kcat)."""
+    p = subprocess.run(
+        ["kcat", "-C", "-b", faultlib.KAFKA, "-t", topic, "-o", "beginning",
+         "-e", "-q", "-f", "%p %o %s\n"],
+        capture_output=True, timeout=120)
+    if p.returncode != 0:
+        raise Fail("kcat -C %s failed: %s" % (topic, p.stderr.decode(
+            "utf-8", "replace").strip()))
+    out = {}
+    for ln in p.stdout.splitlines():
+        f = ln.split(b" ", 2)
+        if len(f) < 2 or not f[0].isdigit() or not f[1].isdigit():
+            continue
+        m = faultlib.SEQ_RE.search(f[2]) if len(f) > 2 else None
+        out[(int(f[0]), int(f[1]))] = int(m.group(1)) if m else None
+    return out
+
+
+def end_offsets(topic, parts):
+    """{partition: high watermark} as the broker answers (kcat -Q)."""
+    argv = ["kcat", "-Q", "-b", faultlib.KAFKA]
+    for i in range(parts):
+        argv += ["-t", "%s:%d:-1" % (topic, i)]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    res = {}
+    for m in re.finditer(r"\[(\d+)\]\s+offset\s+(-?\d+)", p.stdout):
+        res[int(m.group(1))] = int(m.group(2))
+    return res
+
+
+def leader_epochs(lab, topic, parts):
+    """{partition: "epoch start-offset / ..."} from the broker's
+    leader-epoch-checkpoint files (more than one epoch: the leadership
+    moved, e.g. the broker was fenced and came back)."""
+    res = {}
+    data = os.path.join(lab.dir, "run-kafka", "kafka", "data")
+    for p in range(parts):
+        try:
+            with open(os.path.join(data, "%s-%d" % (topic, p),
+                                   "leader-epoch-checkpoint")) as f:
+                res[p] = " / ".join(f.read().split("\n")[2:]).strip(" /")
+        except OSError as e:
+            res[p] = "? (%s)" % e.strerror
+    return res
+
+
+def partition_metrics(w):
+    """{(metric, partition): value} of w's per-partition Kafka gauges."""
+    import urllib.request
+    m = re.findall(r"listening on http://([^\s:]+):(\d+)", w.log_text())
+    if not m:
+        return {}
+    try:
+        with urllib.request.urlopen("http://%s:%s/metrics" % m[-1],
+                                    timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    res = {}
+    for ln in text.splitlines():
+        g = re.match(r'(sluice_kafka_\w+|sluice_source_lag_messages)\{[^}]*'
+                     r'partition="(\d+)"[^}]*\} (\S+)$', ln)
+        if g:
+            res[(g.group(1), int(g.group(2)))] = float(g.group(3))
+    return res
+
+
+def spans(nums):
+    """[1, 2, 3, 7] -> "1..3, 7"."""
+    out, nums = [], sorted(nums)
+    i = 0
+    while i < len(nums):
+        j = i
+        while j + 1 < len(nums) and nums[j + 1] == nums[j] + 1:
+            j += 1
+        out.append(str(nums[i]) if i == j else "%d..%d" % (nums[i], nums[j]))
+        i = j + 1
+    return ", ".join(out)
+
+
+def where_lost(sc, lab, topic, parts, n, dlog, w, gauges):
+    """
+    Why rows are missing, from the records that can disagree: the
+    producer's delivery reports (partition and offset the broker gave each
+    seq), the topic as read back from offset 0, the rows (each keyed on its
+    partition and offset) and the group's committed offsets (what a fresh
+    consumer of the group gets: a missing message there is redelivered, not
+    lost; one before the commits was committed without a row, lost).  Run
+    after worker w left the group; 'gauges' are its per-partition gauges
+    from before.  Logs the details (and w's log lines about the offsets
+    concerned) and returns a one-line verdict naming the place of each
+    missing seq.  The broker's
+    partition directories are copied to the log directory (kafka-data/:
+    segments and leader-epoch checkpoints, for kafka-dump-log).
+    """
+    data = os.path.join(lab.dir, "run-kafka", "kafka", "data")
+    for p in range(parts):
+        d = os.path.join(data, "%s-%d" % (topic, p))
+        try:
+            shutil.copytree(d, os.path.join(sc.dir, "kafka-data",
+                                            os.path.basename(d)))
+        except OSError as e:
+            log("  partition %d: no copy of %s: %s" % (p, d, e))
+    log("  leader epochs (epoch start-offset): %s" %
+        leader_epochs(lab, topic, parts))
+    try:
+        return _where_lost(sc, topic, parts, n, dlog, w, gauges)
+    except Exception as e:  # noqa: BLE001 - a report must not hide the fail
+        log("diagnosis failed: %s: %s" % (type(e).__name__, e))
+        return "no diagnosis (%s)" % e
+
+
+def _where_lost(sc, topic, parts, n, dlog, w, gauges):
+    delivered, dl_errors = {}, []
+    if os.path.exists(dlog):
+        for ln in open(dlog):
+            f = ln.split(None, 2)
+            if len(f) == 3 and f[1] != "-":
+                delivered[int(f[0])] = (int(f[1]), int(f[2]))
+            elif f:
+                dl_errors.append(ln.strip())
+    in_topic = read_topic(topic)
+    ends = end_offsets(topic, parts)
+    seq_at = {s: po for po, s in in_topic.items() if s is not None}
+    rows = {}
+    for ln in psql('SELECT partition, "offset", coalesce(payload->>\'seq\', '
+                   '\'-\') FROM %s' % sc.table).splitlines():
+        p, o, s = ln.split("|")
+        rows[(int(p), int(o))] = s
+    for ln in psql('SELECT partition, "offset", \'dl\' FROM %s' %
+                   sc.dl).splitlines():
+        p, o, s = ln.split("|")
+        rows[(int(p), int(o))] = s
+    log("diagnosis: %d delivery reports (%d failed), %d messages in the "
+        "topic, %d rows + dead letters" % (len(delivered), len(dl_errors),
+                                            len(in_topic), len(rows)))
+    for p in range(parts):
+        offs = sorted(o for (q, o) in in_topic if q == p)
+        got = sorted(o for (q, o) in rows if q == p)
+        dr = sorted(o for (q, o) in delivered.values() if q == p)
+        gaps = sorted(set(range(offs[-1] + 1)) - set(offs)) if offs else []
+        log("  partition %d: high watermark %s; topic holds %d (offsets "
+            "%s; gaps %s); %d delivery reports up to %s; rows for %d, "
+            "missing offsets %s" % (
+                p, ends.get(p, "?"), len(offs),
+                "%d..%d" % (offs[0], offs[-1]) if offs else "-",
+                spans(gaps) or "none", len(dr), dr[-1] if dr else "-",
+                len(got), spans(set(offs) - set(got)) or "none"))
+    if gauges:
+        log("  %s per partition: %s" % (w.name, "; ".join(
+            "%s[%d]=%g" % (k[0][7:], k[1], v)
+            for k, v in sorted(gauges.items()))))
+    redeliver = set()
+    for ln in uncommitted(topic, "g_" + sc.uniq):
+        p, _, o = ln.partition(":")
+        redeliver.add((int(p), int(o)))
+    log("  after the group's committed offsets: %d message(s)%s" % (
+        len(redeliver), " (%s)" % ", ".join(
+            "%d@%d" % po for po in sorted(redeliver)[:10])
+        if redeliver else ""))
+    landed_seqs = set()
+    for s in rows.values():
+        if s.isdigit():
+            landed_seqs.add(int(s))
+    missing = sorted(set(range(n)) - landed_seqs)
+    verdict = []
+    for s in missing[:20]:
+        dr = delivered.get(s)
+        at = seq_at.get(s)
+        if at is None:
+            where = ("not in the topic; the producer's report said "
+                     "partition %d offset %d, which holds %s" % (
+                         dr[0], dr[1], "seq %s" % in_topic[dr]
+                         if dr in in_topic else "nothing")
+                     if dr else "not in the topic, no delivery report")
+            short = "seq %d not in the topic%s" % (
+                s, " (reported at %d@%d)" % dr if dr else "")
+        else:
+            row = rows.get(at)
+            fate = ("after the committed offset: redelivered on restart, "
+                    "not lost (stuck)" if at in redeliver else
+                    "before the committed offset: LOST")
+            where = "in the topic at partition %d offset %d; %s; %s" % (
+                at[0], at[1], "no row for that offset" if row is None else
+                "the row for that offset holds seq %s" % row, fate)
+            short = "seq %d at %d@%d %s, %s" % (
+                s, at[0], at[1], "no row" if row is None else
+                "row holds seq %s" % row,
+                "not committed" if at in redeliver else "committed past")
+        log("  missing seq %d: %s" % (s, where))
+        verdict.append(short)
+        if at is not None:
+            pat = re.compile(r"\[%d\]" % at[0])
+            hits = [ln for ln in w.log_text().splitlines()
+                    if pat.search(ln) and re.search(
+                        r"\b(%s)\b" % "|".join(
+                            str(at[1] + d) for d in range(-2, 3)), ln)]
+            for ln in hits[-20:]:
+                log("    %s" % ln[:300])
+    if len(missing) > 20:
+        verdict.append("and %d more" % (len(missing) - 20))
+    if not missing:
+        return "diagnosis: every seq has a row"
+    return "diagnosis: " + "; ".join(verdict)
 
 
 def landed_count(sc):

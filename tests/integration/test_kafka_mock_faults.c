@@ -21,10 +21,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* Kafka protocol API keys (librdkafka's rdkafka_protocol.h is private). */
 enum {
+    API_PRODUCE = 0,
     API_OFFSET_COMMIT = 8,
     API_JOIN_GROUP = 11,
 };
@@ -434,10 +436,72 @@ static void test_commit_and_join_errors(void **state)
                   (long long)(sl_mono_ms() - t0));
 }
 
+/*
+ * `sluice produce` against a broker that answers its first Produce request
+ * with DUPLICATE_SEQUENCE_NUMBER without having stored the batch (what a
+ * Kafka 4 broker did to the first batch of a fresh topic in the fault
+ * suite's net-pg-cut-30s): librdkafka reports that message delivered with
+ * no offset.  produce must not count it delivered unseen: it looks for it
+ * in the topic, sends it again when it is not there, says so, and every
+ * message's delivery report then has an offset.
+ */
+static void test_produce_duplicate_sequence_answer(void **state)
+{
+    (void)state;
+    enum { N = 20 };
+    char topic[128], cmd[2048], out[8192] = "";
+    const char *dir = getenv("SLUICE_BINARY_DIR");
+    rd_kafka_t *mrk = km_client(RD_KAFKA_PRODUCER, NULL, NULL);
+    rd_kafka_mock_cluster_t *mc = rd_kafka_mock_cluster_new(mrk, 1);
+    int seen[N] = {0};
+
+    assert_non_null(mc);
+    h_unique(topic, sizeof(topic), "sluice-mock-dupseq");
+    assert_int_equal(rd_kafka_mock_topic_create(mc, topic, 1, 1), 0);
+    rd_kafka_mock_push_request_errors(
+        mc, API_PRODUCE, 1, RD_KAFKA_RESP_ERR_DUPLICATE_SEQUENCE_NUMBER);
+    /* stdout: the summary; stderr: the delivery log and produce's notes */
+    snprintf(cmd, sizeof(cmd),
+             "%s/sluice produce kafka://%s/%s --generate %d --linger-ms 0 "
+             "--timeout-ms 5000 --delivery-log /dev/stdout 2>&1",
+             dir ? dir : ".", rd_kafka_mock_cluster_bootstraps(mc), topic, N);
+    FILE *fp = popen(cmd, "r");
+    assert_non_null(fp);
+    size_t len = fread(out, 1, sizeof(out) - 1, fp);
+    out[len] = '\0';
+    int st = pclose(fp);
+    print_message("%s", out);
+    assert_int_equal(WIFEXITED(st) ? WEXITSTATUS(st) : 128, 0);
+    assert_non_null(strstr(out, "1 message(s) reported delivered without an "
+                                "offset (the broker answered 'duplicate "
+                                "sequence number'): 0 found in the topic, "
+                                "1 not found and sent again\n"));
+    /* Each seq once in the delivery log, at a real offset. */
+    for (char *line = out; line && *line; line = strchr(line, '\n')) {
+        int seq, part;
+        long long off;
+        if (*line == '\n')
+            line++;
+        if (sscanf(line, "%d %d %lld", &seq, &part, &off) != 3)
+            continue;
+        assert_true(seq >= 0 && seq < N);
+        if (off < 0)
+            fail_msg("seq %d reported delivered at offset %lld", seq, off);
+        seen[seq]++;
+    }
+    for (int i = 0; i < N; i++)
+        if (seen[i] != 1)
+            fail_msg("seq %d has %d delivery report(s) with an offset", i,
+                     seen[i]);
+    rd_kafka_mock_cluster_destroy(mc);
+    rd_kafka_destroy(mrk);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_commit_and_join_errors),
+        cmocka_unit_test(test_produce_duplicate_sequence_answer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

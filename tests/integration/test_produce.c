@@ -340,6 +340,88 @@ static void test_kafka_password_not_printed(void **state)
     assert_string_equal(out, want);
 }
 
+/*
+ * --delivery-log: one line per message, "SEQ PARTITION OFFSET", every seq
+ * once, and each (partition, offset) the one a consumer finds it at: the
+ * record a fault scenario compares with the topic read back.
+ */
+static void test_kafka_delivery_log(void **state)
+{
+    (void)state;
+    enum { N = 50, PARTS = 2 };
+    char topic[128], cmd[1500], out[1024], path[256];
+    int seen[N] = {0}, at[PARTS][N];
+
+    unique_name(topic, sizeof(topic), "sluice-test-produce-dlog");
+    snprintf(path, sizeof(path), "/tmp/%s.log", topic);
+    snprintf(cmd, sizeof(cmd),
+             "%s produce kafka://%s/%s --partitions %d --generate %d "
+             "--delivery-log %s 2>&1",
+             sluice, H_KAFKA, topic, PARTS, N, path);
+    assert_int_equal(run(cmd, out, sizeof(out)), 0);
+    memset(at, -1, sizeof(at));
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    int seq, part, lines = 0;
+    long long off;
+    while (fscanf(fp, "%d %d %lld\n", &seq, &part, &off) == 3) {
+        assert_true(seq >= 0 && seq < N && part >= 0 && part < PARTS);
+        assert_true(off >= 0 && off < N);
+        assert_int_equal(seen[seq]++, 0);
+        assert_int_equal(at[part][off], -1);
+        at[part][off] = seq;
+        lines++;
+    }
+    assert_true(feof(fp));
+    fclose(fp);
+    unlink(path);
+    assert_int_equal(lines, N);
+
+    /* Read the topic back: the seq at each offset is the logged one. */
+    char err[512];
+    rd_kafka_conf_t *kc = rd_kafka_conf_new();
+    rd_kafka_conf_set(kc, "bootstrap.servers", H_KAFKA, err, sizeof(err));
+    rd_kafka_conf_set(kc, "group.id", topic, err, sizeof(err));
+    rd_kafka_conf_set(kc, "enable.auto.commit", "false", err, sizeof(err));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, err, sizeof(err));
+    assert_non_null(rk);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(2);
+    for (int p = 0; p < PARTS; p++)
+        rd_kafka_topic_partition_list_add(l, topic, p)->offset =
+            RD_KAFKA_OFFSET_BEGINNING;
+    assert_int_equal(rd_kafka_assign(rk, l), 0);
+    rd_kafka_topic_partition_list_destroy(l);
+    int got = 0;
+    int64_t deadline = sl_mono_ms() + 20000;
+    while (got < N && sl_mono_ms() < deadline) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+        if (!m)
+            continue;
+        if (!m->err) {
+            char buf[64];
+            int s = -1;
+            snprintf(buf, sizeof(buf), "%.*s", (int)(m->len < 40 ? m->len : 40),
+                     (char *)m->payload);
+            assert_int_equal(sscanf(buf, "{\"seq\": %d", &s), 1);
+            assert_int_equal(at[m->partition][m->offset], s);
+            got++;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    assert_int_equal(got, N);
+
+    /* Only for Kafka. */
+    snprintf(cmd, sizeof(cmd),
+             "%s produce redis://%s/s --generate 1 --delivery-log %s 2>&1",
+             sluice, H_REDIS, path);
+    assert_int_equal(run(cmd, out, sizeof(out)), 2);
+    assert_string_equal(out, "sluice produce: --delivery-log is for kafka:// "
+                             "targets only\n"
+                             "Try 'sluice produce --help'.\n");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -350,6 +432,7 @@ int main(void)
         cmocka_unit_test(test_bad_option_value),
         cmocka_unit_test_teardown(test_redis_auth, acl_teardown),
         cmocka_unit_test(test_kafka_password_not_printed),
+        cmocka_unit_test(test_kafka_delivery_log),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }
