@@ -1060,4 +1060,47 @@ static inline long long h_wait_rows(PGconn *c, const char *table,
     return n;
 }
 
+/*
+ * pipelines/review-sentiment.yaml (under 'srcdir') copied to 'path' with
+ * this test's topic and tables: topic and table 'name', dead letters in
+ * '<name>_dead'; 'kafka_props' (NULL for none) goes in after the
+ * auto_offset_reset line ("    properties:\n      key: value\n").  Fails
+ * the test when the file no longer has the lines it rewrites.
+ */
+static inline void h_review_pipeline(const char *srcdir, const char *path,
+                                     const char *name, const char *kafka_props)
+{
+    char src[1200], line[1024];
+    FILE *in, *out;
+    int topics = 0, table = 0, dl = 0, props = 0;
+
+    snprintf(src, sizeof(src), "%s/pipelines/review-sentiment.yaml", srcdir);
+    assert_non_null(in = fopen(src, "r"));
+    assert_non_null(out = fopen(path, "w"));
+    while (fgets(line, sizeof(line), in)) {
+        if (strstr(line, "topics: [reviews]")) {
+            fprintf(out, "    topics: [%s]\n", name);
+            topics++;
+        } else if (strstr(line, "dead_letter_table:")) {
+            fprintf(out, "    dead_letter_table: %s_dead\n", name);
+            dl++;
+        } else if (strstr(line, "table:")) {
+            fprintf(out, "    table: %s\n", name);
+            table++;
+        } else if (kafka_props && strstr(line, "auto_offset_reset:")) {
+            fputs(line, out);
+            fputs(kafka_props, out);
+            props++;
+        } else {
+            fputs(line, out);
+        }
+    }
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+    if (topics != 1 || table != 1 || dl != 1 || props != (kafka_props != NULL))
+        fail_msg("%s changed shape (topics %d, table %d, dead letters %d, "
+                 "auto_offset_reset %d): update this test",
+                 src, topics, table, dl, props);
+}
+
 #endif

@@ -98,47 +98,6 @@ static long long wait_rows(PGconn *pg, long long want, int64_t deadline)
     return n;
 }
 
-/* The pipeline under test: review-sentiment with this test's topic,
- * table and dead-letter table, and a short Kafka session so that the
- * killed replica's partitions move on within seconds. */
-static void write_pipeline(const char *path)
-{
-    char src[1200], line[1024];
-    FILE *in, *out;
-    int topics = 0, table = 0, dl = 0, props = 0;
-
-    snprintf(src, sizeof(src), "%s/pipelines/review-sentiment.yaml", srcdir);
-    assert_non_null(in = fopen(src, "r"));
-    assert_non_null(out = fopen(path, "w"));
-    while (fgets(line, sizeof(line), in)) {
-        if (strstr(line, "topics: [reviews]")) {
-            fprintf(out, "    topics: [%s]\n", name);
-            topics++;
-        } else if (strstr(line, "dead_letter_table:")) {
-            fprintf(out, "    dead_letter_table: %s_dead_letters\n", name);
-            dl++;
-        } else if (strstr(line, "table:")) {
-            fprintf(out, "    table: %s\n", name);
-            table++;
-        } else if (strstr(line, "auto_offset_reset:")) {
-            fputs(line, out);
-            fputs("    properties:\n"
-                  "      session.timeout.ms: 6000\n"
-                  "      heartbeat.interval.ms: 1000\n",
-                  out);
-            props++;
-        } else {
-            fputs(line, out);
-        }
-    }
-    fclose(in);
-    assert_int_equal(fclose(out), 0);
-    if (topics != 1 || table != 1 || dl != 1 || props != 1)
-        fail_msg("%s changed shape (topics %d, table %d, dead letters %d, "
-                 "auto_offset_reset %d): update this test",
-                 src, topics, table, dl, props);
-}
-
 static int setup(void **state)
 {
     (void)state;
@@ -189,8 +148,8 @@ static int teardown(void **state)
     }
     pg = PQconnectdb(env_or("SLUICE_PG_DSN", H_PG_DSN));
     if (PQstatus(pg) == CONNECTION_OK) {
-        snprintf(cmd, sizeof(cmd), "DROP TABLE IF EXISTS %s, %s_dead_letters",
-                 name, name);
+        snprintf(cmd, sizeof(cmd), "DROP TABLE IF EXISTS %s, %s_dead", name,
+                 name);
         PQclear(PQexec(pg, cmd));
     }
     PQfinish(pg);
@@ -219,7 +178,12 @@ static void test_scale_out_with_a_crash(void **state)
     snprintf(cmd, sizeof(cmd), "%s/cluster", tmpdir);
     setenv("SLUICE_CLUSTER_DIR", cmd, 1);
     snprintf(pipeline, sizeof(pipeline), "%s/pipeline.yaml", tmpdir);
-    write_pipeline(pipeline);
+    /* A short Kafka session, so that the killed replica's partitions move
+     * on within seconds. */
+    h_review_pipeline(srcdir, pipeline, name,
+                      "    properties:\n"
+                      "      session.timeout.ms: 6000\n"
+                      "      heartbeat.interval.ms: 1000\n");
 
     print_message("producing %d messages to kafka://%s/%s (6 partitions)\n",
                   MESSAGES, brokers, name);
@@ -269,7 +233,7 @@ static void test_scale_out_with_a_crash(void **state)
 
     long long distinct =
         h_pg_int(pg, "SELECT count(DISTINCT payload->>'seq') FROM %s", name);
-    long long dead = h_pg_int(pg, "SELECT count(*) FROM %s_dead_letters", name);
+    long long dead = h_pg_int(pg, "SELECT count(*) FROM %s_dead", name);
     long long writers = h_pg_int(
         pg, "SELECT count(DISTINCT split_part(worker, '/', 1)) FROM %s", name);
     n = rows(pg);

@@ -55,39 +55,6 @@ static int llm_port_of_env(void)
     return port > 0 ? port : 58083;
 }
 
-/* The pipeline file with this test's topic, group and tables. */
-static void write_pipeline(const char *path, const char *name)
-{
-    char src[1200], line[1024];
-    FILE *in, *out;
-    int topics = 0, table = 0, dl = 0;
-
-    snprintf(src, sizeof(src), "%s/pipelines/review-sentiment.yaml",
-             m_srcdir());
-    assert_non_null(in = fopen(src, "r"));
-    assert_non_null(out = fopen(path, "w"));
-    while (fgets(line, sizeof(line), in)) {
-        if (strstr(line, "topics: [reviews]")) {
-            fprintf(out, "    topics: [%s]\n", name);
-            topics++;
-        } else if (strstr(line, "dead_letter_table:")) {
-            fprintf(out, "    dead_letter_table: %s_dead\n", name);
-            dl++;
-        } else if (strstr(line, "table:")) {
-            fprintf(out, "    table: %s\n", name);
-            table++;
-        } else {
-            fputs(line, out);
-        }
-    }
-    fclose(in);
-    assert_int_equal(fclose(out), 0);
-    if (topics != 1 || table != 1 || dl != 1)
-        fail_msg("%s changed shape (topics %d, table %d, dead letters %d): "
-                 "update this test",
-                 src, topics, table, dl);
-}
-
 static void test_every_reply_lands(void **state)
 {
     char name[64], group[80], yaml[192], jsonl[192], cmd[1024], out[2048];
@@ -98,7 +65,7 @@ static void test_every_reply_lands(void **state)
     h_unique(name, sizeof(name), "llm_reviews");
     snprintf(group, sizeof(group), "g-%s", name);
     snprintf(yaml, sizeof(yaml), "%s/%s.yaml", dir, name);
-    write_pipeline(yaml, name);
+    h_review_pipeline(m_srcdir(), yaml, name, NULL);
 
     /* The reviews, one message each, on a topic of one partition. */
     snprintf(jsonl, sizeof(jsonl), "%s/%s.jsonl", dir, name);
