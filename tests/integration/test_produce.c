@@ -349,7 +349,7 @@ static void test_kafka_delivery_log(void **state)
 {
     (void)state;
     enum { N = 50, PARTS = 2 };
-    char topic[128], cmd[1500], out[1024], path[256];
+    char topic[128], cmd[3000], out[1024], path[160];
     int seen[N] = {0}, at[PARTS][N];
 
     unique_name(topic, sizeof(topic), "sluice-test-produce-dlog");
