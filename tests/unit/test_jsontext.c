@@ -6,6 +6,10 @@
 
 #include "jsontext.h"
 
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -125,10 +129,74 @@ static void test_same_as_jansson(void **state)
     }
 }
 
+/* The reference: the fewest digits, 15 to 17, with which "%.*g" reads
+ * back as 'v', written by jansson at that precision. */
+static char *reference(double v)
+{
+    char text[40];
+    int p;
+
+    for (p = 15; p < 17; p++) {
+        snprintf(text, sizeof(text), "%.*g", p, v);
+        if (strtod(text, NULL) == v)
+            break;
+    }
+    json_t *j = json_real(v);
+    char *out = json_dumps(j, JSON_ENCODE_ANY | JSON_REAL_PRECISION(p));
+    json_decref(j);
+    return out;
+}
+
+/* One real through sl_jsontext_dumps(): jansson's text at the fewest
+ * digits that read back, byte for byte, for reals of every kind. */
+static void check_one(double v)
+{
+    if (!isfinite(v))
+        return; /* JSON has none: tested in test_round_trip */
+    json_t *j = json_real(v);
+    char *got = sl_jsontext_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *want = reference(v);
+    json_t *back = json_loads(got, JSON_DECODE_ANY, NULL);
+
+    if (!back || json_number_value(back) != v || strcmp(got, want) != 0)
+        fail_msg("%.17g: got %s, want %s", v, got ? got : "NULL", want);
+    json_decref(back);
+    free(want);
+    free(got);
+    json_decref(j);
+}
+
+static void test_against_printf(void **state)
+{
+    (void)state;
+    uint64_t x = 0x9e3779b97f4a7c15u;
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift64 */
+        double d;
+        uint64_t bits = x;
+        memcpy(&d, &bits, sizeof(d));
+        check_one(d); /* any double */
+        check_one((double)(float)((double)(x >> 11) / 9007199254740992.0 -
+                                  0.5)); /* an embedding's float */
+        check_one((double)(int64_t)(x % 2000001) / 1000.0); /* decimals */
+    }
+    for (int e = -320; e <= 308; e++) {
+        check_one(pow(10.0, e));
+        check_one(9.999999999999999 * pow(10.0, e));
+        check_one(-9.9999999999999995 * pow(10.0, e));
+    }
+    double edge[] = {0.0,     -0.0,     1e-5,    1e-4,    0.0001,
+                     99999.5, 1e15,     1e16,    1e17,    123456789012345680.0,
+                     5e-324,  2.5e-308, DBL_MAX, DBL_MIN, 0.1 + 0.2};
+    for (size_t i = 0; i < sizeof(edge) / sizeof(edge[0]); i++)
+        check_one(edge[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shortest_reals),
+        cmocka_unit_test(test_against_printf),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_precision_per_value),
         cmocka_unit_test(test_same_as_jansson),
