@@ -7,7 +7,9 @@
 #include "jsontext.h"
 #include "strbuf.h"
 
+#include <float.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,29 +74,107 @@ static void put_g(int neg, const char *dig, int ndig, int x, int prec,
     *o = '\0';
 }
 
+#if LDBL_MANT_DIG >= 64 && FLT_EVAL_METHOD == 0
+#define FAST_DIGITS 1    /* long double has >= 64 bits, double math is exact */
+#define POW10_EXACT 27   /* 10^27 = 2^27 * 5^27 and 5^27 < 2^64 */
+#define POW10_DBL 22     /* 10^22: 5^22 < 2^53 */
+#define TIE_MARGIN 0.02L /* |fraction - 0.5| below which printf decides */
+
+/* 10^k, exact as long double (and as double up to 10^POW10_DBL). */
+static const long double pow10_ld[POW10_EXACT + 1] = {
+    1e0L,  1e1L,  1e2L,  1e3L,  1e4L,  1e5L,  1e6L,  1e7L,  1e8L,  1e9L,
+    1e10L, 1e11L, 1e12L, 1e13L, 1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L,
+    1e20L, 1e21L, 1e22L, 1e23L, 1e24L, 1e25L, 1e26L, 1e27L};
+static const double pow10_d[POW10_DBL + 1] = {
+    1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/*
+ * The PREC_MAX digits of "%.*e" (PREC_MAX - 1) of 'a' (finite, > 0) into
+ * dig[PREC_MAX] and its decimal exponent into *x, without printf: a times
+ * 10^(16 - x) in long double is a * 10^k rounded once, off by at most half
+ * its ulp (2^-8 below 10^17), so its nearest integer is the correctly
+ * rounded one unless the fraction lies within TIE_MARGIN of one half.
+ * Returns 0, or -1 when printf must decide (that near-tie, or |a| outside
+ * [1e-11, 1e17), where 10^k is not exact).
+ */
+static int fast_digits(double a, char *dig, int *x)
+{
+    int e2;
+
+    (void)frexp(a, &e2); /* 2^(e2-1) <= a < 2^e2 */
+    int ex = (int)floor((e2 - 1) * 0.30102999566398120); /* or one low */
+    if (ex < 16 - POW10_EXACT || ex > 16)
+        return -1;
+    long double p = (long double)a * pow10_ld[16 - ex];
+    if (p >= 1e17L) {
+        if (++ex > 16)
+            return -1;
+        p = (long double)a * pow10_ld[16 - ex];
+    }
+    if (p < 1e16L || p >= 1e17L)
+        return -1; /* a rounded across a power of ten */
+    uint64_t n = (uint64_t)p;
+    long double frac = p - (long double)n; /* exact */
+    if (frac > 0.5L - TIE_MARGIN && frac < 0.5L + TIE_MARGIN)
+        return -1;
+    if (frac > 0.5L && ++n == 100000000000000000u)
+        return -1; /* 9.99..95 rounds to 10^17: rare, printf's */
+    for (int i = PREC_MAX - 1; i >= 0; i--, n /= 10)
+        dig[i] = (char)('0' + n % 10);
+    *x = ex;
+    return 0;
+}
+
+/*
+ * 1 when the 'p' digits 'cut' times 10^(x - p + 1) read back as 'a' (> 0),
+ * 0 when not, -1 when this cannot tell: Clinger's fast path, exact when the
+ * digits fit a double's 53 bits and 10^|e| is a double, as a single
+ * correctly rounded product or quotient is what strtod() gives.
+ */
+static int fast_reads_back(const char *cut, int p, int x, double a)
+{
+    uint64_t c = 0;
+
+    for (int i = 0; i < p; i++)
+        c = c * 10 + (uint64_t)(cut[i] - '0');
+    int e = x - p + 1;
+    if (c > (UINT64_C(1) << 53) || e < -POW10_DBL || e > POW10_DBL)
+        return -1;
+    double r = e < 0 ? (double)c / pow10_d[-e] : (double)c * pow10_d[e];
+    return r == a;
+}
+#endif
+
 /*
  * Print 'v' into text[REAL_TEXT] in the fewest digits, PREC_MIN to
  * PREC_MAX, that read back as 'v'; returns that precision.  The text is
- * "%.*g"'s, at a third of its cost: one snprintf gives v's PREC_MAX
- * digits, and the shorter candidates are those digits rounded, each
- * checked by reading it back.  Rounding the digits instead of v can only
- * go wrong when the digits after the cut read 5000...: v itself may lie
- * on either side of the half, and printf decides.
+ * "%.*g"'s, at a fraction of its cost: v's PREC_MAX digits come from
+ * fast_digits() (or one snprintf when it cannot tell), and the shorter
+ * candidates are those digits rounded, each checked by reading it back
+ * (fast_reads_back(), else strtod()).  Rounding the digits instead of v
+ * can only go wrong when the digits after the cut read 5000...: v itself
+ * may lie on either side of the half, and printf decides.
  */
 static int real_text(double v, char *text)
 {
     char full[REAL_TEXT];
     char dig[PREC_MAX + 1], cut[PREC_MAX + 1];
+    int neg = signbit(v) != 0;
+    int x;
 
     dig[PREC_MAX] = '\0';
-
-    /* "-d.dddddddddddddddde+XX" */
-    snprintf(full, sizeof(full), "%.*e", PREC_MAX - 1, v);
-    const char *s = full + (full[0] == '-');
-    dig[0] = s[0];
-    memcpy(dig + 1, s + 2, PREC_MAX - 1);
-    int x = atoi(s + 2 + PREC_MAX - 1 + 1);
-    int neg = full[0] == '-';
+#ifdef FAST_DIGITS
+    if (v == 0 || fast_digits(fabs(v), dig, &x) < 0)
+#endif
+    {
+        /* "-d.dddddddddddddddde+XX" */
+        snprintf(full, sizeof(full), "%.*e", PREC_MAX - 1, v);
+        const char *s = full + (full[0] == '-');
+        dig[0] = s[0];
+        memcpy(dig + 1, s + 2, PREC_MAX - 1);
+        x = atoi(s + 2 + PREC_MAX - 1 + 1);
+    }
 
     for (int p = PREC_MIN; p < PREC_MAX; p++) {
         int cx = x;
@@ -118,9 +198,18 @@ static int real_text(double v, char *text)
                 cx++;
             }
         }
+#ifdef FAST_DIGITS
+        int back = v != 0 ? fast_reads_back(cut, p, cx, fabs(v)) : -1;
+        if (back == 0)
+            continue;
+        put_g(neg, cut, p, cx, p, text);
+        if (back == 1 || strtod(text, NULL) == v)
+            return p;
+#else
         put_g(neg, cut, p, cx, p, text);
         if (strtod(text, NULL) == v)
             return p;
+#endif
     }
     put_g(neg, dig, PREC_MAX, x, PREC_MAX, text);
     return PREC_MAX;

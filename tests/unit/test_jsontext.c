@@ -7,6 +7,7 @@
 #include "jsontext.h"
 
 #include <float.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -192,11 +193,43 @@ static void test_against_printf(void **state)
         check_one(edge[i]);
 }
 
+/* Embedding values: mock-infer's k/255 (17 digits, like a real server's
+ * Python floats), float32s, at every scale the fast path takes and beyond
+ * it; and reals next to a half between two 15-, 16- and 17-digit texts,
+ * where the digits must come from printf. */
+static void test_embeddings_and_ties(void **state)
+{
+    (void)state;
+    for (int k = 0; k <= 255; k++)
+        for (int e = -14; e <= 19; e++) {
+            double v = (double)k / 255.0 * pow(10.0, e);
+            check_one(v);
+            check_one(-v);
+            check_one((double)(float)v);
+        }
+    uint64_t x = 0x2545f4914f6cdd1du;
+    char text[48];
+    for (int i = 0; i < 100000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        int ndig = 15 + (int)(x % 3);
+        uint64_t lead = 1 + (x >> 8) % 9;
+        /* d.ddd...5 (ndig + 1 digits) times 10^e: a half at ndig digits */
+        snprintf(text, sizeof(text), "%" PRIu64 ".%0*" PRIu64 "5e%d", lead,
+                 ndig - 1, (x >> 20) % (uint64_t)pow(10.0, ndig - 1),
+                 (int)((x >> 40) % 40) - 20);
+        double mid = strtod(text, NULL);
+        check_one(mid);
+        check_one(nextafter(mid, 0.0));
+        check_one(nextafter(mid, INFINITY));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shortest_reals),
         cmocka_unit_test(test_against_printf),
+        cmocka_unit_test(test_embeddings_and_ties),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_precision_per_value),
         cmocka_unit_test(test_same_as_jansson),
