@@ -74,6 +74,52 @@ static void put_g(int neg, const char *dig, int ndig, int x, int prec,
     *o = '\0';
 }
 
+/* 10^k as an integer, k <= PREC_MAX. */
+static const uint64_t pow10_u[PREC_MAX + 1] = {1u,
+                                               10u,
+                                               100u,
+                                               1000u,
+                                               10000u,
+                                               100000u,
+                                               1000000u,
+                                               10000000u,
+                                               100000000u,
+                                               1000000000u,
+                                               10000000000u,
+                                               100000000000u,
+                                               1000000000000u,
+                                               10000000000000u,
+                                               100000000000000u,
+                                               1000000000000000u,
+                                               10000000000000000u,
+                                               100000000000000000u};
+
+/* The 'ndig' decimal digits of 'n' (< 10^ndig, leading zeros kept). */
+static void put_digits(uint64_t n, int ndig, char *dig)
+{
+    static const char pairs[] = "00010203040506070809"
+                                "10111213141516171819"
+                                "20212223242526272829"
+                                "30313233343536373839"
+                                "40414243444546474849"
+                                "50515253545556575859"
+                                "60616263646566676869"
+                                "70717273747576777879"
+                                "80818283848586878889"
+                                "90919293949596979899";
+    int i = ndig;
+
+    while (i >= 2) {
+        unsigned r = (unsigned)(n % 100);
+        n /= 100;
+        i -= 2;
+        dig[i] = pairs[2 * r];
+        dig[i + 1] = pairs[2 * r + 1];
+    }
+    if (i)
+        dig[0] = (char)('0' + n % 10);
+}
+
 #if LDBL_MANT_DIG >= 64 && FLT_EVAL_METHOD == 0
 #define FAST_DIGITS 1    /* long double has >= 64 bits, double math is exact */
 #define POW10_EXACT 27   /* 10^27 = 2^27 * 5^27 and 5^27 < 2^64 */
@@ -90,20 +136,24 @@ static const double pow10_d[POW10_DBL + 1] = {
     1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
 /*
- * The PREC_MAX digits of "%.*e" (PREC_MAX - 1) of 'a' (finite, > 0) into
- * dig[PREC_MAX] and its decimal exponent into *x, without printf: a times
- * 10^(16 - x) in long double is a * 10^k rounded once, off by at most half
- * its ulp (2^-8 below 10^17), so its nearest integer is the correctly
- * rounded one unless the fraction lies within TIE_MARGIN of one half.
- * Returns 0, or -1 when printf must decide (that near-tie, or |a| outside
- * [1e-11, 1e17), where 10^k is not exact).
+ * The PREC_MAX digits of "%.*e" (PREC_MAX - 1) of 'a' (finite, > 0) as
+ * the integer *n (10^16 <= *n < 10^17) and its decimal exponent *x,
+ * without printf: a times 10^(16 - x) in long double is a * 10^k rounded
+ * once, off by at most half its ulp (2^-8 below 10^17), so its nearest
+ * integer is the correctly rounded one unless the fraction lies within
+ * TIE_MARGIN of one half.  Returns 0, or -1 when printf must decide (that
+ * near-tie, or 'a' outside about [1e-11, 1e17), where 10^k is not exact).
  */
-static int fast_digits(double a, char *dig, int *x)
+static int fast_digits(double a, uint64_t *n, int *x)
 {
-    int e2;
+    uint64_t bits;
 
-    (void)frexp(a, &e2); /* 2^(e2-1) <= a < 2^e2 */
-    int ex = (int)floor((e2 - 1) * 0.30102999566398120); /* or one low */
+    memcpy(&bits, &a, sizeof(bits));
+    int e2 = (int)(bits >> 52) - 1022; /* 2^(e2-1) <= a < 2^e2 */
+    if (e2 < -40 || e2 > 60)
+        return -1; /* keeps 16 - ex within [0, POW10_EXACT] below */
+    /* floor((e2 - 1) * log10(2)), exact for |e2| < 1000; or one low */
+    int ex = (((e2 - 1) * 78913 + (1 << 30)) >> 18) - (1 << 12);
     if (ex < 16 - POW10_EXACT || ex > 16)
         return -1;
     long double p = (long double)a * pow10_ld[16 - ex];
@@ -114,31 +164,25 @@ static int fast_digits(double a, char *dig, int *x)
     }
     if (p < 1e16L || p >= 1e17L)
         return -1; /* a rounded across a power of ten */
-    uint64_t n = (uint64_t)p;
-    long double frac = p - (long double)n; /* exact */
+    uint64_t i = (uint64_t)p;
+    long double frac = p - (long double)i; /* exact */
     if (frac > 0.5L - TIE_MARGIN && frac < 0.5L + TIE_MARGIN)
         return -1;
-    if (frac > 0.5L && ++n == 100000000000000000u)
+    if (frac > 0.5L && ++i == pow10_u[PREC_MAX])
         return -1; /* 9.99..95 rounds to 10^17: rare, printf's */
-    for (int i = PREC_MAX - 1; i >= 0; i--, n /= 10)
-        dig[i] = (char)('0' + n % 10);
+    *n = i;
     *x = ex;
     return 0;
 }
 
 /*
- * 1 when the 'p' digits 'cut' times 10^(x - p + 1) read back as 'a' (> 0),
- * 0 when not, -1 when this cannot tell: Clinger's fast path, exact when the
- * digits fit a double's 53 bits and 10^|e| is a double, as a single
- * correctly rounded product or quotient is what strtod() gives.
+ * 1 when 'c' times 10^e reads back as 'a' (> 0), 0 when not, -1 when this
+ * cannot tell: Clinger's fast path, exact when 'c' fits a double's 53 bits
+ * and 10^|e| is a double, as one correctly rounded product or quotient is
+ * what strtod() gives.
  */
-static int fast_reads_back(const char *cut, int p, int x, double a)
+static int fast_reads_back(uint64_t c, int e, double a)
 {
-    uint64_t c = 0;
-
-    for (int i = 0; i < p; i++)
-        c = c * 10 + (uint64_t)(cut[i] - '0');
-    int e = x - p + 1;
     if (c > (UINT64_C(1) << 53) || e < -POW10_DBL || e > POW10_DBL)
         return -1;
     double r = e < 0 ? (double)c / pow10_d[-e] : (double)c * pow10_d[e];
@@ -158,59 +202,53 @@ static int fast_reads_back(const char *cut, int p, int x, double a)
  */
 static int real_text(double v, char *text)
 {
-    char full[REAL_TEXT];
-    char dig[PREC_MAX + 1], cut[PREC_MAX + 1];
+    char dig[PREC_MAX];
     int neg = signbit(v) != 0;
-    int x;
+    uint64_t n = 0; /* v's PREC_MAX digits */
+    int x;          /* and its decimal exponent */
 
-    dig[PREC_MAX] = '\0';
 #ifdef FAST_DIGITS
-    if (v == 0 || fast_digits(fabs(v), dig, &x) < 0)
+    if (v == 0 || fast_digits(fabs(v), &n, &x) < 0)
 #endif
     {
+        char full[REAL_TEXT];
         /* "-d.dddddddddddddddde+XX" */
         snprintf(full, sizeof(full), "%.*e", PREC_MAX - 1, v);
         const char *s = full + (full[0] == '-');
-        dig[0] = s[0];
-        memcpy(dig + 1, s + 2, PREC_MAX - 1);
+        n = (uint64_t)(s[0] - '0');
+        for (int i = 0; i < PREC_MAX - 1; i++)
+            n = n * 10 + (uint64_t)(s[2 + i] - '0');
         x = atoi(s + 2 + PREC_MAX - 1 + 1);
     }
 
     for (int p = PREC_MIN; p < PREC_MAX; p++) {
+        uint64_t div = pow10_u[PREC_MAX - p], half = div / 2;
+        uint64_t q = n / div, r = n % div;
         int cx = x;
-        if (dig[p] == '5' &&
-            strspn(dig + p + 1, "0") == (size_t)(PREC_MAX - p - 1)) {
+        if (r == half) {
             /* digits ...5000: v may lie on either side of the half */
             snprintf(text, REAL_TEXT, "%.*g", p, v);
             if (strtod(text, NULL) == v)
                 return p;
             continue;
         }
-        memcpy(cut, dig, (size_t)p);
-        if (dig[p] >= '5') {
-            int i = p - 1;
-            while (i >= 0 && cut[i] == '9')
-                cut[i--] = '0';
-            if (i >= 0) {
-                cut[i]++;
-            } else { /* 99..9 -> 100..0 */
-                cut[0] = '1';
-                cx++;
-            }
+        if (r > half && ++q == pow10_u[p]) { /* 99..9 -> 100..0 */
+            q = pow10_u[p - 1];
+            cx++;
         }
 #ifdef FAST_DIGITS
-        int back = v != 0 ? fast_reads_back(cut, p, cx, fabs(v)) : -1;
+        int back = v != 0 ? fast_reads_back(q, cx - p + 1, fabs(v)) : -1;
         if (back == 0)
             continue;
-        put_g(neg, cut, p, cx, p, text);
+#else
+        int back = -1;
+#endif
+        put_digits(q, p, dig);
+        put_g(neg, dig, p, cx, p, text);
         if (back == 1 || strtod(text, NULL) == v)
             return p;
-#else
-        put_g(neg, cut, p, cx, p, text);
-        if (strtod(text, NULL) == v)
-            return p;
-#endif
     }
+    put_digits(n, PREC_MAX, dig);
     put_g(neg, dig, PREC_MAX, x, PREC_MAX, text);
     return PREC_MAX;
 }
