@@ -177,16 +177,31 @@ static int fast_digits(double a, uint64_t *n, int *x)
 
 /*
  * 1 when 'c' times 10^e reads back as 'a' (> 0), 0 when not, -1 when this
- * cannot tell: Clinger's fast path, exact when 'c' fits a double's 53 bits
- * and 10^|e| is a double, as one correctly rounded product or quotient is
- * what strtod() gives.
+ * cannot tell.  Clinger's fast path when 'c' fits a double's 53 bits and
+ * 10^|e| is a double: one correctly rounded product or quotient is what
+ * strtod() gives.  Else, with a 64-bit long double, the product rounded
+ * to 64 bits and then to 53 is the correctly rounded one unless the first
+ * rounding lands on a midpoint between two doubles (its 11 low bits read
+ * 10000000000): rounding is monotonic and keeps those midpoints.
  */
 static int fast_reads_back(uint64_t c, int e, double a)
 {
-    if (c > (UINT64_C(1) << 53) || e < -POW10_DBL || e > POW10_DBL)
-        return -1;
-    double r = e < 0 ? (double)c / pow10_d[-e] : (double)c * pow10_d[e];
-    return r == a;
+    if (c <= (UINT64_C(1) << 53) && e >= -POW10_DBL && e <= POW10_DBL) {
+        double r = e < 0 ? (double)c / pow10_d[-e] : (double)c * pow10_d[e];
+        return r == a;
+    }
+#if LDBL_MANT_DIG == 64
+    if (e >= -POW10_EXACT && e <= POW10_EXACT) {
+        long double l = e < 0 ? (long double)c / pow10_ld[-e]
+                              : (long double)c * pow10_ld[e];
+        int le;
+        uint64_t m = (uint64_t)ldexpl(frexpl(l, &le), 64);
+        if ((m & 0x7ff) == 0x400)
+            return -1;
+        return (double)l == a;
+    }
+#endif
+    return -1;
 }
 #endif
 
@@ -381,6 +396,14 @@ static int put_value(struct sl_strbuf *o, const json_t *j, size_t flags,
             return -1;
         json_array_foreach((json_t *)j, i, v)
         {
+            if (json_is_real(v)) { /* a vector's: comma and real at once */
+                char text[1 + REAL_TEXT];
+                size_t n = real_json(json_real_value(v), text + 1);
+                text[0] = ',';
+                if (!n || sl_strbuf_add(o, text + !i, n + (i != 0)))
+                    return -1;
+                continue;
+            }
             if ((i && sl_strbuf_add(o, ",", 1)) ||
                 put_value(o, v, flags, depth + 1))
                 return -1;

@@ -221,6 +221,12 @@ static void test_embeddings_and_ties(void **state)
         check_one(mid);
         check_one(nextafter(mid, 0.0));
         check_one(nextafter(mid, INFINITY));
+        /* integers in [2^54, 10^17): a 16-digit candidate there can be a
+         * midpoint between two doubles */
+        double big = (double)(UINT64_C(18014398509481984) +
+                              (x >> 8) % UINT64_C(81985601490518016));
+        check_one(big);
+        check_one(nextafter(big, INFINITY));
     }
 }
 
