@@ -365,6 +365,49 @@ static int put_scalar(struct sl_strbuf *o, const json_t *j, size_t flags)
     return rc;
 }
 
+/*
+ * s[0..len) as a JSON string when jansson would print it verbatim with
+ * 'flags' (SCALAR_FLAGS): ASCII from 0x20 to 0x7f but '"' and '\\' (and
+ * '/' under JSON_ESCAPE_SLASH), at most SCALAR_BUF - 2 bytes.  Keys and
+ * labels are such text, and jansson's writer costs ~1,300 instructions a
+ * scalar.  1 when written, 0 when jansson must print it (escapes, UTF-8),
+ * -1 when out of memory.
+ */
+static int put_plain_string(struct sl_strbuf *o, const char *s, size_t len,
+                            size_t flags)
+{
+    char buf[SCALAR_BUF];
+    int slash = (flags & JSON_ESCAPE_SLASH) != 0;
+
+    if (len > SCALAR_BUF - 2)
+        return 0;
+    buf[0] = '"';
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c > 0x7f || c == '"' || c == '\\' ||
+            (c == '/' && slash))
+            return 0;
+        buf[1 + i] = (char)c;
+    }
+    buf[1 + len] = '"';
+    return sl_strbuf_add(o, buf, len + 2) ? -1 : 1;
+}
+
+/* 'v' in decimal, as jansson's "%" JSON_INTEGER_FORMAT. */
+static int put_integer(struct sl_strbuf *o, json_int_t v)
+{
+    char buf[24];
+    char *end = buf + sizeof(buf), *p = end;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+
+    do
+        *--p = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0)
+        *--p = '-';
+    return sl_strbuf_add(o, p, (size_t)(end - p));
+}
+
 /* 'j' as compact text, each real in its own shortest precision. */
 static int put_value(struct sl_strbuf *o, const json_t *j, size_t flags,
                      int depth)
@@ -382,12 +425,16 @@ static int put_value(struct sl_strbuf *o, const json_t *j, size_t flags,
         i = 0;
         json_object_foreach((json_t *)j, key, v)
         {
-            json_t *k = json_stringn_nocheck(key, strlen(key));
-            int rc = !k || (i++ && sl_strbuf_add(o, ",", 1)) ||
-                     put_scalar(o, k, flags) || sl_strbuf_add(o, ":", 1) ||
-                     put_value(o, v, flags, depth + 1);
-            json_decref(k);
-            if (rc)
+            if (i++ && sl_strbuf_add(o, ",", 1))
+                return -1;
+            int plain = put_plain_string(o, key, strlen(key), flags);
+            if (plain == 0) {
+                json_t *k = json_stringn_nocheck(key, strlen(key));
+                plain = k && !put_scalar(o, k, flags) ? 1 : -1;
+                json_decref(k);
+            }
+            if (plain < 0 || sl_strbuf_add(o, ":", 1) ||
+                put_value(o, v, flags, depth + 1))
                 return -1;
         }
         return sl_strbuf_add(o, "}", 1);
@@ -414,6 +461,19 @@ static int put_value(struct sl_strbuf *o, const json_t *j, size_t flags,
         size_t n = real_json(json_real_value(j), text);
         return n ? sl_strbuf_add(o, text, n) : -1;
     }
+    case JSON_STRING: {
+        int plain = put_plain_string(o, json_string_value(j),
+                                     json_string_length(j), flags);
+        return plain ? (plain < 0 ? -1 : 0) : put_scalar(o, j, flags);
+    }
+    case JSON_INTEGER:
+        return put_integer(o, json_integer_value(j));
+    case JSON_TRUE:
+        return sl_strbuf_add(o, "true", 4);
+    case JSON_FALSE:
+        return sl_strbuf_add(o, "false", 5);
+    case JSON_NULL:
+        return sl_strbuf_add(o, "null", 4);
     default:
         return put_scalar(o, j, flags);
     }

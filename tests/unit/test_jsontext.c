@@ -130,6 +130,51 @@ static void test_same_as_jansson(void **state)
     }
 }
 
+/* Keys, strings and integers written without jansson's writer: the same
+ * text as json_dumps() for every ASCII byte in a key and a value, '/',
+ * UTF-8, strings around the 62-byte fast-path limit, integers at both
+ * ends. */
+static void test_scalars_same_as_jansson(void **state)
+{
+    (void)state;
+    static const size_t flags[] = {
+        JSON_COMPACT, JSON_COMPACT | JSON_ENSURE_ASCII,
+        JSON_COMPACT | JSON_ESCAPE_SLASH | JSON_ENSURE_ASCII};
+    json_t *j = json_object();
+    char text[80];
+    for (int c = 1; c < 0x100; c++) {
+        snprintf(text, sizeof(text), "k%cey", c);
+        if (c < 0x80)
+            json_object_set_new(j, text, json_stringn(text, strlen(text)));
+    }
+    json_object_set_new(j, "caf\xc3\xa9", json_string("na\xc3\xafve/x"));
+    for (int len = 58; len <= 66; len++) {
+        memset(text, 'a', (size_t)len);
+        text[len] = '\0';
+        json_object_set_new(j, text, json_string(text));
+        text[len - 1] = '/';
+        json_object_set_new(j, text, json_string(text));
+    }
+    json_t *ints = json_array();
+    json_int_t iv[] = {0,   1,         -1,        9,         10,
+                       -10, 123456789, INT64_MAX, INT64_MIN, INT64_MIN + 1};
+    for (size_t i = 0; i < sizeof(iv) / sizeof(iv[0]); i++)
+        json_array_append_new(ints, json_integer(iv[i]));
+    json_array_append_new(ints, json_true());
+    json_array_append_new(ints, json_false());
+    json_array_append_new(ints, json_null());
+    json_object_set_new(j, "ints", ints);
+    for (size_t f = 0; f < sizeof(flags) / sizeof(flags[0]); f++) {
+        char *want = json_dumps(j, flags[f]);
+        char *got = sl_jsontext_dumps(j, flags[f]);
+        assert_non_null(got);
+        assert_string_equal(got, want);
+        free(want);
+        free(got);
+    }
+    json_decref(j);
+}
+
 /* The reference: the fewest digits, 15 to 17, with which "%.*g" reads
  * back as 'v', written by jansson at that precision. */
 static char *reference(double v)
@@ -239,6 +284,7 @@ int main(void)
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_precision_per_value),
         cmocka_unit_test(test_same_as_jansson),
+        cmocka_unit_test(test_scalars_same_as_jansson),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
