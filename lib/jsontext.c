@@ -1,8 +1,9 @@
 /*
  * Shortest round-trip printing of reals for jansson documents.  Compact
- * text is written here, structure by structure, with each scalar printed
- * by jansson (so strings are escaped exactly as json_dumps() does) and
- * each real in the fewest digits that read back as the same double.
+ * text is written here, structure by structure, each real in the fewest
+ * digits that read back as the same double, plain ASCII strings and
+ * integers directly, and any other scalar by jansson (so strings are
+ * escaped exactly as json_dumps() does).
  */
 #include "jsontext.h"
 #include "strbuf.h"
