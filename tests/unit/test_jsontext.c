@@ -7,6 +7,7 @@
 #include "jsontext.h"
 
 #include <float.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -129,6 +130,51 @@ static void test_same_as_jansson(void **state)
     }
 }
 
+/* Keys, strings and integers written without jansson's writer: the same
+ * text as json_dumps() for every ASCII byte in a key and a value, '/',
+ * UTF-8, strings around the 62-byte fast-path limit, integers at both
+ * ends. */
+static void test_scalars_same_as_jansson(void **state)
+{
+    (void)state;
+    static const size_t flags[] = {
+        JSON_COMPACT, JSON_COMPACT | JSON_ENSURE_ASCII,
+        JSON_COMPACT | JSON_ESCAPE_SLASH | JSON_ENSURE_ASCII};
+    json_t *j = json_object();
+    char text[80];
+    for (int c = 1; c < 0x100; c++) {
+        snprintf(text, sizeof(text), "k%cey", c);
+        if (c < 0x80)
+            json_object_set_new(j, text, json_stringn(text, strlen(text)));
+    }
+    json_object_set_new(j, "caf\xc3\xa9", json_string("na\xc3\xafve/x"));
+    for (int len = 58; len <= 66; len++) {
+        memset(text, 'a', (size_t)len);
+        text[len] = '\0';
+        json_object_set_new(j, text, json_string(text));
+        text[len - 1] = '/';
+        json_object_set_new(j, text, json_string(text));
+    }
+    json_t *ints = json_array();
+    json_int_t iv[] = {0,   1,         -1,        9,         10,
+                       -10, 123456789, INT64_MAX, INT64_MIN, INT64_MIN + 1};
+    for (size_t i = 0; i < sizeof(iv) / sizeof(iv[0]); i++)
+        json_array_append_new(ints, json_integer(iv[i]));
+    json_array_append_new(ints, json_true());
+    json_array_append_new(ints, json_false());
+    json_array_append_new(ints, json_null());
+    json_object_set_new(j, "ints", ints);
+    for (size_t f = 0; f < sizeof(flags) / sizeof(flags[0]); f++) {
+        char *want = json_dumps(j, flags[f]);
+        char *got = sl_jsontext_dumps(j, flags[f]);
+        assert_non_null(got);
+        assert_string_equal(got, want);
+        free(want);
+        free(got);
+    }
+    json_decref(j);
+}
+
 /* The reference: the fewest digits, 15 to 17, with which "%.*g" reads
  * back as 'v', written by jansson at that precision. */
 static char *reference(double v)
@@ -192,14 +238,53 @@ static void test_against_printf(void **state)
         check_one(edge[i]);
 }
 
+/* Embedding values: mock-infer's k/255 (17 digits, like a real server's
+ * Python floats), float32s, at every scale the fast path takes and beyond
+ * it; and reals next to a half between two 15-, 16- and 17-digit texts,
+ * where the digits must come from printf. */
+static void test_embeddings_and_ties(void **state)
+{
+    (void)state;
+    for (int k = 0; k <= 255; k++)
+        for (int e = -14; e <= 19; e++) {
+            double v = (double)k / 255.0 * pow(10.0, e);
+            check_one(v);
+            check_one(-v);
+            check_one((double)(float)v);
+        }
+    uint64_t x = 0x2545f4914f6cdd1du;
+    char text[48];
+    for (int i = 0; i < 100000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        int ndig = 15 + (int)(x % 3);
+        uint64_t lead = 1 + (x >> 8) % 9;
+        /* d.ddd...5 (ndig + 1 digits) times 10^e: a half at ndig digits */
+        snprintf(text, sizeof(text), "%" PRIu64 ".%0*" PRIu64 "5e%d", lead,
+                 ndig - 1, (x >> 20) % (uint64_t)pow(10.0, ndig - 1),
+                 (int)((x >> 40) % 40) - 20);
+        double mid = strtod(text, NULL);
+        check_one(mid);
+        check_one(nextafter(mid, 0.0));
+        check_one(nextafter(mid, INFINITY));
+        /* integers in [2^54, 10^17): a 16-digit candidate there can be a
+         * midpoint between two doubles */
+        double big = (double)(UINT64_C(18014398509481984) +
+                              (x >> 8) % UINT64_C(81985601490518016));
+        check_one(big);
+        check_one(nextafter(big, INFINITY));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shortest_reals),
         cmocka_unit_test(test_against_printf),
+        cmocka_unit_test(test_embeddings_and_ties),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_precision_per_value),
         cmocka_unit_test(test_same_as_jansson),
+        cmocka_unit_test(test_scalars_same_as_jansson),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
