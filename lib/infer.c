@@ -9,6 +9,7 @@
 #include "err.h"
 #include "log.h"
 #include "secret.h"
+#include "template.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +75,7 @@ static int backend_init(struct sl_infer_backend *be,
     int err;
 
     be->conf = bc;
+    be->body_safe = bc->body && sl_template_json_safe(bc->body);
     size_t ulen = strlen(bc->url);
     while (*suffix && ulen > 0 && bc->url[ulen - 1] == '/')
         ulen--;
