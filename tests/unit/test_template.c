@@ -288,6 +288,169 @@ static void test_render_json_safe(void **state)
     json_decref(doc);
 }
 
+/*
+ * perf #15: sl_template_json_quick() gives json_loadb()'s value or leaves
+ * the text to it: compared on hand-picked texts and on 200,000 random
+ * ones (random JSON, then bytes changed).
+ */
+static bool expect_as_jansson(const char *text, size_t len, bool must_read)
+{
+    bool read;
+    json_error_t jerr;
+    json_t *q = sl_template_json_quick(text, len);
+    json_t *j = json_loadb(text, len, 0, &jerr);
+
+    read = q != NULL;
+    if (must_read && !q)
+        fail_msg("not read quickly: %.*s", (int)len, text);
+    if (q) {
+        if (!j)
+            fail_msg("read, but jansson refuses (%s): %.*s", jerr.text,
+                     (int)len, text);
+        size_t f = JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17);
+        char *qs = json_dumps(q, f), *js = json_dumps(j, f);
+        if (!json_equal(q, j) || strcmp(qs, js))
+            fail_msg("%s != %s for %.*s", qs, js, (int)len, text);
+        free(qs);
+        free(js);
+    }
+    json_decref(q);
+    json_decref(j);
+    return read;
+}
+
+static uint64_t rnd_state = 88172645463325252ULL;
+
+static unsigned rnd(unsigned n)
+{
+    rnd_state ^= rnd_state << 13;
+    rnd_state ^= rnd_state >> 7;
+    rnd_state ^= rnd_state << 17;
+    return (unsigned)(rnd_state % n);
+}
+
+static void gen_value(char *b, size_t *o, size_t size, int depth)
+{
+    static const char *atoms[] = {"0",
+                                  "-0",
+                                  "7",
+                                  "-12",
+                                  "123456789012345678",
+                                  "1234567890123456789",
+                                  "99999999999999999999",
+                                  "1.5",
+                                  "-0.25e3",
+                                  "1E400",
+                                  "1e-400",
+                                  "2.",
+                                  "01",
+                                  "-",
+                                  "true",
+                                  "false",
+                                  "null",
+                                  "tru",
+                                  "nulll",
+                                  "\"\"",
+                                  "\"plain\"",
+                                  "\"caf\xc3\xa9\"",
+                                  "\"\\n\\t\\\"\\\\\\/\\b\\f\\r\"",
+                                  "\"\\u00e9\"",
+                                  "\"\\u0000\"",
+                                  "\"a\\x\"",
+                                  "\"\xed\xa0\x80\"",
+                                  "\"\xc3\"",
+                                  "\"tab\there\"",
+                                  "\"\xf0\x9f\x98\x80\""};
+    static const char *ws[] = {"", " ", "\n", "\t ", "\r\n", "\f"};
+
+    if (*o + 64 >= size)
+        return;
+    size_t k = rnd(depth > 4 ? 1 : 3);
+    if (k == 0) {
+        *o += (size_t)snprintf(b + *o, size - *o, "%s%s",
+                               atoms[rnd(sizeof(atoms) / sizeof(*atoms))],
+                               ws[rnd(6)]);
+        return;
+    }
+    bool obj = k == 1;
+    b[(*o)++] = obj ? '{' : '[';
+    unsigned n = rnd(4);
+    for (unsigned i = 0; i < n && *o + 64 < size; i++) {
+        if (i)
+            b[(*o)++] = ',';
+        if (obj)
+            *o +=
+                (size_t)snprintf(b + *o, size - *o, "%s\"k%u\"%s:", ws[rnd(6)],
+                                 rnd(3), ws[rnd(6)]);
+        gen_value(b, o, size, depth + 1);
+    }
+    if (*o + 2 < size)
+        b[(*o)++] = obj ? '}' : ']';
+}
+
+static void test_json_quick(void **state)
+{
+    (void)state;
+    static const char *usual[] = {
+        "{\"id\": 1, \"text\": \"message 1: the service was fine\"}",
+        "{\"label\": \"positive\", \"score\": 0.9312345678901234}",
+        " [1, -2, 3.25e-3, true, false, null, {}, [], \"x\"] ",
+        "{\"a\": {\"b\": [{\"c\": \"caf\xc3\xa9 \\\"q\\\" \\n\"}]}}",
+        "{\"dup\": 1, \"dup\": 2, \"k\": 0}",
+        "{\"n\": -0, \"r\": -0.0, \"big\": 123456789012345678}"};
+    static const char *left[] = {"",
+                                 "   ",
+                                 "1",
+                                 "\"s\"",
+                                 "{",
+                                 "{\"a\" 1}",
+                                 "{\"a\": 1,}",
+                                 "[1,]",
+                                 "{\"a\": \"\\u00e9\"}",
+                                 "[1] x",
+                                 "[01]",
+                                 "[1e999]",
+                                 "[-]",
+                                 "{\"a\": 99999999999999999999}",
+                                 "[\"\xc3\x28\"]",
+                                 "[nul]",
+                                 "[truex]",
+                                 "[\"a\tb\"]",
+                                 "{'a': 1}"};
+    char b[1024];
+
+    for (size_t i = 0; i < sizeof(usual) / sizeof(*usual); i++)
+        expect_as_jansson(usual[i], strlen(usual[i]), true);
+    for (size_t i = 0; i < sizeof(left) / sizeof(*left); i++) {
+        json_t *q = sl_template_json_quick(left[i], strlen(left[i]));
+        if (q)
+            fail_msg("read quickly: %s", left[i]);
+    }
+    /* Deeper than the quick reader goes: jansson's value all the same. */
+    size_t o = 0;
+    for (int i = 0; i < 100; i++)
+        b[o++] = '[';
+    for (int i = 0; i < 100; i++)
+        b[o++] = ']';
+    assert_null(sl_template_json_quick(b, o));
+    expect_as_jansson(b, o, false);
+    size_t nread = 0, nvalid = 0;
+    for (int i = 0; i < 200000; i++) {
+        o = 0;
+        gen_value(b, &o, sizeof(b), 0);
+        if (o && rnd(2))
+            b[rnd((unsigned)o)] = "{}[]\",:0-e.\\ a\x80\xc3"[rnd(17)];
+        nread += expect_as_jansson(b, o, false);
+        json_t *j = json_loadb(b, o, 0, NULL);
+        nvalid += j != NULL;
+        json_decref(j);
+    }
+    /* Most of what jansson reads, the quick reader reads too. */
+    print_message("quick reader: %zu of %zu texts jansson reads\n", nread,
+                  nvalid);
+    assert_true(nread > nvalid / 2);
+}
+
 /* Expect sl_template_check_json(tpl, want_string) to refuse with 'why'. */
 static void check_refused(const char *tpl, bool want_string, const char *why)
 {
@@ -359,6 +522,7 @@ int main(void)
         cmocka_unit_test(test_values_as_jansson_writes_them),
         cmocka_unit_test(test_json_safe),
         cmocka_unit_test(test_render_json_safe),
+        cmocka_unit_test(test_json_quick),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
