@@ -335,9 +335,7 @@ int sl_infer_proto_parse(const struct sl_config_backend *bc, const char *resp,
 
     *valuesp = NULL;
     usage->prompt = usage->completion = usage->total = -1;
-    reply = sl_template_json_quick(resp, resp_len);
-    if (!reply)
-        reply = json_loadb(resp ? resp : "", resp_len, 0, &jerr);
+    reply = json_loadb(resp ? resp : "", resp_len, 0, &jerr);
     if (!reply) {
         char why[sizeof(jerr.text) * 2];
         snprintf(text, text_size, "reply is not valid JSON: %s at byte %d",

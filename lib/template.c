@@ -33,14 +33,6 @@ int sl_template_parse_payload(const void *payload, size_t len, int raw,
         *docp = doc;
         return 0;
     }
-    /* Read quickly when it is the usual JSON, then the same value as
-     * jansson's; else jansson, for its value or its error. */
-    doc = sl_template_json_quick(payload, len);
-    if (doc && json_is_object(doc)) {
-        *docp = doc;
-        return 0;
-    }
-    json_decref(doc);
     size_t valid = sl_utf8_valid_prefix(payload ? payload : "", len);
     if (valid < len)
         return sl_seterr(-SL_EDECODE, errstr, errstr_size,

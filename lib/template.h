@@ -31,17 +31,6 @@ int sl_template_parse_payload(const void *payload, size_t len, int raw,
                               json_t **docp, char *errstr, size_t errstr_size);
 
 /*
- * The value json_loadb(text, len, 0) gives, read without jansson's
- * per-character lexer (lib/template_json.c) for the usual JSON: objects,
- * arrays, strings with short escapes, numbers, literals, up to 64 levels.
- * NULL when the text is not JSON or holds what this reader leaves to
- * jansson (\u escapes, deeper nesting, huge numbers), and on allocation
- * failure: then call json_loadb(), for the value or jansson's error.  The
- * value is a new reference.  Any thread.
- */
-json_t *sl_template_json_quick(const char *text, size_t len);
-
-/*
  * Render template 'tpl' over 'doc' in 'mode'.
  *
  * Returns 0 and sets *outp to a NUL-terminated string (owned by the
