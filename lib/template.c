@@ -33,14 +33,16 @@ int sl_template_parse_payload(const void *payload, size_t len, int raw,
         *docp = doc;
         return 0;
     }
-    size_t valid = sl_utf8_valid_prefix(payload ? payload : "", len);
-    if (valid < len)
-        return sl_seterr(-SL_EDECODE, errstr, errstr_size,
-                         "payload is not valid JSON: invalid UTF-8 at byte "
-                         "%zu",
-                         valid);
     doc = json_loadb(payload ? payload : "", len, 0, &jerr);
     if (!doc) {
+        /* jansson reads only valid UTF-8 (as strict as sl_utf8): look for
+         * the bad byte only when it refused. */
+        size_t valid = sl_utf8_valid_prefix(payload ? payload : "", len);
+        if (valid < len)
+            return sl_seterr(-SL_EDECODE, errstr, errstr_size,
+                             "payload is not valid JSON: invalid UTF-8 at "
+                             "byte %zu",
+                             valid);
         /* jansson may quote half a character: keep the reason UTF-8. */
         char why[sizeof(jerr.text) * 2];
         sl_utf8_printable(jerr.text, strlen(jerr.text), why, sizeof(why));

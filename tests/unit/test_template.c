@@ -121,7 +121,25 @@ static void test_bad_payloads(void **state)
                      -SL_EDECODE);
     assert_null(doc);
     assert_non_null(strstr(errstr, "payload is not valid JSON"));
-    assert_non_null(strstr(errstr, "UTF-8"));
+    assert_string_equal(errstr,
+                        "payload is not valid JSON: invalid UTF-8 at byte 13");
+    /* Bad UTF-8 after a syntax error: the UTF-8 is what is reported. */
+    assert_int_equal(sl_template_parse_payload("{oops \xc3\x28}", 9, 0, &doc,
+                                               errstr, sizeof(errstr)),
+                     -SL_EDECODE);
+    assert_string_equal(errstr,
+                        "payload is not valid JSON: invalid UTF-8 at byte 6");
+    /* Surrogates and overlong forms are refused as before. */
+    assert_int_equal(sl_template_parse_payload("{\"t\": \"\xed\xa0\x80\"}", 12,
+                                               0, &doc, errstr, sizeof(errstr)),
+                     -SL_EDECODE);
+    assert_string_equal(errstr,
+                        "payload is not valid JSON: invalid UTF-8 at byte 7");
+    assert_int_equal(sl_template_parse_payload("{\"t\": \"\xc0\xaf\"}", 11, 0,
+                                               &doc, errstr, sizeof(errstr)),
+                     -SL_EDECODE);
+    assert_string_equal(errstr,
+                        "payload is not valid JSON: invalid UTF-8 at byte 7");
     assert_int_equal(sl_template_parse_payload("not json", 8, 0, &doc, errstr,
                                                sizeof(errstr)),
                      -SL_EDECODE);
