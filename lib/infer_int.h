@@ -27,9 +27,10 @@ struct sl_infer_backend {
     struct curl_slist *headers;           /* read-only after new(); holds
                                              the Authorization header */
     bool has_key;                         /* an API key is configured */
-    struct sl_limiter *limiter;           /* concurrency, rps, tokens */
-    struct sl_breaker *breaker;           /* shared circuit breaker */
-    struct sl_infer_stats stats;          /* counters for metrics */
+    bool body_safe;              /* http-json body: sl_template_json_safe() */
+    struct sl_limiter *limiter;  /* concurrency, rps, tokens */
+    struct sl_breaker *breaker;  /* shared circuit breaker */
+    struct sl_infer_stats stats; /* counters for metrics */
     struct sl_log_limit log[SL_INFER_LOG_KINDS]; /* failure lines, rate
                                                     limited per kind; any
                                                     worker thread */
@@ -62,7 +63,7 @@ struct sl_infer_proto {
      * NULL: no body, a GET).  0, -SL_ENOMEM, or another code with errstr
      * saying why the payload does not fit the templates.
      */
-    int (*render)(const struct sl_config_backend *bc, const json_t *doc,
+    int (*render)(const struct sl_infer_backend *be, const json_t *doc,
                   char **bodyp, char *errstr, size_t errstr_size);
     /* Batched kinds: one call's input, as render() returns. */
     int (*render_input)(const struct sl_config_backend *bc, const json_t *doc,

@@ -30,10 +30,12 @@ static const char *jansson_why(const json_error_t *jerr, char *buf, size_t size)
 
 /* ---- http-json: any JSON endpoint ---- */
 
-static int http_json_render(const struct sl_config_backend *bc,
+static int http_json_render(const struct sl_infer_backend *be,
                             const json_t *doc, char **bodyp, char *errstr,
                             size_t errstr_size)
 {
+    const struct sl_config_backend *bc = be->conf;
+
     *bodyp = NULL;
     if (bc->method == SL_CONFIG_HTTP_GET)
         return 0;
@@ -41,7 +43,8 @@ static int http_json_render(const struct sl_config_backend *bc,
         *bodyp = sl_jsontext_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
         return *bodyp ? 0 : -SL_ENOMEM;
     }
-    return sl_template_render_json(bc->body, doc, bodyp, errstr, errstr_size);
+    return sl_template_render_json(bc->body, doc, be->body_safe, bodyp, errstr,
+                                   errstr_size);
 }
 
 static int http_json_parse(const struct sl_config_backend *bc, json_t *reply,
@@ -123,9 +126,10 @@ json_t *sl_infer_usage_json(const struct sl_infer_usage *u)
 
 /* ---- openai-chat: POST {url}/chat/completions ---- */
 
-static int chat_render(const struct sl_config_backend *bc, const json_t *doc,
+static int chat_render(const struct sl_infer_backend *be, const json_t *doc,
                        char **bodyp, char *errstr, size_t errstr_size)
 {
+    const struct sl_config_backend *bc = be->conf;
     int err = 0;
 
     *bodyp = NULL;

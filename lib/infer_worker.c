@@ -309,7 +309,8 @@ static void job_start_step(struct sl_infer_worker *w, struct job *job)
             err = proto->render_input(bc, job->doc, &call->input, errstr,
                                       sizeof(errstr));
         else
-            err = proto->render(bc, job->doc, &body, errstr, sizeof(errstr));
+            err = proto->render(&w->inf->be[be], job->doc, &body, errstr,
+                                sizeof(errstr));
         if (err) {
             free(body);
             json_decref(call->input);

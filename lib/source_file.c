@@ -56,13 +56,20 @@ static long read_line(struct file_source *fs, int timeout_ms, size_t *total)
 {
     *total = 0;
     for (;;) {
-        while (fs->chunk_pos < fs->chunk_len) {
-            char c = fs->chunk[fs->chunk_pos++];
-            if (c == '\n')
+        if (fs->chunk_pos < fs->chunk_len) {
+            /* The line's bytes in this chunk, up to max_bytes kept. */
+            const char *p = fs->chunk + fs->chunk_pos;
+            size_t avail = fs->chunk_len - fs->chunk_pos;
+            const char *nl = memchr(p, '\n', avail);
+            size_t n = nl ? (size_t)(nl - p) : avail;
+            if (fs->line_len < fs->max_bytes) {
+                size_t room = fs->max_bytes - fs->line_len;
+                memcpy(fs->buf + fs->line_len, p, n < room ? n : room);
+            }
+            fs->line_len += n;
+            fs->chunk_pos += n + (nl != NULL);
+            if (nl)
                 goto line;
-            if (fs->line_len < fs->max_bytes)
-                fs->buf[fs->line_len] = c;
-            fs->line_len++;
         }
         if (fs->eof) {
             if (fs->line_len == 0)

@@ -33,14 +33,16 @@ int sl_template_parse_payload(const void *payload, size_t len, int raw,
         *docp = doc;
         return 0;
     }
-    size_t valid = sl_utf8_valid_prefix(payload ? payload : "", len);
-    if (valid < len)
-        return sl_seterr(-SL_EDECODE, errstr, errstr_size,
-                         "payload is not valid JSON: invalid UTF-8 at byte "
-                         "%zu",
-                         valid);
     doc = json_loadb(payload ? payload : "", len, 0, &jerr);
     if (!doc) {
+        /* jansson reads only valid UTF-8 (as strict as sl_utf8): look for
+         * the bad byte only when it refused. */
+        size_t valid = sl_utf8_valid_prefix(payload ? payload : "", len);
+        if (valid < len)
+            return sl_seterr(-SL_EDECODE, errstr, errstr_size,
+                             "payload is not valid JSON: invalid UTF-8 at "
+                             "byte %zu",
+                             valid);
         /* jansson may quote half a character: keep the reason UTF-8. */
         char why[sizeof(jerr.text) * 2];
         sl_utf8_printable(jerr.text, strlen(jerr.text), why, sizeof(why));
@@ -120,11 +122,41 @@ static const json_t *probe_value(const struct probe *probe, const char *s,
     return e - s == 1 && *s == '.' ? probe->whole : probe->field;
 }
 
+/* True when jansson writes string s[0..n) as '"' s '"': no byte it
+ * escapes (quote, backslash, control characters). */
+static bool needs_no_escape(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == '"' || c == '\\')
+            return false;
+    }
+    return true;
+}
+
+/*
+ * Append 'v' as 'mode' says.  The common values (a string with nothing to
+ * escape, an integer) are written here, byte for byte as json_dumps()
+ * writes them; the others go through json_dumps().
+ */
 static int append_value(struct sl_strbuf *b, const json_t *v,
                         enum sl_template_mode mode)
 {
-    if (mode == SL_TEMPLATE_TEXT && json_is_string(v))
-        return sl_strbuf_add(b, json_string_value(v), json_string_length(v));
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        size_t n = json_string_length(v);
+        if (mode == SL_TEMPLATE_TEXT)
+            return sl_strbuf_add(b, s, n);
+        if (needs_no_escape(s, n)) {
+            int err = sl_strbuf_add(b, "\"", 1);
+            if (!err)
+                err = sl_strbuf_add(b, s, n);
+            return err ? err : sl_strbuf_add(b, "\"", 1);
+        }
+    } else if (json_is_integer(v)) {
+        return sl_strbuf_addf(b, "%" JSON_INTEGER_FORMAT,
+                              json_integer_value(v));
+    }
     char *text =
         json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
     if (!text)
@@ -134,10 +166,12 @@ static int append_value(struct sl_strbuf *b, const json_t *v,
     return err;
 }
 
-/* sl_template_render(), with 'probe' (when not NULL) in place of 'doc'. */
+/* sl_template_render(), with 'probe' (when not NULL) in place of 'doc';
+ * sets *nestedp (when not NULL) to whether a placeholder held an object or
+ * an array. */
 static int render(const char *tpl, const json_t *doc, const struct probe *probe,
-                  enum sl_template_mode mode, char **outp, char *errstr,
-                  size_t errstr_size)
+                  enum sl_template_mode mode, char **outp, bool *nestedp,
+                  char *errstr, size_t errstr_size)
 {
     struct sl_strbuf b = {0};
     const char *p = tpl;
@@ -167,6 +201,8 @@ static int render(const char *tpl, const json_t *doc, const struct probe *probe,
             err = -SL_ENOTFOUND;
             break;
         }
+        if (nestedp && (json_is_object(v) || json_is_array(v)))
+            *nestedp = true;
         err = append_value(&b, v, mode);
         p = close + 2;
     }
@@ -184,22 +220,30 @@ int sl_template_render(const char *tpl, const json_t *doc,
                        enum sl_template_mode mode, char **outp, char *errstr,
                        size_t errstr_size)
 {
-    return render(tpl, doc, NULL, mode, outp, errstr, errstr_size);
+    return render(tpl, doc, NULL, mode, outp, NULL, errstr, errstr_size);
 }
 
-int sl_template_render_json(const char *tpl, const json_t *doc, char **textp,
-                            char *errstr, size_t errstr_size)
+int sl_template_render_json(const char *tpl, const json_t *doc, bool safe,
+                            char **textp, char *errstr, size_t errstr_size)
 {
     json_error_t jerr;
     json_t *v;
+    bool nested = false;
     int err;
 
     *textp = NULL;
-    err = sl_template_render(tpl, doc, SL_TEMPLATE_JSON, textp, errstr,
-                             errstr_size);
+    err = render(tpl, doc, NULL, SL_TEMPLATE_JSON, textp, &nested, errstr,
+                 errstr_size);
     if (err)
         return err;
-    /* Parsed only to be sure it is JSON; the text is what goes out. */
+    /*
+     * A safe template filled with scalars is JSON by construction (a
+     * payload parsed by jansson holds no \u0000 its parser would refuse).
+     * Otherwise the text is parsed only to be sure it is JSON: an object
+     * or array can nest deeper than jansson's parser allows.
+     */
+    if (safe && !nested)
+        return 0;
     if (!(v = json_loads(*textp, JSON_DECODE_ANY, &jerr))) {
         free(*textp);
         *textp = NULL;
@@ -231,8 +275,8 @@ int sl_template_render_value(const char *tpl, const json_t *doc,
         *valuep = json_incref((json_t *)v);
         return 0;
     }
-    err = sl_template_render(tpl, doc, SL_TEMPLATE_JSON, &text, errstr,
-                             errstr_size);
+    err = render(tpl, doc, NULL, SL_TEMPLATE_JSON, &text, NULL, errstr,
+                 errstr_size);
     if (err)
         return err;
     *valuep = json_loads(text, JSON_DECODE_ANY, &jerr);
@@ -312,8 +356,8 @@ int sl_template_check_json(const char *tpl, bool want_string, char *errstr,
         err = sl_seterr(-SL_ENOMEM, errstr, errstr_size, "out of memory");
         goto out;
     }
-    err =
-        render(tpl, NULL, &probe, SL_TEMPLATE_JSON, &text, errstr, errstr_size);
+    err = render(tpl, NULL, &probe, SL_TEMPLATE_JSON, &text, NULL, errstr,
+                 errstr_size);
     if (err)
         goto out;
     v = json_loads(text, JSON_DECODE_ANY, &jerr);
@@ -365,4 +409,27 @@ out:
     json_decref(probe.field);
     json_decref(probe.whole);
     return err;
+}
+
+bool sl_template_json_safe(const char *tpl)
+{
+    struct probe probe[2] = {{json_string("x"), json_object()},
+                             {json_integer(0), json_object()}};
+    bool safe = true;
+
+    for (size_t i = 0; i < 2 && safe; i++) {
+        char *text = NULL;
+        json_t *v = NULL;
+        safe = probe[i].field && probe[i].whole &&
+               !render(tpl, NULL, &probe[i], SL_TEMPLATE_JSON, &text, NULL,
+                       NULL, 0) &&
+               (v = json_loads(text, JSON_DECODE_ANY, NULL)) != NULL;
+        json_decref(v);
+        free(text);
+    }
+    for (size_t i = 0; i < 2; i++) {
+        json_decref(probe[i].field);
+        json_decref(probe[i].whole);
+    }
+    return safe;
 }

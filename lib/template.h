@@ -44,10 +44,14 @@ int sl_template_render(const char *tpl, const json_t *doc,
 
 /*
  * Render JSON template 'tpl' over 'doc' into *textp (malloc'd), checked to
- * be JSON.  Returns as sl_template_render_value().  Any thread.
+ * be JSON.  With 'safe' (sl_template_json_safe(tpl) said true) the text
+ * is parsed to check it only when a placeholder held an object or an
+ * array; a template filled with strings, numbers, booleans or nulls is
+ * JSON by construction.  Returns as sl_template_render_value().  Any
+ * thread.
  */
-int sl_template_render_json(const char *tpl, const json_t *doc, char **textp,
-                            char *errstr, size_t errstr_size);
+int sl_template_render_json(const char *tpl, const json_t *doc, bool safe,
+                            char **textp, char *errstr, size_t errstr_size);
 
 /*
  * Render JSON template 'tpl' over 'doc' and parse the result.
@@ -75,5 +79,15 @@ int sl_template_render_value(const char *tpl, const json_t *doc,
  */
 int sl_template_check_json(const char *tpl, bool want_string, char *errstr,
                            size_t errstr_size);
+
+/*
+ * Whether JSON template 'tpl' renders to JSON whatever string, number,
+ * boolean or null its placeholders hold: it does with strings and with
+ * numbers in them, so every placeholder stands where a JSON value goes
+ * (not an object's key, not inside a string).  Checked once (a backend's
+ * body), it spares sl_template_render_json() a parse per message.  Any
+ * thread.
+ */
+bool sl_template_json_safe(const char *tpl);
 
 #endif

@@ -71,7 +71,9 @@ static void render_backend(size_t be, json_t *doc)
             check_clean(errstr);
         return;
     }
-    err = sl_infer_proto_of(bc->kind)->render(bc, doc, &body, errstr,
+    struct sl_infer_backend b = {
+        .conf = bc, .body_safe = bc->body && sl_template_json_safe(bc->body)};
+    err = sl_infer_proto_of(bc->kind)->render(&b, doc, &body, errstr,
                                               sizeof(errstr));
     if (err) {
         if (body)

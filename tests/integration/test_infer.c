@@ -258,6 +258,61 @@ static void test_bad_payload_reasons(void **state)
     rig_down(&r);
 }
 
+/*
+ * perf #15: a body checked once as safe is not parsed per message, but a
+ * body whose placeholder is an object's key still gets its runtime error
+ * (the config check passes it: with a string there it is JSON), and a
+ * payload nested too deep for the JSON parser is still refused.
+ */
+static void test_body_not_json_at_run_time(void **state)
+{
+    (void)state;
+    struct rig r = {0};
+    struct outcome ok = {0}, key = {0}, deep = {0};
+    char payload[8192];
+    size_t n = 0;
+
+    rig_up(&r, "version: 1\nname: t\n"
+               "backends:\n"
+               "  keyed:\n"
+               "    kind: http-json\n"
+               "    url: @B/predict/sentiment\n"
+               "    body: '{\"text\": {{text}}, {{k}}: 1}'\n"
+               "    result_pointer: /label\n"
+               "  whole:\n"
+               "    kind: http-json\n"
+               "    url: @B/predict/sentiment\n"
+               "    body: '{\"text\": {{text}}, \"all\": [{{.}}]}'\n"
+               "    result_pointer: /label\n"
+               "steps:\n  - name: s\n    backends: [keyed, whole]\n");
+    submit_text(&r, "{\"text\": \"good\", \"k\": \"name\"}", &ok);
+    submit_text(&r, "{\"text\": \"good\", \"k\": 5}", &key);
+    /* 2046 arrays in the payload: 2048 levels in the "whole" body. */
+    n += (size_t)snprintf(payload, sizeof(payload),
+                          "{\"text\": \"t\", \"k\": \"name\", \"d\": ");
+    for (int i = 0; i < 2046; i++)
+        payload[n++] = '[';
+    for (int i = 0; i < 2046; i++)
+        payload[n++] = ']';
+    snprintf(payload + n, sizeof(payload) - n, "}");
+    submit_text(&r, payload, &deep);
+    drain(&r, 20000);
+    assert_int_equal(ok.status, SL_INFER_OK);
+    assert_int_equal(key.status, SL_INFER_FAILED);
+    assert_string_equal(key.stage, "decode");
+    assert_string_equal(key.reason,
+                        "template does not render to JSON: string or '}' "
+                        "expected near '5' at byte 18 for template of "
+                        "backend 'keyed'");
+    assert_int_equal(deep.status, SL_INFER_FAILED);
+    assert_string_equal(deep.stage, "decode");
+    assert_non_null(strstr(deep.reason, "template does not render to JSON"));
+    outcome_clear(&ok);
+    outcome_clear(&key);
+    outcome_clear(&deep);
+    rig_down(&r);
+}
+
 static void test_500_retried_then_ok(void **state)
 {
     (void)state;
@@ -894,6 +949,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ok_and_bad_payloads),
         cmocka_unit_test(test_bad_payload_reasons),
+        cmocka_unit_test(test_body_not_json_at_run_time),
         cmocka_unit_test(test_500_retried_then_ok),
         cmocka_unit_test(test_503_dead_letter),
         cmocka_unit_test(test_429_retry_after),

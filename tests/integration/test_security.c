@@ -1034,6 +1034,13 @@ static void test_credential_headers(void **state)
     if (!strstr(wire.buf, "\r\nAuthorization: " SECRET_KEY "\r\n") ||
         !strstr(wire.buf, "\r\nX-Api-Key: " SECRET_REDIS "\r\n"))
         fail_msg("the secret headers did not arrive as sent:\n%s", wire.buf);
+    /* perf #15: the request carries Content-Type, offers gzip only, and
+     * has neither Accept (it was "application/json"; libcurl's own default
+     * is suppressed) nor Expect. */
+    if (!strstr(wire.buf, "\r\nContent-Type: application/json\r\n") ||
+        !strstr(wire.buf, "\r\nAccept-Encoding: gzip\r\n") ||
+        strcasestr(wire.buf, "\nAccept:") || strcasestr(wire.buf, "\nExpect:"))
+        fail_msg("request headers other than expected:\n%s", wire.buf);
     assert_int_equal(pg_rows(PG_ADMIN, table), 1);
     check_output("hdr-ok");
     snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS %s, %s_dead", table,

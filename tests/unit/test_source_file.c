@@ -92,6 +92,53 @@ static void test_lines_acks_and_sentinels(void **state)
     unlink(path);
 }
 
+/* perf #15: lines across the 64 KiB reads, kept whole or cut at the limit
+ * as the byte-at-a-time reader did. */
+static void test_lines_across_reads(void **state)
+{
+    (void)state;
+    size_t n1 = 150000, n2 = 200001, len = n1 + 1 + n2 + 1 + 3;
+    char *text = malloc(len + 1);
+    assert_non_null(text);
+    for (size_t i = 0; i < n1; i++)
+        text[i] = (char)('a' + i % 26);
+    text[n1] = '\n';
+    memset(text + n1 + 1, 'x', n2);
+    memcpy(text + n1 + 1 + n2, "\nok\n", 5);
+    text[len] = '\0';
+    char *path = write_input(text);
+    struct sl_queue *q = sl_queue_new(16, (void (*)(void *))sl_msg_destroy);
+    struct sl_source_file_conf conf = {path, 200000, 8};
+    char err[256];
+    struct sl_source *src = sl_source_file_new(&conf, q, err, sizeof(err));
+
+    assert_non_null(src);
+    assert_int_equal(sl_source_start(src, err, sizeof(err)), 0);
+    struct sl_msg *got[3];
+    for (int i = 0; i < 3; i++) {
+        void *item;
+        assert_int_equal(sl_queue_pop(q, &item, 10000), 0);
+        got[i] = item;
+    }
+    assert_int_equal(got[0]->payload_len, n1);
+    assert_memory_equal(got[0]->payload, text, n1);
+    assert_null(got[0]->error);
+    assert_string_equal(got[1]->error, "message of 200001 bytes exceeds "
+                                       "max_message_bytes (200000)");
+    assert_int_equal(got[2]->origin.offset, 3);
+    assert_int_equal(got[2]->payload_len, 2);
+    assert_memory_equal(got[2]->payload, "ok", 2);
+    for (int i = 0; i < 3; i++)
+        sl_source_ack(got[i]);
+    sl_source_stop(src, 1);
+    assert_int_equal(sl_source_wait_stopped(src, 10000), 0);
+    assert_int_equal(sl_source_close(src), 0);
+    sl_source_destroy(src);
+    sl_queue_destroy(q);
+    unlink(path);
+    free(text);
+}
+
 static void test_missing_file(void **state)
 {
     (void)state;
@@ -108,6 +155,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lines_acks_and_sentinels),
+        cmocka_unit_test(test_lines_across_reads),
         cmocka_unit_test(test_missing_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -8,6 +8,8 @@
 #include "err.h"
 #include "template.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -119,7 +121,25 @@ static void test_bad_payloads(void **state)
                      -SL_EDECODE);
     assert_null(doc);
     assert_non_null(strstr(errstr, "payload is not valid JSON"));
-    assert_non_null(strstr(errstr, "UTF-8"));
+    assert_string_equal(errstr,
+                        "payload is not valid JSON: invalid UTF-8 at byte 13");
+    /* Bad UTF-8 after a syntax error: the UTF-8 is what is reported. */
+    assert_int_equal(sl_template_parse_payload("{oops \xc3\x28}", 9, 0, &doc,
+                                               errstr, sizeof(errstr)),
+                     -SL_EDECODE);
+    assert_string_equal(errstr,
+                        "payload is not valid JSON: invalid UTF-8 at byte 6");
+    /* Surrogates and overlong forms are refused as before. */
+    assert_int_equal(sl_template_parse_payload("{\"t\": \"\xed\xa0\x80\"}", 12,
+                                               0, &doc, errstr, sizeof(errstr)),
+                     -SL_EDECODE);
+    assert_string_equal(errstr,
+                        "payload is not valid JSON: invalid UTF-8 at byte 7");
+    assert_int_equal(sl_template_parse_payload("{\"t\": \"\xc0\xaf\"}", 11, 0,
+                                               &doc, errstr, sizeof(errstr)),
+                     -SL_EDECODE);
+    assert_string_equal(errstr,
+                        "payload is not valid JSON: invalid UTF-8 at byte 7");
     assert_int_equal(sl_template_parse_payload("not json", 8, 0, &doc, errstr,
                                                sizeof(errstr)),
                      -SL_EDECODE);
@@ -173,16 +193,116 @@ static void test_single_placeholder_and_json_text(void **state)
                      -SL_EINVAL);
 
     assert_int_equal(sl_template_render_json("{\"t\": {{text}}, \"n\": {{n}}}",
-                                             doc, &text, errstr,
+                                             doc, false, &text, errstr,
                                              sizeof(errstr)),
                      0);
     assert_string_equal(text, "{\"t\": \"a \\\"q\\\"\", \"n\": 7}");
     free(text);
-    assert_int_equal(sl_template_render_json("{\"t\": {{text}}", doc, &text,
-                                             errstr, sizeof(errstr)),
+    assert_int_equal(sl_template_render_json("{\"t\": {{text}}", doc, false,
+                                             &text, errstr, sizeof(errstr)),
                      -SL_EINVAL);
     assert_null(text);
     assert_non_null(strstr(errstr, "template does not render to JSON"));
+    json_decref(doc);
+}
+
+/*
+ * perf #15: strings and integers are written without json_dumps(), byte
+ * for byte as it writes them.
+ */
+static void test_values_as_jansson_writes_them(void **state)
+{
+    (void)state;
+    char s[8], errstr[256], *out, *want;
+    static const json_int_t ints[] = {0,         -1,       7, 2147483648LL,
+                                      INT64_MIN, INT64_MAX};
+
+    for (int c = 1; c < 256; c++) {
+        json_t *doc;
+        if (c < 0x80) {
+            s[0] = (char)c, s[1] = 'a', s[2] = '\0';
+        } else { /* U+0080..U+00FF and U+FFFD */
+            s[0] = (char)(0xc0 | (c >> 6)), s[1] = (char)(0x80 | (c & 0x3f));
+            s[2] = '\0';
+            if (c == 0xff)
+                strcpy(s, "\xef\xbf\xbd");
+        }
+        doc = json_pack("{s:s}", "v", s);
+        assert_non_null(doc);
+        want = json_dumps(json_object_get(doc, "v"), JSON_ENCODE_ANY);
+        assert_int_equal(sl_template_render("{{v}}", doc, SL_TEMPLATE_JSON,
+                                            &out, errstr, sizeof(errstr)),
+                         0);
+        assert_string_equal(out, want);
+        free(out);
+        free(want);
+        json_decref(doc);
+    }
+    for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+        json_t *doc = json_pack("{s:I}", "v", ints[i]);
+        want = json_dumps(json_object_get(doc, "v"), JSON_ENCODE_ANY);
+        assert_int_equal(sl_template_render("{{v}}", doc, SL_TEMPLATE_JSON,
+                                            &out, errstr, sizeof(errstr)),
+                         0);
+        assert_string_equal(out, want);
+        free(out);
+        free(want);
+        json_decref(doc);
+    }
+}
+
+/* perf #15: which templates are JSON whatever scalars fill them. */
+static void test_json_safe(void **state)
+{
+    (void)state;
+    assert_true(sl_template_json_safe("{\"text\": {{text}}}"));
+    assert_true(sl_template_json_safe("{{text}}"));
+    assert_true(sl_template_json_safe("[{{a}}, {{ b.c }}, {{.}}]"));
+    assert_true(sl_template_json_safe("{\"k\": \"no placeholder\"}"));
+    assert_false(sl_template_json_safe("{ {{k}}: 1}"));
+    assert_false(sl_template_json_safe("{\"t\": \"{{text}}\"}"));
+    assert_false(sl_template_json_safe("{\"t\": {{text}}"));
+    assert_false(sl_template_json_safe("[{{a}}{{b}}]"));
+    assert_false(sl_template_json_safe("{\"t\": {{text}"));
+}
+
+/* A safe template is still checked where its value could break it. */
+static void test_render_json_safe(void **state)
+{
+    (void)state;
+    char errstr[256], *text, deep[4200];
+    json_t *doc;
+    size_t n = 0;
+
+    /* The key of an object: not safe, and the error of before. */
+    doc = doc_of("{\"k\": 5, \"text\": \"x\"}");
+    const char *keyed = "{\"t\": {{text}}, {{k}}: 1}";
+    assert_int_equal(sl_template_render_json(keyed, doc,
+                                             sl_template_json_safe(keyed),
+                                             &text, errstr, sizeof(errstr)),
+                     -SL_EINVAL);
+    assert_null(text);
+    assert_string_equal(errstr, "template does not render to JSON: string or "
+                                "'}' expected near '5' at byte 12");
+    json_decref(doc);
+    /* A value nested deeper than jansson's parser allows (2048). */
+    n += (size_t)snprintf(deep, sizeof(deep), "{\"d\": ");
+    for (int i = 0; i < 2047; i++)
+        deep[n++] = '[';
+    for (int i = 0; i < 2047; i++)
+        deep[n++] = ']';
+    snprintf(deep + n, sizeof(deep) - n, "}");
+    doc = doc_of(deep);
+    assert_int_equal(sl_template_render_json("[[{{d}}]]", doc, true, &text,
+                                             errstr, sizeof(errstr)),
+                     -SL_EINVAL);
+    assert_null(text);
+    assert_non_null(strstr(errstr, "template does not render to JSON: "
+                                   "maximum parsing depth reached"));
+    assert_int_equal(sl_template_render_json("{{d}}", doc, true, &text, errstr,
+                                             sizeof(errstr)),
+                     0);
+    free(text);
     json_decref(doc);
 }
 
@@ -254,6 +374,9 @@ int main(void)
         cmocka_unit_test(test_bad_payloads),
         cmocka_unit_test(test_single_placeholder_and_json_text),
         cmocka_unit_test(test_check_json),
+        cmocka_unit_test(test_values_as_jansson_writes_them),
+        cmocka_unit_test(test_json_safe),
+        cmocka_unit_test(test_render_json_safe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
