@@ -123,32 +123,43 @@ int sl_mock_model_answer(enum sl_mock_endpoint ep, const char *body, size_t len,
 
 /* ---- timer.c: resumes suspended connections when they are due ---- */
 
+/*
+ * One per HTTP loop (server.c), used only by that loop's thread: the
+ * thread that runs its daemon, so that MHD_suspend_connection() is legal
+ * and no lock is needed.
+ */
 struct sl_mock_timer;
 
 /*
- * Start the timer thread, with room for 'max_entries' parked connections
- * (one per connection MHD may hold).  Returns 0 and sets *timerp, or a
- * negative SL_E* code with *timerp NULL.  Main thread.
+ * A timer with room for 'max_entries' parked connections (one per
+ * connection its daemon may hold).  Returns 0 and sets *timerp, or
+ * -SL_ENOMEM with *timerp NULL.
  */
 int sl_mock_timer_new(struct sl_mock_timer **timerp, size_t max_entries);
 
 /*
- * Suspend 'conn' and resume it at monotonic time 'due_us'.  Call from
- * the MHD access handler or content reader of 'conn' only, once per
- * suspension.  After sl_mock_timer_drain() the connection is resumed
- * at once.  Never fails: without room the connection is resumed at once.
+ * Suspend 'conn' and resume it at monotonic time 'due_us' (in a later
+ * sl_mock_timer_resume_due()).  Call from the MHD access handler or
+ * content reader of 'conn' only, once per suspension.  After
+ * sl_mock_timer_drain() the connection is resumed at once.  Never fails:
+ * without room the connection is resumed at once.
  */
 void sl_mock_timer_park(struct sl_mock_timer *timer,
                         struct MHD_Connection *conn, int64_t due_us);
 
+/* Resume every connection due by 'now_us'; returns how many. */
+size_t sl_mock_timer_resume_due(struct sl_mock_timer *timer, int64_t now_us);
+
+/* The earliest due time, or -1 when nothing is parked. */
+int64_t sl_mock_timer_next_us(const struct sl_mock_timer *timer);
+
 /*
  * Resume every parked connection now, and every one parked from now on,
- * so that MHD_stop_daemon() finds none suspended.  Main thread.
+ * so that MHD_stop_daemon() finds none suspended.  Returns how many.
  */
-void sl_mock_timer_drain(struct sl_mock_timer *timer);
+size_t sl_mock_timer_drain(struct sl_mock_timer *timer);
 
-/* Stop the thread and free.  NULL is a no-op.  Main thread, after the
- * daemon has stopped. */
+/* Free.  NULL is a no-op.  After the daemon has stopped. */
 void sl_mock_timer_destroy(struct sl_mock_timer *timer);
 
 /* Monotonic clock in microseconds.  Any thread. */
@@ -159,7 +170,8 @@ int64_t sl_mock_now_us(void);
 struct sl_mock_server;
 
 /*
- * Start listening on cfg->listen with cfg->threads workers.  'cfg' is
+ * Start listening on cfg->listen with cfg->threads HTTP loops (a thread
+ * and an MHD daemon each, sharing one listening socket).  'cfg' is
  * borrowed and must outlive the server.  Returns 0 and sets *serverp, or
  * a negative SL_E* code with the reason in errstr.  Main thread.
  */

@@ -1,20 +1,27 @@
 /*
  * The mock-infer HTTP server: routes, request bodies, injected faults and
  * latency, and counters.  Delays park the connection with the resume
- * timer (MHD suspend/resume), so a slow answer holds no thread.
+ * timer (MHD suspend/resume), so a slow answer holds no thread.  Each of
+ * --threads HTTP loops is a thread running an MHD daemon of its own (our
+ * event loop, not MHD's: see loop_main()) on one shared listening socket.
  */
 #include "mock.h"
 
 #include "err.h"
 #include "log.h"
 
+#include <errno.h>
 #include <math.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -24,6 +31,7 @@
 #define LATENCY_MAX_MS 600000u /* X-Mock-Latency-Ms and lognormal cap */
 #define HUGE_BLOCK (64 * 1024) /* content reader block for 'huge' */
 #define IDLE_TIMEOUT_S 120     /* idle keep-alive connections close */
+#define TIMER_SLACK 64         /* timer slots beyond a loop's connections */
 
 static const char bad_json_body[] =
     "{\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion\",\"choices\":"
@@ -36,10 +44,26 @@ struct fault_key {
     uint64_t used;               /* LRU clock of the last use */
 };
 
+/*
+ * One HTTP loop: a thread running an MHD daemon without MHD's own polling
+ * thread.  The daemon's callbacks, its timer and MHD_run() all happen on
+ * this thread.
+ */
+struct loop {
+    struct sl_mock_server *server; /* owner */
+    struct MHD_Daemon *daemon;     /* NULL until started */
+    struct sl_mock_timer *timer;   /* this daemon's parked connections */
+    int wake_fd;                   /* eventfd: written to stop the loop */
+    pthread_t thread;              /* runs loop_main() */
+    bool running;                  /* thread started, not joined */
+    size_t resumed_at_stop;        /* parked connections drained */
+};
+
 struct sl_mock_server {
     const struct sl_mock_config *cfg;  /* borrowed */
-    struct MHD_Daemon *daemon;         /* the HTTP daemon */
-    struct sl_mock_timer *timer;       /* resumes parked connections */
+    struct loop *loops;                /* cfg->threads HTTP loops */
+    unsigned nloops;                   /* entries of loops */
+    int listen_fd;                     /* shared by the daemons, or -1 */
     struct sl_mock_stats stats;        /* counters */
     atomic_bool stopping;              /* set once, by sl_mock_server_stop */
     atomic_uint_fast64_t draws;        /* random draws so far */
@@ -73,12 +97,12 @@ struct request {
 
 /* Body of a 'trickle' response, sent one byte per interval. */
 struct trickle {
-    struct sl_mock_server *server; /* borrowed */
-    struct MHD_Connection *conn;   /* the connection it is sent on */
-    char *body;                    /* owned */
-    size_t len;                    /* bytes in body */
-    int64_t next_us;               /* when the next byte may go */
-    bool parked;                   /* suspended with the timer */
+    struct loop *lp;             /* the loop of conn */
+    struct MHD_Connection *conn; /* the connection it is sent on */
+    char *body;                  /* owned */
+    size_t len;                  /* bytes in body */
+    int64_t next_us;             /* when the next byte may go */
+    bool parked;                 /* suspended with the timer */
 };
 
 static const char *const fault_names[] = {
@@ -281,7 +305,7 @@ static ssize_t huge_read(void *cls, uint64_t pos, char *buf, size_t max)
 static ssize_t trickle_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     struct trickle *t = cls;
-    struct sl_mock_server *server = t->server;
+    struct sl_mock_server *server = t->lp->server;
     int64_t now;
 
     (void)max;
@@ -299,7 +323,7 @@ static ssize_t trickle_read(void *cls, uint64_t pos, char *buf, size_t max)
          * otherwise MHD's polling thread would spin on us. */
         t->parked = true;
         atomic_fetch_add(&server->stats.suspended, 1);
-        sl_mock_timer_park(server->timer, t->conn, t->next_us);
+        sl_mock_timer_park(t->lp->timer, t->conn, t->next_us);
         return 0;
     }
     buf[0] = t->body[pos];
@@ -311,14 +335,15 @@ static void trickle_free(void *cls)
 {
     struct trickle *t = cls;
 
+    if (t->parked) /* the connection closed while it was parked */
+        atomic_fetch_sub(&t->lp->server->stats.suspended, 1);
     free(t->body);
     free(t);
 }
 
 /* The answer of a model route as a trickle: takes ownership of 'text'. */
-static struct MHD_Response *trickle_response(struct sl_mock_server *server,
-                                             struct MHD_Connection *conn,
-                                             char *text)
+static struct MHD_Response *
+trickle_response(struct loop *lp, struct MHD_Connection *conn, char *text)
 {
     struct trickle *t = calloc(1, sizeof(*t));
     struct MHD_Response *resp;
@@ -328,7 +353,7 @@ static struct MHD_Response *trickle_response(struct sl_mock_server *server,
         return NULL;
     }
     *t = (struct trickle){
-        .server = server, .conn = conn, .body = text, .len = strlen(text)};
+        .lp = lp, .conn = conn, .body = text, .len = strlen(text)};
     resp = MHD_create_response_from_callback(t->len, 1, trickle_read, t,
                                              trickle_free);
     if (!resp) {
@@ -396,9 +421,10 @@ static int choose_fault(struct sl_mock_server *server,
 }
 
 /* Decide what a model route's request gets, and when. */
-static void prepare_model(struct sl_mock_server *server,
-                          struct MHD_Connection *conn, struct request *r)
+static void prepare_model(struct loop *lp, struct MHD_Connection *conn,
+                          struct request *r)
 {
+    struct sl_mock_server *server = lp->server;
     const struct sl_mock_config *cfg = server->cfg;
     enum sl_mock_fault fault;
     char errstr[256];
@@ -517,15 +543,16 @@ static void prepare_model(struct sl_mock_server *server,
         return;
     }
     if (fault == SL_MOCK_FAULT_TRICKLE)
-        respond(r, status, trickle_response(server, conn, text));
+        respond(r, status, trickle_response(lp, conn, text));
     else
         respond(r, status, text_response(text, "application/json"));
 }
 
 /* Decide what the request gets: sets r->action and maybe r->due_us. */
-static void prepare(struct sl_mock_server *server, struct MHD_Connection *conn,
+static void prepare(struct loop *lp, struct MHD_Connection *conn,
                     struct request *r, const char *method)
 {
+    struct sl_mock_server *server = lp->server;
     bool get = !strcmp(method, MHD_HTTP_METHOD_GET) ||
                !strcmp(method, MHD_HTTP_METHOD_HEAD);
     bool post = !strcmp(method, MHD_HTTP_METHOD_POST);
@@ -554,7 +581,7 @@ static void prepare(struct sl_mock_server *server, struct MHD_Connection *conn,
     default:
         if (!post)
             break;
-        prepare_model(server, conn, r);
+        prepare_model(lp, conn, r);
         return;
     }
     respond_error(r, MHD_HTTP_METHOD_NOT_ALLOWED,
@@ -616,7 +643,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                   const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
 {
-    struct sl_mock_server *server = cls;
+    struct loop *lp = cls;
+    struct sl_mock_server *server = lp->server;
     struct request *r = *con_cls;
 
     (void)version;
@@ -651,11 +679,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
         atomic_fetch_sub(&server->stats.suspended, 1);
         return finish(server, conn, r);
     }
-    prepare(server, conn, r, method);
+    prepare(lp, conn, r, method);
     if (r->due_us > sl_mock_now_us() && !atomic_load(&server->stopping)) {
         r->parked = true;
         atomic_fetch_add(&server->stats.suspended, 1);
-        sl_mock_timer_park(server->timer, conn, r->due_us);
+        sl_mock_timer_park(lp->timer, conn, r->due_us);
         return MHD_YES;
     }
     return finish(server, conn, r);
@@ -664,13 +692,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+    struct loop *lp = cls;
     struct request *r = *con_cls;
 
-    (void)cls;
     (void)conn;
     (void)toe;
     if (!r)
         return;
+    if (r->parked) /* closed while parked: the client left, or the stop */
+        atomic_fetch_sub(&lp->server->stats.suspended, 1);
     if (r->resp)
         MHD_destroy_response(r->resp);
     free(r->body);
@@ -734,17 +764,155 @@ static int parse_listen(const char *listen, struct addrinfo **resp,
     return 0;
 }
 
+/*
+ * Wait until the loop has work: an event on the daemon's sockets (its
+ * epoll fd polls readable while an event is pending, without taking it),
+ * the next parked connection's due time, MHD's own timeout (0 while it
+ * has ready connections left), or a stop.
+ */
+static void loop_wait(struct loop *lp, int epoll_fd)
+{
+    struct pollfd pfd[2] = {{.fd = epoll_fd, .events = POLLIN},
+                            {.fd = lp->wake_fd, .events = POLLIN}};
+    MHD_UNSIGNED_LONG_LONG mhd_ms;
+    int64_t wait_us = -1, due = sl_mock_timer_next_us(lp->timer);
+
+    if (MHD_get_timeout(lp->daemon, &mhd_ms) == MHD_YES)
+        wait_us = mhd_ms < (MHD_UNSIGNED_LONG_LONG)(INT64_MAX / 1000)
+                      ? (int64_t)mhd_ms * 1000
+                      : INT64_MAX;
+    if (due >= 0) {
+        int64_t left = due - sl_mock_now_us();
+        if (left < 0)
+            left = 0;
+        if (wait_us < 0 || left < wait_us)
+            wait_us = left;
+    }
+    struct timespec ts = {.tv_sec = wait_us / 1000000,
+                          .tv_nsec = (wait_us % 1000000) * 1000};
+    /* EINTR or an error: the caller's loop simply looks again. */
+    (void)ppoll(pfd, 2, wait_us < 0 ? NULL : &ts, NULL);
+}
+
+/*
+ * The loop's thread.  MHD_run() handles everything ready without
+ * blocking; the waiting is ours.  MHD's own polling thread is not used:
+ * in libmicrohttpd 0.9.75 (daemon.c, MHD_epoll()) a call of epoll_wait()
+ * that returns a full batch of MAX_EVENTS (128) events is followed by
+ * another with the same blocking timeout before any of the batch is
+ * handled, so 128 connections whose requests arrived together waited for
+ * a new event, up to the connection timeout.  MHD_run() passes timeout 0.
+ */
+static void *loop_main(void *arg)
+{
+    struct loop *lp = arg;
+    struct sl_mock_server *server = lp->server;
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(lp->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+    int epoll_fd = info ? info->epoll_fd : -1;
+
+    /* Wake-ups are deadlines: ask the kernel not to round them up. */
+    prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+    while (!atomic_load(&server->stopping)) {
+        sl_mock_timer_resume_due(lp->timer, sl_mock_now_us());
+        MHD_run(lp->daemon);
+        loop_wait(lp, epoll_fd);
+    }
+    /* Stop accepting; answer the delayed requests now ('timeout' ones
+     * are dropped when resumed, 'trickle' ones end: 'stopping'). */
+    MHD_quiesce_daemon(lp->daemon);
+    lp->resumed_at_stop = sl_mock_timer_drain(lp->timer);
+    MHD_run(lp->daemon);
+    return NULL;
+}
+
+/* Bind and listen on 'ai': the socket the daemons share, non-blocking as
+ * MHD needs when several daemons accept on it. */
+static int open_listener(const struct addrinfo *ai, const char *listen_text,
+                         int *fdp, char *errstr, size_t errstr_size)
+{
+    int fd =
+        socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int on = 1, err;
+
+    *fdp = -1;
+    if (fd < 0)
+        return sl_seterr(sl_err_from_errno(errno), errstr, errstr_size,
+                         "cannot listen on %s: socket: %s", listen_text,
+                         strerror(errno));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    if (ai->ai_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, SOMAXCONN)) {
+        err = errno;
+        close(fd);
+        return sl_seterr(sl_err_from_errno(err), errstr, errstr_size,
+                         "cannot listen on %s: %s", listen_text, strerror(err));
+    }
+    *fdp = fd;
+    return 0;
+}
+
+static unsigned bound_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+
+    if (getsockname(fd, (struct sockaddr *)&ss, &len))
+        return 0;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return 0;
+}
+
+/* Create loop 'i' and its daemon (not its thread). */
+static int loop_init(struct sl_mock_server *server, unsigned i, char *errstr,
+                     size_t errstr_size)
+{
+    const struct sl_mock_config *cfg = server->cfg;
+    struct loop *lp = &server->loops[i];
+    /* The connection limit split over the loops, the rest to the first. */
+    unsigned limit = cfg->connection_limit / server->nloops +
+                     (i == 0 ? cfg->connection_limit % server->nloops : 0);
+    /* External epoll (our loop); suspend/resume for delays; TURBO
+     * (optimistic reads and writes) serves about 1.5x the requests at
+     * latency 0. */
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+    int err;
+
+    lp->server = server;
+    lp->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (lp->wake_fd < 0)
+        return sl_seterr(sl_err_from_errno(errno), errstr, errstr_size,
+                         "cannot start an HTTP loop: eventfd: %s",
+                         strerror(errno));
+    err = sl_mock_timer_new(&lp->timer, (size_t)limit + TIMER_SLACK);
+    if (err)
+        return sl_seterr(err, errstr, errstr_size,
+                         "cannot start an HTTP loop: %s", sl_strerror(err));
+    lp->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, lp,
+        /* The logger must come first to catch every message. */
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, server,
+        MHD_OPTION_LISTEN_SOCKET, server->listen_fd,
+        MHD_OPTION_CONNECTION_LIMIT, limit > 0 ? limit : 1u,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)IDLE_TIMEOUT_S,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, lp, MHD_OPTION_END);
+    if (!lp->daemon)
+        return sl_seterr(-SL_ECONFIG, errstr, errstr_size,
+                         "cannot start the HTTP daemon on %s", cfg->listen);
+    return 0;
+}
+
 int sl_mock_server_start(struct sl_mock_server **serverp,
                          const struct sl_mock_config *cfg, char *errstr,
                          size_t errstr_size)
 {
     struct sl_mock_server *server;
     struct addrinfo *ai;
-    /* epoll worker pool; suspend/resume for delays; TURBO (optimistic
-     * reads and writes) serves about 1.5x the requests at latency 0. */
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
-                     MHD_USE_TURBO;
     int err;
 
     *serverp = NULL;
@@ -752,42 +920,40 @@ int sl_mock_server_start(struct sl_mock_server **serverp,
     if (err)
         return err;
     server = calloc(1, sizeof(*server));
-    if (!server) {
+    if (server) {
+        server->nloops = cfg->threads > 0 ? cfg->threads : 1;
+        server->loops = calloc(server->nloops, sizeof(*server->loops));
+    }
+    if (!server || !server->loops) {
         freeaddrinfo(ai);
+        if (server)
+            free(server);
         return sl_seterr(-SL_ENOMEM, errstr, errstr_size, "out of memory");
     }
     server->cfg = cfg;
+    server->listen_fd = -1;
+    for (unsigned i = 0; i < server->nloops; i++)
+        server->loops[i].wake_fd = -1;
     pthread_mutex_init(&server->keys_lock, NULL);
-    /* One slot per connection MHD may hold, plus slack. */
-    err = sl_mock_timer_new(&server->timer, cfg->connection_limit + 64);
-    if (err) {
-        freeaddrinfo(ai);
-        sl_mock_server_stop(server, NULL);
-        return sl_seterr(err, errstr, errstr_size,
-                         "cannot start the timer thread: %s", sl_strerror(err));
-    }
-    if (ai->ai_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
-    server->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, server,
-        /* The logger must come first to catch every message. */
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, server, MHD_OPTION_SOCK_ADDR,
-        ai->ai_addr, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned int)(cfg->threads > 1 ? cfg->threads : 0),
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->connection_limit,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)IDLE_TIMEOUT_S,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, server, MHD_OPTION_END);
+    err =
+        open_listener(ai, cfg->listen, &server->listen_fd, errstr, errstr_size);
     freeaddrinfo(ai);
-    if (!server->daemon) {
-        sl_mock_server_stop(server, NULL);
-        return sl_seterr(-SL_ECONFIG, errstr, errstr_size,
-                         "cannot listen on %s (address in use or not "
-                         "local?)",
-                         cfg->listen);
+    for (unsigned i = 0; !err && i < server->nloops; i++)
+        err = loop_init(server, i, errstr, errstr_size);
+    for (unsigned i = 0; !err && i < server->nloops; i++) {
+        struct loop *lp = &server->loops[i];
+        int rc = pthread_create(&lp->thread, NULL, loop_main, lp);
+        if (rc)
+            err =
+                sl_seterr(sl_err_from_errno(rc), errstr, errstr_size,
+                          "cannot start an HTTP loop thread: %s", strerror(rc));
+        lp->running = !rc;
     }
-    const union MHD_DaemonInfo *info =
-        MHD_get_daemon_info(server->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    server->port = info ? info->port : 0;
+    if (err) {
+        sl_mock_server_stop(server, NULL);
+        return err;
+    }
+    server->port = bound_port(server->listen_fd);
     *serverp = server;
     return 0;
 }
@@ -822,26 +988,51 @@ json_t *sl_mock_server_stats_json(struct sl_mock_server *server)
 
 void sl_mock_server_stop(struct sl_mock_server *server, json_t **statsp)
 {
+    size_t resumed = 0;
+
     if (statsp)
         *statsp = NULL;
     if (!server)
         return;
     atomic_store(&server->stopping, true);
-    if (server->daemon) {
-        MHD_socket fd = MHD_quiesce_daemon(server->daemon);
-        /* Every parked connection must be resumed before the daemon
-         * stops: MHD panics on a suspended connection at stop. */
-        sl_mock_timer_drain(server->timer);
-        MHD_stop_daemon(server->daemon);
-        if (fd != MHD_INVALID_SOCKET)
-            close(fd);
+    for (unsigned i = 0; i < server->nloops; i++) {
+        struct loop *lp = &server->loops[i];
+        if (lp->running) {
+            uint64_t one = 1;
+            if (write(lp->wake_fd, &one, sizeof(one)) < 0)
+                sl_log(SL_LOG_WARN, "mock-infer",
+                       "cannot wake HTTP loop %u to stop it: %s", i,
+                       strerror(errno));
+            pthread_join(lp->thread, NULL);
+            lp->running = false;
+            resumed += lp->resumed_at_stop;
+        }
     }
-    sl_mock_timer_destroy(server->timer);
+    for (unsigned i = 0; i < server->nloops; i++) {
+        struct loop *lp = &server->loops[i];
+        if (lp->daemon) {
+            /* A loop whose thread never ran still holds the shared
+             * socket in its daemon: MHD_stop_daemon() would close it. */
+            MHD_quiesce_daemon(lp->daemon);
+            /* Every parked connection was resumed (sl_mock_timer_drain):
+             * MHD panics on a suspended connection at stop. */
+            MHD_stop_daemon(lp->daemon);
+        }
+        sl_mock_timer_destroy(lp->timer);
+        if (lp->wake_fd >= 0)
+            close(lp->wake_fd);
+    }
+    if (server->listen_fd >= 0)
+        close(server->listen_fd);
+    if (resumed > 0)
+        sl_log(SL_LOG_INFO, "mock-infer",
+               "shutdown: resumed %zu parked connections", resumed);
     if (statsp) {
         *statsp = sl_mock_server_stats_json(server);
         /* Connections still parked at the stop were closed by MHD. */
         json_object_del(*statsp, "suspended");
     }
     pthread_mutex_destroy(&server->keys_lock);
+    free(server->loops);
     free(server);
 }

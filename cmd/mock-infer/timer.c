@@ -1,21 +1,17 @@
 /*
- * The resume timer: a min-heap of suspended MHD connections by due time
- * and one thread that resumes them when due.  A delayed response costs a
- * heap slot, not a thread, so latency does not cap throughput.
+ * The resume timer of one HTTP loop: a min-heap of suspended MHD
+ * connections by due time, resumed by the loop's own thread when due.  A
+ * delayed response costs a heap slot, not a thread, so latency does not
+ * cap throughput; no lock, no second thread, no wake-up between threads.
  */
 #include "mock.h"
 
 #include "err.h"
 #include "log.h"
 
-#include <errno.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
-#include <sys/prctl.h>
 #include <time.h>
-
-#define RESUME_BATCH 64 /* connections resumed per unlock */
 
 struct entry {
     int64_t due_us;              /* monotonic time to resume at */
@@ -23,14 +19,10 @@ struct entry {
 };
 
 struct sl_mock_timer {
-    pthread_mutex_t lock; /* guards everything below */
-    pthread_cond_t cond;  /* signalled on a new earliest entry or quit */
-    struct entry *heap;   /* min-heap on due_us, 'cap' slots */
-    size_t len;           /* entries in use */
-    size_t cap;           /* fixed at creation: the bound */
-    bool draining;        /* resume everything at once from now on */
-    bool quit;            /* thread must exit */
-    pthread_t thread;     /* the resuming thread */
+    struct entry *heap; /* min-heap on due_us, 'cap' slots */
+    size_t len;         /* entries in use */
+    size_t cap;         /* fixed at creation: the bound */
+    bool draining;      /* resume everything at once from now on */
 };
 
 int64_t sl_mock_now_us(void)
@@ -80,46 +72,9 @@ static struct entry heap_pop(struct sl_mock_timer *timer)
     return top;
 }
 
-static void *timer_main(void *arg)
-{
-    struct sl_mock_timer *timer = arg;
-    struct MHD_Connection *batch[RESUME_BATCH];
-
-    /* Wake-ups are deadlines: ask the kernel not to round them up. */
-    prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
-    pthread_mutex_lock(&timer->lock);
-    while (!timer->quit) {
-        size_t n = 0;
-        int64_t now = sl_mock_now_us();
-
-        while (timer->len > 0 && n < RESUME_BATCH &&
-               (timer->draining || timer->heap[0].due_us <= now))
-            batch[n++] = heap_pop(timer).conn;
-        if (n > 0) {
-            pthread_mutex_unlock(&timer->lock);
-            for (size_t i = 0; i < n; i++)
-                MHD_resume_connection(batch[i]);
-            pthread_mutex_lock(&timer->lock);
-            continue;
-        }
-        if (timer->len == 0) {
-            pthread_cond_wait(&timer->cond, &timer->lock);
-        } else {
-            int64_t due = timer->heap[0].due_us;
-            struct timespec ts = {.tv_sec = due / 1000000,
-                                  .tv_nsec = (due % 1000000) * 1000};
-            pthread_cond_timedwait(&timer->cond, &timer->lock, &ts);
-        }
-    }
-    pthread_mutex_unlock(&timer->lock);
-    return NULL;
-}
-
 int sl_mock_timer_new(struct sl_mock_timer **timerp, size_t max_entries)
 {
     struct sl_mock_timer *timer = calloc(1, sizeof(*timer));
-    pthread_condattr_t attr;
-    int rc;
 
     *timerp = NULL;
     if (!timer)
@@ -130,19 +85,6 @@ int sl_mock_timer_new(struct sl_mock_timer **timerp, size_t max_entries)
         free(timer);
         return -SL_ENOMEM;
     }
-    pthread_mutex_init(&timer->lock, NULL);
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&timer->cond, &attr);
-    pthread_condattr_destroy(&attr);
-    rc = pthread_create(&timer->thread, NULL, timer_main, timer);
-    if (rc) {
-        pthread_cond_destroy(&timer->cond);
-        pthread_mutex_destroy(&timer->lock);
-        free(timer->heap);
-        free(timer);
-        return sl_err_from_errno(rc);
-    }
     *timerp = timer;
     return 0;
 }
@@ -150,52 +92,44 @@ int sl_mock_timer_new(struct sl_mock_timer **timerp, size_t max_entries)
 void sl_mock_timer_park(struct sl_mock_timer *timer,
                         struct MHD_Connection *conn, int64_t due_us)
 {
-    bool now = false;
-
     MHD_suspend_connection(conn);
-    pthread_mutex_lock(&timer->lock);
     if (timer->draining || timer->len == timer->cap) {
-        now = true; /* full cannot happen: cap > MHD's connection limit */
-    } else {
-        timer->heap[timer->len] = (struct entry){due_us, conn};
-        heap_up(timer->heap, timer->len);
-        if (timer->len++ == 0 || timer->heap[0].conn == conn)
-            pthread_cond_signal(&timer->cond);
-    }
-    pthread_mutex_unlock(&timer->lock);
-    if (now)
+        /* full cannot happen: cap > the daemon's connection limit */
         MHD_resume_connection(conn);
+        return;
+    }
+    timer->heap[timer->len] = (struct entry){due_us, conn};
+    heap_up(timer->heap, timer->len);
+    timer->len++;
 }
 
-void sl_mock_timer_drain(struct sl_mock_timer *timer)
+size_t sl_mock_timer_resume_due(struct sl_mock_timer *timer, int64_t now_us)
 {
     size_t n = 0;
 
-    pthread_mutex_lock(&timer->lock);
-    timer->draining = true;
-    /* Resume here rather than in the thread: when this returns, no
-     * connection is left suspended without a pending resume. */
-    while (timer->len > 0) {
+    while (timer->len > 0 &&
+           (timer->draining || timer->heap[0].due_us <= now_us)) {
         MHD_resume_connection(heap_pop(timer).conn);
         n++;
     }
-    pthread_mutex_unlock(&timer->lock);
-    if (n > 0)
-        sl_log(SL_LOG_INFO, "mock-infer",
-               "shutdown: resumed %zu parked connections", n);
+    return n;
+}
+
+int64_t sl_mock_timer_next_us(const struct sl_mock_timer *timer)
+{
+    return timer->len > 0 ? timer->heap[0].due_us : -1;
+}
+
+size_t sl_mock_timer_drain(struct sl_mock_timer *timer)
+{
+    timer->draining = true;
+    return sl_mock_timer_resume_due(timer, 0);
 }
 
 void sl_mock_timer_destroy(struct sl_mock_timer *timer)
 {
     if (!timer)
         return;
-    pthread_mutex_lock(&timer->lock);
-    timer->quit = true;
-    pthread_cond_signal(&timer->cond);
-    pthread_mutex_unlock(&timer->lock);
-    pthread_join(timer->thread, NULL);
-    pthread_cond_destroy(&timer->cond);
-    pthread_mutex_destroy(&timer->lock);
     free(timer->heap);
     free(timer);
 }

@@ -1,7 +1,9 @@
 /*
  * mock-infer end to end: starts the built binary on an ephemeral port and
  * checks over HTTP that every route gives its documented answer, that each
- * fault looks to a client as it should, and that SIGTERM stops it cleanly.
+ * fault looks to a client as it should, that every request of many
+ * keep-alive connections at once is answered, and that SIGTERM stops it
+ * cleanly.
  */
 #include "harness.h"
 
@@ -580,6 +582,235 @@ static void test_stats(void **state)
     reply_free(&rep);
 }
 
+/* ---- many keep-alive connections, as sluice's workers hold them ---- */
+
+#define LOAD_DEADLINE_MS 10000 /* for every request of a round */
+#define LOAD_CONNS_MAX 256
+
+/* The request every load connection sends, and the whole answer to it. */
+static const char load_request[] =
+    "POST /predict/sentiment HTTP/1.1\r\nHost: mock\r\n"
+    "Content-Type: application/json\r\nContent-Length: 15\r\n\r\n"
+    "{\"text\":\"good\"}";
+static const char load_answer_body[] = "{\"label\":\"positive\",\"score\":0.6}";
+
+struct load_conn {
+    int fd;         /* keep-alive connection to the server */
+    char buf[1024]; /* the answer so far */
+    size_t len;     /* bytes in buf */
+    bool waiting;   /* a request is out and not answered yet */
+};
+
+static struct h_mock load_srv; /* a server of its own, with its options */
+
+static int load_srv_teardown(void **state)
+{
+    (void)state;
+    if (load_srv.proc.pid > 0)
+        kill(load_srv.proc.pid, SIGCONT); /* in case a test left it stopped */
+    h_mock_cleanup(&load_srv);
+    memset(&load_srv, 0, sizeof(load_srv));
+    return 0;
+}
+
+static void load_connect(struct load_conn *c, size_t n, int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+
+    for (size_t i = 0; i < n; i++) {
+        memset(&c[i], 0, sizeof(c[i]));
+        c[i].fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(c[i].fd >= 0);
+        if (connect(c[i].fd, (struct sockaddr *)&sa, sizeof(sa)))
+            fail_msg("connect to mock-infer: %s", strerror(errno));
+    }
+}
+
+static void load_close(struct load_conn *c, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        close(c[i].fd);
+}
+
+static void load_send(struct load_conn *c)
+{
+    ssize_t w = write(c->fd, load_request, sizeof(load_request) - 1);
+
+    assert_int_equal(w, (ssize_t)(sizeof(load_request) - 1));
+    c->len = 0;
+    c->waiting = true;
+}
+
+/* True once c->buf holds a whole answer; checks it is the expected one. */
+static bool load_answered(struct load_conn *c)
+{
+    const char *end = memmem(c->buf, c->len, "\r\n\r\n", 4);
+
+    if (!end)
+        return false;
+    size_t head = (size_t)(end + 4 - c->buf);
+    size_t body = sizeof(load_answer_body) - 1;
+    if (c->len < head + body)
+        return false;
+    c->buf[c->len] = '\0';
+    if (strncmp(c->buf, "HTTP/1.1 200 ", 13) ||
+        !strcasestr(c->buf, "\r\nContent-Length: 32\r\n") ||
+        c->len != head + body || strcmp(c->buf + head, load_answer_body))
+        fail_msg("unexpected answer: %s", c->buf);
+    return true;
+}
+
+/*
+ * Collect the answers of every waiting connection of 'c[n]' until all
+ * are in or the deadline passes; with 'sent', each answered connection
+ * sends its next request while fewer than 'total' were sent (counted in
+ * *sent).  Returns how many requests were answered.
+ */
+static size_t load_collect(struct load_conn *c, size_t n, size_t *sent,
+                           size_t total, int64_t deadline_ms)
+{
+    struct pollfd pfd[LOAD_CONNS_MAX];
+    size_t answered = 0, waiting = 0;
+
+    assert_true(n <= LOAD_CONNS_MAX);
+    for (size_t i = 0; i < n; i++)
+        waiting += c[i].waiting;
+    while (waiting > 0) {
+        int64_t left = deadline_ms - h_now_ms();
+        if (left <= 0)
+            break;
+        for (size_t i = 0; i < n; i++)
+            pfd[i] = (struct pollfd){.fd = c[i].waiting ? c[i].fd : -1,
+                                     .events = POLLIN};
+        int k = poll(pfd, (nfds_t)n, (int)left);
+        assert_true(k >= 0 || errno == EINTR);
+        for (size_t i = 0; k > 0 && i < n; i++) {
+            if (!pfd[i].revents)
+                continue;
+            ssize_t r = read(c[i].fd, c[i].buf + c[i].len,
+                             sizeof(c[i].buf) - 1 - c[i].len);
+            if (r <= 0)
+                fail_msg("mock-infer closed connection %zu (%zu answered)", i,
+                         answered);
+            c[i].len += (size_t)r;
+            if (!load_answered(&c[i]))
+                continue;
+            c[i].waiting = false;
+            waiting--;
+            answered++;
+            if (sent && *sent < total) {
+                load_send(&c[i]);
+                (*sent)++;
+                waiting++;
+            }
+        }
+    }
+    return answered;
+}
+
+/* How many established connections to 'port' have at least 'min_bytes'
+ * waiting in the server's receive queue (from /proc/net/tcp). */
+static size_t server_rx_sockets(int port, size_t min_bytes)
+{
+    FILE *f = fopen("/proc/net/tcp", "r");
+    char line[512];
+    size_t n = 0;
+
+    assert_non_null(f);
+    while (fgets(line, sizeof(line), f)) {
+        unsigned lport, st, rx;
+        if (sscanf(line, " %*u: %*x:%x %*x:%*x %x %*x:%x", &lport, &st, &rx) ==
+                3 &&
+            (int)lport == port && st == 1 /* ESTABLISHED */ && rx >= min_bytes)
+            n++;
+    }
+    fclose(f);
+    return n;
+}
+
+/*
+ * 128 connections to one HTTP thread each send a request at the same
+ * moment.  libmicrohttpd 0.9.75's epoll loop, when epoll_wait() returned
+ * a full batch of 128 events, waited again with the full timeout before
+ * handling any of them: every request stayed unanswered until the
+ * connection timeout (120 s).  The server is stopped (SIGSTOP) while the
+ * requests arrive, so that all 128 are ready at its next epoll_wait().
+ */
+static void test_full_event_batch(void **state)
+{
+    const char *args[] = {"--threads", "1", NULL};
+    struct load_conn c[128];
+    size_t n = 128;
+
+    (void)state;
+    assert_int_equal(h_mock_start_args(&load_srv, args), 0);
+    load_connect(c, n, load_srv.port);
+    /* One answered request each: all are accepted and idle. */
+    for (size_t i = 0; i < n; i++)
+        load_send(&c[i]);
+    assert_int_equal(load_collect(c, n, NULL, 0, h_now_ms() + LOAD_DEADLINE_MS),
+                     n);
+
+    /* Stopped means every thread of it: waitpid() reports the stop once
+     * the last one has stopped. */
+    int st;
+    assert_int_equal(kill(load_srv.proc.pid, SIGSTOP), 0);
+    assert_int_equal(waitpid(load_srv.proc.pid, &st, WUNTRACED),
+                     load_srv.proc.pid);
+    assert_true(WIFSTOPPED(st));
+    for (size_t i = 0; i < n; i++)
+        load_send(&c[i]);
+    int64_t end = h_now_ms() + LOAD_DEADLINE_MS;
+    while (server_rx_sockets(load_srv.port, sizeof(load_request) - 1) < n) {
+        if (h_now_ms() > end)
+            fail_msg("the requests did not reach the server's sockets "
+                     "(%zu of %zu)",
+                     server_rx_sockets(load_srv.port, 1), n);
+        h_pause();
+    }
+    assert_int_equal(kill(load_srv.proc.pid, SIGCONT), 0);
+
+    size_t answered =
+        load_collect(c, n, NULL, 0, h_now_ms() + LOAD_DEADLINE_MS);
+    if (answered != n)
+        fail_msg("%zu of %zu requests answered within %d ms", answered, n,
+                 LOAD_DEADLINE_MS);
+    load_close(c, n);
+}
+
+/*
+ * The latency bench's shape: 256 keep-alive connections, 2 threads,
+ * 20 ms per answer; every one of 5120 requests is answered.
+ */
+static void test_latency_many_connections(void **state)
+{
+    const char *args[] = {"--threads", "2", "--latency-ms", "20", NULL};
+    struct load_conn c[LOAD_CONNS_MAX];
+    size_t n = LOAD_CONNS_MAX, total = 20 * LOAD_CONNS_MAX, sent = 0;
+
+    (void)state;
+    assert_int_equal(h_mock_start_args(&load_srv, args), 0);
+    load_connect(c, n, load_srv.port);
+    for (size_t i = 0; i < n; i++, sent++)
+        load_send(&c[i]);
+    size_t answered = 0;
+    for (;;) {
+        size_t before = answered;
+        /* The deadline restarts with every answer: a stall is the time
+         * without one. */
+        answered +=
+            load_collect(c, n, &sent, total, h_now_ms() + LOAD_DEADLINE_MS);
+        if (answered == total || answered == before)
+            break;
+    }
+    if (answered != total)
+        fail_msg("%zu of %zu requests answered (%zu sent); none for %d ms",
+                 answered, total, sent, LOAD_DEADLINE_MS);
+    load_close(c, n);
+}
+
 /* Last: the server must stop on SIGTERM with a summary line. */
 static void test_sigterm(void **state)
 {
@@ -638,6 +869,9 @@ int main(void)
         cmocka_unit_test(test_fault_times),
         cmocka_unit_test(test_latency),
         cmocka_unit_test(test_stats),
+        cmocka_unit_test_teardown(test_full_event_batch, load_srv_teardown),
+        cmocka_unit_test_teardown(test_latency_many_connections,
+                                  load_srv_teardown),
         cmocka_unit_test(test_sigterm),
     };
 
