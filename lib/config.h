@@ -94,6 +94,11 @@ enum sl_config_response_format {
     SL_CONFIG_RESPONSE_JSON, /* the reply must be a JSON object */
 };
 
+enum sl_config_encoding_format {
+    SL_CONFIG_ENCODING_FLOAT,  /* embeddings as JSON number arrays */
+    SL_CONFIG_ENCODING_BASE64, /* embeddings as base64 little-endian float32 */
+};
+
 enum sl_config_http_method {
     SL_CONFIG_HTTP_GET,  /* "GET" */
     SL_CONFIG_HTTP_POST, /* "POST" (default) */
@@ -226,11 +231,12 @@ struct sl_config_backend {
     double temperature;                 /* openai-chat sampling */
     int max_tokens;                     /* openai-chat; 0: server default */
     enum sl_config_response_format response_format; /* openai-chat */
-    char *input;                       /* openai-embeddings: JSON template */
-    int batch_max;                     /* openai-embeddings: inputs/call */
-    int batch_wait_ms;                 /* openai-embeddings: batch linger */
-    enum sl_config_http_method method; /* http-json */
-    struct sl_config_kvlist headers;   /* extra headers (any kind) */
+    char *input;       /* openai-embeddings: JSON template */
+    int batch_max;     /* openai-embeddings: inputs/call */
+    int batch_wait_ms; /* openai-embeddings: batch linger */
+    enum sl_config_encoding_format encoding_format; /* openai-embeddings */
+    enum sl_config_http_method method;              /* http-json */
+    struct sl_config_kvlist headers; /* extra headers (any kind) */
     char *body;           /* http-json: JSON template; NULL: the payload */
     char *result_pointer; /* http-json: JSON pointer into the reply */
 };

@@ -22,6 +22,7 @@ const char *const sl_config_backend_kinds[] = {
     "openai-chat", "openai-embeddings", "http-json", NULL};
 static const char *const roles[] = {"system", "user", "assistant", NULL};
 static const char *const response_formats[] = {"text", "json", NULL};
+static const char *const encoding_formats[] = {"float", "base64", NULL};
 static const char *const methods[] = {"GET", "POST", "PUT", NULL};
 static const char *const step_modes[] = {"all", "first", NULL};
 static const char *const on_errors[] = {"fail", "partial", NULL};
@@ -372,6 +373,15 @@ static const struct sl_config_key backend_keys[] = {
      .kinds = EMB,
      .desc = "How long (ms) a batch that is not full waits for more inputs "
              "before it is sent. `0`: send at once."},
+    {"encoding_format", SL_KT_ENUM, FIELD(encoding_format),
+     .enums = encoding_formats, .def = "float", .kinds = EMB,
+     .desc = "How the server is asked to send each embedding: `float`, a "
+             "JSON array of numbers; `base64`, a base64 string of "
+             "little-endian float32s, decoded into the same numbers (no "
+             "number parsing, a reply about 3x smaller). Either form is "
+             "accepted in a reply whichever was asked (some servers ignore "
+             "the field); a string that is not base64 of whole, finite "
+             "float32s fails the call."},
     /* http-json */
     {"method", SL_KT_ENUM, FIELD(method), .enums = methods, .def = "POST",
      .kinds = HTTP, .desc = "HTTP method of the request."},

@@ -14,6 +14,8 @@
 #include "template.h"
 #include "utf8.h"
 
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -232,12 +234,122 @@ static int embeddings_input(const struct sl_config_backend *bc,
 static char *embeddings_batch(const struct sl_config_backend *bc,
                               json_t *inputs)
 {
-    json_t *body = json_pack("{s:s, s:o, s:s}", "model", bc->model, "input",
-                             inputs, "encoding_format", "float");
+    json_t *body = json_pack(
+        "{s:s, s:o, s:s}", "model", bc->model, "input", inputs,
+        "encoding_format",
+        bc->encoding_format == SL_CONFIG_ENCODING_BASE64 ? "base64" : "float");
     char *text = body ? sl_jsontext_dumps(body, JSON_COMPACT) : NULL;
 
     json_decref(body);
     return text;
+}
+
+/*
+ * The value of one base64 character of the standard alphabet (RFC 4648
+ * section 4), or -1.
+ */
+static int b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/*
+ * Decode 'n' bytes of base64 'in' (standard alphabet, padded to a multiple
+ * of 4, no white space, unused bits zero: what Python's b64encode and every
+ * OpenAI-compatible server send) into 'out', which has room for n / 4 * 3
+ * bytes.  Returns the number of bytes decoded, or -1 with the reason in
+ * 'why'.  Any thread.
+ */
+static long b64_decode(const char *in, size_t n, unsigned char *out, char *why,
+                       size_t why_size)
+{
+    const unsigned char *p = (const unsigned char *)in;
+    size_t pad = 0, o = 0;
+
+    if (n % 4) {
+        snprintf(why, why_size, "%zu characters, not a multiple of 4", n);
+        return -1;
+    }
+    if (n > 0 && p[n - 1] == '=')
+        pad = n > 1 && p[n - 2] == '=' ? 2 : 1;
+    for (size_t i = 0; i < n; i += 4) {
+        unsigned long quad = 0;
+        size_t k, used = i + 4 == n ? 4 - pad : 4;
+        for (k = 0; k < 4; k++) {
+            int v = k < used ? b64_value(p[i + k]) : 0;
+            if (v < 0) {
+                if (p[i + k] >= 0x21 && p[i + k] < 0x7f)
+                    snprintf(why, why_size, "unexpected '%c' at offset %zu",
+                             p[i + k], i + k);
+                else
+                    snprintf(why, why_size,
+                             "unexpected byte 0x%02x at offset %zu", p[i + k],
+                             i + k);
+                return -1;
+            }
+            quad = quad << 6 | (unsigned long)v;
+        }
+        if ((used == 3 && (quad & 0xff)) || (used == 2 && (quad & 0xffff))) {
+            snprintf(why, why_size,
+                     "non-zero bits in the padding at offset %zu", i);
+            return -1;
+        }
+        out[o++] = (unsigned char)(quad >> 16);
+        if (used > 2)
+            out[o++] = (unsigned char)(quad >> 8);
+        if (used > 3)
+            out[o++] = (unsigned char)quad;
+    }
+    return (long)o;
+}
+
+/*
+ * A base64 embedding (little-endian float32s) as an array of reals, each
+ * the float's exact value: the numbers jansson would give for the same
+ * floats sent as JSON numbers (printed as doubles, e.g. by Python).  NULL
+ * with the reason in 'why' for a string that is not base64 of whole,
+ * finite float32s.
+ */
+static json_t *b64_floats(const json_t *str, char *why, size_t why_size)
+{
+    size_t n = json_string_length(str);
+    unsigned char *bytes = malloc(n / 4 * 3 + 1);
+    json_t *arr = NULL;
+    long len;
+
+    if (!bytes) {
+        snprintf(why, why_size, "out of memory");
+        return NULL;
+    }
+    len = b64_decode(json_string_value(str), n, bytes, why, why_size);
+    if (len >= 0 && len % 4)
+        snprintf(why, why_size, "%ld bytes, not whole float32s", len);
+    else if (len >= 0)
+        arr = json_array();
+    for (long i = 0; arr && i < len; i += 4) {
+        uint32_t u = (uint32_t)bytes[i] | (uint32_t)bytes[i + 1] << 8 |
+                     (uint32_t)bytes[i + 2] << 16 |
+                     (uint32_t)bytes[i + 3] << 24;
+        float f;
+        memcpy(&f, &u, sizeof(f));
+        if (!isfinite(f)) {
+            snprintf(why, why_size, "float %ld is not finite", i / 4);
+            json_decref(arr);
+            arr = NULL;
+        } else if (json_array_append_new(arr, json_real((double)f))) {
+            snprintf(why, why_size, "out of memory");
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
+    free(bytes);
+    return arr;
 }
 
 static int embeddings_parse(const struct sl_config_backend *bc, json_t *reply,
@@ -248,6 +360,11 @@ static int embeddings_parse(const struct sl_config_backend *bc, json_t *reply,
     json_t *data = json_object_get(reply, "data"), *item;
     size_t i;
 
+    /*
+     * Either form is taken whatever encoding_format asked for: servers
+     * that ignore the field send numbers, and a string is base64 in the
+     * OpenAI API.
+     */
     (void)bc;
     if (!json_is_array(data) || json_array_size(data) != ncalls) {
         snprintf(text, text_size, "reply has %zu embeddings for %zu inputs",
@@ -261,12 +378,25 @@ static int embeddings_parse(const struct sl_config_backend *bc, json_t *reply,
         json_t *idx = json_object_get(item, "index");
         json_t *emb = json_object_get(item, "embedding");
         size_t k = json_is_integer(idx) ? (size_t)json_integer_value(idx) : i;
-        if (k >= ncalls || !json_is_array(emb)) {
+        if (k >= ncalls || !(json_is_array(emb) || json_is_string(emb))) {
             snprintf(text, text_size,
                      "reply's data[%zu] has no valid index/embedding", i);
             return -1;
         }
-        json_array_set(values, k, emb);
+        if (json_is_array(emb)) {
+            json_array_set(values, k, emb);
+            continue;
+        }
+        char why[96];
+        json_t *floats = b64_floats(emb, why, sizeof(why));
+        if (!floats) {
+            snprintf(text, text_size,
+                     "reply's data[%zu].embedding is not base64 of "
+                     "little-endian float32s: %s",
+                     i, why);
+            return -1;
+        }
+        json_array_set_new(values, k, floats);
     }
     usage_read(reply, usage);
     return 0;

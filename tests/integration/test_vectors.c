@@ -8,7 +8,13 @@
  */
 #include "harness.h"
 
+#include "strbuf.h"
+
+#include <arpa/inet.h>
+#include <jansson.h>
 #include <math.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
 
 #define N 60  /* messages */
 #define DIM 8 /* mock-infer's embedding length */
@@ -23,10 +29,13 @@ static void produce(const char *key, int n)
 
 /* Run the pipeline reading 'key' into 'table' with 'vectors' (YAML flow
  * mapping) until 'want' rows are in 'table' (or 'want_dead' in its dead
- * letters). */
-static void run_pipeline(const char *key, const char *table,
-                         const char *vectors, long long want,
-                         long long want_dead)
+ * letters).  The backend "embed" calls mock-infer, or 'embed_url' when
+ * not NULL, with the lines 'embed_extra' added to it; "embed64" is the
+ * same asking for base64. */
+static void run_pipeline_with(const char *key, const char *table,
+                              const char *embed_url, const char *embed_extra,
+                              const char *vectors, long long want,
+                              long long want_dead)
 {
     char yaml[4096], path[256], snk[512];
     struct h_mock m;
@@ -47,13 +56,22 @@ static void run_pipeline(const char *key, const char *table,
              "    kind: openai-embeddings\n"
              "    url: %s/v1\n"
              "    model: mock-embed\n"
-             "    batch_max: 16\n" H_SENTIMENT_BACKEND
-             "steps:\n  - name: s\n    backends: [embed, sentiment]\n"
+             "    batch_max: 16\n"
+             "%s"
+             "  embed64:\n"
+             "    kind: openai-embeddings\n"
+             "    url: %s/v1\n"
+             "    model: mock-embed\n"
+             "    batch_max: 16\n"
+             "    encoding_format: base64\n" H_SENTIMENT_BACKEND
+             "steps:\n  - name: s\n    backends: [embed, embed64, "
+             "sentiment]\n"
              "%s"
              "    flush_ms: 10\n"
              "    columns:\n"
              "      vectors: %s\n",
-             H_REDIS, key, m.url, m.url, snk, vectors);
+             H_REDIS, key, embed_url ? embed_url : m.url, embed_extra, m.url,
+             m.url, snk, vectors);
     snprintf(path, sizeof(path), "%s/%s.yaml", dir, table);
     h_write_file(path, yaml);
     h_sluice_start(&p, dir, path, table);
@@ -66,6 +84,13 @@ static void run_pipeline(const char *key, const char *table,
     h_sluice_stop(&p, 30000);
     h_mock_stop(&m);
     PQfinish(db);
+}
+
+static void run_pipeline(const char *key, const char *table,
+                         const char *vectors, long long want,
+                         long long want_dead)
+{
+    run_pipeline_with(key, table, NULL, "", vectors, want, want_dead);
 }
 
 static void test_embedding_column(void **state)
@@ -154,6 +179,159 @@ static void test_not_an_array(void **state)
     PQfinish(db);
 }
 
+/*
+ * embeddings speed-up (b64): a backend with encoding_format: base64 gets
+ * mock-infer's vectors as base64 float32s; its rows hold the float32 of
+ * each value the float backend gets as JSON numbers (mock-infer's k/255
+ * are doubles, so they differ), and so does the real[] column fed by it.
+ */
+static void test_base64_rows(void **state)
+{
+    char key[96], table[96];
+
+    (void)state;
+    h_unique(key, sizeof(key), "vec64");
+    h_unique(table, sizeof(table), "t_vec64");
+    produce(key, N);
+    run_pipeline(key, table, "{embedding: embed64}", N, 0);
+
+    PGconn *db = h_db();
+    assert_int_equal(h_pg_int(db, "SELECT count(*) FROM %s", table), N);
+    assert_int_equal(h_pg_int(db, "SELECT count(*) FROM %s_dead", table), 0);
+    assert_int_equal(h_pg_int(db,
+                              "SELECT count(*) FROM %s WHERE "
+                              "jsonb_array_length(results->'embed64') = %d",
+                              table, DIM),
+                     N);
+    /* element by element: base64 value == float32 of the JSON number */
+    assert_int_equal(
+        h_pg_int(db,
+                 "SELECT count(*) FROM %s, generate_series(0, "
+                 "%d) AS i WHERE (results->'embed64'->>i)::float8 "
+                 "= (results->'embed'->>i)::float8::float4::float8",
+                 table, DIM - 1),
+        N * DIM);
+    /* ... which is not the double mock-infer sends as a number */
+    assert_true(h_pg_int(db,
+                         "SELECT count(*) FROM %s, generate_series(0, %d) AS "
+                         "i WHERE (results->'embed64'->>i)::float8 <> "
+                         "(results->'embed'->>i)::float8",
+                         table, DIM - 1) > N * DIM / 2);
+    /* the real[] column holds the same values */
+    assert_int_equal(h_pg_int(db,
+                              "SELECT count(*) FROM %s, unnest(embedding) "
+                              "WITH ORDINALITY AS e(v, n) WHERE e.v::float8 = "
+                              "(results->'embed64'->>(e.n::int - 1))::float8",
+                              table),
+                     N * DIM);
+    PQclear(h_pg_query(db, "DROP TABLE %s, %s_dead", table, table));
+    PQfinish(db);
+}
+
+/* A server that answers every embeddings request with one embedding per
+ * input, each the JSON text 'embedding'. */
+struct canned {
+    struct MHD_Daemon *d;
+    char url[64];
+    const char *embedding; /* JSON text of each data[i].embedding */
+};
+
+static enum MHD_Result canned_answer(void *cls, struct MHD_Connection *conn,
+                                     const char *url, const char *method,
+                                     const char *version,
+                                     const char *upload_data,
+                                     size_t *upload_data_size, void **con_cls)
+{
+    struct canned *c = cls;
+    struct sl_strbuf *body = *con_cls;
+
+    (void)url;
+    (void)method;
+    (void)version;
+    if (!body) {
+        *con_cls = body = calloc(1, sizeof(*body));
+        return body ? MHD_YES : MHD_NO;
+    }
+    if (*upload_data_size) {
+        sl_strbuf_add(body, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    json_t *req = json_loadb(body->p ? body->p : "", body->len, 0, NULL);
+    size_t n = json_array_size(json_object_get(req, "input"));
+    struct sl_strbuf reply = {0};
+    sl_strbuf_addf(&reply, "{\"object\":\"list\",\"data\":[");
+    for (size_t i = 0; i < n; i++)
+        sl_strbuf_addf(&reply,
+                       "%s{\"object\":\"embedding\",\"index\":%zu,"
+                       "\"embedding\":%s}",
+                       i ? "," : "", i, c->embedding);
+    sl_strbuf_addf(&reply, "],\"model\":\"m\"}");
+    json_decref(req);
+    sl_strbuf_free(body);
+    free(body);
+    *con_cls = NULL;
+    size_t len = reply.len;
+    char *text = sl_strbuf_done(&reply);
+    if (!text)
+        return MHD_NO;
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static void canned_start(struct canned *c, const char *embedding)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+
+    c->embedding = embedding;
+    c->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL,
+                            canned_answer, c, MHD_OPTION_SOCK_ADDR, &a,
+                            MHD_OPTION_END);
+    assert_non_null(c->d);
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(c->d, MHD_DAEMON_INFO_BIND_PORT);
+    assert_non_null(info);
+    snprintf(c->url, sizeof(c->url), "http://127.0.0.1:%u", info->port);
+}
+
+/* A base64 embedding that is not whole float32s: every message goes to
+ * the dead-letter table with the reason, none to the table. */
+static void test_bad_base64_dead_letter(void **state)
+{
+    char key[96], table[96];
+    struct canned c;
+    enum { M = 5 };
+
+    (void)state;
+    canned_start(&c, "\"AACAPw=\"");
+    h_unique(key, sizeof(key), "vec64bad");
+    h_unique(table, sizeof(table), "t_vec64bad");
+    produce(key, M);
+    run_pipeline_with(key, table, c.url,
+                      "    encoding_format: base64\n"
+                      "    retry: {max_attempts: 1}\n",
+                      "{embedding: embed}", 0, M);
+    MHD_stop_daemon(c.d);
+
+    PGconn *db = h_db();
+    assert_int_equal(h_pg_int(db, "SELECT count(*) FROM %s", table), 0);
+    assert_int_equal(
+        h_pg_int(db,
+                 "SELECT count(*) FROM %s_dead WHERE error LIKE "
+                 "'%%reply''s data[0].embedding is not base64 of "
+                 "little-endian float32s: 7 characters, not a multiple of "
+                 "4%%'",
+                 table),
+        M);
+    PQclear(h_pg_query(db, "DROP TABLE %s, %s_dead", table, table));
+    PQfinish(db);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -172,6 +350,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_embedding_column),
         cmocka_unit_test(test_not_an_array),
+        cmocka_unit_test(test_base64_rows),
+        cmocka_unit_test(test_bad_base64_dead_letter),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

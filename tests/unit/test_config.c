@@ -1297,6 +1297,47 @@ static void test_vector_column_backend(void **state)
                  NULL);
 }
 
+/* embeddings speed-up (b64): encoding_format, openai-embeddings only. */
+static void test_encoding_format_key(void **state)
+{
+    static const char head[] =
+        "version: 1\n"
+        "name: a\n"
+        "gateway: {enabled: true}\n"
+        "steps: [{name: s, backends: [e, f]}]\n"
+        "backends:\n"
+        "  e: {kind: openai-embeddings, url: 'http://x/v1',"
+        " model: m}\n";
+    char text[1024];
+    struct sl_config *cfg;
+
+    (void)state;
+    snprintf(text, sizeof(text),
+             "%s  f: {kind: openai-embeddings, url: 'http://x/v1', model: m,\n"
+             "      encoding_format: base64}\n",
+             head);
+    cfg = parse_ok(text);
+    assert_int_equal(sl_config_backend_find(cfg, "e")->encoding_format,
+                     SL_CONFIG_ENCODING_FLOAT);
+    assert_int_equal(sl_config_backend_find(cfg, "f")->encoding_format,
+                     SL_CONFIG_ENCODING_BASE64);
+    sl_config_destroy(cfg);
+
+    snprintf(text, sizeof(text),
+             "%s  f: {kind: openai-chat, url: 'http://x/v1', model: m,\n"
+             "      messages: [{role: user, content: hi}],\n"
+             "      encoding_format: float}\n"
+             "  g: {kind: openai-embeddings, url: 'http://x/v1', model: m,\n"
+             "      encoding_format: base32}\n",
+             head);
+    parse_errors(text,
+                 "t.yaml:9:7: key 'encoding_format' is only allowed when kind "
+                 "is openai-embeddings at backends.f.encoding_format",
+                 "t.yaml:11:24: expected one of float, base64, got 'base32' "
+                 "at backends.g.encoding_format",
+                 NULL);
+}
+
 /* hardening #8: whatever a ${VAR} or a block scalar holds, each error is
  * one line of text. */
 static void test_error_stays_one_line(void **state)
@@ -1939,6 +1980,7 @@ int main(void)
         cmocka_unit_test(test_one_document),
         cmocka_unit_test(test_alias_errors_at_use),
         cmocka_unit_test(test_vector_column_backend),
+        cmocka_unit_test(test_encoding_format_key),
         cmocka_unit_test(test_error_stays_one_line),
         cmocka_unit_test(test_not_a_regular_file),
         cmocka_unit_test(test_log_format_key),
