@@ -20,15 +20,23 @@
 
 /*
  * librdkafka prefetches up to 100000 messages or 64 MiB by default, and
- * each queued message costs a few hundred bytes beyond its payload: with
- * ~200-byte messages that alone took a worker's peak RSS from ~30 to
- * ~100 MiB.  10000 messages is still a fifth of a second at 50000 msg/s,
- * and since the waker refills the queue as soon as it runs dry, the
- * smaller prefetch costs no throughput.  A pipeline's kafka properties
- * override both.
+ * each queued message costs a few hundred bytes beyond its payload; a
+ * fetch response (up to fetch.max.bytes, 50 MiB, of up to
+ * max.partition.fetch.bytes, 1 MiB, per partition) is one buffer that
+ * lives until its last message is taken.  With ~200-byte messages from 12
+ * partitions that alone was most of a worker's peak RSS.  The source never
+ * takes more than the queue has room for, so the prefetch need only keep
+ * it fed: PREFETCH_QUEUES queues' worth of messages (at least
+ * PREFETCH_MIN_MSGS), 1 MiB queued and 1 MiB a fetch.  The waker refills
+ * librdkafka's queue as soon as it runs dry, so the smaller prefetch
+ * costs no throughput (bench/results/rss-2026-12-06.md).  A pipeline's
+ * kafka properties override each of them.
  */
-#define PREFETCH_MSGS "10000" /* queued.min.messages */
-#define PREFETCH_KB "4096"    /* queued.max.messages.kbytes */
+#define PREFETCH_QUEUES 2         /* queued.min.messages: queue capacities */
+#define PREFETCH_MIN_MSGS 1000    /* ... but at least this many */
+#define PREFETCH_KB "1024"        /* queued.max.messages.kbytes */
+#define FETCH_MAX_BYTES "1048576" /* fetch.max.bytes: one response */
+#define FETCH_PART_BYTES "131072" /* max.partition.fetch.bytes */
 
 static void update_paused_stat(struct kafka_source *ks)
 {
@@ -764,11 +772,12 @@ static int conf_set(rd_kafka_conf_t *kc, const char *name, const char *value,
 }
 
 static rd_kafka_conf_t *build_conf(const struct sl_source_kafka_conf *conf,
-                                   struct kafka_source *ks, char *errstr,
-                                   size_t errstr_size)
+                                   struct kafka_source *ks, size_t queue_cap,
+                                   char *errstr, size_t errstr_size)
 {
     rd_kafka_conf_t *kc = rd_kafka_conf_new();
-    char interval[32];
+    char interval[32], prefetch[32];
+    size_t want = queue_cap * PREFETCH_QUEUES;
     int ci = conf->commit_interval_ms > 0 ? conf->commit_interval_ms : 1000;
     struct sl_kafka_property defaults[] = {
         {"bootstrap.servers", conf->brokers},
@@ -782,11 +791,17 @@ static rd_kafka_conf_t *build_conf(const struct sl_source_kafka_conf *conf,
         {"enable.auto.commit", "true"},
         {"auto.commit.interval.ms", interval},
         {"enable.partition.eof", "false"},
-        {"queued.min.messages", PREFETCH_MSGS},
+        {"queued.min.messages", prefetch},
         {"queued.max.messages.kbytes", PREFETCH_KB},
+        {"fetch.max.bytes", FETCH_MAX_BYTES},
+        {"max.partition.fetch.bytes", FETCH_PART_BYTES},
     };
 
     snprintf(interval, sizeof(interval), "%d", ci);
+    snprintf(prefetch, sizeof(prefetch), "%zu",
+             want < PREFETCH_MIN_MSGS ? (size_t)PREFETCH_MIN_MSGS
+             : want > 10000000        ? (size_t)10000000 /* its maximum */
+                                      : want);
     for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
         if (defaults[i].value &&
             conf_set(kc, defaults[i].name, defaults[i].value, errstr,
@@ -852,7 +867,8 @@ struct sl_source *sl_source_kafka_new(const struct sl_source_kafka_conf *conf,
     ks->revoke_timeout_ms =
         conf->revoke_timeout_ms > 0 ? conf->revoke_timeout_ms : 10000;
 
-    kc = build_conf(conf, ks, errstr, errstr_size);
+    kc =
+        build_conf(conf, ks, q ? sl_queue_capacity(q) : 0, errstr, errstr_size);
     if (!kc) {
         kafka_destroy(ks);
         return NULL;

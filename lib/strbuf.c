@@ -74,6 +74,16 @@ char *sl_strbuf_done(struct sl_strbuf *b)
         return NULL;
     }
     p = b->p;
+    /*
+     * The text may be kept long (a row's results wait in the sink's
+     * backlog, 10000 of them by default): give back what the doubling left
+     * unused.  Shrinking splits the block in place; nothing is copied.
+     */
+    if (b->cap > b->len + 1) {
+        char *fit = realloc(p, b->len + 1);
+        if (fit)
+            p = fit;
+    }
     memset(b, 0, sizeof(*b));
     return p;
 }

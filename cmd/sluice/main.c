@@ -10,8 +10,10 @@
 #include <libfyaml.h>
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char usage[] =
@@ -108,10 +110,38 @@ static int cmd_help(int argc, char **argv)
     return sl_cli_usage_error(NULL, "unknown command '%s'", argv[1]);
 }
 
+/*
+ * Two malloc arenas for the whole process, unless the environment chooses
+ * (MALLOC_ARENA_MAX, or glibc.malloc.arena_max in GLIBC_TUNABLES).
+ * glibc gives each thread that allocates an arena of its own, up to 8 per
+ * core, and an arena keeps the memory it once held: a message is
+ * allocated by the source thread, its result by a worker, its row's
+ * encoding by the sink, its fetch by a librdkafka thread, so each arena
+ * grew to its own thread's peak and the worker's RSS was the sum of them
+ * (7 to 11 arenas, three or four of 5-16 MiB, most of it free, for ~7 MiB
+ * live).  One arena saved a little more but cost a fifth of the 3-model
+ * throughput in lock waits (bench/results/rss-2026-12-06.md); two cost
+ * none measurable.  Before any thread starts.
+ */
+#define MALLOC_ARENAS 2
+
+static void malloc_few_arenas(void)
+{
+#ifdef M_ARENA_MAX
+    const char *tunables = getenv("GLIBC_TUNABLES");
+
+    if (getenv("MALLOC_ARENA_MAX") ||
+        (tunables && strstr(tunables, "glibc.malloc.arena_max")))
+        return;
+    mallopt(M_ARENA_MAX, MALLOC_ARENAS);
+#endif
+}
+
 int main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : NULL;
 
+    malloc_few_arenas();
     if (!cmd)
         return sl_cli_usage_error(NULL, "no command given");
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h"))

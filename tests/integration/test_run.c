@@ -225,6 +225,46 @@ static void names(struct pipe *p, enum kind kind, const char *what, char *name,
     p->table = table;
 }
 
+/*
+ * glibc's malloc arenas beyond the main one in process 'pid': each is an
+ * anonymous heap at a 64 MiB boundary (HEAP_MAX_SIZE), its unused part
+ * reserved PROT_NONE up to the next boundary.  sluice keeps to two
+ * arenas (cmd/sluice/main.c: per-thread arenas each kept their thread's
+ * peak, and the worker's RSS was their sum).
+ */
+static int malloc_arenas(pid_t pid)
+{
+    const unsigned long heap_max = 64ul << 20;
+    unsigned long lo, hi, prev_lo = 0, prev_hi = 0, ino;
+    char path[64], line[512], perms[8], prev_perms[8] = "";
+    int n = 0, fields;
+
+    snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof(line), f)) {
+        char name[256] = "";
+        fields = sscanf(line, "%lx-%lx %7s %*s %*s %lu %255s", &lo, &hi, perms,
+                        &ino, name);
+        if (fields < 4)
+            continue;
+        bool anon = ino == 0 && !name[0];
+        /* A heap grown to its whole 64 MiB has no reserve after it. */
+        if (anon && !strcmp(perms, "rw-p") && lo % heap_max == 0 &&
+            hi - lo == heap_max)
+            n++;
+        else if (anon && !strcmp(perms, "---p") && lo == prev_hi &&
+                 !strcmp(prev_perms, "rw-p") && prev_lo % heap_max == 0 &&
+                 hi - prev_lo == heap_max)
+            n++;
+        prev_lo = lo;
+        prev_hi = hi;
+        snprintf(prev_perms, sizeof(prev_perms), "%s", anon ? perms : "");
+    }
+    fclose(f);
+    return n;
+}
+
 /* ---- the tests ---- */
 
 static void to_pg(enum kind kind)
@@ -247,6 +287,11 @@ static void to_pg(enum kind kind)
         h_dump_log(proc.log, 4000);
     assert_int_equal(rows, COUNT);
     check_metrics(port, kind, rows);
+    /* Every thread has allocated by now: still two arenas (peak RSS). */
+    int arenas = malloc_arenas(proc.pid);
+    if (arenas > 1)
+        fail_msg("sluice runs with %d malloc arenas besides the main one",
+                 arenas);
     int64_t drain = h_sluice_stop(&proc, 30000);
     check_rows(db, table);
     PQfinish(db);

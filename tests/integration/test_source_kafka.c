@@ -191,6 +191,7 @@ static void test_group_rebalance(void **state)
 
 #define B_PARTS 4
 #define B_COUNT 100000
+#define B_PREFETCH_KIB (4 * 1024) /* RSS a paused source may take */
 
 static long rss_kib(void)
 {
@@ -222,6 +223,7 @@ static void test_backpressure(void **state)
     print_message("produced %d messages in %lld ms\n", B_COUNT,
                   (long long)(sl_mono_ms() - t0));
 
+    long rss_start = rss_kib();
     struct sl_source *src = kafka_source(topic, group, q, 65536);
     /* Nobody pops: the queue fills and the source pauses. */
     int64_t deadline = sl_mono_ms() + 30000;
@@ -233,6 +235,14 @@ static void test_backpressure(void **state)
     assert_int_equal(atomic_load(&sl_source_stats(src)->paused), 1);
     sleep(2); /* let the fetcher settle after the pause */
     long rss0 = rss_kib();
+    /*
+     * What librdkafka prefetched for a queue of 16 stays within its
+     * bounds (source_kafka.c: PREFETCH_*): was ~10000 messages and a
+     * 1 MiB fetch per partition.
+     */
+    print_message("prefetched for a full queue: rss %+ld KiB\n",
+                  rss0 - rss_start);
+    assert_true(rss0 - rss_start < B_PREFETCH_KIB);
     sl_source_kafka_stats(src, &st);
     uint64_t assignments = st.assignments;
     print_message("stalling %d s with max.poll.interval.ms=10000 "

@@ -6,6 +6,7 @@
 
 #include "strbuf.h"
 
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,12 +60,31 @@ static void test_grows(void **state)
     assert_null(b.p);
 }
 
+/*
+ * A short text handed over keeps no more than it needs: a row keeps its
+ * results, errors and timings texts until its batch commits, 10000 rows
+ * and more at once (was 256 bytes each for a 20-byte text).
+ */
+static void test_done_fits(void **state)
+{
+    struct sl_strbuf b = {0};
+    char *text;
+
+    (void)state;
+    assert_int_equal(sl_strbuf_add(&b, "{\"label\": \"positive\"}", 21), 0);
+    text = sl_strbuf_done(&b);
+    assert_string_equal(text, "{\"label\": \"positive\"}");
+    assert_true(malloc_usable_size(text) < 64);
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_add_and_done),
         cmocka_unit_test(test_empty_done_is_empty_text),
         cmocka_unit_test(test_grows),
+        cmocka_unit_test(test_done_fits),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
