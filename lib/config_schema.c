@@ -513,9 +513,12 @@ static const struct sl_config_key postgres_keys[] = {
      INT(1, 64, "4"),
      .desc =
          "Batches sent and not yet committed at once (libpq pipeline mode)."},
-    {"backlog_rows", SL_KT_INT, FIELD(backlog_rows), INT(1, 10000000, "10000"),
+    {"backlog_rows", SL_KT_INT, FIELD(backlog_rows), INT(1, 10000000, "2000"),
      .desc = "Rows waiting for the sink at most; beyond it the workers block, "
-             "which in turn stops the source (backpressure)."},
+             "which in turn stops the source (backpressure). Each waiting "
+             "row holds its texts in memory: when workers outrun "
+             "PostgreSQL the backlog stays full (10000 rows took 9-11 MiB "
+             "more peak RSS than 2000 at the same msg/s)."},
     {"columns", SL_KT_OBJ, FIELD(columns), .sub = &columns_schema,
      .desc =
          "Column names of the results table, to write into an existing table."},

@@ -661,7 +661,7 @@ struct sl_sink_pg *sl_sink_pg_new(const struct sl_sink_pg_conf *conf,
         sink->sql_create_dead = sl_sink_pg_sql_create_dead(qd);
     }
     sink->backlog =
-        sl_queue_new((size_t)(conf->backlog_rows ? conf->backlog_rows : 10000),
+        sl_queue_new((size_t)(conf->backlog_rows ? conf->backlog_rows : 2000),
                      free_row_item);
     sink->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (!sink->dsn || !sink->app_name || !sink->sql_insert || !sink->sql_dead ||

@@ -63,7 +63,7 @@ struct sl_sink_pg_conf {
     int batch_rows;                /* rows per transaction; 1000 when 0 */
     int flush_ms;                  /* max age of a partial batch; 100 */
     int max_batches_inflight;      /* pipelined, not yet durable; 4 */
-    int backlog_rows;              /* submit() blocks beyond; 10000 */
+    int backlog_rows;              /* submit() blocks beyond; 2000 */
     int reconnect_min_ms;          /* first backoff cap; 100 when 0 */
     int reconnect_max_ms;          /* backoff cap; 10000 when 0 */
     const char *application_name;  /* "sluice-sink" when NULL */
