@@ -99,6 +99,12 @@ enum sl_config_encoding_format {
     SL_CONFIG_ENCODING_BASE64, /* embeddings as base64 little-endian float32 */
 };
 
+enum sl_config_toast_compression {
+    SL_CONFIG_TOAST_LZ4,    /* the sink's session compresses with lz4 */
+    SL_CONFIG_TOAST_PGLZ,   /* ... with pglz */
+    SL_CONFIG_TOAST_SERVER, /* the server's default_toast_compression */
+};
+
 enum sl_config_http_method {
     SL_CONFIG_HTTP_GET,  /* "GET" */
     SL_CONFIG_HTTP_POST, /* "POST" (default) */
@@ -268,17 +274,18 @@ struct sl_config_columns {
 };
 
 struct sl_config_postgres {
-    char *dsn;                        /* libpq conninfo, without password */
-    char *password_env;               /* env var holding the password */
-    char *password_file;              /* file holding the password */
-    char *table;                      /* results: [schema.]table */
-    char *dead_letter_table;          /* dead letters: [schema.]table */
-    bool create_table;                /* CREATE TABLE IF NOT EXISTS */
-    int batch_rows;                   /* rows per transaction */
-    int flush_ms;                     /* max age of a partial batch */
-    int max_batches_inflight;         /* pipelined, not yet durable */
-    int backlog_rows;                 /* then workers block */
-    struct sl_config_columns columns; /* column names */
+    char *dsn;                /* libpq conninfo, without password */
+    char *password_env;       /* env var holding the password */
+    char *password_file;      /* file holding the password */
+    char *table;              /* results: [schema.]table */
+    char *dead_letter_table;  /* dead letters: [schema.]table */
+    bool create_table;        /* CREATE TABLE IF NOT EXISTS */
+    int batch_rows;           /* rows per transaction */
+    int flush_ms;             /* max age of a partial batch */
+    int max_batches_inflight; /* pipelined, not yet durable */
+    int backlog_rows;         /* then workers block */
+    enum sl_config_toast_compression toast_compression; /* large values */
+    struct sl_config_columns columns;                   /* column names */
 };
 
 struct sl_config_sink {

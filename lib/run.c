@@ -270,6 +270,10 @@ static struct sl_sink_pg *make_sink(struct runner *r, char *err, size_t errsz)
         .max_batches_inflight = pg->max_batches_inflight,
         .backlog_rows = pg->backlog_rows,
         .application_name = app,
+        .toast_compression =
+            pg->toast_compression == SL_CONFIG_TOAST_LZ4    ? "lz4"
+            : pg->toast_compression == SL_CONFIG_TOAST_PGLZ ? "pglz"
+                                                            : NULL,
         .columns = {.source = c->source,
                     .topic = c->topic,
                     .partition = c->partition,

@@ -561,6 +561,7 @@ static void sink_free(struct sl_sink_pg *sink)
     free(sink->sql_insert);
     free(sink->sql_create);
     free(sink->sql_create_dead);
+    free(sink->sql_toast);
     free(sink->sql_dead);
     for (i = 0; i < SL_SINK_PG_NCOLS; i++)
         sl_pgarr_free(&sink->arr[i]);
@@ -659,6 +660,13 @@ struct sl_sink_pg *sl_sink_pg_new(const struct sl_sink_pg_conf *conf,
         sink->sql_create = sl_sink_pg_sql_create(
             qt, &conf->columns, conf->vectors, conf->vector_cnt);
         sink->sql_create_dead = sl_sink_pg_sql_create_dead(qd);
+    }
+    if (conf->toast_compression &&
+        !(sink->sql_toast = sl_sink_pg_sql_toast(conf->toast_compression))) {
+        sl_seterr(-SL_EINVAL, errstr, errstr_size,
+                  "toast_compression must be lz4 or pglz, not '%s'",
+                  conf->toast_compression);
+        goto fail1;
     }
     sink->backlog =
         sl_queue_new((size_t)(conf->backlog_rows ? conf->backlog_rows : 2000),

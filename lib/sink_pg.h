@@ -67,6 +67,9 @@ struct sl_sink_pg_conf {
     int reconnect_min_ms;          /* first backoff cap; 100 when 0 */
     int reconnect_max_ms;          /* backoff cap; 10000 when 0 */
     const char *application_name;  /* "sluice-sink" when NULL */
+    const char *toast_compression; /* "lz4" or "pglz": the session's
+                                      default_toast_compression; NULL:
+                                      the server's */
     struct sl_sink_pg_columns columns;       /* results table column names */
     const struct sl_sink_pg_vector *vectors; /* vector_cnt extra real[]
                                                 columns; read by new() */

@@ -158,6 +158,14 @@ int sl_sink_pg_vectors_check(const struct sl_sink_pg_columns *cols,
 /* CREATE TABLE IF NOT EXISTS for the dead-letter table. */
 char *sl_sink_pg_sql_create_dead(const char *qtable);
 
+/*
+ * The session's default_toast_compression set to 'method' ("lz4" or
+ * "pglz"), where the server has it: a DO block that turns a refusal
+ * (PostgreSQL before 14, a server built without lz4) into a notice, so the
+ * setup batch still succeeds.  NULL for another method.
+ */
+char *sl_sink_pg_sql_toast(const char *method);
+
 /* The dead-letter upsert: 11 scalar parameters. */
 char *sl_sink_pg_sql_insert_dead(const char *qtable);
 
@@ -294,6 +302,7 @@ struct sl_sink_pg {
     char *sql_insert;          /* results INSERT ... unnest */
     char *sql_create;          /* CREATE TABLE results, or NULL */
     char *sql_create_dead;     /* CREATE TABLE dead letters, or NULL */
+    char *sql_toast;           /* session's TOAST compression, or NULL */
     char *sql_dead;            /* dead-letter upsert */
     int batch_rows;            /* rows per batch */
     int flush_ms;              /* max age of a partial batch */

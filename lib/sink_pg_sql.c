@@ -496,6 +496,22 @@ char *sl_sink_pg_sql_create(const char *qtable,
     return sl_strbuf_done(&b);
 }
 
+char *sl_sink_pg_sql_toast(const char *method)
+{
+    struct sl_strbuf b = {0};
+
+    if (!method || (strcmp(method, "lz4") && strcmp(method, "pglz")))
+        return NULL;
+    sl_strbuf_addf(&b,
+                   "DO $sl$BEGIN PERFORM set_config("
+                   "'default_toast_compression', '%s', false); "
+                   "EXCEPTION WHEN OTHERS THEN RAISE NOTICE "
+                   "'default_toast_compression %s not available, the "
+                   "server''s default stays: %%', SQLERRM; END$sl$",
+                   method, method);
+    return sl_strbuf_done(&b);
+}
+
 char *sl_sink_pg_sql_create_dead(const char *qtable)
 {
     struct sl_strbuf b = {0};

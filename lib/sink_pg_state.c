@@ -131,7 +131,7 @@ void sl_sink_pg_conn_start(struct sl_sink_pg *sink)
     sink->connect_deadline_ms = sl_mono_ms() + CONNECT_TIMEOUT_MS;
 }
 
-/* Send the setup batch: tables and prepared statements. */
+/* Send the setup batch: TOAST compression, tables, prepared statements. */
 static void send_setup(struct sl_sink_pg *sink)
 {
     PGconn *conn = sink->conn;
@@ -154,6 +154,10 @@ static void send_setup(struct sl_sink_pg *sink)
         sl_sink_pg_conn_lost(sink, "cannot set up", "out of memory");
         return;
     }
+    if (sink->sql_toast)
+        ok = ok && PQsendQueryParams(conn, sink->sql_toast, 0, NULL, NULL, NULL,
+                                     NULL, 0),
+        b->nstmt += ok;
     if (sink->sql_create)
         ok = ok && PQsendQueryParams(conn, sink->sql_create, 0, NULL, NULL,
                                      NULL, NULL, 0),

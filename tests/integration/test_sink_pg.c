@@ -231,6 +231,9 @@ static void submit_range(struct sl_sink_pg *sink, const char *topic,
     }
 }
 
+/* The TOAST compression the next sink_new*() asks for (NULL: the server's). */
+static const char *next_toast;
+
 static struct sl_sink_pg *sink_new_dsn(const char *conninfo, const char *table,
                                        const char *dead, const char *app,
                                        int batch, struct acks *a)
@@ -239,6 +242,7 @@ static struct sl_sink_pg *sink_new_dsn(const char *conninfo, const char *table,
     char errstr[256];
     struct sl_sink_pg *sink;
 
+    conf.toast_compression = next_toast;
     conf.dsn = conninfo;
     conf.table = table;
     conf.dead_letter_table = dead;
@@ -417,6 +421,60 @@ static void test_injection_stored_verbatim(void **state)
                      1);
     sl_sink_pg_destroy(sink);
     acks_fini(&a);
+}
+
+/*
+ * A large value is compressed with the method the sink's session asks for
+ * (toast_compression), and with the server's own default when it asks
+ * for none.  pg_column_compression() names the method of a stored value.
+ */
+static void test_toast_compression(void **state)
+{
+    static const char *const methods[] = {"lz4", "pglz", NULL};
+    char table[64], dead[64], *json, server[16] = "";
+    PGconn *c = db();
+    PGresult *r = PQexec(c, "SHOW default_toast_compression");
+
+    (void)state;
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    snprintf(server, sizeof(server), "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    PQfinish(c);
+    json = malloc(16384);
+    assert_non_null(json);
+    /* 16 KB of text that compresses well: TOASTed and compressed. */
+    int jl = snprintf(json, 16384, "{\"text\":\"");
+    while (jl < 16000)
+        jl += snprintf(json + jl, (size_t)(16384 - jl), "a good day %d ", jl);
+    jl += snprintf(json + jl, (size_t)(16384 - jl), "\"}");
+    for (size_t m = 0; m < sizeof(methods) / sizeof(methods[0]); m++) {
+        const char *want = methods[m] ? methods[m] : server;
+        struct acks a;
+        struct sl_sink_pg *sink;
+
+        unique_name(table, sizeof(table), "t_toast");
+        unique_name(dead, sizeof(dead), "t_toast_dl");
+        acks_init(&a, 4);
+        next_toast = methods[m];
+        sink = sink_new(table, dead, "sluice-test-toast", 100, &a);
+        next_toast = NULL;
+        assert_int_equal(sl_sink_pg_submit(sink,
+                                           make_row("toast", 0, NULL, 0, json,
+                                                    (size_t)jl, NULL),
+                                           -1),
+                         0);
+        assert_int_equal(sl_sink_pg_drain(sink, DEADLINE_MS), 0);
+        assert_int_equal(a.ok, 1);
+        if (q_int("SELECT count(*) FROM %s WHERE "
+                  "pg_column_compression(payload) = '%s'",
+                  table, want) != 1)
+            fail_msg("toast_compression %s: the payload is not stored "
+                     "compressed with %s",
+                     methods[m] ? methods[m] : "(server's)", want);
+        sl_sink_pg_destroy(sink);
+        acks_fini(&a);
+    }
+    free(json);
 }
 
 /* ---- disruption ---- */
@@ -1357,6 +1415,7 @@ int main(void)
         cmocka_unit_test(test_resend_exactly_once),
         cmocka_unit_test(test_bad_bytes_isolated),
         cmocka_unit_test(test_injection_stored_verbatim),
+        cmocka_unit_test(test_toast_compression),
         cmocka_unit_test(test_kill_backend),
         cmocka_unit_test(test_restart_fast),
         cmocka_unit_test(test_restart_immediate),
