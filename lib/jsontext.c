@@ -368,30 +368,28 @@ static int put_scalar(struct sl_strbuf *o, const json_t *j, size_t flags)
 
 /*
  * s[0..len) as a JSON string when jansson would print it verbatim with
- * 'flags' (SCALAR_FLAGS): ASCII from 0x20 to 0x7f but '"' and '\\' (and
- * '/' under JSON_ESCAPE_SLASH), at most SCALAR_BUF - 2 bytes.  Keys and
- * labels are such text, and jansson's writer costs ~1,300 instructions a
- * scalar.  1 when written, 0 when jansson must print it (escapes, UTF-8),
- * -1 when out of memory.
+ * 'flags': no '"', '\\' or control byte, no '/' under JSON_ESCAPE_SLASH,
+ * no byte above 0x7f under JSON_ENSURE_ASCII.  Keys, labels and most
+ * texts are such strings, and jansson's writer costs ~1,300 instructions a
+ * scalar.  1 when written, 0 when jansson must print it (escapes), -1 when
+ * out of memory.
  */
 static int put_plain_string(struct sl_strbuf *o, const char *s, size_t len,
                             size_t flags)
 {
-    char buf[SCALAR_BUF];
     int slash = (flags & JSON_ESCAPE_SLASH) != 0;
+    int ascii = (flags & JSON_ENSURE_ASCII) != 0;
 
-    if (len > SCALAR_BUF - 2)
-        return 0;
-    buf[0] = '"';
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c > 0x7f || c == '"' || c == '\\' ||
-            (c == '/' && slash))
+        if (c < 0x20 || c == '"' || c == '\\' || (c == '/' && slash) ||
+            (c > 0x7f && ascii))
             return 0;
-        buf[1 + i] = (char)c;
     }
-    buf[1 + len] = '"';
-    return sl_strbuf_add(o, buf, len + 2) ? -1 : 1;
+    return sl_strbuf_add(o, "\"", 1) || sl_strbuf_add(o, s, len) ||
+                   sl_strbuf_add(o, "\"", 1)
+               ? -1
+               : 1;
 }
 
 /* 'v' in decimal, as jansson's "%" JSON_INTEGER_FORMAT. */
@@ -407,6 +405,16 @@ static int put_integer(struct sl_strbuf *o, json_int_t v)
     if (v < 0)
         *--p = '-';
     return sl_strbuf_add(o, p, (size_t)(end - p));
+}
+
+int sl_jsontext_put_plain(struct sl_strbuf *o, const json_t *j, size_t flags)
+{
+    if (json_is_string(j))
+        return put_plain_string(o, json_string_value(j), json_string_length(j),
+                                flags);
+    if (json_is_integer(j))
+        return put_integer(o, json_integer_value(j)) ? -1 : 1;
+    return 0;
 }
 
 /* 'j' as compact text, each real in its own shortest precision. */
@@ -462,13 +470,11 @@ static int put_value(struct sl_strbuf *o, const json_t *j, size_t flags,
         size_t n = real_json(json_real_value(j), text);
         return n ? sl_strbuf_add(o, text, n) : -1;
     }
-    case JSON_STRING: {
-        int plain = put_plain_string(o, json_string_value(j),
-                                     json_string_length(j), flags);
+    case JSON_STRING:
+    case JSON_INTEGER: {
+        int plain = sl_jsontext_put_plain(o, j, flags);
         return plain ? (plain < 0 ? -1 : 0) : put_scalar(o, j, flags);
     }
-    case JSON_INTEGER:
-        return put_integer(o, json_integer_value(j));
     case JSON_TRUE:
         return sl_strbuf_add(o, "true", 4);
     case JSON_FALSE:

@@ -36,4 +36,15 @@ int sl_jsontext_precision(const json_t *j);
  */
 char *sl_jsontext_dumps(const json_t *j, size_t flags);
 
+struct sl_strbuf;
+
+/*
+ * Append 'j' when it is a string jansson would write verbatim with
+ * 'flags' (nothing to escape) or an integer, byte for byte as
+ * json_dumps(j, flags | JSON_ENCODE_ANY) writes it, without jansson's
+ * writer.  1 when written, 0 when 'j' is another value (then nothing is
+ * appended), -1 when out of memory.
+ */
+int sl_jsontext_put_plain(struct sl_strbuf *o, const json_t *j, size_t flags);
+
 #endif

@@ -6,6 +6,7 @@
 #include "template.h"
 
 #include "err.h"
+#include "jsontext.h"
 #include "strbuf.h"
 #include "utf8.h"
 
@@ -122,41 +123,19 @@ static const json_t *probe_value(const struct probe *probe, const char *s,
     return e - s == 1 && *s == '.' ? probe->whole : probe->field;
 }
 
-/* True when jansson writes string s[0..n) as '"' s '"': no byte it
- * escapes (quote, backslash, control characters). */
-static bool needs_no_escape(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == '"' || c == '\\')
-            return false;
-    }
-    return true;
-}
-
 /*
  * Append 'v' as 'mode' says.  The common values (a string with nothing to
- * escape, an integer) are written here, byte for byte as json_dumps()
- * writes them; the others go through json_dumps().
+ * escape, an integer) are written by sl_jsontext_put_plain(), byte for
+ * byte as json_dumps() writes them; the others go through json_dumps().
  */
 static int append_value(struct sl_strbuf *b, const json_t *v,
                         enum sl_template_mode mode)
 {
-    if (json_is_string(v)) {
-        const char *s = json_string_value(v);
-        size_t n = json_string_length(v);
-        if (mode == SL_TEMPLATE_TEXT)
-            return sl_strbuf_add(b, s, n);
-        if (needs_no_escape(s, n)) {
-            int err = sl_strbuf_add(b, "\"", 1);
-            if (!err)
-                err = sl_strbuf_add(b, s, n);
-            return err ? err : sl_strbuf_add(b, "\"", 1);
-        }
-    } else if (json_is_integer(v)) {
-        return sl_strbuf_addf(b, "%" JSON_INTEGER_FORMAT,
-                              json_integer_value(v));
-    }
+    if (mode == SL_TEMPLATE_TEXT && json_is_string(v))
+        return sl_strbuf_add(b, json_string_value(v), json_string_length(v));
+    int plain = sl_jsontext_put_plain(b, v, JSON_COMPACT);
+    if (plain)
+        return plain < 0 ? -SL_ENOMEM : 0;
     char *text =
         json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
     if (!text)
