@@ -103,6 +103,20 @@ static void test_precision_per_value(void **state)
     assert_null(sl_jsontext_dumps(NULL, 0));
 }
 
+/* sl_jsontext_dumps(j) is json_dumps(j) under each of flags[0..n). */
+static void assert_dumps_as_jansson(const json_t *j, const size_t *flags,
+                                    size_t n)
+{
+    for (size_t f = 0; f < n; f++) {
+        char *want = json_dumps(j, flags[f]);
+        char *got = sl_jsontext_dumps(j, flags[f]);
+        assert_non_null(got);
+        assert_string_equal(got, want);
+        free(want);
+        free(got);
+    }
+}
+
 /* Without reals the text is json_dumps()'s, byte for byte. */
 static void test_same_as_jansson(void **state)
 {
@@ -118,14 +132,7 @@ static void test_same_as_jansson(void **state)
     for (size_t i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
         json_t *j = json_loads(docs[i], 0, NULL);
         assert_non_null(j);
-        for (size_t f = 0; f < sizeof(flags) / sizeof(flags[0]); f++) {
-            char *want = json_dumps(j, flags[f]);
-            char *got = sl_jsontext_dumps(j, flags[f]);
-            assert_non_null(got);
-            assert_string_equal(got, want);
-            free(want);
-            free(got);
-        }
+        assert_dumps_as_jansson(j, flags, sizeof(flags) / sizeof(flags[0]));
         json_decref(j);
     }
 }
@@ -164,14 +171,7 @@ static void test_scalars_same_as_jansson(void **state)
     json_array_append_new(ints, json_false());
     json_array_append_new(ints, json_null());
     json_object_set_new(j, "ints", ints);
-    for (size_t f = 0; f < sizeof(flags) / sizeof(flags[0]); f++) {
-        char *want = json_dumps(j, flags[f]);
-        char *got = sl_jsontext_dumps(j, flags[f]);
-        assert_non_null(got);
-        assert_string_equal(got, want);
-        free(want);
-        free(got);
-    }
+    assert_dumps_as_jansson(j, flags, sizeof(flags) / sizeof(flags[0]));
     json_decref(j);
 }
 
