@@ -285,7 +285,8 @@ struct sl_config_postgres {
     int max_batches_inflight; /* pipelined, not yet durable */
     int backlog_rows;         /* then workers block */
     enum sl_config_toast_compression toast_compression; /* large values */
-    struct sl_config_columns columns;                   /* column names */
+    bool vectors_in_results; /* results keep what vector columns store */
+    struct sl_config_columns columns; /* column names */
 };
 
 struct sl_config_sink {

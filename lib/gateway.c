@@ -281,7 +281,8 @@ static int write_row(struct sl_gateway *gw, struct gw_req *r,
         .reason = r->reason,
         .stage = SL_STAGE_INFERENCE,
     };
-    if (!(row = sl_row_of_result(msg, &res, false, gw->worker))) {
+    if (!(row = sl_row_of_result(msg, &res, false, gw->worker,
+                                 sl_sink_pg_row_vectors(gw->sink)))) {
         sl_msg_destroy(msg);
         return -SL_ENOMEM;
     }

@@ -7,6 +7,8 @@
 #include "jsontext.h"
 #include "utf8.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +37,109 @@ static int dump_steal(json_t *j, char **outp)
     *outp = sl_jsontext_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
     json_decref(j);
     return *outp ? 0 : -SL_ENOMEM;
+}
+
+/* "an object", "a string", ... for errors about a JSON value. */
+static const char *json_kind(const json_t *j)
+{
+    switch (json_typeof(j)) {
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+    case JSON_REAL:
+        return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "a boolean";
+    case JSON_NULL:
+        break;
+    }
+    return "null";
+}
+
+static void put_be32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+/* One result 'a' as float4 elements into 'out'. */
+static int vec_of(const char *column, const char *backend, const json_t *a,
+                  struct sl_row_vec *out, char *errstr, size_t errstr_size)
+{
+    size_t n, i;
+
+    if (!json_is_array(a))
+        return sl_seterr(-SL_EDATA, errstr, errstr_size,
+                         "vector column \"%s\": backend %s's result is %s, "
+                         "not an array of numbers",
+                         column, backend, json_kind(a));
+    n = json_array_size(a);
+    if (n > 0x3fffffff / 8)
+        return sl_seterr(-SL_EDATA, errstr, errstr_size,
+                         "vector column \"%s\": backend %s's result has %zu "
+                         "numbers, more than a real[] takes",
+                         column, backend, n);
+    out->elems = malloc(n ? n * 8 : 1);
+    if (!out->elems)
+        return -SL_ENOMEM;
+    for (i = 0; i < n; i++) {
+        const json_t *e = json_array_get(a, i);
+        double d;
+        float f;
+        uint32_t bits;
+
+        if (!json_is_number(e))
+            return sl_seterr(-SL_EDATA, errstr, errstr_size,
+                             "vector column \"%s\": backend %s's result "
+                             "[%zu] is %s, not a number",
+                             column, backend, i, json_kind(e));
+        d = json_number_value(e);
+        f = (float)d;
+        /* As PostgreSQL's float4in: out of range both ways is an error. */
+        if (isinf(f) || (f == 0.0f && d != 0.0))
+            return sl_seterr(-SL_EDATA, errstr, errstr_size,
+                             "vector column \"%s\": backend %s's result "
+                             "[%zu] = %g is out of range for type real",
+                             column, backend, i, d);
+        memcpy(&bits, &f, 4);
+        put_be32(out->elems + i * 8, 4);
+        put_be32(out->elems + i * 8 + 4, bits);
+    }
+    out->count = (uint32_t)n;
+    return 0;
+}
+
+int sl_row_vectors_of(const struct sl_row_vectors *v, const json_t *results,
+                      struct sl_row_vec *vecs, char *errstr, size_t errstr_size)
+{
+    for (size_t k = 0; k < v->n; k++) {
+        const json_t *a = json_object_get(results, v->backends[k]);
+        int rc;
+
+        if (!a)
+            continue;
+        rc = vec_of(v->columns[k], v->backends[k], a, &vecs[k], errstr,
+                    errstr_size);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+void sl_row_vecs_free(struct sl_row_vec *vecs, size_t n)
+{
+    if (!vecs)
+        return;
+    for (size_t k = 0; k < n; k++)
+        free(vecs[k].elems);
+    free(vecs);
 }
 
 static void row_free_text(struct sl_row *row)
@@ -145,5 +250,6 @@ void sl_row_destroy(struct sl_row *row)
         return;
     sl_msg_destroy(row->msg);
     row_free_text(row);
+    sl_row_vecs_free(row->vecs, row->nvec);
     free(row);
 }

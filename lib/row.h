@@ -10,6 +10,7 @@
 #include "msg.h"
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 enum sl_row_kind {
@@ -19,6 +20,27 @@ enum sl_row_kind {
 
 /* enum sl_row_stage (where a dead letter failed) is in msg.h: a message
  * carries it from the source or the worker to its row. */
+
+/*
+ * One backend's result as a PostgreSQL real[] (float4) column value: the
+ * elements of its binary array format, each a 4-byte length (4) and the
+ * float4 in network order, so that the sink only copies bytes.
+ */
+struct sl_row_vec {
+    unsigned char *elems; /* count * 8 bytes; NULL: the column is NULL */
+    uint32_t count;       /* elements */
+};
+
+/*
+ * Which results also go to real[] columns (sink.postgres.columns.vectors),
+ * as the sink that writes the rows asks for them.
+ */
+struct sl_row_vectors {
+    const char *const *backends; /* the result of each column, by name */
+    const char *const *columns;  /* the column names, for errors */
+    size_t n;                    /* columns */
+    bool in_results;             /* the results column keeps them too */
+};
 
 struct sl_row {
     enum sl_row_kind kind;   /* result or dead letter */
@@ -32,6 +54,8 @@ struct sl_row {
     char *error;             /* dead letters: reason, valid UTF-8 */
     char sqlstate[6];        /* dead letters: SQLSTATE, or "" */
     uint32_t attempts;       /* dead letters: deliveries so far, >= 1 */
+    struct sl_row_vec *vecs; /* nvec vector columns' values, or NULL */
+    size_t nvec;
 };
 
 /* "decode", "inference", "sink", "redelivery".  Static.  Any thread. */
@@ -59,6 +83,21 @@ struct sl_row *sl_row_new_result(struct sl_msg *msg, json_t *results,
 struct sl_row *sl_row_new_result_json(struct sl_msg *msg, json_t *results,
                                       json_t *errors, json_t *timings,
                                       const char *worker);
+
+/*
+ * The real[] values of 'v's columns from 'results' (the backends' results
+ * by name) into vecs[0..v->n), each NULL (elems NULL) when the backend has
+ * no result.  A result that is not an array of numbers, or a number a
+ * float4 cannot hold, is a data error: -SL_EDATA with the reason in
+ * 'errstr'; -SL_ENOMEM.  'vecs' is the caller's to free with
+ * sl_row_vecs_free(), also on failure.  Any thread.
+ */
+int sl_row_vectors_of(const struct sl_row_vectors *v, const json_t *results,
+                      struct sl_row_vec *vecs, char *errstr,
+                      size_t errstr_size);
+
+/* Free 'n' vectors' elements and the array 'vecs' itself. */
+void sl_row_vecs_free(struct sl_row_vec *vecs, size_t n);
 
 /*
  * A dead-letter row for 'msg', which failed at 'stage' because of

@@ -20,13 +20,19 @@
  * res->reason, with msg->attempts; else a result row taking its own
  * references to res's results, errors and timings, written by 'worker'.
  * 'parsed': the engine parsed the payload as a JSON object (payload_format
- * json), so the row need not parse it again.  Returns the row, which owns
+ * json), so the row need not parse it again.  'vectors' (NULL: none):
+ * the results that also go to real[] columns, as the sink asks
+ * (sl_sink_pg_row_vectors()); one that is not an array of numbers makes
+ * the row a dead letter at the sink stage with the reason, and unless
+ * vectors->in_results the results column leaves them out.  Returns the
+ * row, which owns
  * 'msg'; NULL when memory is short ('msg' still the caller's).  Any
  * thread.
  */
 struct sl_row *sl_row_of_result(struct sl_msg *msg,
                                 const struct sl_infer_result *res, bool parsed,
-                                const char *worker);
+                                const char *worker,
+                                const struct sl_row_vectors *vectors);
 
 /*
  * Hand 'row' to 'sink', in tries of 'try_ms' while its backlog is full,

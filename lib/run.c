@@ -87,7 +87,7 @@ static void on_done(void *arg, void *item, const struct sl_infer_result *res)
     /* A json payload was parsed by the engine: an object jsonb takes. */
     row = sl_row_of_result(
         msg, res, r->cfg->source.payload_format != SL_CONFIG_PAYLOAD_RAW,
-        w->name);
+        w->name, sl_sink_pg_row_vectors(r->sink));
     atomic_fetch_add(
         res->status == SL_INFER_FAILED ? &r->failed : &r->processed, 1);
     if (!row) {
@@ -287,6 +287,7 @@ static struct sl_sink_pg *make_sink(struct runner *r, char *err, size_t errsz)
                     .worker = c->worker},
         .vectors = vecs,
         .vector_cnt = nvec,
+        .results_without_vectors = !pg->vectors_in_results,
     };
     return sl_sink_pg_new(&sc, on_durable, r, err, errsz);
 }

@@ -75,8 +75,10 @@ static int send_dead(struct sl_sink_pg *sink, const struct sl_row *row)
 /* Send 'b' as one transaction: the pipeline's implicit one, to the sync. */
 static int send_batch(struct sl_sink_pg *sink, struct sl_pgbatch *b)
 {
-    const char *vals[SL_SINK_PG_NCOLS];
-    int lens[SL_SINK_PG_NCOLS], fmts[SL_SINK_PG_NCOLS];
+    enum { MAXP = SL_SINK_PG_NPARAMS(SL_SINK_PG_MAX_VECTORS) };
+    const char *vals[MAXP];
+    int lens[MAXP], fmts[MAXP];
+    int np = (int)SL_SINK_PG_NPARAMS(sink->nvec);
     size_t r;
     int i;
 
@@ -85,15 +87,14 @@ static int send_batch(struct sl_sink_pg *sink, struct sl_pgbatch *b)
     for (r = 0; r < b->n; r++)
         b->n_result += b->rows[r]->kind == SL_ROW_RESULT;
     if (b->n_result) {
-        if (sl_sink_pg_encode_results(sink->arr, b->rows, b->n) < 0)
+        if (sl_sink_pg_encode_results(sink->arr, sink->nvec, b->rows, b->n) < 0)
             return -SL_ENOMEM;
-        for (i = 0; i < SL_SINK_PG_NCOLS; i++) {
+        for (i = 0; i < np; i++) {
             vals[i] = (const char *)sink->arr[i].buf;
             lens[i] = (int)sink->arr[i].len;
             fmts[i] = 1;
         }
-        if (!PQsendQueryPrepared(sink->conn, "sl_ins", SL_SINK_PG_NCOLS, vals,
-                                 lens, fmts, 0))
+        if (!PQsendQueryPrepared(sink->conn, "sl_ins", np, vals, lens, fmts, 0))
             return -SL_ECONN;
         b->nstmt++;
     }
@@ -563,8 +564,10 @@ static void sink_free(struct sl_sink_pg *sink)
     free(sink->sql_create_dead);
     free(sink->sql_toast);
     free(sink->sql_dead);
-    for (i = 0; i < SL_SINK_PG_NCOLS; i++)
+    for (i = 0; i < SL_SINK_PG_NPARAMS(SL_SINK_PG_MAX_VECTORS); i++)
         sl_pgarr_free(&sink->arr[i]);
+    for (i = 0; i < 2 * SL_SINK_PG_MAX_VECTORS; i++)
+        free(sink->vec_names[i]);
     sl_queue_destroy(sink->backlog);
     if (sink->wake_fd >= 0)
         close(sink->wake_fd);
@@ -576,6 +579,12 @@ static void sink_free(struct sl_sink_pg *sink)
 static void free_row_item(void *item)
 {
     sl_row_destroy(item);
+}
+
+const struct sl_row_vectors *
+sl_sink_pg_row_vectors(const struct sl_sink_pg *sink)
+{
+    return sink && sink->nvec ? &sink->row_vectors : NULL;
 }
 
 struct sl_sink_pg *sl_sink_pg_new(const struct sl_sink_pg_conf *conf,
@@ -602,6 +611,12 @@ struct sl_sink_pg *sl_sink_pg_new(const struct sl_sink_pg_conf *conf,
         sl_sink_pg_vectors_check(&conf->columns, conf->vectors,
                                  conf->vector_cnt, errstr, errstr_size) < 0)
         goto fail0;
+    if (conf->vector_cnt > SL_SINK_PG_MAX_VECTORS) {
+        sl_seterr(-SL_ECONFIG, errstr, errstr_size,
+                  "postgres sink: %zu vector columns, at most %d",
+                  conf->vector_cnt, SL_SINK_PG_MAX_VECTORS);
+        goto fail0;
+    }
     if (conf->batch_rows < 0 || conf->flush_ms < 0 ||
         conf->max_batches_inflight < 0 || conf->backlog_rows < 0) {
         sl_seterr(-SL_ECONFIG, errstr, errstr_size,
@@ -656,6 +671,24 @@ struct sl_sink_pg *sl_sink_pg_new(const struct sl_sink_pg_conf *conf,
     sink->sql_insert = sl_sink_pg_sql_insert(qt, &conf->columns, conf->vectors,
                                              conf->vector_cnt);
     sink->sql_dead = sl_sink_pg_sql_insert_dead(qd);
+    for (size_t v = 0; v < conf->vector_cnt; v++) {
+        sink->vec_names[v] = strdup(conf->vectors[v].backend);
+        sink->vec_names[SL_SINK_PG_MAX_VECTORS + v] =
+            strdup(conf->vectors[v].column);
+        if (!sink->vec_names[v] ||
+            !sink->vec_names[SL_SINK_PG_MAX_VECTORS + v]) {
+            sl_seterr(-SL_ENOMEM, errstr, errstr_size, "out of memory");
+            goto fail1;
+        }
+    }
+    sink->nvec = conf->vector_cnt;
+    sink->row_vectors = (struct sl_row_vectors){
+        .backends = (const char *const *)sink->vec_names,
+        .columns =
+            (const char *const *)sink->vec_names + SL_SINK_PG_MAX_VECTORS,
+        .n = sink->nvec,
+        .in_results = !conf->results_without_vectors,
+    };
     if (conf->create_table) {
         sink->sql_create = sl_sink_pg_sql_create(
             qt, &conf->columns, conf->vectors, conf->vector_cnt);

@@ -53,6 +53,8 @@ struct sl_sink_pg_vector {
     const char *backend; /* key of the result in the row's results */
 };
 
+#define SL_SINK_PG_MAX_VECTORS 16
+
 struct sl_sink_pg_conf {
     const char *dsn;               /* libpq conninfo, without password */
     const char *password_env;      /* env var holding the password, or NULL */
@@ -72,8 +74,12 @@ struct sl_sink_pg_conf {
                                       the server's */
     struct sl_sink_pg_columns columns;       /* results table column names */
     const struct sl_sink_pg_vector *vectors; /* vector_cnt extra real[]
-                                                columns; read by new() */
+                                                columns, at most
+                                                SL_SINK_PG_MAX_VECTORS;
+                                                copied by new() */
     size_t vector_cnt;
+    int results_without_vectors; /* 1: the results column leaves out the
+                                    results the vector columns store */
 };
 
 /* Connection state, as shown in metrics. */
@@ -123,6 +129,14 @@ struct sl_sink_pg;
 struct sl_sink_pg *sl_sink_pg_new(const struct sl_sink_pg_conf *conf,
                                   sl_sink_pg_ack_cb *ack_cb, void *ack_arg,
                                   char *errstr, size_t errstr_size);
+
+/*
+ * What the rows for 'sink' carry for its vector columns: give it to
+ * sl_row_of_result().  NULL when it has none (or 'sink' is NULL).  Valid
+ * until sl_sink_pg_destroy().  Any thread.
+ */
+const struct sl_row_vectors *
+sl_sink_pg_row_vectors(const struct sl_sink_pg *sink);
 
 /*
  * Hand 'row' to the sink, waiting up to 'timeout_ms' (negative: for ever)

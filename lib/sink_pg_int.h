@@ -33,6 +33,8 @@
 #define SL_PG_OID_INT8_ARRAY 1016
 #define SL_PG_OID_TIMESTAMPTZ_ARRAY 1185
 #define SL_PG_OID_JSONB_ARRAY 3807
+#define SL_PG_OID_FLOAT4 700
+#define SL_PG_OID_FLOAT4_ARRAY 1021
 
 /* Number of columns of the results INSERT (and of its parameters). */
 #define SL_SINK_PG_NCOLS 13
@@ -80,6 +82,11 @@ int sl_pgarr_add_i64(struct sl_pgarr *a, int64_t v);
 /* Append a jsonb element: version byte 1 then the JSON text (NULL: NULL). */
 int sl_pgarr_add_jsonb(struct sl_pgarr *a, const char *text, size_t len);
 
+/* Append 'count' elements already in the binary format ('len' bytes, each
+ * a length and its bytes).  0, -SL_ENOMEM or -SL_ETOOBIG. */
+int sl_pgarr_add_elems(struct sl_pgarr *a, const void *elems, size_t len,
+                       uint32_t count);
+
 /* Patch the header (count, NULL flag); the array is ready to send. */
 void sl_pgarr_finish(struct sl_pgarr *a);
 
@@ -93,13 +100,19 @@ void sl_pgarr_free(struct sl_pgarr *a);
 int sl_sink_pg_columns_check(const struct sl_sink_pg_columns *c, char *errstr,
                              size_t errstr_size);
 
+/* Parameters of the results INSERT with 'nvec' vector columns: per
+ * vector the real[] of all rows' elements, and per row its start (1-based;
+ * NULL: no vector) and length. */
+#define SL_SINK_PG_NPARAMS(nvec) (SL_SINK_PG_NCOLS + 3 * (nvec))
+
 /*
- * Fill a[0..SL_SINK_PG_NCOLS) (begun afresh, buffers kept) with the
- * columns of the SL_ROW_RESULT rows among rows[0..n), in the order of
- * sl_sink_pg_sql_insert()'s parameters.  0 or -SL_ENOMEM.  Sink thread.
+ * Fill a[0..SL_SINK_PG_NPARAMS(nvec)) (begun afresh, buffers kept) with
+ * the columns of the SL_ROW_RESULT rows among rows[0..n), in the order of
+ * sl_sink_pg_sql_insert()'s parameters; a row without vectors (nvec 0)
+ * gets NULL in each vector column.  0 or -SL_ENOMEM.  Sink thread.
  */
-int sl_sink_pg_encode_results(struct sl_pgarr *a, struct sl_row *const *rows,
-                              size_t n);
+int sl_sink_pg_encode_results(struct sl_pgarr *a, size_t nvec,
+                              struct sl_row *const *rows, size_t n);
 
 /* The dead-letter upsert's parameters for one row, all in binary format. */
 struct sl_sink_pg_dead_params {
@@ -129,13 +142,11 @@ int sl_sink_pg_is_data_error(const char *sqlstate);
 void sl_sink_pg_bisect(size_t n, size_t *firstp);
 
 /*
- * The SQL text for the results INSERT with UNNEST over SL_SINK_PG_NCOLS
- * array parameters, into quoted table 'qtable' with column names from
- * 'cols' (NULL fields: defaults), and the 'nvec' real[] columns 'vecs'
- * computed from the results parameter: NULL when the row has no result of
- * that backend, its elements cast to real in order when the result is an
- * array (an element that is not a number, or a result that is not an
- * array, fails the row as a data error).  Returns malloc'd text or NULL.
+ * The SQL text for the results INSERT with UNNEST over the
+ * SL_SINK_PG_NPARAMS(nvec) array parameters, into quoted table 'qtable'
+ * with column names from 'cols' (NULL fields: defaults), and the 'nvec'
+ * real[] columns 'vecs', each a slice of its real[] parameter (the row's
+ * start and length) or NULL.  Returns malloc'd text or NULL.
  */
 char *sl_sink_pg_sql_insert(const char *qtable,
                             const struct sl_sink_pg_columns *cols,
@@ -295,16 +306,19 @@ void sl_pgbatch_move_rows(struct sl_pgbatch *b, struct sl_pgbatch *nb, int kind,
 
 struct sl_sink_pg {
     /* configuration, immutable after new() */
-    char *dsn;                 /* conninfo without password; owned */
-    char *password;            /* from env or file, or NULL; owned */
-    char *app_name;            /* application_name; owned */
-    char *where;               /* "host:port/db as user" for logs; owned */
-    char *sql_insert;          /* results INSERT ... unnest */
-    char *sql_create;          /* CREATE TABLE results, or NULL */
-    char *sql_create_dead;     /* CREATE TABLE dead letters, or NULL */
-    char *sql_toast;           /* session's TOAST compression, or NULL */
-    char *sql_dead;            /* dead-letter upsert */
-    int batch_rows;            /* rows per batch */
+    char *dsn;             /* conninfo without password; owned */
+    char *password;        /* from env or file, or NULL; owned */
+    char *app_name;        /* application_name; owned */
+    char *where;           /* "host:port/db as user" for logs; owned */
+    char *sql_insert;      /* results INSERT ... unnest */
+    char *sql_create;      /* CREATE TABLE results, or NULL */
+    char *sql_create_dead; /* CREATE TABLE dead letters, or NULL */
+    char *sql_toast;       /* session's TOAST compression, or NULL */
+    char *sql_dead;        /* dead-letter upsert */
+    size_t nvec;           /* vector columns */
+    char *vec_names[2 * SL_SINK_PG_MAX_VECTORS]; /* backends, columns */
+    struct sl_row_vectors row_vectors;           /* points at vec_names */
+    int batch_rows;                              /* rows per batch */
     int flush_ms;              /* max age of a partial batch */
     int max_inflight;          /* batches sent, not yet durable */
     int backoff_min_ms;        /* first backoff cap */
@@ -357,7 +371,8 @@ struct sl_sink_pg {
     int ever_connected;          /* a connection has been ready */
     char last_cause[256];        /* last logged failure cause */
     unsigned rng;                /* rand_r state for jitter */
-    struct sl_pgarr arr[SL_SINK_PG_NCOLS]; /* parameter scratch */
+    /* parameter scratch */
+    struct sl_pgarr arr[SL_SINK_PG_NPARAMS(SL_SINK_PG_MAX_VECTORS)];
 };
 
 /* Rows taken from the backlog and not yet given back.  Any thread. */

@@ -183,6 +183,20 @@ int sl_pgarr_add_jsonb(struct sl_pgarr *a, const char *text, size_t len)
     return 0;
 }
 
+int sl_pgarr_add_elems(struct sl_pgarr *a, const void *elems, size_t len,
+                       uint32_t count)
+{
+    if (len > 0x3fffffff || a->count > 0x3fffffff - count)
+        return -SL_ETOOBIG;
+    if (reserve(a, len) < 0)
+        return -SL_ENOMEM;
+    if (len)
+        memcpy(a->buf + a->len, elems, len);
+    a->len += len;
+    a->count += count;
+    return 0;
+}
+
 void sl_pgarr_finish(struct sl_pgarr *a)
 {
     put32(a->buf + 4, (uint32_t)a->has_null);
@@ -214,8 +228,24 @@ static int add_jsonb(struct sl_pgarr *a, const char *s)
     return sl_pgarr_add_jsonb(a, s, s ? strlen(s) : 0);
 }
 
-int sl_sink_pg_encode_results(struct sl_pgarr *a, struct sl_row *const *rows,
-                              size_t n)
+/* Row 'row''s vector 'v' into a[0] (elements), a[1] (start), a[2] (length). */
+static int add_vector(struct sl_pgarr *a, const struct sl_row *row, size_t v)
+{
+    const struct sl_row_vec *vec = v < row->nvec ? &row->vecs[v] : NULL;
+    int rc = 0;
+
+    if (!vec || !vec->elems) {
+        rc |= sl_pgarr_add(&a[1], NULL, 0);
+        return rc | sl_pgarr_add(&a[2], NULL, 0);
+    }
+    rc |= sl_pgarr_add_i32(&a[1], (int32_t)a[0].count + 1);
+    rc |= sl_pgarr_add_i32(&a[2], (int32_t)vec->count);
+    return rc | sl_pgarr_add_elems(&a[0], vec->elems, (size_t)vec->count * 8,
+                                   vec->count);
+}
+
+int sl_sink_pg_encode_results(struct sl_pgarr *a, size_t nvec,
+                              struct sl_row *const *rows, size_t n)
 {
     static const uint32_t elem[SL_SINK_PG_NCOLS] = {
         SL_PG_OID_TEXT,       SL_PG_OID_TEXT,  SL_PG_OID_INT4,  SL_PG_OID_INT8,
@@ -227,6 +257,11 @@ int sl_sink_pg_encode_results(struct sl_pgarr *a, struct sl_row *const *rows,
 
     for (i = 0; i < SL_SINK_PG_NCOLS; i++)
         rc |= sl_pgarr_begin(&a[i], elem[i]);
+    for (size_t v = 0; v < nvec; v++) {
+        rc |= sl_pgarr_begin(&a[SL_SINK_PG_NCOLS + 3 * v], SL_PG_OID_FLOAT4);
+        rc |= sl_pgarr_begin(&a[SL_SINK_PG_NCOLS + 3 * v + 1], SL_PG_OID_INT4);
+        rc |= sl_pgarr_begin(&a[SL_SINK_PG_NCOLS + 3 * v + 2], SL_PG_OID_INT4);
+    }
     for (r = 0; r < n && rc == 0; r++) {
         const struct sl_row *row = rows[r];
         const struct sl_msg *msg = row->msg;
@@ -258,8 +293,10 @@ int sl_sink_pg_encode_results(struct sl_pgarr *a, struct sl_row *const *rows,
             rc |= sl_pgarr_add_i64(&a[12], pg_time(msg->recv_time_us));
         else
             rc |= sl_pgarr_add(&a[12], NULL, 0);
+        for (size_t v = 0; v < nvec; v++)
+            rc |= add_vector(&a[SL_SINK_PG_NCOLS + 3 * v], row, v);
     }
-    for (i = 0; i < SL_SINK_PG_NCOLS; i++)
+    for (i = 0; i < (int)SL_SINK_PG_NPARAMS(nvec); i++)
         sl_pgarr_finish(&a[i]);
     return rc ? -SL_ENOMEM : 0;
 }
@@ -388,18 +425,6 @@ static const char *col_name(const struct sl_sink_pg_columns *cols, int i)
     return n ? n : cols_def[i].name;
 }
 
-/* Index of the results parameter in cols_def. */
-#define RESULTS_COL 8
-
-/* 's' as an SQL string literal: quotes doubled. */
-static void add_literal(struct sl_strbuf *b, const char *s)
-{
-    sl_strbuf_addf(b, "'");
-    for (; *s; s++)
-        sl_strbuf_addf(b, *s == '\'' ? "''" : "%c", *s);
-    sl_strbuf_addf(b, "'");
-}
-
 char *sl_sink_pg_sql_insert(const char *qtable,
                             const struct sl_sink_pg_columns *cols,
                             const struct sl_sink_pg_vector *vecs, size_t nvec)
@@ -413,24 +438,30 @@ char *sl_sink_pg_sql_insert(const char *qtable,
         sl_strbuf_addf(&b, "%s\"%s\"", i ? ", " : "", col_name(cols, i));
     for (v = 0; v < nvec; v++)
         sl_strbuf_addf(&b, ", \"%s\"", vecs[v].column);
-    sl_strbuf_addf(&b, ") SELECT u.*");
-    /* r: the row's results; CASE: NULL when it has no such result. */
+    sl_strbuf_addf(&b, ") SELECT ");
+    for (i = 0; i < SL_SINK_PG_NCOLS; i++)
+        sl_strbuf_addf(&b, "%su.c%d", i ? ", " : "", i + 1);
+    /* Each vector a slice of its parameter, all rows' elements in one
+     * real[] received in binary: no text for PostgreSQL to parse. */
     for (v = 0; v < nvec; v++) {
-        sl_strbuf_addf(&b, ", CASE WHEN u.c%d ? ", RESULTS_COL + 1);
-        add_literal(&b, vecs[v].backend);
+        int p = SL_SINK_PG_NCOLS + 3 * (int)v + 1;
         sl_strbuf_addf(&b,
-                       " THEN ARRAY(SELECT e.v::real FROM "
-                       "jsonb_array_elements_text(u.c%d -> ",
-                       RESULTS_COL + 1);
-        add_literal(&b, vecs[v].backend);
-        sl_strbuf_addf(&b, ") WITH ORDINALITY AS e(v, n) ORDER BY e.n) END");
+                       ", CASE WHEN u.s%zu IS NOT NULL THEN "
+                       "($%d::real[])[u.s%zu:u.s%zu + u.l%zu - 1] END",
+                       v + 1, p, v + 1, v + 1, v + 1);
     }
     sl_strbuf_addf(&b, " FROM unnest(");
     for (i = 0; i < SL_SINK_PG_NCOLS; i++)
         sl_strbuf_addf(&b, "%s$%d::%s", i ? ", " : "", i + 1, cols_def[i].arr);
+    for (v = 0; v < nvec; v++) {
+        int p = SL_SINK_PG_NCOLS + 3 * (int)v + 1;
+        sl_strbuf_addf(&b, ", $%d::int4[], $%d::int4[]", p + 1, p + 2);
+    }
     sl_strbuf_addf(&b, ") AS u(");
     for (i = 0; i < SL_SINK_PG_NCOLS; i++)
         sl_strbuf_addf(&b, "%sc%d", i ? ", " : "", i + 1);
+    for (v = 0; v < nvec; v++)
+        sl_strbuf_addf(&b, ", s%zu, l%zu", v + 1, v + 1);
     sl_strbuf_addf(&b, ") ON CONFLICT DO NOTHING");
     return sl_strbuf_done(&b);
 }

@@ -136,7 +136,7 @@ static void send_setup(struct sl_sink_pg *sink)
 {
     PGconn *conn = sink->conn;
     struct sl_pgbatch *b = sl_pgbatch_new(SL_PGBATCH_SETUP, 0);
-    static const Oid ins_types[SL_SINK_PG_NCOLS] = {
+    static const Oid col_types[SL_SINK_PG_NCOLS] = {
         SL_PG_OID_TEXT_ARRAY,       SL_PG_OID_TEXT_ARRAY,
         SL_PG_OID_INT4_ARRAY,       SL_PG_OID_INT8_ARRAY,
         SL_PG_OID_TEXT_ARRAY,       SL_PG_OID_TEXT_ARRAY,
@@ -148,8 +148,16 @@ static void send_setup(struct sl_sink_pg *sink)
         SL_PG_OID_TEXT, SL_PG_OID_TEXT,  SL_PG_OID_INT4,  SL_PG_OID_INT8,
         SL_PG_OID_TEXT, SL_PG_OID_BYTEA, SL_PG_OID_BYTEA, SL_PG_OID_TEXT,
         SL_PG_OID_TEXT, SL_PG_OID_TEXT,  SL_PG_OID_INT4};
+    Oid ins_types[SL_SINK_PG_NPARAMS(SL_SINK_PG_MAX_VECTORS)];
+    int nins = (int)SL_SINK_PG_NPARAMS(sink->nvec);
     int ok = 1;
 
+    memcpy(ins_types, col_types, sizeof(col_types));
+    for (size_t v = 0; v < sink->nvec; v++) {
+        ins_types[SL_SINK_PG_NCOLS + 3 * v] = SL_PG_OID_FLOAT4_ARRAY;
+        ins_types[SL_SINK_PG_NCOLS + 3 * v + 1] = SL_PG_OID_INT4_ARRAY;
+        ins_types[SL_SINK_PG_NCOLS + 3 * v + 2] = SL_PG_OID_INT4_ARRAY;
+    }
     if (!b) {
         sl_sink_pg_conn_lost(sink, "cannot set up", "out of memory");
         return;
@@ -166,8 +174,7 @@ static void send_setup(struct sl_sink_pg *sink)
         ok = ok && PQsendQueryParams(conn, sink->sql_create_dead, 0, NULL, NULL,
                                      NULL, NULL, 0),
         b->nstmt += ok;
-    ok = ok && PQsendPrepare(conn, "sl_ins", sink->sql_insert, SL_SINK_PG_NCOLS,
-                             ins_types);
+    ok = ok && PQsendPrepare(conn, "sl_ins", sink->sql_insert, nins, ins_types);
     b->nstmt += ok;
     ok = ok && PQsendPrepare(conn, "sl_dead", sink->sql_dead,
                              SL_SINK_PG_DEAD_NPARAMS, dead_types);

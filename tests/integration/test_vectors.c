@@ -31,18 +31,18 @@ static void produce(const char *key, int n)
  * mapping) until 'want' rows are in 'table' (or 'want_dead' in its dead
  * letters).  The backend "embed" calls mock-infer, or 'embed_url' when
  * not NULL, with the lines 'embed_extra' added to it; "embed64" is the
- * same asking for base64. */
+ * same asking for base64.  'sink_extra': lines added to sink.postgres. */
 static void run_pipeline_with(const char *key, const char *table,
                               const char *embed_url, const char *embed_extra,
-                              const char *vectors, long long want,
-                              long long want_dead)
+                              const char *sink_extra, const char *vectors,
+                              long long want, long long want_dead)
 {
     char yaml[4096], path[256], snk[512];
     struct h_mock m;
     struct h_proc p;
 
     assert_int_equal(h_mock_start(&m), 0);
-    h_sink_yaml(snk, sizeof(snk), table, "");
+    h_sink_yaml(snk, sizeof(snk), table, sink_extra);
     snprintf(yaml, sizeof(yaml),
              "version: 1\nname: vectors\n"
              "source:\n"
@@ -90,7 +90,7 @@ static void run_pipeline(const char *key, const char *table,
                          const char *vectors, long long want,
                          long long want_dead)
 {
-    run_pipeline_with(key, table, NULL, "", vectors, want, want_dead);
+    run_pipeline_with(key, table, NULL, "", "", vectors, want, want_dead);
 }
 
 static void test_embedding_column(void **state)
@@ -134,6 +134,14 @@ static void test_embedding_column(void **state)
             fail_msg("element %d: real[] %.9g, jsonb %.17g", i, got, want);
     }
     PQclear(res);
+    /* exactly: each element is the float4 PostgreSQL makes of the number */
+    assert_int_equal(h_pg_int(db,
+                              "SELECT count(*) FROM %s, unnest(embedding) "
+                              "WITH ORDINALITY AS e(v, n) WHERE e.v::float8 = "
+                              "(results->'embed'->>(e.n::int - 1))::float8"
+                              "::float4::float8",
+                              table),
+                     N * DIM);
     /* The README's nearest-neighbour query: a row's own vector is its
      * nearest (cosine similarity 1). */
     res = h_pg_query(
@@ -155,7 +163,7 @@ static void test_embedding_column(void **state)
 }
 
 /* A vector column fed by a result that is not an array: the rows go to
- * the dead-letter table with PostgreSQL's reason, none to the table. */
+ * the dead-letter table with the reason, none to the table. */
 static void test_not_an_array(void **state)
 {
     char key[96], table[96];
@@ -171,8 +179,9 @@ static void test_not_an_array(void **state)
     assert_int_equal(h_pg_int(db, "SELECT count(*) FROM %s", table), 0);
     assert_int_equal(h_pg_int(db,
                               "SELECT count(*) FROM %s_dead WHERE stage = "
-                              "'sink' AND error LIKE '%%cannot extract "
-                              "elements from a scalar%%'",
+                              "'sink' AND error = 'vector column "
+                              "\"label_vec\": backend sentiment''s result "
+                              "is a string, not an array of numbers'",
                               table),
                      M);
     PQclear(h_pg_query(db, "DROP TABLE %s, %s_dead", table, table));
@@ -315,7 +324,7 @@ static void test_bad_base64_dead_letter(void **state)
     run_pipeline_with(key, table, c.url,
                       "    encoding_format: base64\n"
                       "    retry: {max_attempts: 1}\n",
-                      "{embedding: embed}", 0, M);
+                      "", "{embedding: embed}", 0, M);
     MHD_stop_daemon(c.d);
 
     PGconn *db = h_db();
@@ -328,6 +337,69 @@ static void test_bad_base64_dead_letter(void **state)
                  "4%%'",
                  table),
         M);
+    PQclear(h_pg_query(db, "DROP TABLE %s, %s_dead", table, table));
+    PQfinish(db);
+}
+
+/* vectors_in_results: false: the vector is in its column only; the
+ * results keep every other backend's result (here embed64's, the same
+ * vector as float32s, which the column's values equal). */
+static void test_not_in_results(void **state)
+{
+    char key[96], table[96];
+
+    (void)state;
+    h_unique(key, sizeof(key), "vecnr");
+    h_unique(table, sizeof(table), "t_vecnr");
+    produce(key, N);
+    run_pipeline_with(key, table, NULL, "", "    vectors_in_results: false\n",
+                      "{embedding: embed}", N, 0);
+
+    PGconn *db = h_db();
+    assert_int_equal(h_pg_int(db, "SELECT count(*) FROM %s", table), N);
+    assert_int_equal(h_pg_int(db, "SELECT count(*) FROM %s_dead", table), 0);
+    assert_int_equal(h_pg_int(db,
+                              "SELECT count(*) FROM %s WHERE NOT results ? "
+                              "'embed' AND results ? 'embed64' AND results ? "
+                              "'sentiment' AND array_length(embedding, 1) = %d",
+                              table, DIM),
+                     N);
+    assert_int_equal(h_pg_int(db,
+                              "SELECT count(*) FROM %s, unnest(embedding) "
+                              "WITH ORDINALITY AS e(v, n) WHERE e.v::float8 = "
+                              "(results->'embed64'->>(e.n::int - 1))::float8",
+                              table),
+                     N * DIM);
+    PQclear(h_pg_query(db, "DROP TABLE %s, %s_dead", table, table));
+    PQfinish(db);
+}
+
+/* A number a real cannot hold (PostgreSQL's float4 would refuse it too):
+ * a dead letter saying which element, nothing in the table. */
+static void test_out_of_range(void **state)
+{
+    char key[96], table[96];
+    struct canned c;
+    enum { M = 3 };
+
+    (void)state;
+    canned_start(&c, "[0.5,1e39,0.25]");
+    h_unique(key, sizeof(key), "vecrange");
+    h_unique(table, sizeof(table), "t_vecrange");
+    produce(key, M);
+    run_pipeline_with(key, table, c.url, "    retry: {max_attempts: 1}\n", "",
+                      "{embedding: embed}", 0, M);
+    MHD_stop_daemon(c.d);
+
+    PGconn *db = h_db();
+    assert_int_equal(h_pg_int(db, "SELECT count(*) FROM %s", table), 0);
+    assert_int_equal(h_pg_int(db,
+                              "SELECT count(*) FROM %s_dead WHERE stage = "
+                              "'sink' AND error = 'vector column "
+                              "\"embedding\": backend embed''s result [1] = "
+                              "1e+39 is out of range for type real'",
+                              table),
+                     M);
     PQclear(h_pg_query(db, "DROP TABLE %s, %s_dead", table, table));
     PQfinish(db);
 }
@@ -352,6 +424,8 @@ int main(void)
         cmocka_unit_test(test_not_an_array),
         cmocka_unit_test(test_base64_rows),
         cmocka_unit_test(test_bad_base64_dead_letter),
+        cmocka_unit_test(test_not_in_results),
+        cmocka_unit_test(test_out_of_range),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

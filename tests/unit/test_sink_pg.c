@@ -168,15 +168,20 @@ static void test_sql_text(void **state)
     assert_non_null(strstr(sql, "UNIQUE (\"source\", \"topic\", "
                                 "\"partition\", \"offset\", \"entry_id\")"));
     free(sql);
-    /* vectors: real[] columns computed from the results parameter */
-    const struct sl_sink_pg_vector vecs[] = {{"emb", "e'x"}};
-    sql = sl_sink_pg_sql_insert("\"t\"", NULL, vecs, 1);
-    assert_non_null(strstr(sql, "\"received_at\", \"emb\") SELECT u.*, "
-                                "CASE WHEN u.c9 ? 'e''x' THEN ARRAY(SELECT "
-                                "e.v::real FROM jsonb_array_elements_text(u.c9 "
-                                "-> 'e''x') WITH ORDINALITY AS e(v, n) ORDER "
-                                "BY e.n) END FROM unnest($1::text[]"));
-    assert_non_null(strstr(sql, "AS u(c1, c2, "));
+    /* vectors: real[] columns, each a slice of its real[] parameter */
+    const struct sl_sink_pg_vector vecs[] = {{"emb", "e'x"}, {"e2", "y"}};
+    sql = sl_sink_pg_sql_insert("\"t\"", NULL, vecs, 2);
+    assert_non_null(strstr(sql, "\"received_at\", \"emb\", \"e2\") SELECT "
+                                "u.c1, u.c2, "));
+    assert_non_null(strstr(sql, "u.c13, CASE WHEN u.s1 IS NOT NULL THEN "
+                                "($14::real[])[u.s1:u.s1 + u.l1 - 1] END, "
+                                "CASE WHEN u.s2 IS NOT NULL THEN "
+                                "($17::real[])[u.s2:u.s2 + u.l2 - 1] END "
+                                "FROM unnest($1::text[]"));
+    assert_non_null(strstr(sql, "$13::timestamptz[], $15::int4[], "
+                                "$16::int4[], $18::int4[], $19::int4[]) AS "
+                                "u(c1, c2, "));
+    assert_non_null(strstr(sql, "c13, s1, l1, s2, l2) ON CONFLICT"));
     free(sql);
     sql = sl_sink_pg_sql_create("\"t\"", NULL, vecs, 1);
     assert_non_null(strstr(sql, ", \"emb\" real[], processed_at"));
