@@ -165,6 +165,9 @@ static void test_base64_rejected(void **state)
         {"\"AACA\\nPw=\"", "unexpected byte 0x0a at offset 4"},
         {"\"AACA Pw=\"", "unexpected byte 0x20 at offset 4"},
         {"\"AAC-Pw==\"", "unexpected '-' at offset 3"}, /* base64url */
+        /* in a quad before the last (the decoder's whole-quad loop) */
+        {"\"AAAAAAA*AAAA\"", "unexpected '*' at offset 7"},
+        {"\"AAAA.AAAAAAA\"", "unexpected '.' at offset 4"},
         {"\"AACAPx==\"", "non-zero bits in the padding at offset 4"},
         {"\"AACAPwAAAMB=\"", "non-zero bits in the padding at offset 8"},
         {"\"AADAfw==\"", "float 0 is not finite"},     /* NaN */
