@@ -11,7 +11,7 @@ from faultlib import *  # noqa: F401,F403,E402
 
 # SIGTERM comes at N // 10 landed.  The drain finishes what was consumed by
 # then: at most the queue (1024), the calls in flight (64), the sink's
-# backlog (backlog_rows, 10,000) and its batches in flight (800) beyond
+# backlog (backlog_rows, 2,000) and its batches in flight (800) beyond
 # what had landed -- 1,400 to 4,100 in runs so far.  So a large rest is
 # left for the restart whatever the machine's speed, as check_left demands.
 N = 30000
