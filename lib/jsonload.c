@@ -21,6 +21,8 @@
 #define MAX_DEPTH 2048
 
 struct load {
+    yajl_handle h;         /* the parser calling back */
+    size_t end;            /* bytes up to the top level's closing bracket */
     json_t *root;          /* the top-level object or array; owned */
     json_t **open;         /* open containers, outermost first; borrowed */
     size_t depth;          /* entries used in 'open' */
@@ -168,7 +170,8 @@ static int on_end_container(void *ctx)
 {
     struct load *ld = ctx;
 
-    ld->depth--;
+    if (--ld->depth == 0)
+        ld->end = yajl_get_bytes_consumed(ld->h);
     return 1;
 }
 
@@ -221,8 +224,12 @@ json_t *sl_json_loadb_fast(const char *buf, size_t len)
         return NULL;
     /* The defaults are strict: no comments, no trailing bytes, one
      * value, UTF-8 checked. */
+    ld.h = h;
     ok = yajl_parse(h, (const unsigned char *)buf, len) == yajl_status_ok &&
          yajl_complete_parse(h) == yajl_status_ok && ld.root;
+    /* yajl 2.1 takes a string left open after the value for one still
+     * coming, and then calls the text complete: jansson refuses it. */
+    ok = ok && !memchr(buf + ld.end, '"', len - ld.end);
     yajl_free(h);
     free(ld.open);
     sl_strbuf_free(&ld.key);

@@ -20,7 +20,8 @@
  * Returns NULL whenever jansson might parse the text differently or
  * reject it, and then the caller calls json_loadb() for its value or its
  * error text: any text yajl rejects (bad syntax, trailing bytes, invalid
- * UTF-8), a top level that is not an object or an array, the bytes "\u"
+ * UTF-8), a '"' after the value (an unterminated string there passes
+ * yajl 2.1), a top level that is not an object or an array, the bytes "\u"
  * anywhere (escapes of surrogates and NUL), a form feed or vertical tab
  * (whitespace to yajl, not to jansson), text jansson's UTF-8 check
  * refuses, nesting deeper than jansson's 2048 levels, an integer outside

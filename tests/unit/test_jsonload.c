@@ -66,6 +66,7 @@ static void test_same_tree_as_jansson(void **state)
     check("{}", FAST);
     check("[]", FAST);
     check(" \t\r\n[ ] \n", FAST);
+    check("{\"a\":[1]} \t\r\n", FAST);
     check("{\"a\":{},\"b\":[],\"c\":[{}],\"d\":{\"e\":[]}}", FAST);
     check("[null,true,false,\"s\",1,-1,1.5,{\"k\":[1,[2,[3]]]}]", FAST);
     check("{\"z\":1,\"a\":2,\"m\":3}", FAST); /* key order kept */
@@ -131,6 +132,12 @@ static void test_falls_back(void **state)
     check("[\"\x80\"]", FALLBACK);
     /* syntax */
     check("[1] x", FALLBACK);
+    /* an unterminated string after the value: yajl 2.1 waits for its
+     * end and then calls the text complete (found by fuzz_reply) */
+    check("{\"summary\":\"A lo~g y.\",\"words\":6}\"", FALLBACK);
+    check("[1] \"abc", FALLBACK);
+    check("[1]\"\\", FALLBACK);
+    check("[1]\n\"\xc3", FALLBACK);
     check("[1][2]", FALLBACK);
     check("{\"a\":1}}", FALLBACK);
     check("[1,]", FALLBACK);
