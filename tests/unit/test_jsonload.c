@@ -5,6 +5,7 @@
  */
 #include "cmocka_shim.h"
 
+#include "infer_int.h"
 #include "jsonload.h"
 
 #include <stdbool.h>
@@ -230,6 +231,46 @@ static void test_replies_take_the_fast_path(void **state)
         FAST);
 }
 
+/*
+ * Through the engine's reply parser: text yajl would take and jansson
+ * refuses gets jansson's error text, unchanged.
+ */
+static void test_reply_errors_are_janssons(void **state)
+{
+    static const struct sl_config_backend emb = {
+        .kind = SL_CONFIG_BACKEND_OPENAI_EMBEDDINGS,
+        .model = "m",
+        .encoding_format = SL_CONFIG_ENCODING_FLOAT};
+    static const struct {
+        const char *reply;
+        const char *text;
+    } cases[] = {
+        {"{\"data\":[]}\"", "reply is not valid JSON: premature end of "
+                            "input near '\"' at byte 12"},
+        {"{\"data\":[],\f\"model\":\"m\"}",
+         "reply is not valid JSON: string or '}' expected near '\f' at byte "
+         "12"},
+        {"{\"data\":[\"\xed\xa0\x80\"]}",
+         "reply is not valid JSON: unable to decode byte 0xed near '\"' at "
+         "byte 10"},
+        {"{\"data\":[\"\\ud800\"]}",
+         "reply is not valid JSON: invalid Unicode '\\uD800' near "
+         "'\"\\ud800\"' at byte 17"},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct sl_infer_usage u;
+        json_t *values = NULL;
+        char text[512] = "";
+        int rc =
+            sl_infer_proto_parse(&emb, cases[i].reply, strlen(cases[i].reply),
+                                 1, &values, &u, text, sizeof(text));
+        assert_int_equal(rc, -1);
+        assert_null(values);
+        assert_string_equal(text, cases[i].text);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -237,6 +278,7 @@ int main(void)
         cmocka_unit_test(test_falls_back),
         cmocka_unit_test(test_depth_as_jansson),
         cmocka_unit_test(test_replies_take_the_fast_path),
+        cmocka_unit_test(test_reply_errors_are_janssons),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
