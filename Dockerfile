@@ -13,7 +13,7 @@ RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         build-essential cmake ninja-build pkg-config \
         librdkafka-dev libhiredis-dev libpq-dev libcurl4-openssl-dev \
-        libjansson-dev libfyaml-dev libmicrohttpd-dev libcmocka-dev \
+        libjansson-dev libyajl-dev libfyaml-dev libmicrohttpd-dev libcmocka-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -28,7 +28,7 @@ RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DSLUICE_WERROR=OFF
 FROM debian:12-slim
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        librdkafka1 libhiredis0.14 libpq5 libcurl4 libjansson4 libfyaml0 \
+        librdkafka1 libhiredis0.14 libpq5 libcurl4 libjansson4 libyajl2 libfyaml0 \
         libmicrohttpd12 ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --user-group --no-create-home \

@@ -9,6 +9,7 @@
 #include "infer_int.h"
 
 #include "err.h"
+#include "jsonload.h"
 #include "jsonptr.h"
 #include "jsontext.h"
 #include "template.h"
@@ -496,7 +497,10 @@ int sl_infer_proto_parse(const struct sl_config_backend *bc, const char *resp,
 
     *valuesp = NULL;
     usage->prompt = usage->completion = usage->total = -1;
-    reply = json_loadb(resp ? resp : "", resp_len, 0, &jerr);
+    /* yajl's lexer first; jansson for its own value or error text */
+    reply = sl_json_loadb_fast(resp, resp_len);
+    if (!reply)
+        reply = json_loadb(resp ? resp : "", resp_len, 0, &jerr);
     if (!reply) {
         char why[sizeof(jerr.text) * 2];
         snprintf(text, text_size, "reply is not valid JSON: %s at byte %d",

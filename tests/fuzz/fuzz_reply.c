@@ -6,8 +6,14 @@
  * Input: byte 0 picks the backend, byte 1 the number of inputs of an
  * embeddings batch (1..8); for http-json the JSON pointer runs to the
  * first '\n'; the rest is the reply body.
+ *
+ * Each body also goes to sl_json_loadb_fast() and json_loadb(): when the
+ * fast loader gives a tree, jansson must give an equal one that prints
+ * the same (key order, integer or real), else abort().
  */
 #include "fuzz_engine.h"
+
+#include "jsonload.h"
 
 #include <stdint.h>
 
@@ -20,6 +26,26 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argv;
     fuzz_engine_init();
     return 0;
+}
+
+/* The fast loader's tree, when it gives one, is jansson's. */
+static void same_tree_as_jansson(const char *body, size_t len)
+{
+    json_t *fast = sl_json_loadb_fast(body, len);
+    if (!fast)
+        return;
+    json_t *slow = json_loadb(body, len, 0, NULL);
+    if (!slow || !json_equal(fast, slow))
+        abort();
+    char *a = json_dumps(fast, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *b = json_dumps(slow, JSON_COMPACT | JSON_ENCODE_ANY);
+    /* (both NULL past json_dumps' own depth limit) */
+    if (!a != !b || (a && strcmp(a, b) != 0))
+        abort();
+    free(a);
+    free(b);
+    json_decref(fast);
+    json_decref(slow);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -60,6 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     req.resp[size] = '\0';
     req.resp_len = size;
     req.resp_cap = size + 1;
+    same_tree_as_jansson(req.resp, req.resp_len);
 
     struct sl_infer_usage usage;
     int rc = parse_reply(&fuzz_w, &req, &values, &usage, &ce);
