@@ -131,6 +131,27 @@ static int backend_init(struct sl_infer_backend *be,
     return err;
 }
 
+/*
+ * Whether backend 'bc''s result only ever goes to a real[] column: an
+ * embeddings backend named in sink.postgres.columns.vectors with
+ * vectors_in_results false, and no gateway (which answers with the
+ * results).  Its base64 vectors can then travel packed (vecpack.h).
+ */
+static bool vector_only(const struct sl_config *cfg,
+                        const struct sl_config_backend *bc)
+{
+    const struct sl_config_postgres *pg = &cfg->sink.postgres;
+
+    if (bc->kind != SL_CONFIG_BACKEND_OPENAI_EMBEDDINGS || !cfg->sink.present ||
+        pg->vectors_in_results || cfg->gateway.enabled)
+        return false;
+    for (size_t k = 0; k < pg->columns.vectors.cnt; k++)
+        if (pg->columns.vectors.items[k].value &&
+            !strcmp(pg->columns.vectors.items[k].value, bc->name))
+            return true;
+    return false;
+}
+
 struct sl_infer *sl_infer_new(const struct sl_config *cfg, char *errstr,
                               size_t errstr_size)
 {
@@ -149,9 +170,12 @@ struct sl_infer *sl_infer_new(const struct sl_config *cfg, char *errstr,
         sl_seterr(-SL_ENOMEM, errstr, errstr_size, "out of memory");
         goto fail;
     }
-    for (size_t i = 0; i < cfg->backend_cnt; i++)
+    for (size_t i = 0; i < cfg->backend_cnt; i++) {
         if (backend_init(&inf->be[i], &cfg->backends[i], errstr, errstr_size))
             goto fail;
+        if (vector_only(cfg, &cfg->backends[i]))
+            inf->be[i].proto_flags |= SL_PROTO_PACK_VECTORS;
+    }
     for (size_t s = 0; s < cfg->step_cnt; s++) {
         const struct sl_config_step *st = &cfg->steps[s];
         inf->step_be[s] =

@@ -28,6 +28,7 @@ struct sl_infer_backend {
                                              the Authorization header */
     bool has_key;                         /* an API key is configured */
     bool body_safe;              /* http-json body: sl_template_json_safe() */
+    unsigned proto_flags;        /* SL_PROTO_* for its replies */
     struct sl_limiter *limiter;  /* concurrency, rps, tokens */
     struct sl_breaker *breaker;  /* shared circuit breaker */
     struct sl_infer_stats stats; /* counters for metrics */
@@ -76,8 +77,8 @@ struct sl_infer_proto {
      * does not count them).  0, or -1 with text saying what is wrong.
      */
     int (*parse)(const struct sl_config_backend *bc, json_t *reply,
-                 size_t ncalls, json_t *values, struct sl_infer_usage *usage,
-                 char *text, size_t text_size);
+                 size_t ncalls, unsigned flags, json_t *values,
+                 struct sl_infer_usage *usage, char *text, size_t text_size);
 };
 
 /* The protocol of 'kind'; never NULL.  Any thread. */
@@ -89,12 +90,17 @@ sl_infer_proto_of(enum sl_config_backend_kind kind);
  * request of backend 'bc': 0 with *valuesp a JSON array of 'ncalls' values
  * (owned by the caller) and *usage the tokens it used (all -1 when the
  * reply reports none); or -1 with *valuesp NULL and text saying why the
- * reply is bad (class bad_json).  Any thread.
+ * reply is bad (class bad_json).  'flags': SL_PROTO_* (0: none).  Any
+ * thread.
  */
 int sl_infer_proto_parse(const struct sl_config_backend *bc, const char *resp,
-                         size_t resp_len, size_t ncalls, json_t **valuesp,
-                         struct sl_infer_usage *usage, char *text,
-                         size_t text_size);
+                         size_t resp_len, size_t ncalls, unsigned flags,
+                         json_t **valuesp, struct sl_infer_usage *usage,
+                         char *text, size_t text_size);
+
+/* A base64 embedding as a packed vector (vecpack.h), not an array: the
+ * result only goes to a real[] column. */
+#define SL_PROTO_PACK_VECTORS 1u
 
 /*
  * The error class of a non-2xx HTTP status: http_429, http_5xx (>= 500)

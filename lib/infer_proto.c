@@ -14,8 +14,10 @@
 #include "jsontext.h"
 #include "template.h"
 #include "utf8.h"
+#include "vecpack.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,13 +53,14 @@ static int http_json_render(const struct sl_infer_backend *be,
 }
 
 static int http_json_parse(const struct sl_config_backend *bc, json_t *reply,
-                           size_t ncalls, json_t *values,
+                           size_t ncalls, unsigned flags, json_t *values,
                            struct sl_infer_usage *usage, char *text,
                            size_t text_size)
 {
     char ptr[128];
     json_t *v = NULL;
 
+    (void)flags;
     (void)ncalls;
     (void)usage;
     if (sl_jsonptr_get(reply, bc->result_pointer, &v)) {
@@ -172,12 +175,14 @@ static int chat_render(const struct sl_infer_backend *be, const json_t *doc,
 }
 
 static int chat_parse(const struct sl_config_backend *bc, json_t *reply,
-                      size_t ncalls, json_t *values,
+                      size_t ncalls, unsigned flags, json_t *values,
                       struct sl_infer_usage *usage_out, char *text,
                       size_t text_size)
 {
     json_error_t jerr;
     json_t *v;
+
+    (void)flags;
     json_t *content = json_object_get(
         json_object_get(json_array_get(json_object_get(reply, "choices"), 0),
                         "message"),
@@ -344,27 +349,32 @@ static long b64_decode(const char *in, size_t n, unsigned char *out, char *why,
 /*
  * A base64 embedding (little-endian float32s) as an array of reals, each
  * the float's exact value: the numbers jansson would give for the same
- * floats sent as JSON numbers (printed as doubles, e.g. by Python).  NULL
- * with the reason in 'why' for a string that is not base64 of whole,
- * finite float32s.
+ * floats sent as JSON numbers (printed as doubles, e.g. by Python); or,
+ * with 'pack', as one packed vector (vecpack.h).  NULL with the reason in
+ * 'why' for a string that is not base64 of whole, finite float32s.
  */
-static json_t *b64_floats(const json_t *str, char *why, size_t why_size)
+static json_t *b64_floats(const json_t *str, bool pack, char *why,
+                          size_t why_size)
 {
+    unsigned char stack[4096]; /* a 1,024-float vector */
     size_t n = json_string_length(str);
-    unsigned char *bytes = malloc(n / 4 * 3 + 1);
+    unsigned char *bytes =
+        n / 4 * 3 <= sizeof(stack) ? stack : malloc(n / 4 * 3 + 1);
     json_t *arr = NULL;
-    long len;
+    long len, i;
 
     if (!bytes) {
         snprintf(why, why_size, "out of memory");
         return NULL;
     }
     len = b64_decode(json_string_value(str), n, bytes, why, why_size);
-    if (len >= 0 && len % 4)
+    if (len < 0)
+        goto done;
+    if (len % 4) {
         snprintf(why, why_size, "%ld bytes, not whole float32s", len);
-    else if (len >= 0)
-        arr = json_array();
-    for (long i = 0; arr && i < len; i += 4) {
+        goto done;
+    }
+    for (i = 0; i < len; i += 4) {
         uint32_t u = (uint32_t)bytes[i] | (uint32_t)bytes[i + 1] << 8 |
                      (uint32_t)bytes[i + 2] << 16 |
                      (uint32_t)bytes[i + 3] << 24;
@@ -374,18 +384,34 @@ static json_t *b64_floats(const json_t *str, char *why, size_t why_size)
             snprintf(why, why_size, "float %ld is not finite", i / 4);
             json_decref(arr);
             arr = NULL;
-        } else if (json_array_append_new(arr, json_real((double)f))) {
-            snprintf(why, why_size, "out of memory");
-            json_decref(arr);
-            arr = NULL;
+            goto done;
+        }
+        if (!pack) {
+            if (!arr && !(arr = json_array()))
+                break;
+            if (json_array_append_new(arr, json_real((double)f))) {
+                json_decref(arr);
+                arr = NULL;
+                break;
+            }
         }
     }
-    free(bytes);
+    if (i < len)
+        snprintf(why, why_size, "out of memory");
+    else if (pack)
+        arr = sl_vecpack_new(bytes, (size_t)len / 4);
+    else if (!arr)
+        arr = json_array(); /* no floats */
+    if (!arr && i >= len)
+        snprintf(why, why_size, "out of memory");
+done:
+    if (bytes != stack)
+        free(bytes);
     return arr;
 }
 
 static int embeddings_parse(const struct sl_config_backend *bc, json_t *reply,
-                            size_t ncalls, json_t *values,
+                            size_t ncalls, unsigned flags, json_t *values,
                             struct sl_infer_usage *usage, char *text,
                             size_t text_size)
 {
@@ -420,7 +446,8 @@ static int embeddings_parse(const struct sl_config_backend *bc, json_t *reply,
             continue;
         }
         char why[96];
-        json_t *floats = b64_floats(emb, why, sizeof(why));
+        json_t *floats =
+            b64_floats(emb, flags & SL_PROTO_PACK_VECTORS, why, sizeof(why));
         if (!floats) {
             snprintf(text, text_size,
                      "reply's data[%zu].embedding is not base64 of "
@@ -488,9 +515,9 @@ const struct sl_infer_proto *sl_infer_proto_of(enum sl_config_backend_kind kind)
 }
 
 int sl_infer_proto_parse(const struct sl_config_backend *bc, const char *resp,
-                         size_t resp_len, size_t ncalls, json_t **valuesp,
-                         struct sl_infer_usage *usage, char *text,
-                         size_t text_size)
+                         size_t resp_len, size_t ncalls, unsigned flags,
+                         json_t **valuesp, struct sl_infer_usage *usage,
+                         char *text, size_t text_size)
 {
     json_error_t jerr;
     json_t *reply, *values;
@@ -508,8 +535,8 @@ int sl_infer_proto_parse(const struct sl_config_backend *bc, const char *resp,
         return -1;
     }
     values = json_array();
-    if (sl_infer_proto_of(bc->kind)->parse(bc, reply, ncalls, values, usage,
-                                           text, text_size) < 0) {
+    if (sl_infer_proto_of(bc->kind)->parse(bc, reply, ncalls, flags, values,
+                                           usage, text, text_size) < 0) {
         json_decref(values);
         json_decref(reply);
         return -1;

@@ -472,8 +472,8 @@ static int parse_reply(struct sl_infer_worker *w, struct req *req,
     struct sl_infer_backend *be = &w->inf->be[req->be];
 
     if (sl_infer_proto_parse(bconf(w, req->be), req->resp, req->resp_len,
-                             req->ncalls, valuesp, usage, ce->text,
-                             sizeof(ce->text)) < 0) {
+                             req->ncalls, be->proto_flags, valuesp, usage,
+                             ce->text, sizeof(ce->text)) < 0) {
         ce->ec = SL_INFER_EC_BAD_JSON;
         return -1;
     }

@@ -6,6 +6,7 @@
 #include "err.h"
 #include "jsontext.h"
 #include "utf8.h"
+#include "vecpack.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -74,7 +75,27 @@ static int vec_of(const char *column, const char *backend, const json_t *a,
                   struct sl_row_vec *out, char *errstr, size_t errstr_size)
 {
     size_t n, i;
+    const unsigned char *le = sl_vecpack_get(a, &n);
 
+    if (le) { /* finite float32s, little-endian: only the byte order */
+        if (n > 0x3fffffff / 8)
+            return sl_seterr(-SL_EDATA, errstr, errstr_size,
+                             "vector column \"%s\": backend %s's result has "
+                             "%zu numbers, more than a real[] takes",
+                             column, backend, n);
+        out->elems = malloc(n ? n * 8 : 1);
+        if (!out->elems)
+            return -SL_ENOMEM;
+        for (i = 0; i < n; i++) {
+            const unsigned char *f = le + i * 4;
+            put_be32(out->elems + i * 8, 4);
+            put_be32(out->elems + i * 8 + 4,
+                     (uint32_t)f[0] | (uint32_t)f[1] << 8 |
+                         (uint32_t)f[2] << 16 | (uint32_t)f[3] << 24);
+        }
+        out->count = (uint32_t)n;
+        return 0;
+    }
     if (!json_is_array(a))
         return sl_seterr(-SL_EDATA, errstr, errstr_size,
                          "vector column \"%s\": backend %s's result is %s, "

@@ -374,6 +374,42 @@ static void test_not_in_results(void **state)
     PQfinish(db);
 }
 
+/* The same for a base64 backend, whose vectors travel packed from the
+ * reply to the row (vecpack.h): each element the float32 the server sent,
+ * that of the number the float backend got, and no trace of it in
+ * results. */
+static void test_not_in_results_base64(void **state)
+{
+    char key[96], table[96];
+
+    (void)state;
+    h_unique(key, sizeof(key), "vecnr64");
+    h_unique(table, sizeof(table), "t_vecnr64");
+    produce(key, N);
+    run_pipeline_with(key, table, NULL, "", "    vectors_in_results: false\n",
+                      "{embedding: embed64, e2: embed64}", N, 0);
+
+    PGconn *db = h_db();
+    assert_int_equal(h_pg_int(db, "SELECT count(*) FROM %s", table), N);
+    assert_int_equal(h_pg_int(db, "SELECT count(*) FROM %s_dead", table), 0);
+    assert_int_equal(h_pg_int(db,
+                              "SELECT count(*) FROM %s WHERE NOT results ? "
+                              "'embed64' AND results ? 'embed' AND "
+                              "array_length(embedding, 1) = %d AND e2 = "
+                              "embedding AND NOT results::text LIKE '%%f32%%'",
+                              table, DIM),
+                     N);
+    assert_int_equal(h_pg_int(db,
+                              "SELECT count(*) FROM %s, unnest(embedding) "
+                              "WITH ORDINALITY AS e(v, n) WHERE e.v::float8 = "
+                              "(results->'embed'->>(e.n::int - 1))::float8"
+                              "::float4::float8",
+                              table),
+                     N * DIM);
+    PQclear(h_pg_query(db, "DROP TABLE %s, %s_dead", table, table));
+    PQfinish(db);
+}
+
 /* A number a real cannot hold (PostgreSQL's float4 would refuse it too):
  * a dead letter saying which element, nothing in the table. */
 static void test_out_of_range(void **state)
@@ -425,6 +461,7 @@ int main(void)
         cmocka_unit_test(test_base64_rows),
         cmocka_unit_test(test_bad_base64_dead_letter),
         cmocka_unit_test(test_not_in_results),
+        cmocka_unit_test(test_not_in_results_base64),
         cmocka_unit_test(test_out_of_range),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

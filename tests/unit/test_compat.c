@@ -85,7 +85,7 @@ static json_t *parse_ok(const char *name, const struct sl_config_backend *bc,
     load(name, &r);
     assert_int_equal(r.status, 200);
     assert_false(r.has_retry_after);
-    if (sl_infer_proto_parse(bc, r.body, r.len, ncalls, &values, u, text,
+    if (sl_infer_proto_parse(bc, r.body, r.len, ncalls, 0, &values, u, text,
                              sizeof(text)) < 0)
         fail_msg("%s: %s", name, text);
     free(r.body);
@@ -203,8 +203,8 @@ static void test_any_json(void **state)
     char text[256];
     struct reply r;
     load("tei_embed_200.http", &r);
-    assert_int_equal(sl_infer_proto_parse(&chat, r.body, r.len, 1, &v, &u, text,
-                                          sizeof(text)),
+    assert_int_equal(sl_infer_proto_parse(&chat, r.body, r.len, 1, 0, &v, &u,
+                                          text, sizeof(text)),
                      -1);
     assert_string_equal(text, "reply has no string choices[0].message.content");
     free(r.body);

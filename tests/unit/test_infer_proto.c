@@ -8,6 +8,8 @@
 
 #include "infer_int.h"
 #include "jsontext.h"
+#include "row.h"
+#include "vecpack.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -53,8 +55,9 @@ static void test_request_body(void **state)
  * backend 'bc'.  Returns the embedding's row text (sl_jsontext_dumps,
  * compact, as the sink writes it), or NULL with the error in 'text'.
  */
-static char *parse_one(const struct sl_config_backend *bc,
-                       const char *embedding, char *text, size_t text_size)
+static json_t *parse_values(const struct sl_config_backend *bc,
+                            const char *embedding, unsigned flags, char *text,
+                            size_t text_size)
 {
     char reply[1024];
     struct sl_infer_usage u;
@@ -66,12 +69,22 @@ static char *parse_one(const struct sl_config_backend *bc,
              "\"usage\":{\"prompt_tokens\":1,\"total_tokens\":1}}",
              embedding);
     text[0] = '\0';
-    if (sl_infer_proto_parse(bc, reply, strlen(reply), 1, &values, &u, text,
-                             text_size) < 0) {
+    if (sl_infer_proto_parse(bc, reply, strlen(reply), 1, flags, &values, &u,
+                             text, text_size) < 0) {
         assert_null(values);
         return NULL;
     }
     assert_int_equal(u.total, 1);
+    return values;
+}
+
+static char *parse_one(const struct sl_config_backend *bc,
+                       const char *embedding, char *text, size_t text_size)
+{
+    json_t *values = parse_values(bc, embedding, 0, text, text_size);
+
+    if (!values)
+        return NULL;
     char *row = sl_jsontext_dumps(json_array_get(values, 0), JSON_COMPACT);
     json_decref(values);
     assert_non_null(row);
@@ -124,6 +137,52 @@ static void test_base64_is_the_float32_values(void **state)
     row = parse_one(&emb_float, py_b64, text, sizeof(text));
     assert_string_equal(row, row_json);
     free(row);
+}
+
+/* The float4 elements a row gets from 'values'[0] as vector column "v". */
+static struct sl_row_vec row_vec(json_t *values)
+{
+    static const char *const backends[] = {"e"}, *const columns[] = {"v"};
+    const struct sl_row_vectors spec = {backends, columns, 1, false};
+    struct sl_row_vec vec = {0};
+    char err[256];
+    json_t *results = json_pack("{s:O}", "e", json_array_get(values, 0));
+
+    assert_int_equal(sl_row_vectors_of(&spec, results, &vec, err, sizeof(err)),
+                     0);
+    json_decref(results);
+    return vec;
+}
+
+/* SL_PROTO_PACK_VECTORS: a base64 vector travels as one packed value, no
+ * json_t a number, and a row gets the same float4s from it as from the
+ * numbers; a number array stays an array. */
+static void test_packed_vector(void **state)
+{
+    char text[256];
+    size_t n = 0;
+
+    (void)state;
+    json_t *packed = parse_values(&emb_b64, py_b64, SL_PROTO_PACK_VECTORS, text,
+                                  sizeof(text));
+    json_t *numbers = parse_values(&emb_float, py_json, SL_PROTO_PACK_VECTORS,
+                                   text, sizeof(text));
+    assert_non_null(packed);
+    assert_non_null(numbers);
+    assert_non_null(sl_vecpack_get(json_array_get(packed, 0), &n));
+    assert_int_equal(n, 10);
+    assert_true(json_is_array(json_array_get(numbers, 0)));
+    struct sl_row_vec a = row_vec(packed), b = row_vec(numbers);
+    assert_int_equal(a.count, 10);
+    assert_int_equal(b.count, 10);
+    assert_memory_equal(a.elems, b.elems, 10 * 8);
+    /* the first element: length 4, then 0.1f (0x3dcccccd) in network order */
+    static const unsigned char first[8] = {0, 0, 0, 4, 0x3d, 0xcc, 0xcc, 0xcd};
+    assert_memory_equal(a.elems, first, 8);
+    free(a.elems);
+    free(b.elems);
+    json_decref(packed);
+    json_decref(numbers);
 }
 
 static void test_base64_padding(void **state)
@@ -185,6 +244,10 @@ static void test_base64_rejected(void **state)
                  "float32s: %s",
                  bad[i].why);
         assert_string_equal(text, want);
+        /* the same when the vector would travel packed */
+        assert_null(parse_values(&emb_b64, bad[i].in, SL_PROTO_PACK_VECTORS,
+                                 text, sizeof(text)));
+        assert_string_equal(text, want);
     }
     /* neither a string nor an array */
     assert_null(parse_one(&emb_b64, "{}", text, sizeof(text)));
@@ -198,6 +261,7 @@ int main(void)
         cmocka_unit_test(test_base64_is_the_float32_values),
         cmocka_unit_test(test_base64_padding),
         cmocka_unit_test(test_base64_rejected),
+        cmocka_unit_test(test_packed_vector),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

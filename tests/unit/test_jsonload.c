@@ -264,7 +264,7 @@ static void test_reply_errors_are_janssons(void **state)
         char text[512] = "";
         int rc =
             sl_infer_proto_parse(&emb, cases[i].reply, strlen(cases[i].reply),
-                                 1, &values, &u, text, sizeof(text));
+                                 1, 0, &values, &u, text, sizeof(text));
         assert_int_equal(rc, -1);
         assert_null(values);
         assert_string_equal(text, cases[i].text);
