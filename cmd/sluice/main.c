@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <yajl/yajl_version.h>
 
 static const char usage[] =
     "Usage: sluice <command> [options]\n"
@@ -75,6 +76,8 @@ int sl_cmd_version(int argc, char **argv)
     printf("libcurl %s\n", cv->version);
     printf("TLS (libcurl's) %s\n", cv->ssl_version ? cv->ssl_version : "none");
     printf("jansson %s\n", jansson_version_str());
+    printf("yajl %d.%d.%d\n", yajl_version() / 10000,
+           yajl_version() / 100 % 100, yajl_version() % 100);
     printf("libmicrohttpd %s\n", MHD_get_version());
     printf("libfyaml %s\n", fy_library_version());
     return 0;

@@ -9,6 +9,7 @@
 
 #include <curl/curl.h>
 #include <libfyaml.h>
+#include <yajl/yajl_version.h>
 
 static char sluice[512]; /* the binary under test */
 
@@ -248,6 +249,9 @@ static void test_version(void **state)
              cv->ssl_version ? cv->ssl_version : "none");
     assert_non_null(strstr(out, want));
     snprintf(want, sizeof(want), "\nlibcurl %s\n", cv->version);
+    assert_non_null(strstr(out, want));
+    snprintf(want, sizeof(want), "\nyajl %d.%d.%d\n", yajl_version() / 10000,
+             yajl_version() / 100 % 100, yajl_version() % 100);
     assert_non_null(strstr(out, want));
     static const char *const libs[] = {"\nlibrdkafka ", "\nlibpq ",
                                        "\nhiredis ", "\njansson ",
