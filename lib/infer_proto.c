@@ -7,6 +7,7 @@
  * (config_schema.c).
  */
 #include "infer_int.h"
+#include "byteorder.h"
 
 #include "err.h"
 #include "jsonload.h"
@@ -375,9 +376,7 @@ static json_t *b64_floats(const json_t *str, bool pack, char *why,
         goto done;
     }
     for (i = 0; i < len; i += 4) {
-        uint32_t u = (uint32_t)bytes[i] | (uint32_t)bytes[i + 1] << 8 |
-                     (uint32_t)bytes[i + 2] << 16 |
-                     (uint32_t)bytes[i + 3] << 24;
+        uint32_t u = sl_get_le32(bytes + i);
         float f;
         memcpy(&f, &u, sizeof(f));
         if (!isfinite(f)) {

@@ -3,6 +3,7 @@
  * payloads (jsonb or raw bytes), and dead-letter records.
  */
 #include "row.h"
+#include "byteorder.h"
 #include "err.h"
 #include "jsontext.h"
 #include "utf8.h"
@@ -62,46 +63,10 @@ static const char *json_kind(const json_t *j)
     return "null";
 }
 
-static void put_be32(unsigned char *p, uint32_t v)
+/* Room in 'out' for 'n' float4 elements: -SL_EDATA past a real[]'s size. */
+static int vec_alloc(const char *column, const char *backend, size_t n,
+                     struct sl_row_vec *out, char *errstr, size_t errstr_size)
 {
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-}
-
-/* One result 'a' as float4 elements into 'out'. */
-static int vec_of(const char *column, const char *backend, const json_t *a,
-                  struct sl_row_vec *out, char *errstr, size_t errstr_size)
-{
-    size_t n, i;
-    const unsigned char *le = sl_vecpack_get(a, &n);
-
-    if (le) { /* finite float32s, little-endian: only the byte order */
-        if (n > 0x3fffffff / 8)
-            return sl_seterr(-SL_EDATA, errstr, errstr_size,
-                             "vector column \"%s\": backend %s's result has "
-                             "%zu numbers, more than a real[] takes",
-                             column, backend, n);
-        out->elems = malloc(n ? n * 8 : 1);
-        if (!out->elems)
-            return -SL_ENOMEM;
-        for (i = 0; i < n; i++) {
-            const unsigned char *f = le + i * 4;
-            put_be32(out->elems + i * 8, 4);
-            put_be32(out->elems + i * 8 + 4,
-                     (uint32_t)f[0] | (uint32_t)f[1] << 8 |
-                         (uint32_t)f[2] << 16 | (uint32_t)f[3] << 24);
-        }
-        out->count = (uint32_t)n;
-        return 0;
-    }
-    if (!json_is_array(a))
-        return sl_seterr(-SL_EDATA, errstr, errstr_size,
-                         "vector column \"%s\": backend %s's result is %s, "
-                         "not an array of numbers",
-                         column, backend, json_kind(a));
-    n = json_array_size(a);
     if (n > 0x3fffffff / 8)
         return sl_seterr(-SL_EDATA, errstr, errstr_size,
                          "vector column \"%s\": backend %s's result has %zu "
@@ -110,6 +75,41 @@ static int vec_of(const char *column, const char *backend, const json_t *a,
     out->elems = malloc(n ? n * 8 : 1);
     if (!out->elems)
         return -SL_ENOMEM;
+    out->count = (uint32_t)n;
+    return 0;
+}
+
+/* Element 'i' of 'out': its length (4) and the float4 'bits', each in
+ * network order, as PostgreSQL's binary array format has them. */
+static void vec_put(struct sl_row_vec *out, size_t i, uint32_t bits)
+{
+    sl_put_be32(out->elems + i * 8, 4);
+    sl_put_be32(out->elems + i * 8 + 4, bits);
+}
+
+/* One result 'a' as float4 elements into 'out'. */
+static int vec_of(const char *column, const char *backend, const json_t *a,
+                  struct sl_row_vec *out, char *errstr, size_t errstr_size)
+{
+    size_t n, i;
+    const unsigned char *le = sl_vecpack_get(a, &n);
+    int rc;
+
+    if (le) { /* finite float32s, little-endian: only the byte order */
+        if ((rc = vec_alloc(column, backend, n, out, errstr, errstr_size)) < 0)
+            return rc;
+        for (i = 0; i < n; i++)
+            vec_put(out, i, sl_get_le32(le + i * 4));
+        return 0;
+    }
+    if (!json_is_array(a))
+        return sl_seterr(-SL_EDATA, errstr, errstr_size,
+                         "vector column \"%s\": backend %s's result is %s, "
+                         "not an array of numbers",
+                         column, backend, json_kind(a));
+    n = json_array_size(a);
+    if ((rc = vec_alloc(column, backend, n, out, errstr, errstr_size)) < 0)
+        return rc;
     for (i = 0; i < n; i++) {
         const json_t *e = json_array_get(a, i);
         double d;
@@ -130,10 +130,8 @@ static int vec_of(const char *column, const char *backend, const json_t *a,
                              "[%zu] = %g is out of range for type real",
                              column, backend, i, d);
         memcpy(&bits, &f, 4);
-        put_be32(out->elems + i * 8, 4);
-        put_be32(out->elems + i * 8 + 4, bits);
+        vec_put(out, i, bits);
     }
-    out->count = (uint32_t)n;
     return 0;
 }
 

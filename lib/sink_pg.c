@@ -566,8 +566,10 @@ static void sink_free(struct sl_sink_pg *sink)
     free(sink->sql_dead);
     for (i = 0; i < SL_SINK_PG_NPARAMS(SL_SINK_PG_MAX_VECTORS); i++)
         sl_pgarr_free(&sink->arr[i]);
-    for (i = 0; i < 2 * SL_SINK_PG_MAX_VECTORS; i++)
-        free(sink->vec_names[i]);
+    for (i = 0; i < SL_SINK_PG_MAX_VECTORS; i++) {
+        free(sink->vec_backends[i]);
+        free(sink->vec_columns[i]);
+    }
     sl_queue_destroy(sink->backlog);
     if (sink->wake_fd >= 0)
         close(sink->wake_fd);
@@ -672,20 +674,17 @@ struct sl_sink_pg *sl_sink_pg_new(const struct sl_sink_pg_conf *conf,
                                              conf->vector_cnt);
     sink->sql_dead = sl_sink_pg_sql_insert_dead(qd);
     for (size_t v = 0; v < conf->vector_cnt; v++) {
-        sink->vec_names[v] = strdup(conf->vectors[v].backend);
-        sink->vec_names[SL_SINK_PG_MAX_VECTORS + v] =
-            strdup(conf->vectors[v].column);
-        if (!sink->vec_names[v] ||
-            !sink->vec_names[SL_SINK_PG_MAX_VECTORS + v]) {
+        sink->vec_backends[v] = strdup(conf->vectors[v].backend);
+        sink->vec_columns[v] = strdup(conf->vectors[v].column);
+        if (!sink->vec_backends[v] || !sink->vec_columns[v]) {
             sl_seterr(-SL_ENOMEM, errstr, errstr_size, "out of memory");
             goto fail1;
         }
     }
     sink->nvec = conf->vector_cnt;
     sink->row_vectors = (struct sl_row_vectors){
-        .backends = (const char *const *)sink->vec_names,
-        .columns =
-            (const char *const *)sink->vec_names + SL_SINK_PG_MAX_VECTORS,
+        .backends = (const char *const *)sink->vec_backends,
+        .columns = (const char *const *)sink->vec_columns,
         .n = sink->nvec,
         .in_results = !conf->results_without_vectors,
     };

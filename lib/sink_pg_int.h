@@ -316,10 +316,11 @@ struct sl_sink_pg {
     char *sql_toast;       /* session's TOAST compression, or NULL */
     char *sql_dead;        /* dead-letter upsert */
     size_t nvec;           /* vector columns */
-    char *vec_names[2 * SL_SINK_PG_MAX_VECTORS]; /* backends, columns */
-    struct sl_row_vectors row_vectors;           /* points at vec_names */
-    int batch_rows;                              /* rows per batch */
-    int flush_ms;              /* max age of a partial batch */
+    char *vec_backends[SL_SINK_PG_MAX_VECTORS]; /* nvec; owned */
+    char *vec_columns[SL_SINK_PG_MAX_VECTORS];  /* nvec; owned */
+    struct sl_row_vectors row_vectors;          /* points at the two */
+    int batch_rows;                             /* rows per batch */
+    int flush_ms;                               /* max age of a partial batch */
     int max_inflight;          /* batches sent, not yet durable */
     int backoff_min_ms;        /* first backoff cap */
     int backoff_max_ms;        /* backoff cap */

@@ -5,6 +5,7 @@
  * pasted into SQL and no escaping can go wrong.
  */
 #include "sink_pg_int.h"
+#include "byteorder.h"
 #include "err.h"
 #include "strbuf.h"
 
@@ -88,14 +89,6 @@ int sl_sink_pg_ident_quote(const char *name, char *buf, size_t size)
 
 #define ARR_HDR 20 /* ndim, has_null, elem oid, dim size, lower bound */
 
-static void put32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-}
-
 static int reserve(struct sl_pgarr *a, size_t more)
 {
     size_t cap;
@@ -121,11 +114,11 @@ int sl_pgarr_begin(struct sl_pgarr *a, uint32_t elem_oid)
     a->has_null = 0;
     if (reserve(a, ARR_HDR) < 0)
         return -SL_ENOMEM;
-    put32(a->buf, 1);
-    put32(a->buf + 4, 0);
-    put32(a->buf + 8, elem_oid);
-    put32(a->buf + 12, 0);
-    put32(a->buf + 16, 1);
+    sl_put_be32(a->buf, 1);
+    sl_put_be32(a->buf + 4, 0);
+    sl_put_be32(a->buf + 8, elem_oid);
+    sl_put_be32(a->buf + 12, 0);
+    sl_put_be32(a->buf + 16, 1);
     a->len = ARR_HDR;
     return 0;
 }
@@ -137,11 +130,11 @@ int sl_pgarr_add(struct sl_pgarr *a, const void *data, size_t len)
     if (reserve(a, 4 + (data ? len : 0)) < 0)
         return -SL_ENOMEM;
     if (!data) {
-        put32(a->buf + a->len, 0xffffffffu);
+        sl_put_be32(a->buf + a->len, 0xffffffffu);
         a->len += 4;
         a->has_null = 1;
     } else {
-        put32(a->buf + a->len, (uint32_t)len);
+        sl_put_be32(a->buf + a->len, (uint32_t)len);
         if (len)
             memcpy(a->buf + a->len + 4, data, len);
         a->len += 4 + len;
@@ -154,7 +147,7 @@ int sl_pgarr_add_i32(struct sl_pgarr *a, int32_t v)
 {
     unsigned char b[4];
 
-    put32(b, (uint32_t)v);
+    sl_put_be32(b, (uint32_t)v);
     return sl_pgarr_add(a, b, 4);
 }
 
@@ -162,8 +155,8 @@ int sl_pgarr_add_i64(struct sl_pgarr *a, int64_t v)
 {
     unsigned char b[8];
 
-    put32(b, (uint32_t)((uint64_t)v >> 32));
-    put32(b + 4, (uint32_t)v);
+    sl_put_be32(b, (uint32_t)((uint64_t)v >> 32));
+    sl_put_be32(b + 4, (uint32_t)v);
     return sl_pgarr_add(a, b, 8);
 }
 
@@ -175,7 +168,7 @@ int sl_pgarr_add_jsonb(struct sl_pgarr *a, const char *text, size_t len)
         return -SL_ETOOBIG;
     if (reserve(a, 5 + len) < 0)
         return -SL_ENOMEM;
-    put32(a->buf + a->len, (uint32_t)(len + 1));
+    sl_put_be32(a->buf + a->len, (uint32_t)(len + 1));
     a->buf[a->len + 4] = 1; /* jsonb binary format version */
     memcpy(a->buf + a->len + 5, text, len);
     a->len += 5 + len;
@@ -199,8 +192,8 @@ int sl_pgarr_add_elems(struct sl_pgarr *a, const void *elems, size_t len,
 
 void sl_pgarr_finish(struct sl_pgarr *a)
 {
-    put32(a->buf + 4, (uint32_t)a->has_null);
-    put32(a->buf + 12, a->count);
+    sl_put_be32(a->buf + 4, (uint32_t)a->has_null);
+    sl_put_be32(a->buf + 12, a->count);
 }
 
 void sl_pgarr_free(struct sl_pgarr *a)
@@ -312,10 +305,10 @@ void sl_sink_pg_encode_dead(const struct sl_row *row,
     const char **vals = p->vals;
     int *lens = p->lens;
 
-    put32(p->part, (uint32_t)o->partition);
-    put32(p->off, (uint32_t)((uint64_t)o->offset >> 32));
-    put32(p->off + 4, (uint32_t)o->offset);
-    put32(p->att, row->attempts);
+    sl_put_be32(p->part, (uint32_t)o->partition);
+    sl_put_be32(p->off, (uint32_t)((uint64_t)o->offset >> 32));
+    sl_put_be32(p->off + 4, (uint32_t)o->offset);
+    sl_put_be32(p->att, row->attempts);
     vals[0] = src, lens[0] = (int)strlen(src);
     vals[1] = o->topic ? o->topic : "";
     lens[1] = (int)strlen(vals[1]);

@@ -93,6 +93,34 @@ static void run_pipeline(const char *key, const char *table,
     run_pipeline_with(key, table, NULL, "", "", vectors, want, want_dead);
 }
 
+/* Both rows and dead letters of 'table' are as many as expected. */
+static void assert_landed(PGconn *db, const char *table, long long rows,
+                          long long dead)
+{
+    assert_int_equal(h_pg_int(db, "SELECT count(*) FROM %s", table), rows);
+    assert_int_equal(h_pg_int(db, "SELECT count(*) FROM %s_dead", table), dead);
+}
+
+/* Elements of the embedding columns of 'table' equal to the same element
+ * of 'backend''s result in results, taken as a float4 when 'as_float4'
+ * (what PostgreSQL makes of the number), else as the number itself. */
+static long long same_elements(PGconn *db, const char *table,
+                               const char *backend, bool as_float4)
+{
+    return h_pg_int(db,
+                    "SELECT count(*) FROM %s, unnest(embedding) WITH "
+                    "ORDINALITY AS e(v, n) WHERE e.v::float8 = "
+                    "(results->'%s'->>(e.n::int - 1))::float8%s",
+                    table, backend, as_float4 ? "::float4::float8" : "");
+}
+
+/* Drop 'table' and its dead letters; close 'db'. */
+static void drop_tables(PGconn *db, const char *table)
+{
+    PQclear(h_pg_query(db, "DROP TABLE %s, %s_dead", table, table));
+    PQfinish(db);
+}
+
 static void test_embedding_column(void **state)
 {
     char key[96], table[96];
@@ -104,8 +132,7 @@ static void test_embedding_column(void **state)
     run_pipeline(key, table, "{embedding: embed}", N, 0);
 
     PGconn *db = h_db();
-    assert_int_equal(h_pg_int(db, "SELECT count(*) FROM %s", table), N);
-    assert_int_equal(h_pg_int(db, "SELECT count(*) FROM %s_dead", table), 0);
+    assert_landed(db, table, N, 0);
     /* The column sluice created is real[] (float4 elements). */
     assert_int_equal(h_pg_int(db,
                               "SELECT count(*) FROM pg_attribute WHERE "
@@ -135,13 +162,7 @@ static void test_embedding_column(void **state)
     }
     PQclear(res);
     /* exactly: each element is the float4 PostgreSQL makes of the number */
-    assert_int_equal(h_pg_int(db,
-                              "SELECT count(*) FROM %s, unnest(embedding) "
-                              "WITH ORDINALITY AS e(v, n) WHERE e.v::float8 = "
-                              "(results->'embed'->>(e.n::int - 1))::float8"
-                              "::float4::float8",
-                              table),
-                     N * DIM);
+    assert_int_equal(same_elements(db, table, "embed", true), N * DIM);
     /* The README's nearest-neighbour query: a row's own vector is its
      * nearest (cosine similarity 1). */
     res = h_pg_query(
@@ -158,8 +179,7 @@ static void test_embedding_column(void **state)
     assert_string_equal(PQgetvalue(res, 0, 0), "7");
     assert_true(fabs(atof(PQgetvalue(res, 0, 1)) - 1.0) < 1e-6);
     PQclear(res);
-    PQclear(h_pg_query(db, "DROP TABLE %s, %s_dead", table, table));
-    PQfinish(db);
+    drop_tables(db, table);
 }
 
 /* A vector column fed by a result that is not an array: the rows go to
@@ -184,8 +204,7 @@ static void test_not_an_array(void **state)
                               "is a string, not an array of numbers'",
                               table),
                      M);
-    PQclear(h_pg_query(db, "DROP TABLE %s, %s_dead", table, table));
-    PQfinish(db);
+    drop_tables(db, table);
 }
 
 /*
@@ -205,8 +224,7 @@ static void test_base64_rows(void **state)
     run_pipeline(key, table, "{embedding: embed64}", N, 0);
 
     PGconn *db = h_db();
-    assert_int_equal(h_pg_int(db, "SELECT count(*) FROM %s", table), N);
-    assert_int_equal(h_pg_int(db, "SELECT count(*) FROM %s_dead", table), 0);
+    assert_landed(db, table, N, 0);
     assert_int_equal(h_pg_int(db,
                               "SELECT count(*) FROM %s WHERE "
                               "jsonb_array_length(results->'embed64') = %d",
@@ -227,14 +245,8 @@ static void test_base64_rows(void **state)
                          "(results->'embed'->>i)::float8",
                          table, DIM - 1) > N * DIM / 2);
     /* the real[] column holds the same values */
-    assert_int_equal(h_pg_int(db,
-                              "SELECT count(*) FROM %s, unnest(embedding) "
-                              "WITH ORDINALITY AS e(v, n) WHERE e.v::float8 = "
-                              "(results->'embed64'->>(e.n::int - 1))::float8",
-                              table),
-                     N * DIM);
-    PQclear(h_pg_query(db, "DROP TABLE %s, %s_dead", table, table));
-    PQfinish(db);
+    assert_int_equal(same_elements(db, table, "embed64", false), N * DIM);
+    drop_tables(db, table);
 }
 
 /* A server that answers every embeddings request with one embedding per
@@ -337,8 +349,7 @@ static void test_bad_base64_dead_letter(void **state)
                  "4%%'",
                  table),
         M);
-    PQclear(h_pg_query(db, "DROP TABLE %s, %s_dead", table, table));
-    PQfinish(db);
+    drop_tables(db, table);
 }
 
 /* vectors_in_results: false: the vector is in its column only; the
@@ -356,22 +367,15 @@ static void test_not_in_results(void **state)
                       "{embedding: embed}", N, 0);
 
     PGconn *db = h_db();
-    assert_int_equal(h_pg_int(db, "SELECT count(*) FROM %s", table), N);
-    assert_int_equal(h_pg_int(db, "SELECT count(*) FROM %s_dead", table), 0);
+    assert_landed(db, table, N, 0);
     assert_int_equal(h_pg_int(db,
                               "SELECT count(*) FROM %s WHERE NOT results ? "
                               "'embed' AND results ? 'embed64' AND results ? "
                               "'sentiment' AND array_length(embedding, 1) = %d",
                               table, DIM),
                      N);
-    assert_int_equal(h_pg_int(db,
-                              "SELECT count(*) FROM %s, unnest(embedding) "
-                              "WITH ORDINALITY AS e(v, n) WHERE e.v::float8 = "
-                              "(results->'embed64'->>(e.n::int - 1))::float8",
-                              table),
-                     N * DIM);
-    PQclear(h_pg_query(db, "DROP TABLE %s, %s_dead", table, table));
-    PQfinish(db);
+    assert_int_equal(same_elements(db, table, "embed64", false), N * DIM);
+    drop_tables(db, table);
 }
 
 /* The same for a base64 backend, whose vectors travel packed from the
@@ -390,8 +394,7 @@ static void test_not_in_results_base64(void **state)
                       "{embedding: embed64, e2: embed64}", N, 0);
 
     PGconn *db = h_db();
-    assert_int_equal(h_pg_int(db, "SELECT count(*) FROM %s", table), N);
-    assert_int_equal(h_pg_int(db, "SELECT count(*) FROM %s_dead", table), 0);
+    assert_landed(db, table, N, 0);
     assert_int_equal(h_pg_int(db,
                               "SELECT count(*) FROM %s WHERE NOT results ? "
                               "'embed64' AND results ? 'embed' AND "
@@ -399,15 +402,8 @@ static void test_not_in_results_base64(void **state)
                               "embedding AND NOT results::text LIKE '%%f32%%'",
                               table, DIM),
                      N);
-    assert_int_equal(h_pg_int(db,
-                              "SELECT count(*) FROM %s, unnest(embedding) "
-                              "WITH ORDINALITY AS e(v, n) WHERE e.v::float8 = "
-                              "(results->'embed'->>(e.n::int - 1))::float8"
-                              "::float4::float8",
-                              table),
-                     N * DIM);
-    PQclear(h_pg_query(db, "DROP TABLE %s, %s_dead", table, table));
-    PQfinish(db);
+    assert_int_equal(same_elements(db, table, "embed", true), N * DIM);
+    drop_tables(db, table);
 }
 
 /* A number a real cannot hold (PostgreSQL's float4 would refuse it too):
@@ -436,8 +432,7 @@ static void test_out_of_range(void **state)
                               "1e+39 is out of range for type real'",
                               table),
                      M);
-    PQclear(h_pg_query(db, "DROP TABLE %s, %s_dead", table, table));
-    PQfinish(db);
+    drop_tables(db, table);
 }
 
 static int setup(void **state)
