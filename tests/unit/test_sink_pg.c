@@ -253,6 +253,59 @@ static void on_ack(void *arg, struct sl_msg *msg, int err)
     sl_msg_destroy(msg);
 }
 
+/* A vector column's value from a result, or the data error a row gets. */
+static int vector_of(const char *json, struct sl_row_vec *vec, char *err,
+                     size_t err_size)
+{
+    static const char *const backends[] = {"e"}, *const columns[] = {"v"};
+    const struct sl_row_vectors spec = {backends, columns, 1, false};
+    json_t *results = json_pack("{s:o}", "e", json_loads(json, 0, NULL));
+    int rc;
+
+    assert_non_null(results);
+    memset(vec, 0, sizeof(*vec));
+    err[0] = '\0';
+    rc = sl_row_vectors_of(&spec, results, vec, err, err_size);
+    json_decref(results);
+    return rc;
+}
+
+static void test_row_vectors(void **state)
+{
+    struct sl_row_vec vec;
+    char err[256];
+
+    (void)state;
+    /* integers and reals, each element its length 4 and its float4 */
+    assert_int_equal(vector_of("[1, -0.5, 0]", &vec, err, sizeof(err)), 0);
+    static const unsigned char want[24] = {0, 0, 0, 4, 0x3f, 0x80, 0, 0,
+                                           0, 0, 0, 4, 0xbf, 0,    0, 0,
+                                           0, 0, 0, 4, 0,    0,    0, 0};
+    assert_int_equal(vec.count, 3);
+    assert_memory_equal(vec.elems, want, sizeof(want));
+    free(vec.elems);
+    /* out of a real's range both ways, as PostgreSQL's float4in */
+    assert_int_equal(vector_of("[0.5, 1e-50]", &vec, err, sizeof(err)),
+                     -SL_EDATA);
+    assert_string_equal(err, "vector column \"v\": backend e's result [1] = "
+                             "1e-50 is out of range for type real");
+    free(vec.elems);
+    assert_int_equal(vector_of("[-1e39]", &vec, err, sizeof(err)), -SL_EDATA);
+    assert_string_equal(err, "vector column \"v\": backend e's result [0] = "
+                             "-1e+39 is out of range for type real");
+    free(vec.elems);
+    assert_int_equal(vector_of("[0.5, \"x\"]", &vec, err, sizeof(err)),
+                     -SL_EDATA);
+    assert_string_equal(err, "vector column \"v\": backend e's result [1] "
+                             "is a string, not a number");
+    free(vec.elems);
+    assert_int_equal(vector_of("{\"a\": 1}", &vec, err, sizeof(err)),
+                     -SL_EDATA);
+    assert_string_equal(err, "vector column \"v\": backend e's result is an "
+                             "object, not an array of numbers");
+    assert_null(vec.elems);
+}
+
 static void test_password_file_mode(void **state)
 {
     char path[] = "/tmp/sluice-pw-XXXXXX", errstr[256], want[256];
@@ -608,6 +661,7 @@ int main(void)
         cmocka_unit_test(test_bisect_and_errors),
         cmocka_unit_test(test_sql_text),
         cmocka_unit_test(test_row_payload_kind),
+        cmocka_unit_test(test_row_vectors),
         cmocka_unit_test(test_password_file_mode),
         cmocka_unit_test(test_conn_params_defaults),
         cmocka_unit_test(test_conn_params_dsn_wins),
